@@ -1,0 +1,275 @@
+//! The epoch loop of one query.
+//!
+//! # Algorithm
+//!
+//! ```text
+//!   source tasks ──(bounded channel)──► driver ──► pipeline ──► QueryOutput
+//!                                        │
+//!   every epoch: drain the channel; per source, in arrival order:
+//!     event times → lateness verdict (row by row) → drop late rows
+//!     → Batch into the source's node → Watermark if it advanced
+//! ```
+//!
+//! With an epoch interval of 0 the driver runs an epoch as soon as anything
+//! arrives. Results never depend on the interval: lateness is decided row by
+//! row (see [`crate::time`]), and windows close on watermarks only.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use datafusion::arrow::compute::filter_record_batch;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Result, RuntimeError};
+use crate::message::{Message, StreamBatch, Watermark};
+use crate::metrics::QueryMetrics;
+use crate::output::{OutputEvent, QueryOutput};
+use crate::pipeline::Pipeline;
+use crate::plan::StreamPlan;
+use crate::source::{self, SourceContext, SourceEvent};
+use crate::time::{WatermarkTracker, event_times};
+
+/// Source events buffered between a query's sources and its driver.
+const SOURCE_QUEUE: usize = 64;
+
+/// Per-query settings.
+#[derive(Debug, Clone)]
+pub struct QuerySettings {
+    /// Time between epochs; zero runs an epoch whenever data arrives.
+    pub epoch_interval: Duration,
+    /// Result rows kept for subscribers that join late or reconnect.
+    pub retained_rows: usize,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        Self { epoch_interval: Duration::from_millis(100), retained_rows: 10_000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryStatus {
+    Running,
+    Finished,
+    Failed(String),
+    Cancelled,
+}
+
+impl QueryStatus {
+    pub fn name(&self) -> &'static str {
+        match self {
+            QueryStatus::Running => "running",
+            QueryStatus::Finished => "finished",
+            QueryStatus::Failed(_) => "failed",
+            QueryStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// A running (or stopped) query.
+pub struct QueryHandle {
+    pub metrics: Arc<QueryMetrics>,
+    pub output: Arc<QueryOutput>,
+    status: Arc<Mutex<QueryStatus>>,
+    cancel: CancellationToken,
+}
+
+impl QueryHandle {
+    pub fn status(&self) -> QueryStatus {
+        self.status.lock().map(|status| status.clone()).unwrap_or(QueryStatus::Running)
+    }
+
+    /// Stops the query and its sources.
+    pub fn cancel(&self) {
+        if let Ok(mut status) = self.status.lock()
+            && *status == QueryStatus::Running
+        {
+            *status = QueryStatus::Cancelled;
+        }
+        self.cancel.cancel();
+        self.output.finish(OutputEvent::Failed { message: "query cancelled".into() });
+    }
+}
+
+impl Drop for QueryHandle {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Starts a query: its source tasks and its driver task.
+pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHandle> {
+    let pipeline = Pipeline::new(&plan)?;
+    let metrics = Arc::new(QueryMetrics::default());
+    let output = Arc::new(QueryOutput::new(plan.schema.clone(), settings.retained_rows));
+    let status = Arc::new(Mutex::new(QueryStatus::Running));
+    let cancel = CancellationToken::new();
+    let (events, receiver) = mpsc::channel(SOURCE_QUEUE);
+    for (index, spec) in plan.sources.iter().enumerate() {
+        let context =
+            SourceContext { index, events: events.clone(), metrics: metrics.clone(), cancel: cancel.child_token() };
+        source::spawn(spec, context);
+    }
+    drop(events);
+    let driver = Driver {
+        sources: plan
+            .sources
+            .iter()
+            .map(|spec| SourceState {
+                event_time_column: spec.event_time.map(|event_time| event_time.column),
+                tracker: spec.event_time.map(|event_time| WatermarkTracker::new(event_time.delay)),
+                ended: false,
+            })
+            .collect(),
+        pipeline,
+        metrics: metrics.clone(),
+        output: output.clone(),
+        settings,
+    };
+    let task_status = status.clone();
+    let output_for_task = output.clone();
+    let task_cancel = cancel.clone();
+    tokio::spawn(async move {
+        let result = tokio::select! {
+            _ = task_cancel.cancelled() => return,
+            result = driver.run(receiver) => result,
+        };
+        let (final_status, event) = match result {
+            Ok(()) => (QueryStatus::Finished, OutputEvent::End),
+            Err(error) => (QueryStatus::Failed(error.to_string()), OutputEvent::Failed { message: error.to_string() }),
+        };
+        // Status first, so a client that saw the end sees the final status.
+        if let Ok(mut status) = task_status.lock() {
+            *status = final_status;
+        }
+        output_for_task.finish(event);
+        // Stop the source tasks: the query is done with them.
+        task_cancel.cancel();
+    });
+    Ok(QueryHandle { metrics, output, status, cancel })
+}
+
+struct SourceState {
+    event_time_column: Option<usize>,
+    tracker: Option<WatermarkTracker>,
+    ended: bool,
+}
+
+struct Driver {
+    sources: Vec<SourceState>,
+    pipeline: Pipeline,
+    metrics: Arc<QueryMetrics>,
+    output: Arc<QueryOutput>,
+    settings: QuerySettings,
+}
+
+impl Driver {
+    async fn run(mut self, mut receiver: mpsc::Receiver<SourceEvent>) -> Result<()> {
+        let mut ticker = (!self.settings.epoch_interval.is_zero()).then(|| {
+            let mut ticker = tokio::time::interval(self.settings.epoch_interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker
+        });
+        if self.sources.is_empty() {
+            return Err(RuntimeError::user("a continuous query needs at least one stream"));
+        }
+        let mut pending = Vec::new();
+        loop {
+            match &mut ticker {
+                Some(ticker) => {
+                    ticker.tick().await;
+                }
+                None => match receiver.recv().await {
+                    Some(event) => pending.push(event),
+                    None => return Err(RuntimeError::internal("every source stopped without ending")),
+                },
+            }
+            while let Ok(event) = receiver.try_recv() {
+                pending.push(event);
+            }
+            self.epoch(std::mem::take(&mut pending))?;
+            if self.pipeline.is_finished() {
+                return Ok(());
+            }
+            if receiver.is_closed() && receiver.is_empty() && self.sources.iter().any(|source| !source.ended) {
+                return Err(RuntimeError::internal("a source stopped without ending"));
+            }
+        }
+    }
+
+    /// One epoch: everything the sources produced since the last one.
+    fn epoch(&mut self, events: Vec<SourceEvent>) -> Result<()> {
+        let watermark_before = self.metrics.watermark();
+        let mut output = Vec::new();
+        for event in events {
+            match event {
+                SourceEvent::Rows { source, rows } => self.ingest(source, rows, &mut output)?,
+                SourceEvent::End { source } => {
+                    self.sources[source].ended = true;
+                    self.pipeline.push_source(source, Message::End, &mut output)?;
+                }
+                SourceEvent::Failed { source, message } => {
+                    return Err(RuntimeError::external(format!("source {source} failed: {message}")));
+                }
+            }
+        }
+        QueryMetrics::add(&self.metrics.epochs, 1);
+        for message in output {
+            match message {
+                Message::Batch(batch) => {
+                    QueryMetrics::add(&self.metrics.rows_out, batch.num_rows() as u64);
+                    self.output.publish(batch);
+                }
+                Message::Watermark(watermark) => self.metrics.set_watermark(watermark),
+                Message::Barrier(_) | Message::End => {}
+            }
+        }
+        let watermark = self.metrics.watermark();
+        if watermark > watermark_before {
+            self.output.progress(watermark);
+        }
+        Ok(())
+    }
+
+    /// Watermarks a source's rows, drops late ones, and pushes the rest.
+    fn ingest(
+        &mut self,
+        source: usize,
+        rows: datafusion::arrow::array::RecordBatch,
+        output: &mut Vec<Message>,
+    ) -> Result<()> {
+        QueryMetrics::add(&self.metrics.rows_in, rows.num_rows() as u64);
+        let state = &mut self.sources[source];
+        let (Some(column), Some(tracker)) = (state.event_time_column, state.tracker.as_mut()) else {
+            return self.pipeline.push_source(source, Message::Batch(StreamBatch::inserts(rows)), output);
+        };
+        let before = tracker.watermark();
+        let verdict = tracker.observe(&event_times(rows.column(column))?);
+        let after = tracker.watermark();
+        QueryMetrics::add(&self.metrics.late_rows_dropped, verdict.late_rows as u64);
+        self.metrics.record_malformed(
+            verdict.rows_without_event_time as u64,
+            (verdict.rows_without_event_time > 0).then(|| "record without an event time".to_string()),
+        );
+        let rows = if verdict.late_rows + verdict.rows_without_event_time > 0 {
+            filter_record_batch(&rows, &verdict.keep)?
+        } else {
+            rows
+        };
+        if rows.num_rows() > 0 {
+            self.pipeline.push_source(source, Message::Batch(StreamBatch::inserts(rows)), output)?;
+        }
+        if after > before {
+            self.pipeline.push_source(source, Message::Watermark(after), output)?;
+        }
+        Ok(())
+    }
+}
+
+/// Current watermark as reported to users: `None` before any event time.
+pub fn displayed_watermark(metrics: &QueryMetrics) -> Option<i64> {
+    let watermark = metrics.watermark();
+    (watermark != Watermark::MIN).then_some(watermark.0)
+}
+

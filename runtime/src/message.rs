@@ -1,0 +1,74 @@
+//! The one message enum that flows between operators.
+
+use datafusion::arrow::array::RecordBatch;
+
+/// Event time in nanoseconds since the Unix epoch (UTC).
+pub type EventTime = i64;
+
+/// A watermark: the promise that no more rows with an event time below it
+/// will arrive. Windows whose end is at or below it can be closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Watermark(pub EventTime);
+
+impl Watermark {
+    /// Before any row has been seen.
+    pub const MIN: Watermark = Watermark(i64::MIN);
+    /// After the end of a bounded input: every window can close.
+    pub const MAX: Watermark = Watermark(i64::MAX);
+}
+
+/// What a row of an updating result does to the result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Insert,
+    Delete,
+}
+
+impl Op {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Insert => "+",
+            Op::Delete => "-",
+        }
+    }
+}
+
+/// Rows flowing between operators: an Arrow batch plus, for updating
+/// results, the op of each row. `ops == None` means every row is an insert,
+/// which is the case for append-only streams and window results emitted once.
+#[derive(Debug, Clone)]
+pub struct StreamBatch {
+    pub rows: RecordBatch,
+    pub ops: Option<Vec<Op>>,
+}
+
+impl StreamBatch {
+    pub fn inserts(rows: RecordBatch) -> Self {
+        Self { rows, ops: None }
+    }
+
+    pub fn num_rows(&self) -> usize {
+        self.rows.num_rows()
+    }
+
+    /// Rows `offset..offset + length`, with their ops.
+    pub fn slice(&self, offset: usize, length: usize) -> Self {
+        Self {
+            rows: self.rows.slice(offset, length),
+            ops: self.ops.as_ref().map(|ops| ops[offset..offset + length].to_vec()),
+        }
+    }
+}
+
+/// What flows along each edge of a running pipeline.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// Rows.
+    Batch(StreamBatch),
+    /// Event time has advanced on this edge.
+    Watermark(Watermark),
+    /// A checkpoint barrier: state written after every message before it.
+    Barrier(u64),
+    /// The input is exhausted; nothing follows.
+    End,
+}

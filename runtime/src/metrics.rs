@@ -1,0 +1,66 @@
+//! Counters every running query exposes (HTTP status, Prometheus).
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use crate::message::Watermark;
+
+/// Lock-free counters, updated by the driver and the source tasks and read
+/// by the HTTP handlers at any time.
+#[derive(Debug)]
+pub struct QueryMetrics {
+    pub rows_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    pub epochs: AtomicU64,
+    pub late_rows_dropped: AtomicU64,
+    pub malformed_records: AtomicU64,
+    watermark: AtomicI64,
+    /// The most recent malformed record's problem, for the user to see.
+    last_malformed: Mutex<Option<String>>,
+}
+
+impl Default for QueryMetrics {
+    fn default() -> Self {
+        Self {
+            rows_in: AtomicU64::new(0),
+            rows_out: AtomicU64::new(0),
+            epochs: AtomicU64::new(0),
+            late_rows_dropped: AtomicU64::new(0),
+            malformed_records: AtomicU64::new(0),
+            watermark: AtomicI64::new(i64::MIN),
+            last_malformed: Mutex::new(None),
+        }
+    }
+}
+
+impl QueryMetrics {
+    pub fn add(counter: &AtomicU64, amount: u64) {
+        counter.fetch_add(amount, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    pub fn watermark(&self) -> Watermark {
+        Watermark(self.watermark.load(Ordering::Relaxed))
+    }
+
+    pub fn set_watermark(&self, watermark: Watermark) {
+        self.watermark.store(watermark.0, Ordering::Relaxed);
+    }
+
+    pub fn record_malformed(&self, count: u64, problem: Option<String>) {
+        if count == 0 {
+            return;
+        }
+        Self::add(&self.malformed_records, count);
+        if let (Some(problem), Ok(mut last)) = (problem, self.last_malformed.lock()) {
+            *last = Some(problem);
+        }
+    }
+
+    pub fn last_malformed(&self) -> Option<String> {
+        self.last_malformed.lock().ok().and_then(|last| last.clone())
+    }
+}

@@ -1,0 +1,106 @@
+//! The [`Operator`] trait and the immutable [`OperatorSpec`]s the planner
+//! produces.
+//!
+//! A spec describes an operator; [`OperatorSpec::instantiate`] creates the
+//! stateful thing that runs it. Specs are cheap to clone and never change
+//! while a query runs.
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::error::Result;
+use crate::message::{Message, StreamBatch, Watermark};
+use crate::operators::{
+    limit::{Limit, LimitSpec},
+    stateless::{Stateless, StatelessSpec},
+    union::{Union, UnionSpec},
+    window_aggregate::{WindowAggregate, WindowAggregateSpec},
+    window_assign::{WindowAssign, WindowAssignSpec},
+};
+
+/// A running operator of a pipeline.
+///
+/// # Contract
+///
+/// The pipeline calls the methods of one operator from one thread, in the
+/// order messages arrive on its inputs:
+///
+/// - [`on_batch`](Operator::on_batch) for every batch on input `port`
+///   (0 for single-input operators). Rows are never below the watermark last
+///   passed to [`on_watermark`](Operator::on_watermark): sources drop late
+///   rows before they enter the pipeline.
+/// - [`on_watermark`](Operator::on_watermark) when the minimum watermark over
+///   all inputs advances. It never goes backwards. An operator that holds
+///   state for event time (a window) emits what the watermark completes and
+///   then forwards the watermark.
+/// - [`on_end`](Operator::on_end) once, after every input ended and after a
+///   final `on_watermark(Watermark::MAX)`. The pipeline emits `End` after it.
+///
+/// Operators write their output to `out`. An `Err` fails the query: return
+/// [`RuntimeError::User`](crate::RuntimeError::User) for data the user can
+/// fix and `Internal` for bugs; never panic on data.
+pub trait Operator: Send {
+    fn on_batch(&mut self, port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()>;
+
+    fn on_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+
+    fn on_end(&mut self, _out: &mut Vec<Message>) -> Result<()> {
+        Ok(())
+    }
+
+    /// True once the operator will produce nothing more whatever arrives (a
+    /// satisfied LIMIT); the pipeline then ends its output early.
+    fn is_finished(&self) -> bool {
+        false
+    }
+}
+
+/// What the planner asks the runtime to run at one node.
+#[derive(Debug, Clone)]
+pub enum OperatorSpec {
+    /// Filters, projections, scalar functions, UNNEST, and the per-window
+    /// sort/limit: a DataFusion physical plan executed once per batch.
+    Stateless(StatelessSpec),
+    /// Adds `window_start`, `window_end` and `window_time` to each row.
+    WindowAssign(WindowAssignSpec),
+    /// GROUP BY a window plus keys; emits each window once it closes.
+    WindowAggregate(WindowAggregateSpec),
+    /// UNION ALL of several inputs.
+    Union(UnionSpec),
+    /// LIMIT on an unbounded input: the first rows, then the end.
+    Limit(LimitSpec),
+}
+
+impl OperatorSpec {
+    pub fn instantiate(&self) -> Result<Box<dyn Operator>> {
+        Ok(match self {
+            OperatorSpec::Stateless(spec) => Box::new(Stateless::new(spec.clone())),
+            OperatorSpec::WindowAssign(spec) => Box::new(WindowAssign::new(spec.clone())),
+            OperatorSpec::WindowAggregate(spec) => Box::new(WindowAggregate::new(spec.clone())?),
+            OperatorSpec::Union(spec) => Box::new(Union::new(spec.clone())),
+            OperatorSpec::Limit(spec) => Box::new(Limit::new(spec.clone())),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            OperatorSpec::Stateless(_) => "stateless",
+            OperatorSpec::WindowAssign(_) => "window_assign",
+            OperatorSpec::WindowAggregate(_) => "window_aggregate",
+            OperatorSpec::Union(_) => "union",
+            OperatorSpec::Limit(_) => "limit",
+        }
+    }
+
+    pub fn output_schema(&self) -> SchemaRef {
+        match self {
+            OperatorSpec::Stateless(spec) => spec.output_schema(),
+            OperatorSpec::WindowAssign(spec) => spec.output_schema.clone(),
+            OperatorSpec::WindowAggregate(spec) => spec.output_schema.clone(),
+            OperatorSpec::Union(spec) => spec.schema.clone(),
+            OperatorSpec::Limit(spec) => spec.schema.clone(),
+        }
+    }
+}

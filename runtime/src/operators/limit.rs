@@ -1,0 +1,75 @@
+//! LIMIT over an unbounded stream (no ORDER BY): passes the first `fetch`
+//! rows in arrival order, then the query ends, as in Flink SQL.
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::error::Result;
+use crate::message::{Message, StreamBatch};
+use crate::operator::Operator;
+
+#[derive(Debug, Clone)]
+pub struct LimitSpec {
+    pub schema: SchemaRef,
+    pub skip: usize,
+    pub fetch: usize,
+}
+
+pub struct Limit {
+    spec: LimitSpec,
+    /// Rows seen so far, skipped ones included.
+    seen: usize,
+}
+
+impl Limit {
+    pub fn new(spec: LimitSpec) -> Self {
+        Self { spec, seen: 0 }
+    }
+}
+
+impl Operator for Limit {
+    fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        let end = self.spec.skip + self.spec.fetch;
+        let rows = batch.num_rows();
+        let first = self.spec.skip.saturating_sub(self.seen).min(rows);
+        let last = end.saturating_sub(self.seen).min(rows);
+        self.seen += rows;
+        if last > first {
+            out.push(Message::Batch(batch.slice(first, last - first)));
+        }
+        Ok(())
+    }
+
+    fn is_finished(&self) -> bool {
+        self.seen >= self.spec.skip + self.spec.fetch
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    #[test]
+    fn passes_the_first_rows_across_batches() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let mut limit = Limit::new(LimitSpec { schema: schema.clone(), skip: 1, fetch: 3 });
+        let mut out = Vec::new();
+        for values in [vec![1, 2], vec![3], vec![4, 5, 6]] {
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+            limit.on_batch(0, StreamBatch::inserts(batch), &mut out).unwrap();
+        }
+        let got: Vec<i64> = out
+            .iter()
+            .flat_map(|message| match message {
+                Message::Batch(batch) => batch.rows.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec(),
+                _ => vec![],
+            })
+            .collect();
+        assert_eq!(got, vec![2, 3, 4]);
+        assert!(limit.is_finished());
+    }
+}

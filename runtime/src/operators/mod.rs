@@ -1,0 +1,8 @@
+//! The operators a pipeline runs. Each file holds one operator: its spec
+//! (what the planner produces) and the running instance.
+
+pub mod limit;
+pub mod stateless;
+pub mod union;
+pub mod window_aggregate;
+pub mod window_assign;

@@ -1,0 +1,214 @@
+//! The output of one query: a numbered log of result rows that any number of
+//! subscribers read.
+//!
+//! Every result row gets a sequence number (`seq`), starting at 0. The log
+//! keeps the most recent rows (`retained_rows`, default 10 000) so that a
+//! subscriber that connects after the query started, or reconnects, can ask
+//! for rows from a given `seq` on.
+//!
+//! # Slow subscribers
+//!
+//! Each subscriber reads from its own bounded queue of
+//! [`SUBSCRIBER_QUEUE`] events. Publishing never waits: a subscriber whose
+//! queue is full is cut off (its queue is closed), and it can reconnect from
+//! the last `seq` it saw. A slow or vanished client therefore never stalls
+//! the query or the other subscribers.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use tokio::sync::mpsc;
+
+use crate::message::{StreamBatch, Watermark};
+
+/// Events a subscriber's queue holds before it is cut off.
+pub const SUBSCRIBER_QUEUE: usize = 1024;
+
+/// What subscribers receive.
+#[derive(Debug, Clone)]
+pub enum OutputEvent {
+    /// Rows numbered `seq`, `seq + 1`, ...
+    Rows { seq: u64, batch: StreamBatch },
+    /// The query's watermark advanced.
+    Progress { watermark: Watermark },
+    /// The query finished: every row has been sent.
+    End,
+    /// The query failed.
+    Failed { message: String },
+}
+
+struct Log {
+    next_seq: u64,
+    /// Retained batches with the seq of their first row, oldest first.
+    retained: VecDeque<(u64, StreamBatch)>,
+    retained_rows: usize,
+    watermark: Option<Watermark>,
+    /// `End` or `Failed`, once the query stopped.
+    terminal: Option<OutputEvent>,
+    subscribers: Vec<mpsc::Sender<OutputEvent>>,
+}
+
+/// The numbered output log of one query.
+pub struct QueryOutput {
+    schema: SchemaRef,
+    max_retained_rows: usize,
+    // A std Mutex: held only to append or to register a subscriber, never
+    // across an await.
+    log: Mutex<Log>,
+}
+
+impl QueryOutput {
+    pub fn new(schema: SchemaRef, max_retained_rows: usize) -> Self {
+        Self {
+            schema,
+            max_retained_rows,
+            log: Mutex::new(Log {
+                next_seq: 0,
+                retained: VecDeque::new(),
+                retained_rows: 0,
+                watermark: None,
+                terminal: None,
+                subscribers: Vec::new(),
+            }),
+        }
+    }
+
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn with_log<T>(&self, f: impl FnOnce(&mut Log) -> T) -> T {
+        let mut log = match self.log.lock() {
+            Ok(log) => log,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut log)
+    }
+
+    /// Appends rows to the log and sends them to every subscriber.
+    pub fn publish(&self, batch: StreamBatch) {
+        if batch.num_rows() == 0 {
+            return;
+        }
+        let max_retained_rows = self.max_retained_rows;
+        self.with_log(|log| {
+            let seq = log.next_seq;
+            log.next_seq += batch.num_rows() as u64;
+            log.retained_rows += batch.num_rows();
+            log.retained.push_back((seq, batch.clone()));
+            while log.retained_rows > max_retained_rows && log.retained.len() > 1 {
+                if let Some((_, dropped)) = log.retained.pop_front() {
+                    log.retained_rows -= dropped.num_rows();
+                }
+            }
+            broadcast(log, OutputEvent::Rows { seq, batch });
+        });
+    }
+
+    pub fn progress(&self, watermark: Watermark) {
+        self.with_log(|log| {
+            log.watermark = Some(watermark);
+            broadcast(log, OutputEvent::Progress { watermark });
+        });
+    }
+
+    /// The query stopped, normally (`End`) or not (`Failed`).
+    pub fn finish(&self, event: OutputEvent) {
+        self.with_log(|log| {
+            if log.terminal.is_none() {
+                log.terminal = Some(event.clone());
+                broadcast(log, event);
+                log.subscribers.clear();
+            }
+        });
+    }
+
+    /// Rows published so far.
+    pub fn rows_published(&self) -> u64 {
+        self.with_log(|log| log.next_seq)
+    }
+
+    /// Subscribes from row `from_seq` on (rows older than the retained ones
+    /// are gone; the replay starts at the oldest retained row).
+    pub fn subscribe(&self, from_seq: u64) -> mpsc::Receiver<OutputEvent> {
+        self.with_log(|log| {
+            let backlog: Vec<OutputEvent> = log
+                .retained
+                .iter()
+                .filter(|(seq, batch)| seq + batch.num_rows() as u64 > from_seq)
+                .map(|(seq, batch)| {
+                    let skip = from_seq.saturating_sub(*seq) as usize;
+                    OutputEvent::Rows { seq: seq + skip as u64, batch: batch.slice(skip, batch.num_rows() - skip) }
+                })
+                .chain(log.watermark.map(|watermark| OutputEvent::Progress { watermark }))
+                .chain(log.terminal.clone())
+                .collect();
+            let (sender, receiver) = mpsc::channel(SUBSCRIBER_QUEUE.max(backlog.len() + 1));
+            for event in backlog {
+                // Cannot fail: the queue was sized for the backlog.
+                let _ = sender.try_send(event);
+            }
+            if log.terminal.is_none() {
+                log.subscribers.push(sender);
+            }
+            receiver
+        })
+    }
+}
+
+fn broadcast(log: &mut Log, event: OutputEvent) {
+    // Full or closed queues are dropped: see "Slow subscribers" above.
+    log.subscribers.retain(|subscriber| subscriber.try_send(event.clone()).is_ok());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn rows(schema: &SchemaRef, values: Vec<i64>) -> StreamBatch {
+        StreamBatch::inserts(RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap())
+    }
+
+    #[test]
+    fn late_subscriber_replays_from_seq() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let output = QueryOutput::new(schema.clone(), 100);
+        output.publish(rows(&schema, vec![1, 2, 3]));
+        output.publish(rows(&schema, vec![4, 5]));
+        output.finish(OutputEvent::End);
+        let mut receiver = output.subscribe(2);
+        match receiver.try_recv().unwrap() {
+            OutputEvent::Rows { seq, batch } => {
+                assert_eq!(seq, 2);
+                assert_eq!(batch.num_rows(), 1);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(receiver.try_recv().unwrap(), OutputEvent::Rows { seq: 3, .. }));
+        assert!(matches!(receiver.try_recv().unwrap(), OutputEvent::End));
+    }
+
+    #[test]
+    fn a_full_subscriber_is_cut_off_without_blocking() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let output = QueryOutput::new(schema.clone(), 10);
+        let mut slow = output.subscribe(0);
+        for value in 0..(SUBSCRIBER_QUEUE as i64 + 10) {
+            output.publish(rows(&schema, vec![value]));
+        }
+        let mut received = 0;
+        while let Ok(event) = slow.try_recv() {
+            assert!(matches!(event, OutputEvent::Rows { .. }));
+            received += 1;
+        }
+        assert_eq!(received, SUBSCRIBER_QUEUE);
+        assert!(slow.is_closed() || slow.try_recv().is_err());
+        assert_eq!(output.rows_published(), SUBSCRIBER_QUEUE as u64 + 10);
+    }
+}

@@ -1,0 +1,147 @@
+//! The running DAG of one query.
+//!
+//! # Algorithm
+//!
+//! Messages are delivered through one FIFO work queue: pushing a message to
+//! a node runs its operator, and each message the operator emits is queued
+//! for the node's consumer. Per edge, order is preserved. The pipeline, not
+//! the operators, combines watermarks: a node's watermark is the minimum of
+//! its inputs' watermarks, and an input that ended counts as `+∞`.
+//!
+//! ```text
+//!   source 0 ─┐
+//!             ├─► union ─► stateless ─► window_aggregate ─► stateless ─► result
+//!   source 1 ─┘   min(wm0, wm1)
+//! ```
+
+use std::collections::VecDeque;
+
+use crate::error::Result;
+use crate::message::{Message, Watermark};
+use crate::operator::Operator;
+use crate::plan::{NodeId, PlanNode, StreamPlan};
+
+struct RunningNode {
+    /// `None` for sources, which pass messages through unchanged.
+    operator: Option<Box<dyn Operator>>,
+    /// The consumer of this node's output and the port it reads it on.
+    consumer: Option<(NodeId, usize)>,
+    input_watermarks: Vec<Watermark>,
+    inputs_ended: Vec<bool>,
+    watermark: Watermark,
+    ended: bool,
+}
+
+/// A running pipeline: push messages in at source nodes, collect the root's
+/// output.
+pub struct Pipeline {
+    nodes: Vec<RunningNode>,
+    root: NodeId,
+    /// Node id of each source, by source index.
+    source_nodes: Vec<NodeId>,
+}
+
+impl Pipeline {
+    pub fn new(plan: &StreamPlan) -> Result<Self> {
+        let mut nodes = Vec::with_capacity(plan.nodes.len());
+        let mut source_nodes = vec![usize::MAX; plan.sources.len()];
+        for (id, node) in plan.nodes.iter().enumerate() {
+            let (operator, inputs) = match node {
+                PlanNode::Source { index } => {
+                    source_nodes[*index] = id;
+                    (None, 1)
+                }
+                PlanNode::Operator { spec, inputs } => (Some(spec.instantiate()?), inputs.len()),
+            };
+            nodes.push(RunningNode {
+                operator,
+                consumer: None,
+                input_watermarks: vec![Watermark::MIN; inputs],
+                inputs_ended: vec![false; inputs],
+                watermark: Watermark::MIN,
+                ended: false,
+            });
+        }
+        for (id, node) in plan.nodes.iter().enumerate() {
+            if let PlanNode::Operator { inputs, .. } = node {
+                for (port, input) in inputs.iter().enumerate() {
+                    nodes[*input].consumer = Some((id, port));
+                }
+            }
+        }
+        Ok(Self { nodes, root: plan.root, source_nodes })
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.nodes[self.root].ended
+    }
+
+    /// Pushes `message` into the pipeline at source `source`; the root's
+    /// output is appended to `output`.
+    pub fn push_source(&mut self, source: usize, message: Message, output: &mut Vec<Message>) -> Result<()> {
+        let node = self.source_nodes[source];
+        let mut queue = VecDeque::from([(node, 0, message)]);
+        let mut emitted = Vec::new();
+        while let Some((node, port, message)) = queue.pop_front() {
+            self.deliver(node, port, message, &mut emitted)?;
+            let consumer = self.nodes[node].consumer;
+            for message in emitted.drain(..) {
+                if matches!(message, Message::End) {
+                    self.nodes[node].ended = true;
+                }
+                match consumer {
+                    Some((consumer, port)) => queue.push_back((consumer, port, message)),
+                    None => output.push(message),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver(&mut self, id: NodeId, port: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
+        let node = &mut self.nodes[id];
+        if node.ended {
+            return Ok(());
+        }
+        match message {
+            Message::Batch(batch) => match &mut node.operator {
+                Some(operator) => operator.on_batch(port, batch, out)?,
+                None => out.push(Message::Batch(batch)),
+            },
+            Message::Watermark(watermark) => {
+                node.input_watermarks[port] = node.input_watermarks[port].max(watermark);
+                advance(node, out)?;
+            }
+            Message::End => {
+                node.inputs_ended[port] = true;
+                node.input_watermarks[port] = Watermark::MAX;
+                advance(node, out)?;
+                if node.inputs_ended.iter().all(|ended| *ended) {
+                    if let Some(operator) = &mut node.operator {
+                        operator.on_end(out)?;
+                    }
+                    out.push(Message::End);
+                    return Ok(());
+                }
+            }
+            Message::Barrier(id) => out.push(Message::Barrier(id)),
+        }
+        if node.operator.as_ref().is_some_and(|operator| operator.is_finished()) {
+            out.push(Message::End);
+        }
+        Ok(())
+    }
+}
+
+/// Passes the node's combined watermark to its operator when it advanced.
+fn advance(node: &mut RunningNode, out: &mut Vec<Message>) -> Result<()> {
+    let combined = node.input_watermarks.iter().copied().min().unwrap_or(Watermark::MIN);
+    if combined > node.watermark {
+        node.watermark = combined;
+        match &mut node.operator {
+            Some(operator) => operator.on_watermark(combined, out)?,
+            None => out.push(Message::Watermark(combined)),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! [`StreamPlan`]: what the planner hands the runtime for one query.
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::operator::OperatorSpec;
+use crate::source::SourceSpec;
+
+/// Index of a node in [`StreamPlan::nodes`].
+pub type NodeId = usize;
+
+/// A node of the plan DAG.
+#[derive(Debug, Clone)]
+pub enum PlanNode {
+    /// Rows of `plan.sources[index]`, after watermarking and the lateness check.
+    Source { index: usize },
+    /// An operator reading the outputs of `inputs`, in port order.
+    Operator { spec: OperatorSpec, inputs: Vec<NodeId> },
+}
+
+/// A continuous query as a DAG of operator specs over sources. Every node
+/// feeds exactly one consumer; `root`'s output is the query's result.
+#[derive(Debug, Clone)]
+pub struct StreamPlan {
+    pub sources: Vec<SourceSpec>,
+    pub nodes: Vec<PlanNode>,
+    pub root: NodeId,
+    /// The schema of the result.
+    pub schema: SchemaRef,
+    /// Whether the result is append-only (`false`: rows carry ops).
+    pub append_only: bool,
+}
+
+impl StreamPlan {
+    /// A one-line-per-node rendering, for EXPLAIN and errors.
+    pub fn describe(&self) -> String {
+        let mut lines = Vec::new();
+        self.describe_node(self.root, 0, &mut lines);
+        lines.join("\n")
+    }
+
+    fn describe_node(&self, node: NodeId, depth: usize, lines: &mut Vec<String>) {
+        let indent = "  ".repeat(depth);
+        match &self.nodes[node] {
+            PlanNode::Source { index } => {
+                let source = &self.sources[*index];
+                lines.push(format!("{indent}source: {} ({})", source.stream, source.connector.kind()));
+            }
+            PlanNode::Operator { spec, inputs } => {
+                let detail = match spec {
+                    OperatorSpec::Stateless(spec) => {
+                        datafusion::physical_plan::displayable(spec.plan.as_ref()).one_line().to_string()
+                    }
+                    _ => String::new(),
+                };
+                lines.push(format!("{indent}{}{}{}", spec.name(), if detail.is_empty() { "" } else { ": " }, detail.trim_end()));
+                for input in inputs {
+                    self.describe_node(*input, depth + 1, lines);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Sources: where a query's rows come from.
+//!
+//! Each query reads its own view of every source (DESIGN.md): a file or a
+//! generator from its start, a socket over its own connection, and HTTP
+//! events posted while it runs. A source runs as a tokio task that decodes
+//! records into Arrow batches and sends them to the query's driver over a
+//! bounded channel, so a fast source waits for a slow query instead of
+//! filling memory. Malformed records are counted on the query and skipped.
+
+pub mod decode;
+pub mod file;
+pub mod generator;
+pub mod http;
+pub mod socket;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use decode::{Format, RecordDecoder};
+pub use generator::GeneratorSpec;
+pub use http::HttpIngest;
+
+use crate::metrics::QueryMetrics;
+
+/// Everything the runtime needs to read one stream.
+#[derive(Debug, Clone)]
+pub struct SourceSpec {
+    pub stream: String,
+    pub schema: SchemaRef,
+    pub event_time: Option<EventTimeSpec>,
+    pub connector: ConnectorSpec,
+    /// Shared by every query reading the stream; shown by `GET /v1/streams`.
+    pub status: Arc<SourceStatus>,
+}
+
+/// `WATERMARK FOR <column> AS <column> - <delay>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventTimeSpec {
+    pub column: usize,
+    /// Nanoseconds.
+    pub delay: i64,
+}
+
+#[derive(Debug, Clone)]
+pub enum ConnectorSpec {
+    /// Connects as a client to `host:port` and reads lines.
+    Socket { host: String, port: u16, format: Format },
+    /// A bounded file, read from the start, `batch_rows` records per batch.
+    File { path: PathBuf, format: Format, batch_rows: usize },
+    /// Built-in deterministic data.
+    Generator(GeneratorSpec),
+    /// Events POSTed to `/v1/streams/{name}/events`.
+    Http(Arc<HttpIngest>),
+}
+
+impl ConnectorSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnectorSpec::Socket { .. } => "socket",
+            ConnectorSpec::File { .. } => "file",
+            ConnectorSpec::Generator(_) => "generator",
+            ConnectorSpec::Http(_) => "http",
+        }
+    }
+
+    /// Bounded sources end; the query then runs to completion.
+    pub fn is_bounded(&self) -> bool {
+        match self {
+            ConnectorSpec::File { .. } => true,
+            ConnectorSpec::Generator(spec) => spec.rows.is_some(),
+            ConnectorSpec::Socket { .. } | ConnectorSpec::Http(_) => false,
+        }
+    }
+}
+
+/// A human-readable state of a stream's connections ("connected",
+/// "retrying in 2s: connection refused", ...).
+#[derive(Debug, Default)]
+pub struct SourceStatus {
+    state: Mutex<String>,
+}
+
+impl SourceStatus {
+    pub fn new(state: &str) -> Self {
+        Self { state: Mutex::new(state.to_string()) }
+    }
+
+    pub fn set(&self, state: impl Into<String>) {
+        if let Ok(mut current) = self.state.lock() {
+            *current = state.into();
+        }
+    }
+
+    pub fn get(&self) -> String {
+        self.state.lock().map(|state| state.clone()).unwrap_or_default()
+    }
+}
+
+/// What a source task sends to its query's driver.
+#[derive(Debug)]
+pub enum SourceEvent {
+    Rows { source: usize, rows: RecordBatch },
+    End { source: usize },
+    Failed { source: usize, message: String },
+}
+
+/// What a source task gets to run with.
+#[derive(Clone)]
+pub struct SourceContext {
+    pub index: usize,
+    pub events: mpsc::Sender<SourceEvent>,
+    pub metrics: Arc<QueryMetrics>,
+    pub cancel: CancellationToken,
+}
+
+impl SourceContext {
+    /// Sends decoded rows; `false` once the query is gone.
+    pub async fn send_rows(&self, rows: RecordBatch) -> bool {
+        if rows.num_rows() == 0 {
+            return true;
+        }
+        self.events.send(SourceEvent::Rows { source: self.index, rows }).await.is_ok()
+    }
+
+    /// Decodes `lines` and sends the rows; counts malformed records.
+    pub async fn send_lines(&self, decoder: &RecordDecoder, lines: &[String]) -> bool {
+        match decoder.decode(lines) {
+            Ok(decoded) => {
+                self.metrics.record_malformed(decoded.malformed as u64, decoded.problem);
+                self.send_rows(decoded.rows).await
+            }
+            Err(error) => {
+                self.metrics.record_malformed(lines.len() as u64, Some(error.to_string()));
+                true
+            }
+        }
+    }
+
+    pub async fn end(&self) {
+        let _ = self.events.send(SourceEvent::End { source: self.index }).await;
+    }
+
+    pub async fn fail(&self, message: String) {
+        let _ = self.events.send(SourceEvent::Failed { source: self.index, message }).await;
+    }
+}
+
+/// Starts the task that reads `spec` for one query.
+pub fn spawn(spec: &SourceSpec, context: SourceContext) -> tokio::task::JoinHandle<()> {
+    let spec = spec.clone();
+    tokio::spawn(async move {
+        let cancel = context.cancel.clone();
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            _ = run(spec, context) => {}
+        }
+    })
+}
+
+async fn run(spec: SourceSpec, context: SourceContext) {
+    match &spec.connector {
+        ConnectorSpec::File { path, format, batch_rows } => {
+            file::run(path, RecordDecoder::new(spec.schema.clone(), format.clone()), *batch_rows, context).await
+        }
+        ConnectorSpec::Generator(generator) => generator::run(generator, spec.schema.clone(), context).await,
+        ConnectorSpec::Socket { host, port, format } => {
+            let decoder = RecordDecoder::new(spec.schema.clone(), format.clone());
+            socket::run(host, *port, decoder, &spec.status, context).await
+        }
+        ConnectorSpec::Http(ingest) => {
+            http::run(ingest, RecordDecoder::new(spec.schema.clone(), Format::Json), context).await
+        }
+    }
+}
