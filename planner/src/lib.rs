@@ -1,1 +1,34 @@
-pub use sluice_runtime;
+//! # sluice-planner
+//!
+//! Turns streaming SQL text into what the runtime runs. Parsing uses
+//! sqlparser (through DataFusion's re-export) with a [`dialect`] that adds
+//! the streaming syntax and a thin [`statement`] layer for Sluice's own
+//! statements (`CREATE STREAM`, `SHOW STREAMS`, ...). Relational planning is
+//! DataFusion's; [`query`] lowers its `LogicalPlan` into a
+//! [`StreamPlan`](sluice_runtime::StreamPlan) once, when the query is
+//! submitted.
+//!
+//! Parts:
+//! - [`error`]: planning errors with line and column.
+//! - [`dialect`]: the SQL dialect (`TABLE name` arguments, MATCH_RECOGNIZE).
+//! - [`statement`]: splits a request into statements and parses each.
+//! - [`ddl`]: `CREATE STREAM` to a [`SourceSpec`](sluice_runtime::SourceSpec).
+//! - [`window_tvf`]: rewrites window table functions (`TUMBLE(...)`).
+//! - [`feed`]: the logical/physical leaf through which stateless DataFusion
+//!   plans read batches.
+//! - [`query`]: plans a continuous `SELECT`.
+//! - [`lower`]: `LogicalPlan` → `StreamPlan`.
+
+pub mod ddl;
+pub mod dialect;
+pub mod error;
+pub mod feed;
+pub mod lower;
+pub mod query;
+pub mod statement;
+pub mod window_tvf;
+
+pub use ddl::{CreateStream, stream_source_spec};
+pub use error::{PlanError, PlanErrorKind};
+pub use query::{Catalog, plan_query};
+pub use statement::{Statement, parse_statements};

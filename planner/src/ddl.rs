@@ -1,0 +1,325 @@
+//! `CREATE STREAM` (and Flink-style `CREATE TABLE ... WATERMARK`): from the
+//! parsed statement to the [`SourceSpec`] the runtime reads.
+//!
+//! Connector options:
+//!
+//! | connector   | options |
+//! |-------------|---------|
+//! | `socket`    | `host` (default `127.0.0.1`), `port`, `format`, `delimiter` |
+//! | `file`      | `path`, `format` (from the extension by default), `header`, `delimiter`, `batch_rows` |
+//! | `generator` | `kind` (`weblog`), `seed`, `rate` (rows/s), `rows`, `realtime`, `start` |
+//! | `http`      | none: events are POSTed to `/v1/streams/{name}/events` |
+//!
+//! `format` is `text` (split on `delimiter`, default a space), `csv`
+//! (default delimiter `,`) or `json` (one object per line).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::sql::sqlparser::ast::{
+    self, BinaryOperator, ColumnDef, ColumnOption, Expr, Ident, Spanned,
+};
+use datafusion::sql::sqlparser::tokenizer::Location;
+use sluice_runtime::source::generator::{DEFAULT_START_NANOS, GeneratorKind, GeneratorSpec};
+use sluice_runtime::source::{ConnectorSpec, EventTimeSpec, Format, HttpIngest, SourceSpec, SourceStatus};
+
+use crate::error::{PlanError, Result};
+use crate::statement::ident_name;
+use crate::window_tvf::interval_nanos;
+
+#[derive(Debug, Clone)]
+pub struct CreateStream {
+    pub name: String,
+    pub name_location: Location,
+    /// `CREATE STREAM` (true) or `CREATE TABLE` (false).
+    pub is_stream: bool,
+    pub if_not_exists: bool,
+    pub columns: Vec<ColumnDef>,
+    pub watermark: Option<(Ident, Expr)>,
+    pub primary_key: Vec<Ident>,
+    /// `(key, value, where the key is)`, keys lower-cased.
+    pub options: Vec<(String, String, Location)>,
+    pub start: Location,
+}
+
+/// Builds the runtime's description of the stream `create` declares.
+pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
+    if !create.is_stream && create.watermark.is_none() {
+        return Err(PlanError::unsupported(
+            "CREATE TABLE without a WATERMARK declares a table, and tables are not supported yet; use CREATE STREAM, or add a WATERMARK to declare a stream",
+        )
+        .at_location(create.start));
+    }
+    if create.columns.is_empty() {
+        return Err(PlanError::invalid("a stream needs at least one column").at_location(create.name_location));
+    }
+    let mut fields = Vec::new();
+    for column in &create.columns {
+        let name = ident_name(&column.name);
+        if fields.iter().any(|field: &Field| field.name() == &name) {
+            return Err(PlanError::invalid(format!("column {name:?} is declared twice")).at(column.name.span));
+        }
+        let data_type = arrow_type(&column.data_type).map_err(|error| error.at(column.name.span))?;
+        let not_null = column.options.iter().any(|option| matches!(option.option, ColumnOption::NotNull));
+        fields.push(Field::new(name, data_type, !not_null));
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let event_time = create.watermark.as_ref().map(|(column, expr)| event_time(&schema, column, expr)).transpose()?;
+    let options = Options::new(&create.options);
+    let connector = connector(&options, &schema, &create.name)?;
+    options.reject_unused()?;
+    let status = match &connector {
+        ConnectorSpec::Socket { .. } => "idle (connects when a query reads it)",
+        _ => "ready",
+    };
+    Ok(SourceSpec {
+        stream: create.name.clone(),
+        schema,
+        event_time,
+        connector,
+        status: Arc::new(SourceStatus::new(status)),
+    })
+}
+
+fn event_time(schema: &Schema, column: &Ident, expr: &Expr) -> Result<EventTimeSpec> {
+    let name = ident_name(column);
+    let index = schema
+        .index_of(&name)
+        .map_err(|_| PlanError::unknown(format!("WATERMARK FOR names unknown column {name:?}")).at(column.span))?;
+    if !matches!(schema.field(index).data_type(), DataType::Timestamp(_, _)) {
+        return Err(PlanError::invalid(format!(
+            "the event-time column {name:?} must be a TIMESTAMP, not {}",
+            schema.field(index).data_type()
+        ))
+        .at(column.span));
+    }
+    let refers_to_column = |expr: &Expr| matches!(expr, Expr::Identifier(ident) if ident_name(ident) == name);
+    let delay = match expr {
+        expr if refers_to_column(expr) => 0,
+        Expr::BinaryOp { left, op: BinaryOperator::Minus, right } if refers_to_column(left) => interval_nanos(right)?,
+        other => {
+            return Err(PlanError::unsupported(format!(
+                "a watermark must be `{name}` or `{name} - INTERVAL '...' <unit>`"
+            ))
+            .at(other.span()));
+        }
+    };
+    if delay < 0 {
+        return Err(PlanError::invalid("the watermark delay cannot be negative").at(expr.span()));
+    }
+    Ok(EventTimeSpec { column: index, delay })
+}
+
+/// SQL column types to Arrow types.
+pub fn arrow_type(data_type: &ast::DataType) -> Result<DataType> {
+    use ast::DataType as Sql;
+    Ok(match data_type {
+        Sql::Boolean | Sql::Bool => DataType::Boolean,
+        Sql::TinyInt(_) => DataType::Int8,
+        Sql::SmallInt(_) | Sql::Int2(_) => DataType::Int16,
+        Sql::Int(_) | Sql::Integer(_) | Sql::Int4(_) => DataType::Int32,
+        Sql::BigInt(_) | Sql::Int8(_) | Sql::Int64 => DataType::Int64,
+        Sql::Real | Sql::Float4 | Sql::Float(_) => DataType::Float32,
+        Sql::Double(_) | Sql::DoublePrecision | Sql::Float8 | Sql::Float64 => DataType::Float64,
+        Sql::Varchar(_) | Sql::Text | Sql::String(_) | Sql::Char(_) | Sql::CharVarying(_) | Sql::Character(_) => {
+            DataType::Utf8
+        }
+        Sql::Date => DataType::Date32,
+        Sql::Timestamp(_, timezone) => match timezone {
+            ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => {
+                DataType::Timestamp(TimeUnit::Nanosecond, Some("+00:00".into()))
+            }
+            _ => DataType::Timestamp(TimeUnit::Nanosecond, None),
+        },
+        Sql::Decimal(info) | Sql::Numeric(info) => match info {
+            ast::ExactNumberInfo::PrecisionAndScale(precision, scale) => {
+                DataType::Decimal128(*precision as u8, *scale as i8)
+            }
+            ast::ExactNumberInfo::Precision(precision) => DataType::Decimal128(*precision as u8, 0),
+            ast::ExactNumberInfo::None => DataType::Decimal128(38, 10),
+        },
+        Sql::Array(element) => {
+            let element = match element {
+                ast::ArrayElemTypeDef::AngleBracket(element)
+                | ast::ArrayElemTypeDef::SquareBracket(element, _)
+                | ast::ArrayElemTypeDef::Parenthesis(element) => arrow_type(element)?,
+                ast::ArrayElemTypeDef::None => {
+                    return Err(PlanError::invalid("ARRAY needs an element type, e.g. ARRAY<VARCHAR>"));
+                }
+            };
+            DataType::List(Arc::new(Field::new("item", element, true)))
+        }
+        other => return Err(PlanError::unsupported(format!("column type {other} is not supported"))),
+    })
+}
+
+/// Connector options, tracking which were used so unknown ones are errors.
+struct Options<'a> {
+    options: &'a [(String, String, Location)],
+    used: std::cell::RefCell<Vec<bool>>,
+}
+
+impl<'a> Options<'a> {
+    fn new(options: &'a [(String, String, Location)]) -> Self {
+        Self { options, used: std::cell::RefCell::new(vec![false; options.len()]) }
+    }
+
+    fn get(&self, key: &str) -> Option<(&'a str, Location)> {
+        let index = self.options.iter().position(|(name, _, _)| name == key)?;
+        self.used.borrow_mut()[index] = true;
+        let (_, value, location) = &self.options[index];
+        Some((value.as_str(), *location))
+    }
+
+    fn parse<T: std::str::FromStr>(&self, key: &str, what: &str) -> Result<Option<T>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some((value, location)) => value.trim().parse().map(Some).map_err(|_| {
+                PlanError::invalid(format!("option {key} must be {what}, not {value:?}")).at_location(location)
+            }),
+        }
+    }
+
+    fn boolean(&self, key: &str) -> Result<Option<bool>> {
+        match self.get(key) {
+            None => Ok(None),
+            Some((value, location)) => match value.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => Ok(Some(true)),
+                "false" | "no" | "0" => Ok(Some(false)),
+                _ => Err(PlanError::invalid(format!("option {key} must be true or false, not {value:?}"))
+                    .at_location(location)),
+            },
+        }
+    }
+
+    fn reject_unused(&self) -> Result<()> {
+        let used = self.used.borrow();
+        match self.options.iter().zip(used.iter()).find(|(_, used)| !**used) {
+            Some(((key, _, location), _)) => {
+                Err(PlanError::invalid(format!("unknown option {key:?} for this connector")).at_location(*location))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<ConnectorSpec> {
+    let Some((connector, location)) = options.get("connector") else {
+        return Err(PlanError::invalid(
+            "a stream needs WITH (connector = ...): one of 'socket', 'file', 'generator', 'http'",
+        ));
+    };
+    match connector.to_ascii_lowercase().as_str() {
+        "socket" => {
+            let host = options.get("host").map_or("127.0.0.1", |(host, _)| host).to_string();
+            let port = options
+                .parse::<u16>("port", "a TCP port number")?
+                .ok_or_else(|| PlanError::invalid("the socket connector needs a port").at_location(location))?;
+            Ok(ConnectorSpec::Socket { host, port, format: format(options, None)? })
+        }
+        "file" => {
+            let (path, _) = options
+                .get("path")
+                .ok_or_else(|| PlanError::invalid("the file connector needs a path").at_location(location))?;
+            let batch_rows = options.parse::<usize>("batch_rows", "a positive number")?.unwrap_or(8192).max(1);
+            Ok(ConnectorSpec::File { path: PathBuf::from(path), format: format(options, Some(path))?, batch_rows })
+        }
+        "generator" => {
+            let kind = match options.get("kind") {
+                None => GeneratorKind::Weblog,
+                Some((kind, _)) if kind.eq_ignore_ascii_case("weblog") => GeneratorKind::Weblog,
+                Some((kind, location)) => {
+                    return Err(PlanError::invalid(format!("unknown generator kind {kind:?}; try 'weblog'"))
+                        .at_location(location));
+                }
+            };
+            let start = match options.get("start") {
+                None => DEFAULT_START_NANOS,
+                Some((start, location)) => parse_timestamp(start).ok_or_else(|| {
+                    PlanError::invalid(format!("option start must be a timestamp, not {start:?}")).at_location(location)
+                })?,
+            };
+            let spec = GeneratorSpec {
+                kind,
+                seed: options.parse("seed", "a whole number")?.unwrap_or(0),
+                rate: options.parse("rate", "a number of rows per second")?.unwrap_or(100.0),
+                rows: options.parse("rows", "a whole number")?,
+                realtime: options.boolean("realtime")?.unwrap_or(true),
+                start,
+            };
+            spec.validate(schema).map_err(|error| PlanError::invalid(error.to_string()).at_location(location))?;
+            Ok(ConnectorSpec::Generator(spec))
+        }
+        "http" => Ok(ConnectorSpec::Http(Arc::new(HttpIngest::default()))),
+        other => Err(PlanError::invalid(format!(
+            "unknown connector {other:?} for stream {stream}: use 'socket', 'file', 'generator' or 'http'"
+        ))
+        .at_location(location)),
+    }
+}
+
+fn format(options: &Options, path: Option<&str>) -> Result<Format> {
+    let name = match options.get("format") {
+        Some((format, _)) => format.to_ascii_lowercase(),
+        None => match path.and_then(|path| path.rsplit('.').next()) {
+            Some("json" | "jsonl" | "ndjson") => "json".into(),
+            Some("csv") => "csv".into(),
+            _ => "text".into(),
+        },
+    };
+    let delimiter = options.get("delimiter").map(|(delimiter, _)| delimiter.to_string());
+    let header = options.boolean("header")?.unwrap_or(false);
+    match name.as_str() {
+        "text" => Ok(Format::Text { delimiter: delimiter.unwrap_or_else(|| " ".into()) }),
+        "csv" => {
+            let delimiter = delimiter.unwrap_or_else(|| ",".into());
+            let mut chars = delimiter.chars();
+            match (chars.next(), chars.next()) {
+                (Some(delimiter), None) => Ok(Format::Csv { delimiter, header }),
+                _ => Err(PlanError::invalid("a CSV delimiter is one character")),
+            }
+        }
+        "json" => Ok(Format::Json),
+        other => Err(PlanError::invalid(format!("unknown format {other:?}: use 'text', 'csv' or 'json'"))),
+    }
+}
+
+fn parse_timestamp(text: &str) -> Option<i64> {
+    datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::statement::{Statement, parse_statements};
+
+    fn create(sql: &str) -> Result<SourceSpec> {
+        let statements = parse_statements(sql)?;
+        let Statement::CreateStream(create) = &statements[0].statement else { panic!("not a create") };
+        stream_source_spec(create)
+    }
+
+    #[test]
+    fn socket_stream_with_watermark() {
+        let spec = create(
+            "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR, status INT, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+             WITH (connector = 'socket', host = '127.0.0.1', port = '7777', format = 'text', delimiter = ' ')",
+        )
+        .unwrap();
+        assert_eq!(spec.event_time, Some(EventTimeSpec { column: 0, delay: 2_000_000_000 }));
+        assert!(matches!(spec.connector, ConnectorSpec::Socket { port: 7777, .. }));
+        assert_eq!(spec.schema.field(2).data_type(), &DataType::Int32);
+    }
+
+    #[test]
+    fn errors_point_at_the_problem() {
+        let error = create("CREATE STREAM s (ts TIMESTAMP)\nWITH (connector = 'socket', port = 'x')").unwrap_err();
+        assert_eq!(error.message, "option port must be a TCP port number, not \"x\"");
+        assert_eq!((error.line, error.column), (Some(2), Some(29)));
+        let error = create("CREATE STREAM s (ts INT, WATERMARK FOR ts AS ts) WITH (connector = 'http')").unwrap_err();
+        assert!(error.message.contains("must be a TIMESTAMP"));
+        let error = create("CREATE STREAM s (ts TIMESTAMP) WITH (connector = 'http', colour = 'red')").unwrap_err();
+        assert!(error.message.contains("unknown option \"colour\""));
+    }
+}

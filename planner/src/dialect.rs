@@ -1,0 +1,57 @@
+//! The SQL dialect: PostgreSQL-like, plus what streaming SQL needs.
+//!
+//! - `TABLE name` as a function argument (Flink's window TVFs:
+//!   `TUMBLE(TABLE weblog, DESCRIPTOR(ts), INTERVAL '1' SECOND)`) parses as
+//!   the identifier `name`, so the short form `TUMBLE(weblog, ...)` and the
+//!   long form reach the planner alike.
+//! - `MATCH_RECOGNIZE` is enabled.
+
+use datafusion::sql::sqlparser::ast::Expr;
+use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::Token;
+
+#[derive(Debug, Default)]
+pub struct SluiceDialect {
+    generic: GenericDialect,
+}
+
+impl Dialect for SluiceDialect {
+    fn is_identifier_start(&self, ch: char) -> bool {
+        self.generic.is_identifier_start(ch)
+    }
+
+    fn is_identifier_part(&self, ch: char) -> bool {
+        self.generic.is_identifier_part(ch)
+    }
+
+    fn is_delimited_identifier_start(&self, ch: char) -> bool {
+        ch == '"' || ch == '`'
+    }
+
+    fn supports_match_recognize(&self) -> bool {
+        true
+    }
+
+    fn supports_filter_during_aggregation(&self) -> bool {
+        true
+    }
+
+    fn supports_group_by_expr(&self) -> bool {
+        true
+    }
+
+    fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
+        let is_table_argument = matches!(&parser.peek_token().token, Token::Word(word) if word.keyword == Keyword::TABLE)
+            && matches!(&parser.peek_nth_token(1).token, Token::Word(_));
+        if !is_table_argument {
+            return None;
+        }
+        parser.next_token();
+        Some(parser.parse_object_name(false).map(|name| {
+            let mut idents: Vec<_> = name.0.into_iter().filter_map(|part| part.as_ident().cloned()).collect();
+            if idents.len() == 1 { Expr::Identifier(idents.remove(0)) } else { Expr::CompoundIdentifier(idents) }
+        }))
+    }
+}

@@ -1,0 +1,302 @@
+//! Lowering a DataFusion `LogicalPlan` into a [`StreamPlan`].
+//!
+//! # Algorithm
+//!
+//! The plan is walked from the root. Runs of stateless nodes (projection,
+//! filter, alias, unnest, and — over window results — sort and limit) become
+//! one *segment*: their input is replaced by a [`FeedNode`] and DataFusion
+//! builds the physical plan that the runtime executes per batch. Everything
+//! else maps to a runtime operator:
+//!
+//! ```text
+//!   Limit(Sort(Projection(Aggregate(Filter(TableScan __window_0)))))
+//!
+//!   source weblog ─► window_assign ─► stateless[Filter] ─► window_aggregate
+//!                 ─► stateless[Limit(Sort(Projection))]   (run once per window)
+//! ```
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::ScalarValue;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::{Aggregate, Expr, Extension, FetchType, LogicalPlan, SkipType, col, lit};
+use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
+use datafusion::sql::sqlparser::tokenizer::Location;
+use futures::future::BoxFuture;
+use sluice_runtime::operators::limit::LimitSpec;
+use sluice_runtime::operators::stateless::StatelessSpec;
+use sluice_runtime::operators::union::UnionSpec;
+use sluice_runtime::operators::window_aggregate::WindowAggregateSpec;
+use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WindowAssignSpec, WindowKind};
+use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
+
+use crate::error::{PlanError, Result};
+use crate::feed::{FeedNode, FeedPlanner};
+use crate::query::Catalog;
+use crate::window_tvf::WindowTable;
+
+/// What a lowered subtree produces.
+#[derive(Debug, Clone)]
+struct Lowered {
+    node: NodeId,
+    schema: SchemaRef,
+    /// Each batch holds the rows of exactly one closed window.
+    window_results: bool,
+    /// Rows carry window columns assigned by this window.
+    window: Option<WindowKind>,
+}
+
+pub struct Lowering<'a> {
+    state: &'a SessionState,
+    catalog: &'a dyn Catalog,
+    windows: Vec<WindowTable>,
+    sql: &'a str,
+    /// Where the statement starts in `sql`, for error positions.
+    start: Location,
+    plan: StreamPlan,
+}
+
+impl<'a> Lowering<'a> {
+    pub fn new(
+        state: &'a SessionState,
+        catalog: &'a dyn Catalog,
+        windows: Vec<WindowTable>,
+        sql: &'a str,
+        start: Location,
+    ) -> Self {
+        let plan = StreamPlan {
+            sources: Vec::new(),
+            nodes: Vec::new(),
+            root: 0,
+            schema: Arc::new(Schema::empty()),
+            append_only: true,
+        };
+        Self { state, catalog, windows, sql, start, plan }
+    }
+
+    pub async fn lower_root(&mut self, logical: &LogicalPlan) -> Result<StreamPlan> {
+        let root = self.lower(logical).await?;
+        self.plan.root = root.node;
+        self.plan.schema = root.schema;
+        Ok(self.plan.clone())
+    }
+
+    fn push(&mut self, spec: OperatorSpec, inputs: Vec<NodeId>) -> NodeId {
+        self.plan.nodes.push(PlanNode::Operator { spec, inputs });
+        self.plan.nodes.len() - 1
+    }
+
+    fn lower<'b>(&'b mut self, logical: &'b LogicalPlan) -> BoxFuture<'b, Result<Lowered>> {
+        Box::pin(async move {
+            match logical {
+                LogicalPlan::TableScan(scan) => {
+                    let lowered = self.scan_source(scan.table_name.table())?;
+                    if scan.projection.is_none() {
+                        return Ok(lowered);
+                    }
+                    self.segment(logical).await
+                }
+                LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate).await,
+                LogicalPlan::Union(union) => {
+                    let mut inputs = Vec::new();
+                    for input in &union.inputs {
+                        inputs.push(self.lower(input).await?);
+                    }
+                    let schema = Arc::new(union.schema.as_arrow().clone());
+                    let window = inputs.first().and_then(|first| first.window);
+                    let same_window = inputs.iter().all(|input| input.window == window);
+                    let window_results = inputs.iter().all(|input| input.window_results);
+                    let node = self.push(
+                        OperatorSpec::Union(UnionSpec { schema: schema.clone() }),
+                        inputs.iter().map(|input| input.node).collect(),
+                    );
+                    Ok(Lowered { node, schema, window_results, window: if same_window { window } else { None } })
+                }
+                LogicalPlan::Limit(limit) if !produces_window_results(&limit.input) => {
+                    let (SkipType::Literal(skip), FetchType::Literal(fetch)) = (limit.get_skip_type()?, limit.get_fetch_type()?)
+                    else {
+                        return Err(PlanError::unsupported("LIMIT and OFFSET must be constants").near(self.sql, self.start, "LIMIT"));
+                    };
+                    let Some(fetch) = fetch else {
+                        return self.lower(&limit.input).await;
+                    };
+                    let input = self.lower(&limit.input).await?;
+                    let spec = LimitSpec { schema: input.schema.clone(), skip, fetch };
+                    let node = self.push(OperatorSpec::Limit(spec), vec![input.node]);
+                    Ok(Lowered { node, ..input })
+                }
+                plan if is_stateless(plan) => self.segment(plan).await,
+                LogicalPlan::Join(_) => Err(PlanError::unsupported("joins are not supported yet").near(self.sql, self.start, "JOIN")),
+                LogicalPlan::Window(_) => Err(PlanError::unsupported(
+                    "OVER (...) window functions are not supported yet; use GROUP BY over a window TVF",
+                )
+                .near(self.sql, self.start, "OVER")),
+                LogicalPlan::Distinct(_) => Err(PlanError::unsupported(
+                    "SELECT DISTINCT on a stream is not supported yet; GROUP BY the columns within a window instead",
+                )
+                .near(self.sql, self.start, "DISTINCT")),
+                LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(PlanError::invalid(
+                    "a continuous query reads at least one stream: add FROM <stream>",
+                )),
+                other => Err(PlanError::unsupported(format!(
+                    "{} is not supported in a continuous query",
+                    other.display().to_string().split(':').next().unwrap_or("this construct")
+                ))),
+            }
+        })
+    }
+
+    /// A source node for a stream scan (plus window assignment for a scan
+    /// of a window TVF). Its batches have the table's full schema.
+    fn scan_source(&mut self, table: &str) -> Result<Lowered> {
+        let window = self.windows.iter().find(|window| window.table == table).cloned();
+        let source = match &window {
+            Some(window) => window.source.clone(),
+            None => self.catalog.stream(table).ok_or_else(|| PlanError::unknown(format!("stream '{table}' not found")))?,
+        };
+        self.plan.sources.push(source.clone());
+        self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
+        let node = self.plan.nodes.len() - 1;
+        let Some(window) = window else {
+            return Ok(Lowered { node, schema: source.schema, window_results: false, window: None });
+        };
+        let spec = WindowAssignSpec::new(window.kind, window.time_column, &source.schema);
+        let schema = spec.output_schema.clone();
+        let node = self.push(OperatorSpec::WindowAssign(spec), vec![node]);
+        Ok(Lowered { node, schema, window_results: false, window: Some(window.kind) })
+    }
+
+    /// A run of stateless nodes from `top` down, executed by DataFusion.
+    async fn segment(&mut self, top: &LogicalPlan) -> Result<Lowered> {
+        let window_results_below = produces_window_results(top);
+        let mut chain = Vec::new();
+        let mut cursor = top;
+        while is_stateless(cursor) && (window_results_below || !matches!(cursor, LogicalPlan::Limit(_))) {
+            if matches!(cursor, LogicalPlan::Sort(_)) && !window_results_below {
+                return Err(PlanError::unsupported(
+                    "ORDER BY on an unbounded stream never completes; sort the rows of each window instead (GROUP BY window_start, window_end, ... ORDER BY ...)",
+                )
+                .near(self.sql, self.start, "ORDER"));
+            }
+            chain.push(cursor);
+            cursor = cursor.inputs()[0];
+        }
+        let (input, feed) = match cursor {
+            LogicalPlan::TableScan(scan) => {
+                let input = self.scan_source(scan.table_name.table())?;
+                let feed = FeedNode::new(scan.projected_schema.clone(), input.schema.clone(), scan.projection.clone());
+                (input, feed)
+            }
+            boundary => {
+                let input = self.lower(boundary).await?;
+                let feed = FeedNode::new(boundary.schema().clone(), input.schema.clone(), None);
+                (input, feed)
+            }
+        };
+        let slot = feed.slot.clone();
+        let mut logical = LogicalPlan::Extension(Extension { node: Arc::new(feed) });
+        for node in chain.iter().rev() {
+            logical = node.with_new_exprs(node.expressions(), vec![logical])?;
+        }
+        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(FeedPlanner)]);
+        let physical = planner.create_physical_plan(&logical, self.state).await?;
+        let schema = physical.schema();
+        let node = self.push(OperatorSpec::Stateless(StatelessSpec { plan: physical, feed: slot }), vec![input.node]);
+        Ok(Lowered { node, schema, window_results: input.window_results, window: input.window })
+    }
+
+    async fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Lowered> {
+        let input = self.lower(&aggregate.input).await?;
+        let input_schema = aggregate.input.schema();
+        let Some(window) = input.window else {
+            return Err(PlanError::unsupported(
+                "GROUP BY without a window is not supported yet; group by window_start, window_end of a window TVF such as TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)",
+            )
+            .near(self.sql, self.start, "GROUP"));
+        };
+        let window_column = |name: &str| {
+            aggregate.group_expr.iter().find_map(|expr| match expr {
+                Expr::Column(column) if column.name == name => Some(column.clone()),
+                _ => None,
+            })
+        };
+        let window_end = match (window_column(WINDOW_END), window_column(WINDOW_START)) {
+            (Some(end), _) => Expr::Column(end),
+            (None, Some(start)) => col(start) + lit(ScalarValue::DurationNanosecond(Some(window_size(window)))),
+            (None, None) => {
+                return Err(PlanError::invalid(
+                    "a windowed GROUP BY must include window_start or window_end",
+                )
+                .near(self.sql, self.start, "GROUP"));
+            }
+        };
+        if aggregate.group_expr.iter().any(|expr| matches!(expr, Expr::GroupingSet(_))) {
+            return Err(PlanError::unsupported("GROUPING SETS, ROLLUP and CUBE are not supported yet").near(self.sql, self.start, "GROUP"));
+        }
+        let group_exprs = aggregate
+            .group_expr
+            .iter()
+            .map(|expr| self.state.create_physical_expr(expr.clone(), input_schema))
+            .collect::<datafusion::common::Result<Vec<_>>>()?;
+        let window_end = self.state.create_physical_expr(window_end, input_schema)?;
+        let mut aggregates = Vec::new();
+        let mut filters = Vec::new();
+        for expr in &aggregate.aggr_expr {
+            #[allow(deprecated)]
+            let (aggregate, filter, _ordering) = datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                expr,
+                input_schema,
+                input_schema.as_arrow(),
+                self.state.execution_props(),
+            )?;
+            aggregates.push(aggregate);
+            filters.push(filter);
+        }
+        let output_schema = Arc::new(aggregate.schema.as_arrow().clone());
+        let spec = WindowAggregateSpec {
+            input_schema: input.schema.clone(),
+            group_exprs,
+            window_end,
+            aggregates,
+            filters,
+            output_schema: output_schema.clone(),
+        };
+        let node = self.push(OperatorSpec::WindowAggregate(spec), vec![input.node]);
+        Ok(Lowered { node, schema: output_schema, window_results: true, window: None })
+    }
+}
+
+fn window_size(window: WindowKind) -> i64 {
+    window.size()
+}
+
+/// Nodes DataFusion runs per batch without state.
+fn is_stateless(plan: &LogicalPlan) -> bool {
+    matches!(
+        plan,
+        LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Unnest(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Limit(_)
+    )
+}
+
+/// Whether `plan`'s rows arrive one closed window per batch: below the
+/// stateless nodes is a window aggregate.
+fn produces_window_results(plan: &LogicalPlan) -> bool {
+    let mut cursor = plan;
+    while is_stateless(cursor) {
+        cursor = cursor.inputs()[0];
+    }
+    matches!(cursor, LogicalPlan::Aggregate(_))
+}
+
+impl PlanError {
+    /// Points the error at the first `keyword` of the query text.
+    fn near(self, sql: &str, start: Location, keyword: &str) -> Self {
+        self.near_name(sql, keyword, start)
+    }
+}

@@ -1,0 +1,118 @@
+//! Planning a continuous `SELECT`, once, when it is submitted.
+//!
+//! 1. Window TVFs are rewritten into scans of planner-made tables
+//!    ([`crate::window_tvf`]).
+//! 2. DataFusion plans the query against the catalog's streams and
+//!    optimises it with a rule set safe for streams (no rewrite that turns
+//!    one aggregate into two, no limit pushed into a scan).
+//! 3. The logical plan is lowered to a [`StreamPlan`] ([`crate::lower`]).
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SessionContext;
+use datafusion::execution::session_state::SessionState;
+use datafusion::optimizer::OptimizerRule;
+use datafusion::optimizer::eliminate_filter::EliminateFilter;
+use datafusion::optimizer::optimize_projections::OptimizeProjections;
+use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::Statement as DFStatement;
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::sqlparser::tokenizer::Location;
+use sluice_runtime::StreamPlan;
+use sluice_runtime::operators::window_assign::WindowAssignSpec;
+use sluice_runtime::source::SourceSpec;
+
+use crate::error::{PlanError, Result};
+use crate::feed::StreamTable;
+use crate::lower::Lowering;
+use crate::window_tvf::rewrite_windows;
+
+/// What the planner needs to know about the server's catalog.
+pub trait Catalog: Send + Sync {
+    /// The stream called `name` (already normalised), if any.
+    fn stream(&self, name: &str) -> Option<SourceSpec>;
+    /// Every stream's name.
+    fn stream_names(&self) -> Vec<String>;
+}
+
+/// The DataFusion session used for planning: one partition, no physical
+/// optimiser (stateless segments must stay simple, single-partition plans),
+/// spans collected for error positions.
+pub fn planning_state() -> SessionState {
+    let mut config = SessionConfig::new().with_target_partitions(1);
+    config.options_mut().sql_parser.collect_spans = true;
+    let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
+        Arc::new(SimplifyExpressions::new()),
+        Arc::new(EliminateFilter::new()),
+        Arc::new(OptimizeProjections::new()),
+    ];
+    SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_optimizer_rules(rules)
+        .with_physical_optimizer_rules(vec![])
+        .build()
+}
+
+/// Plans the continuous query `query`; `sql` is the whole request text and
+/// `start` where the statement starts in it, for error positions.
+pub async fn plan_query(catalog: &dyn Catalog, query: &ast::Query, sql: &str, start: Location) -> Result<StreamPlan> {
+    let located = |error: PlanError| {
+        let name = mentioned_name(&error.message);
+        let error = error.near_name(sql, name.as_deref().unwrap_or(""), start);
+        if error.line.is_none() { error.at_location(start) } else { error }
+    };
+    let mut query = query.clone();
+    let windows = rewrite_windows(&mut query, catalog).map_err(located)?;
+    let state = planning_state();
+    let context = SessionContext::new_with_state(state.clone());
+    for name in catalog.stream_names() {
+        if let Some(source) = catalog.stream(&name) {
+            register(&context, &name, source.schema.clone()).map_err(located)?;
+        }
+    }
+    for window in &windows {
+        let schema = WindowAssignSpec::new(window.kind, window.time_column, &window.source.schema).output_schema;
+        register(&context, &window.table, schema).map_err(located)?;
+    }
+    let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
+    let logical = context.state().statement_to_plan(statement).await.map_err(|error| located(error.into()))?;
+    let optimized = state.optimize(&logical).map_err(|error| located(error.into()))?;
+    let mut lowering = Lowering::new(&state, catalog, windows, sql, start);
+    lowering.lower_root(&optimized).await.map_err(located)
+}
+
+fn register(context: &SessionContext, name: &str, schema: SchemaRef) -> Result<()> {
+    context.register_table(name, Arc::new(StreamTable { schema }))?;
+    Ok(())
+}
+
+/// The name an error message is about ("table 'x' not found", "No field
+/// named y"), to point at its first mention.
+fn mentioned_name(message: &str) -> Option<String> {
+    let quoted = message.split('\'').nth(1).filter(|name| !name.is_empty());
+    let named = message.split("named ").nth(1).and_then(|rest| rest.split(['.', ' ', ',']).next());
+    let found = quoted.or(named)?;
+    let name = found.rsplit('.').next().unwrap_or(found).trim_matches('"');
+    (!name.is_empty()).then(|| name.to_string())
+}
+
+/// An empty schema, for statements without output.
+pub fn empty_schema() -> SchemaRef {
+    Arc::new(Schema::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_name_an_error_is_about() {
+        assert_eq!(mentioned_name("table 'datafusion.public.nope' not found").as_deref(), Some("nope"));
+        assert_eq!(mentioned_name("No field named bogus. Valid fields are a, b.").as_deref(), Some("bogus"));
+        assert_eq!(mentioned_name("something else"), None);
+    }
+}

@@ -1,0 +1,297 @@
+//! The statement layer: splits a request into statements and parses each,
+//! handling Sluice's own statements before handing the rest to sqlparser
+//! (as DataFusion's `DFParser` does).
+//!
+//! ```sql
+//! CREATE STREAM name (col TYPE, ..., WATERMARK FOR col AS col - INTERVAL '2' SECOND)
+//!   WITH (connector = 'socket', ...);
+//! CREATE TABLE name (..., WATERMARK FOR ...) WITH (...);   -- Flink style, a stream too
+//! DROP STREAM [IF EXISTS] name;
+//! SHOW STREAMS; SHOW QUERIES;
+//! DESCRIBE name;
+//! SET epoch_interval = '10ms';
+//! EXPLAIN SELECT ...;
+//! SELECT ...;
+//! ```
+
+use datafusion::sql::sqlparser::ast::{self, ColumnDef, Expr, Ident, ObjectName, Spanned};
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
+
+use crate::ddl::CreateStream;
+use crate::dialect::SluiceDialect;
+use crate::error::{PlanError, Result, offset_of};
+
+#[derive(Debug, Clone)]
+pub enum Statement {
+    CreateStream(CreateStream),
+    DropStream { name: String, if_exists: bool },
+    ShowStreams,
+    ShowQueries,
+    Describe { name: String },
+    Set { name: String, value: String },
+    Explain { query: Box<ast::Query> },
+    /// A continuous query.
+    Query { query: Box<ast::Query> },
+}
+
+/// A statement with where it starts and its own text.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub statement: Statement,
+    pub start: Location,
+    pub text: String,
+}
+
+/// Parses every statement of `sql`.
+pub fn parse_statements(sql: &str) -> Result<Vec<Located>> {
+    let dialect = SluiceDialect::default();
+    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let mut statements = Vec::new();
+    loop {
+        while parser.consume_token(&Token::SemiColon) {}
+        let first = parser.peek_token();
+        if first.token == Token::EOF {
+            break;
+        }
+        let statement = parse_one(&mut parser, sql)?;
+        let next = parser.peek_token();
+        if !matches!(next.token, Token::SemiColon | Token::EOF) {
+            return Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+                "expected end of statement, found: {}",
+                next.token
+            )))
+            .at(next.span));
+        }
+        let text = text_between(sql, first.span.start, next.span.start);
+        statements.push(Located { statement, start: first.span.start, text });
+    }
+    if statements.is_empty() {
+        return Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(
+            "empty request: no SQL statement".into(),
+        )));
+    }
+    Ok(statements)
+}
+
+fn text_between(sql: &str, start: Location, end: Location) -> String {
+    let start = offset_of(sql, start).unwrap_or(0);
+    let end = offset_of(sql, end).unwrap_or(sql.len()).max(start);
+    sql[start..end].trim().to_string()
+}
+
+fn word_is(token: &TokenWithSpan, word: &str) -> bool {
+    matches!(&token.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
+}
+
+fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
+    let first = parser.peek_token();
+    let second = parser.peek_nth_token(1);
+    if word_is(&first, "CREATE") && (word_is(&second, "STREAM") || word_is(&second, "TABLE")) {
+        parser.next_token();
+        let is_stream = word_is(&parser.next_token(), "STREAM");
+        return parse_create(parser, is_stream, first.span.start, sql);
+    }
+    if word_is(&first, "DROP") && word_is(&second, "STREAM") {
+        parser.next_token();
+        parser.next_token();
+        let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+        let name = object_name(&parser.parse_object_name(false)?);
+        return Ok(Statement::DropStream { name, if_exists });
+    }
+    if word_is(&first, "SHOW") && (word_is(&second, "STREAMS") || word_is(&second, "QUERIES")) {
+        parser.next_token();
+        let streams = word_is(&parser.next_token(), "STREAMS");
+        return Ok(if streams { Statement::ShowStreams } else { Statement::ShowQueries });
+    }
+    if word_is(&first, "DESCRIBE") || word_is(&first, "DESC") {
+        parser.next_token();
+        let _ = parser.parse_keyword(Keyword::STREAM);
+        let name = object_name(&parser.parse_object_name(false)?);
+        return Ok(Statement::Describe { name });
+    }
+    if word_is(&first, "SET") {
+        parser.next_token();
+        let name = object_name(&parser.parse_object_name(false)?);
+        if !parser.consume_token(&Token::Eq) {
+            let _ = parser.parse_keyword(Keyword::TO);
+        }
+        let value = option_value(parser)?;
+        return Ok(Statement::Set { name, value });
+    }
+    if word_is(&first, "EXPLAIN") {
+        parser.next_token();
+        let statement = parser.parse_statement()?;
+        return match statement {
+            ast::Statement::Query(query) => Ok(Statement::Explain { query }),
+            other => Err(PlanError::unsupported("EXPLAIN takes a SELECT").at(other.span())),
+        };
+    }
+    match parser.parse_statement()? {
+        ast::Statement::Query(query) => Ok(Statement::Query { query }),
+        other => {
+            let keyword = sql[offset_of(sql, first.span.start).unwrap_or(0)..]
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
+            Err(PlanError::unsupported(format!(
+                "{keyword} is not supported; Sluice runs CREATE STREAM, DROP STREAM, SHOW STREAMS, SHOW QUERIES, DESCRIBE, SET, EXPLAIN and SELECT"
+            ))
+            .at(if other.span().start.line > 0 { other.span() } else { first.span }))
+        }
+    }
+}
+
+/// `CREATE {STREAM | TABLE} [IF NOT EXISTS] name (columns, WATERMARK ..., PRIMARY KEY (...)) [WITH (...)]`
+fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &str) -> Result<Statement> {
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name_token = parser.peek_token();
+    let name = parser.parse_object_name(false)?;
+    let mut columns: Vec<ColumnDef> = Vec::new();
+    let mut watermark: Option<(Ident, Expr)> = None;
+    let mut primary_key = Vec::new();
+    parser.expect_token(&Token::LParen)?;
+    loop {
+        let token = parser.peek_token();
+        if word_is(&token, "WATERMARK") {
+            parser.next_token();
+            parser.expect_keyword(Keyword::FOR)?;
+            let column = parser.parse_identifier()?;
+            parser.expect_keyword(Keyword::AS)?;
+            let expr = parser.parse_expr()?;
+            if watermark.is_some() {
+                return Err(PlanError::invalid("a stream has at most one WATERMARK").at(token.span));
+            }
+            watermark = Some((column, expr));
+        } else if parser.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
+            parser.expect_token(&Token::LParen)?;
+            primary_key = parser.parse_comma_separated(|parser| parser.parse_identifier())?;
+            parser.expect_token(&Token::RParen)?;
+            let _ = parser.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]);
+        } else {
+            columns.push(parser.parse_column_def()?);
+        }
+        if parser.consume_token(&Token::Comma) {
+            continue;
+        }
+        parser.expect_token(&Token::RParen)?;
+        break;
+    }
+    let mut options = Vec::new();
+    if parser.parse_keyword(Keyword::WITH) {
+        parser.expect_token(&Token::LParen)?;
+        loop {
+            let key_token = parser.next_token();
+            let key = match &key_token.token {
+                Token::Word(word) => word.value.to_ascii_lowercase(),
+                Token::SingleQuotedString(text) | Token::DoubleQuotedString(text) => text.to_ascii_lowercase(),
+                other => {
+                    return Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(
+                        format!("expected an option name, found: {other}"),
+                    ))
+                    .at(key_token.span));
+                }
+            };
+            // Dotted keys, as in Flink ('scan.startup.mode').
+            let mut key = key;
+            while parser.consume_token(&Token::Period) {
+                key.push('.');
+                key.push_str(&parser.parse_identifier()?.value.to_ascii_lowercase());
+            }
+            parser.expect_token(&Token::Eq)?;
+            let value = option_value(parser)?;
+            options.push((key, value, key_token.span.start));
+            if !parser.consume_token(&Token::Comma) {
+                parser.expect_token(&Token::RParen)?;
+                break;
+            }
+        }
+    }
+    Ok(Statement::CreateStream(CreateStream {
+        name: object_name(&name),
+        name_location: name_token.span.start,
+        is_stream,
+        if_not_exists,
+        columns,
+        watermark,
+        primary_key,
+        options,
+        start,
+    }))
+}
+
+fn option_value(parser: &mut Parser) -> Result<String> {
+    let token = parser.next_token();
+    match token.token {
+        Token::SingleQuotedString(text) | Token::DoubleQuotedString(text) => Ok(text),
+        Token::Number(number, _) => Ok(number),
+        Token::Word(word) => Ok(word.value),
+        Token::Minus => match parser.next_token().token {
+            Token::Number(number, _) => Ok(format!("-{number}")),
+            other => Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+                "expected a number after '-', found: {other}"
+            )))
+            .at(token.span)),
+        },
+        other => Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+            "expected a value (a 'string', a number or a name), found: {other}"
+        )))
+        .at(token.span)),
+    }
+}
+
+/// Lower-cased unless quoted, as DataFusion normalises identifiers.
+pub fn object_name(name: &ObjectName) -> String {
+    name.0
+        .iter()
+        .filter_map(|part| part.as_ident())
+        .map(ident_name)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+pub fn ident_name(ident: &Ident) -> String {
+    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_ascii_lowercase() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_statements_and_keeps_their_text() {
+        let statements = parse_statements("SHOW STREAMS;\n  SELECT 1 ;; DESCRIBE weblog").unwrap();
+        assert_eq!(statements.len(), 3);
+        assert_eq!(statements[1].text, "SELECT 1");
+        assert_eq!(statements[1].start, Location { line: 2, column: 3 });
+        assert!(matches!(&statements[2].statement, Statement::Describe { name } if name == "weblog"));
+    }
+
+    #[test]
+    fn parses_create_stream_with_watermark_and_options() {
+        let sql = "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR,\n WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)\n WITH (connector = 'socket', 'port' = 7777, scan.mode = 'x')";
+        let statements = parse_statements(sql).unwrap();
+        let Statement::CreateStream(create) = &statements[0].statement else { panic!("not a create") };
+        assert_eq!(create.name, "weblog");
+        assert_eq!(create.columns.len(), 2);
+        assert_eq!(create.watermark.as_ref().unwrap().0.value, "ts");
+        let keys: Vec<_> = create.options.iter().map(|(key, value, _)| format!("{key}={value}")).collect();
+        assert_eq!(keys, vec!["connector=socket", "port=7777", "scan.mode=x"]);
+    }
+
+    #[test]
+    fn syntax_errors_carry_a_position() {
+        let error = parse_statements("SELECT a,\n  FROM WHERE").unwrap_err();
+        assert_eq!(error.kind, crate::error::PlanErrorKind::Syntax);
+        assert_eq!(error.line, Some(2));
+        assert!(error.column.is_some());
+    }
+
+    #[test]
+    fn table_arguments_parse_as_names() {
+        let sql = "SELECT * FROM TABLE(TUMBLE(TABLE weblog, DESCRIPTOR(ts), INTERVAL '1' SECOND))";
+        assert!(parse_statements(sql).is_ok());
+    }
+}

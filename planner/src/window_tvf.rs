@@ -1,0 +1,325 @@
+//! Window table functions.
+//!
+//! Flink's window TVF syntax and its short form both reach here:
+//!
+//! ```sql
+//! FROM TABLE(TUMBLE(TABLE weblog, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+//! FROM TUMBLE(weblog, ts, INTERVAL '1' SECOND)
+//! ```
+//!
+//! Before DataFusion sees the query, each window TVF is replaced by a scan
+//! of a planner-made table `__window_N` whose columns are the stream's plus
+//! `window_start`, `window_end` and `window_time`, aliased as the stream (or
+//! the TVF's own alias) so that `weblog.ip` still resolves. The lowering
+//! turns a scan of `__window_N` into the stream's source followed by a
+//! window-assignment operator.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::sql::sqlparser::ast::{
+    self, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SetExpr, Spanned, TableAlias,
+    TableFactor, Value,
+};
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::Span;
+use sluice_runtime::operators::window_assign::WindowKind;
+use sluice_runtime::source::SourceSpec;
+
+use crate::dialect::SluiceDialect;
+use crate::error::{PlanError, Result};
+use crate::query::Catalog;
+use crate::statement::{ident_name, object_name};
+
+/// A window TVF the rewrite replaced.
+#[derive(Debug, Clone)]
+pub struct WindowTable {
+    /// The planner-made table name (`__window_N`).
+    pub table: String,
+    pub source: SourceSpec,
+    pub kind: WindowKind,
+    /// Index of the time column in the stream.
+    pub time_column: usize,
+}
+
+/// Replaces every window TVF of `query` (and its subqueries) by a scan.
+pub fn rewrite_windows(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Vec<WindowTable>> {
+    let mut rewriter = Rewriter { catalog, tables: Vec::new() };
+    rewriter.query(query)?;
+    Ok(rewriter.tables)
+}
+
+struct Rewriter<'a> {
+    catalog: &'a dyn Catalog,
+    tables: Vec<WindowTable>,
+}
+
+const WINDOW_FUNCTIONS: [&str; 4] = ["tumble", "hop", "session", "cumulate"];
+
+impl Rewriter<'_> {
+    fn query(&mut self, query: &mut ast::Query) -> Result<()> {
+        if let Some(with) = &mut query.with {
+            for cte in &mut with.cte_tables {
+                self.query(&mut cte.query)?;
+            }
+        }
+        self.set_expr(&mut query.body)
+    }
+
+    fn set_expr(&mut self, body: &mut SetExpr) -> Result<()> {
+        match body {
+            SetExpr::Select(select) => {
+                for from in &mut select.from {
+                    self.table_with_joins(from)?;
+                }
+                Ok(())
+            }
+            SetExpr::Query(query) => self.query(query),
+            SetExpr::SetOperation { left, right, .. } => {
+                self.set_expr(left)?;
+                self.set_expr(right)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn table_with_joins(&mut self, from: &mut ast::TableWithJoins) -> Result<()> {
+        self.factor(&mut from.relation)?;
+        for join in &mut from.joins {
+            self.factor(&mut join.relation)?;
+        }
+        Ok(())
+    }
+
+    fn factor(&mut self, factor: &mut TableFactor) -> Result<()> {
+        let replacement = match factor {
+            TableFactor::Derived { subquery, .. } => return self.query(subquery),
+            TableFactor::NestedJoin { table_with_joins, .. } => return self.table_with_joins(table_with_joins),
+            TableFactor::TableFunction { expr: Expr::Function(function), alias } => {
+                let name = object_name(&function.name);
+                if !WINDOW_FUNCTIONS.contains(&name.as_str()) {
+                    return Ok(());
+                }
+                let arguments = match &function.args {
+                    FunctionArguments::List(list) => list.args.clone(),
+                    _ => Vec::new(),
+                };
+                self.window(&name, &arguments, alias.clone(), function.span())?
+            }
+            TableFactor::Table { name, args: Some(args), alias, .. } => {
+                let function = object_name(name);
+                if !WINDOW_FUNCTIONS.contains(&function.as_str()) {
+                    return Ok(());
+                }
+                let span = name.span();
+                self.window(&function, &args.args, alias.clone(), span)?
+            }
+            _ => return Ok(()),
+        };
+        *factor = replacement;
+        Ok(())
+    }
+
+    fn window(&mut self, function: &str, arguments: &[FunctionArg], alias: Option<TableAlias>, span: Span) -> Result<TableFactor> {
+        if function != "tumble" {
+            return Err(PlanError::unsupported(format!(
+                "{} windows are not supported yet; TUMBLE is",
+                function.to_uppercase()
+            ))
+            .at(span));
+        }
+        let arguments = Arguments::new(arguments, &["data", "timecol", "size", "offset"], span)?;
+        let stream_arg = arguments.required(0, "the stream (TABLE name)")?;
+        let stream_name = match stream_arg {
+            Expr::Identifier(ident) => ident_name(ident),
+            Expr::CompoundIdentifier(idents) => idents.iter().map(ident_name).collect::<Vec<_>>().join("."),
+            other => {
+                return Err(PlanError::invalid("the first argument of TUMBLE must be a stream: TABLE name").at(other.span()));
+            }
+        };
+        let source = self
+            .catalog
+            .stream(&stream_name)
+            .ok_or_else(|| PlanError::unknown(format!("stream {stream_name:?} not found")).at(stream_arg.span()))?;
+        let time_arg = arguments.required(1, "the time column (DESCRIPTOR(col))")?;
+        let time_ident = match time_arg {
+            Expr::Identifier(ident) => ident.clone(),
+            Expr::Function(descriptor) if object_name(&descriptor.name) == "descriptor" => match &descriptor.args {
+                FunctionArguments::List(list) => match list.args.as_slice() {
+                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident)))] => ident.clone(),
+                    _ => return Err(PlanError::invalid("DESCRIPTOR takes one column name").at(descriptor.span())),
+                },
+                _ => return Err(PlanError::invalid("DESCRIPTOR takes one column name").at(descriptor.span())),
+            },
+            other => return Err(PlanError::invalid("the time column must be DESCRIPTOR(col) or a column name").at(other.span())),
+        };
+        let time_name = ident_name(&time_ident);
+        let time_column = source.schema.index_of(&time_name).map_err(|_| {
+            PlanError::unknown(format!("stream {stream_name:?} has no column {time_name:?}")).at(time_ident.span)
+        })?;
+        if !matches!(source.schema.field(time_column).data_type(), DataType::Timestamp(_, _)) {
+            return Err(PlanError::invalid(format!("the window time column {time_name:?} must be a TIMESTAMP")).at(time_ident.span));
+        }
+        match source.event_time {
+            Some(event_time) if event_time.column == time_column => {}
+            _ => {
+                return Err(PlanError::invalid(format!(
+                    "TUMBLE needs an event-time attribute, but {time_name:?} has no watermark; declare WATERMARK FOR {time_name} AS {time_name} - INTERVAL '...' SECOND on stream {stream_name}"
+                ))
+                .at(time_ident.span));
+            }
+        }
+        let size_arg = arguments.required(2, "the window size (INTERVAL)")?;
+        let size = interval_nanos(size_arg)?;
+        if size <= 0 {
+            return Err(PlanError::invalid("the window size must be positive").at(size_arg.span()));
+        }
+        let offset = arguments.optional(3).map(interval_nanos).transpose()?.unwrap_or(0);
+        let table = format!("__window_{}", self.tables.len());
+        self.tables.push(WindowTable { table: table.clone(), source, kind: WindowKind::Tumble { size, offset }, time_column });
+        let alias = alias.unwrap_or(TableAlias {
+            explicit: true,
+            name: Ident::new(stream_name.rsplit('.').next().unwrap_or(&stream_name)),
+            columns: vec![],
+            at: None,
+        });
+        scan_of(&table, alias)
+    }
+}
+
+/// A TVF's arguments, positional or named.
+struct Arguments<'a> {
+    values: Vec<Option<&'a Expr>>,
+    span: Span,
+}
+
+impl<'a> Arguments<'a> {
+    fn new(arguments: &'a [FunctionArg], names: &[&str], span: Span) -> Result<Self> {
+        let mut values = vec![None; names.len()];
+        for (position, argument) in arguments.iter().enumerate() {
+            let (slot, expr) = match argument {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => (position, expr),
+                FunctionArg::Named { name, arg: FunctionArgExpr::Expr(expr), .. } => {
+                    let key = ident_name(name);
+                    let slot = names.iter().position(|candidate| *candidate == key).ok_or_else(|| {
+                        PlanError::invalid(format!("unknown argument {key:?}; expected one of {}", names.join(", ")))
+                            .at(name.span)
+                    })?;
+                    (slot, expr)
+                }
+                _ => return Err(PlanError::invalid("unsupported window argument").at(span)),
+            };
+            if slot >= values.len() {
+                return Err(PlanError::invalid(format!("too many arguments: at most {}", names.len())).at(expr.span()));
+            }
+            values[slot] = Some(expr);
+        }
+        Ok(Self { values, span })
+    }
+
+    fn required(&self, slot: usize, what: &str) -> Result<&'a Expr> {
+        self.values[slot].ok_or_else(|| PlanError::invalid(format!("missing argument: {what}")).at(self.span))
+    }
+
+    fn optional(&self, slot: usize) -> Option<&'a Expr> {
+        self.values[slot]
+    }
+}
+
+/// `SELECT * FROM <table> AS <alias>`'s table factor: built by the parser,
+/// which knows how to fill every field.
+fn scan_of(table: &str, alias: TableAlias) -> Result<TableFactor> {
+    let sql = format!("SELECT * FROM {table}");
+    let statement = Parser::new(&SluiceDialect::default()).try_with_sql(&sql)?.parse_statement()?;
+    let ast::Statement::Query(query) = statement else {
+        return Err(PlanError::invalid("internal: window scan did not parse"));
+    };
+    let SetExpr::Select(select) = *query.body else {
+        return Err(PlanError::invalid("internal: window scan did not parse"));
+    };
+    let mut factor = select.from.into_iter().next().map(|from| from.relation).ok_or_else(|| PlanError::invalid("internal: window scan"))?;
+    if let TableFactor::Table { alias: slot, .. } = &mut factor {
+        *slot = Some(alias);
+    }
+    Ok(factor)
+}
+
+/// The length of an `INTERVAL '...' <unit>` literal in nanoseconds.
+pub fn interval_nanos(expr: &Expr) -> Result<i64> {
+    let invalid = || PlanError::invalid("expected an interval such as INTERVAL '2' SECOND").at(expr.span());
+    let Expr::Interval(interval) = expr else {
+        return Err(invalid());
+    };
+    let text = match interval.value.as_ref() {
+        Expr::Value(value) => match &value.value {
+            Value::SingleQuotedString(text) | Value::Number(text, _) => text.clone(),
+            _ => return Err(invalid()),
+        },
+        _ => return Err(invalid()),
+    };
+    let (amount, unit) = match &interval.leading_field {
+        Some(field) => (text.trim().to_string(), unit_nanos_of_field(field).ok_or_else(invalid)?),
+        None => {
+            let mut parts = text.split_whitespace();
+            let amount = parts.next().ok_or_else(invalid)?.to_string();
+            let unit = parts.next().and_then(unit_nanos_of_word).ok_or_else(invalid)?;
+            if parts.next().is_some() {
+                return Err(PlanError::unsupported("compound intervals are not supported; use one unit").at(expr.span()));
+            }
+            (amount, unit)
+        }
+    };
+    let amount: f64 = amount.parse().map_err(|_| invalid())?;
+    let nanos = amount * unit as f64;
+    if !nanos.is_finite() || nanos.abs() > i64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(nanos.round() as i64)
+}
+
+const SECOND: i64 = 1_000_000_000;
+
+fn unit_nanos_of_field(field: &DateTimeField) -> Option<i64> {
+    Some(match field {
+        DateTimeField::Nanosecond | DateTimeField::Nanoseconds => 1,
+        DateTimeField::Microsecond | DateTimeField::Microseconds => 1_000,
+        DateTimeField::Millisecond | DateTimeField::Milliseconds => 1_000_000,
+        DateTimeField::Second | DateTimeField::Seconds => SECOND,
+        DateTimeField::Minute | DateTimeField::Minutes => 60 * SECOND,
+        DateTimeField::Hour | DateTimeField::Hours => 3600 * SECOND,
+        DateTimeField::Day | DateTimeField::Days => 86_400 * SECOND,
+        DateTimeField::Week(_) | DateTimeField::Weeks => 7 * 86_400 * SECOND,
+        _ => return None,
+    })
+}
+
+fn unit_nanos_of_word(word: &str) -> Option<i64> {
+    Some(match word.to_ascii_lowercase().trim_end_matches('s') {
+        "nanosecond" | "n" => 1,
+        "microsecond" | "u" => 1_000,
+        "millisecond" | "m" => 1_000_000,
+        "second" | "sec" => SECOND,
+        "minute" | "min" => 60 * SECOND,
+        "hour" | "h" => 3600 * SECOND,
+        "day" | "d" => 86_400 * SECOND,
+        "week" | "w" => 7 * 86_400 * SECOND,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interval(sql: &str) -> Result<i64> {
+        let expr = Parser::new(&SluiceDialect::default()).try_with_sql(sql)?.parse_expr()?;
+        interval_nanos(&expr)
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(interval("INTERVAL '2' SECOND").unwrap(), 2 * SECOND);
+        assert_eq!(interval("INTERVAL '1.5' MINUTE").unwrap(), 90 * SECOND);
+        assert_eq!(interval("INTERVAL '10 seconds'").unwrap(), 10 * SECOND);
+        assert_eq!(interval("INTERVAL '250' MILLISECOND").unwrap(), SECOND / 4);
+        assert!(interval("5").is_err());
+    }
+}
