@@ -21,7 +21,9 @@ use datafusion::catalog::Session;
 use datafusion::common::{DFSchemaRef, DataFusionError, Result};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
+use datafusion::logical_expr::{
+    Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
+};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use sluice_runtime::operators::stateless::{FeedExec, FeedSlot};
@@ -39,8 +41,17 @@ pub struct FeedNode {
 }
 
 impl FeedNode {
-    pub fn new(schema: DFSchemaRef, input_schema: SchemaRef, projection: Option<Vec<usize>>) -> Self {
-        Self { schema, input_schema, projection, slot: Arc::new(Mutex::new(VecDeque::new())) }
+    pub fn new(
+        schema: DFSchemaRef,
+        input_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+    ) -> Self {
+        Self {
+            schema,
+            input_schema,
+            projection,
+            slot: Arc::new(Mutex::new(VecDeque::new())),
+        }
     }
 
     fn identity(&self) -> usize {
@@ -112,7 +123,11 @@ impl ExtensionPlanner for FeedPlanner {
         let Some(feed) = node.as_any().downcast_ref::<FeedNode>() else {
             return Ok(None);
         };
-        let exec = FeedExec::new(feed.slot.clone(), feed.input_schema.clone(), feed.projection.clone())?;
+        let exec = FeedExec::new(
+            feed.slot.clone(),
+            feed.input_schema.clone(),
+            feed.projection.clone(),
+        )?;
         Ok(Some(Arc::new(exec)))
     }
 }
@@ -140,6 +155,8 @@ impl TableProvider for StreamTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Err(DataFusionError::Internal("streams are read through feeds, never scanned".into()))
+        Err(DataFusionError::Internal(
+            "streams are read through feeds, never scanned".into(),
+        ))
     }
 }

@@ -20,7 +20,9 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::{Aggregate, Expr, Extension, FetchType, LogicalPlan, SkipType, col, lit};
+use datafusion::logical_expr::{
+    Aggregate, Expr, Extension, FetchType, LogicalPlan, SkipType, col, lit,
+};
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::sql::sqlparser::tokenizer::Location;
 use futures::future::BoxFuture;
@@ -28,7 +30,9 @@ use sluice_runtime::operators::limit::LimitSpec;
 use sluice_runtime::operators::stateless::StatelessSpec;
 use sluice_runtime::operators::union::UnionSpec;
 use sluice_runtime::operators::window_aggregate::WindowAggregateSpec;
-use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WindowAssignSpec, WindowKind};
+use sluice_runtime::operators::window_assign::{
+    WINDOW_END, WINDOW_START, WindowAssignSpec, WindowKind,
+};
 use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
 
 use crate::error::{PlanError, Result};
@@ -72,7 +76,14 @@ impl<'a> Lowering<'a> {
             schema: Arc::new(Schema::empty()),
             append_only: true,
         };
-        Self { state, catalog, windows, sql, start, plan }
+        Self {
+            state,
+            catalog,
+            windows,
+            sql,
+            start,
+            plan,
+        }
     }
 
     pub async fn lower_root(&mut self, logical: &LogicalPlan) -> Result<StreamPlan> {
@@ -150,21 +161,40 @@ impl<'a> Lowering<'a> {
     /// A source node for a stream scan (plus window assignment for a scan
     /// of a window TVF). Its batches have the table's full schema.
     fn scan_source(&mut self, table: &str) -> Result<Lowered> {
-        let window = self.windows.iter().find(|window| window.table == table).cloned();
+        let window = self
+            .windows
+            .iter()
+            .find(|window| window.table == table)
+            .cloned();
         let source = match &window {
             Some(window) => window.source.clone(),
-            None => self.catalog.stream(table).ok_or_else(|| PlanError::unknown(format!("stream '{table}' not found")))?,
+            None => self
+                .catalog
+                .stream(table)
+                .ok_or_else(|| PlanError::unknown(format!("stream '{table}' not found")))?,
         };
         self.plan.sources.push(source.clone());
-        self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
+        self.plan.nodes.push(PlanNode::Source {
+            index: self.plan.sources.len() - 1,
+        });
         let node = self.plan.nodes.len() - 1;
         let Some(window) = window else {
-            return Ok(Lowered { node, schema: source.schema, window_results: false, window: None });
+            return Ok(Lowered {
+                node,
+                schema: source.schema,
+                window_results: false,
+                window: None,
+            });
         };
         let spec = WindowAssignSpec::new(window.kind, window.time_column, &source.schema);
         let schema = spec.output_schema.clone();
         let node = self.push(OperatorSpec::WindowAssign(spec), vec![node]);
-        Ok(Lowered { node, schema, window_results: false, window: Some(window.kind) })
+        Ok(Lowered {
+            node,
+            schema,
+            window_results: false,
+            window: Some(window.kind),
+        })
     }
 
     /// A run of stateless nodes from `top` down, executed by DataFusion.
@@ -172,7 +202,9 @@ impl<'a> Lowering<'a> {
         let window_results_below = produces_window_results(top);
         let mut chain = Vec::new();
         let mut cursor = top;
-        while is_stateless(cursor) && (window_results_below || !matches!(cursor, LogicalPlan::Limit(_))) {
+        while is_stateless(cursor)
+            && (window_results_below || !matches!(cursor, LogicalPlan::Limit(_)))
+        {
             if matches!(cursor, LogicalPlan::Sort(_)) && !window_results_below {
                 return Err(PlanError::unsupported(
                     "ORDER BY on an unbounded stream never completes; sort the rows of each window instead (GROUP BY window_start, window_end, ... ORDER BY ...)",
@@ -185,7 +217,11 @@ impl<'a> Lowering<'a> {
         let (input, feed) = match cursor {
             LogicalPlan::TableScan(scan) => {
                 let input = self.scan_source(scan.table_name.table())?;
-                let feed = FeedNode::new(scan.projected_schema.clone(), input.schema.clone(), scan.projection.clone());
+                let feed = FeedNode::new(
+                    scan.projected_schema.clone(),
+                    input.schema.clone(),
+                    scan.projection.clone(),
+                );
                 (input, feed)
             }
             boundary => {
@@ -195,15 +231,28 @@ impl<'a> Lowering<'a> {
             }
         };
         let slot = feed.slot.clone();
-        let mut logical = LogicalPlan::Extension(Extension { node: Arc::new(feed) });
+        let mut logical = LogicalPlan::Extension(Extension {
+            node: Arc::new(feed),
+        });
         for node in chain.iter().rev() {
             logical = node.with_new_exprs(node.expressions(), vec![logical])?;
         }
         let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(FeedPlanner)]);
         let physical = planner.create_physical_plan(&logical, self.state).await?;
         let schema = physical.schema();
-        let node = self.push(OperatorSpec::Stateless(StatelessSpec { plan: physical, feed: slot }), vec![input.node]);
-        Ok(Lowered { node, schema, window_results: input.window_results, window: input.window })
+        let node = self.push(
+            OperatorSpec::Stateless(StatelessSpec {
+                plan: physical,
+                feed: slot,
+            }),
+            vec![input.node],
+        );
+        Ok(Lowered {
+            node,
+            schema,
+            window_results: input.window_results,
+            window: input.window,
+        })
     }
 
     async fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Lowered> {
@@ -223,7 +272,9 @@ impl<'a> Lowering<'a> {
         };
         let window_end = match (window_column(WINDOW_END), window_column(WINDOW_START)) {
             (Some(end), _) => Expr::Column(end),
-            (None, Some(start)) => col(start) + lit(ScalarValue::DurationNanosecond(Some(window_size(window)))),
+            (None, Some(start)) => {
+                col(start) + lit(ScalarValue::DurationNanosecond(Some(window_size(window))))
+            }
             (None, None) => {
                 return Err(PlanError::invalid(
                     "a windowed GROUP BY must include window_start or window_end",
@@ -231,8 +282,15 @@ impl<'a> Lowering<'a> {
                 .near(self.sql, self.start, "GROUP"));
             }
         };
-        if aggregate.group_expr.iter().any(|expr| matches!(expr, Expr::GroupingSet(_))) {
-            return Err(PlanError::unsupported("GROUPING SETS, ROLLUP and CUBE are not supported yet").near(self.sql, self.start, "GROUP"));
+        if aggregate
+            .group_expr
+            .iter()
+            .any(|expr| matches!(expr, Expr::GroupingSet(_)))
+        {
+            return Err(PlanError::unsupported(
+                "GROUPING SETS, ROLLUP and CUBE are not supported yet",
+            )
+            .near(self.sql, self.start, "GROUP"));
         }
         let group_exprs = aggregate
             .group_expr
@@ -244,12 +302,13 @@ impl<'a> Lowering<'a> {
         let mut filters = Vec::new();
         for expr in &aggregate.aggr_expr {
             #[allow(deprecated)]
-            let (aggregate, filter, _ordering) = datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
-                expr,
-                input_schema,
-                input_schema.as_arrow(),
-                self.state.execution_props(),
-            )?;
+            let (aggregate, filter, _ordering) =
+                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                    expr,
+                    input_schema,
+                    input_schema.as_arrow(),
+                    self.state.execution_props(),
+                )?;
             aggregates.push(aggregate);
             filters.push(filter);
         }
@@ -263,7 +322,12 @@ impl<'a> Lowering<'a> {
             output_schema: output_schema.clone(),
         };
         let node = self.push(OperatorSpec::WindowAggregate(spec), vec![input.node]);
-        Ok(Lowered { node, schema: output_schema, window_results: true, window: None })
+        Ok(Lowered {
+            node,
+            schema: output_schema,
+            window_results: true,
+            window: None,
+        })
     }
 }
 

@@ -16,8 +16,8 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{
-    self, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SetExpr, Spanned, TableAlias,
-    TableFactor, Value,
+    self, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SetExpr,
+    Spanned, TableAlias, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Span;
@@ -42,7 +42,10 @@ pub struct WindowTable {
 
 /// Replaces every window TVF of `query` (and its subqueries) by a scan.
 pub fn rewrite_windows(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Vec<WindowTable>> {
-    let mut rewriter = Rewriter { catalog, tables: Vec::new() };
+    let mut rewriter = Rewriter {
+        catalog,
+        tables: Vec::new(),
+    };
     rewriter.query(query)?;
     Ok(rewriter.tables)
 }
@@ -92,8 +95,13 @@ impl Rewriter<'_> {
     fn factor(&mut self, factor: &mut TableFactor) -> Result<()> {
         let replacement = match factor {
             TableFactor::Derived { subquery, .. } => return self.query(subquery),
-            TableFactor::NestedJoin { table_with_joins, .. } => return self.table_with_joins(table_with_joins),
-            TableFactor::TableFunction { expr: Expr::Function(function), alias } => {
+            TableFactor::NestedJoin {
+                table_with_joins, ..
+            } => return self.table_with_joins(table_with_joins),
+            TableFactor::TableFunction {
+                expr: Expr::Function(function),
+                alias,
+            } => {
                 let name = object_name(&function.name);
                 if !WINDOW_FUNCTIONS.contains(&name.as_str()) {
                     return Ok(());
@@ -104,7 +112,12 @@ impl Rewriter<'_> {
                 };
                 self.window(&name, &arguments, alias.clone(), function.span())?
             }
-            TableFactor::Table { name, args: Some(args), alias, .. } => {
+            TableFactor::Table {
+                name,
+                args: Some(args),
+                alias,
+                ..
+            } => {
                 let function = object_name(name);
                 if !WINDOW_FUNCTIONS.contains(&function.as_str()) {
                     return Ok(());
@@ -118,7 +131,13 @@ impl Rewriter<'_> {
         Ok(())
     }
 
-    fn window(&mut self, function: &str, arguments: &[FunctionArg], alias: Option<TableAlias>, span: Span) -> Result<TableFactor> {
+    fn window(
+        &mut self,
+        function: &str,
+        arguments: &[FunctionArg],
+        alias: Option<TableAlias>,
+        span: Span,
+    ) -> Result<TableFactor> {
         if function != "tumble" {
             return Err(PlanError::unsupported(format!(
                 "{} windows are not supported yet; TUMBLE is",
@@ -130,33 +149,61 @@ impl Rewriter<'_> {
         let stream_arg = arguments.required(0, "the stream (TABLE name)")?;
         let stream_name = match stream_arg {
             Expr::Identifier(ident) => ident_name(ident),
-            Expr::CompoundIdentifier(idents) => idents.iter().map(ident_name).collect::<Vec<_>>().join("."),
+            Expr::CompoundIdentifier(idents) => {
+                idents.iter().map(ident_name).collect::<Vec<_>>().join(".")
+            }
             other => {
-                return Err(PlanError::invalid("the first argument of TUMBLE must be a stream: TABLE name").at(other.span()));
+                return Err(PlanError::invalid(
+                    "the first argument of TUMBLE must be a stream: TABLE name",
+                )
+                .at(other.span()));
             }
         };
-        let source = self
-            .catalog
-            .stream(&stream_name)
-            .ok_or_else(|| PlanError::unknown(format!("stream {stream_name:?} not found")).at(stream_arg.span()))?;
+        let source = self.catalog.stream(&stream_name).ok_or_else(|| {
+            PlanError::unknown(format!("stream {stream_name:?} not found")).at(stream_arg.span())
+        })?;
         let time_arg = arguments.required(1, "the time column (DESCRIPTOR(col))")?;
         let time_ident = match time_arg {
             Expr::Identifier(ident) => ident.clone(),
-            Expr::Function(descriptor) if object_name(&descriptor.name) == "descriptor" => match &descriptor.args {
-                FunctionArguments::List(list) => match list.args.as_slice() {
-                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident)))] => ident.clone(),
-                    _ => return Err(PlanError::invalid("DESCRIPTOR takes one column name").at(descriptor.span())),
-                },
-                _ => return Err(PlanError::invalid("DESCRIPTOR takes one column name").at(descriptor.span())),
-            },
-            other => return Err(PlanError::invalid("the time column must be DESCRIPTOR(col) or a column name").at(other.span())),
+            Expr::Function(descriptor) if object_name(&descriptor.name) == "descriptor" => {
+                match &descriptor.args {
+                    FunctionArguments::List(list) => match list.args.as_slice() {
+                        [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident)))] => {
+                            ident.clone()
+                        }
+                        _ => {
+                            return Err(PlanError::invalid("DESCRIPTOR takes one column name")
+                                .at(descriptor.span()));
+                        }
+                    },
+                    _ => {
+                        return Err(PlanError::invalid("DESCRIPTOR takes one column name")
+                            .at(descriptor.span()));
+                    }
+                }
+            }
+            other => {
+                return Err(PlanError::invalid(
+                    "the time column must be DESCRIPTOR(col) or a column name",
+                )
+                .at(other.span()));
+            }
         };
         let time_name = ident_name(&time_ident);
         let time_column = source.schema.index_of(&time_name).map_err(|_| {
-            PlanError::unknown(format!("stream {stream_name:?} has no column {time_name:?}")).at(time_ident.span)
+            PlanError::unknown(format!(
+                "stream {stream_name:?} has no column {time_name:?}"
+            ))
+            .at(time_ident.span)
         })?;
-        if !matches!(source.schema.field(time_column).data_type(), DataType::Timestamp(_, _)) {
-            return Err(PlanError::invalid(format!("the window time column {time_name:?} must be a TIMESTAMP")).at(time_ident.span));
+        if !matches!(
+            source.schema.field(time_column).data_type(),
+            DataType::Timestamp(_, _)
+        ) {
+            return Err(PlanError::invalid(format!(
+                "the window time column {time_name:?} must be a TIMESTAMP"
+            ))
+            .at(time_ident.span));
         }
         match source.event_time {
             Some(event_time) if event_time.column == time_column => {}
@@ -172,9 +219,18 @@ impl Rewriter<'_> {
         if size <= 0 {
             return Err(PlanError::invalid("the window size must be positive").at(size_arg.span()));
         }
-        let offset = arguments.optional(3).map(interval_nanos).transpose()?.unwrap_or(0);
+        let offset = arguments
+            .optional(3)
+            .map(interval_nanos)
+            .transpose()?
+            .unwrap_or(0);
         let table = format!("__window_{}", self.tables.len());
-        self.tables.push(WindowTable { table: table.clone(), source, kind: WindowKind::Tumble { size, offset }, time_column });
+        self.tables.push(WindowTable {
+            table: table.clone(),
+            source,
+            kind: WindowKind::Tumble { size, offset },
+            time_column,
+        });
         let alias = alias.unwrap_or(TableAlias {
             explicit: true,
             name: Ident::new(stream_name.rsplit('.').next().unwrap_or(&stream_name)),
@@ -197,18 +253,32 @@ impl<'a> Arguments<'a> {
         for (position, argument) in arguments.iter().enumerate() {
             let (slot, expr) = match argument {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => (position, expr),
-                FunctionArg::Named { name, arg: FunctionArgExpr::Expr(expr), .. } => {
+                FunctionArg::Named {
+                    name,
+                    arg: FunctionArgExpr::Expr(expr),
+                    ..
+                } => {
                     let key = ident_name(name);
-                    let slot = names.iter().position(|candidate| *candidate == key).ok_or_else(|| {
-                        PlanError::invalid(format!("unknown argument {key:?}; expected one of {}", names.join(", ")))
+                    let slot = names
+                        .iter()
+                        .position(|candidate| *candidate == key)
+                        .ok_or_else(|| {
+                            PlanError::invalid(format!(
+                                "unknown argument {key:?}; expected one of {}",
+                                names.join(", ")
+                            ))
                             .at(name.span)
-                    })?;
+                        })?;
                     (slot, expr)
                 }
                 _ => return Err(PlanError::invalid("unsupported window argument").at(span)),
             };
             if slot >= values.len() {
-                return Err(PlanError::invalid(format!("too many arguments: at most {}", names.len())).at(expr.span()));
+                return Err(PlanError::invalid(format!(
+                    "too many arguments: at most {}",
+                    names.len()
+                ))
+                .at(expr.span()));
             }
             values[slot] = Some(expr);
         }
@@ -216,7 +286,8 @@ impl<'a> Arguments<'a> {
     }
 
     fn required(&self, slot: usize, what: &str) -> Result<&'a Expr> {
-        self.values[slot].ok_or_else(|| PlanError::invalid(format!("missing argument: {what}")).at(self.span))
+        self.values[slot]
+            .ok_or_else(|| PlanError::invalid(format!("missing argument: {what}")).at(self.span))
     }
 
     fn optional(&self, slot: usize) -> Option<&'a Expr> {
@@ -228,14 +299,21 @@ impl<'a> Arguments<'a> {
 /// which knows how to fill every field.
 fn scan_of(table: &str, alias: TableAlias) -> Result<TableFactor> {
     let sql = format!("SELECT * FROM {table}");
-    let statement = Parser::new(&SluiceDialect::default()).try_with_sql(&sql)?.parse_statement()?;
+    let statement = Parser::new(&SluiceDialect::default())
+        .try_with_sql(&sql)?
+        .parse_statement()?;
     let ast::Statement::Query(query) = statement else {
         return Err(PlanError::invalid("internal: window scan did not parse"));
     };
     let SetExpr::Select(select) = *query.body else {
         return Err(PlanError::invalid("internal: window scan did not parse"));
     };
-    let mut factor = select.from.into_iter().next().map(|from| from.relation).ok_or_else(|| PlanError::invalid("internal: window scan"))?;
+    let mut factor = select
+        .from
+        .into_iter()
+        .next()
+        .map(|from| from.relation)
+        .ok_or_else(|| PlanError::invalid("internal: window scan"))?;
     if let TableFactor::Table { alias: slot, .. } = &mut factor {
         *slot = Some(alias);
     }
@@ -244,7 +322,8 @@ fn scan_of(table: &str, alias: TableAlias) -> Result<TableFactor> {
 
 /// The length of an `INTERVAL '...' <unit>` literal in nanoseconds.
 pub fn interval_nanos(expr: &Expr) -> Result<i64> {
-    let invalid = || PlanError::invalid("expected an interval such as INTERVAL '2' SECOND").at(expr.span());
+    let invalid =
+        || PlanError::invalid("expected an interval such as INTERVAL '2' SECOND").at(expr.span());
     let Expr::Interval(interval) = expr else {
         return Err(invalid());
     };
@@ -256,13 +335,22 @@ pub fn interval_nanos(expr: &Expr) -> Result<i64> {
         _ => return Err(invalid()),
     };
     let (amount, unit) = match &interval.leading_field {
-        Some(field) => (text.trim().to_string(), unit_nanos_of_field(field).ok_or_else(invalid)?),
+        Some(field) => (
+            text.trim().to_string(),
+            unit_nanos_of_field(field).ok_or_else(invalid)?,
+        ),
         None => {
             let mut parts = text.split_whitespace();
             let amount = parts.next().ok_or_else(invalid)?.to_string();
-            let unit = parts.next().and_then(unit_nanos_of_word).ok_or_else(invalid)?;
+            let unit = parts
+                .next()
+                .and_then(unit_nanos_of_word)
+                .ok_or_else(invalid)?;
             if parts.next().is_some() {
-                return Err(PlanError::unsupported("compound intervals are not supported; use one unit").at(expr.span()));
+                return Err(PlanError::unsupported(
+                    "compound intervals are not supported; use one unit",
+                )
+                .at(expr.span()));
             }
             (amount, unit)
         }
@@ -310,7 +398,9 @@ mod tests {
     use super::*;
 
     fn interval(sql: &str) -> Result<i64> {
-        let expr = Parser::new(&SluiceDialect::default()).try_with_sql(sql)?.parse_expr()?;
+        let expr = Parser::new(&SluiceDialect::default())
+            .try_with_sql(sql)?
+            .parse_expr()?;
         interval_nanos(&expr)
     }
 

@@ -44,7 +44,10 @@ pub struct QuerySettings {
 
 impl Default for QuerySettings {
     fn default() -> Self {
-        Self { epoch_interval: Duration::from_millis(100), retained_rows: 10_000 }
+        Self {
+            epoch_interval: Duration::from_millis(100),
+            retained_rows: 10_000,
+        }
     }
 }
 
@@ -77,7 +80,10 @@ pub struct QueryHandle {
 
 impl QueryHandle {
     pub fn status(&self) -> QueryStatus {
-        self.status.lock().map(|status| status.clone()).unwrap_or(QueryStatus::Running)
+        self.status
+            .lock()
+            .map(|status| status.clone())
+            .unwrap_or(QueryStatus::Running)
     }
 
     /// Stops the query and its sources.
@@ -88,7 +94,9 @@ impl QueryHandle {
             *status = QueryStatus::Cancelled;
         }
         self.cancel.cancel();
-        self.output.finish(OutputEvent::Failed { message: "query cancelled".into() });
+        self.output.finish(OutputEvent::Failed {
+            message: "query cancelled".into(),
+        });
     }
 }
 
@@ -102,13 +110,20 @@ impl Drop for QueryHandle {
 pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHandle> {
     let pipeline = Pipeline::new(&plan)?;
     let metrics = Arc::new(QueryMetrics::default());
-    let output = Arc::new(QueryOutput::new(plan.schema.clone(), settings.retained_rows));
+    let output = Arc::new(QueryOutput::new(
+        plan.schema.clone(),
+        settings.retained_rows,
+    ));
     let status = Arc::new(Mutex::new(QueryStatus::Running));
     let cancel = CancellationToken::new();
     let (events, receiver) = mpsc::channel(SOURCE_QUEUE);
     for (index, spec) in plan.sources.iter().enumerate() {
-        let context =
-            SourceContext { index, events: events.clone(), metrics: metrics.clone(), cancel: cancel.child_token() };
+        let context = SourceContext {
+            index,
+            events: events.clone(),
+            metrics: metrics.clone(),
+            cancel: cancel.child_token(),
+        };
         source::spawn(spec, context);
     }
     drop(events);
@@ -118,7 +133,9 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
             .iter()
             .map(|spec| SourceState {
                 event_time_column: spec.event_time.map(|event_time| event_time.column),
-                tracker: spec.event_time.map(|event_time| WatermarkTracker::new(event_time.delay)),
+                tracker: spec
+                    .event_time
+                    .map(|event_time| WatermarkTracker::new(event_time.delay)),
                 ended: false,
             })
             .collect(),
@@ -137,7 +154,12 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         };
         let (final_status, event) = match result {
             Ok(()) => (QueryStatus::Finished, OutputEvent::End),
-            Err(error) => (QueryStatus::Failed(error.to_string()), OutputEvent::Failed { message: error.to_string() }),
+            Err(error) => (
+                QueryStatus::Failed(error.to_string()),
+                OutputEvent::Failed {
+                    message: error.to_string(),
+                },
+            ),
         };
         // Status first, so a client that saw the end sees the final status.
         if let Ok(mut status) = task_status.lock() {
@@ -147,7 +169,12 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         // Stop the source tasks: the query is done with them.
         task_cancel.cancel();
     });
-    Ok(QueryHandle { metrics, output, status, cancel })
+    Ok(QueryHandle {
+        metrics,
+        output,
+        status,
+        cancel,
+    })
 }
 
 struct SourceState {
@@ -172,7 +199,9 @@ impl Driver {
             ticker
         });
         if self.sources.is_empty() {
-            return Err(RuntimeError::user("a continuous query needs at least one stream"));
+            return Err(RuntimeError::user(
+                "a continuous query needs at least one stream",
+            ));
         }
         let mut pending = Vec::new();
         loop {
@@ -182,7 +211,11 @@ impl Driver {
                 }
                 None => match receiver.recv().await {
                     Some(event) => pending.push(event),
-                    None => return Err(RuntimeError::internal("every source stopped without ending")),
+                    None => {
+                        return Err(RuntimeError::internal(
+                            "every source stopped without ending",
+                        ));
+                    }
                 },
             }
             while let Ok(event) = receiver.try_recv() {
@@ -192,7 +225,10 @@ impl Driver {
             if self.pipeline.is_finished() {
                 return Ok(());
             }
-            if receiver.is_closed() && receiver.is_empty() && self.sources.iter().any(|source| !source.ended) {
+            if receiver.is_closed()
+                && receiver.is_empty()
+                && self.sources.iter().any(|source| !source.ended)
+            {
                 return Err(RuntimeError::internal("a source stopped without ending"));
             }
         }
@@ -207,10 +243,13 @@ impl Driver {
                 SourceEvent::Rows { source, rows } => self.ingest(source, rows, &mut output)?,
                 SourceEvent::End { source } => {
                     self.sources[source].ended = true;
-                    self.pipeline.push_source(source, Message::End, &mut output)?;
+                    self.pipeline
+                        .push_source(source, Message::End, &mut output)?;
                 }
                 SourceEvent::Failed { source, message } => {
-                    return Err(RuntimeError::external(format!("source {source} failed: {message}")));
+                    return Err(RuntimeError::external(format!(
+                        "source {source} failed: {message}"
+                    )));
                 }
             }
         }
@@ -241,8 +280,13 @@ impl Driver {
     ) -> Result<()> {
         QueryMetrics::add(&self.metrics.rows_in, rows.num_rows() as u64);
         let state = &mut self.sources[source];
-        let (Some(column), Some(tracker)) = (state.event_time_column, state.tracker.as_mut()) else {
-            return self.pipeline.push_source(source, Message::Batch(StreamBatch::inserts(rows)), output);
+        let (Some(column), Some(tracker)) = (state.event_time_column, state.tracker.as_mut())
+        else {
+            return self.pipeline.push_source(
+                source,
+                Message::Batch(StreamBatch::inserts(rows)),
+                output,
+            );
         };
         let before = tracker.watermark();
         let verdict = tracker.observe(&event_times(rows.column(column))?);
@@ -250,7 +294,8 @@ impl Driver {
         QueryMetrics::add(&self.metrics.late_rows_dropped, verdict.late_rows as u64);
         self.metrics.record_malformed(
             verdict.rows_without_event_time as u64,
-            (verdict.rows_without_event_time > 0).then(|| "record without an event time".to_string()),
+            (verdict.rows_without_event_time > 0)
+                .then(|| "record without an event time".to_string()),
         );
         let rows = if verdict.late_rows + verdict.rows_without_event_time > 0 {
             filter_record_batch(&rows, &verdict.keep)?
@@ -258,10 +303,15 @@ impl Driver {
             rows
         };
         if rows.num_rows() > 0 {
-            self.pipeline.push_source(source, Message::Batch(StreamBatch::inserts(rows)), output)?;
+            self.pipeline.push_source(
+                source,
+                Message::Batch(StreamBatch::inserts(rows)),
+                output,
+            )?;
         }
         if after > before {
-            self.pipeline.push_source(source, Message::Watermark(after), output)?;
+            self.pipeline
+                .push_source(source, Message::Watermark(after), output)?;
         }
         Ok(())
     }
@@ -272,4 +322,3 @@ pub fn displayed_watermark(metrics: &QueryMetrics) -> Option<i64> {
     let watermark = metrics.watermark();
     (watermark != Watermark::MIN).then_some(watermark.0)
 }
-

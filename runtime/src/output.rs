@@ -139,9 +139,15 @@ impl QueryOutput {
                 .filter(|(seq, batch)| seq + batch.num_rows() as u64 > from_seq)
                 .map(|(seq, batch)| {
                     let skip = from_seq.saturating_sub(*seq) as usize;
-                    OutputEvent::Rows { seq: seq + skip as u64, batch: batch.slice(skip, batch.num_rows() - skip) }
+                    OutputEvent::Rows {
+                        seq: seq + skip as u64,
+                        batch: batch.slice(skip, batch.num_rows() - skip),
+                    }
                 })
-                .chain(log.watermark.map(|watermark| OutputEvent::Progress { watermark }))
+                .chain(
+                    log.watermark
+                        .map(|watermark| OutputEvent::Progress { watermark }),
+                )
                 .chain(log.terminal.clone())
                 .collect();
             let (sender, receiver) = mpsc::channel(SUBSCRIBER_QUEUE.max(backlog.len() + 1));
@@ -159,7 +165,8 @@ impl QueryOutput {
 
 fn broadcast(log: &mut Log, event: OutputEvent) {
     // Full or closed queues are dropped: see "Slow subscribers" above.
-    log.subscribers.retain(|subscriber| subscriber.try_send(event.clone()).is_ok());
+    log.subscribers
+        .retain(|subscriber| subscriber.try_send(event.clone()).is_ok());
 }
 
 #[cfg(test)]
@@ -172,7 +179,9 @@ mod tests {
     use super::*;
 
     fn rows(schema: &SchemaRef, values: Vec<i64>) -> StreamBatch {
-        StreamBatch::inserts(RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap())
+        StreamBatch::inserts(
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap(),
+        )
     }
 
     #[test]
@@ -190,7 +199,10 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(receiver.try_recv().unwrap(), OutputEvent::Rows { seq: 3, .. }));
+        assert!(matches!(
+            receiver.try_recv().unwrap(),
+            OutputEvent::Rows { seq: 3, .. }
+        ));
         assert!(matches!(receiver.try_recv().unwrap(), OutputEvent::End));
     }
 

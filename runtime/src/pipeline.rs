@@ -69,7 +69,11 @@ impl Pipeline {
                 }
             }
         }
-        Ok(Self { nodes, root: plan.root, source_nodes })
+        Ok(Self {
+            nodes,
+            root: plan.root,
+            source_nodes,
+        })
     }
 
     pub fn is_finished(&self) -> bool {
@@ -78,7 +82,12 @@ impl Pipeline {
 
     /// Pushes `message` into the pipeline at source `source`; the root's
     /// output is appended to `output`.
-    pub fn push_source(&mut self, source: usize, message: Message, output: &mut Vec<Message>) -> Result<()> {
+    pub fn push_source(
+        &mut self,
+        source: usize,
+        message: Message,
+        output: &mut Vec<Message>,
+    ) -> Result<()> {
         let node = self.source_nodes[source];
         let mut queue = VecDeque::from([(node, 0, message)]);
         let mut emitted = Vec::new();
@@ -98,7 +107,13 @@ impl Pipeline {
         Ok(())
     }
 
-    fn deliver(&mut self, id: NodeId, port: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
+    fn deliver(
+        &mut self,
+        id: NodeId,
+        port: usize,
+        message: Message,
+        out: &mut Vec<Message>,
+    ) -> Result<()> {
         let node = &mut self.nodes[id];
         if node.ended {
             return Ok(());
@@ -126,7 +141,11 @@ impl Pipeline {
             }
             Message::Barrier(id) => out.push(Message::Barrier(id)),
         }
-        if node.operator.as_ref().is_some_and(|operator| operator.is_finished()) {
+        if node
+            .operator
+            .as_ref()
+            .is_some_and(|operator| operator.is_finished())
+        {
             out.push(Message::End);
         }
         Ok(())
@@ -135,7 +154,12 @@ impl Pipeline {
 
 /// Passes the node's combined watermark to its operator when it advanced.
 fn advance(node: &mut RunningNode, out: &mut Vec<Message>) -> Result<()> {
-    let combined = node.input_watermarks.iter().copied().min().unwrap_or(Watermark::MIN);
+    let combined = node
+        .input_watermarks
+        .iter()
+        .copied()
+        .min()
+        .unwrap_or(Watermark::MIN);
     if combined > node.watermark {
         node.watermark = combined;
         match &mut node.operator {

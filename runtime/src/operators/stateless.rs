@@ -31,7 +31,9 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use futures::StreamExt;
 
 use crate::error::{Result, RuntimeError};
@@ -63,7 +65,10 @@ pub struct Stateless {
 
 impl Stateless {
     pub fn new(spec: StatelessSpec) -> Self {
-        Self { spec, task: Arc::new(TaskContext::default()) }
+        Self {
+            spec,
+            task: Arc::new(TaskContext::default()),
+        }
     }
 }
 
@@ -72,9 +77,15 @@ impl Operator for Stateless {
         if let Some(ops) = &batch.ops
             && ops.iter().any(|op| *op == Op::Delete)
         {
-            return Err(RuntimeError::internal("stateless segment received retractions; the planner should not route an updating input here"));
+            return Err(RuntimeError::internal(
+                "stateless segment received retractions; the planner should not route an updating input here",
+            ));
         }
-        let feed = self.spec.feed.lock().map(|mut slot| slot.push_back(batch.rows));
+        let feed = self
+            .spec
+            .feed
+            .lock()
+            .map(|mut slot| slot.push_back(batch.rows));
         feed.map_err(|_| RuntimeError::internal("feed slot poisoned"))?;
         let mut stream = self.spec.plan.execute(0, Arc::clone(&self.task))?;
         let mut context = Context::from_waker(futures::task::noop_waker_ref());
@@ -109,7 +120,11 @@ pub struct FeedExec {
 }
 
 impl FeedExec {
-    pub fn new(feed: FeedSlot, input_schema: SchemaRef, projection: Option<Vec<usize>>) -> DFResult<Self> {
+    pub fn new(
+        feed: FeedSlot,
+        input_schema: SchemaRef,
+        projection: Option<Vec<usize>>,
+    ) -> DFResult<Self> {
         let schema = match &projection {
             Some(indices) => Arc::new(input_schema.project(indices)?),
             None => input_schema,
@@ -120,7 +135,12 @@ impl FeedExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Ok(Self { feed, projection, schema, properties })
+        Ok(Self {
+            feed,
+            projection,
+            schema,
+            properties,
+        })
     }
 }
 
@@ -150,7 +170,10 @@ impl ExecutionPlan for FeedExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DFResult<Arc<dyn ExecutionPlan>> {
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DFResult<Arc<dyn ExecutionPlan>> {
         if children.is_empty() {
             Ok(self)
         } else {
@@ -158,7 +181,11 @@ impl ExecutionPlan for FeedExec {
         }
     }
 
-    fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> DFResult<SendableRecordBatchStream> {
+    fn execute(
+        &self,
+        _partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> DFResult<SendableRecordBatchStream> {
         let batches: Vec<RecordBatch> = self
             .feed
             .lock()
@@ -170,6 +197,9 @@ impl ExecutionPlan for FeedExec {
             Some(indices) => batch.project(indices).map_err(DataFusionError::from),
             None => Ok(batch),
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), futures::stream::iter(batches))))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            Arc::clone(&self.schema),
+            futures::stream::iter(batches),
+        )))
     }
 }

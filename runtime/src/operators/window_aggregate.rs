@@ -69,7 +69,12 @@ impl WindowAggregate {
             .map(|expr| Ok(SortField::new(expr.data_type(&spec.input_schema)?)))
             .collect::<Result<Vec<_>>>()?;
         let converter = RowConverter::new(fields)?;
-        Ok(Self { spec, converter, windows: BTreeMap::new(), watermark: Watermark::MIN })
+        Ok(Self {
+            spec,
+            converter,
+            windows: BTreeMap::new(),
+            watermark: Watermark::MIN,
+        })
     }
 
     fn open_window(&self) -> Result<OpenWindow> {
@@ -79,11 +84,19 @@ impl WindowAggregate {
             .iter()
             .map(|aggregate| create_accumulator(aggregate))
             .collect::<Result<Vec<_>>>()?;
-        Ok(OpenWindow { group_ids: HashMap::new(), keys: self.converter.empty_rows(0, 0), accumulators })
+        Ok(OpenWindow {
+            group_ids: HashMap::new(),
+            keys: self.converter.empty_rows(0, 0),
+            accumulators,
+        })
     }
 
     fn close(&mut self, window: OpenWindow) -> Result<RecordBatch> {
-        let OpenWindow { keys, mut accumulators, .. } = window;
+        let OpenWindow {
+            keys,
+            mut accumulators,
+            ..
+        } = window;
         let mut columns = self.converter.convert_rows(keys.iter())?;
         for accumulator in accumulators.iter_mut() {
             columns.push(accumulator.evaluate(EmitTo::All)?);
@@ -99,16 +112,23 @@ impl WindowAggregate {
                 }
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(self.spec.output_schema.clone(), columns)?)
+        Ok(RecordBatch::try_new(
+            self.spec.output_schema.clone(),
+            columns,
+        )?)
     }
 }
 
-fn create_accumulator(aggregate: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn GroupsAccumulator>> {
+fn create_accumulator(
+    aggregate: &Arc<AggregateFunctionExpr>,
+) -> Result<Box<dyn GroupsAccumulator>> {
     if aggregate.groups_accumulator_supported() {
         return Ok(aggregate.create_groups_accumulator()?);
     }
     let aggregate = Arc::clone(aggregate);
-    Ok(Box::new(GroupsAccumulatorAdapter::new(move || aggregate.create_accumulator())))
+    Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+        aggregate.create_accumulator()
+    })))
 }
 
 fn evaluate(expr: &Arc<dyn PhysicalExpr>, rows: &RecordBatch) -> Result<ArrayRef> {
@@ -121,23 +141,38 @@ impl Operator for WindowAggregate {
         if let Some(ops) = &batch.ops
             && ops.iter().any(|op| *op == Op::Delete)
         {
-            return Err(RuntimeError::user("a window aggregate cannot read an updating input (it has retractions)"));
+            return Err(RuntimeError::user(
+                "a window aggregate cannot read an updating input (it has retractions)",
+            ));
         }
         let rows = &batch.rows;
         let num_rows = rows.num_rows();
         if num_rows == 0 {
             return Ok(());
         }
-        let ends = cast(&evaluate(&self.spec.window_end, rows)?, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
+        let ends = cast(
+            &evaluate(&self.spec.window_end, rows)?,
+            &DataType::Timestamp(TimeUnit::Nanosecond, None),
+        )?;
         let ends = ends.as_primitive::<TimestampNanosecondType>();
-        let key_columns =
-            self.spec.group_exprs.iter().map(|expr| evaluate(expr, rows)).collect::<Result<Vec<_>>>()?;
+        let key_columns = self
+            .spec
+            .group_exprs
+            .iter()
+            .map(|expr| evaluate(expr, rows))
+            .collect::<Result<Vec<_>>>()?;
         let keys = self.converter.convert_columns(&key_columns)?;
         let arguments = self
             .spec
             .aggregates
             .iter()
-            .map(|aggregate| aggregate.expressions().iter().map(|expr| evaluate(expr, rows)).collect::<Result<Vec<_>>>())
+            .map(|aggregate| {
+                aggregate
+                    .expressions()
+                    .iter()
+                    .map(|expr| evaluate(expr, rows))
+                    .collect::<Result<Vec<_>>>()
+            })
             .collect::<Result<Vec<_>>>()?;
         let filters = self
             .spec
@@ -198,7 +233,12 @@ impl Operator for WindowAggregate {
                 window.accumulators.iter_mut().zip(&arguments).zip(&filters)
             {
                 if whole_batch {
-                    accumulator.update_batch(arguments, &group_indices, filter.as_ref(), total_groups)?;
+                    accumulator.update_batch(
+                        arguments,
+                        &group_indices,
+                        filter.as_ref(),
+                        total_groups,
+                    )?;
                 } else {
                     let arguments = arguments
                         .iter()
@@ -206,9 +246,18 @@ impl Operator for WindowAggregate {
                         .collect::<Result<Vec<_>>>()?;
                     let filter = filter
                         .as_ref()
-                        .map(|filter| Ok::<_, RuntimeError>(take(filter, &take_indices, None)?.as_boolean().clone()))
+                        .map(|filter| {
+                            Ok::<_, RuntimeError>(
+                                take(filter, &take_indices, None)?.as_boolean().clone(),
+                            )
+                        })
                         .transpose()?;
-                    accumulator.update_batch(&arguments, &group_indices, filter.as_ref(), total_groups)?;
+                    accumulator.update_batch(
+                        &arguments,
+                        &group_indices,
+                        filter.as_ref(),
+                        total_groups,
+                    )?;
                 }
             }
         }
@@ -241,7 +290,11 @@ impl WindowAggregate {
 
 #[cfg(test)]
 pub(crate) fn group_count(operator: &WindowAggregate) -> usize {
-    operator.windows.values().map(|window| window.keys.num_rows()).sum()
+    operator
+        .windows
+        .values()
+        .map(|window| window.keys.num_rows())
+        .sum()
 }
 
 #[cfg(test)]
@@ -260,7 +313,11 @@ mod tests {
         let input = Arc::new(Schema::new(vec![
             Field::new("key", DataType::Utf8, false),
             Field::new("value", DataType::Int64, false),
-            Field::new("window_end", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+            Field::new(
+                "window_end",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
         ]));
         let count = AggregateExprBuilder::new(count_udaf(), vec![col("value", &input).unwrap()])
             .schema(input.clone())
@@ -273,13 +330,20 @@ mod tests {
             .build()
             .unwrap();
         let output = Arc::new(Schema::new(vec![
-            Field::new("window_end", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+            Field::new(
+                "window_end",
+                DataType::Timestamp(TimeUnit::Nanosecond, None),
+                false,
+            ),
             Field::new("key", DataType::Utf8, false),
             Field::new("n", DataType::Int64, false),
             Field::new("total", DataType::Int64, true),
         ]));
         WindowAggregateSpec {
-            group_exprs: vec![col("window_end", &input).unwrap(), col("key", &input).unwrap()],
+            group_exprs: vec![
+                col("window_end", &input).unwrap(),
+                col("key", &input).unwrap(),
+            ],
             window_end: col("window_end", &input).unwrap(),
             aggregates: vec![Arc::new(count), Arc::new(sum)],
             filters: vec![None, None],
@@ -290,9 +354,15 @@ mod tests {
 
     fn batch(spec: &WindowAggregateSpec, rows: &[(&str, i64, i64)]) -> StreamBatch {
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(rows.iter().map(|row| row.0).collect::<Vec<_>>())),
-            Arc::new(Int64Array::from(rows.iter().map(|row| row.1).collect::<Vec<_>>())),
-            Arc::new(TimestampNanosecondArray::from(rows.iter().map(|row| row.2).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                rows.iter().map(|row| row.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|row| row.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(TimestampNanosecondArray::from(
+                rows.iter().map(|row| row.2).collect::<Vec<_>>(),
+            )),
         ];
         StreamBatch::inserts(RecordBatch::try_new(spec.input_schema.clone(), columns).unwrap())
     }
@@ -313,8 +383,16 @@ mod tests {
         let spec = spec();
         let mut operator = WindowAggregate::new(spec.clone()).unwrap();
         let mut out = Vec::new();
-        operator.on_batch(0, batch(&spec, &[("a", 1, 10), ("b", 2, 10), ("a", 3, 20)]), &mut out).unwrap();
-        operator.on_batch(0, batch(&spec, &[("a", 4, 10)]), &mut out).unwrap();
+        operator
+            .on_batch(
+                0,
+                batch(&spec, &[("a", 1, 10), ("b", 2, 10), ("a", 3, 20)]),
+                &mut out,
+            )
+            .unwrap();
+        operator
+            .on_batch(0, batch(&spec, &[("a", 4, 10)]), &mut out)
+            .unwrap();
         assert_eq!(group_count(&operator), 3);
         operator.on_watermark(Watermark(9), &mut out).unwrap();
         assert_eq!(emitted(&out), "++\n++");

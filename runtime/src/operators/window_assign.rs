@@ -62,11 +62,19 @@ pub struct WindowAssignSpec {
 impl WindowAssignSpec {
     pub fn new(kind: WindowKind, time_column: usize, input_schema: &Schema) -> Self {
         let timestamp = DataType::Timestamp(TimeUnit::Nanosecond, None);
-        let mut fields: Vec<Field> = input_schema.fields().iter().map(|field| field.as_ref().clone()).collect();
+        let mut fields: Vec<Field> = input_schema
+            .fields()
+            .iter()
+            .map(|field| field.as_ref().clone())
+            .collect();
         for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
             fields.push(Field::new(name, timestamp.clone(), false));
         }
-        Self { kind, time_column, output_schema: Arc::new(Schema::new(fields)) }
+        Self {
+            kind,
+            time_column,
+            output_schema: Arc::new(Schema::new(fields)),
+        }
     }
 }
 
@@ -85,15 +93,24 @@ impl Operator for WindowAssign {
         let times = event_times(batch.rows.column(self.spec.time_column))?;
         let size = self.spec.kind.size();
         // Sources drop rows without an event time, so a null cannot reach here.
-        let starts: Vec<i64> = times.iter().map(|ts| self.spec.kind.window_start(ts.unwrap_or_default())).collect();
-        let ends: Vec<i64> = starts.iter().map(|start| start.saturating_add(size)).collect();
+        let starts: Vec<i64> = times
+            .iter()
+            .map(|ts| self.spec.kind.window_start(ts.unwrap_or_default()))
+            .collect();
+        let ends: Vec<i64> = starts
+            .iter()
+            .map(|start| start.saturating_add(size))
+            .collect();
         let window_times: Vec<i64> = ends.iter().map(|end| end - 1).collect();
         let mut columns: Vec<ArrayRef> = batch.rows.columns().to_vec();
         for values in [starts, ends, window_times] {
             columns.push(Arc::new(TimestampNanosecondArray::from(values)));
         }
         let rows = RecordBatch::try_new(self.spec.output_schema.clone(), columns)?;
-        out.push(Message::Batch(StreamBatch { rows, ops: batch.ops }));
+        out.push(Message::Batch(StreamBatch {
+            rows,
+            ops: batch.ops,
+        }));
         Ok(())
     }
 }
@@ -104,7 +121,10 @@ mod tests {
 
     #[test]
     fn tumble_assigns_half_open_windows() {
-        let kind = WindowKind::Tumble { size: 10, offset: 0 };
+        let kind = WindowKind::Tumble {
+            size: 10,
+            offset: 0,
+        };
         assert_eq!(kind.window_start(0), 0);
         assert_eq!(kind.window_start(9), 0);
         assert_eq!(kind.window_start(10), 10);
@@ -113,7 +133,10 @@ mod tests {
 
     #[test]
     fn tumble_respects_offset() {
-        let kind = WindowKind::Tumble { size: 10, offset: 3 };
+        let kind = WindowKind::Tumble {
+            size: 10,
+            offset: 3,
+        };
         assert_eq!(kind.window_start(3), 3);
         assert_eq!(kind.window_start(12), 3);
         assert_eq!(kind.window_start(13), 13);

@@ -1,0 +1,481 @@
+//! The engine: the catalog of streams and the running queries, and the
+//! execution of SQL statements against them. HTTP handlers, the test
+//! suites and the demo all go through [`Engine::execute`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use sluice_planner::statement::Located;
+use sluice_planner::{Statement, parse_statements, plan_query, stream_source_spec};
+use sluice_runtime::driver::displayed_watermark;
+use sluice_runtime::{
+    ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings, QueryStatus, SourceSpec,
+};
+
+use crate::catalog::{Catalog, StreamEntry};
+use crate::error::ApiError;
+use crate::json;
+
+/// What one statement returned.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum StatementResult {
+    /// DDL and SET: `{"status": "CREATE STREAM", ...}`.
+    Status {
+        status: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+    },
+    /// A finite result (SHOW, DESCRIBE, EXPLAIN).
+    Rows { columns: Value, rows: Vec<Value> },
+    /// A continuous query was started.
+    Query {
+        query_id: String,
+        columns: Value,
+        subscribe: String,
+    },
+}
+
+/// A continuous query the engine started.
+pub struct RunningQuery {
+    pub id: String,
+    pub sql: String,
+    pub handle: QueryHandle,
+    pub columns: Value,
+    pub plan: String,
+    pub started: SystemTime,
+    pub settings: QuerySettings,
+}
+
+impl RunningQuery {
+    pub fn status_json(&self) -> Value {
+        let metrics = &self.handle.metrics;
+        let status = self.handle.status();
+        let mut value = json!({
+            "query_id": self.id,
+            "sql": self.sql,
+            "status": status.name(),
+            "columns": self.columns,
+            "subscribe": format!("/v1/queries/{}/ws", self.id),
+            "epoch_interval_ms": self.settings.epoch_interval.as_millis() as u64,
+            "metrics": {
+                "rows_in": QueryMetrics::get(&metrics.rows_in),
+                "rows_out": QueryMetrics::get(&metrics.rows_out),
+                "epochs": QueryMetrics::get(&metrics.epochs),
+                "late_rows_dropped": QueryMetrics::get(&metrics.late_rows_dropped),
+                "malformed_records": QueryMetrics::get(&metrics.malformed_records),
+                "last_malformed": metrics.last_malformed(),
+                "watermark": displayed_watermark(metrics).map(json::timestamp),
+            },
+            "plan": self.plan,
+        });
+        if let QueryStatus::Failed(error) = status {
+            value["error"] = json!(error);
+        }
+        value
+    }
+}
+
+/// Catalog plus queries. Cheap to share: wrap in `Arc`.
+pub struct Engine {
+    // std RwLocks: held for map look-ups and inserts only, never across an
+    // await (planning works on a snapshot of the catalog).
+    catalog: RwLock<Catalog>,
+    queries: RwLock<BTreeMap<u64, Arc<RunningQuery>>>,
+    next_query: AtomicU64,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Per-request settings, from the request body and `SET` statements.
+pub type Settings = BTreeMap<String, String>;
+
+impl Engine {
+    pub fn new() -> Self {
+        Self {
+            catalog: RwLock::new(Catalog::default()),
+            queries: RwLock::new(BTreeMap::new()),
+            next_query: AtomicU64::new(1),
+        }
+    }
+
+    fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn catalog_write(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+        self.catalog
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn queries_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Arc<RunningQuery>>> {
+        self.queries
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn queries_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Arc<RunningQuery>>> {
+        self.queries
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Executes every statement of `sql` in order. `settings` apply to the
+    /// queries started; `SET` statements update them for later statements.
+    pub async fn execute(
+        &self,
+        sql: &str,
+        settings: &mut Settings,
+    ) -> Result<Vec<StatementResult>, ApiError> {
+        let statements = parse_statements(sql)?;
+        let mut results = Vec::new();
+        for located in statements {
+            results.push(self.execute_one(sql, located, settings).await?);
+        }
+        Ok(results)
+    }
+
+    async fn execute_one(
+        &self,
+        sql: &str,
+        located: Located,
+        settings: &mut Settings,
+    ) -> Result<StatementResult, ApiError> {
+        match located.statement {
+            Statement::CreateStream(create) => {
+                let spec = stream_source_spec(&create)?;
+                let mut catalog = self.catalog_write();
+                if catalog.get(&create.name).is_some() {
+                    if create.if_not_exists {
+                        return Ok(StatementResult::Status {
+                            status: "CREATE STREAM".into(),
+                            name: Some(create.name),
+                        });
+                    }
+                    return Err(ApiError::from(
+                        sluice_planner::PlanError::invalid(format!(
+                            "stream {:?} already exists",
+                            create.name
+                        ))
+                        .at_location(create.name_location),
+                    ));
+                }
+                catalog.insert(
+                    create.name.clone(),
+                    StreamEntry {
+                        ddl: located.text,
+                        spec,
+                    },
+                );
+                Ok(StatementResult::Status {
+                    status: "CREATE STREAM".into(),
+                    name: Some(create.name),
+                })
+            }
+            Statement::DropStream { name, if_exists } => {
+                let removed = self.catalog_write().remove(&name);
+                if removed.is_none() && !if_exists {
+                    return Err(ApiError::from(
+                        sluice_planner::PlanError::unknown(format!("stream {name:?} not found"))
+                            .near_name(sql, &name, located.start),
+                    ));
+                }
+                Ok(StatementResult::Status {
+                    status: "DROP STREAM".into(),
+                    name: Some(name),
+                })
+            }
+            Statement::ShowStreams => {
+                let rows = self
+                    .streams_json()
+                    .into_iter()
+                    .map(|stream| {
+                        json!([
+                            stream["name"],
+                            stream["connector"],
+                            stream["watermark"],
+                            stream["status"]
+                        ])
+                    })
+                    .collect();
+                Ok(StatementResult::Rows {
+                    columns: name_columns(&["name", "connector", "watermark", "status"]),
+                    rows,
+                })
+            }
+            Statement::ShowQueries => {
+                let rows = self
+                    .queries()
+                    .iter()
+                    .map(|query| {
+                        let status = query.status_json();
+                        json!([
+                            query.id,
+                            status["status"],
+                            status["metrics"]["rows_out"],
+                            query.sql
+                        ])
+                    })
+                    .collect();
+                Ok(StatementResult::Rows {
+                    columns: name_columns(&["query_id", "status", "rows_out", "sql"]),
+                    rows,
+                })
+            }
+            Statement::Describe { name } => {
+                let catalog = self.catalog_read();
+                let entry = catalog.get(&name).ok_or_else(|| {
+                    ApiError::from(
+                        sluice_planner::PlanError::unknown(format!("stream {name:?} not found"))
+                            .near_name(sql, &name, located.start),
+                    )
+                })?;
+                let rows = entry
+                    .spec
+                    .schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(index, field)| {
+                        let watermark = entry
+                            .spec
+                            .event_time
+                            .filter(|event_time| event_time.column == index)
+                            .map(|event_time| {
+                                format!("{} - {}", field.name(), human_duration(event_time.delay))
+                            });
+                        json!([
+                            field.name(),
+                            json::sql_type(field.data_type()),
+                            field.is_nullable(),
+                            watermark
+                        ])
+                    })
+                    .collect();
+                Ok(StatementResult::Rows {
+                    columns: name_columns(&["column", "type", "nullable", "watermark"]),
+                    rows,
+                })
+            }
+            Statement::Set { name, value } => {
+                settings_from(&[(name.clone(), value.clone())].into_iter().collect())?;
+                settings.insert(name.clone(), value);
+                Ok(StatementResult::Status {
+                    status: "SET".into(),
+                    name: Some(name),
+                })
+            }
+            Statement::Explain { query } => {
+                let plan = self.plan(sql, &query, located.start).await?;
+                let rows = plan.describe().lines().map(|line| json!([line])).collect();
+                Ok(StatementResult::Rows {
+                    columns: name_columns(&["plan"]),
+                    rows,
+                })
+            }
+            Statement::Query { query } => {
+                let plan = self.plan(sql, &query, located.start).await?;
+                let query_settings = settings_from(settings)?;
+                let columns = json::columns(&plan.schema);
+                let description = plan.describe();
+                let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
+                let number = self.next_query.fetch_add(1, Ordering::Relaxed);
+                let id = format!("q{number}");
+                let query = Arc::new(RunningQuery {
+                    id: id.clone(),
+                    sql: located.text,
+                    handle,
+                    columns: columns.clone(),
+                    plan: description,
+                    started: SystemTime::now(),
+                    settings: query_settings,
+                });
+                self.queries_write().insert(number, query);
+                Ok(StatementResult::Query {
+                    subscribe: format!("/v1/queries/{id}/ws"),
+                    query_id: id,
+                    columns,
+                })
+            }
+        }
+    }
+
+    async fn plan(
+        &self,
+        sql: &str,
+        query: &sluice_planner::statement::QueryAst,
+        start: sluice_planner::statement::SqlLocation,
+    ) -> Result<sluice_runtime::StreamPlan, ApiError> {
+        // Plan against a snapshot so no lock is held across the await.
+        let snapshot = self.catalog_snapshot();
+        Ok(plan_query(&snapshot, query, sql, start).await?)
+    }
+
+    fn catalog_snapshot(&self) -> Catalog {
+        let catalog = self.catalog_read();
+        let mut snapshot = Catalog::default();
+        for (name, entry) in catalog.streams() {
+            snapshot.insert(name.clone(), entry.clone());
+        }
+        snapshot
+    }
+
+    pub fn queries(&self) -> Vec<Arc<RunningQuery>> {
+        self.queries_read().values().cloned().collect()
+    }
+
+    pub fn query(&self, id: &str) -> Option<Arc<RunningQuery>> {
+        let number: u64 = id.strip_prefix('q')?.parse().ok()?;
+        self.queries_read().get(&number).cloned()
+    }
+
+    /// Cancels and forgets a query.
+    pub fn drop_query(&self, id: &str) -> Option<Arc<RunningQuery>> {
+        let number: u64 = id.strip_prefix('q')?.parse().ok()?;
+        let query = self.queries_write().remove(&number)?;
+        query.handle.cancel();
+        Some(query)
+    }
+
+    pub fn stream(&self, name: &str) -> Option<SourceSpec> {
+        self.catalog_read()
+            .get(name)
+            .map(|entry| entry.spec.clone())
+    }
+
+    pub fn streams_json(&self) -> Vec<Value> {
+        self.catalog_read()
+            .streams()
+            .map(|(name, entry)| {
+                let spec = &entry.spec;
+                json!({
+                    "name": name,
+                    "connector": spec.connector.kind(),
+                    "bounded": spec.connector.is_bounded(),
+                    "columns": json::columns(&spec.schema),
+                    "watermark": spec.event_time.map(|event_time| format!(
+                        "{} - {}", spec.schema.field(event_time.column).name(), human_duration(event_time.delay)
+                    )),
+                    "status": spec.status.get(),
+                    "ddl": entry.ddl,
+                })
+            })
+            .collect()
+    }
+
+    /// Delivers JSON events to the running queries of an `http` stream.
+    pub async fn ingest(&self, stream: &str, lines: Vec<String>) -> Result<usize, ApiError> {
+        let spec = self
+            .stream(stream)
+            .ok_or_else(|| ApiError::not_found(format!("stream {stream:?} not found")))?;
+        match &spec.connector {
+            ConnectorSpec::Http(ingest) => Ok(ingest.publish(lines).await),
+            other => Err(ApiError::bad_request(
+                "invalid",
+                format!(
+                    "stream {stream:?} reads from its {} connector; only 'http' streams accept events",
+                    other.kind()
+                ),
+            )),
+        }
+    }
+}
+
+/// Reads query settings; unknown names and bad values are errors.
+pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
+    let mut query = QuerySettings::default();
+    for (name, value) in settings {
+        match name.as_str() {
+            "epoch_interval" | "epoch_interval_ms" => {
+                query.epoch_interval = parse_duration(value, name == "epoch_interval_ms")
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid",
+                            format!(
+                                "{name} must be a duration such as '100ms' or '1s', not {value:?}"
+                            ),
+                        )
+                    })?;
+            }
+            "retained_rows" => {
+                query.retained_rows = value.parse().map_err(|_| {
+                    ApiError::bad_request(
+                        "invalid",
+                        format!("retained_rows must be a whole number, not {value:?}"),
+                    )
+                })?;
+            }
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid",
+                    format!("unknown setting {other:?}; known: epoch_interval, retained_rows"),
+                ));
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// `100ms`, `1s`, `0`, `2.5s`, or a bare number of milliseconds.
+pub fn parse_duration(text: &str, bare_is_millis: bool) -> Option<Duration> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let millis = match unit.trim() {
+        "" if bare_is_millis || number == 0.0 => number,
+        "" => number,
+        "ms" => number,
+        "s" | "sec" | "second" | "seconds" => number * 1000.0,
+        "m" | "min" | "minute" | "minutes" => number * 60_000.0,
+        _ => return None,
+    };
+    (millis.is_finite() && millis >= 0.0).then(|| Duration::from_secs_f64(millis / 1000.0))
+}
+
+fn human_duration(nanos: i64) -> String {
+    if nanos % 1_000_000_000 == 0 {
+        format!("INTERVAL '{}' SECOND", nanos / 1_000_000_000)
+    } else {
+        format!("INTERVAL '{}' MILLISECOND", nanos / 1_000_000)
+    }
+}
+
+fn name_columns(names: &[&str]) -> Value {
+    Value::Array(
+        names
+            .iter()
+            .map(|name| json!({"name": name, "type": "VARCHAR"}))
+            .collect(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(
+            parse_duration("100ms", false),
+            Some(Duration::from_millis(100))
+        );
+        assert_eq!(parse_duration("1s", false), Some(Duration::from_secs(1)));
+        assert_eq!(parse_duration("0", false), Some(Duration::ZERO));
+        assert_eq!(parse_duration("10", true), Some(Duration::from_millis(10)));
+        assert_eq!(parse_duration("fast", false), None);
+    }
+}

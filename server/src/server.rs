@@ -1,0 +1,60 @@
+//! Binding and serving the HTTP API.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::demo;
+use crate::engine::Engine;
+use crate::http::{AppState, router};
+
+/// A server running in this process.
+pub struct RunningServer {
+    pub address: SocketAddr,
+    pub engine: Arc<Engine>,
+    task: JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Waits until the server stops (it stops only on error).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds `address` (port 0 picks a free port) and serves in the background.
+pub async fn start(address: &str, with_demo: bool) -> std::io::Result<RunningServer> {
+    let engine = Arc::new(Engine::new());
+    if with_demo {
+        demo::register(&engine)
+            .await
+            .map_err(|error| std::io::Error::other(error.to_string()))?;
+    }
+    let listener = TcpListener::bind(address).await?;
+    let address = listener.local_addr()?;
+    let app = router(Arc::new(AppState {
+        engine: engine.clone(),
+    }));
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!("server stopped: {error}");
+        }
+    });
+    Ok(RunningServer {
+        address,
+        engine,
+        task,
+    })
+}
