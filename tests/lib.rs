@@ -1,1 +1,229 @@
+//! Helpers for Sluice's end-to-end suites (`main.rs` declares them).
+//!
+//! [`SluiceDb`] runs sqllogictest files against an in-process [`Engine`]:
+//! statements execute as they would over HTTP, and a continuous query over
+//! bounded inputs runs to completion and returns all its rows.
 
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::array_value_to_string;
+use sluice::engine::{Settings, StatementResult};
+use sluice::{ApiError, Engine};
+use sluice_runtime::OutputEvent;
+use sqllogictest::{DBOutput, DefaultColumnType};
+
+/// Where the suites' data files live.
+pub fn data_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data")
+}
+
+pub fn sql_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sql")
+}
+
+/// How long a bounded query may take before the test calls it stuck.
+const QUERY_DEADLINE: Duration = Duration::from_secs(120);
+
+/// One way of running an `.slt` file. Results must not depend on it.
+#[derive(Debug, Clone, Copy)]
+pub struct RunConfig {
+    pub epoch_interval: &'static str,
+    /// Substituted for `$BATCH_ROWS`: how many records a file source puts
+    /// in one batch.
+    pub batch_rows: usize,
+}
+
+pub const RUN_CONFIGS: [RunConfig; 3] = [
+    RunConfig {
+        epoch_interval: "0",
+        batch_rows: 1,
+    },
+    RunConfig {
+        epoch_interval: "10ms",
+        batch_rows: 3,
+    },
+    RunConfig {
+        epoch_interval: "1s",
+        batch_rows: 8192,
+    },
+];
+
+#[derive(Debug)]
+pub struct DbError(pub String);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+impl From<ApiError> for DbError {
+    fn from(error: ApiError) -> Self {
+        DbError(error.to_string())
+    }
+}
+
+pub struct SluiceDb {
+    engine: Arc<Engine>,
+    settings: Settings,
+    config: RunConfig,
+}
+
+impl SluiceDb {
+    pub fn new(config: RunConfig) -> Self {
+        let mut settings = Settings::new();
+        settings.insert("epoch_interval".into(), config.epoch_interval.into());
+        Self {
+            engine: Arc::new(Engine::new()),
+            settings,
+            config,
+        }
+    }
+
+    fn substitute(&self, sql: &str) -> String {
+        sql.replace("$DATA", &data_dir().display().to_string())
+            .replace("$BATCH_ROWS", &self.config.batch_rows.to_string())
+    }
+
+    /// Runs a started query to completion and returns its rows.
+    async fn collect(&self, query_id: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        let query = self
+            .engine
+            .query(query_id)
+            .ok_or_else(|| DbError(format!("query {query_id} vanished")))?;
+        let mut events = query.handle.output.subscribe(0);
+        let mut batches = Vec::new();
+        let mut ops = Vec::new();
+        let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
+        loop {
+            let event = tokio::time::timeout_at(deadline, events.recv())
+                .await
+                .map_err(|_| {
+                    DbError(format!(
+                        "query {query_id} did not finish within {QUERY_DEADLINE:?}"
+                    ))
+                })?;
+            match event {
+                Some(OutputEvent::Rows { batch, .. }) => {
+                    ops.extend(match &batch.ops {
+                        Some(batch_ops) => batch_ops
+                            .iter()
+                            .map(|op| Some(op.symbol()))
+                            .collect::<Vec<_>>(),
+                        None => vec![None; batch.num_rows()],
+                    });
+                    batches.push(batch.rows);
+                }
+                Some(OutputEvent::Progress { .. }) => {}
+                Some(OutputEvent::End) => break,
+                Some(OutputEvent::Failed { message }) => return Err(DbError(message)),
+                None => return Err(DbError("subscriber cut off".into())),
+            }
+        }
+        let schema = query.handle.output.schema().clone();
+        let types = schema
+            .fields()
+            .iter()
+            .map(|field| column_type(field.data_type()))
+            .collect();
+        let mut rows = Vec::new();
+        for batch in &batches {
+            rows.extend(batch_rows(batch)?);
+        }
+        let has_ops = ops.iter().any(Option::is_some);
+        if has_ops {
+            for (row, op) in rows.iter_mut().zip(&ops) {
+                row.insert(0, op.unwrap_or("+").to_string());
+            }
+        }
+        Ok(DBOutput::Rows { types, rows })
+    }
+}
+
+fn column_type(data_type: &DataType) -> DefaultColumnType {
+    match data_type {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            DefaultColumnType::Integer
+        }
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            DefaultColumnType::Integer
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) => {
+            DefaultColumnType::FloatingPoint
+        }
+        _ => DefaultColumnType::Text,
+    }
+}
+
+fn batch_rows(batch: &RecordBatch) -> Result<Vec<Vec<String>>, DbError> {
+    (0..batch.num_rows())
+        .map(|row| {
+            batch
+                .columns()
+                .iter()
+                .map(|column| {
+                    if column.is_null(row) {
+                        Ok("NULL".to_string())
+                    } else {
+                        array_value_to_string(column, row)
+                            .map_err(|error| DbError(error.to_string()))
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn json_cell(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "NULL".into(),
+        serde_json::Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl sqllogictest::AsyncDB for SluiceDb {
+    type Error = DbError;
+    type ColumnType = DefaultColumnType;
+
+    async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        let sql = self.substitute(sql);
+        let mut results = self.engine.execute(&sql, &mut self.settings).await?;
+        match results.pop() {
+            Some(StatementResult::Query { query_id, .. }) => self.collect(&query_id).await,
+            Some(StatementResult::Rows { columns, rows }) => {
+                let width = columns.as_array().map_or(0, Vec::len);
+                let rows = rows
+                    .iter()
+                    .map(|row| {
+                        row.as_array()
+                            .map(|cells| cells.iter().map(json_cell).collect())
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                Ok(DBOutput::Rows {
+                    types: vec![DefaultColumnType::Text; width],
+                    rows,
+                })
+            }
+            Some(StatementResult::Status { .. }) | None => Ok(DBOutput::StatementComplete(0)),
+        }
+    }
+
+    async fn shutdown(&mut self) {}
+
+    fn engine_name(&self) -> &str {
+        "sluice"
+    }
+
+    async fn sleep(duration: Duration) {
+        tokio::time::sleep(duration).await;
+    }
+}

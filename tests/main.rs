@@ -1,1 +1,12 @@
+//! Sluice's end-to-end suites, one test binary (STYLE.md #14).
+//!
+//! - `slt`: every `sql/*.slt` file, under several epoch intervals and batch
+//!   splits, which must all give the same rows.
+//! - `http_api`: the real server on port 0 over HTTP and websockets.
+//! - `socket_source`: a socket stream fed by a test TCP listener.
+//! - `repl`: the REPL client against a live server.
 
+mod http_api;
+mod repl;
+mod slt;
+mod socket_source;

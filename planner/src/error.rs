@@ -198,7 +198,8 @@ impl From<DataFusionError> for PlanError {
             DataFusionError::SchemaError(error, _) => error.to_string(),
             other => other.to_string(),
         };
-        let mut error = PlanError::new(kind, message.trim().to_string());
+        let message = friendlier(message.trim());
+        let mut error = PlanError::new(kind, message);
         if let Some(span) = diagnostic.and_then(|diagnostic| diagnostic.span) {
             error.locate(Location {
                 line: span.start.line,
@@ -207,6 +208,17 @@ impl From<DataFusionError> for PlanError {
         }
         error
     }
+}
+
+/// DataFusion speaks of tables in its default catalog; Sluice of streams.
+fn friendlier(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("table '")
+        && let Some(name) = rest.strip_suffix("' not found")
+    {
+        let name = name.rsplit('.').next().unwrap_or(name);
+        return format!("stream '{name}' not found");
+    }
+    message.to_string()
 }
 
 #[cfg(test)]

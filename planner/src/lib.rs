@@ -14,6 +14,7 @@
 //! - [`statement`]: splits a request into statements and parses each.
 //! - [`ddl`]: `CREATE STREAM` to a [`SourceSpec`](sluice_runtime::SourceSpec).
 //! - [`window_tvf`]: rewrites window table functions (`TUMBLE(...)`).
+//! - [`unnest`]: rewrites `CROSS JOIN UNNEST(...)` into an `unnest` projection.
 //! - [`feed`]: the logical/physical leaf through which stateless DataFusion
 //!   plans read batches.
 //! - [`query`]: plans a continuous `SELECT`.
@@ -26,6 +27,7 @@ pub mod feed;
 pub mod lower;
 pub mod query;
 pub mod statement;
+pub mod unnest;
 pub mod window_tvf;
 
 pub use ddl::{CreateStream, stream_source_spec};

@@ -28,6 +28,7 @@ use sluice_runtime::source::SourceSpec;
 use crate::error::{PlanError, Result};
 use crate::feed::StreamTable;
 use crate::lower::Lowering;
+use crate::unnest::rewrite_lateral_unnest;
 use crate::window_tvf::rewrite_windows;
 
 /// What the planner needs to know about the server's catalog.
@@ -75,6 +76,7 @@ pub async fn plan_query(
         }
     };
     let mut query = query.clone();
+    rewrite_lateral_unnest(&mut query).map_err(located)?;
     let windows = rewrite_windows(&mut query, catalog).map_err(located)?;
     let state = planning_state();
     let context = SessionContext::new_with_state(state.clone());

@@ -220,16 +220,27 @@ impl Engine {
                     .iter()
                     .map(|query| {
                         let status = query.status_json();
+                        let metrics = &status["metrics"];
                         json!([
                             query.id,
                             status["status"],
-                            status["metrics"]["rows_out"],
-                            query.sql
+                            metrics["rows_in"],
+                            metrics["rows_out"],
+                            metrics["late_rows_dropped"],
+                            metrics["malformed_records"]
                         ])
                     })
                     .collect();
+                let columns = [
+                    "query_id",
+                    "status",
+                    "rows_in",
+                    "rows_out",
+                    "late_rows_dropped",
+                    "malformed_records",
+                ];
                 Ok(StatementResult::Rows {
-                    columns: name_columns(&["query_id", "status", "rows_out", "sql"]),
+                    columns: name_columns(&columns),
                     rows,
                 })
             }

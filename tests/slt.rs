@@ -1,0 +1,34 @@
+//! Runs every `.slt` file under `sql/` once per [`RUN_CONFIGS`] entry: the
+//! same expected rows must come out whatever the epoch interval and however
+//! the input is split into batches. Set `SLT_FILTER` to run some files only.
+
+use sluice_tests::{RUN_CONFIGS, SluiceDb, sql_dir};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqllogictest_files() {
+    let filter = std::env::var("SLT_FILTER").unwrap_or_default();
+    let mut files: Vec<_> = std::fs::read_dir(sql_dir())
+        .expect("tests/sql exists")
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "slt"))
+        .filter(|path| path.display().to_string().contains(&filter))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no .slt files found");
+    let mut failures = Vec::new();
+    for file in &files {
+        for config in RUN_CONFIGS {
+            let mut runner =
+                sqllogictest::Runner::new(move || async move { Ok(SluiceDb::new(config)) });
+            if let Err(error) = runner.run_file_async(file).await {
+                failures.push(format!("{} with {config:?}:\n{error}", file.display()));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failure(s):\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
