@@ -1,1 +1,265 @@
-//! placeholder
+//! The real server on port 0, driven over HTTP and websockets.
+
+use serde_json::{Value, json};
+use sluice_tests::{TestServer, frame_rows, read_frames};
+
+const WEBLOG: &str = "CREATE STREAM weblog (
+  ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (connector = 'file', path = '$DATA/weblog.log', format = 'text', delimiter = ' ')";
+
+const TOP_ERRORS: &str = "SELECT window_start, window_end, ip, count(*) AS hits
+FROM TABLE(TUMBLE(TABLE weblog, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+WHERE status >= 400
+GROUP BY window_start, window_end, ip
+ORDER BY hits DESC LIMIT 3";
+
+#[tokio::test]
+async fn windowed_query_results_reach_every_websocket_subscriber() {
+    let server = TestServer::start().await;
+    let (status, body) = server.sql(WEBLOG).await;
+    assert_eq!(
+        (status, body),
+        (200, json!({"status": "CREATE STREAM", "name": "weblog"}))
+    );
+
+    let (status, body) = server.sql(TOP_ERRORS).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["query_id"], "q1");
+    assert_eq!(body["subscribe"], "/v1/queries/q1/ws");
+    assert_eq!(
+        body["columns"],
+        json!([
+            {"name": "window_start", "type": "TIMESTAMP"},
+            {"name": "window_end", "type": "TIMESTAMP"},
+            {"name": "ip", "type": "VARCHAR"},
+            {"name": "hits", "type": "BIGINT"}
+        ])
+    );
+
+    let url = server.ws_url("/v1/queries/q1/ws");
+    let (first, second) = tokio::join!(read_frames(&url, 1000), read_frames(&url, 1000));
+    for frames in [&first, &second] {
+        assert_eq!(frames[0]["type"], "schema");
+        assert_eq!(frames[0]["columns"], body["columns"]);
+        assert_eq!(frames.last().unwrap()["type"], "end");
+        let rows = frame_rows(frames, &["window_start", "ip", "hits"]);
+        assert_eq!(
+            rows,
+            vec![
+                vec![json!("2016-12-06T08:58:35"), json!("10.0.0.2"), json!(2)],
+                vec![json!("2016-12-06T08:58:35"), json!("10.0.0.1"), json!(1)],
+                vec![json!("2016-12-06T08:58:36"), json!("10.0.0.1"), json!(1)],
+                vec![json!("2016-12-06T08:58:39"), json!("10.0.0.3"), json!(1)],
+                vec![json!("2016-12-06T08:58:40"), json!("10.0.0.1"), json!(1)],
+            ]
+        );
+        // One frame per window; seq numbers the rows without gaps.
+        let seqs: Vec<u64> = frames
+            .iter()
+            .filter(|f| f["type"] == "rows")
+            .map(|f| f["seq"].as_u64().unwrap())
+            .collect();
+        assert_eq!(seqs, vec![0, 2, 3, 4]);
+        assert!(frames.iter().any(|frame| frame["type"] == "progress"));
+    }
+
+    // A subscriber resuming from seq 3 gets the rest only.
+    let resumed = read_frames(&server.ws_url("/v1/queries/q1/ws?from_seq=3"), 1000).await;
+    assert_eq!(
+        frame_rows(&resumed, &["ip"]),
+        vec![vec![json!("10.0.0.3")], vec![json!("10.0.0.1")]]
+    );
+
+    let (status, query) = server.get("/v1/queries/q1").await;
+    assert_eq!(status, 200);
+    assert_eq!(query["status"], "finished");
+    assert_eq!(query["metrics"]["rows_in"], 13);
+    assert_eq!(query["metrics"]["rows_out"], 5);
+    assert_eq!(query["metrics"]["late_rows_dropped"], 1);
+    assert_eq!(query["metrics"]["malformed_records"], 2);
+    let last_malformed = query["metrics"]["last_malformed"].as_str().unwrap();
+    assert_eq!(
+        last_malformed,
+        "expected 6 fields, found 4: not a valid line"
+    );
+    assert!(query["metrics"]["epochs"].as_u64().unwrap() >= 1);
+
+    let (_, list) = server.get("/v1/queries").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (_, streams) = server.get("/v1/streams").await;
+    assert_eq!(streams[0]["name"], "weblog");
+    assert_eq!(streams[0]["watermark"], "ts - INTERVAL '2' SECOND");
+
+    let metrics = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("sluice_query_rows_in_total{query=\"q1\"} 13"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sluice_query_late_rows_dropped_total{query=\"q1\"} 1"));
+
+    let response = server
+        .http
+        .delete(server.url("/v1/queries/q1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, body) = server.get("/v1/queries/q1").await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn bad_statements_get_errors_with_line_and_column() {
+    let server = TestServer::start().await;
+    server.sql(WEBLOG).await;
+    let cases: [(&str, &str, u64, u64, &str); 5] = [
+        (
+            "SELECT ip\nFROM nope",
+            "unknown_object",
+            2,
+            6,
+            "stream 'nope' not found",
+        ),
+        ("SELECT ip,\n  FROM WHERE", "syntax_error", 2, 8, "Expected"),
+        ("SELECT bogus FROM weblog", "unknown_object", 1, 8, "bogus"),
+        (
+            "SELECT a.ip FROM weblog a\n  JOIN weblog b ON a.ip = b.ip",
+            "unsupported",
+            2,
+            3,
+            "joins are not supported yet",
+        ),
+        (
+            "CREATE STREAM s (ts TIMESTAMP)\nWITH (connector = 'socket', port = 'x')",
+            "invalid",
+            2,
+            29,
+            "option port must be a TCP port number",
+        ),
+    ];
+    for (sql, code, line, column, message) in cases {
+        let (status, body) = server.sql(sql).await;
+        assert_eq!(status, 400, "{sql}: {body}");
+        let error = &body["error"];
+        assert_eq!(error["code"], code, "{sql}: {body}");
+        assert_eq!(
+            (error["line"].as_u64(), error["column"].as_u64()),
+            (Some(line), Some(column)),
+            "{sql}: {body}"
+        );
+        assert!(
+            error["message"].as_str().unwrap().contains(message),
+            "{sql}: {body}"
+        );
+    }
+    // Not JSON at all.
+    let response = server
+        .http
+        .post(server.url("/v1/sql"))
+        .body("SELECT 1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request");
+    // Unknown endpoint and unknown query.
+    assert_eq!(server.get("/v1/nothing").await.0, 404);
+    assert_eq!(server.get("/v1/queries/q99").await.0, 404);
+    // The OpenAPI document is served.
+    let (status, openapi) = server.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(openapi["paths"]["/v1/sql"]["post"].is_object());
+}
+
+#[tokio::test]
+async fn events_posted_to_an_http_stream_reach_running_queries() {
+    let server = TestServer::start().await;
+    let (status, _) = server
+        .sql(
+            "CREATE STREAM clicks (ts TIMESTAMP, page VARCHAR, user_id BIGINT,
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH (connector = 'http');
+             SET epoch_interval = '0'",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .sql_with(
+            "SELECT page, user_id FROM clicks WHERE user_id > 1",
+            json!({"epoch_interval": "0"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let url = server.ws_url(body["subscribe"].as_str().unwrap());
+    let reader = tokio::spawn(async move { read_frames(&url, 4).await });
+    // Give the subscription a moment, then post (a late subscriber would
+    // still get the rows: the output log replays from seq 0).
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let events = json!([
+        {"ts": "2016-12-06T08:58:35", "page": "/home", "user_id": 1},
+        {"ts": "2016-12-06T08:58:36", "page": "/cart", "user_id": 2},
+        {"ts": "not a time", "page": "/bad", "user_id": 3},
+        {"ts": "2016-12-06T08:58:37", "page": "/pay", "user_id": 3}
+    ]);
+    let response = server
+        .http
+        .post(server.url("/v1/streams/clicks/events"))
+        .json(&events)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(accepted, json!({"accepted": 4, "queries": 1}));
+    let lines = "{\"ts\": \"2016-12-06T08:58:38\", \"page\": \"/done\", \"user_id\": 9}\n";
+    server
+        .http
+        .post(server.url("/v1/streams/clicks/events"))
+        .body(lines)
+        .send()
+        .await
+        .unwrap();
+
+    let frames = reader.await.unwrap();
+    let rows = frame_rows(&frames, &["page", "user_id"]);
+    assert_eq!(
+        rows,
+        vec![
+            vec![json!("/cart"), json!(2)],
+            vec![json!("/pay"), json!(3)],
+            vec![json!("/done"), json!(9)]
+        ]
+    );
+    let (_, query) = server.get("/v1/queries/q1").await;
+    assert_eq!(query["metrics"]["malformed_records"], 1);
+    assert_eq!(query["status"], "running");
+
+    // Only http streams accept events.
+    server.sql(WEBLOG).await;
+    let response = server
+        .http
+        .post(server.url("/v1/streams/weblog/events"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let response = server
+        .http
+        .post(server.url("/v1/streams/nope/events"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}

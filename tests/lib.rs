@@ -227,3 +227,102 @@ impl sqllogictest::AsyncDB for SluiceDb {
         tokio::time::sleep(duration).await;
     }
 }
+
+/// A real server on a free loopback port, with an HTTP client.
+pub struct TestServer {
+    pub server: sluice::RunningServer,
+    pub http: reqwest::Client,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        let server = sluice::start("127.0.0.1:0", false)
+            .await
+            .expect("server starts on port 0");
+        Self {
+            server,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.server.url())
+    }
+
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.server.address)
+    }
+
+    /// `POST /v1/sql`; returns the status code and the JSON body.
+    pub async fn sql(&self, sql: &str) -> (u16, serde_json::Value) {
+        self.sql_with(sql, serde_json::json!({})).await
+    }
+
+    pub async fn sql_with(
+        &self,
+        sql: &str,
+        settings: serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .post(self.url("/v1/sql"))
+            .json(&serde_json::json!({"sql": sql.replace("$DATA", &data_dir().display().to_string()), "settings": settings}))
+            .send()
+            .await
+            .expect("request reaches the server");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON body"))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request reaches the server");
+        let status = response.status().as_u16();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+}
+
+/// Reads websocket frames until `end`/`error`, the socket closes, or
+/// `limit` frames; panics after two minutes.
+pub async fn read_frames(url: &str, limit: usize) -> Vec<serde_json::Value> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("websocket connects");
+    let mut frames = Vec::new();
+    let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
+    while frames.len() < limit {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .expect("frames arrive in time");
+        let Some(Ok(Message::Text(text))) = message else {
+            break;
+        };
+        let frame: serde_json::Value = serde_json::from_str(&text).expect("frames are JSON");
+        let last = matches!(frame["type"].as_str(), Some("end" | "error"));
+        frames.push(frame);
+        if last {
+            break;
+        }
+    }
+    frames
+}
+
+/// The rows of `rows` frames, each as `[values...]` in `columns` order.
+pub fn frame_rows(frames: &[serde_json::Value], columns: &[&str]) -> Vec<Vec<serde_json::Value>> {
+    frames
+        .iter()
+        .filter(|frame| frame["type"] == "rows")
+        .flat_map(|frame| frame["rows"].as_array().cloned().unwrap_or_default())
+        .map(|row| columns.iter().map(|column| row[*column].clone()).collect())
+        .collect()
+}
