@@ -28,7 +28,7 @@ use crate::error::{PlanError, Result, offset_of};
 
 #[derive(Debug, Clone)]
 pub enum Statement {
-    CreateStream(CreateStream),
+    CreateStream(Box<CreateStream>),
     DropStream {
         name: String,
         if_exists: bool,
@@ -245,7 +245,7 @@ fn parse_create(
             }
         }
     }
-    Ok(Statement::CreateStream(CreateStream {
+    Ok(Statement::CreateStream(Box::new(CreateStream {
         name: object_name(&name),
         name_location: name_token.span.start,
         is_stream,
@@ -255,7 +255,7 @@ fn parse_create(
         primary_key,
         options,
         start,
-    }))
+    })))
 }
 
 fn option_value(parser: &mut Parser) -> Result<String> {

@@ -125,11 +125,12 @@ fn select_unnest(select: &mut Select) -> Result<()> {
     let mut unnests = Vec::new();
     let mut kept: Vec<TableWithJoins> = Vec::new();
     for (index, mut from) in std::mem::take(&mut select.from).into_iter().enumerate() {
-        if index > 0 && from.joins.is_empty() {
-            if let Some(unnest) = take_unnest(&from.relation)? {
-                unnests.push(unnest);
-                continue;
-            }
+        if index > 0
+            && from.joins.is_empty()
+            && let Some(unnest) = take_unnest(&from.relation)?
+        {
+            unnests.push(unnest);
+            continue;
         }
         let mut joins = Vec::new();
         for join in std::mem::take(&mut from.joins) {

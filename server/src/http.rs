@@ -148,7 +148,8 @@ async fn post_events(
 /// Prometheus text exposition.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut text = String::new();
-    let counters: [(&str, &str, fn(&QueryMetrics) -> u64); 5] = [
+    type Counter = (&'static str, &'static str, fn(&QueryMetrics) -> u64);
+    let counters: [Counter; 5] = [
         (
             "sluice_query_rows_in_total",
             "Rows read by the query's sources.",

@@ -75,7 +75,7 @@ impl Stateless {
 impl Operator for Stateless {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         if let Some(ops) = &batch.ops
-            && ops.iter().any(|op| *op == Op::Delete)
+            && ops.contains(&Op::Delete)
         {
             return Err(RuntimeError::internal(
                 "stateless segment received retractions; the planner should not route an updating input here",

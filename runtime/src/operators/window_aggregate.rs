@@ -139,7 +139,7 @@ impl Operator for WindowAggregate {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let _ = out;
         if let Some(ops) = &batch.ops
-            && ops.iter().any(|op| *op == Op::Delete)
+            && ops.contains(&Op::Delete)
         {
             return Err(RuntimeError::user(
                 "a window aggregate cannot read an updating input (it has retractions)",
