@@ -221,7 +221,18 @@ impl Driver {
             while let Ok(event) = receiver.try_recv() {
                 pending.push(event);
             }
-            self.epoch(std::mem::take(&mut pending))?;
+            let events = std::mem::take(&mut pending);
+            // An operator bug must fail this query, not hang its subscribers.
+            let epoch =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.epoch(events)));
+            epoch.map_err(|panic| {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|message| message.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                RuntimeError::internal(format!("an operator panicked: {message}"))
+            })??;
             if self.pipeline.is_finished() {
                 return Ok(());
             }

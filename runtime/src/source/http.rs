@@ -17,7 +17,7 @@ pub struct HttpIngest {
 }
 
 impl HttpIngest {
-    fn register(&self) -> mpsc::Receiver<Vec<String>> {
+    pub(crate) fn register(&self) -> mpsc::Receiver<Vec<String>> {
         let (sender, receiver) = mpsc::channel(QUEUE);
         if let Ok(mut readers) = self.readers.lock() {
             readers.push(sender);
@@ -45,8 +45,11 @@ impl HttpIngest {
     }
 }
 
-pub async fn run(ingest: &HttpIngest, decoder: RecordDecoder, context: SourceContext) {
-    let mut receiver = ingest.register();
+pub async fn run(
+    mut receiver: mpsc::Receiver<Vec<String>>,
+    decoder: RecordDecoder,
+    context: SourceContext,
+) {
     while let Some(lines) = receiver.recv().await {
         if !context.send_lines(&decoder, &lines).await {
             return;

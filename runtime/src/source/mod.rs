@@ -183,16 +183,26 @@ impl SourceContext {
 /// Starts the task that reads `spec` for one query.
 pub fn spawn(spec: &SourceSpec, context: SourceContext) -> tokio::task::JoinHandle<()> {
     let spec = spec.clone();
+    // Register with an http stream now, not when the task first runs, so
+    // events posted right after the query starts reach it.
+    let http_events = match &spec.connector {
+        ConnectorSpec::Http(ingest) => Some(ingest.register()),
+        _ => None,
+    };
     tokio::spawn(async move {
         let cancel = context.cancel.clone();
         tokio::select! {
             _ = cancel.cancelled() => {}
-            _ = run(spec, context) => {}
+            _ = run(spec, http_events, context) => {}
         }
     })
 }
 
-async fn run(spec: SourceSpec, context: SourceContext) {
+async fn run(
+    spec: SourceSpec,
+    http_events: Option<mpsc::Receiver<Vec<String>>>,
+    context: SourceContext,
+) {
     match &spec.connector {
         ConnectorSpec::File {
             path,
@@ -214,13 +224,11 @@ async fn run(spec: SourceSpec, context: SourceContext) {
             let decoder = RecordDecoder::new(spec.schema.clone(), format.clone());
             socket::run(host, *port, decoder, &spec.status, context).await
         }
-        ConnectorSpec::Http(ingest) => {
-            http::run(
-                ingest,
-                RecordDecoder::new(spec.schema.clone(), Format::Json),
-                context,
-            )
-            .await
+        ConnectorSpec::Http(_) => {
+            if let Some(events) = http_events {
+                let decoder = RecordDecoder::new(spec.schema.clone(), Format::Json);
+                http::run(events, decoder, context).await
+            }
         }
     }
 }

@@ -1,0 +1,32 @@
+//! Every ready-made query under `queries/` plans against the demo streams.
+
+use sluice::engine::Settings;
+
+#[tokio::test]
+async fn every_query_file_plans_against_the_demo_streams() {
+    let engine = sluice::Engine::new();
+    sluice::demo::register(&engine).await.unwrap();
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../queries/weblog");
+    let mut planned = 0;
+    for entry in std::fs::read_dir(&directory).unwrap() {
+        let path = entry.unwrap().path();
+        let sql = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            sql.starts_with("-- "),
+            "{} needs a header comment",
+            path.display()
+        );
+        // The header comment comes first; EXPLAIN goes before the statement.
+        let statement: String = sql
+            .lines()
+            .filter(|line| !line.starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let result = engine
+            .execute(&format!("EXPLAIN {statement}"), &mut Settings::new())
+            .await;
+        assert!(result.is_ok(), "{}: {:?}", path.display(), result.err());
+        planned += 1;
+    }
+    assert!(planned >= 5);
+}
