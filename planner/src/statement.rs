@@ -282,6 +282,32 @@ fn option_value(parser: &mut Parser) -> Result<String> {
     }
 }
 
+/// Parses the table factor `from` (what follows `FROM`): the rewrites build
+/// new relations as text and let the parser fill in every field.
+pub(crate) fn parse_table_factor(from: &str) -> Result<ast::TableFactor> {
+    let sql = format!("SELECT * FROM {from}");
+    let statement = Parser::new(&SluiceDialect::default())
+        .try_with_sql(&sql)?
+        .parse_statement()?;
+    let internal = || {
+        PlanError::invalid(format!(
+            "internal: could not parse the rewritten relation {from}"
+        ))
+    };
+    let ast::Statement::Query(query) = statement else {
+        return Err(internal());
+    };
+    let ast::SetExpr::Select(select) = *query.body else {
+        return Err(internal());
+    };
+    select
+        .from
+        .into_iter()
+        .next()
+        .map(|from| from.relation)
+        .ok_or_else(internal)
+}
+
 /// Lower-cased unless quoted, as DataFusion normalises identifiers.
 pub fn object_name(name: &ObjectName) -> String {
     name.0

@@ -18,11 +18,9 @@ use datafusion::sql::sqlparser::ast::{
     self, Expr, JoinOperator, Select, SetExpr, Spanned, TableFactor, TableWithJoins,
     visit_expressions_mut,
 };
-use datafusion::sql::sqlparser::parser::Parser;
 
-use crate::dialect::SluiceDialect;
 use crate::error::{PlanError, Result};
-use crate::statement::ident_name;
+use crate::statement::{ident_name, parse_table_factor};
 
 pub fn rewrite_lateral_unnest(query: &mut ast::Query) -> Result<()> {
     if let Some(with) = &mut query.with {
@@ -189,24 +187,13 @@ fn select_unnest(select: &mut Select) -> Result<()> {
         .iter()
         .map(|unnest| format!("unnest({}) AS \"{}\"", unnest.expr, unnest.column))
         .collect();
-    let sql = format!(
-        "SELECT * FROM (SELECT *, {} FROM {}) AS \"{}\"",
+    let derived = format!(
+        "(SELECT *, {} FROM {}) AS \"{}\"",
         projections.join(", "),
         base.relation,
         base_name
     );
-    let statement = Parser::new(&SluiceDialect::default())
-        .try_with_sql(&sql)?
-        .parse_statement()?;
-    let ast::Statement::Query(query) = statement else {
-        return Err(PlanError::invalid("internal: unnest rewrite did not parse"));
-    };
-    let SetExpr::Select(derived) = *query.body else {
-        return Err(PlanError::invalid("internal: unnest rewrite did not parse"));
-    };
-    let Some(relation) = derived.from.into_iter().next().map(|from| from.relation) else {
-        return Err(PlanError::invalid("internal: unnest rewrite"));
-    };
+    let relation = parse_table_factor(&derived)?;
     base.relation = relation;
     let aliases: Vec<String> = unnests
         .iter()

@@ -19,15 +19,13 @@ use datafusion::sql::sqlparser::ast::{
     self, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SetExpr,
     Spanned, TableAlias, TableFactor, Value,
 };
-use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::Span;
 use sluice_runtime::operators::window_assign::WindowKind;
 use sluice_runtime::source::SourceSpec;
 
-use crate::dialect::SluiceDialect;
 use crate::error::{PlanError, Result};
 use crate::query::Catalog;
-use crate::statement::{ident_name, object_name};
+use crate::statement::{ident_name, object_name, parse_table_factor};
 
 /// A window TVF the rewrite replaced.
 #[derive(Debug, Clone)]
@@ -298,22 +296,7 @@ impl<'a> Arguments<'a> {
 /// `SELECT * FROM <table> AS <alias>`'s table factor: built by the parser,
 /// which knows how to fill every field.
 fn scan_of(table: &str, alias: TableAlias) -> Result<TableFactor> {
-    let sql = format!("SELECT * FROM {table}");
-    let statement = Parser::new(&SluiceDialect::default())
-        .try_with_sql(&sql)?
-        .parse_statement()?;
-    let ast::Statement::Query(query) = statement else {
-        return Err(PlanError::invalid("internal: window scan did not parse"));
-    };
-    let SetExpr::Select(select) = *query.body else {
-        return Err(PlanError::invalid("internal: window scan did not parse"));
-    };
-    let mut factor = select
-        .from
-        .into_iter()
-        .next()
-        .map(|from| from.relation)
-        .ok_or_else(|| PlanError::invalid("internal: window scan"))?;
+    let mut factor = parse_table_factor(table)?;
     if let TableFactor::Table { alias: slot, .. } = &mut factor {
         *slot = Some(alias);
     }
@@ -395,7 +378,10 @@ fn unit_nanos_of_word(word: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::sql::sqlparser::parser::Parser;
+
     use super::*;
+    use crate::dialect::SluiceDialect;
 
     fn interval(sql: &str) -> Result<i64> {
         let expr = Parser::new(&SluiceDialect::default())
