@@ -13,8 +13,10 @@
 //! - [`error`]: API errors and their HTTP mapping.
 //! - [`repl`]: the psql-like client of the HTTP/websocket API.
 //! - [`demo`]: the built-in demo streams and query.
+//! - [`bench`]: the throughput harness behind `sluice bench`.
 //! - [`server`]: binding, serving and shutting down.
 
+pub mod bench;
 pub mod catalog;
 pub mod demo;
 pub mod engine;

@@ -25,6 +25,16 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:7878")]
         http: String,
     },
+    /// Measure throughput: run queries in-process over generated records.
+    Bench {
+        /// Queries to run: filter, tumble, top_n (default: all).
+        #[arg(long = "query")]
+        queries: Vec<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        events: u64,
+        #[arg(long, default_value = "100ms")]
+        epoch_interval: String,
+    },
     /// An interactive SQL client of a running server.
     Repl {
         #[arg(long, default_value = "http://127.0.0.1:7878")]
@@ -64,6 +74,31 @@ fn main() -> anyhow::Result<()> {
                 let _ = tokio::signal::ctrl_c().await;
             };
             client.run(sluice::demo::DEMO_QUERY, &mut std::io::stdout(), stop).await?;
+            Ok(())
+        }),
+        Command::Bench { queries, events, epoch_interval } => runtime.block_on(async {
+            let queries = if queries.is_empty() {
+                sluice::bench::QUERIES.iter().map(|(name, _)| name.to_string()).collect()
+            } else {
+                queries
+            };
+            println!("{:<8} {:>10} {:>9} {:>14} {:>9}", "query", "events", "seconds", "events/s", "rows out");
+            let mut lines = Vec::new();
+            for query in queries {
+                let result = sluice::bench::run(&query, events, &epoch_interval).await?;
+                println!(
+                    "{:<8} {:>10} {:>9.3} {:>14.0} {:>9}",
+                    result.query,
+                    result.events,
+                    result.seconds,
+                    result.events_per_sec(),
+                    result.rows_out
+                );
+                lines.push(result.json_line());
+            }
+            for line in lines {
+                println!("{line}");
+            }
             Ok(())
         }),
         Command::Repl { url } => Ok(sluice::repl::interactive(&url, &runtime)?),

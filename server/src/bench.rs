@@ -1,0 +1,103 @@
+//! `sluice bench`: runs a query in-process over generated weblog records
+//! (not paced by the wall clock) and reports throughput. The result sink
+//! is the query's output log, read by one subscriber that counts rows.
+
+use std::time::Instant;
+
+use serde_json::json;
+use sluice_runtime::OutputEvent;
+
+use crate::engine::{Engine, Settings, StatementResult};
+use crate::error::ApiError;
+
+/// The queries the harness knows, by name.
+pub const QUERIES: [(&str, &str); 3] = [
+    (
+        "filter",
+        "SELECT ts, ip, status FROM weblog WHERE status >= 500",
+    ),
+    (
+        "tumble",
+        "SELECT window_start, window_end, ip, count(*) AS hits, avg(duration) AS mean
+         FROM TUMBLE(weblog, ts, INTERVAL '1' SECOND) GROUP BY window_start, window_end, ip",
+    ),
+    (
+        "top_n",
+        "SELECT window_start, window_end, ip, count(*) AS hits
+         FROM TABLE(TUMBLE(TABLE weblog, DESCRIPTOR(ts), INTERVAL '1' SECOND))
+         WHERE status >= 400 GROUP BY window_start, window_end, ip ORDER BY hits DESC LIMIT 3",
+    ),
+];
+
+/// One benchmark run's figures.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    pub query: String,
+    pub events: u64,
+    pub seconds: f64,
+    pub rows_out: u64,
+}
+
+impl BenchResult {
+    pub fn events_per_sec(&self) -> f64 {
+        self.events as f64 / self.seconds.max(1e-9)
+    }
+
+    pub fn json_line(&self) -> String {
+        json!({
+            "query": self.query,
+            "events": self.events,
+            "seconds": self.seconds,
+            "events_per_sec": self.events_per_sec().round(),
+            "rows_out": self.rows_out,
+        })
+        .to_string()
+    }
+}
+
+/// Runs `query` (a name from [`QUERIES`]) over `events` generated records
+/// (1000 per second of event time) with `epoch_interval`.
+pub async fn run(query: &str, events: u64, epoch_interval: &str) -> Result<BenchResult, ApiError> {
+    let sql = QUERIES
+        .iter()
+        .find(|(name, _)| *name == query)
+        .map(|(_, sql)| *sql)
+        .ok_or_else(|| {
+            ApiError::bad_request("invalid", format!("unknown bench query {query:?}"))
+        })?;
+    let engine = Engine::new();
+    let mut settings = Settings::new();
+    settings.insert("epoch_interval".into(), epoch_interval.into());
+    settings.insert("retained_rows".into(), "0".into());
+    let ddl = format!(
+        "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'generator', rate = '1000', rows = '{events}', realtime = 'false', seed = '1')"
+    );
+    engine.execute(&ddl, &mut settings).await?;
+    let started = Instant::now();
+    let results = engine.execute(sql, &mut settings).await?;
+    let Some(StatementResult::Query { query_id, .. }) = results.last() else {
+        return Err(ApiError::internal("bench query did not start"));
+    };
+    let running = engine
+        .query(query_id)
+        .ok_or_else(|| ApiError::internal("bench query vanished"))?;
+    let mut output = running.handle.output.subscribe(0);
+    let mut rows_out = 0;
+    loop {
+        match output.recv().await {
+            Some(OutputEvent::Rows { batch, .. }) => rows_out += batch.num_rows() as u64,
+            Some(OutputEvent::Progress { .. }) => {}
+            Some(OutputEvent::End) => break,
+            Some(OutputEvent::Failed { message }) => return Err(ApiError::internal(message)),
+            None => return Err(ApiError::internal("bench subscriber cut off")),
+        }
+    }
+    Ok(BenchResult {
+        query: query.to_string(),
+        events,
+        seconds: started.elapsed().as_secs_f64(),
+        rows_out,
+    })
+}
