@@ -273,7 +273,7 @@ impl<'a> Lowering<'a> {
         let window_end = match (window_column(WINDOW_END), window_column(WINDOW_START)) {
             (Some(end), _) => Expr::Column(end),
             (None, Some(start)) => {
-                col(start) + lit(ScalarValue::DurationNanosecond(Some(window_size(window))))
+                col(start) + lit(ScalarValue::DurationNanosecond(Some(window.size())))
             }
             (None, None) => {
                 return Err(PlanError::invalid(
@@ -329,10 +329,6 @@ impl<'a> Lowering<'a> {
             window: None,
         })
     }
-}
-
-fn window_size(window: WindowKind) -> i64 {
-    window.size()
 }
 
 /// Nodes DataFusion runs per batch without state.

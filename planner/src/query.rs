@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionState;
@@ -119,11 +119,6 @@ fn mentioned_name(message: &str) -> Option<String> {
     let found = quoted.or(named)?;
     let name = found.rsplit('.').next().unwrap_or(found).trim_matches('"');
     (!name.is_empty()).then(|| name.to_string())
-}
-
-/// An empty schema, for statements without output.
-pub fn empty_schema() -> SchemaRef {
-    Arc::new(Schema::empty())
 }
 
 #[cfg(test)]

@@ -62,6 +62,10 @@ impl RunningQuery {
             "columns": self.columns,
             "subscribe": format!("/v1/queries/{}/ws", self.id),
             "epoch_interval_ms": self.settings.epoch_interval.as_millis() as u64,
+            "started_at_ms": self
+                .started
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64),
             "metrics": {
                 "rows_in": QueryMetrics::get(&metrics.rows_in),
                 "rows_out": QueryMetrics::get(&metrics.rows_out),

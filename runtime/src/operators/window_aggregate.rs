@@ -136,8 +136,13 @@ fn evaluate(expr: &Arc<dyn PhysicalExpr>, rows: &RecordBatch) -> Result<ArrayRef
 }
 
 impl Operator for WindowAggregate {
-    fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
-        let _ = out;
+    /// Updates accumulators only: a window's rows go out when it closes.
+    fn on_batch(
+        &mut self,
+        _port: usize,
+        batch: StreamBatch,
+        _out: &mut Vec<Message>,
+    ) -> Result<()> {
         if let Some(ops) = &batch.ops
             && ops.contains(&Op::Delete)
         {
