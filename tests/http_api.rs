@@ -262,3 +262,44 @@ async fn events_posted_to_an_http_stream_reach_running_queries() {
         .unwrap();
     assert_eq!(response.status(), 404);
 }
+
+#[tokio::test]
+async fn an_unbounded_group_by_streams_a_changelog_with_ops() {
+    let server = TestServer::start().await;
+    server
+        .sql(&WEBLOG.replace("delimiter = ' '", "delimiter = ' ', batch_rows = '4'"))
+        .await;
+    let (status, body) = server
+        .sql("SELECT ip, count(*) AS requests FROM weblog GROUP BY ip")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let frames = read_frames(&server.ws_url("/v1/queries/q1/ws"), 1000).await;
+    let mut result: Vec<Vec<Value>> = Vec::new();
+    let mut retractions = 0;
+    for frame in frames.iter().filter(|frame| frame["type"] == "rows") {
+        let ops = frame["ops"].as_array().expect("updating results carry ops");
+        for (row, op) in frame["rows"].as_array().unwrap().iter().zip(ops) {
+            let row = vec![row["ip"].clone(), row["requests"].clone()];
+            if op == "-" {
+                retractions += 1;
+                let position = result
+                    .iter()
+                    .position(|existing| *existing == row)
+                    .expect("retracted row was emitted");
+                result.remove(position);
+            } else {
+                result.push(row);
+            }
+        }
+    }
+    assert!(retractions > 0);
+    result.sort_by_key(|row| row[0].as_str().unwrap().to_string());
+    assert_eq!(
+        result,
+        vec![
+            vec![json!("10.0.0.1"), json!(5)],
+            vec![json!("10.0.0.2"), json!(4)],
+            vec![json!("10.0.0.3"), json!(3)]
+        ]
+    );
+}

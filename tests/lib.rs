@@ -136,14 +136,33 @@ impl SluiceDb {
         for batch in &batches {
             rows.extend(batch_rows(batch)?);
         }
-        let has_ops = ops.iter().any(Option::is_some);
-        if has_ops {
-            for (row, op) in rows.iter_mut().zip(&ops) {
-                row.insert(0, op.unwrap_or("+").to_string());
-            }
+        if ops.iter().any(Option::is_some) {
+            rows = materialize(rows, &ops)?;
         }
         Ok(DBOutput::Rows { types, rows })
     }
+}
+
+/// Applies a changelog in order: the rows of the final result. Which
+/// intermediate rows a changelog holds depends on batching; this does not.
+fn materialize(rows: Vec<Vec<String>>, ops: &[Option<&str>]) -> Result<Vec<Vec<String>>, DbError> {
+    let mut result: Vec<Vec<String>> = Vec::new();
+    for (row, op) in rows.into_iter().zip(ops) {
+        if *op == Some("-") {
+            let position = result
+                .iter()
+                .position(|existing| *existing == row)
+                .ok_or_else(|| {
+                    DbError(format!(
+                        "retraction of a row that is not in the result: {row:?}"
+                    ))
+                })?;
+            result.remove(position);
+        } else {
+            result.push(row);
+        }
+    }
+    Ok(result)
 }
 
 fn column_type(data_type: &DataType) -> DefaultColumnType {

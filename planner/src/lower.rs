@@ -26,6 +26,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::sql::sqlparser::tokenizer::Location;
 use futures::future::BoxFuture;
+use sluice_runtime::operators::group_aggregate::GroupAggregateSpec;
 use sluice_runtime::operators::limit::LimitSpec;
 use sluice_runtime::operators::stateless::StatelessSpec;
 use sluice_runtime::operators::union::UnionSpec;
@@ -49,6 +50,8 @@ struct Lowered {
     window_results: bool,
     /// Rows carry window columns assigned by this window.
     window: Option<WindowKind>,
+    /// Rows carry ops (inserts and retractions): an updating result.
+    updating: bool,
 }
 
 pub struct Lowering<'a> {
@@ -90,6 +93,7 @@ impl<'a> Lowering<'a> {
         let root = self.lower(logical).await?;
         self.plan.root = root.node;
         self.plan.schema = root.schema;
+        self.plan.append_only = !root.updating;
         Ok(self.plan.clone())
     }
 
@@ -101,13 +105,8 @@ impl<'a> Lowering<'a> {
     fn lower<'b>(&'b mut self, logical: &'b LogicalPlan) -> BoxFuture<'b, Result<Lowered>> {
         Box::pin(async move {
             match logical {
-                LogicalPlan::TableScan(scan) => {
-                    let lowered = self.scan_source(scan.table_name.table())?;
-                    if scan.projection.is_none() {
-                        return Ok(lowered);
-                    }
-                    self.segment(logical).await
-                }
+                LogicalPlan::TableScan(scan) if scan.projection.is_none() => self.scan_source(scan.table_name.table()),
+                LogicalPlan::TableScan(_) => self.segment(logical).await,
                 LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate).await,
                 LogicalPlan::Union(union) => {
                     let mut inputs = Vec::new();
@@ -118,11 +117,13 @@ impl<'a> Lowering<'a> {
                     let window = inputs.first().and_then(|first| first.window);
                     let same_window = inputs.iter().all(|input| input.window == window);
                     let window_results = inputs.iter().all(|input| input.window_results);
+                    let updating = inputs.iter().any(|input| input.updating);
                     let node = self.push(
                         OperatorSpec::Union(UnionSpec { schema: schema.clone() }),
                         inputs.iter().map(|input| input.node).collect(),
                     );
-                    Ok(Lowered { node, schema, window_results, window: if same_window { window } else { None } })
+                    let window = if same_window { window } else { None };
+                    Ok(Lowered { node, schema, window_results, window, updating })
                 }
                 LogicalPlan::Limit(limit) if !produces_window_results(&limit.input) => {
                     let (SkipType::Literal(skip), FetchType::Literal(fetch)) = (limit.get_skip_type()?, limit.get_fetch_type()?)
@@ -133,6 +134,10 @@ impl<'a> Lowering<'a> {
                         return self.lower(&limit.input).await;
                     };
                     let input = self.lower(&limit.input).await?;
+                    if input.updating {
+                        return Err(PlanError::unsupported("LIMIT over an updating result is not supported")
+                            .near(self.sql, self.start, "LIMIT"));
+                    }
                     let spec = LimitSpec { schema: input.schema.clone(), skip, fetch };
                     let node = self.push(OperatorSpec::Limit(spec), vec![input.node]);
                     Ok(Lowered { node, ..input })
@@ -184,6 +189,7 @@ impl<'a> Lowering<'a> {
                 schema: source.schema,
                 window_results: false,
                 window: None,
+                updating: false,
             });
         };
         let spec = WindowAssignSpec::new(window.kind, window.time_column, &source.schema);
@@ -194,6 +200,7 @@ impl<'a> Lowering<'a> {
             schema,
             window_results: false,
             window: Some(window.kind),
+            updating: false,
         })
     }
 
@@ -230,6 +237,17 @@ impl<'a> Lowering<'a> {
                 (input, feed)
             }
         };
+        let per_window = chain
+            .iter()
+            .any(|node| matches!(node, LogicalPlan::Sort(_) | LogicalPlan::Limit(_)));
+        if per_window && !input.window_results {
+            let message = if input.updating {
+                "ORDER BY and LIMIT over an updating result are not supported"
+            } else {
+                "ORDER BY and LIMIT apply to the rows of each window: GROUP BY window_start, window_end, ... below them"
+            };
+            return Err(PlanError::unsupported(message).near(self.sql, self.start, "ORDER"));
+        }
         let slot = feed.slot.clone();
         let mut logical = LogicalPlan::Extension(Extension {
             node: Arc::new(feed),
@@ -252,36 +270,13 @@ impl<'a> Lowering<'a> {
             schema,
             window_results: input.window_results,
             window: input.window,
+            updating: input.updating,
         })
     }
 
     async fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Lowered> {
         let input = self.lower(&aggregate.input).await?;
         let input_schema = aggregate.input.schema();
-        let Some(window) = input.window else {
-            return Err(PlanError::unsupported(
-                "GROUP BY without a window is not supported yet; group by window_start, window_end of a window TVF such as TUMBLE(TABLE s, DESCRIPTOR(ts), INTERVAL '1' MINUTE)",
-            )
-            .near(self.sql, self.start, "GROUP"));
-        };
-        let window_column = |name: &str| {
-            aggregate.group_expr.iter().find_map(|expr| match expr {
-                Expr::Column(column) if column.name == name => Some(column.clone()),
-                _ => None,
-            })
-        };
-        let window_end = match (window_column(WINDOW_END), window_column(WINDOW_START)) {
-            (Some(end), _) => Expr::Column(end),
-            (None, Some(start)) => {
-                col(start) + lit(ScalarValue::DurationNanosecond(Some(window.size())))
-            }
-            (None, None) => {
-                return Err(PlanError::invalid(
-                    "a windowed GROUP BY must include window_start or window_end",
-                )
-                .near(self.sql, self.start, "GROUP"));
-            }
-        };
         if aggregate
             .group_expr
             .iter()
@@ -297,7 +292,6 @@ impl<'a> Lowering<'a> {
             .iter()
             .map(|expr| self.state.create_physical_expr(expr.clone(), input_schema))
             .collect::<datafusion::common::Result<Vec<_>>>()?;
-        let window_end = self.state.create_physical_expr(window_end, input_schema)?;
         let mut aggregates = Vec::new();
         let mut filters = Vec::new();
         for expr in &aggregate.aggr_expr {
@@ -313,20 +307,64 @@ impl<'a> Lowering<'a> {
             filters.push(filter);
         }
         let output_schema = Arc::new(aggregate.schema.as_arrow().clone());
-        let spec = WindowAggregateSpec {
+
+        // Grouped by a window: the window closes on the watermark.
+        let window_column = |name: &str| {
+            aggregate.group_expr.iter().find_map(|expr| match expr {
+                Expr::Column(column) if column.name == name => Some(column.clone()),
+                _ => None,
+            })
+        };
+        let window_end = input.window.and_then(|window| {
+            match (window_column(WINDOW_END), window_column(WINDOW_START)) {
+                (Some(end), _) => Some(Expr::Column(end)),
+                (None, Some(start)) => {
+                    Some(col(start) + lit(ScalarValue::DurationNanosecond(Some(window.size()))))
+                }
+                (None, None) => None,
+            }
+        });
+        if let Some(window_end) = window_end {
+            if input.updating {
+                return Err(PlanError::unsupported(
+                    "a window aggregate over an updating input is not supported yet",
+                )
+                .near(self.sql, self.start, "GROUP"));
+            }
+            let window_end = self.state.create_physical_expr(window_end, input_schema)?;
+            let spec = WindowAggregateSpec {
+                input_schema: input.schema.clone(),
+                group_exprs,
+                window_end,
+                aggregates,
+                filters,
+                output_schema: output_schema.clone(),
+            };
+            let node = self.push(OperatorSpec::WindowAggregate(spec), vec![input.node]);
+            return Ok(Lowered {
+                node,
+                schema: output_schema,
+                window_results: true,
+                window: None,
+                updating: false,
+            });
+        }
+
+        // Otherwise running state per key, emitted as a changelog.
+        let spec = GroupAggregateSpec {
             input_schema: input.schema.clone(),
             group_exprs,
-            window_end,
             aggregates,
             filters,
             output_schema: output_schema.clone(),
         };
-        let node = self.push(OperatorSpec::WindowAggregate(spec), vec![input.node]);
+        let node = self.push(OperatorSpec::GroupAggregate(spec), vec![input.node]);
         Ok(Lowered {
             node,
             schema: output_schema,
-            window_results: true,
+            window_results: false,
             window: None,
+            updating: true,
         })
     }
 }
@@ -351,7 +389,12 @@ fn produces_window_results(plan: &LogicalPlan) -> bool {
     while is_stateless(cursor) {
         cursor = cursor.inputs()[0];
     }
-    matches!(cursor, LogicalPlan::Aggregate(_))
+    match cursor {
+        LogicalPlan::Aggregate(aggregate) => aggregate.group_expr.iter().any(
+            |expr| matches!(expr, Expr::Column(column) if column.name == WINDOW_START || column.name == WINDOW_END),
+        ),
+        _ => false,
+    }
 }
 
 impl PlanError {

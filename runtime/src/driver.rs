@@ -40,6 +40,9 @@ pub struct QuerySettings {
     pub epoch_interval: Duration,
     /// Result rows kept for subscribers that join late or reconnect.
     pub retained_rows: usize,
+    /// Keys of an unbounded GROUP BY not updated for this long (processing
+    /// time) are forgotten; `None` keeps them forever.
+    pub state_ttl: Option<Duration>,
 }
 
 impl Default for QuerySettings {
@@ -47,6 +50,7 @@ impl Default for QuerySettings {
         Self {
             epoch_interval: Duration::from_millis(100),
             retained_rows: 10_000,
+            state_ttl: None,
         }
     }
 }
@@ -108,7 +112,7 @@ impl Drop for QueryHandle {
 
 /// Starts a query: its source tasks and its driver task.
 pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHandle> {
-    let pipeline = Pipeline::new(&plan)?;
+    let pipeline = Pipeline::new(&plan, &settings)?;
     let metrics = Arc::new(QueryMetrics::default());
     let output = Arc::new(QueryOutput::new(
         plan.schema.clone(),

@@ -7,9 +7,11 @@
 
 use datafusion::arrow::datatypes::SchemaRef;
 
+use crate::driver::QuerySettings;
 use crate::error::Result;
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::operators::{
+    group_aggregate::{GroupAggregate, GroupAggregateSpec},
     limit::{Limit, LimitSpec},
     stateless::{Stateless, StatelessSpec},
     union::{Union, UnionSpec},
@@ -67,6 +69,8 @@ pub enum OperatorSpec {
     WindowAssign(WindowAssignSpec),
     /// GROUP BY a window plus keys; emits each window once it closes.
     WindowAggregate(WindowAggregateSpec),
+    /// GROUP BY without a window: running state per key, a changelog out.
+    GroupAggregate(GroupAggregateSpec),
     /// UNION ALL of several inputs.
     Union(UnionSpec),
     /// LIMIT on an unbounded input: the first rows, then the end.
@@ -74,11 +78,15 @@ pub enum OperatorSpec {
 }
 
 impl OperatorSpec {
-    pub fn instantiate(&self) -> Result<Box<dyn Operator>> {
+    /// Creates the running operator; `settings` are the query's.
+    pub fn instantiate(&self, settings: &QuerySettings) -> Result<Box<dyn Operator>> {
         Ok(match self {
             OperatorSpec::Stateless(spec) => Box::new(Stateless::new(spec.clone())),
             OperatorSpec::WindowAssign(spec) => Box::new(WindowAssign::new(spec.clone())),
             OperatorSpec::WindowAggregate(spec) => Box::new(WindowAggregate::new(spec.clone())?),
+            OperatorSpec::GroupAggregate(spec) => {
+                Box::new(GroupAggregate::new(spec.clone(), settings.state_ttl)?)
+            }
             OperatorSpec::Union(spec) => Box::new(Union::new(spec.clone())),
             OperatorSpec::Limit(spec) => Box::new(Limit::new(spec.clone())),
         })
@@ -89,6 +97,7 @@ impl OperatorSpec {
             OperatorSpec::Stateless(_) => "stateless",
             OperatorSpec::WindowAssign(_) => "window_assign",
             OperatorSpec::WindowAggregate(_) => "window_aggregate",
+            OperatorSpec::GroupAggregate(_) => "group_aggregate",
             OperatorSpec::Union(_) => "union",
             OperatorSpec::Limit(_) => "limit",
         }
@@ -99,6 +108,7 @@ impl OperatorSpec {
             OperatorSpec::Stateless(spec) => spec.output_schema(),
             OperatorSpec::WindowAssign(spec) => spec.output_schema.clone(),
             OperatorSpec::WindowAggregate(spec) => spec.output_schema.clone(),
+            OperatorSpec::GroupAggregate(spec) => spec.output_schema.clone(),
             OperatorSpec::Union(spec) => spec.schema.clone(),
             OperatorSpec::Limit(spec) => spec.schema.clone(),
         }

@@ -16,7 +16,8 @@
 
 use std::collections::VecDeque;
 
-use crate::error::Result;
+use crate::driver::QuerySettings;
+use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Watermark};
 use crate::operator::Operator;
 use crate::plan::{NodeId, PlanNode, StreamPlan};
@@ -42,7 +43,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(plan: &StreamPlan) -> Result<Self> {
+    pub fn new(plan: &StreamPlan, settings: &QuerySettings) -> Result<Self> {
         let mut nodes = Vec::with_capacity(plan.nodes.len());
         let mut source_nodes = vec![usize::MAX; plan.sources.len()];
         for (id, node) in plan.nodes.iter().enumerate() {
@@ -51,7 +52,9 @@ impl Pipeline {
                     source_nodes[*index] = id;
                     (None, 1)
                 }
-                PlanNode::Operator { spec, inputs } => (Some(spec.instantiate()?), inputs.len()),
+                PlanNode::Operator { spec, inputs } => {
+                    (Some(spec.instantiate(settings)?), inputs.len())
+                }
             };
             nodes.push(RunningNode {
                 operator,
@@ -68,6 +71,14 @@ impl Pipeline {
                     nodes[*input].consumer = Some((id, port));
                 }
             }
+        }
+        // Every node but the root must feed another: a dangling node's rows
+        // would be lost (or worse, taken for results).
+        if let Some(orphan) =
+            (0..nodes.len()).find(|id| *id != plan.root && nodes[*id].consumer.is_none())
+        {
+            let message = format!("plan node {orphan} feeds nothing:\n{}", plan.describe());
+            return Err(RuntimeError::internal(message));
         }
         Ok(Self {
             nodes,

@@ -423,6 +423,17 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
                         )
                     })?;
             }
+            "state_ttl" => {
+                let ttl = parse_duration(value, false).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid",
+                        format!(
+                            "state_ttl must be a duration such as '1h' or '30s', not {value:?}"
+                        ),
+                    )
+                })?;
+                query.state_ttl = (!ttl.is_zero()).then_some(ttl);
+            }
             "retained_rows" => {
                 query.retained_rows = value.parse().map_err(|_| {
                     ApiError::bad_request(
@@ -434,7 +445,9 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
             other => {
                 return Err(ApiError::bad_request(
                     "invalid",
-                    format!("unknown setting {other:?}; known: epoch_interval, retained_rows"),
+                    format!(
+                        "unknown setting {other:?}; known: epoch_interval, retained_rows, state_ttl"
+                    ),
                 ));
             }
         }
@@ -456,6 +469,7 @@ pub fn parse_duration(text: &str, bare_is_millis: bool) -> Option<Duration> {
         "ms" => number,
         "s" | "sec" | "second" | "seconds" => number * 1000.0,
         "m" | "min" | "minute" | "minutes" => number * 60_000.0,
+        "h" | "hour" | "hours" => number * 3_600_000.0,
         _ => return None,
     };
     (millis.is_finite() && millis >= 0.0).then(|| Duration::from_secs_f64(millis / 1000.0))

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::JsonRejection;
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -45,21 +45,13 @@ struct SqlRequest {
     settings: BTreeMap<String, Value>,
 }
 
-async fn sql(
-    State(state): State<Arc<AppState>>,
-    body: Result<Json<SqlRequest>, JsonRejection>,
-) -> Response {
-    let Json(request) = match body {
-        Ok(body) => body,
-        Err(rejection) => {
-            return ApiError::bad_request(
-                "bad_request",
-                format!(
-                    "expected a JSON body {{\"sql\": \"...\"}}: {}",
-                    rejection.body_text()
-                ),
-            )
-            .into_response();
+/// The body is read as JSON whatever its content type, so `curl -d` works.
+async fn sql(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+    let request: SqlRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(error) => {
+            let message = format!("expected a JSON body {{\"sql\": \"...\"}}: {error}");
+            return ApiError::bad_request("bad_request", message).into_response();
         }
     };
     let mut settings: Settings = request

@@ -1,6 +1,7 @@
 //! The operators a pipeline runs. Each file holds one operator: its spec
 //! (what the planner produces) and the running instance.
 
+pub mod group_aggregate;
 pub mod limit;
 pub mod stateless;
 pub mod union;

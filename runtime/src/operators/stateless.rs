@@ -37,7 +37,7 @@ use datafusion::physical_plan::{
 use futures::StreamExt;
 
 use crate::error::{Result, RuntimeError};
-use crate::message::{Message, Op, StreamBatch};
+use crate::message::{Message, StreamBatch};
 use crate::operator::Operator;
 
 /// Where the operator leaves the batch its [`FeedExec`] hands to the plan.
@@ -74,30 +74,51 @@ impl Stateless {
 
 impl Operator for Stateless {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
-        if let Some(ops) = &batch.ops
-            && ops.contains(&Op::Delete)
-        {
-            return Err(RuntimeError::internal(
-                "stateless segment received retractions; the planner should not route an updating input here",
-            ));
+        let Some(ops) = &batch.ops else {
+            for rows in self.execute(batch.rows)? {
+                out.push(Message::Batch(StreamBatch::inserts(rows)));
+            }
+            return Ok(());
+        };
+        // Row-wise plans (filter, projection, unnest) keep each row's op:
+        // run them on each run of equal ops, in order.
+        let mut start = 0;
+        while start < ops.len() {
+            let op = ops[start];
+            let end = ops[start..]
+                .iter()
+                .position(|other| *other != op)
+                .map_or(ops.len(), |length| start + length);
+            for rows in self.execute(batch.rows.slice(start, end - start))? {
+                let count = rows.num_rows();
+                out.push(Message::Batch(StreamBatch {
+                    rows,
+                    ops: Some(vec![op; count]),
+                }));
+            }
+            start = end;
         }
-        let feed = self
-            .spec
-            .feed
-            .lock()
-            .map(|mut slot| slot.push_back(batch.rows));
+        Ok(())
+    }
+}
+
+impl Stateless {
+    /// Runs the plan over one batch; returns the non-empty output batches.
+    fn execute(&mut self, rows: RecordBatch) -> Result<Vec<RecordBatch>> {
+        let feed = self.spec.feed.lock().map(|mut slot| slot.push_back(rows));
         feed.map_err(|_| RuntimeError::internal("feed slot poisoned"))?;
         let mut stream = self.spec.plan.execute(0, Arc::clone(&self.task))?;
         let mut context = Context::from_waker(futures::task::noop_waker_ref());
+        let mut output = Vec::new();
         loop {
             match stream.poll_next_unpin(&mut context) {
                 Poll::Ready(Some(result)) => {
                     let rows = result?;
                     if rows.num_rows() > 0 {
-                        out.push(Message::Batch(StreamBatch::inserts(rows)));
+                        output.push(rows);
                     }
                 }
-                Poll::Ready(None) => return Ok(()),
+                Poll::Ready(None) => return Ok(output),
                 Poll::Pending => {
                     return Err(RuntimeError::internal(format!(
                         "stateless plan would block: {}",

@@ -1,0 +1,441 @@
+//! GROUP BY without a window: running state per key for the whole stream
+//! (the seed's `updateStateByKey`), emitted as a changelog.
+//!
+//! # Algorithm
+//!
+//! Each key owns one DataFusion `Accumulator` per aggregate (the sliding
+//! variant where the aggregate has one, so retractions from an updating
+//! input can be applied with `retract_batch`) and a count of live rows.
+//! For every input batch, rows are bucketed by key, each touched key's
+//! accumulators are updated (inserts) or retracted (deletes), and for every
+//! touched key the operator emits
+//!
+//! ```text
+//!   - (key, previous result)   if a result was emitted before
+//!   + (key, new result)        unless the key has no rows left
+//! ```
+//!
+//! so applying the changelog in order always gives the current result.
+//! Which intermediate results appear depends on how input is batched; the
+//! final state does not.
+//!
+//! With a state TTL, keys not updated for that long (processing time) are
+//! forgotten without a retraction, as in Flink: a later row for the key
+//! starts it afresh.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{cast, filter, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::Accumulator;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+
+use crate::error::{Result, RuntimeError};
+use crate::message::{Message, Op, StreamBatch};
+use crate::operator::Operator;
+
+#[derive(Debug, Clone)]
+pub struct GroupAggregateSpec {
+    pub input_schema: SchemaRef,
+    pub group_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    /// Group columns, then one column per aggregate.
+    pub output_schema: SchemaRef,
+}
+
+struct KeyState {
+    key: OwnedRow,
+    accumulators: Vec<Box<dyn Accumulator>>,
+    /// Rows inserted minus rows retracted.
+    live_rows: i64,
+    /// The result last emitted for this key.
+    emitted: Option<Vec<ScalarValue>>,
+    last_update: Instant,
+}
+
+pub struct GroupAggregate {
+    spec: GroupAggregateSpec,
+    converter: RowConverter,
+    keys: HashMap<Box<[u8]>, KeyState>,
+    state_ttl: Option<Duration>,
+    last_expiry: Instant,
+}
+
+impl GroupAggregate {
+    pub fn new(spec: GroupAggregateSpec, state_ttl: Option<Duration>) -> Result<Self> {
+        let fields = spec
+            .group_exprs
+            .iter()
+            .map(|expr| Ok(SortField::new(expr.data_type(&spec.input_schema)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            converter: RowConverter::new(fields)?,
+            spec,
+            keys: HashMap::new(),
+            state_ttl,
+            last_expiry: Instant::now(),
+        })
+    }
+
+    /// Keys currently held (for metrics and tests).
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn new_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
+        self.spec
+            .aggregates
+            .iter()
+            .map(|aggregate| {
+                Ok(aggregate
+                    .create_sliding_accumulator()
+                    .or_else(|_| aggregate.create_accumulator())?)
+            })
+            .collect()
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let Some(ttl) = self.state_ttl else { return };
+        // Scanning every key is O(keys); do it at most once per tenth of the TTL.
+        if now.duration_since(self.last_expiry) < ttl / 10 {
+            return;
+        }
+        self.last_expiry = now;
+        self.keys
+            .retain(|_, state| now.duration_since(state.last_update) < ttl);
+    }
+
+    fn output_row(&self, state: &KeyState, values: &[ScalarValue]) -> Result<Vec<ScalarValue>> {
+        let keys = self.converter.convert_rows([state.key.row()])?;
+        let mut row = keys
+            .iter()
+            .map(|column| ScalarValue::try_from_array(column, 0))
+            .collect::<Result<Vec<_>, _>>()?;
+        row.extend(values.iter().cloned());
+        Ok(row)
+    }
+}
+
+fn evaluate(expr: &Arc<dyn PhysicalExpr>, rows: &RecordBatch) -> Result<ArrayRef> {
+    Ok(expr.evaluate(rows)?.into_array(rows.num_rows())?)
+}
+
+impl Operator for GroupAggregate {
+    fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        let now = Instant::now();
+        self.expire(now);
+        let rows = &batch.rows;
+        let num_rows = rows.num_rows();
+        if num_rows == 0 {
+            return Ok(());
+        }
+        let key_columns = self
+            .spec
+            .group_exprs
+            .iter()
+            .map(|expr| evaluate(expr, rows))
+            .collect::<Result<Vec<_>>>()?;
+        let keys = self.converter.convert_columns(&key_columns)?;
+        let arguments = self
+            .spec
+            .aggregates
+            .iter()
+            .map(|aggregate| {
+                aggregate
+                    .expressions()
+                    .iter()
+                    .map(|expr| evaluate(expr, rows))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let filters = self
+            .spec
+            .filters
+            .iter()
+            .map(|filter| {
+                filter
+                    .as_ref()
+                    .map(|filter| Ok(evaluate(filter, rows)?.as_boolean().clone()))
+                    .transpose()
+            })
+            .collect::<Result<Vec<Option<BooleanArray>>>>()?;
+
+        // Bucket row indices by (key, op), keeping first-seen key order so
+        // the output order is deterministic for a given input.
+        let mut order: Vec<Box<[u8]>> = Vec::new();
+        // Per key: row indices of inserts, then of retractions.
+        type Rows = (Vec<u32>, Vec<u32>);
+        let mut buckets: HashMap<Box<[u8]>, Rows> = HashMap::new();
+        for row in 0..num_rows {
+            let key: Box<[u8]> = keys.row(row).as_ref().into();
+            let op = batch.ops.as_ref().map_or(Op::Insert, |ops| ops[row]);
+            let bucket = buckets.entry(key.clone()).or_insert_with(|| {
+                order.push(key);
+                (Vec::new(), Vec::new())
+            });
+            match op {
+                Op::Insert => bucket.0.push(row as u32),
+                Op::Delete => bucket.1.push(row as u32),
+            }
+        }
+
+        let mut changes: Vec<(Op, Vec<ScalarValue>)> = Vec::new();
+        for key in order {
+            let Some((inserts, deletes)) = buckets.remove(&key) else {
+                continue;
+            };
+            if !self.keys.contains_key(&key) {
+                let first = inserts.first().or(deletes.first()).copied().unwrap_or(0) as usize;
+                let state = KeyState {
+                    key: keys.row(first).owned(),
+                    accumulators: self.new_accumulators()?,
+                    live_rows: 0,
+                    emitted: None,
+                    last_update: now,
+                };
+                self.keys.insert(key.clone(), state);
+            }
+            let Some(mut state) = self.keys.remove(&key) else {
+                continue;
+            };
+            for (indices, retract) in [(inserts, false), (deletes, true)] {
+                if indices.is_empty() {
+                    continue;
+                }
+                let indices = UInt32Array::from(indices);
+                state.live_rows += if retract {
+                    -(indices.len() as i64)
+                } else {
+                    indices.len() as i64
+                };
+                for ((accumulator, arguments), filter_mask) in
+                    state.accumulators.iter_mut().zip(&arguments).zip(&filters)
+                {
+                    let mut values = arguments
+                        .iter()
+                        .map(|argument| Ok(take(argument, &indices, None)?))
+                        .collect::<Result<Vec<_>>>()?;
+                    if let Some(mask) = filter_mask {
+                        let mask = take(mask, &indices, None)?;
+                        values = values
+                            .iter()
+                            .map(|value| Ok(filter(value, mask.as_boolean())?))
+                            .collect::<Result<Vec<_>>>()?;
+                    }
+                    if retract {
+                        if !accumulator.supports_retract_batch() {
+                            return Err(RuntimeError::user(
+                                "this aggregate cannot take retractions from an updating input",
+                            ));
+                        }
+                        accumulator.retract_batch(&values)?;
+                    } else {
+                        accumulator.update_batch(&values)?;
+                    }
+                }
+            }
+            state.last_update = now;
+            if let Some(previous) = state.emitted.take() {
+                changes.push((Op::Delete, self.output_row(&state, &previous)?));
+            }
+            if state.live_rows > 0 {
+                let values = state
+                    .accumulators
+                    .iter_mut()
+                    .map(|accumulator| accumulator.evaluate())
+                    .collect::<Result<Vec<_>, _>>()?;
+                changes.push((Op::Insert, self.output_row(&state, &values)?));
+                state.emitted = Some(values);
+                self.keys.insert(key, state);
+            }
+        }
+        if !changes.is_empty() {
+            out.push(Message::Batch(self.changes_batch(changes)?));
+        }
+        Ok(())
+    }
+}
+
+impl GroupAggregate {
+    fn changes_batch(&self, changes: Vec<(Op, Vec<ScalarValue>)>) -> Result<StreamBatch> {
+        let ops: Vec<Op> = changes.iter().map(|(op, _)| *op).collect();
+        let columns = self
+            .spec
+            .output_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(index, field)| {
+                let column =
+                    ScalarValue::iter_to_array(changes.iter().map(|(_, row)| row[index].clone()))?;
+                Ok(if column.data_type() == field.data_type() {
+                    column
+                } else {
+                    cast(&column, field.data_type())?
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(StreamBatch {
+            rows: RecordBatch::try_new(self.spec.output_schema.clone(), columns)?,
+            ops: Some(ops),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::functions_aggregate::sum::sum_udaf;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::col;
+
+    use super::*;
+
+    fn spec() -> GroupAggregateSpec {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("value", DataType::Int64, false),
+        ]));
+        let sum = AggregateExprBuilder::new(sum_udaf(), vec![col("value", &input).unwrap()])
+            .schema(input.clone())
+            .alias("total")
+            .build()
+            .unwrap();
+        GroupAggregateSpec {
+            group_exprs: vec![col("key", &input).unwrap()],
+            aggregates: vec![Arc::new(sum)],
+            filters: vec![None],
+            output_schema: Arc::new(Schema::new(vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("total", DataType::Int64, true),
+            ])),
+            input_schema: input,
+        }
+    }
+
+    fn batch(spec: &GroupAggregateSpec, rows: &[(&str, i64)], ops: Option<Vec<Op>>) -> StreamBatch {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(
+                rows.iter().map(|row| row.0).collect::<Vec<_>>(),
+            )),
+            Arc::new(Int64Array::from(
+                rows.iter().map(|row| row.1).collect::<Vec<_>>(),
+            )),
+        ];
+        StreamBatch {
+            rows: RecordBatch::try_new(spec.input_schema.clone(), columns).unwrap(),
+            ops,
+        }
+    }
+
+    fn changelog(out: &[Message]) -> Vec<String> {
+        out.iter()
+            .filter_map(|message| match message {
+                Message::Batch(batch) => Some(batch),
+                _ => None,
+            })
+            .flat_map(|batch| {
+                let table = pretty_format_batches(std::slice::from_ref(&batch.rows))
+                    .unwrap()
+                    .to_string();
+                let lines: Vec<String> = table
+                    .lines()
+                    .skip(3)
+                    .filter(|line| !line.starts_with('+'))
+                    .map(str::to_string)
+                    .collect();
+                let ops = batch.ops.clone().unwrap();
+                lines
+                    .into_iter()
+                    .zip(ops)
+                    .map(|(line, op)| format!("{} {line}", op.symbol()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn emits_retraction_and_new_row_for_changed_keys_only() {
+        let spec = spec();
+        let mut operator = GroupAggregate::new(spec.clone(), None).unwrap();
+        let mut out = Vec::new();
+        operator
+            .on_batch(
+                0,
+                batch(&spec, &[("a", 1), ("b", 2), ("a", 3)], None),
+                &mut out,
+            )
+            .unwrap();
+        operator
+            .on_batch(0, batch(&spec, &[("b", 5)], None), &mut out)
+            .unwrap();
+        assert_eq!(
+            changelog(&out),
+            vec![
+                "+ | a   | 4     |",
+                "+ | b   | 2     |",
+                "- | b   | 2     |",
+                "+ | b   | 7     |"
+            ]
+        );
+    }
+
+    #[test]
+    fn retractions_from_an_updating_input_remove_keys() {
+        let spec = spec();
+        let mut operator = GroupAggregate::new(spec.clone(), None).unwrap();
+        let mut out = Vec::new();
+        operator
+            .on_batch(0, batch(&spec, &[("a", 1), ("a", 2)], None), &mut out)
+            .unwrap();
+        out.clear();
+        operator
+            .on_batch(
+                0,
+                batch(&spec, &[("a", 2)], Some(vec![Op::Delete])),
+                &mut out,
+            )
+            .unwrap();
+        operator
+            .on_batch(
+                0,
+                batch(&spec, &[("a", 1)], Some(vec![Op::Delete])),
+                &mut out,
+            )
+            .unwrap();
+        assert_eq!(
+            changelog(&out),
+            vec![
+                "- | a   | 3     |",
+                "+ | a   | 1     |",
+                "- | a   | 1     |"
+            ]
+        );
+        assert_eq!(operator.key_count(), 0);
+    }
+
+    #[test]
+    fn state_ttl_forgets_idle_keys() {
+        let spec = spec();
+        let mut operator =
+            GroupAggregate::new(spec.clone(), Some(Duration::from_millis(20))).unwrap();
+        let mut out = Vec::new();
+        operator
+            .on_batch(0, batch(&spec, &[("a", 1)], None), &mut out)
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        operator
+            .on_batch(0, batch(&spec, &[("b", 1)], None), &mut out)
+            .unwrap();
+        assert_eq!(operator.key_count(), 1);
+    }
+}
