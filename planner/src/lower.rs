@@ -144,10 +144,6 @@ impl<'a> Lowering<'a> {
                 }
                 plan if is_stateless(plan) => self.segment(plan).await,
                 LogicalPlan::Join(_) => Err(PlanError::unsupported("joins are not supported yet").near(self.sql, self.start, "JOIN")),
-                LogicalPlan::Window(_) => Err(PlanError::unsupported(
-                    "OVER (...) window functions are not supported yet; use GROUP BY over a window TVF",
-                )
-                .near(self.sql, self.start, "OVER")),
                 LogicalPlan::Distinct(_) => Err(PlanError::unsupported(
                     "SELECT DISTINCT on a stream is not supported yet; GROUP BY the columns within a window instead",
                 )
@@ -237,14 +233,17 @@ impl<'a> Lowering<'a> {
                 (input, feed)
             }
         };
-        let per_window = chain
-            .iter()
-            .any(|node| matches!(node, LogicalPlan::Sort(_) | LogicalPlan::Limit(_)));
+        let per_window = chain.iter().any(|node| {
+            matches!(
+                node,
+                LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Window(_)
+            )
+        });
         if per_window && !input.window_results {
             let message = if input.updating {
-                "ORDER BY and LIMIT over an updating result are not supported"
+                "ORDER BY, LIMIT and OVER (...) over an updating result are not supported"
             } else {
-                "ORDER BY and LIMIT apply to the rows of each window: GROUP BY window_start, window_end, ... below them"
+                "ORDER BY, LIMIT and OVER (...) apply to the rows of each window: GROUP BY window_start, window_end, ... below them"
             };
             return Err(PlanError::unsupported(message).near(self.sql, self.start, "ORDER"));
         }
@@ -379,6 +378,7 @@ fn is_stateless(plan: &LogicalPlan) -> bool {
             | LogicalPlan::Unnest(_)
             | LogicalPlan::Sort(_)
             | LogicalPlan::Limit(_)
+            | LogicalPlan::Window(_)
     )
 }
 

@@ -17,6 +17,7 @@ use datafusion::optimizer::OptimizerRule;
 use datafusion::optimizer::eliminate_filter::EliminateFilter;
 use datafusion::optimizer::optimize_projections::OptimizeProjections;
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
+use datafusion::physical_optimizer::ensure_requirements::EnsureRequirements;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
@@ -54,7 +55,9 @@ pub fn planning_state() -> SessionState {
         .with_config(config)
         .with_default_features()
         .with_optimizer_rules(rules)
-        .with_physical_optimizer_rules(vec![])
+        // Window functions (ROW_NUMBER() OVER ...) need their input sorted;
+        // nothing else runs, so plans stay single-partition and simple.
+        .with_physical_optimizer_rules(vec![Arc::new(EnsureRequirements::new())])
         .build()
 }
 
