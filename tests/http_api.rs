@@ -201,7 +201,7 @@ async fn events_posted_to_an_http_stream_reach_running_queries() {
         .await;
     assert_eq!(status, 200, "{body}");
     let url = server.ws_url(body["subscribe"].as_str().unwrap());
-    let reader = tokio::spawn(async move { read_frames(&url, 4).await });
+    let reader = tokio::spawn(async move { read_frames(&url, 3).await });
     // No pause needed: the query reads the stream from the moment it
     // started, and the output log replays to a subscriber that is late.
     let events = json!([
@@ -302,4 +302,74 @@ async fn an_unbounded_group_by_streams_a_changelog_with_ops() {
             vec![json!("10.0.0.3"), json!(3)]
         ]
     );
+}
+
+#[tokio::test]
+async fn an_idle_input_stops_holding_back_the_watermark() {
+    let server = TestServer::start().await;
+    for name in ["left_clicks", "right_clicks"] {
+        let ddl = format!(
+            "CREATE STREAM {name} (ts TIMESTAMP, page VARCHAR, WATERMARK FOR ts AS ts) WITH (connector = 'http')"
+        );
+        assert_eq!(server.sql(&ddl).await.0, 200);
+    }
+    let query = "SELECT window_start, count(*) AS clicks FROM (
+                   SELECT window_start, window_end FROM TUMBLE(left_clicks, ts, INTERVAL '1' SECOND)
+                   UNION ALL
+                   SELECT window_start, window_end FROM TUMBLE(right_clicks, ts, INTERVAL '1' SECOND)) AS u
+                 GROUP BY window_start, window_end";
+    let (status, body) = server
+        .sql_with(
+            query,
+            json!({"epoch_interval": "10ms", "idle_timeout": "200ms"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let post = |stream: &'static str, events: Value| {
+        let request = server
+            .http
+            .post(server.url(&format!("/v1/streams/{stream}/events")))
+            .json(&events);
+        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
+    };
+    post(
+        "right_clicks",
+        json!([{"ts": "2016-12-06T08:58:35.5", "page": "/r"}]),
+    )
+    .await;
+    post("left_clicks", json!([{"ts": "2016-12-06T08:58:35.2", "page": "/a"}, {"ts": "2016-12-06T08:58:36.1", "page": "/b"}])).await;
+    // right_clicks now goes quiet; after the idle timeout the watermark
+    // follows left_clicks alone and closes the windows behind it.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    post(
+        "left_clicks",
+        json!([{"ts": "2016-12-06T08:58:37.3", "page": "/c"}]),
+    )
+    .await;
+    let frames = read_frames(&server.ws_url("/v1/queries/q1/ws"), 2).await;
+    assert_eq!(
+        frame_rows(&frames, &["window_start", "clicks"]),
+        vec![
+            vec![json!("2016-12-06T08:58:35"), json!(2)],
+            vec![json!("2016-12-06T08:58:36"), json!(1)]
+        ]
+    );
+    // right_clicks wakes up behind the watermark: its row is late for the
+    // closed window, dropped and counted.
+    post(
+        "right_clicks",
+        json!([{"ts": "2016-12-06T08:58:36.5", "page": "/late"}]),
+    )
+    .await;
+    let mut late = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        late = server.get("/v1/queries/q1").await.1["metrics"]["late_rows_dropped"]
+            .as_u64()
+            .unwrap();
+        if late > 0 {
+            break;
+        }
+    }
+    assert_eq!(late, 1);
 }

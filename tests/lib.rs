@@ -309,8 +309,8 @@ impl TestServer {
 }
 
 /// Reads websocket frames until `end`/`error`, the socket closes, or
-/// `limit` frames; panics after two minutes.
-pub async fn read_frames(url: &str, limit: usize) -> Vec<serde_json::Value> {
+/// `row_limit` result rows have arrived; panics after two minutes.
+pub async fn read_frames(url: &str, row_limit: usize) -> Vec<serde_json::Value> {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
 
@@ -319,7 +319,8 @@ pub async fn read_frames(url: &str, limit: usize) -> Vec<serde_json::Value> {
         .expect("websocket connects");
     let mut frames = Vec::new();
     let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
-    while frames.len() < limit {
+    let mut rows = 0;
+    while rows < row_limit {
         let message = tokio::time::timeout_at(deadline, socket.next())
             .await
             .expect("frames arrive in time");
@@ -328,6 +329,7 @@ pub async fn read_frames(url: &str, limit: usize) -> Vec<serde_json::Value> {
         };
         let frame: serde_json::Value = serde_json::from_str(&text).expect("frames are JSON");
         let last = matches!(frame["type"].as_str(), Some("end" | "error"));
+        rows += frame["rows"].as_array().map_or(0, Vec::len);
         frames.push(frame);
         if last {
             break;

@@ -28,7 +28,7 @@ async fn socket_lines_become_rows_and_a_dropped_connection_is_retried() {
         .await;
     assert_eq!(status, 200, "{body}");
     let url = server.ws_url(body["subscribe"].as_str().unwrap());
-    let reader = tokio::spawn(async move { read_frames(&url, 4).await });
+    let reader = tokio::spawn(async move { read_frames(&url, 2).await });
 
     // First connection: two lines and a malformed one, then the peer hangs up.
     let (mut connection, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept())

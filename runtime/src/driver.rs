@@ -15,7 +15,7 @@
 //! row (see [`crate::time`]), and windows close on watermarks only.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::compute::filter_record_batch;
 use tokio::sync::mpsc;
@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
+use crate::operator::OperatorContext;
 use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
 use crate::plan::StreamPlan;
@@ -43,6 +44,9 @@ pub struct QuerySettings {
     /// Keys of an unbounded GROUP BY not updated for this long (processing
     /// time) are forgotten; `None` keeps them forever.
     pub state_ttl: Option<Duration>,
+    /// An input with event time that sends nothing for this long stops
+    /// holding back the query's watermark; `None` waits for it forever.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for QuerySettings {
@@ -51,6 +55,7 @@ impl Default for QuerySettings {
             epoch_interval: Duration::from_millis(100),
             retained_rows: 10_000,
             state_ttl: None,
+            idle_timeout: None,
         }
     }
 }
@@ -112,8 +117,12 @@ impl Drop for QueryHandle {
 
 /// Starts a query: its source tasks and its driver task.
 pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHandle> {
-    let pipeline = Pipeline::new(&plan, &settings)?;
     let metrics = Arc::new(QueryMetrics::default());
+    let context = OperatorContext {
+        settings: settings.clone(),
+        metrics: metrics.clone(),
+    };
+    let pipeline = Pipeline::new(&plan, &context)?;
     let output = Arc::new(QueryOutput::new(
         plan.schema.clone(),
         settings.retained_rows,
@@ -141,6 +150,8 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
                     .event_time
                     .map(|event_time| WatermarkTracker::new(event_time.delay)),
                 ended: false,
+                last_active: Instant::now(),
+                idle: false,
             })
             .collect(),
         pipeline,
@@ -185,6 +196,10 @@ struct SourceState {
     event_time_column: Option<usize>,
     tracker: Option<WatermarkTracker>,
     ended: bool,
+    /// When rows last arrived (or the query started).
+    last_active: Instant,
+    /// Declared idle to the pipeline, and no rows since.
+    idle: bool,
 }
 
 struct Driver {
@@ -268,6 +283,7 @@ impl Driver {
                 }
             }
         }
+        self.declare_idle_sources(&mut output)?;
         QueryMetrics::add(&self.metrics.epochs, 1);
         for message in output {
             match message {
@@ -276,12 +292,32 @@ impl Driver {
                     self.output.publish(batch);
                 }
                 Message::Watermark(watermark) => self.metrics.set_watermark(watermark),
-                Message::Barrier(_) | Message::End => {}
+                Message::Barrier(_) | Message::End | Message::Idle => {}
             }
         }
         let watermark = self.metrics.watermark();
         if watermark > watermark_before {
             self.output.progress(watermark);
+        }
+        Ok(())
+    }
+
+    /// Sources with event time that sent nothing for the idle timeout stop
+    /// holding back the watermark until they send rows again.
+    fn declare_idle_sources(&mut self, output: &mut Vec<Message>) -> Result<()> {
+        let Some(timeout) = self.settings.idle_timeout else {
+            return Ok(());
+        };
+        for source in 0..self.sources.len() {
+            let state = &mut self.sources[source];
+            if state.tracker.is_some()
+                && !state.ended
+                && !state.idle
+                && state.last_active.elapsed() >= timeout
+            {
+                state.idle = true;
+                self.pipeline.push_source(source, Message::Idle, output)?;
+            }
         }
         Ok(())
     }
@@ -295,6 +331,8 @@ impl Driver {
     ) -> Result<()> {
         QueryMetrics::add(&self.metrics.rows_in, rows.num_rows() as u64);
         let state = &mut self.sources[source];
+        state.last_active = Instant::now();
+        state.idle = false;
         let (Some(column), Some(tracker)) = (state.event_time_column, state.tracker.as_mut())
         else {
             return self.pipeline.push_source(

@@ -70,6 +70,9 @@ pub enum Message {
     Batch(StreamBatch),
     /// Event time has advanced on this edge.
     Watermark(Watermark),
+    /// This edge's input has been idle for the idle timeout: leave it out
+    /// of the minimum watermark until it sends rows or a watermark again.
+    Idle,
     /// A checkpoint barrier: state written after every message before it.
     Barrier(u64),
     /// The input is exhausted; nothing follows.

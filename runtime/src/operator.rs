@@ -5,11 +5,14 @@
 //! stateful thing that runs it. Specs are cheap to clone and never change
 //! while a query runs.
 
+use std::sync::Arc;
+
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::driver::QuerySettings;
 use crate::error::Result;
 use crate::message::{Message, StreamBatch, Watermark};
+use crate::metrics::QueryMetrics;
 use crate::operators::{
     group_aggregate::{GroupAggregate, GroupAggregateSpec},
     limit::{Limit, LimitSpec},
@@ -59,6 +62,13 @@ pub trait Operator: Send {
     }
 }
 
+/// What every operator of a query may use.
+#[derive(Debug, Clone, Default)]
+pub struct OperatorContext {
+    pub settings: QuerySettings,
+    pub metrics: Arc<QueryMetrics>,
+}
+
 /// What the planner asks the runtime to run at one node.
 #[derive(Debug, Clone)]
 pub enum OperatorSpec {
@@ -78,12 +88,15 @@ pub enum OperatorSpec {
 }
 
 impl OperatorSpec {
-    /// Creates the running operator; `settings` are the query's.
-    pub fn instantiate(&self, settings: &QuerySettings) -> Result<Box<dyn Operator>> {
+    /// Creates the running operator for the query described by `context`.
+    pub fn instantiate(&self, context: &OperatorContext) -> Result<Box<dyn Operator>> {
+        let settings = &context.settings;
         Ok(match self {
             OperatorSpec::Stateless(spec) => Box::new(Stateless::new(spec.clone())),
             OperatorSpec::WindowAssign(spec) => Box::new(WindowAssign::new(spec.clone())),
-            OperatorSpec::WindowAggregate(spec) => Box::new(WindowAggregate::new(spec.clone())?),
+            OperatorSpec::WindowAggregate(spec) => {
+                Box::new(WindowAggregate::new(spec.clone())?.with_metrics(context.metrics.clone()))
+            }
             OperatorSpec::GroupAggregate(spec) => {
                 Box::new(GroupAggregate::new(spec.clone(), settings.state_ttl)?)
             }

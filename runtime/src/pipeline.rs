@@ -16,10 +16,9 @@
 
 use std::collections::VecDeque;
 
-use crate::driver::QuerySettings;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Watermark};
-use crate::operator::Operator;
+use crate::operator::{Operator, OperatorContext};
 use crate::plan::{NodeId, PlanNode, StreamPlan};
 
 struct RunningNode {
@@ -29,6 +28,9 @@ struct RunningNode {
     consumer: Option<(NodeId, usize)>,
     input_watermarks: Vec<Watermark>,
     inputs_ended: Vec<bool>,
+    inputs_idle: Vec<bool>,
+    /// This node told its consumer it is idle (and has not sent since).
+    idle: bool,
     watermark: Watermark,
     ended: bool,
 }
@@ -43,7 +45,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(plan: &StreamPlan, settings: &QuerySettings) -> Result<Self> {
+    pub fn new(plan: &StreamPlan, context: &OperatorContext) -> Result<Self> {
         let mut nodes = Vec::with_capacity(plan.nodes.len());
         let mut source_nodes = vec![usize::MAX; plan.sources.len()];
         for (id, node) in plan.nodes.iter().enumerate() {
@@ -53,7 +55,7 @@ impl Pipeline {
                     (None, 1)
                 }
                 PlanNode::Operator { spec, inputs } => {
-                    (Some(spec.instantiate(settings)?), inputs.len())
+                    (Some(spec.instantiate(context)?), inputs.len())
                 }
             };
             nodes.push(RunningNode {
@@ -61,6 +63,8 @@ impl Pipeline {
                 consumer: None,
                 input_watermarks: vec![Watermark::MIN; inputs],
                 inputs_ended: vec![false; inputs],
+                inputs_idle: vec![false; inputs],
+                idle: false,
                 watermark: Watermark::MIN,
                 ended: false,
             });
@@ -129,6 +133,10 @@ impl Pipeline {
         if node.ended {
             return Ok(());
         }
+        if matches!(message, Message::Batch(_) | Message::Watermark(_)) {
+            node.inputs_idle[port] = false;
+            node.idle = false;
+        }
         match message {
             Message::Batch(batch) => match &mut node.operator {
                 Some(operator) => operator.on_batch(port, batch, out)?,
@@ -137,6 +145,19 @@ impl Pipeline {
             Message::Watermark(watermark) => {
                 node.input_watermarks[port] = node.input_watermarks[port].max(watermark);
                 advance(node, out)?;
+            }
+            Message::Idle => {
+                node.inputs_idle[port] = true;
+                advance(node, out)?;
+                let waiting =
+                    (0..node.inputs_idle.len()).filter(|input| !node.inputs_ended[*input]);
+                if !node.idle
+                    && waiting.clone().count() > 0
+                    && waiting.clone().all(|input| node.inputs_idle[input])
+                {
+                    node.idle = true;
+                    out.push(Message::Idle);
+                }
             }
             Message::End => {
                 node.inputs_ended[port] = true;
@@ -163,14 +184,17 @@ impl Pipeline {
     }
 }
 
-/// Passes the node's combined watermark to its operator when it advanced.
+/// Passes the node's combined watermark to its operator when it advanced:
+/// the minimum over inputs that have neither ended nor gone idle.
 fn advance(node: &mut RunningNode, out: &mut Vec<Message>) -> Result<()> {
-    let combined = node
-        .input_watermarks
-        .iter()
-        .copied()
-        .min()
-        .unwrap_or(Watermark::MIN);
+    let inputs = 0..node.input_watermarks.len();
+    let active = inputs.filter(|input| !node.inputs_idle[*input] && !node.inputs_ended[*input]);
+    let combined = match active.map(|input| node.input_watermarks[input]).min() {
+        Some(watermark) => watermark,
+        None if node.inputs_ended.iter().all(|ended| *ended) => Watermark::MAX,
+        // Every input still running is idle: hold the watermark.
+        None => return Ok(()),
+    };
     if combined > node.watermark {
         node.watermark = combined;
         match &mut node.operator {

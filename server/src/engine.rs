@@ -423,6 +423,15 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
                         )
                     })?;
             }
+            "idle_timeout" => {
+                let timeout = parse_duration(value, false).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid",
+                        format!("idle_timeout must be a duration such as '5s', not {value:?}"),
+                    )
+                })?;
+                query.idle_timeout = (!timeout.is_zero()).then_some(timeout);
+            }
             "state_ttl" => {
                 let ttl = parse_duration(value, false).ok_or_else(|| {
                     ApiError::bad_request(
@@ -446,7 +455,7 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
                 return Err(ApiError::bad_request(
                     "invalid",
                     format!(
-                        "unknown setting {other:?}; known: epoch_interval, retained_rows, state_ttl"
+                        "unknown setting {other:?}; known: epoch_interval, idle_timeout, retained_rows, state_ttl"
                     ),
                 ));
             }

@@ -30,6 +30,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch, Watermark};
+use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
 
 #[derive(Debug, Clone)]
@@ -59,9 +60,16 @@ pub struct WindowAggregate {
     /// Open windows by window end, so closing walks them in time order.
     windows: BTreeMap<i64, OpenWindow>,
     watermark: Watermark,
+    metrics: Arc<QueryMetrics>,
 }
 
 impl WindowAggregate {
+    /// Counts the rows it drops for closed windows in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<QueryMetrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     pub fn new(spec: WindowAggregateSpec) -> Result<Self> {
         let fields = spec
             .group_exprs
@@ -74,6 +82,7 @@ impl WindowAggregate {
             converter,
             windows: BTreeMap::new(),
             watermark: Watermark::MIN,
+            metrics: Arc::default(),
         })
     }
 
@@ -193,14 +202,17 @@ impl Operator for WindowAggregate {
 
         // Split the rows by window, keeping arrival order within each window.
         let mut slices: Vec<(i64, Vec<u32>)> = Vec::new();
+        let mut late_rows = 0;
         for row in 0..num_rows {
             if ends.is_null(row) {
                 continue;
             }
             let end = ends.value(row);
             if Watermark(end) <= self.watermark {
-                // Sources drop late rows, so a closed window cannot receive any.
-                return Err(RuntimeError::internal("row for an already closed window"));
+                // Late for this operator though not for its source: an input
+                // came back from idleness behind the others.
+                late_rows += 1;
+                continue;
             }
             match slices.iter_mut().find(|(window_end, _)| *window_end == end) {
                 Some((_, indices)) => indices.push(row as u32),
@@ -208,6 +220,9 @@ impl Operator for WindowAggregate {
             }
         }
 
+        if late_rows > 0 {
+            QueryMetrics::add(&self.metrics.late_rows_dropped, late_rows);
+        }
         for (end, indices) in slices {
             if !self.windows.contains_key(&end) {
                 let window = self.open_window()?;
