@@ -27,7 +27,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, filter, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
@@ -39,6 +39,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch};
 use crate::operator::Operator;
+use crate::operators::groups::evaluate;
 
 #[derive(Debug, Clone)]
 pub struct GroupAggregateSpec {
@@ -121,10 +122,6 @@ impl GroupAggregate {
         row.extend(values.iter().cloned());
         Ok(row)
     }
-}
-
-fn evaluate(expr: &Arc<dyn PhysicalExpr>, rows: &RecordBatch) -> Result<ArrayRef> {
-    Ok(expr.evaluate(rows)?.into_array(rows.num_rows())?)
 }
 
 impl Operator for GroupAggregate {
@@ -291,6 +288,7 @@ impl GroupAggregate {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::arrow::array::ArrayRef;
     use datafusion::arrow::array::{Int64Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::util::pretty::pretty_format_batches;

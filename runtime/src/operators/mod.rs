@@ -2,6 +2,7 @@
 //! (what the planner produces) and the running instance.
 
 pub mod group_aggregate;
+pub(crate) mod groups;
 pub mod limit;
 pub mod stateless;
 pub mod union;

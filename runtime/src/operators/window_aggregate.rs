@@ -17,21 +17,21 @@
 //! State is the open windows only: a window's memory is freed as soon as it
 //! closes, so state stays bounded by the watermark delay.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
-use datafusion::arrow::row::{RowConverter, Rows, SortField};
-use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
-use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
+use crate::operators::groups::{AggregateInputs, Groups, evaluate};
 
 #[derive(Debug, Clone)]
 pub struct WindowAggregateSpec {
@@ -47,18 +47,11 @@ pub struct WindowAggregateSpec {
     pub output_schema: SchemaRef,
 }
 
-/// The state of one window that has not closed yet.
-struct OpenWindow {
-    group_ids: HashMap<Box<[u8]>, usize>,
-    keys: Rows,
-    accumulators: Vec<Box<dyn GroupsAccumulator>>,
-}
-
 pub struct WindowAggregate {
     spec: WindowAggregateSpec,
     converter: RowConverter,
     /// Open windows by window end, so closing walks them in time order.
-    windows: BTreeMap<i64, OpenWindow>,
+    windows: BTreeMap<i64, Groups>,
     watermark: Watermark,
     metrics: Arc<QueryMetrics>,
 }
@@ -86,30 +79,9 @@ impl WindowAggregate {
         })
     }
 
-    fn open_window(&self) -> Result<OpenWindow> {
-        let accumulators = self
-            .spec
-            .aggregates
-            .iter()
-            .map(|aggregate| create_accumulator(aggregate))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(OpenWindow {
-            group_ids: HashMap::new(),
-            keys: self.converter.empty_rows(0, 0),
-            accumulators,
-        })
-    }
-
-    fn close(&mut self, window: OpenWindow) -> Result<RecordBatch> {
-        let OpenWindow {
-            keys,
-            mut accumulators,
-            ..
-        } = window;
-        let mut columns = self.converter.convert_rows(keys.iter())?;
-        for accumulator in accumulators.iter_mut() {
-            columns.push(accumulator.evaluate(EmitTo::All)?);
-        }
+    fn close(&self, window: Groups) -> Result<RecordBatch> {
+        let (mut columns, values) = window.finish(&self.converter)?;
+        columns.extend(values);
         let columns = columns
             .into_iter()
             .zip(self.spec.output_schema.fields())
@@ -126,22 +98,6 @@ impl WindowAggregate {
             columns,
         )?)
     }
-}
-
-fn create_accumulator(
-    aggregate: &Arc<AggregateFunctionExpr>,
-) -> Result<Box<dyn GroupsAccumulator>> {
-    if aggregate.groups_accumulator_supported() {
-        return Ok(aggregate.create_groups_accumulator()?);
-    }
-    let aggregate = Arc::clone(aggregate);
-    Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
-        aggregate.create_accumulator()
-    })))
-}
-
-fn evaluate(expr: &Arc<dyn PhysicalExpr>, rows: &RecordBatch) -> Result<ArrayRef> {
-    Ok(expr.evaluate(rows)?.into_array(rows.num_rows())?)
 }
 
 impl Operator for WindowAggregate {
@@ -169,36 +125,13 @@ impl Operator for WindowAggregate {
             &DataType::Timestamp(TimeUnit::Nanosecond, None),
         )?;
         let ends = ends.as_primitive::<TimestampNanosecondType>();
-        let key_columns = self
-            .spec
-            .group_exprs
-            .iter()
-            .map(|expr| evaluate(expr, rows))
-            .collect::<Result<Vec<_>>>()?;
-        let keys = self.converter.convert_columns(&key_columns)?;
-        let arguments = self
-            .spec
-            .aggregates
-            .iter()
-            .map(|aggregate| {
-                aggregate
-                    .expressions()
-                    .iter()
-                    .map(|expr| evaluate(expr, rows))
-                    .collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let filters = self
-            .spec
-            .filters
-            .iter()
-            .map(|filter| {
-                filter
-                    .as_ref()
-                    .map(|filter| Ok(evaluate(filter, rows)?.as_boolean().clone()))
-                    .transpose()
-            })
-            .collect::<Result<Vec<Option<BooleanArray>>>>()?;
+        let inputs = AggregateInputs::evaluate(
+            &self.converter,
+            &self.spec.group_exprs,
+            &self.spec.aggregates,
+            &self.spec.filters,
+            rows,
+        )?;
 
         // Split the rows by window, keeping arrival order within each window.
         let mut slices: Vec<(i64, Vec<u32>)> = Vec::new();
@@ -225,60 +158,11 @@ impl Operator for WindowAggregate {
         }
         for (end, indices) in slices {
             if !self.windows.contains_key(&end) {
-                let window = self.open_window()?;
-                self.windows.insert(end, window);
+                self.windows
+                    .insert(end, Groups::new(&self.converter, &self.spec.aggregates)?);
             }
-            let Some(window) = self.windows.get_mut(&end) else {
-                return Err(RuntimeError::internal("window vanished"));
-            };
-            let group_indices: Vec<usize> = indices
-                .iter()
-                .map(|&row| {
-                    let key = keys.row(row as usize);
-                    match window.group_ids.get(key.as_ref()) {
-                        Some(&group) => group,
-                        None => {
-                            let group = window.keys.num_rows();
-                            window.group_ids.insert(key.as_ref().into(), group);
-                            window.keys.push(key);
-                            group
-                        }
-                    }
-                })
-                .collect();
-            let total_groups = window.keys.num_rows();
-            let whole_batch = indices.len() == num_rows;
-            let take_indices = UInt32Array::from(indices);
-            for ((accumulator, arguments), filter) in
-                window.accumulators.iter_mut().zip(&arguments).zip(&filters)
-            {
-                if whole_batch {
-                    accumulator.update_batch(
-                        arguments,
-                        &group_indices,
-                        filter.as_ref(),
-                        total_groups,
-                    )?;
-                } else {
-                    let arguments = arguments
-                        .iter()
-                        .map(|argument| Ok(take(argument.as_ref(), &take_indices, None)?))
-                        .collect::<Result<Vec<_>>>()?;
-                    let filter = filter
-                        .as_ref()
-                        .map(|filter| {
-                            Ok::<_, RuntimeError>(
-                                take(filter, &take_indices, None)?.as_boolean().clone(),
-                            )
-                        })
-                        .transpose()?;
-                    accumulator.update_batch(
-                        &arguments,
-                        &group_indices,
-                        filter.as_ref(),
-                        total_groups,
-                    )?;
-                }
+            if let Some(window) = self.windows.get_mut(&end) {
+                window.update(&inputs, &indices)?;
             }
         }
         Ok(())
@@ -310,15 +194,12 @@ impl WindowAggregate {
 
 #[cfg(test)]
 pub(crate) fn group_count(operator: &WindowAggregate) -> usize {
-    operator
-        .windows
-        .values()
-        .map(|window| window.keys.num_rows())
-        .sum()
+    operator.windows.values().map(Groups::len).sum()
 }
 
 #[cfg(test)]
 mod tests {
+    use datafusion::arrow::array::ArrayRef;
     use datafusion::arrow::array::{Int64Array, StringArray, TimestampNanosecondArray};
     use datafusion::arrow::datatypes::{Field, Schema};
     use datafusion::arrow::util::pretty::pretty_format_batches;

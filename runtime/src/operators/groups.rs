@@ -1,0 +1,209 @@
+//! Aggregates per group key with DataFusion `GroupsAccumulator`s: the
+//! building block of the window operators.
+//!
+//! [`Groups`] holds the running aggregates of one set of rows (a tumbling
+//! window, a pane of a hopping window). Keys are encoded with arrow's row
+//! format and mapped to dense group indices, so each batch updates every
+//! accumulator in one vectorised call. A [`Partial`] is the intermediate
+//! state of a `Groups` (DataFusion's `state()`), which can be merged into
+//! other `Groups`: associative merging is how panes combine into windows
+//! without re-reading rows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::take;
+use datafusion::arrow::row::{RowConverter, Rows};
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
+
+use crate::error::{Result, RuntimeError};
+
+/// What the aggregates read from one input batch, evaluated once.
+pub(crate) struct AggregateInputs {
+    pub keys: Rows,
+    pub arguments: Vec<Vec<ArrayRef>>,
+    pub filters: Vec<Option<BooleanArray>>,
+    pub num_rows: usize,
+}
+
+pub(crate) fn evaluate(expr: &Arc<dyn PhysicalExpr>, rows: &RecordBatch) -> Result<ArrayRef> {
+    Ok(expr.evaluate(rows)?.into_array(rows.num_rows())?)
+}
+
+impl AggregateInputs {
+    pub fn evaluate(
+        converter: &RowConverter,
+        key_exprs: &[Arc<dyn PhysicalExpr>],
+        aggregates: &[Arc<AggregateFunctionExpr>],
+        filters: &[Option<Arc<dyn PhysicalExpr>>],
+        rows: &RecordBatch,
+    ) -> Result<Self> {
+        let key_columns = key_exprs
+            .iter()
+            .map(|expr| evaluate(expr, rows))
+            .collect::<Result<Vec<_>>>()?;
+        let keys = converter.convert_columns(&key_columns)?;
+        let arguments = aggregates
+            .iter()
+            .map(|aggregate| {
+                aggregate
+                    .expressions()
+                    .iter()
+                    .map(|expr| evaluate(expr, rows))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let filters = filters
+            .iter()
+            .map(|filter| {
+                filter
+                    .as_ref()
+                    .map(|filter| Ok(evaluate(filter, rows)?.as_boolean().clone()))
+                    .transpose()
+            })
+            .collect::<Result<Vec<Option<BooleanArray>>>>()?;
+        Ok(Self {
+            keys,
+            arguments,
+            filters,
+            num_rows: rows.num_rows(),
+        })
+    }
+}
+
+/// The intermediate state of some [`Groups`], one row per key.
+pub(crate) struct Partial {
+    pub keys: Rows,
+    /// Per aggregate, its state columns.
+    pub states: Vec<Vec<ArrayRef>>,
+}
+
+pub(crate) struct Groups {
+    group_ids: HashMap<Box<[u8]>, usize>,
+    keys: Rows,
+    accumulators: Vec<Box<dyn GroupsAccumulator>>,
+}
+
+fn create_accumulator(
+    aggregate: &Arc<AggregateFunctionExpr>,
+) -> Result<Box<dyn GroupsAccumulator>> {
+    if aggregate.groups_accumulator_supported() {
+        return Ok(aggregate.create_groups_accumulator()?);
+    }
+    let aggregate = Arc::clone(aggregate);
+    Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
+        aggregate.create_accumulator()
+    })))
+}
+
+impl Groups {
+    pub fn new(
+        converter: &RowConverter,
+        aggregates: &[Arc<AggregateFunctionExpr>],
+    ) -> Result<Self> {
+        let accumulators = aggregates
+            .iter()
+            .map(create_accumulator)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            group_ids: HashMap::new(),
+            keys: converter.empty_rows(0, 0),
+            accumulators,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.num_rows()
+    }
+
+    fn group_of(&mut self, key: datafusion::arrow::row::Row<'_>) -> usize {
+        match self.group_ids.get(key.as_ref()) {
+            Some(&group) => group,
+            None => {
+                let group = self.keys.num_rows();
+                self.group_ids.insert(key.as_ref().into(), group);
+                self.keys.push(key);
+                group
+            }
+        }
+    }
+
+    /// Adds the rows `rows` (indices into the batch `inputs` came from).
+    pub fn update(&mut self, inputs: &AggregateInputs, rows: &[u32]) -> Result<()> {
+        let group_indices: Vec<usize> = rows
+            .iter()
+            .map(|&row| self.group_of(inputs.keys.row(row as usize)))
+            .collect();
+        let total_groups = self.len();
+        let whole_batch = rows.len() == inputs.num_rows;
+        let take_indices = UInt32Array::from(rows.to_vec());
+        for ((accumulator, arguments), filter) in self
+            .accumulators
+            .iter_mut()
+            .zip(&inputs.arguments)
+            .zip(&inputs.filters)
+        {
+            if whole_batch {
+                accumulator.update_batch(
+                    arguments,
+                    &group_indices,
+                    filter.as_ref(),
+                    total_groups,
+                )?;
+                continue;
+            }
+            let arguments = arguments
+                .iter()
+                .map(|argument| Ok(take(argument.as_ref(), &take_indices, None)?))
+                .collect::<Result<Vec<_>>>()?;
+            let filter = filter
+                .as_ref()
+                .map(|filter| {
+                    Ok::<_, RuntimeError>(take(filter, &take_indices, None)?.as_boolean().clone())
+                })
+                .transpose()?;
+            accumulator.update_batch(&arguments, &group_indices, filter.as_ref(), total_groups)?;
+        }
+        Ok(())
+    }
+
+    /// Merges another set's intermediate state into this one.
+    pub fn merge(&mut self, partial: &Partial) -> Result<()> {
+        if partial.keys.num_rows() == 0 {
+            return Ok(());
+        }
+        let group_indices: Vec<usize> = partial.keys.iter().map(|key| self.group_of(key)).collect();
+        let total_groups = self.len();
+        for (accumulator, states) in self.accumulators.iter_mut().zip(&partial.states) {
+            accumulator.merge_batch(states, &group_indices, total_groups)?;
+        }
+        Ok(())
+    }
+
+    /// The intermediate state, for merging elsewhere.
+    pub fn into_partial(mut self) -> Result<Partial> {
+        let states = self
+            .accumulators
+            .iter_mut()
+            .map(|accumulator| Ok(accumulator.state(EmitTo::All)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Partial {
+            keys: self.keys,
+            states,
+        })
+    }
+
+    /// The final values: key columns, then one column per aggregate.
+    pub fn finish(mut self, converter: &RowConverter) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
+        let keys = converter.convert_rows(self.keys.iter())?;
+        let values = self
+            .accumulators
+            .iter_mut()
+            .map(|accumulator| Ok(accumulator.evaluate(EmitTo::All)?))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((keys, values))
+    }
+}
