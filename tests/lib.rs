@@ -92,7 +92,7 @@ impl SluiceDb {
     }
 
     /// Runs a started query to completion and returns its rows.
-    async fn collect(&self, query_id: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+    pub async fn collect(&self, query_id: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
         let query = self
             .engine
             .query(query_id)

@@ -7,6 +7,7 @@
 //! - `repl`: the REPL client against a live server.
 
 mod http_api;
+mod property;
 mod queries;
 mod repl;
 mod slt;

@@ -23,16 +23,19 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::{
     Aggregate, Expr, Extension, FetchType, LogicalPlan, SkipType, col, lit,
 };
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
 use datafusion::sql::sqlparser::tokenizer::Location;
 use futures::future::BoxFuture;
 use sluice_runtime::operators::group_aggregate::GroupAggregateSpec;
 use sluice_runtime::operators::limit::LimitSpec;
+use sluice_runtime::operators::pane_window::{GroupColumn, PaneWindowSpec};
 use sluice_runtime::operators::stateless::StatelessSpec;
 use sluice_runtime::operators::union::UnionSpec;
 use sluice_runtime::operators::window_aggregate::WindowAggregateSpec;
 use sluice_runtime::operators::window_assign::{
-    WINDOW_END, WINDOW_START, WindowAssignSpec, WindowKind,
+    WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssignSpec, WindowKind,
 };
 use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
 
@@ -307,6 +310,14 @@ impl<'a> Lowering<'a> {
         }
         let output_schema = Arc::new(aggregate.schema.as_arrow().clone());
 
+        // Grouped by a HOP or CUMULATE window: panes merged into windows.
+        if let Some(kind @ (WindowKind::Hop { .. } | WindowKind::Cumulate { .. })) = input.window
+            && let Some(lowered) =
+                self.pane_window(aggregate, &input, kind, aggregates.clone(), filters.clone())?
+        {
+            return Ok(lowered);
+        }
+
         // Grouped by a window: the window closes on the watermark.
         let window_column = |name: &str| {
             aggregate.group_expr.iter().find_map(|expr| match expr {
@@ -365,6 +376,95 @@ impl<'a> Lowering<'a> {
             window: None,
             updating: true,
         })
+    }
+}
+
+impl Lowering<'_> {
+    /// A HOP or CUMULATE aggregate, or `None` when the GROUP BY has no
+    /// window column (then it is an unbounded aggregate).
+    fn pane_window(
+        &mut self,
+        aggregate: &Aggregate,
+        input: &Lowered,
+        kind: WindowKind,
+        aggregates: Vec<Arc<AggregateFunctionExpr>>,
+        filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    ) -> Result<Option<Lowered>> {
+        let input_schema = aggregate.input.schema();
+        let mut layout = Vec::new();
+        let mut key_exprs = Vec::new();
+        for expr in &aggregate.group_expr {
+            let column = match expr {
+                Expr::Column(column) if column.name == WINDOW_START => GroupColumn::WindowStart,
+                Expr::Column(column) if column.name == WINDOW_END => GroupColumn::WindowEnd,
+                Expr::Column(column) if column.name == WINDOW_TIME => GroupColumn::WindowTime,
+                other => {
+                    let uses_window = other.column_refs().iter().any(|column| {
+                        [WINDOW_START, WINDOW_END, WINDOW_TIME].contains(&column.name.as_str())
+                    });
+                    if uses_window {
+                        return Err(PlanError::unsupported(
+                            "HOP and CUMULATE windows are grouped by window_start, window_end or window_time as they are, not by expressions of them",
+                        )
+                        .near(self.sql, self.start, "GROUP"));
+                    }
+                    key_exprs.push(
+                        self.state
+                            .create_physical_expr(other.clone(), input_schema)?,
+                    );
+                    GroupColumn::Key(key_exprs.len() - 1)
+                }
+            };
+            layout.push(column);
+        }
+        if !layout
+            .iter()
+            .any(|column| matches!(column, GroupColumn::WindowStart | GroupColumn::WindowEnd))
+        {
+            return Ok(None);
+        }
+        if input.updating {
+            return Err(PlanError::unsupported(
+                "a window aggregate over an updating input is not supported yet",
+            )
+            .near(self.sql, self.start, "GROUP"));
+        }
+        // Rows carry their pane's bounds in the window columns.
+        let column = |name: &str| {
+            input_schema
+                .columns()
+                .into_iter()
+                .find(|column| column.name == name)
+                .map(Expr::Column)
+        };
+        let pane_start = match (column(WINDOW_START), column(WINDOW_END)) {
+            (Some(start), _) => start,
+            (None, Some(end)) => end - lit(ScalarValue::DurationNanosecond(Some(kind.pane_size()))),
+            (None, None) => {
+                return Err(PlanError::invalid(
+                    "internal: the window columns are missing below the aggregate",
+                ));
+            }
+        };
+        let spec = PaneWindowSpec {
+            kind,
+            input_schema: input.schema.clone(),
+            pane_start: self.state.create_physical_expr(pane_start, input_schema)?,
+            key_exprs,
+            layout,
+            aggregates,
+            filters,
+            output_schema: Arc::new(aggregate.schema.as_arrow().clone()),
+        };
+        let schema = spec.output_schema.clone();
+        let node = self.push(OperatorSpec::PaneWindow(spec), vec![input.node]);
+        Ok(Some(Lowered {
+            node,
+            schema,
+            window_results: true,
+            window: None,
+            updating: false,
+        }))
     }
 }
 

@@ -136,14 +136,20 @@ impl Rewriter<'_> {
         alias: Option<TableAlias>,
         span: Span,
     ) -> Result<TableFactor> {
-        if function != "tumble" {
-            return Err(PlanError::unsupported(format!(
-                "{} windows are not supported yet; TUMBLE is",
-                function.to_uppercase()
-            ))
+        if function == "session" {
+            return Err(PlanError::unsupported(
+                "SESSION windows are not supported yet; TUMBLE, HOP and CUMULATE are",
+            )
             .at(span));
         }
-        let arguments = Arguments::new(arguments, &["data", "timecol", "size", "offset"], span)?;
+        // Flink's argument orders: TUMBLE(data, timecol, size [, offset]),
+        // HOP(data, timecol, slide, size [, offset]), CUMULATE(data, timecol, step, size [, offset]).
+        let names: &[&str] = match function {
+            "hop" => &["data", "timecol", "slide", "size", "offset"],
+            "cumulate" => &["data", "timecol", "step", "size", "offset"],
+            _ => &["data", "timecol", "size", "offset"],
+        };
+        let arguments = Arguments::new(arguments, names, span)?;
         let stream_arg = arguments.required(0, "the stream (TABLE name)")?;
         let stream_name = match stream_arg {
             Expr::Identifier(ident) => ident_name(ident),
@@ -207,26 +213,73 @@ impl Rewriter<'_> {
             Some(event_time) if event_time.column == time_column => {}
             _ => {
                 return Err(PlanError::invalid(format!(
-                    "TUMBLE needs an event-time attribute, but {time_name:?} has no watermark; declare WATERMARK FOR {time_name} AS {time_name} - INTERVAL '...' SECOND on stream {stream_name}"
+                    "{} needs an event-time attribute, but {time_name:?} has no watermark; declare WATERMARK FOR {time_name} AS {time_name} - INTERVAL '...' SECOND on stream {stream_name}",
+                    function.to_uppercase()
                 ))
                 .at(time_ident.span));
             }
         }
-        let size_arg = arguments.required(2, "the window size (INTERVAL)")?;
-        let size = interval_nanos(size_arg)?;
-        if size <= 0 {
-            return Err(PlanError::invalid("the window size must be positive").at(size_arg.span()));
-        }
-        let offset = arguments
-            .optional(3)
-            .map(interval_nanos)
-            .transpose()?
-            .unwrap_or(0);
+        let positive = |slot: usize, what: &str| -> Result<i64> {
+            let argument = arguments.required(slot, what)?;
+            let nanos = interval_nanos(argument)?;
+            if nanos <= 0 {
+                return Err(
+                    PlanError::invalid(format!("the {what} must be positive")).at(argument.span())
+                );
+            }
+            Ok(nanos)
+        };
+        let kind = match function {
+            "hop" => {
+                let slide = positive(2, "window slide")?;
+                let size = positive(3, "window size")?;
+                let offset = arguments
+                    .optional(4)
+                    .map(interval_nanos)
+                    .transpose()?
+                    .unwrap_or(0);
+                WindowKind::Hop {
+                    size,
+                    slide,
+                    offset,
+                }
+            }
+            "cumulate" => {
+                let step = positive(2, "window step")?;
+                let max_size = positive(3, "window size")?;
+                if max_size % step != 0 {
+                    let size_arg = arguments.required(3, "the window size")?;
+                    return Err(PlanError::invalid(
+                        "the CUMULATE size must be a whole multiple of its step",
+                    )
+                    .at(size_arg.span()));
+                }
+                let offset = arguments
+                    .optional(4)
+                    .map(interval_nanos)
+                    .transpose()?
+                    .unwrap_or(0);
+                WindowKind::Cumulate {
+                    step,
+                    max_size,
+                    offset,
+                }
+            }
+            _ => {
+                let size = positive(2, "window size")?;
+                let offset = arguments
+                    .optional(3)
+                    .map(interval_nanos)
+                    .transpose()?
+                    .unwrap_or(0);
+                WindowKind::Tumble { size, offset }
+            }
+        };
         let table = format!("__window_{}", self.tables.len());
         self.tables.push(WindowTable {
             table: table.clone(),
             source,
-            kind: WindowKind::Tumble { size, offset },
+            kind,
             time_column,
         });
         let alias = alias.unwrap_or(TableAlias {

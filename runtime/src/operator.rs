@@ -16,6 +16,7 @@ use crate::metrics::QueryMetrics;
 use crate::operators::{
     group_aggregate::{GroupAggregate, GroupAggregateSpec},
     limit::{Limit, LimitSpec},
+    pane_window::{PaneWindow, PaneWindowSpec},
     stateless::{Stateless, StatelessSpec},
     union::{Union, UnionSpec},
     window_aggregate::{WindowAggregate, WindowAggregateSpec},
@@ -79,6 +80,8 @@ pub enum OperatorSpec {
     WindowAssign(WindowAssignSpec),
     /// GROUP BY a window plus keys; emits each window once it closes.
     WindowAggregate(WindowAggregateSpec),
+    /// GROUP BY a HOP or CUMULATE window plus keys, from panes.
+    PaneWindow(PaneWindowSpec),
     /// GROUP BY without a window: running state per key, a changelog out.
     GroupAggregate(GroupAggregateSpec),
     /// UNION ALL of several inputs.
@@ -97,6 +100,9 @@ impl OperatorSpec {
             OperatorSpec::WindowAggregate(spec) => {
                 Box::new(WindowAggregate::new(spec.clone())?.with_metrics(context.metrics.clone()))
             }
+            OperatorSpec::PaneWindow(spec) => {
+                Box::new(PaneWindow::new(spec.clone(), context.metrics.clone())?)
+            }
             OperatorSpec::GroupAggregate(spec) => {
                 Box::new(GroupAggregate::new(spec.clone(), settings.state_ttl)?)
             }
@@ -111,6 +117,7 @@ impl OperatorSpec {
             OperatorSpec::WindowAssign(_) => "window_assign",
             OperatorSpec::WindowAggregate(_) => "window_aggregate",
             OperatorSpec::GroupAggregate(_) => "group_aggregate",
+            OperatorSpec::PaneWindow(_) => "pane_window",
             OperatorSpec::Union(_) => "union",
             OperatorSpec::Limit(_) => "limit",
         }
@@ -122,6 +129,7 @@ impl OperatorSpec {
             OperatorSpec::WindowAssign(spec) => spec.output_schema.clone(),
             OperatorSpec::WindowAggregate(spec) => spec.output_schema.clone(),
             OperatorSpec::GroupAggregate(spec) => spec.output_schema.clone(),
+            OperatorSpec::PaneWindow(spec) => spec.output_schema.clone(),
             OperatorSpec::Union(spec) => spec.schema.clone(),
             OperatorSpec::Limit(spec) => spec.schema.clone(),
         }

@@ -39,7 +39,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch};
 use crate::operator::Operator;
-use crate::operators::groups::evaluate;
+use crate::operators::groups::{evaluate, grouping_keys};
 
 #[derive(Debug, Clone)]
 pub struct GroupAggregateSpec {
@@ -63,6 +63,9 @@ struct KeyState {
 
 pub struct GroupAggregate {
     spec: GroupAggregateSpec,
+    /// Key columns that are output (a constant key added for a global
+    /// aggregate is not).
+    shown_keys: usize,
     converter: RowConverter,
     keys: HashMap<Box<[u8]>, KeyState>,
     state_ttl: Option<Duration>,
@@ -70,13 +73,17 @@ pub struct GroupAggregate {
 }
 
 impl GroupAggregate {
-    pub fn new(spec: GroupAggregateSpec, state_ttl: Option<Duration>) -> Result<Self> {
+    pub fn new(mut spec: GroupAggregateSpec, state_ttl: Option<Duration>) -> Result<Self> {
+        // Without GROUP BY there is one group, keyed by a constant not shown.
+        let shown_keys = spec.group_exprs.len();
+        spec.group_exprs = grouping_keys(&spec.group_exprs);
         let fields = spec
             .group_exprs
             .iter()
             .map(|expr| Ok(SortField::new(expr.data_type(&spec.input_schema)?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
+            shown_keys,
             converter: RowConverter::new(fields)?,
             spec,
             keys: HashMap::new(),
@@ -117,6 +124,7 @@ impl GroupAggregate {
         let keys = self.converter.convert_rows([state.key.row()])?;
         let mut row = keys
             .iter()
+            .take(self.shown_keys)
             .map(|column| ScalarValue::try_from_array(column, 0))
             .collect::<Result<Vec<_>, _>>()?;
         row.extend(values.iter().cloned());

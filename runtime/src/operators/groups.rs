@@ -15,8 +15,10 @@ use std::sync::Arc;
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::take;
 use datafusion::arrow::row::{RowConverter, Rows};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
 use crate::error::{Result, RuntimeError};
@@ -27,6 +29,16 @@ pub(crate) struct AggregateInputs {
     pub arguments: Vec<Vec<ArrayRef>>,
     pub filters: Vec<Option<BooleanArray>>,
     pub num_rows: usize,
+}
+
+/// The key expressions to group by: `exprs`, or one constant when there
+/// are none (the row format cannot count rows of zero columns).
+pub(crate) fn grouping_keys(exprs: &[Arc<dyn PhysicalExpr>]) -> Vec<Arc<dyn PhysicalExpr>> {
+    if exprs.is_empty() {
+        vec![Arc::new(Literal::new(ScalarValue::Boolean(Some(true))))]
+    } else {
+        exprs.to_vec()
+    }
 }
 
 pub(crate) fn evaluate(expr: &Arc<dyn PhysicalExpr>, rows: &RecordBatch) -> Result<ArrayRef> {
@@ -75,6 +87,7 @@ impl AggregateInputs {
 }
 
 /// The intermediate state of some [`Groups`], one row per key.
+#[derive(Clone)]
 pub(crate) struct Partial {
     pub keys: Rows,
     /// Per aggregate, its state columns.

@@ -13,6 +13,10 @@
 //!
 //! `window_time` is `window_end - 1ns`, the largest event time inside the
 //! window, so that a windowed result can serve as event time downstream.
+//!
+//! For HOP and CUMULATE a row belongs to several windows; here it gets the
+//! bounds of its *pane* (see [`WindowKind::pane_size`]), and the pane
+//! window aggregate turns panes into windows.
 
 use std::sync::Arc;
 
@@ -28,24 +32,87 @@ pub const WINDOW_START: &str = "window_start";
 pub const WINDOW_END: &str = "window_end";
 pub const WINDOW_TIME: &str = "window_time";
 
-/// How rows are assigned to windows.
+/// How rows are assigned to windows. Sizes and offsets in nanoseconds;
+/// windows are aligned to the Unix epoch plus `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowKind {
-    /// Fixed-size, non-overlapping windows; sizes and offsets in nanoseconds.
+    /// Fixed-size, non-overlapping windows.
     Tumble { size: i64, offset: i64 },
+    /// Windows of `size` starting every `slide`; a row is in `size / slide`
+    /// of them. Evaluated from panes of `gcd(size, slide)`.
+    Hop { size: i64, slide: i64, offset: i64 },
+    /// Windows growing by `step` from the start of each `max_size` period:
+    /// `[S, S+step)`, `[S, S+2·step)`, ..., `[S, S+max_size)`.
+    Cumulate {
+        step: i64,
+        max_size: i64,
+        offset: i64,
+    },
+}
+
+fn align_down(ts: i64, every: i64, offset: i64) -> i64 {
+    ts - (ts - offset).rem_euclid(every)
+}
+
+pub fn gcd(a: i64, b: i64) -> i64 {
+    if b == 0 { a.abs() } else { gcd(b, a % b) }
 }
 
 impl WindowKind {
-    /// The start of the window holding event time `ts`.
-    pub fn window_start(&self, ts: i64) -> i64 {
+    /// The unit rows are assigned to: the window for TUMBLE, a pane for HOP
+    /// and CUMULATE.
+    pub fn pane_size(&self) -> i64 {
         match *self {
-            WindowKind::Tumble { size, offset } => ts - (ts - offset).rem_euclid(size),
+            WindowKind::Tumble { size, .. } => size,
+            WindowKind::Hop { size, slide, .. } => gcd(size, slide),
+            WindowKind::Cumulate { step, .. } => step,
         }
     }
 
+    fn offset(&self) -> i64 {
+        match *self {
+            WindowKind::Tumble { offset, .. }
+            | WindowKind::Hop { offset, .. }
+            | WindowKind::Cumulate { offset, .. } => offset,
+        }
+    }
+
+    /// The start of the pane holding event time `ts` (for TUMBLE, of its window).
+    pub fn pane_start(&self, ts: i64) -> i64 {
+        align_down(ts, self.pane_size(), self.offset())
+    }
+
+    /// The longest window.
     pub fn size(&self) -> i64 {
         match *self {
+            WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => size,
+            WindowKind::Cumulate { max_size, .. } => max_size,
+        }
+    }
+
+    /// Distance between consecutive window ends.
+    pub fn end_step(&self) -> i64 {
+        match *self {
             WindowKind::Tumble { size, .. } => size,
+            WindowKind::Hop { slide, .. } => slide,
+            WindowKind::Cumulate { step, .. } => step,
+        }
+    }
+
+    /// The first window end after `ts`.
+    pub fn first_end_after(&self, ts: i64) -> i64 {
+        align_down(ts, self.end_step(), self.offset()) + self.end_step()
+    }
+
+    /// The start of the window that ends at `end`.
+    pub fn start_of_window_ending(&self, end: i64) -> i64 {
+        match *self {
+            WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => end - size,
+            WindowKind::Cumulate {
+                step,
+                max_size,
+                offset,
+            } => align_down(end - step, max_size, offset),
         }
     }
 }
@@ -91,11 +158,11 @@ impl WindowAssign {
 impl Operator for WindowAssign {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let times = event_times(batch.rows.column(self.spec.time_column))?;
-        let size = self.spec.kind.size();
+        let size = self.spec.kind.pane_size();
         // Sources drop rows without an event time, so a null cannot reach here.
         let starts: Vec<i64> = times
             .iter()
-            .map(|ts| self.spec.kind.window_start(ts.unwrap_or_default()))
+            .map(|ts| self.spec.kind.pane_start(ts.unwrap_or_default()))
             .collect();
         let ends: Vec<i64> = starts
             .iter()
@@ -125,10 +192,32 @@ mod tests {
             size: 10,
             offset: 0,
         };
-        assert_eq!(kind.window_start(0), 0);
-        assert_eq!(kind.window_start(9), 0);
-        assert_eq!(kind.window_start(10), 10);
-        assert_eq!(kind.window_start(-1), -10);
+        assert_eq!(kind.pane_start(0), 0);
+        assert_eq!(kind.pane_start(9), 0);
+        assert_eq!(kind.pane_start(10), 10);
+        assert_eq!(kind.pane_start(-1), -10);
+    }
+
+    #[test]
+    fn hop_and_cumulate_windows() {
+        let hop = WindowKind::Hop {
+            size: 10,
+            slide: 4,
+            offset: 0,
+        };
+        assert_eq!(hop.pane_size(), 2);
+        assert_eq!(hop.pane_start(7), 6);
+        assert_eq!(hop.first_end_after(6), 8);
+        assert_eq!(hop.start_of_window_ending(8), -2);
+        let cumulate = WindowKind::Cumulate {
+            step: 2,
+            max_size: 6,
+            offset: 0,
+        };
+        assert_eq!(cumulate.first_end_after(6), 8);
+        assert_eq!(cumulate.start_of_window_ending(8), 6);
+        assert_eq!(cumulate.start_of_window_ending(12), 6);
+        assert_eq!(cumulate.start_of_window_ending(14), 12);
     }
 
     #[test]
@@ -137,8 +226,8 @@ mod tests {
             size: 10,
             offset: 3,
         };
-        assert_eq!(kind.window_start(3), 3);
-        assert_eq!(kind.window_start(12), 3);
-        assert_eq!(kind.window_start(13), 13);
+        assert_eq!(kind.pane_start(3), 3);
+        assert_eq!(kind.pane_start(12), 3);
+        assert_eq!(kind.pane_start(13), 13);
     }
 }

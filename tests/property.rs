@@ -1,0 +1,139 @@
+//! Windowed results on random data equal DataFusion batch SQL over the
+//! same data (`date_bin` buckets), for TUMBLE and HOP, whatever the epoch
+//! interval and batch size.
+
+use datafusion::arrow::util::display::array_value_to_string;
+use datafusion::prelude::{CsvReadOptions, SessionContext};
+use sluice_tests::{RunConfig, SluiceDb};
+use sqllogictest::{AsyncDB, DBOutput};
+
+/// A small deterministic generator (no OS randomness: failures must replay).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound
+    }
+}
+
+/// Rows `ts,k,v` with event time advancing and disorder below 1 s, so the
+/// 2-second watermark delay lets every row in.
+fn random_csv(seed: u64, rows: usize) -> String {
+    let mut random = Lcg(seed);
+    let mut csv = String::from("ts,k,v\n");
+    let start: i64 = 1_481_014_715_000;
+    for index in 0..rows {
+        let millis = start + index as i64 * 37 - random.next(900) as i64;
+        let seconds = millis.div_euclid(1000);
+        let time = chrono_free_timestamp(seconds, millis.rem_euclid(1000));
+        csv.push_str(&format!(
+            "{time},k{},{}\n",
+            random.next(7),
+            random.next(1000) as i64 - 300
+        ));
+    }
+    csv
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmm` for a time on 2016-12-06 (the data stays within that day).
+fn chrono_free_timestamp(epoch_seconds: i64, millis: i64) -> String {
+    let day_start = 1_480_982_400; // 2016-12-06T00:00:00Z
+    let second_of_day = epoch_seconds - day_start;
+    format!(
+        "2016-12-06T{:02}:{:02}:{:02}.{millis:03}",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60
+    )
+}
+
+async fn batch_rows(path: &str, sql: &str) -> Vec<Vec<String>> {
+    let context = SessionContext::new();
+    context
+        .register_csv("t", path, CsvReadOptions::new())
+        .await
+        .unwrap();
+    let batches = context.sql(sql).await.unwrap().collect().await.unwrap();
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|column| array_value_to_string(column, row).unwrap())
+                    .collect(),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+async fn stream_rows(path: &str, sql: &str, config: RunConfig) -> Vec<Vec<String>> {
+    let mut db = SluiceDb::new(config);
+    let ddl = format!(
+        "CREATE STREAM t (ts TIMESTAMP, k VARCHAR, v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'file', path = '{path}', format = 'csv', header = 'true', batch_rows = '{}')",
+        config.batch_rows
+    );
+    db.run(&ddl).await.unwrap();
+    match db.run(sql).await.unwrap() {
+        DBOutput::Rows { mut rows, .. } => {
+            rows.sort();
+            rows
+        }
+        _ => panic!("no rows"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_match_datafusion_batch_sql_on_random_data() {
+    let directory = std::env::temp_dir().join(format!("sluice-property-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let cases = [
+        (
+            "SELECT window_start, k, count(*), sum(v), min(v), max(v)
+             FROM TUMBLE(t, ts, INTERVAL '5' SECOND) GROUP BY window_start, window_end, k",
+            "SELECT date_bin(INTERVAL '5 seconds', ts, TIMESTAMP '1970-01-01') AS ws, k, count(*), sum(v), min(v), max(v)
+             FROM t GROUP BY 1, 2",
+        ),
+        (
+            "SELECT window_start, k, count(*), sum(v), min(v), max(v)
+             FROM HOP(t, ts, INTERVAL '2' SECOND, INTERVAL '6' SECOND) GROUP BY window_start, window_end, k",
+            "SELECT date_bin(INTERVAL '2 seconds', ts, TIMESTAMP '1970-01-01') - back AS ws,
+                    k, count(*), sum(v), min(v), max(v)
+             FROM t CROSS JOIN (VALUES (INTERVAL '0 seconds'), (INTERVAL '2 seconds'), (INTERVAL '4 seconds')) AS o(back)
+             GROUP BY 1, 2",
+        ),
+        (
+            "SELECT window_start, count(DISTINCT k), sum(v)
+             FROM HOP(t, ts, INTERVAL '2' SECOND, INTERVAL '5' SECOND) GROUP BY window_start, window_end",
+            // Windows of 5 s ending on even seconds start on odd ones.
+            "SELECT ws, count(DISTINCT k), sum(v) FROM (
+               SELECT date_bin(INTERVAL '1 seconds', ts, TIMESTAMP '1970-01-01') - back AS ws, k, v
+               FROM t CROSS JOIN (VALUES (INTERVAL '0 seconds'), (INTERVAL '1 seconds'), (INTERVAL '2 seconds'),
+                                         (INTERVAL '3 seconds'), (INTERVAL '4 seconds')) AS o(back))
+             WHERE CAST(extract(epoch FROM ws) AS BIGINT) % 2 = 1
+             GROUP BY ws",
+        ),
+    ];
+    for seed in 1..=3u64 {
+        let path = directory.join(format!("data-{seed}.csv"));
+        std::fs::write(&path, random_csv(seed, 1500)).unwrap();
+        let path = path.display().to_string();
+        for (stream_sql, batch_sql) in cases {
+            let expected = batch_rows(&path, batch_sql).await;
+            assert!(expected.len() > 10, "{batch_sql}");
+            for config in sluice_tests::RUN_CONFIGS {
+                let got = stream_rows(&path, stream_sql, config).await;
+                assert_eq!(got, expected, "seed {seed}, {config:?}: {stream_sql}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(directory);
+}
