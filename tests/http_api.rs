@@ -18,10 +18,7 @@ ORDER BY hits DESC LIMIT 3";
 async fn windowed_query_results_reach_every_websocket_subscriber() {
     let server = TestServer::start().await;
     let (status, body) = server.sql(WEBLOG).await;
-    assert_eq!(
-        (status, body),
-        (200, json!({"status": "CREATE STREAM", "name": "weblog"}))
-    );
+    assert_eq!((status, body), (200, json!({"status": "CREATE STREAM", "name": "weblog"})));
 
     let (status, body) = server.sql(TOP_ERRORS).await;
     assert_eq!(status, 200, "{body}");
@@ -55,21 +52,15 @@ async fn windowed_query_results_reach_every_websocket_subscriber() {
             ]
         );
         // One frame per window; seq numbers the rows without gaps.
-        let seqs: Vec<u64> = frames
-            .iter()
-            .filter(|f| f["type"] == "rows")
-            .map(|f| f["seq"].as_u64().unwrap())
-            .collect();
+        let seqs: Vec<u64> =
+            frames.iter().filter(|f| f["type"] == "rows").map(|f| f["seq"].as_u64().unwrap()).collect();
         assert_eq!(seqs, vec![0, 2, 3, 4]);
         assert!(frames.iter().any(|frame| frame["type"] == "progress"));
     }
 
     // A subscriber resuming from seq 3 gets the rest only.
     let resumed = read_frames(&server.ws_url("/v1/queries/q1/ws?from_seq=3"), 1000).await;
-    assert_eq!(
-        frame_rows(&resumed, &["ip"]),
-        vec![vec![json!("10.0.0.3")], vec![json!("10.0.0.1")]]
-    );
+    assert_eq!(frame_rows(&resumed, &["ip"]), vec![vec![json!("10.0.0.3")], vec![json!("10.0.0.1")]]);
 
     let (status, query) = server.get("/v1/queries/q1").await;
     assert_eq!(status, 200);
@@ -79,10 +70,7 @@ async fn windowed_query_results_reach_every_websocket_subscriber() {
     assert_eq!(query["metrics"]["late_rows_dropped"], 1);
     assert_eq!(query["metrics"]["malformed_records"], 2);
     let last_malformed = query["metrics"]["last_malformed"].as_str().unwrap();
-    assert_eq!(
-        last_malformed,
-        "expected 6 fields, found 4: not a valid line"
-    );
+    assert_eq!(last_malformed, "expected 6 fields, found 4: not a valid line");
     assert!(query["metrics"]["epochs"].as_u64().unwrap() >= 1);
 
     let (_, list) = server.get("/v1/queries").await;
@@ -91,27 +79,11 @@ async fn windowed_query_results_reach_every_websocket_subscriber() {
     assert_eq!(streams[0]["name"], "weblog");
     assert_eq!(streams[0]["watermark"], "ts - INTERVAL '2' SECOND");
 
-    let metrics = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("sluice_query_rows_in_total{query=\"q1\"} 13"),
-        "{metrics}"
-    );
+    let metrics = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("sluice_query_rows_in_total{query=\"q1\"} 13"), "{metrics}");
     assert!(metrics.contains("sluice_query_late_rows_dropped_total{query=\"q1\"} 1"));
 
-    let response = server
-        .http
-        .delete(server.url("/v1/queries/q1"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.http.delete(server.url("/v1/queries/q1")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let (status, body) = server.get("/v1/queries/q1").await;
     assert_eq!(status, 404);
@@ -123,13 +95,7 @@ async fn bad_statements_get_errors_with_line_and_column() {
     let server = TestServer::start().await;
     server.sql(WEBLOG).await;
     let cases: [(&str, &str, u64, u64, &str); 5] = [
-        (
-            "SELECT ip\nFROM nope",
-            "unknown_object",
-            2,
-            6,
-            "stream 'nope' not found",
-        ),
+        ("SELECT ip\nFROM nope", "unknown_object", 2, 6, "stream 'nope' not found"),
         ("SELECT ip,\n  FROM WHERE", "syntax_error", 2, 8, "Expected"),
         ("SELECT bogus FROM weblog", "unknown_object", 1, 8, "bogus"),
         (
@@ -152,24 +118,11 @@ async fn bad_statements_get_errors_with_line_and_column() {
         assert_eq!(status, 400, "{sql}: {body}");
         let error = &body["error"];
         assert_eq!(error["code"], code, "{sql}: {body}");
-        assert_eq!(
-            (error["line"].as_u64(), error["column"].as_u64()),
-            (Some(line), Some(column)),
-            "{sql}: {body}"
-        );
-        assert!(
-            error["message"].as_str().unwrap().contains(message),
-            "{sql}: {body}"
-        );
+        assert_eq!((error["line"].as_u64(), error["column"].as_u64()), (Some(line), Some(column)), "{sql}: {body}");
+        assert!(error["message"].as_str().unwrap().contains(message), "{sql}: {body}");
     }
     // Not JSON at all.
-    let response = server
-        .http
-        .post(server.url("/v1/sql"))
-        .body("SELECT 1")
-        .send()
-        .await
-        .unwrap();
+    let response = server.http.post(server.url("/v1/sql")).body("SELECT 1").send().await.unwrap();
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_request");
@@ -193,12 +146,8 @@ async fn events_posted_to_an_http_stream_reach_running_queries() {
         )
         .await;
     assert_eq!(status, 200);
-    let (status, body) = server
-        .sql_with(
-            "SELECT page, user_id FROM clicks WHERE user_id > 1",
-            json!({"epoch_interval": "0"}),
-        )
-        .await;
+    let (status, body) =
+        server.sql_with("SELECT page, user_id FROM clicks WHERE user_id > 1", json!({"epoch_interval": "0"})).await;
     assert_eq!(status, 200, "{body}");
     let url = server.ws_url(body["subscribe"].as_str().unwrap());
     let reader = tokio::spawn(async move { read_frames(&url, 3).await });
@@ -210,34 +159,18 @@ async fn events_posted_to_an_http_stream_reach_running_queries() {
         {"ts": "not a time", "page": "/bad", "user_id": 3},
         {"ts": "2016-12-06T08:58:37", "page": "/pay", "user_id": 3}
     ]);
-    let response = server
-        .http
-        .post(server.url("/v1/streams/clicks/events"))
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
+    let response = server.http.post(server.url("/v1/streams/clicks/events")).json(&events).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let accepted: Value = response.json().await.unwrap();
     assert_eq!(accepted, json!({"accepted": 4, "queries": 1}));
     let lines = "{\"ts\": \"2016-12-06T08:58:38\", \"page\": \"/done\", \"user_id\": 9}\n";
-    server
-        .http
-        .post(server.url("/v1/streams/clicks/events"))
-        .body(lines)
-        .send()
-        .await
-        .unwrap();
+    server.http.post(server.url("/v1/streams/clicks/events")).body(lines).send().await.unwrap();
 
     let frames = reader.await.unwrap();
     let rows = frame_rows(&frames, &["page", "user_id"]);
     assert_eq!(
         rows,
-        vec![
-            vec![json!("/cart"), json!(2)],
-            vec![json!("/pay"), json!(3)],
-            vec![json!("/done"), json!(9)]
-        ]
+        vec![vec![json!("/cart"), json!(2)], vec![json!("/pay"), json!(3)], vec![json!("/done"), json!(9)]]
     );
     let (_, query) = server.get("/v1/queries/q1").await;
     assert_eq!(query["metrics"]["malformed_records"], 1);
@@ -245,33 +178,17 @@ async fn events_posted_to_an_http_stream_reach_running_queries() {
 
     // Only http streams accept events.
     server.sql(WEBLOG).await;
-    let response = server
-        .http
-        .post(server.url("/v1/streams/weblog/events"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let response = server.http.post(server.url("/v1/streams/weblog/events")).body("{}").send().await.unwrap();
     assert_eq!(response.status(), 400);
-    let response = server
-        .http
-        .post(server.url("/v1/streams/nope/events"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let response = server.http.post(server.url("/v1/streams/nope/events")).body("{}").send().await.unwrap();
     assert_eq!(response.status(), 404);
 }
 
 #[tokio::test]
 async fn an_unbounded_group_by_streams_a_changelog_with_ops() {
     let server = TestServer::start().await;
-    server
-        .sql(&WEBLOG.replace("delimiter = ' '", "delimiter = ' ', batch_rows = '4'"))
-        .await;
-    let (status, body) = server
-        .sql("SELECT ip, count(*) AS requests FROM weblog GROUP BY ip")
-        .await;
+    server.sql(&WEBLOG.replace("delimiter = ' '", "delimiter = ' ', batch_rows = '4'")).await;
+    let (status, body) = server.sql("SELECT ip, count(*) AS requests FROM weblog GROUP BY ip").await;
     assert_eq!(status, 200, "{body}");
     let frames = read_frames(&server.ws_url("/v1/queries/q1/ws"), 1000).await;
     let mut result: Vec<Vec<Value>> = Vec::new();
@@ -282,10 +199,7 @@ async fn an_unbounded_group_by_streams_a_changelog_with_ops() {
             let row = vec![row["ip"].clone(), row["requests"].clone()];
             if op == "-" {
                 retractions += 1;
-                let position = result
-                    .iter()
-                    .position(|existing| *existing == row)
-                    .expect("retracted row was emitted");
+                let position = result.iter().position(|existing| *existing == row).expect("retracted row was emitted");
                 result.remove(position);
             } else {
                 result.push(row);
@@ -296,11 +210,7 @@ async fn an_unbounded_group_by_streams_a_changelog_with_ops() {
     result.sort_by_key(|row| row[0].as_str().unwrap().to_string());
     assert_eq!(
         result,
-        vec![
-            vec![json!("10.0.0.1"), json!(5)],
-            vec![json!("10.0.0.2"), json!(4)],
-            vec![json!("10.0.0.3"), json!(3)]
-        ]
+        vec![vec![json!("10.0.0.1"), json!(5)], vec![json!("10.0.0.2"), json!(4)], vec![json!("10.0.0.3"), json!(3)]]
     );
 }
 
@@ -318,55 +228,34 @@ async fn an_idle_input_stops_holding_back_the_watermark() {
                    UNION ALL
                    SELECT window_start, window_end FROM TUMBLE(right_clicks, ts, INTERVAL '1' SECOND)) AS u
                  GROUP BY window_start, window_end";
-    let (status, body) = server
-        .sql_with(
-            query,
-            json!({"epoch_interval": "10ms", "idle_timeout": "200ms"}),
-        )
-        .await;
+    let (status, body) = server.sql_with(query, json!({"epoch_interval": "10ms", "idle_timeout": "200ms"})).await;
     assert_eq!(status, 200, "{body}");
     let post = |stream: &'static str, events: Value| {
-        let request = server
-            .http
-            .post(server.url(&format!("/v1/streams/{stream}/events")))
-            .json(&events);
+        let request = server.http.post(server.url(&format!("/v1/streams/{stream}/events"))).json(&events);
         async move { assert_eq!(request.send().await.unwrap().status(), 200) }
     };
+    post("right_clicks", json!([{"ts": "2016-12-06T08:58:35.5", "page": "/r"}])).await;
     post(
-        "right_clicks",
-        json!([{"ts": "2016-12-06T08:58:35.5", "page": "/r"}]),
+        "left_clicks",
+        json!([{"ts": "2016-12-06T08:58:35.2", "page": "/a"}, {"ts": "2016-12-06T08:58:36.1", "page": "/b"}]),
     )
     .await;
-    post("left_clicks", json!([{"ts": "2016-12-06T08:58:35.2", "page": "/a"}, {"ts": "2016-12-06T08:58:36.1", "page": "/b"}])).await;
     // right_clicks now goes quiet; after the idle timeout the watermark
     // follows left_clicks alone and closes the windows behind it.
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    post(
-        "left_clicks",
-        json!([{"ts": "2016-12-06T08:58:37.3", "page": "/c"}]),
-    )
-    .await;
+    post("left_clicks", json!([{"ts": "2016-12-06T08:58:37.3", "page": "/c"}])).await;
     let frames = read_frames(&server.ws_url("/v1/queries/q1/ws"), 2).await;
     assert_eq!(
         frame_rows(&frames, &["window_start", "clicks"]),
-        vec![
-            vec![json!("2016-12-06T08:58:35"), json!(2)],
-            vec![json!("2016-12-06T08:58:36"), json!(1)]
-        ]
+        vec![vec![json!("2016-12-06T08:58:35"), json!(2)], vec![json!("2016-12-06T08:58:36"), json!(1)]]
     );
     // right_clicks wakes up behind the watermark: its row is late for the
     // closed window, dropped and counted.
-    post(
-        "right_clicks",
-        json!([{"ts": "2016-12-06T08:58:36.5", "page": "/late"}]),
-    )
-    .await;
+    post("right_clicks", json!([{"ts": "2016-12-06T08:58:36.5", "page": "/late"}])).await;
     let mut late = 0;
     for _ in 0..100 {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        late = server.get("/v1/queries/q1").await.1["metrics"]["late_rows_dropped"]
-            .as_u64()
-            .unwrap();
+        late = server.get("/v1/queries/q1").await.1["metrics"]["late_rows_dropped"].as_u64().unwrap();
         if late > 0 {
             break;
         }

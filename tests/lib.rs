@@ -38,18 +38,9 @@ pub struct RunConfig {
 }
 
 pub const RUN_CONFIGS: [RunConfig; 3] = [
-    RunConfig {
-        epoch_interval: "0",
-        batch_rows: 1,
-    },
-    RunConfig {
-        epoch_interval: "10ms",
-        batch_rows: 3,
-    },
-    RunConfig {
-        epoch_interval: "1s",
-        batch_rows: 8192,
-    },
+    RunConfig { epoch_interval: "0", batch_rows: 1 },
+    RunConfig { epoch_interval: "10ms", batch_rows: 3 },
+    RunConfig { epoch_interval: "1s", batch_rows: 8192 },
 ];
 
 #[derive(Debug)]
@@ -79,11 +70,7 @@ impl SluiceDb {
     pub fn new(config: RunConfig) -> Self {
         let mut settings = Settings::new();
         settings.insert("epoch_interval".into(), config.epoch_interval.into());
-        Self {
-            engine: Arc::new(Engine::new()),
-            settings,
-            config,
-        }
+        Self { engine: Arc::new(Engine::new()), settings, config }
     }
 
     fn substitute(&self, sql: &str) -> String {
@@ -93,10 +80,7 @@ impl SluiceDb {
 
     /// Runs a started query to completion and returns its rows.
     pub async fn collect(&self, query_id: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
-        let query = self
-            .engine
-            .query(query_id)
-            .ok_or_else(|| DbError(format!("query {query_id} vanished")))?;
+        let query = self.engine.query(query_id).ok_or_else(|| DbError(format!("query {query_id} vanished")))?;
         let mut events = query.handle.output.subscribe(0);
         let mut batches = Vec::new();
         let mut ops = Vec::new();
@@ -104,18 +88,11 @@ impl SluiceDb {
         loop {
             let event = tokio::time::timeout_at(deadline, events.recv())
                 .await
-                .map_err(|_| {
-                    DbError(format!(
-                        "query {query_id} did not finish within {QUERY_DEADLINE:?}"
-                    ))
-                })?;
+                .map_err(|_| DbError(format!("query {query_id} did not finish within {QUERY_DEADLINE:?}")))?;
             match event {
                 Some(OutputEvent::Rows { batch, .. }) => {
                     ops.extend(match &batch.ops {
-                        Some(batch_ops) => batch_ops
-                            .iter()
-                            .map(|op| Some(op.symbol()))
-                            .collect::<Vec<_>>(),
+                        Some(batch_ops) => batch_ops.iter().map(|op| Some(op.symbol())).collect::<Vec<_>>(),
                         None => vec![None; batch.num_rows()],
                     });
                     batches.push(batch.rows);
@@ -127,11 +104,7 @@ impl SluiceDb {
             }
         }
         let schema = query.handle.output.schema().clone();
-        let types = schema
-            .fields()
-            .iter()
-            .map(|field| column_type(field.data_type()))
-            .collect();
+        let types = schema.fields().iter().map(|field| column_type(field.data_type())).collect();
         let mut rows = Vec::new();
         for batch in &batches {
             rows.extend(batch_rows(batch)?);
@@ -152,11 +125,7 @@ fn materialize(rows: Vec<Vec<String>>, ops: &[Option<&str>]) -> Result<Vec<Vec<S
             let position = result
                 .iter()
                 .position(|existing| *existing == row)
-                .ok_or_else(|| {
-                    DbError(format!(
-                        "retraction of a row that is not in the result: {row:?}"
-                    ))
-                })?;
+                .ok_or_else(|| DbError(format!("retraction of a row that is not in the result: {row:?}")))?;
             result.remove(position);
         } else {
             result.push(row);
@@ -167,12 +136,8 @@ fn materialize(rows: Vec<Vec<String>>, ops: &[Option<&str>]) -> Result<Vec<Vec<S
 
 fn column_type(data_type: &DataType) -> DefaultColumnType {
     match data_type {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-            DefaultColumnType::Integer
-        }
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-            DefaultColumnType::Integer
-        }
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => DefaultColumnType::Integer,
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => DefaultColumnType::Integer,
         DataType::Float16 | DataType::Float32 | DataType::Float64 | DataType::Decimal128(_, _) => {
             DefaultColumnType::FloatingPoint
         }
@@ -190,8 +155,7 @@ fn batch_rows(batch: &RecordBatch) -> Result<Vec<Vec<String>>, DbError> {
                     if column.is_null(row) {
                         Ok("NULL".to_string())
                     } else {
-                        array_value_to_string(column, row)
-                            .map_err(|error| DbError(error.to_string()))
+                        array_value_to_string(column, row).map_err(|error| DbError(error.to_string()))
                     }
                 })
                 .collect()
@@ -221,16 +185,9 @@ impl sqllogictest::AsyncDB for SluiceDb {
                 let width = columns.as_array().map_or(0, Vec::len);
                 let rows = rows
                     .iter()
-                    .map(|row| {
-                        row.as_array()
-                            .map(|cells| cells.iter().map(json_cell).collect())
-                            .unwrap_or_default()
-                    })
+                    .map(|row| row.as_array().map(|cells| cells.iter().map(json_cell).collect()).unwrap_or_default())
                     .collect();
-                Ok(DBOutput::Rows {
-                    types: vec![DefaultColumnType::Text; width],
-                    rows,
-                })
+                Ok(DBOutput::Rows { types: vec![DefaultColumnType::Text; width], rows })
             }
             Some(StatementResult::Status { .. }) | None => Ok(DBOutput::StatementComplete(0)),
         }
@@ -255,13 +212,8 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
-        let server = sluice::start("127.0.0.1:0", false)
-            .await
-            .expect("server starts on port 0");
-        Self {
-            server,
-            http: reqwest::Client::new(),
-        }
+        let server = sluice::start("127.0.0.1:0", false).await.expect("server starts on port 0");
+        Self { server, http: reqwest::Client::new() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -277,11 +229,7 @@ impl TestServer {
         self.sql_with(sql, serde_json::json!({})).await
     }
 
-    pub async fn sql_with(
-        &self,
-        sql: &str,
-        settings: serde_json::Value,
-    ) -> (u16, serde_json::Value) {
+    pub async fn sql_with(&self, sql: &str, settings: serde_json::Value) -> (u16, serde_json::Value) {
         let response = self
             .http
             .post(self.url("/v1/sql"))
@@ -294,17 +242,9 @@ impl TestServer {
     }
 
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = self
-            .http
-            .get(self.url(path))
-            .send()
-            .await
-            .expect("request reaches the server");
+        let response = self.http.get(self.url(path)).send().await.expect("request reaches the server");
         let status = response.status().as_u16();
-        (
-            status,
-            response.json().await.unwrap_or(serde_json::Value::Null),
-        )
+        (status, response.json().await.unwrap_or(serde_json::Value::Null))
     }
 }
 
@@ -314,16 +254,12 @@ pub async fn read_frames(url: &str, row_limit: usize) -> Vec<serde_json::Value> 
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
 
-    let (mut socket, _) = tokio_tungstenite::connect_async(url)
-        .await
-        .expect("websocket connects");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
     let mut frames = Vec::new();
     let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
     let mut rows = 0;
     while rows < row_limit {
-        let message = tokio::time::timeout_at(deadline, socket.next())
-            .await
-            .expect("frames arrive in time");
+        let message = tokio::time::timeout_at(deadline, socket.next()).await.expect("frames arrive in time");
         let Some(Ok(Message::Text(text))) = message else {
             break;
         };

@@ -12,10 +12,7 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self, bound: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 33) % bound
     }
 }
@@ -30,11 +27,7 @@ fn random_csv(seed: u64, rows: usize) -> String {
         let millis = start + index as i64 * 37 - random.next(900) as i64;
         let seconds = millis.div_euclid(1000);
         let time = chrono_free_timestamp(seconds, millis.rem_euclid(1000));
-        csv.push_str(&format!(
-            "{time},k{},{}\n",
-            random.next(7),
-            random.next(1000) as i64 - 300
-        ));
+        csv.push_str(&format!("{time},k{},{}\n", random.next(7), random.next(1000) as i64 - 300));
     }
     csv
 }
@@ -53,21 +46,12 @@ fn chrono_free_timestamp(epoch_seconds: i64, millis: i64) -> String {
 
 async fn batch_rows(path: &str, sql: &str) -> Vec<Vec<String>> {
     let context = SessionContext::new();
-    context
-        .register_csv("t", path, CsvReadOptions::new())
-        .await
-        .unwrap();
+    context.register_csv("t", path, CsvReadOptions::new()).await.unwrap();
     let batches = context.sql(sql).await.unwrap().collect().await.unwrap();
     let mut rows = Vec::new();
     for batch in batches {
         for row in 0..batch.num_rows() {
-            rows.push(
-                batch
-                    .columns()
-                    .iter()
-                    .map(|column| array_value_to_string(column, row).unwrap())
-                    .collect(),
-            );
+            rows.push(batch.columns().iter().map(|column| array_value_to_string(column, row).unwrap()).collect());
         }
     }
     rows.sort();

@@ -11,20 +11,10 @@ async fn every_query_file_plans_against_the_demo_streams() {
     for entry in std::fs::read_dir(&directory).unwrap() {
         let path = entry.unwrap().path();
         let sql = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            sql.starts_with("-- "),
-            "{} needs a header comment",
-            path.display()
-        );
+        assert!(sql.starts_with("-- "), "{} needs a header comment", path.display());
         // The header comment comes first; EXPLAIN goes before the statement.
-        let statement: String = sql
-            .lines()
-            .filter(|line| !line.starts_with("--"))
-            .collect::<Vec<_>>()
-            .join("\n");
-        let result = engine
-            .execute(&format!("EXPLAIN {statement}"), &mut Settings::new())
-            .await;
+        let statement: String = sql.lines().filter(|line| !line.starts_with("--")).collect::<Vec<_>>().join("\n");
+        let result = engine.execute(&format!("EXPLAIN {statement}"), &mut Settings::new()).await;
         assert!(result.is_ok(), "{}: {:?}", path.display(), result.err());
         planned += 1;
     }

@@ -5,10 +5,7 @@ use sluice_tests::{TestServer, data_dir};
 
 async fn run(client: &mut Client, sql: &str) -> String {
     let mut out = Vec::new();
-    client
-        .run(sql, &mut out, std::future::pending())
-        .await
-        .expect("server reachable");
+    client.run(sql, &mut out, std::future::pending()).await.expect("server reachable");
     String::from_utf8(out).unwrap()
 }
 
@@ -25,17 +22,11 @@ async fn repl_prints_ddl_tables_windows_and_errors() {
     assert_eq!(run(&mut client, &ddl).await, "CREATE STREAM\n");
 
     let described = run(&mut client, "DESCRIBE weblog;").await;
-    assert!(
-        described.contains("| ts         TIMESTAMP   true       ts - INTERVAL '2' SECOND |"),
-        "{described}"
-    );
+    assert!(described.contains("| ts         TIMESTAMP   true       ts - INTERVAL '2' SECOND |"), "{described}");
     assert!(described.ends_with("(6 rows)\n"), "{described}");
 
     assert_eq!(run(&mut client, "SET epoch_interval = '0';").await, "SET\n");
-    assert_eq!(
-        client.settings.get("epoch_interval").map(String::as_str),
-        Some("0")
-    );
+    assert_eq!(client.settings.get("epoch_interval").map(String::as_str), Some("0"));
 
     let output = run(
         &mut client,
@@ -43,24 +34,12 @@ async fn repl_prints_ddl_tables_windows_and_errors() {
     )
     .await;
     assert!(output.starts_with("query q1 running"), "{output}");
-    assert!(
-        output.contains("| 2016-12-06T08:58:40   9        |"),
-        "{output}"
-    );
-    assert!(
-        output.contains("| 2016-12-06T08:58:45   3        |"),
-        "{output}"
-    );
-    assert!(
-        output.ends_with("(query q1 finished: 2 rows)\n"),
-        "{output}"
-    );
+    assert!(output.contains("| 2016-12-06T08:58:40   9        |"), "{output}");
+    assert!(output.contains("| 2016-12-06T08:58:45   3        |"), "{output}");
+    assert!(output.ends_with("(query q1 finished: 2 rows)\n"), "{output}");
 
     let error = run(&mut client, "SELECT ip\nFROM nope;").await;
-    assert_eq!(
-        error,
-        "ERROR: stream 'nope' not found\nLINE 2: FROM nope;\n             ^\n"
-    );
+    assert_eq!(error, "ERROR: stream 'nope' not found\nLINE 2: FROM nope;\n             ^\n");
 }
 
 #[tokio::test]
@@ -88,12 +67,7 @@ async fn stopping_a_subscription_cancels_the_query() {
     stopper.await.unwrap();
     let output = String::from_utf8(out).unwrap();
     assert!(printed > 0, "{output}");
-    assert!(
-        output.ends_with(&format!(
-            "(subscription ended; query q1 cancelled after {printed} rows)\n"
-        )),
-        "{output}"
-    );
+    assert!(output.ends_with(&format!("(subscription ended; query q1 cancelled after {printed} rows)\n")), "{output}");
     let (status, _) = server.get("/v1/queries/q1").await;
     assert_eq!(status, 404);
 }

@@ -18,17 +18,11 @@ async fn sqllogictest_files() {
     let mut failures = Vec::new();
     for file in &files {
         for config in RUN_CONFIGS {
-            let mut runner =
-                sqllogictest::Runner::new(move || async move { Ok(SluiceDb::new(config)) });
+            let mut runner = sqllogictest::Runner::new(move || async move { Ok(SluiceDb::new(config)) });
             if let Err(error) = runner.run_file_async(file).await {
                 failures.push(format!("{} with {config:?}:\n{error}", file.display()));
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} failure(s):\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
 }

@@ -17,14 +17,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::sql::sqlparser::ast::{
-    self, BinaryOperator, ColumnDef, ColumnOption, Expr, Ident, Spanned,
-};
+use datafusion::sql::sqlparser::ast::{self, BinaryOperator, ColumnDef, ColumnOption, Expr, Ident, Spanned};
 use datafusion::sql::sqlparser::tokenizer::Location;
 use sluice_runtime::source::generator::{DEFAULT_START_NANOS, GeneratorKind, GeneratorSpec};
-use sluice_runtime::source::{
-    ConnectorSpec, EventTimeSpec, Format, HttpIngest, SourceSpec, SourceStatus,
-};
+use sluice_runtime::source::{ConnectorSpec, EventTimeSpec, Format, HttpIngest, SourceSpec, SourceStatus};
 
 use crate::error::{PlanError, Result};
 use crate::statement::ident_name;
@@ -54,32 +50,20 @@ pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
         .at_location(create.start));
     }
     if create.columns.is_empty() {
-        return Err(PlanError::invalid("a stream needs at least one column")
-            .at_location(create.name_location));
+        return Err(PlanError::invalid("a stream needs at least one column").at_location(create.name_location));
     }
     let mut fields = Vec::new();
     for column in &create.columns {
         let name = ident_name(&column.name);
         if fields.iter().any(|field: &Field| field.name() == &name) {
-            return Err(
-                PlanError::invalid(format!("column {name:?} is declared twice"))
-                    .at(column.name.span),
-            );
+            return Err(PlanError::invalid(format!("column {name:?} is declared twice")).at(column.name.span));
         }
-        let data_type =
-            arrow_type(&column.data_type).map_err(|error| error.at(column.name.span))?;
-        let not_null = column
-            .options
-            .iter()
-            .any(|option| matches!(option.option, ColumnOption::NotNull));
+        let data_type = arrow_type(&column.data_type).map_err(|error| error.at(column.name.span))?;
+        let not_null = column.options.iter().any(|option| matches!(option.option, ColumnOption::NotNull));
         fields.push(Field::new(name, data_type, !not_null));
     }
     let schema = Arc::new(Schema::new(fields));
-    let event_time = create
-        .watermark
-        .as_ref()
-        .map(|(column, expr)| event_time(&schema, column, expr))
-        .transpose()?;
+    let event_time = create.watermark.as_ref().map(|(column, expr)| event_time(&schema, column, expr)).transpose()?;
     let options = Options::new(&create.options);
     let connector = connector(&options, &schema, &create.name)?;
     options.reject_unused()?;
@@ -98,9 +82,9 @@ pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
 
 fn event_time(schema: &Schema, column: &Ident, expr: &Expr) -> Result<EventTimeSpec> {
     let name = ident_name(column);
-    let index = schema.index_of(&name).map_err(|_| {
-        PlanError::unknown(format!("WATERMARK FOR names unknown column {name:?}")).at(column.span)
-    })?;
+    let index = schema
+        .index_of(&name)
+        .map_err(|_| PlanError::unknown(format!("WATERMARK FOR names unknown column {name:?}")).at(column.span))?;
     if !matches!(schema.field(index).data_type(), DataType::Timestamp(_, _)) {
         return Err(PlanError::invalid(format!(
             "the event-time column {name:?} must be a TIMESTAMP, not {}",
@@ -108,15 +92,10 @@ fn event_time(schema: &Schema, column: &Ident, expr: &Expr) -> Result<EventTimeS
         ))
         .at(column.span));
     }
-    let refers_to_column =
-        |expr: &Expr| matches!(expr, Expr::Identifier(ident) if ident_name(ident) == name);
+    let refers_to_column = |expr: &Expr| matches!(expr, Expr::Identifier(ident) if ident_name(ident) == name);
     let delay = match expr {
         expr if refers_to_column(expr) => 0,
-        Expr::BinaryOp {
-            left,
-            op: BinaryOperator::Minus,
-            right,
-        } if refers_to_column(left) => interval_nanos(right)?,
+        Expr::BinaryOp { left, op: BinaryOperator::Minus, right } if refers_to_column(left) => interval_nanos(right)?,
         other => {
             return Err(PlanError::unsupported(format!(
                 "a watermark must be `{name}` or `{name} - INTERVAL '...' <unit>`"
@@ -127,10 +106,7 @@ fn event_time(schema: &Schema, column: &Ident, expr: &Expr) -> Result<EventTimeS
     if delay < 0 {
         return Err(PlanError::invalid("the watermark delay cannot be negative").at(expr.span()));
     }
-    Ok(EventTimeSpec {
-        column: index,
-        delay,
-    })
+    Ok(EventTimeSpec { column: index, delay })
 }
 
 /// SQL column types to Arrow types.
@@ -144,12 +120,9 @@ pub fn arrow_type(data_type: &ast::DataType) -> Result<DataType> {
         Sql::BigInt(_) | Sql::Int8(_) | Sql::Int64 => DataType::Int64,
         Sql::Real | Sql::Float4 | Sql::Float(_) => DataType::Float32,
         Sql::Double(_) | Sql::DoublePrecision | Sql::Float8 | Sql::Float64 => DataType::Float64,
-        Sql::Varchar(_)
-        | Sql::Text
-        | Sql::String(_)
-        | Sql::Char(_)
-        | Sql::CharVarying(_)
-        | Sql::Character(_) => DataType::Utf8,
+        Sql::Varchar(_) | Sql::Text | Sql::String(_) | Sql::Char(_) | Sql::CharVarying(_) | Sql::Character(_) => {
+            DataType::Utf8
+        }
         Sql::Date => DataType::Date32,
         Sql::Timestamp(_, timezone) => match timezone {
             ast::TimezoneInfo::WithTimeZone | ast::TimezoneInfo::Tz => {
@@ -170,17 +143,13 @@ pub fn arrow_type(data_type: &ast::DataType) -> Result<DataType> {
                 | ast::ArrayElemTypeDef::SquareBracket(element, _)
                 | ast::ArrayElemTypeDef::Parenthesis(element) => arrow_type(element)?,
                 ast::ArrayElemTypeDef::None => {
-                    return Err(PlanError::invalid(
-                        "ARRAY needs an element type, e.g. ARRAY<VARCHAR>",
-                    ));
+                    return Err(PlanError::invalid("ARRAY needs an element type, e.g. ARRAY<VARCHAR>"));
                 }
             };
             DataType::List(Arc::new(Field::new("item", element, true)))
         }
         other => {
-            return Err(PlanError::unsupported(format!(
-                "column type {other} is not supported"
-            )));
+            return Err(PlanError::unsupported(format!("column type {other} is not supported")));
         }
     })
 }
@@ -193,10 +162,7 @@ struct Options<'a> {
 
 impl<'a> Options<'a> {
     fn new(options: &'a [(String, String, Location)]) -> Self {
-        Self {
-            options,
-            used: std::cell::RefCell::new(vec![false; options.len()]),
-        }
+        Self { options, used: std::cell::RefCell::new(vec![false; options.len()]) }
     }
 
     fn get(&self, key: &str) -> Option<(&'a str, Location)> {
@@ -210,8 +176,7 @@ impl<'a> Options<'a> {
         match self.get(key) {
             None => Ok(None),
             Some((value, location)) => value.trim().parse().map(Some).map_err(|_| {
-                PlanError::invalid(format!("option {key} must be {what}, not {value:?}"))
-                    .at_location(location)
+                PlanError::invalid(format!("option {key} must be {what}, not {value:?}")).at_location(location)
             }),
         }
     }
@@ -222,26 +187,18 @@ impl<'a> Options<'a> {
             Some((value, location)) => match value.to_ascii_lowercase().as_str() {
                 "true" | "yes" | "1" => Ok(Some(true)),
                 "false" | "no" | "0" => Ok(Some(false)),
-                _ => Err(PlanError::invalid(format!(
-                    "option {key} must be true or false, not {value:?}"
-                ))
-                .at_location(location)),
+                _ => Err(PlanError::invalid(format!("option {key} must be true or false, not {value:?}"))
+                    .at_location(location)),
             },
         }
     }
 
     fn reject_unused(&self) -> Result<()> {
         let used = self.used.borrow();
-        match self
-            .options
-            .iter()
-            .zip(used.iter())
-            .find(|(_, used)| !**used)
-        {
-            Some(((key, _, location), _)) => Err(PlanError::invalid(format!(
-                "unknown option {key:?} for this connector"
-            ))
-            .at_location(*location)),
+        match self.options.iter().zip(used.iter()).find(|(_, used)| !**used) {
+            Some(((key, _, location), _)) => {
+                Err(PlanError::invalid(format!("unknown option {key:?} for this connector")).at_location(*location))
+            }
             None => Ok(()),
         }
     }
@@ -311,14 +268,10 @@ fn format(options: &Options, path: Option<&str>) -> Result<Format> {
             _ => "text".into(),
         },
     };
-    let delimiter = options
-        .get("delimiter")
-        .map(|(delimiter, _)| delimiter.to_string());
+    let delimiter = options.get("delimiter").map(|(delimiter, _)| delimiter.to_string());
     let header = options.boolean("header")?.unwrap_or(false);
     match name.as_str() {
-        "text" => Ok(Format::Text {
-            delimiter: delimiter.unwrap_or_else(|| " ".into()),
-        }),
+        "text" => Ok(Format::Text { delimiter: delimiter.unwrap_or_else(|| " ".into()) }),
         "csv" => {
             let delimiter = delimiter.unwrap_or_else(|| ",".into());
             let mut chars = delimiter.chars();
@@ -328,9 +281,7 @@ fn format(options: &Options, path: Option<&str>) -> Result<Format> {
             }
         }
         "json" => Ok(Format::Json),
-        other => Err(PlanError::invalid(format!(
-            "unknown format {other:?}: use 'text', 'csv' or 'json'"
-        ))),
+        other => Err(PlanError::invalid(format!("unknown format {other:?}: use 'text', 'csv' or 'json'"))),
     }
 }
 
@@ -345,9 +296,7 @@ mod tests {
 
     fn create(sql: &str) -> Result<SourceSpec> {
         let statements = parse_statements(sql)?;
-        let Statement::CreateStream(create) = &statements[0].statement else {
-            panic!("not a create")
-        };
+        let Statement::CreateStream(create) = &statements[0].statement else { panic!("not a create") };
         stream_source_spec(create)
     }
 
@@ -358,37 +307,19 @@ mod tests {
              WITH (connector = 'socket', host = '127.0.0.1', port = '7777', format = 'text', delimiter = ' ')",
         )
         .unwrap();
-        assert_eq!(
-            spec.event_time,
-            Some(EventTimeSpec {
-                column: 0,
-                delay: 2_000_000_000
-            })
-        );
-        assert!(matches!(
-            spec.connector,
-            ConnectorSpec::Socket { port: 7777, .. }
-        ));
+        assert_eq!(spec.event_time, Some(EventTimeSpec { column: 0, delay: 2_000_000_000 }));
+        assert!(matches!(spec.connector, ConnectorSpec::Socket { port: 7777, .. }));
         assert_eq!(spec.schema.field(2).data_type(), &DataType::Int32);
     }
 
     #[test]
     fn errors_point_at_the_problem() {
-        let error =
-            create("CREATE STREAM s (ts TIMESTAMP)\nWITH (connector = 'socket', port = 'x')")
-                .unwrap_err();
-        assert_eq!(
-            error.message,
-            "option port must be a TCP port number, not \"x\""
-        );
+        let error = create("CREATE STREAM s (ts TIMESTAMP)\nWITH (connector = 'socket', port = 'x')").unwrap_err();
+        assert_eq!(error.message, "option port must be a TCP port number, not \"x\"");
         assert_eq!((error.line, error.column), (Some(2), Some(29)));
-        let error =
-            create("CREATE STREAM s (ts INT, WATERMARK FOR ts AS ts) WITH (connector = 'http')")
-                .unwrap_err();
+        let error = create("CREATE STREAM s (ts INT, WATERMARK FOR ts AS ts) WITH (connector = 'http')").unwrap_err();
         assert!(error.message.contains("must be a TIMESTAMP"));
-        let error =
-            create("CREATE STREAM s (ts TIMESTAMP) WITH (connector = 'http', colour = 'red')")
-                .unwrap_err();
+        let error = create("CREATE STREAM s (ts TIMESTAMP) WITH (connector = 'http', colour = 'red')").unwrap_err();
         assert!(error.message.contains("unknown option \"colour\""));
     }
 }

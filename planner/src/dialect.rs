@@ -50,16 +50,8 @@ impl Dialect for SluiceDialect {
         }
         parser.next_token();
         Some(parser.parse_object_name(false).map(|name| {
-            let mut idents: Vec<_> = name
-                .0
-                .into_iter()
-                .filter_map(|part| part.as_ident().cloned())
-                .collect();
-            if idents.len() == 1 {
-                Expr::Identifier(idents.remove(0))
-            } else {
-                Expr::CompoundIdentifier(idents)
-            }
+            let mut idents: Vec<_> = name.0.into_iter().filter_map(|part| part.as_ident().cloned()).collect();
+            if idents.len() == 1 { Expr::Identifier(idents.remove(0)) } else { Expr::CompoundIdentifier(idents) }
         }))
     }
 }

@@ -41,12 +41,7 @@ pub type Result<T, E = PlanError> = std::result::Result<T, E>;
 
 impl PlanError {
     pub fn new(kind: PlanErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            line: None,
-            column: None,
-        }
+        Self { kind, message: message.into(), line: None, column: None }
     }
 
     pub fn unsupported(message: impl Into<String>) -> Self {
@@ -129,11 +124,7 @@ pub fn offset_of(sql: &str, location: Location) -> Option<usize> {
 pub fn location_of(sql: &str, offset: usize) -> Location {
     let before = &sql[..offset.min(sql.len())];
     let line = before.matches('\n').count() as u64 + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map_or(0, |tail| tail.chars().count()) as u64
-        + 1;
+    let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) as u64 + 1;
     Location { line, column }
 }
 
@@ -163,12 +154,7 @@ impl From<ParserError> for PlanError {
                 let mut parts = position.split(", Column: ");
                 let line = parts.next().and_then(|line| line.trim().parse().ok());
                 let column = parts.next().and_then(|column| column.trim().parse().ok());
-                PlanError {
-                    kind: PlanErrorKind::Syntax,
-                    message: text[..index].to_string(),
-                    line,
-                    column,
-                }
+                PlanError { kind: PlanErrorKind::Syntax, message: text[..index].to_string(), line, column }
             }
             None => PlanError::new(PlanErrorKind::Syntax, text),
         }
@@ -183,12 +169,8 @@ impl From<DataFusionError> for PlanError {
             DataFusionError::SQL(_, _) => PlanErrorKind::Syntax,
             DataFusionError::NotImplemented(_) => PlanErrorKind::Unsupported,
             DataFusionError::SchemaError(_, _) => PlanErrorKind::UnknownObject,
-            DataFusionError::Plan(message) if message.contains("not found") => {
-                PlanErrorKind::UnknownObject
-            }
-            DataFusionError::Plan(message) if message.contains("Invalid function") => {
-                PlanErrorKind::UnknownObject
-            }
+            DataFusionError::Plan(message) if message.contains("not found") => PlanErrorKind::UnknownObject,
+            DataFusionError::Plan(message) if message.contains("Invalid function") => PlanErrorKind::UnknownObject,
             _ => PlanErrorKind::Invalid,
         };
         let message = match root {
@@ -201,10 +183,7 @@ impl From<DataFusionError> for PlanError {
         let message = friendlier(message.trim());
         let mut error = PlanError::new(kind, message);
         if let Some(span) = diagnostic.and_then(|diagnostic| diagnostic.span) {
-            error.locate(Location {
-                line: span.start.line,
-                column: span.start.column,
-            });
+            error.locate(Location { line: span.start.line, column: span.start.column });
         }
         error
     }
@@ -237,8 +216,7 @@ mod tests {
     #[test]
     fn finds_a_name_as_a_whole_word() {
         let sql = "SELECT weblogs FROM weblog";
-        let error =
-            PlanError::unknown("x").near_name(sql, "weblog", Location { line: 1, column: 1 });
+        let error = PlanError::unknown("x").near_name(sql, "weblog", Location { line: 1, column: 1 });
         assert_eq!((error.line, error.column), (Some(1), Some(21)));
     }
 }

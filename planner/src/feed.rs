@@ -21,9 +21,7 @@ use datafusion::catalog::Session;
 use datafusion::common::{DFSchemaRef, DataFusionError, Result};
 use datafusion::datasource::{TableProvider, TableType};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
-use datafusion::logical_expr::{
-    Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
-};
+use datafusion::logical_expr::{Expr, LogicalPlan, UserDefinedLogicalNode, UserDefinedLogicalNodeCore};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{ExtensionPlanner, PhysicalPlanner};
 use sluice_runtime::operators::stateless::{FeedExec, FeedSlot};
@@ -41,17 +39,8 @@ pub struct FeedNode {
 }
 
 impl FeedNode {
-    pub fn new(
-        schema: DFSchemaRef,
-        input_schema: SchemaRef,
-        projection: Option<Vec<usize>>,
-    ) -> Self {
-        Self {
-            schema,
-            input_schema,
-            projection,
-            slot: Arc::new(Mutex::new(VecDeque::new())),
-        }
+    pub fn new(schema: DFSchemaRef, input_schema: SchemaRef, projection: Option<Vec<usize>>) -> Self {
+        Self { schema, input_schema, projection, slot: Arc::new(Mutex::new(VecDeque::new())) }
     }
 
     fn identity(&self) -> usize {
@@ -123,11 +112,7 @@ impl ExtensionPlanner for FeedPlanner {
         let Some(feed) = node.as_any().downcast_ref::<FeedNode>() else {
             return Ok(None);
         };
-        let exec = FeedExec::new(
-            feed.slot.clone(),
-            feed.input_schema.clone(),
-            feed.projection.clone(),
-        )?;
+        let exec = FeedExec::new(feed.slot.clone(), feed.input_schema.clone(), feed.projection.clone())?;
         Ok(Some(Arc::new(exec)))
     }
 }
@@ -155,8 +140,6 @@ impl TableProvider for StreamTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        Err(DataFusionError::Internal(
-            "streams are read through feeds, never scanned".into(),
-        ))
+        Err(DataFusionError::Internal("streams are read through feeds, never scanned".into()))
     }
 }

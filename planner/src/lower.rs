@@ -20,9 +20,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::{
-    Aggregate, Expr, Extension, FetchType, LogicalPlan, SkipType, col, lit,
-};
+use datafusion::logical_expr::{Aggregate, Expr, Extension, FetchType, LogicalPlan, SkipType, col, lit};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
@@ -34,9 +32,7 @@ use sluice_runtime::operators::pane_window::{GroupColumn, PaneWindowSpec};
 use sluice_runtime::operators::stateless::StatelessSpec;
 use sluice_runtime::operators::union::UnionSpec;
 use sluice_runtime::operators::window_aggregate::WindowAggregateSpec;
-use sluice_runtime::operators::window_assign::{
-    WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssignSpec, WindowKind,
-};
+use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssignSpec, WindowKind};
 use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
 
 use crate::error::{PlanError, Result};
@@ -82,14 +78,7 @@ impl<'a> Lowering<'a> {
             schema: Arc::new(Schema::empty()),
             append_only: true,
         };
-        Self {
-            state,
-            catalog,
-            windows,
-            sql,
-            start,
-            plan,
-        }
+        Self { state, catalog, windows, sql, start, plan }
     }
 
     pub async fn lower_root(&mut self, logical: &LogicalPlan) -> Result<StreamPlan> {
@@ -129,9 +118,11 @@ impl<'a> Lowering<'a> {
                     Ok(Lowered { node, schema, window_results, window, updating })
                 }
                 LogicalPlan::Limit(limit) if !produces_window_results(&limit.input) => {
-                    let (SkipType::Literal(skip), FetchType::Literal(fetch)) = (limit.get_skip_type()?, limit.get_fetch_type()?)
+                    let (SkipType::Literal(skip), FetchType::Literal(fetch)) =
+                        (limit.get_skip_type()?, limit.get_fetch_type()?)
                     else {
-                        return Err(PlanError::unsupported("LIMIT and OFFSET must be constants").near(self.sql, self.start, "LIMIT"));
+                        return Err(PlanError::unsupported("LIMIT and OFFSET must be constants")
+                            .near(self.sql, self.start, "LIMIT"));
                     };
                     let Some(fetch) = fetch else {
                         return self.lower(&limit.input).await;
@@ -146,14 +137,16 @@ impl<'a> Lowering<'a> {
                     Ok(Lowered { node, ..input })
                 }
                 plan if is_stateless(plan) => self.segment(plan).await,
-                LogicalPlan::Join(_) => Err(PlanError::unsupported("joins are not supported yet").near(self.sql, self.start, "JOIN")),
+                LogicalPlan::Join(_) => {
+                    Err(PlanError::unsupported("joins are not supported yet").near(self.sql, self.start, "JOIN"))
+                }
                 LogicalPlan::Distinct(_) => Err(PlanError::unsupported(
                     "SELECT DISTINCT on a stream is not supported yet; GROUP BY the columns within a window instead",
                 )
                 .near(self.sql, self.start, "DISTINCT")),
-                LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => Err(PlanError::invalid(
-                    "a continuous query reads at least one stream: add FROM <stream>",
-                )),
+                LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+                    Err(PlanError::invalid("a continuous query reads at least one stream: add FROM <stream>"))
+                }
                 other => Err(PlanError::unsupported(format!(
                     "{} is not supported in a continuous query",
                     other.display().to_string().split(':').next().unwrap_or("this construct")
@@ -165,42 +158,23 @@ impl<'a> Lowering<'a> {
     /// A source node for a stream scan (plus window assignment for a scan
     /// of a window TVF). Its batches have the table's full schema.
     fn scan_source(&mut self, table: &str) -> Result<Lowered> {
-        let window = self
-            .windows
-            .iter()
-            .find(|window| window.table == table)
-            .cloned();
+        let window = self.windows.iter().find(|window| window.table == table).cloned();
         let source = match &window {
             Some(window) => window.source.clone(),
-            None => self
-                .catalog
-                .stream(table)
-                .ok_or_else(|| PlanError::unknown(format!("stream '{table}' not found")))?,
+            None => {
+                self.catalog.stream(table).ok_or_else(|| PlanError::unknown(format!("stream '{table}' not found")))?
+            }
         };
         self.plan.sources.push(source.clone());
-        self.plan.nodes.push(PlanNode::Source {
-            index: self.plan.sources.len() - 1,
-        });
+        self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
         let node = self.plan.nodes.len() - 1;
         let Some(window) = window else {
-            return Ok(Lowered {
-                node,
-                schema: source.schema,
-                window_results: false,
-                window: None,
-                updating: false,
-            });
+            return Ok(Lowered { node, schema: source.schema, window_results: false, window: None, updating: false });
         };
         let spec = WindowAssignSpec::new(window.kind, window.time_column, &source.schema);
         let schema = spec.output_schema.clone();
         let node = self.push(OperatorSpec::WindowAssign(spec), vec![node]);
-        Ok(Lowered {
-            node,
-            schema,
-            window_results: false,
-            window: Some(window.kind),
-            updating: false,
-        })
+        Ok(Lowered { node, schema, window_results: false, window: Some(window.kind), updating: false })
     }
 
     /// A run of stateless nodes from `top` down, executed by DataFusion.
@@ -208,9 +182,7 @@ impl<'a> Lowering<'a> {
         let window_results_below = produces_window_results(top);
         let mut chain = Vec::new();
         let mut cursor = top;
-        while is_stateless(cursor)
-            && (window_results_below || !matches!(cursor, LogicalPlan::Limit(_)))
-        {
+        while is_stateless(cursor) && (window_results_below || !matches!(cursor, LogicalPlan::Limit(_))) {
             if matches!(cursor, LogicalPlan::Sort(_)) && !window_results_below {
                 return Err(PlanError::unsupported(
                     "ORDER BY on an unbounded stream never completes; sort the rows of each window instead (GROUP BY window_start, window_end, ... ORDER BY ...)",
@@ -223,11 +195,7 @@ impl<'a> Lowering<'a> {
         let (input, feed) = match cursor {
             LogicalPlan::TableScan(scan) => {
                 let input = self.scan_source(scan.table_name.table())?;
-                let feed = FeedNode::new(
-                    scan.projected_schema.clone(),
-                    input.schema.clone(),
-                    scan.projection.clone(),
-                );
+                let feed = FeedNode::new(scan.projected_schema.clone(), input.schema.clone(), scan.projection.clone());
                 (input, feed)
             }
             boundary => {
@@ -236,12 +204,9 @@ impl<'a> Lowering<'a> {
                 (input, feed)
             }
         };
-        let per_window = chain.iter().any(|node| {
-            matches!(
-                node,
-                LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Window(_)
-            )
-        });
+        let per_window = chain
+            .iter()
+            .any(|node| matches!(node, LogicalPlan::Sort(_) | LogicalPlan::Limit(_) | LogicalPlan::Window(_)));
         if per_window && !input.window_results {
             let message = if input.updating {
                 "ORDER BY, LIMIT and OVER (...) over an updating result are not supported"
@@ -251,22 +216,14 @@ impl<'a> Lowering<'a> {
             return Err(PlanError::unsupported(message).near(self.sql, self.start, "ORDER"));
         }
         let slot = feed.slot.clone();
-        let mut logical = LogicalPlan::Extension(Extension {
-            node: Arc::new(feed),
-        });
+        let mut logical = LogicalPlan::Extension(Extension { node: Arc::new(feed) });
         for node in chain.iter().rev() {
             logical = node.with_new_exprs(node.expressions(), vec![logical])?;
         }
         let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(FeedPlanner)]);
         let physical = planner.create_physical_plan(&logical, self.state).await?;
         let schema = physical.schema();
-        let node = self.push(
-            OperatorSpec::Stateless(StatelessSpec {
-                plan: physical,
-                feed: slot,
-            }),
-            vec![input.node],
-        );
+        let node = self.push(OperatorSpec::Stateless(StatelessSpec { plan: physical, feed: slot }), vec![input.node]);
         Ok(Lowered {
             node,
             schema,
@@ -279,15 +236,9 @@ impl<'a> Lowering<'a> {
     async fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Lowered> {
         let input = self.lower(&aggregate.input).await?;
         let input_schema = aggregate.input.schema();
-        if aggregate
-            .group_expr
-            .iter()
-            .any(|expr| matches!(expr, Expr::GroupingSet(_)))
-        {
-            return Err(PlanError::unsupported(
-                "GROUPING SETS, ROLLUP and CUBE are not supported yet",
-            )
-            .near(self.sql, self.start, "GROUP"));
+        if aggregate.group_expr.iter().any(|expr| matches!(expr, Expr::GroupingSet(_))) {
+            return Err(PlanError::unsupported("GROUPING SETS, ROLLUP and CUBE are not supported yet")
+                .near(self.sql, self.start, "GROUP"));
         }
         let group_exprs = aggregate
             .group_expr
@@ -298,13 +249,12 @@ impl<'a> Lowering<'a> {
         let mut filters = Vec::new();
         for expr in &aggregate.aggr_expr {
             #[allow(deprecated)]
-            let (aggregate, filter, _ordering) =
-                datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
-                    expr,
-                    input_schema,
-                    input_schema.as_arrow(),
-                    self.state.execution_props(),
-                )?;
+            let (aggregate, filter, _ordering) = datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
+                expr,
+                input_schema,
+                input_schema.as_arrow(),
+                self.state.execution_props(),
+            )?;
             aggregates.push(aggregate);
             filters.push(filter);
         }
@@ -312,8 +262,7 @@ impl<'a> Lowering<'a> {
 
         // Grouped by a HOP or CUMULATE window: panes merged into windows.
         if let Some(kind @ (WindowKind::Hop { .. } | WindowKind::Cumulate { .. })) = input.window
-            && let Some(lowered) =
-                self.pane_window(aggregate, &input, kind, aggregates.clone(), filters.clone())?
+            && let Some(lowered) = self.pane_window(aggregate, &input, kind, aggregates.clone(), filters.clone())?
         {
             return Ok(lowered);
         }
@@ -325,21 +274,16 @@ impl<'a> Lowering<'a> {
                 _ => None,
             })
         };
-        let window_end = input.window.and_then(|window| {
-            match (window_column(WINDOW_END), window_column(WINDOW_START)) {
+        let window_end =
+            input.window.and_then(|window| match (window_column(WINDOW_END), window_column(WINDOW_START)) {
                 (Some(end), _) => Some(Expr::Column(end)),
-                (None, Some(start)) => {
-                    Some(col(start) + lit(ScalarValue::DurationNanosecond(Some(window.size()))))
-                }
+                (None, Some(start)) => Some(col(start) + lit(ScalarValue::DurationNanosecond(Some(window.size())))),
                 (None, None) => None,
-            }
-        });
+            });
         if let Some(window_end) = window_end {
             if input.updating {
-                return Err(PlanError::unsupported(
-                    "a window aggregate over an updating input is not supported yet",
-                )
-                .near(self.sql, self.start, "GROUP"));
+                return Err(PlanError::unsupported("a window aggregate over an updating input is not supported yet")
+                    .near(self.sql, self.start, "GROUP"));
             }
             let window_end = self.state.create_physical_expr(window_end, input_schema)?;
             let spec = WindowAggregateSpec {
@@ -351,13 +295,7 @@ impl<'a> Lowering<'a> {
                 output_schema: output_schema.clone(),
             };
             let node = self.push(OperatorSpec::WindowAggregate(spec), vec![input.node]);
-            return Ok(Lowered {
-                node,
-                schema: output_schema,
-                window_results: true,
-                window: None,
-                updating: false,
-            });
+            return Ok(Lowered { node, schema: output_schema, window_results: true, window: None, updating: false });
         }
 
         // Otherwise running state per key, emitted as a changelog.
@@ -369,13 +307,7 @@ impl<'a> Lowering<'a> {
             output_schema: output_schema.clone(),
         };
         let node = self.push(OperatorSpec::GroupAggregate(spec), vec![input.node]);
-        Ok(Lowered {
-            node,
-            schema: output_schema,
-            window_results: false,
-            window: None,
-            updating: true,
-        })
+        Ok(Lowered { node, schema: output_schema, window_results: false, window: None, updating: true })
     }
 }
 
@@ -399,51 +331,37 @@ impl Lowering<'_> {
                 Expr::Column(column) if column.name == WINDOW_END => GroupColumn::WindowEnd,
                 Expr::Column(column) if column.name == WINDOW_TIME => GroupColumn::WindowTime,
                 other => {
-                    let uses_window = other.column_refs().iter().any(|column| {
-                        [WINDOW_START, WINDOW_END, WINDOW_TIME].contains(&column.name.as_str())
-                    });
+                    let uses_window = other
+                        .column_refs()
+                        .iter()
+                        .any(|column| [WINDOW_START, WINDOW_END, WINDOW_TIME].contains(&column.name.as_str()));
                     if uses_window {
                         return Err(PlanError::unsupported(
                             "HOP and CUMULATE windows are grouped by window_start, window_end or window_time as they are, not by expressions of them",
                         )
                         .near(self.sql, self.start, "GROUP"));
                     }
-                    key_exprs.push(
-                        self.state
-                            .create_physical_expr(other.clone(), input_schema)?,
-                    );
+                    key_exprs.push(self.state.create_physical_expr(other.clone(), input_schema)?);
                     GroupColumn::Key(key_exprs.len() - 1)
                 }
             };
             layout.push(column);
         }
-        if !layout
-            .iter()
-            .any(|column| matches!(column, GroupColumn::WindowStart | GroupColumn::WindowEnd))
-        {
+        if !layout.iter().any(|column| matches!(column, GroupColumn::WindowStart | GroupColumn::WindowEnd)) {
             return Ok(None);
         }
         if input.updating {
-            return Err(PlanError::unsupported(
-                "a window aggregate over an updating input is not supported yet",
-            )
-            .near(self.sql, self.start, "GROUP"));
+            return Err(PlanError::unsupported("a window aggregate over an updating input is not supported yet")
+                .near(self.sql, self.start, "GROUP"));
         }
         // Rows carry their pane's bounds in the window columns.
-        let column = |name: &str| {
-            input_schema
-                .columns()
-                .into_iter()
-                .find(|column| column.name == name)
-                .map(Expr::Column)
-        };
+        let column =
+            |name: &str| input_schema.columns().into_iter().find(|column| column.name == name).map(Expr::Column);
         let pane_start = match (column(WINDOW_START), column(WINDOW_END)) {
             (Some(start), _) => start,
             (None, Some(end)) => end - lit(ScalarValue::DurationNanosecond(Some(kind.pane_size()))),
             (None, None) => {
-                return Err(PlanError::invalid(
-                    "internal: the window columns are missing below the aggregate",
-                ));
+                return Err(PlanError::invalid("internal: the window columns are missing below the aggregate"));
             }
         };
         let spec = PaneWindowSpec {
@@ -458,13 +376,7 @@ impl Lowering<'_> {
         };
         let schema = spec.output_schema.clone();
         let node = self.push(OperatorSpec::PaneWindow(spec), vec![input.node]);
-        Ok(Some(Lowered {
-            node,
-            schema,
-            window_results: true,
-            window: None,
-            updating: false,
-        }))
+        Ok(Some(Lowered { node, schema, window_results: true, window: None, updating: false }))
     }
 }
 

@@ -63,20 +63,11 @@ pub fn planning_state() -> SessionState {
 
 /// Plans the continuous query `query`; `sql` is the whole request text and
 /// `start` where the statement starts in it, for error positions.
-pub async fn plan_query(
-    catalog: &dyn Catalog,
-    query: &ast::Query,
-    sql: &str,
-    start: Location,
-) -> Result<StreamPlan> {
+pub async fn plan_query(catalog: &dyn Catalog, query: &ast::Query, sql: &str, start: Location) -> Result<StreamPlan> {
     let located = |error: PlanError| {
         let name = mentioned_name(&error.message);
         let error = error.near_name(sql, name.as_deref().unwrap_or(""), start);
-        if error.line.is_none() {
-            error.at_location(start)
-        } else {
-            error
-        }
+        if error.line.is_none() { error.at_location(start) } else { error }
     };
     let mut query = query.clone();
     rewrite_lateral_unnest(&mut query).map_err(located)?;
@@ -89,19 +80,12 @@ pub async fn plan_query(
         }
     }
     for window in &windows {
-        let schema = WindowAssignSpec::new(window.kind, window.time_column, &window.source.schema)
-            .output_schema;
+        let schema = WindowAssignSpec::new(window.kind, window.time_column, &window.source.schema).output_schema;
         register(&context, &window.table, schema).map_err(located)?;
     }
     let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
-    let logical = context
-        .state()
-        .statement_to_plan(statement)
-        .await
-        .map_err(|error| located(error.into()))?;
-    let optimized = state
-        .optimize(&logical)
-        .map_err(|error| located(error.into()))?;
+    let logical = context.state().statement_to_plan(statement).await.map_err(|error| located(error.into()))?;
+    let optimized = state.optimize(&logical).map_err(|error| located(error.into()))?;
     let mut lowering = Lowering::new(&state, catalog, windows, sql, start);
     lowering.lower_root(&optimized).await.map_err(located)
 }
@@ -115,10 +99,7 @@ fn register(context: &SessionContext, name: &str, schema: SchemaRef) -> Result<(
 /// named y"), to point at its first mention.
 fn mentioned_name(message: &str) -> Option<String> {
     let quoted = message.split('\'').nth(1).filter(|name| !name.is_empty());
-    let named = message
-        .split("named ")
-        .nth(1)
-        .and_then(|rest| rest.split(['.', ' ', ',']).next());
+    let named = message.split("named ").nth(1).and_then(|rest| rest.split(['.', ' ', ',']).next());
     let found = quoted.or(named)?;
     let name = found.rsplit('.').next().unwrap_or(found).trim_matches('"');
     (!name.is_empty()).then(|| name.to_string())
@@ -130,14 +111,8 @@ mod tests {
 
     #[test]
     fn finds_the_name_an_error_is_about() {
-        assert_eq!(
-            mentioned_name("table 'datafusion.public.nope' not found").as_deref(),
-            Some("nope")
-        );
-        assert_eq!(
-            mentioned_name("No field named bogus. Valid fields are a, b.").as_deref(),
-            Some("bogus")
-        );
+        assert_eq!(mentioned_name("table 'datafusion.public.nope' not found").as_deref(), Some("nope"));
+        assert_eq!(mentioned_name("No field named bogus. Valid fields are a, b.").as_deref(), Some("bogus"));
         assert_eq!(mentioned_name("something else"), None);
     }
 }

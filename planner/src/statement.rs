@@ -73,27 +73,19 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Located>> {
         let statement = parse_one(&mut parser, sql)?;
         let next = parser.peek_token();
         if !matches!(next.token, Token::SemiColon | Token::EOF) {
-            return Err(PlanError::from(
-                datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
-                    "expected end of statement, found: {}",
-                    next.token
-                )),
-            )
+            return Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+                "expected end of statement, found: {}",
+                next.token
+            )))
             .at(next.span));
         }
         let text = text_between(sql, first.span.start, next.span.start);
-        statements.push(Located {
-            statement,
-            start: first.span.start,
-            text,
-        });
+        statements.push(Located { statement, start: first.span.start, text });
     }
     if statements.is_empty() {
-        return Err(PlanError::from(
-            datafusion::sql::sqlparser::parser::ParserError::ParserError(
-                "empty request: no SQL statement".into(),
-            ),
-        ));
+        return Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(
+            "empty request: no SQL statement".into(),
+        )));
     }
     Ok(statements)
 }
@@ -126,11 +118,7 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
     if word_is(&first, "SHOW") && (word_is(&second, "STREAMS") || word_is(&second, "QUERIES")) {
         parser.next_token();
         let streams = word_is(&parser.next_token(), "STREAMS");
-        return Ok(if streams {
-            Statement::ShowStreams
-        } else {
-            Statement::ShowQueries
-        });
+        return Ok(if streams { Statement::ShowStreams } else { Statement::ShowQueries });
     }
     if word_is(&first, "DESCRIBE") || word_is(&first, "DESC") {
         parser.next_token();
@@ -172,12 +160,7 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
 }
 
 /// `CREATE {STREAM | TABLE} [IF NOT EXISTS] name (columns, WATERMARK ..., PRIMARY KEY (...)) [WITH (...)]`
-fn parse_create(
-    parser: &mut Parser,
-    is_stream: bool,
-    start: Location,
-    _sql: &str,
-) -> Result<Statement> {
+fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &str) -> Result<Statement> {
     let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
     let name_token = parser.peek_token();
     let name = parser.parse_object_name(false)?;
@@ -218,15 +201,11 @@ fn parse_create(
             let key_token = parser.next_token();
             let key = match &key_token.token {
                 Token::Word(word) => word.value.to_ascii_lowercase(),
-                Token::SingleQuotedString(text) | Token::DoubleQuotedString(text) => {
-                    text.to_ascii_lowercase()
-                }
+                Token::SingleQuotedString(text) | Token::DoubleQuotedString(text) => text.to_ascii_lowercase(),
                 other => {
-                    return Err(PlanError::from(
-                        datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
-                            "expected an option name, found: {other}"
-                        )),
-                    )
+                    return Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(
+                        format!("expected an option name, found: {other}"),
+                    ))
                     .at(key_token.span));
                 }
             };
@@ -266,18 +245,14 @@ fn option_value(parser: &mut Parser) -> Result<String> {
         Token::Word(word) => Ok(word.value),
         Token::Minus => match parser.next_token().token {
             Token::Number(number, _) => Ok(format!("-{number}")),
-            other => Err(PlanError::from(
-                datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
-                    "expected a number after '-', found: {other}"
-                )),
-            )
+            other => Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+                "expected a number after '-', found: {other}"
+            )))
             .at(token.span)),
         },
-        other => Err(PlanError::from(
-            datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
-                "expected a value (a 'string', a number or a name), found: {other}"
-            )),
-        )
+        other => Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+            "expected a value (a 'string', a number or a name), found: {other}"
+        )))
         .at(token.span)),
     }
 }
@@ -286,44 +261,24 @@ fn option_value(parser: &mut Parser) -> Result<String> {
 /// new relations as text and let the parser fill in every field.
 pub(crate) fn parse_table_factor(from: &str) -> Result<ast::TableFactor> {
     let sql = format!("SELECT * FROM {from}");
-    let statement = Parser::new(&SluiceDialect::default())
-        .try_with_sql(&sql)?
-        .parse_statement()?;
-    let internal = || {
-        PlanError::invalid(format!(
-            "internal: could not parse the rewritten relation {from}"
-        ))
-    };
+    let statement = Parser::new(&SluiceDialect::default()).try_with_sql(&sql)?.parse_statement()?;
+    let internal = || PlanError::invalid(format!("internal: could not parse the rewritten relation {from}"));
     let ast::Statement::Query(query) = statement else {
         return Err(internal());
     };
     let ast::SetExpr::Select(select) = *query.body else {
         return Err(internal());
     };
-    select
-        .from
-        .into_iter()
-        .next()
-        .map(|from| from.relation)
-        .ok_or_else(internal)
+    select.from.into_iter().next().map(|from| from.relation).ok_or_else(internal)
 }
 
 /// Lower-cased unless quoted, as DataFusion normalises identifiers.
 pub fn object_name(name: &ObjectName) -> String {
-    name.0
-        .iter()
-        .filter_map(|part| part.as_ident())
-        .map(ident_name)
-        .collect::<Vec<_>>()
-        .join(".")
+    name.0.iter().filter_map(|part| part.as_ident()).map(ident_name).collect::<Vec<_>>().join(".")
 }
 
 pub fn ident_name(ident: &Ident) -> String {
-    if ident.quote_style.is_some() {
-        ident.value.clone()
-    } else {
-        ident.value.to_ascii_lowercase()
-    }
+    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_ascii_lowercase() }
 }
 
 #[cfg(test)]
@@ -336,26 +291,18 @@ mod tests {
         assert_eq!(statements.len(), 3);
         assert_eq!(statements[1].text, "SELECT 1");
         assert_eq!(statements[1].start, Location { line: 2, column: 3 });
-        assert!(
-            matches!(&statements[2].statement, Statement::Describe { name } if name == "weblog")
-        );
+        assert!(matches!(&statements[2].statement, Statement::Describe { name } if name == "weblog"));
     }
 
     #[test]
     fn parses_create_stream_with_watermark_and_options() {
         let sql = "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR,\n WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)\n WITH (connector = 'socket', 'port' = 7777, scan.mode = 'x')";
         let statements = parse_statements(sql).unwrap();
-        let Statement::CreateStream(create) = &statements[0].statement else {
-            panic!("not a create")
-        };
+        let Statement::CreateStream(create) = &statements[0].statement else { panic!("not a create") };
         assert_eq!(create.name, "weblog");
         assert_eq!(create.columns.len(), 2);
         assert_eq!(create.watermark.as_ref().unwrap().0.value, "ts");
-        let keys: Vec<_> = create
-            .options
-            .iter()
-            .map(|(key, value, _)| format!("{key}={value}"))
-            .collect();
+        let keys: Vec<_> = create.options.iter().map(|(key, value, _)| format!("{key}={value}")).collect();
         assert_eq!(keys, vec!["connector=socket", "port=7777", "scan.mode=x"]);
     }
 

@@ -15,8 +15,7 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    self, Expr, JoinOperator, Select, SetExpr, Spanned, TableFactor, TableWithJoins,
-    visit_expressions_mut,
+    self, Expr, JoinOperator, Select, SetExpr, Spanned, TableFactor, TableWithJoins, visit_expressions_mut,
 };
 
 use crate::error::{PlanError, Result};
@@ -69,31 +68,18 @@ fn take_unnest(relation: &TableFactor) -> Result<Option<Unnest>> {
     // Our dialect is not one sqlparser knows, so `UNNEST(x)` arrives as a
     // table function call rather than as `TableFactor::UNNEST`.
     let (alias, array_exprs, flags) = match relation {
-        TableFactor::UNNEST {
-            alias,
-            array_exprs,
-            with_offset,
-            with_ordinality,
-            ..
-        } => (alias, array_exprs.clone(), *with_offset || *with_ordinality),
-        TableFactor::Table {
-            name,
-            alias,
-            args: Some(args),
-            with_ordinality,
-            ..
-        } if name.0.len() == 1
-            && name.0[0]
-                .as_ident()
-                .is_some_and(|ident| ident_name(ident) == "unnest") =>
+        TableFactor::UNNEST { alias, array_exprs, with_offset, with_ordinality, .. } => {
+            (alias, array_exprs.clone(), *with_offset || *with_ordinality)
+        }
+        TableFactor::Table { name, alias, args: Some(args), with_ordinality, .. }
+            if name.0.len() == 1 && name.0[0].as_ident().is_some_and(|ident| ident_name(ident) == "unnest") =>
         {
             let exprs = args
                 .args
                 .iter()
                 .map(|arg| match arg {
                     ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(expr)) => Ok(expr.clone()),
-                    _ => Err(PlanError::unsupported("UNNEST takes an array expression")
-                        .at(relation.span())),
+                    _ => Err(PlanError::unsupported("UNNEST takes an array expression").at(relation.span())),
                 })
                 .collect::<Result<Vec<_>>>()?;
             (alias, exprs, *with_ordinality)
@@ -101,10 +87,8 @@ fn take_unnest(relation: &TableFactor) -> Result<Option<Unnest>> {
         _ => return Ok(None),
     };
     if flags || array_exprs.len() != 1 {
-        return Err(PlanError::unsupported(
-            "UNNEST takes one array here, without WITH OFFSET or WITH ORDINALITY",
-        )
-        .at(relation.span()));
+        return Err(PlanError::unsupported("UNNEST takes one array here, without WITH OFFSET or WITH ORDINALITY")
+            .at(relation.span()));
     }
     let alias_name = alias.as_ref().map(|alias| ident_name(&alias.name));
     let column = alias
@@ -112,11 +96,7 @@ fn take_unnest(relation: &TableFactor) -> Result<Option<Unnest>> {
         .and_then(|alias| alias.columns.first().map(|column| ident_name(&column.name)))
         .or_else(|| alias_name.clone())
         .unwrap_or_else(|| "unnest".to_string());
-    Ok(Some(Unnest {
-        alias: alias_name,
-        expr: array_exprs[0].clone(),
-        column,
-    }))
+    Ok(Some(Unnest { alias: alias_name, expr: array_exprs[0].clone(), column }))
 }
 
 fn select_unnest(select: &mut Select) -> Result<()> {
@@ -134,9 +114,7 @@ fn select_unnest(select: &mut Select) -> Result<()> {
         for join in std::mem::take(&mut from.joins) {
             let cross = matches!(join.join_operator, JoinOperator::CrossJoin(_));
             match take_unnest(&join.relation)? {
-                Some(unnest) if cross && kept.is_empty() && joins.is_empty() => {
-                    unnests.push(unnest)
-                }
+                Some(unnest) if cross && kept.is_empty() && joins.is_empty() => unnests.push(unnest),
                 Some(_) => {
                     return Err(PlanError::unsupported(
                         "UNNEST is supported as CROSS JOIN UNNEST(...) after one stream",
@@ -154,28 +132,18 @@ fn select_unnest(select: &mut Select) -> Result<()> {
         return Ok(());
     }
     let [base] = select.from.as_mut_slice() else {
-        return Err(PlanError::unsupported(
-            "CROSS JOIN UNNEST needs exactly one relation before it",
-        ));
+        return Err(PlanError::unsupported("CROSS JOIN UNNEST needs exactly one relation before it"));
     };
     if !base.joins.is_empty() {
-        return Err(PlanError::unsupported(
-            "CROSS JOIN UNNEST cannot be combined with other joins yet",
-        ));
+        return Err(PlanError::unsupported("CROSS JOIN UNNEST cannot be combined with other joins yet"));
     }
     let base_name = match &base.relation {
-        TableFactor::Table {
-            alias: Some(alias), ..
+        TableFactor::Table { alias: Some(alias), .. } | TableFactor::Derived { alias: Some(alias), .. } => {
+            ident_name(&alias.name)
         }
-        | TableFactor::Derived {
-            alias: Some(alias), ..
-        } => ident_name(&alias.name),
-        TableFactor::Table { name, .. } => name
-            .0
-            .last()
-            .and_then(|part| part.as_ident())
-            .map(ident_name)
-            .unwrap_or_default(),
+        TableFactor::Table { name, .. } => {
+            name.0.last().and_then(|part| part.as_ident()).map(ident_name).unwrap_or_default()
+        }
         other => {
             return Err(PlanError::unsupported(
                 "CROSS JOIN UNNEST needs a named stream or an aliased subquery before it",
@@ -183,22 +151,12 @@ fn select_unnest(select: &mut Select) -> Result<()> {
             .at(other.span()));
         }
     };
-    let projections: Vec<String> = unnests
-        .iter()
-        .map(|unnest| format!("unnest({}) AS \"{}\"", unnest.expr, unnest.column))
-        .collect();
-    let derived = format!(
-        "(SELECT *, {} FROM {}) AS \"{}\"",
-        projections.join(", "),
-        base.relation,
-        base_name
-    );
+    let projections: Vec<String> =
+        unnests.iter().map(|unnest| format!("unnest({}) AS \"{}\"", unnest.expr, unnest.column)).collect();
+    let derived = format!("(SELECT *, {} FROM {}) AS \"{}\"", projections.join(", "), base.relation, base_name);
     let relation = parse_table_factor(&derived)?;
     base.relation = relation;
-    let aliases: Vec<String> = unnests
-        .iter()
-        .filter_map(|unnest| unnest.alias.clone())
-        .collect();
+    let aliases: Vec<String> = unnests.iter().filter_map(|unnest| unnest.alias.clone()).collect();
     let _ = visit_expressions_mut(select, |expr| {
         if let Expr::CompoundIdentifier(parts) = expr
             && parts.len() == 2

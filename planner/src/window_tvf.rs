@@ -16,8 +16,8 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{
-    self, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SetExpr,
-    Spanned, TableAlias, TableFactor, Value,
+    self, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SetExpr, Spanned, TableAlias,
+    TableFactor, Value,
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 use sluice_runtime::operators::window_assign::WindowKind;
@@ -40,10 +40,7 @@ pub struct WindowTable {
 
 /// Replaces every window TVF of `query` (and its subqueries) by a scan.
 pub fn rewrite_windows(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Vec<WindowTable>> {
-    let mut rewriter = Rewriter {
-        catalog,
-        tables: Vec::new(),
-    };
+    let mut rewriter = Rewriter { catalog, tables: Vec::new() };
     rewriter.query(query)?;
     Ok(rewriter.tables)
 }
@@ -93,13 +90,8 @@ impl Rewriter<'_> {
     fn factor(&mut self, factor: &mut TableFactor) -> Result<()> {
         let replacement = match factor {
             TableFactor::Derived { subquery, .. } => return self.query(subquery),
-            TableFactor::NestedJoin {
-                table_with_joins, ..
-            } => return self.table_with_joins(table_with_joins),
-            TableFactor::TableFunction {
-                expr: Expr::Function(function),
-                alias,
-            } => {
+            TableFactor::NestedJoin { table_with_joins, .. } => return self.table_with_joins(table_with_joins),
+            TableFactor::TableFunction { expr: Expr::Function(function), alias } => {
                 let name = object_name(&function.name);
                 if !WINDOW_FUNCTIONS.contains(&name.as_str()) {
                     return Ok(());
@@ -110,12 +102,7 @@ impl Rewriter<'_> {
                 };
                 self.window(&name, &arguments, alias.clone(), function.span())?
             }
-            TableFactor::Table {
-                name,
-                args: Some(args),
-                alias,
-                ..
-            } => {
+            TableFactor::Table { name, args: Some(args), alias, .. } => {
                 let function = object_name(name);
                 if !WINDOW_FUNCTIONS.contains(&function.as_str()) {
                     return Ok(());
@@ -137,10 +124,9 @@ impl Rewriter<'_> {
         span: Span,
     ) -> Result<TableFactor> {
         if function == "session" {
-            return Err(PlanError::unsupported(
-                "SESSION windows are not supported yet; TUMBLE, HOP and CUMULATE are",
-            )
-            .at(span));
+            return Err(
+                PlanError::unsupported("SESSION windows are not supported yet; TUMBLE, HOP and CUMULATE are").at(span)
+            );
         }
         // Flink's argument orders: TUMBLE(data, timecol, size [, offset]),
         // HOP(data, timecol, slide, size [, offset]), CUMULATE(data, timecol, step, size [, offset]).
@@ -153,61 +139,44 @@ impl Rewriter<'_> {
         let stream_arg = arguments.required(0, "the stream (TABLE name)")?;
         let stream_name = match stream_arg {
             Expr::Identifier(ident) => ident_name(ident),
-            Expr::CompoundIdentifier(idents) => {
-                idents.iter().map(ident_name).collect::<Vec<_>>().join(".")
-            }
+            Expr::CompoundIdentifier(idents) => idents.iter().map(ident_name).collect::<Vec<_>>().join("."),
             other => {
-                return Err(PlanError::invalid(
-                    "the first argument of TUMBLE must be a stream: TABLE name",
-                )
-                .at(other.span()));
+                return Err(
+                    PlanError::invalid("the first argument of TUMBLE must be a stream: TABLE name").at(other.span())
+                );
             }
         };
-        let source = self.catalog.stream(&stream_name).ok_or_else(|| {
-            PlanError::unknown(format!("stream {stream_name:?} not found")).at(stream_arg.span())
-        })?;
+        let source = self
+            .catalog
+            .stream(&stream_name)
+            .ok_or_else(|| PlanError::unknown(format!("stream {stream_name:?} not found")).at(stream_arg.span()))?;
         let time_arg = arguments.required(1, "the time column (DESCRIPTOR(col))")?;
         let time_ident = match time_arg {
             Expr::Identifier(ident) => ident.clone(),
-            Expr::Function(descriptor) if object_name(&descriptor.name) == "descriptor" => {
-                match &descriptor.args {
-                    FunctionArguments::List(list) => match list.args.as_slice() {
-                        [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident)))] => {
-                            ident.clone()
-                        }
-                        _ => {
-                            return Err(PlanError::invalid("DESCRIPTOR takes one column name")
-                                .at(descriptor.span()));
-                        }
-                    },
+            Expr::Function(descriptor) if object_name(&descriptor.name) == "descriptor" => match &descriptor.args {
+                FunctionArguments::List(list) => match list.args.as_slice() {
+                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident)))] => ident.clone(),
                     _ => {
-                        return Err(PlanError::invalid("DESCRIPTOR takes one column name")
-                            .at(descriptor.span()));
+                        return Err(PlanError::invalid("DESCRIPTOR takes one column name").at(descriptor.span()));
                     }
+                },
+                _ => {
+                    return Err(PlanError::invalid("DESCRIPTOR takes one column name").at(descriptor.span()));
                 }
-            }
+            },
             other => {
-                return Err(PlanError::invalid(
-                    "the time column must be DESCRIPTOR(col) or a column name",
-                )
-                .at(other.span()));
+                return Err(
+                    PlanError::invalid("the time column must be DESCRIPTOR(col) or a column name").at(other.span())
+                );
             }
         };
         let time_name = ident_name(&time_ident);
         let time_column = source.schema.index_of(&time_name).map_err(|_| {
-            PlanError::unknown(format!(
-                "stream {stream_name:?} has no column {time_name:?}"
-            ))
-            .at(time_ident.span)
+            PlanError::unknown(format!("stream {stream_name:?} has no column {time_name:?}")).at(time_ident.span)
         })?;
-        if !matches!(
-            source.schema.field(time_column).data_type(),
-            DataType::Timestamp(_, _)
-        ) {
-            return Err(PlanError::invalid(format!(
-                "the window time column {time_name:?} must be a TIMESTAMP"
-            ))
-            .at(time_ident.span));
+        if !matches!(source.schema.field(time_column).data_type(), DataType::Timestamp(_, _)) {
+            return Err(PlanError::invalid(format!("the window time column {time_name:?} must be a TIMESTAMP"))
+                .at(time_ident.span));
         }
         match source.event_time {
             Some(event_time) if event_time.column == time_column => {}
@@ -223,9 +192,7 @@ impl Rewriter<'_> {
             let argument = arguments.required(slot, what)?;
             let nanos = interval_nanos(argument)?;
             if nanos <= 0 {
-                return Err(
-                    PlanError::invalid(format!("the {what} must be positive")).at(argument.span())
-                );
+                return Err(PlanError::invalid(format!("the {what} must be positive")).at(argument.span()));
             }
             Ok(nanos)
         };
@@ -233,55 +200,28 @@ impl Rewriter<'_> {
             "hop" => {
                 let slide = positive(2, "window slide")?;
                 let size = positive(3, "window size")?;
-                let offset = arguments
-                    .optional(4)
-                    .map(interval_nanos)
-                    .transpose()?
-                    .unwrap_or(0);
-                WindowKind::Hop {
-                    size,
-                    slide,
-                    offset,
-                }
+                let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
+                WindowKind::Hop { size, slide, offset }
             }
             "cumulate" => {
                 let step = positive(2, "window step")?;
                 let max_size = positive(3, "window size")?;
                 if max_size % step != 0 {
                     let size_arg = arguments.required(3, "the window size")?;
-                    return Err(PlanError::invalid(
-                        "the CUMULATE size must be a whole multiple of its step",
-                    )
-                    .at(size_arg.span()));
+                    return Err(PlanError::invalid("the CUMULATE size must be a whole multiple of its step")
+                        .at(size_arg.span()));
                 }
-                let offset = arguments
-                    .optional(4)
-                    .map(interval_nanos)
-                    .transpose()?
-                    .unwrap_or(0);
-                WindowKind::Cumulate {
-                    step,
-                    max_size,
-                    offset,
-                }
+                let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
+                WindowKind::Cumulate { step, max_size, offset }
             }
             _ => {
                 let size = positive(2, "window size")?;
-                let offset = arguments
-                    .optional(3)
-                    .map(interval_nanos)
-                    .transpose()?
-                    .unwrap_or(0);
+                let offset = arguments.optional(3).map(interval_nanos).transpose()?.unwrap_or(0);
                 WindowKind::Tumble { size, offset }
             }
         };
         let table = format!("__window_{}", self.tables.len());
-        self.tables.push(WindowTable {
-            table: table.clone(),
-            source,
-            kind,
-            time_column,
-        });
+        self.tables.push(WindowTable { table: table.clone(), source, kind, time_column });
         let alias = alias.unwrap_or(TableAlias {
             explicit: true,
             name: Ident::new(stream_name.rsplit('.').next().unwrap_or(&stream_name)),
@@ -304,32 +244,18 @@ impl<'a> Arguments<'a> {
         for (position, argument) in arguments.iter().enumerate() {
             let (slot, expr) = match argument {
                 FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => (position, expr),
-                FunctionArg::Named {
-                    name,
-                    arg: FunctionArgExpr::Expr(expr),
-                    ..
-                } => {
+                FunctionArg::Named { name, arg: FunctionArgExpr::Expr(expr), .. } => {
                     let key = ident_name(name);
-                    let slot = names
-                        .iter()
-                        .position(|candidate| *candidate == key)
-                        .ok_or_else(|| {
-                            PlanError::invalid(format!(
-                                "unknown argument {key:?}; expected one of {}",
-                                names.join(", ")
-                            ))
+                    let slot = names.iter().position(|candidate| *candidate == key).ok_or_else(|| {
+                        PlanError::invalid(format!("unknown argument {key:?}; expected one of {}", names.join(", ")))
                             .at(name.span)
-                        })?;
+                    })?;
                     (slot, expr)
                 }
                 _ => return Err(PlanError::invalid("unsupported window argument").at(span)),
             };
             if slot >= values.len() {
-                return Err(PlanError::invalid(format!(
-                    "too many arguments: at most {}",
-                    names.len()
-                ))
-                .at(expr.span()));
+                return Err(PlanError::invalid(format!("too many arguments: at most {}", names.len())).at(expr.span()));
             }
             values[slot] = Some(expr);
         }
@@ -337,8 +263,7 @@ impl<'a> Arguments<'a> {
     }
 
     fn required(&self, slot: usize, what: &str) -> Result<&'a Expr> {
-        self.values[slot]
-            .ok_or_else(|| PlanError::invalid(format!("missing argument: {what}")).at(self.span))
+        self.values[slot].ok_or_else(|| PlanError::invalid(format!("missing argument: {what}")).at(self.span))
     }
 
     fn optional(&self, slot: usize) -> Option<&'a Expr> {
@@ -358,8 +283,7 @@ fn scan_of(table: &str, alias: TableAlias) -> Result<TableFactor> {
 
 /// The length of an `INTERVAL '...' <unit>` literal in nanoseconds.
 pub fn interval_nanos(expr: &Expr) -> Result<i64> {
-    let invalid =
-        || PlanError::invalid("expected an interval such as INTERVAL '2' SECOND").at(expr.span());
+    let invalid = || PlanError::invalid("expected an interval such as INTERVAL '2' SECOND").at(expr.span());
     let Expr::Interval(interval) = expr else {
         return Err(invalid());
     };
@@ -371,22 +295,15 @@ pub fn interval_nanos(expr: &Expr) -> Result<i64> {
         _ => return Err(invalid()),
     };
     let (amount, unit) = match &interval.leading_field {
-        Some(field) => (
-            text.trim().to_string(),
-            unit_nanos_of_field(field).ok_or_else(invalid)?,
-        ),
+        Some(field) => (text.trim().to_string(), unit_nanos_of_field(field).ok_or_else(invalid)?),
         None => {
             let mut parts = text.split_whitespace();
             let amount = parts.next().ok_or_else(invalid)?.to_string();
-            let unit = parts
-                .next()
-                .and_then(unit_nanos_of_word)
-                .ok_or_else(invalid)?;
+            let unit = parts.next().and_then(unit_nanos_of_word).ok_or_else(invalid)?;
             if parts.next().is_some() {
-                return Err(PlanError::unsupported(
-                    "compound intervals are not supported; use one unit",
-                )
-                .at(expr.span()));
+                return Err(
+                    PlanError::unsupported("compound intervals are not supported; use one unit").at(expr.span())
+                );
             }
             (amount, unit)
         }
@@ -437,9 +354,7 @@ mod tests {
     use crate::dialect::SluiceDialect;
 
     fn interval(sql: &str) -> Result<i64> {
-        let expr = Parser::new(&SluiceDialect::default())
-            .try_with_sql(sql)?
-            .parse_expr()?;
+        let expr = Parser::new(&SluiceDialect::default()).try_with_sql(sql)?.parse_expr()?;
         interval_nanos(&expr)
     }
 

@@ -51,12 +51,7 @@ pub struct QuerySettings {
 
 impl Default for QuerySettings {
     fn default() -> Self {
-        Self {
-            epoch_interval: Duration::from_millis(100),
-            retained_rows: 10_000,
-            state_ttl: None,
-            idle_timeout: None,
-        }
+        Self { epoch_interval: Duration::from_millis(100), retained_rows: 10_000, state_ttl: None, idle_timeout: None }
     }
 }
 
@@ -89,10 +84,7 @@ pub struct QueryHandle {
 
 impl QueryHandle {
     pub fn status(&self) -> QueryStatus {
-        self.status
-            .lock()
-            .map(|status| status.clone())
-            .unwrap_or(QueryStatus::Running)
+        self.status.lock().map(|status| status.clone()).unwrap_or(QueryStatus::Running)
     }
 
     /// Stops the query and its sources.
@@ -103,9 +95,7 @@ impl QueryHandle {
             *status = QueryStatus::Cancelled;
         }
         self.cancel.cancel();
-        self.output.finish(OutputEvent::Failed {
-            message: "query cancelled".into(),
-        });
+        self.output.finish(OutputEvent::Failed { message: "query cancelled".into() });
     }
 }
 
@@ -118,25 +108,15 @@ impl Drop for QueryHandle {
 /// Starts a query: its source tasks and its driver task.
 pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHandle> {
     let metrics = Arc::new(QueryMetrics::default());
-    let context = OperatorContext {
-        settings: settings.clone(),
-        metrics: metrics.clone(),
-    };
+    let context = OperatorContext { settings: settings.clone(), metrics: metrics.clone() };
     let pipeline = Pipeline::new(&plan, &context)?;
-    let output = Arc::new(QueryOutput::new(
-        plan.schema.clone(),
-        settings.retained_rows,
-    ));
+    let output = Arc::new(QueryOutput::new(plan.schema.clone(), settings.retained_rows));
     let status = Arc::new(Mutex::new(QueryStatus::Running));
     let cancel = CancellationToken::new();
     let (events, receiver) = mpsc::channel(SOURCE_QUEUE);
     for (index, spec) in plan.sources.iter().enumerate() {
-        let context = SourceContext {
-            index,
-            events: events.clone(),
-            metrics: metrics.clone(),
-            cancel: cancel.child_token(),
-        };
+        let context =
+            SourceContext { index, events: events.clone(), metrics: metrics.clone(), cancel: cancel.child_token() };
         source::spawn(spec, context);
     }
     drop(events);
@@ -146,9 +126,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
             .iter()
             .map(|spec| SourceState {
                 event_time_column: spec.event_time.map(|event_time| event_time.column),
-                tracker: spec
-                    .event_time
-                    .map(|event_time| WatermarkTracker::new(event_time.delay)),
+                tracker: spec.event_time.map(|event_time| WatermarkTracker::new(event_time.delay)),
                 ended: false,
                 last_active: Instant::now(),
                 idle: false,
@@ -169,12 +147,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         };
         let (final_status, event) = match result {
             Ok(()) => (QueryStatus::Finished, OutputEvent::End),
-            Err(error) => (
-                QueryStatus::Failed(error.to_string()),
-                OutputEvent::Failed {
-                    message: error.to_string(),
-                },
-            ),
+            Err(error) => (QueryStatus::Failed(error.to_string()), OutputEvent::Failed { message: error.to_string() }),
         };
         // Status first, so a client that saw the end sees the final status.
         if let Ok(mut status) = task_status.lock() {
@@ -184,12 +157,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         // Stop the source tasks: the query is done with them.
         task_cancel.cancel();
     });
-    Ok(QueryHandle {
-        metrics,
-        output,
-        status,
-        cancel,
-    })
+    Ok(QueryHandle { metrics, output, status, cancel })
 }
 
 struct SourceState {
@@ -218,9 +186,7 @@ impl Driver {
             ticker
         });
         if self.sources.is_empty() {
-            return Err(RuntimeError::user(
-                "a continuous query needs at least one stream",
-            ));
+            return Err(RuntimeError::user("a continuous query needs at least one stream"));
         }
         let mut pending = Vec::new();
         loop {
@@ -231,9 +197,7 @@ impl Driver {
                 None => match receiver.recv().await {
                     Some(event) => pending.push(event),
                     None => {
-                        return Err(RuntimeError::internal(
-                            "every source stopped without ending",
-                        ));
+                        return Err(RuntimeError::internal("every source stopped without ending"));
                     }
                 },
             }
@@ -242,8 +206,7 @@ impl Driver {
             }
             let events = std::mem::take(&mut pending);
             // An operator bug must fail this query, not hang its subscribers.
-            let epoch =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.epoch(events)));
+            let epoch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.epoch(events)));
             epoch.map_err(|panic| {
                 let message = panic
                     .downcast_ref::<&str>()
@@ -255,10 +218,7 @@ impl Driver {
             if self.pipeline.is_finished() {
                 return Ok(());
             }
-            if receiver.is_closed()
-                && receiver.is_empty()
-                && self.sources.iter().any(|source| !source.ended)
-            {
+            if receiver.is_closed() && receiver.is_empty() && self.sources.iter().any(|source| !source.ended) {
                 return Err(RuntimeError::internal("a source stopped without ending"));
             }
         }
@@ -273,13 +233,10 @@ impl Driver {
                 SourceEvent::Rows { source, rows } => self.ingest(source, rows, &mut output)?,
                 SourceEvent::End { source } => {
                     self.sources[source].ended = true;
-                    self.pipeline
-                        .push_source(source, Message::End, &mut output)?;
+                    self.pipeline.push_source(source, Message::End, &mut output)?;
                 }
                 SourceEvent::Failed { source, message } => {
-                    return Err(RuntimeError::external(format!(
-                        "source {source} failed: {message}"
-                    )));
+                    return Err(RuntimeError::external(format!("source {source} failed: {message}")));
                 }
             }
         }
@@ -310,11 +267,7 @@ impl Driver {
         };
         for source in 0..self.sources.len() {
             let state = &mut self.sources[source];
-            if state.tracker.is_some()
-                && !state.ended
-                && !state.idle
-                && state.last_active.elapsed() >= timeout
-            {
+            if state.tracker.is_some() && !state.ended && !state.idle && state.last_active.elapsed() >= timeout {
                 state.idle = true;
                 self.pipeline.push_source(source, Message::Idle, output)?;
             }
@@ -333,13 +286,8 @@ impl Driver {
         let state = &mut self.sources[source];
         state.last_active = Instant::now();
         state.idle = false;
-        let (Some(column), Some(tracker)) = (state.event_time_column, state.tracker.as_mut())
-        else {
-            return self.pipeline.push_source(
-                source,
-                Message::Batch(StreamBatch::inserts(rows)),
-                output,
-            );
+        let (Some(column), Some(tracker)) = (state.event_time_column, state.tracker.as_mut()) else {
+            return self.pipeline.push_source(source, Message::Batch(StreamBatch::inserts(rows)), output);
         };
         let before = tracker.watermark();
         let verdict = tracker.observe(&event_times(rows.column(column))?);
@@ -347,8 +295,7 @@ impl Driver {
         QueryMetrics::add(&self.metrics.late_rows_dropped, verdict.late_rows as u64);
         self.metrics.record_malformed(
             verdict.rows_without_event_time as u64,
-            (verdict.rows_without_event_time > 0)
-                .then(|| "record without an event time".to_string()),
+            (verdict.rows_without_event_time > 0).then(|| "record without an event time".to_string()),
         );
         let rows = if verdict.late_rows + verdict.rows_without_event_time > 0 {
             filter_record_batch(&rows, &verdict.keep)?
@@ -356,15 +303,10 @@ impl Driver {
             rows
         };
         if rows.num_rows() > 0 {
-            self.pipeline.push_source(
-                source,
-                Message::Batch(StreamBatch::inserts(rows)),
-                output,
-            )?;
+            self.pipeline.push_source(source, Message::Batch(StreamBatch::inserts(rows)), output)?;
         }
         if after > before {
-            self.pipeline
-                .push_source(source, Message::Watermark(after), output)?;
+            self.pipeline.push_source(source, Message::Watermark(after), output)?;
         }
         Ok(())
     }

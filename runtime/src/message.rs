@@ -55,10 +55,7 @@ impl StreamBatch {
     pub fn slice(&self, offset: usize, length: usize) -> Self {
         Self {
             rows: self.rows.slice(offset, length),
-            ops: self
-                .ops
-                .as_ref()
-                .map(|ops| ops[offset..offset + length].to_vec()),
+            ops: self.ops.as_ref().map(|ops| ops[offset..offset + length].to_vec()),
         }
     }
 }

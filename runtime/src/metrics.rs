@@ -61,9 +61,6 @@ impl QueryMetrics {
     }
 
     pub fn last_malformed(&self) -> Option<String> {
-        self.last_malformed
-            .lock()
-            .ok()
-            .and_then(|last| last.clone())
+        self.last_malformed.lock().ok().and_then(|last| last.clone())
     }
 }

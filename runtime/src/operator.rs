@@ -17,6 +17,7 @@ use crate::operators::{
     group_aggregate::{GroupAggregate, GroupAggregateSpec},
     limit::{Limit, LimitSpec},
     pane_window::{PaneWindow, PaneWindowSpec},
+    session_window::{SessionWindow, SessionWindowSpec},
     stateless::{Stateless, StatelessSpec},
     union::{Union, UnionSpec},
     window_aggregate::{WindowAggregate, WindowAggregateSpec},
@@ -82,6 +83,8 @@ pub enum OperatorSpec {
     WindowAggregate(WindowAggregateSpec),
     /// GROUP BY a HOP or CUMULATE window plus keys, from panes.
     PaneWindow(PaneWindowSpec),
+    /// GROUP BY a SESSION window plus keys.
+    SessionWindow(SessionWindowSpec),
     /// GROUP BY without a window: running state per key, a changelog out.
     GroupAggregate(GroupAggregateSpec),
     /// UNION ALL of several inputs.
@@ -100,12 +103,9 @@ impl OperatorSpec {
             OperatorSpec::WindowAggregate(spec) => {
                 Box::new(WindowAggregate::new(spec.clone())?.with_metrics(context.metrics.clone()))
             }
-            OperatorSpec::PaneWindow(spec) => {
-                Box::new(PaneWindow::new(spec.clone(), context.metrics.clone())?)
-            }
-            OperatorSpec::GroupAggregate(spec) => {
-                Box::new(GroupAggregate::new(spec.clone(), settings.state_ttl)?)
-            }
+            OperatorSpec::PaneWindow(spec) => Box::new(PaneWindow::new(spec.clone(), context.metrics.clone())?),
+            OperatorSpec::SessionWindow(spec) => Box::new(SessionWindow::new(spec.clone(), context.metrics.clone())?),
+            OperatorSpec::GroupAggregate(spec) => Box::new(GroupAggregate::new(spec.clone(), settings.state_ttl)?),
             OperatorSpec::Union(spec) => Box::new(Union::new(spec.clone())),
             OperatorSpec::Limit(spec) => Box::new(Limit::new(spec.clone())),
         })
@@ -118,6 +118,7 @@ impl OperatorSpec {
             OperatorSpec::WindowAggregate(_) => "window_aggregate",
             OperatorSpec::GroupAggregate(_) => "group_aggregate",
             OperatorSpec::PaneWindow(_) => "pane_window",
+            OperatorSpec::SessionWindow(_) => "session_window",
             OperatorSpec::Union(_) => "union",
             OperatorSpec::Limit(_) => "limit",
         }
@@ -130,6 +131,7 @@ impl OperatorSpec {
             OperatorSpec::WindowAggregate(spec) => spec.output_schema.clone(),
             OperatorSpec::GroupAggregate(spec) => spec.output_schema.clone(),
             OperatorSpec::PaneWindow(spec) => spec.output_schema.clone(),
+            OperatorSpec::SessionWindow(spec) => spec.output_schema.clone(),
             OperatorSpec::Union(spec) => spec.schema.clone(),
             OperatorSpec::Limit(spec) => spec.schema.clone(),
         }

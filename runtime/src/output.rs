@@ -139,15 +139,9 @@ impl QueryOutput {
                 .filter(|(seq, batch)| seq + batch.num_rows() as u64 > from_seq)
                 .map(|(seq, batch)| {
                     let skip = from_seq.saturating_sub(*seq) as usize;
-                    OutputEvent::Rows {
-                        seq: seq + skip as u64,
-                        batch: batch.slice(skip, batch.num_rows() - skip),
-                    }
+                    OutputEvent::Rows { seq: seq + skip as u64, batch: batch.slice(skip, batch.num_rows() - skip) }
                 })
-                .chain(
-                    log.watermark
-                        .map(|watermark| OutputEvent::Progress { watermark }),
-                )
+                .chain(log.watermark.map(|watermark| OutputEvent::Progress { watermark }))
                 .chain(log.terminal.clone())
                 .collect();
             let (sender, receiver) = mpsc::channel(SUBSCRIBER_QUEUE.max(backlog.len() + 1));
@@ -165,8 +159,7 @@ impl QueryOutput {
 
 fn broadcast(log: &mut Log, event: OutputEvent) {
     // Full or closed queues are dropped: see "Slow subscribers" above.
-    log.subscribers
-        .retain(|subscriber| subscriber.try_send(event.clone()).is_ok());
+    log.subscribers.retain(|subscriber| subscriber.try_send(event.clone()).is_ok());
 }
 
 #[cfg(test)]
@@ -179,9 +172,7 @@ mod tests {
     use super::*;
 
     fn rows(schema: &SchemaRef, values: Vec<i64>) -> StreamBatch {
-        StreamBatch::inserts(
-            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap(),
-        )
+        StreamBatch::inserts(RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap())
     }
 
     #[test]
@@ -199,10 +190,7 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(
-            receiver.try_recv().unwrap(),
-            OutputEvent::Rows { seq: 3, .. }
-        ));
+        assert!(matches!(receiver.try_recv().unwrap(), OutputEvent::Rows { seq: 3, .. }));
         assert!(matches!(receiver.try_recv().unwrap(), OutputEvent::End));
     }
 

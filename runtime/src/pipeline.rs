@@ -54,9 +54,7 @@ impl Pipeline {
                     source_nodes[*index] = id;
                     (None, 1)
                 }
-                PlanNode::Operator { spec, inputs } => {
-                    (Some(spec.instantiate(context)?), inputs.len())
-                }
+                PlanNode::Operator { spec, inputs } => (Some(spec.instantiate(context)?), inputs.len()),
             };
             nodes.push(RunningNode {
                 operator,
@@ -78,17 +76,11 @@ impl Pipeline {
         }
         // Every node but the root must feed another: a dangling node's rows
         // would be lost (or worse, taken for results).
-        if let Some(orphan) =
-            (0..nodes.len()).find(|id| *id != plan.root && nodes[*id].consumer.is_none())
-        {
+        if let Some(orphan) = (0..nodes.len()).find(|id| *id != plan.root && nodes[*id].consumer.is_none()) {
             let message = format!("plan node {orphan} feeds nothing:\n{}", plan.describe());
             return Err(RuntimeError::internal(message));
         }
-        Ok(Self {
-            nodes,
-            root: plan.root,
-            source_nodes,
-        })
+        Ok(Self { nodes, root: plan.root, source_nodes })
     }
 
     pub fn is_finished(&self) -> bool {
@@ -97,12 +89,7 @@ impl Pipeline {
 
     /// Pushes `message` into the pipeline at source `source`; the root's
     /// output is appended to `output`.
-    pub fn push_source(
-        &mut self,
-        source: usize,
-        message: Message,
-        output: &mut Vec<Message>,
-    ) -> Result<()> {
+    pub fn push_source(&mut self, source: usize, message: Message, output: &mut Vec<Message>) -> Result<()> {
         let node = self.source_nodes[source];
         let mut queue = VecDeque::from([(node, 0, message)]);
         let mut emitted = Vec::new();
@@ -122,13 +109,7 @@ impl Pipeline {
         Ok(())
     }
 
-    fn deliver(
-        &mut self,
-        id: NodeId,
-        port: usize,
-        message: Message,
-        out: &mut Vec<Message>,
-    ) -> Result<()> {
+    fn deliver(&mut self, id: NodeId, port: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
         let node = &mut self.nodes[id];
         if node.ended {
             return Ok(());
@@ -149,12 +130,8 @@ impl Pipeline {
             Message::Idle => {
                 node.inputs_idle[port] = true;
                 advance(node, out)?;
-                let waiting =
-                    (0..node.inputs_idle.len()).filter(|input| !node.inputs_ended[*input]);
-                if !node.idle
-                    && waiting.clone().count() > 0
-                    && waiting.clone().all(|input| node.inputs_idle[input])
-                {
+                let waiting = (0..node.inputs_idle.len()).filter(|input| !node.inputs_ended[*input]);
+                if !node.idle && waiting.clone().count() > 0 && waiting.clone().all(|input| node.inputs_idle[input]) {
                     node.idle = true;
                     out.push(Message::Idle);
                 }
@@ -173,11 +150,7 @@ impl Pipeline {
             }
             Message::Barrier(id) => out.push(Message::Barrier(id)),
         }
-        if node
-            .operator
-            .as_ref()
-            .is_some_and(|operator| operator.is_finished())
-        {
+        if node.operator.as_ref().is_some_and(|operator| operator.is_finished()) {
             out.push(Message::End);
         }
         Ok(())

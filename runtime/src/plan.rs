@@ -14,10 +14,7 @@ pub enum PlanNode {
     /// Rows of `plan.sources[index]`, after watermarking and the lateness check.
     Source { index: usize },
     /// An operator reading the outputs of `inputs`, in port order.
-    Operator {
-        spec: OperatorSpec,
-        inputs: Vec<NodeId>,
-    },
+    Operator { spec: OperatorSpec, inputs: Vec<NodeId> },
 }
 
 /// A continuous query as a DAG of operator specs over sources. Every node
@@ -46,18 +43,12 @@ impl StreamPlan {
         match &self.nodes[node] {
             PlanNode::Source { index } => {
                 let source = &self.sources[*index];
-                lines.push(format!(
-                    "{indent}source: {} ({})",
-                    source.stream,
-                    source.connector.kind()
-                ));
+                lines.push(format!("{indent}source: {} ({})", source.stream, source.connector.kind()));
             }
             PlanNode::Operator { spec, inputs } => {
                 let detail = match spec {
                     OperatorSpec::Stateless(spec) => {
-                        datafusion::physical_plan::displayable(spec.plan.as_ref())
-                            .one_line()
-                            .to_string()
+                        datafusion::physical_plan::displayable(spec.plan.as_ref()).one_line().to_string()
                     }
                     _ => String::new(),
                 };

@@ -45,10 +45,7 @@ impl WatermarkTracker {
     /// `delay` in nanoseconds: how far behind the largest event time seen the
     /// watermark trails, to let out-of-order rows in.
     pub fn new(delay: i64) -> Self {
-        Self {
-            delay,
-            max_event_time: None,
-        }
+        Self { delay, max_event_time: None }
     }
 
     pub fn watermark(&self) -> Watermark {
@@ -84,17 +81,12 @@ impl WatermarkTracker {
                     false
                 }
                 Some(time) => {
-                    self.max_event_time =
-                        Some(self.max_event_time.map_or(*time, |max| max.max(*time)));
+                    self.max_event_time = Some(self.max_event_time.map_or(*time, |max| max.max(*time)));
                     true
                 }
             })
             .collect::<Vec<_>>();
-        LatenessVerdict {
-            keep: BooleanArray::from(keep),
-            late_rows,
-            rows_without_event_time,
-        }
+        LatenessVerdict { keep: BooleanArray::from(keep), late_rows, rows_without_event_time }
     }
 }
 
@@ -106,15 +98,10 @@ pub fn event_times(column: &ArrayRef) -> Result<Vec<Option<EventTime>>> {
             cast(column, &DataType::Timestamp(TimeUnit::Nanosecond, None))?
         }
         other => {
-            return Err(RuntimeError::user(format!(
-                "event-time column must be a TIMESTAMP, found {other}"
-            )));
+            return Err(RuntimeError::user(format!("event-time column must be a TIMESTAMP, found {other}")));
         }
     };
-    Ok(nanos
-        .as_primitive::<TimestampNanosecondType>()
-        .iter()
-        .collect())
+    Ok(nanos.as_primitive::<TimestampNanosecondType>().iter().collect())
 }
 
 #[cfg(test)]
@@ -139,12 +126,7 @@ mod tests {
         let expected: Vec<bool> = whole.observe(&times).keep.iter().flatten().collect();
         for split in 1..times.len() {
             let mut tracker = WatermarkTracker::new(3);
-            let mut kept: Vec<bool> = tracker
-                .observe(&times[..split])
-                .keep
-                .iter()
-                .flatten()
-                .collect();
+            let mut kept: Vec<bool> = tracker.observe(&times[..split]).keep.iter().flatten().collect();
             kept.extend(tracker.observe(&times[split..]).keep.iter().flatten());
             assert_eq!(kept, expected, "split at {split}");
             assert_eq!(tracker.watermark(), whole.watermark());

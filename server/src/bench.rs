@@ -12,10 +12,7 @@ use crate::error::ApiError;
 
 /// The queries the harness knows, by name.
 pub const QUERIES: [(&str, &str); 3] = [
-    (
-        "filter",
-        "SELECT ts, ip, status FROM weblog WHERE status >= 500",
-    ),
+    ("filter", "SELECT ts, ip, status FROM weblog WHERE status >= 500"),
     (
         "tumble",
         "SELECT window_start, window_end, ip, count(*) AS hits, avg(duration) AS mean
@@ -62,9 +59,7 @@ pub async fn run(query: &str, events: u64, epoch_interval: &str) -> Result<Bench
         .iter()
         .find(|(name, _)| *name == query)
         .map(|(_, sql)| *sql)
-        .ok_or_else(|| {
-            ApiError::bad_request("invalid", format!("unknown bench query {query:?}"))
-        })?;
+        .ok_or_else(|| ApiError::bad_request("invalid", format!("unknown bench query {query:?}")))?;
     let engine = Engine::new();
     let mut settings = Settings::new();
     settings.insert("epoch_interval".into(), epoch_interval.into());
@@ -80,9 +75,7 @@ pub async fn run(query: &str, events: u64, epoch_interval: &str) -> Result<Bench
     let Some(StatementResult::Query { query_id, .. }) = results.last() else {
         return Err(ApiError::internal("bench query did not start"));
     };
-    let running = engine
-        .query(query_id)
-        .ok_or_else(|| ApiError::internal("bench query vanished"))?;
+    let running = engine.query(query_id).ok_or_else(|| ApiError::internal("bench query vanished"))?;
     let mut output = running.handle.output.subscribe(0);
     let mut rows_out = 0;
     loop {
@@ -94,10 +87,5 @@ pub async fn run(query: &str, events: u64, epoch_interval: &str) -> Result<Bench
             None => return Err(ApiError::internal("bench subscriber cut off")),
         }
     }
-    Ok(BenchResult {
-        query: query.to_string(),
-        events,
-        seconds: started.elapsed().as_secs_f64(),
-        rows_out,
-    })
+    Ok(BenchResult { query: query.to_string(), events, seconds: started.elapsed().as_secs_f64(), rows_out })
 }

@@ -15,8 +15,5 @@ CREATE STREAM weblog (
 pub const DEMO_QUERY: &str = include_str!("../../queries/weblog/top_error_ips.sql");
 
 pub async fn register(engine: &Engine) -> Result<(), ApiError> {
-    engine
-        .execute(DEMO_STREAMS, &mut Settings::new())
-        .await
-        .map(|_| ())
+    engine.execute(DEMO_STREAMS, &mut Settings::new()).await.map(|_| ())
 }

@@ -12,9 +12,7 @@ use serde_json::{Value, json};
 use sluice_planner::statement::Located;
 use sluice_planner::{Statement, parse_statements, plan_query, stream_source_spec};
 use sluice_runtime::driver::displayed_watermark;
-use sluice_runtime::{
-    ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings, QueryStatus, SourceSpec,
-};
+use sluice_runtime::{ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings, QueryStatus, SourceSpec};
 
 use crate::catalog::{Catalog, StreamEntry};
 use crate::error::ApiError;
@@ -33,11 +31,7 @@ pub enum StatementResult {
     /// A finite result (SHOW, DESCRIBE, EXPLAIN).
     Rows { columns: Value, rows: Vec<Value> },
     /// A continuous query was started.
-    Query {
-        query_id: String,
-        columns: Value,
-        subscribe: String,
-    },
+    Query { query_id: String, columns: Value, subscribe: String },
 }
 
 /// A continuous query the engine started.
@@ -112,36 +106,24 @@ impl Engine {
     }
 
     fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
-        self.catalog
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn catalog_write(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
-        self.catalog
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.catalog.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn queries_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Arc<RunningQuery>>> {
-        self.queries
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queries.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn queries_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Arc<RunningQuery>>> {
-        self.queries
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queries.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Executes every statement of `sql` in order. `settings` apply to the
     /// queries started; `SET` statements update them for later statements.
-    pub async fn execute(
-        &self,
-        sql: &str,
-        settings: &mut Settings,
-    ) -> Result<Vec<StatementResult>, ApiError> {
+    pub async fn execute(&self, sql: &str, settings: &mut Settings) -> Result<Vec<StatementResult>, ApiError> {
         let statements = parse_statements(sql)?;
         let mut results = Vec::new();
         for located in statements {
@@ -162,61 +144,36 @@ impl Engine {
                 let mut catalog = self.catalog_write();
                 if catalog.get(&create.name).is_some() {
                     if create.if_not_exists {
-                        return Ok(StatementResult::Status {
-                            status: "CREATE STREAM".into(),
-                            name: Some(create.name),
-                        });
+                        return Ok(StatementResult::Status { status: "CREATE STREAM".into(), name: Some(create.name) });
                     }
                     return Err(ApiError::from(
-                        sluice_planner::PlanError::invalid(format!(
-                            "stream {:?} already exists",
-                            create.name
-                        ))
-                        .at_location(create.name_location),
+                        sluice_planner::PlanError::invalid(format!("stream {:?} already exists", create.name))
+                            .at_location(create.name_location),
                     ));
                 }
-                catalog.insert(
-                    create.name.clone(),
-                    StreamEntry {
-                        ddl: located.text,
-                        spec,
-                    },
-                );
-                Ok(StatementResult::Status {
-                    status: "CREATE STREAM".into(),
-                    name: Some(create.name),
-                })
+                catalog.insert(create.name.clone(), StreamEntry { ddl: located.text, spec });
+                Ok(StatementResult::Status { status: "CREATE STREAM".into(), name: Some(create.name) })
             }
             Statement::DropStream { name, if_exists } => {
                 let removed = self.catalog_write().remove(&name);
                 if removed.is_none() && !if_exists {
                     return Err(ApiError::from(
-                        sluice_planner::PlanError::unknown(format!("stream {name:?} not found"))
-                            .near_name(sql, &name, located.start),
+                        sluice_planner::PlanError::unknown(format!("stream {name:?} not found")).near_name(
+                            sql,
+                            &name,
+                            located.start,
+                        ),
                     ));
                 }
-                Ok(StatementResult::Status {
-                    status: "DROP STREAM".into(),
-                    name: Some(name),
-                })
+                Ok(StatementResult::Status { status: "DROP STREAM".into(), name: Some(name) })
             }
             Statement::ShowStreams => {
                 let rows = self
                     .streams_json()
                     .into_iter()
-                    .map(|stream| {
-                        json!([
-                            stream["name"],
-                            stream["connector"],
-                            stream["watermark"],
-                            stream["status"]
-                        ])
-                    })
+                    .map(|stream| json!([stream["name"], stream["connector"], stream["watermark"], stream["status"]]))
                     .collect();
-                Ok(StatementResult::Rows {
-                    columns: name_columns(&["name", "connector", "watermark", "status"]),
-                    rows,
-                })
+                Ok(StatementResult::Rows { columns: name_columns(&["name", "connector", "watermark", "status"]), rows })
             }
             Statement::ShowQueries => {
                 let rows = self
@@ -235,26 +192,17 @@ impl Engine {
                         ])
                     })
                     .collect();
-                let columns = [
-                    "query_id",
-                    "status",
-                    "rows_in",
-                    "rows_out",
-                    "late_rows_dropped",
-                    "malformed_records",
-                ];
-                Ok(StatementResult::Rows {
-                    columns: name_columns(&columns),
-                    rows,
-                })
+                let columns = ["query_id", "status", "rows_in", "rows_out", "late_rows_dropped", "malformed_records"];
+                Ok(StatementResult::Rows { columns: name_columns(&columns), rows })
             }
             Statement::Describe { name } => {
                 let catalog = self.catalog_read();
                 let entry = catalog.get(&name).ok_or_else(|| {
-                    ApiError::from(
-                        sluice_planner::PlanError::unknown(format!("stream {name:?} not found"))
-                            .near_name(sql, &name, located.start),
-                    )
+                    ApiError::from(sluice_planner::PlanError::unknown(format!("stream {name:?} not found")).near_name(
+                        sql,
+                        &name,
+                        located.start,
+                    ))
                 })?;
                 let rows = entry
                     .spec
@@ -267,37 +215,21 @@ impl Engine {
                             .spec
                             .event_time
                             .filter(|event_time| event_time.column == index)
-                            .map(|event_time| {
-                                format!("{} - {}", field.name(), human_duration(event_time.delay))
-                            });
-                        json!([
-                            field.name(),
-                            json::sql_type(field.data_type()),
-                            field.is_nullable(),
-                            watermark
-                        ])
+                            .map(|event_time| format!("{} - {}", field.name(), human_duration(event_time.delay)));
+                        json!([field.name(), json::sql_type(field.data_type()), field.is_nullable(), watermark])
                     })
                     .collect();
-                Ok(StatementResult::Rows {
-                    columns: name_columns(&["column", "type", "nullable", "watermark"]),
-                    rows,
-                })
+                Ok(StatementResult::Rows { columns: name_columns(&["column", "type", "nullable", "watermark"]), rows })
             }
             Statement::Set { name, value } => {
                 settings_from(&[(name.clone(), value.clone())].into_iter().collect())?;
                 settings.insert(name.clone(), value);
-                Ok(StatementResult::Status {
-                    status: "SET".into(),
-                    name: Some(name),
-                })
+                Ok(StatementResult::Status { status: "SET".into(), name: Some(name) })
             }
             Statement::Explain { query } => {
                 let plan = self.plan(sql, &query, located.start).await?;
                 let rows = plan.describe().lines().map(|line| json!([line])).collect();
-                Ok(StatementResult::Rows {
-                    columns: name_columns(&["plan"]),
-                    rows,
-                })
+                Ok(StatementResult::Rows { columns: name_columns(&["plan"]), rows })
             }
             Statement::Query { query } => {
                 let plan = self.plan(sql, &query, located.start).await?;
@@ -317,11 +249,7 @@ impl Engine {
                     settings: query_settings,
                 });
                 self.queries_write().insert(number, query);
-                Ok(StatementResult::Query {
-                    subscribe: format!("/v1/queries/{id}/ws"),
-                    query_id: id,
-                    columns,
-                })
+                Ok(StatementResult::Query { subscribe: format!("/v1/queries/{id}/ws"), query_id: id, columns })
             }
         }
     }
@@ -364,9 +292,7 @@ impl Engine {
     }
 
     pub fn stream(&self, name: &str) -> Option<SourceSpec> {
-        self.catalog_read()
-            .get(name)
-            .map(|entry| entry.spec.clone())
+        self.catalog_read().get(name).map(|entry| entry.spec.clone())
     }
 
     pub fn streams_json(&self) -> Vec<Value> {
@@ -391,9 +317,7 @@ impl Engine {
 
     /// Delivers JSON events to the running queries of an `http` stream.
     pub async fn ingest(&self, stream: &str, lines: Vec<String>) -> Result<usize, ApiError> {
-        let spec = self
-            .stream(stream)
-            .ok_or_else(|| ApiError::not_found(format!("stream {stream:?} not found")))?;
+        let spec = self.stream(stream).ok_or_else(|| ApiError::not_found(format!("stream {stream:?} not found")))?;
         match &spec.connector {
             ConnectorSpec::Http(ingest) => Ok(ingest.publish(lines).await),
             other => Err(ApiError::bad_request(
@@ -413,15 +337,12 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
     for (name, value) in settings {
         match name.as_str() {
             "epoch_interval" | "epoch_interval_ms" => {
-                query.epoch_interval = parse_duration(value, name == "epoch_interval_ms")
-                    .ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid",
-                            format!(
-                                "{name} must be a duration such as '100ms' or '1s', not {value:?}"
-                            ),
-                        )
-                    })?;
+                query.epoch_interval = parse_duration(value, name == "epoch_interval_ms").ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid",
+                        format!("{name} must be a duration such as '100ms' or '1s', not {value:?}"),
+                    )
+                })?;
             }
             "idle_timeout" => {
                 let timeout = parse_duration(value, false).ok_or_else(|| {
@@ -436,27 +357,20 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
                 let ttl = parse_duration(value, false).ok_or_else(|| {
                     ApiError::bad_request(
                         "invalid",
-                        format!(
-                            "state_ttl must be a duration such as '1h' or '30s', not {value:?}"
-                        ),
+                        format!("state_ttl must be a duration such as '1h' or '30s', not {value:?}"),
                     )
                 })?;
                 query.state_ttl = (!ttl.is_zero()).then_some(ttl);
             }
             "retained_rows" => {
                 query.retained_rows = value.parse().map_err(|_| {
-                    ApiError::bad_request(
-                        "invalid",
-                        format!("retained_rows must be a whole number, not {value:?}"),
-                    )
+                    ApiError::bad_request("invalid", format!("retained_rows must be a whole number, not {value:?}"))
                 })?;
             }
             other => {
                 return Err(ApiError::bad_request(
                     "invalid",
-                    format!(
-                        "unknown setting {other:?}; known: epoch_interval, idle_timeout, retained_rows, state_ttl"
-                    ),
+                    format!("unknown setting {other:?}; known: epoch_interval, idle_timeout, retained_rows, state_ttl"),
                 ));
             }
         }
@@ -467,9 +381,7 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
 /// `100ms`, `1s`, `0`, `2.5s`, or a bare number of milliseconds.
 pub fn parse_duration(text: &str, bare_is_millis: bool) -> Option<Duration> {
     let text = text.trim().to_ascii_lowercase();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
     let number: f64 = number.parse().ok()?;
     let millis = match unit.trim() {
@@ -493,12 +405,7 @@ fn human_duration(nanos: i64) -> String {
 }
 
 fn name_columns(names: &[&str]) -> Value {
-    Value::Array(
-        names
-            .iter()
-            .map(|name| json!({"name": name, "type": "VARCHAR"}))
-            .collect(),
-    )
+    Value::Array(names.iter().map(|name| json!({"name": name, "type": "VARCHAR"})).collect())
 }
 
 #[cfg(test)]
@@ -507,10 +414,7 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(
-            parse_duration("100ms", false),
-            Some(Duration::from_millis(100))
-        );
+        assert_eq!(parse_duration("100ms", false), Some(Duration::from_millis(100)));
         assert_eq!(parse_duration("1s", false), Some(Duration::from_secs(1)));
         assert_eq!(parse_duration("0", false), Some(Duration::ZERO));
         assert_eq!(parse_duration("10", true), Some(Duration::from_millis(10)));

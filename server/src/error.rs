@@ -19,13 +19,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code: code.to_string(),
-            message: message.into(),
-            line: None,
-            column: None,
-        }
+        Self { status, code: code.to_string(), message: message.into(), line: None, column: None }
     }
 
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -79,9 +73,7 @@ impl From<RuntimeError> for ApiError {
     fn from(error: RuntimeError) -> Self {
         match error {
             RuntimeError::User(message) => Self::bad_request("invalid", message),
-            RuntimeError::External(message) => {
-                Self::new(StatusCode::BAD_GATEWAY, "external", message)
-            }
+            RuntimeError::External(message) => Self::new(StatusCode::BAD_GATEWAY, "external", message),
             RuntimeError::Internal(message) => Self::internal(message),
         }
     }

@@ -57,15 +57,7 @@ async fn sql(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
     let mut settings: Settings = request
         .settings
         .into_iter()
-        .map(|(name, value)| {
-            (
-                name,
-                value
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| value.to_string()),
-            )
-        })
+        .map(|(name, value)| (name, value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string())))
         .collect();
     match state.engine.execute(&request.sql, &mut settings).await {
         Ok(mut results) if results.len() == 1 => Json(json!(results.remove(0))).into_response(),
@@ -75,35 +67,16 @@ async fn sql(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
 }
 
 async fn list_queries(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(Value::Array(
-        state
-            .engine
-            .queries()
-            .iter()
-            .map(|query| query.status_json())
-            .collect(),
-    ))
+    Json(Value::Array(state.engine.queries().iter().map(|query| query.status_json()).collect()))
 }
 
-async fn get_query(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let query = state
-        .engine
-        .query(&id)
-        .ok_or_else(|| ApiError::not_found(format!("query {id:?} not found")))?;
+async fn get_query(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let query = state.engine.query(&id).ok_or_else(|| ApiError::not_found(format!("query {id:?} not found")))?;
     Ok(Json(query.status_json()))
 }
 
-async fn delete_query(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    state
-        .engine
-        .drop_query(&id)
-        .ok_or_else(|| ApiError::not_found(format!("query {id:?} not found")))?;
+async fn delete_query(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    state.engine.drop_query(&id).ok_or_else(|| ApiError::not_found(format!("query {id:?} not found")))?;
     Ok(Json(json!({"status": "DELETED", "query_id": id})))
 }
 
@@ -119,21 +92,14 @@ async fn post_events(
 ) -> Result<Json<Value>, ApiError> {
     let trimmed = body.trim_start();
     let lines: Vec<String> = if trimmed.starts_with('[') {
-        let events: Vec<Value> = serde_json::from_str(trimmed).map_err(|error| {
-            ApiError::bad_request("bad_request", format!("invalid JSON array: {error}"))
-        })?;
+        let events: Vec<Value> = serde_json::from_str(trimmed)
+            .map_err(|error| ApiError::bad_request("bad_request", format!("invalid JSON array: {error}")))?;
         events.iter().map(Value::to_string).collect()
     } else {
-        body.lines()
-            .filter(|line| !line.trim().is_empty())
-            .map(str::to_string)
-            .collect()
+        body.lines().filter(|line| !line.trim().is_empty()).map(str::to_string).collect()
     };
     let count = lines.len();
-    let queries = state
-        .engine
-        .ingest(&name.to_ascii_lowercase(), lines)
-        .await?;
+    let queries = state.engine.ingest(&name.to_ascii_lowercase(), lines).await?;
     Ok(Json(json!({"accepted": count, "queries": queries})))
 }
 
@@ -142,54 +108,31 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut text = String::new();
     type Counter = (&'static str, &'static str, fn(&QueryMetrics) -> u64);
     let counters: [Counter; 5] = [
-        (
-            "sluice_query_rows_in_total",
-            "Rows read by the query's sources.",
-            |m| QueryMetrics::get(&m.rows_in),
-        ),
-        ("sluice_query_rows_out_total", "Result rows emitted.", |m| {
-            QueryMetrics::get(&m.rows_out)
+        ("sluice_query_rows_in_total", "Rows read by the query's sources.", |m| QueryMetrics::get(&m.rows_in)),
+        ("sluice_query_rows_out_total", "Result rows emitted.", |m| QueryMetrics::get(&m.rows_out)),
+        ("sluice_query_epochs_total", "Epochs run.", |m| QueryMetrics::get(&m.epochs)),
+        ("sluice_query_late_rows_dropped_total", "Rows dropped for arriving below the watermark.", |m| {
+            QueryMetrics::get(&m.late_rows_dropped)
         }),
-        ("sluice_query_epochs_total", "Epochs run.", |m| {
-            QueryMetrics::get(&m.epochs)
+        ("sluice_query_malformed_records_total", "Records skipped because they did not parse.", |m| {
+            QueryMetrics::get(&m.malformed_records)
         }),
-        (
-            "sluice_query_late_rows_dropped_total",
-            "Rows dropped for arriving below the watermark.",
-            |m| QueryMetrics::get(&m.late_rows_dropped),
-        ),
-        (
-            "sluice_query_malformed_records_total",
-            "Records skipped because they did not parse.",
-            |m| QueryMetrics::get(&m.malformed_records),
-        ),
     ];
     let queries = state.engine.queries();
     for (name, help, read) in counters {
         text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
         for query in &queries {
-            text.push_str(&format!(
-                "{name}{{query=\"{}\"}} {}\n",
-                query.id,
-                read(&query.handle.metrics)
-            ));
+            text.push_str(&format!("{name}{{query=\"{}\"}} {}\n", query.id, read(&query.handle.metrics)));
         }
     }
     text.push_str("# HELP sluice_queries Queries by status.\n# TYPE sluice_queries gauge\n");
     for status in ["running", "finished", "failed", "cancelled"] {
-        let count = queries
-            .iter()
-            .filter(|query| query.handle.status().name() == status)
-            .count();
+        let count = queries.iter().filter(|query| query.handle.status().name() == status).count();
         text.push_str(&format!("sluice_queries{{status=\"{status}\"}} {count}\n"));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 async fn openapi() -> impl IntoResponse {
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json")],
-        include_str!("openapi.json"),
-    )
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json"))
 }

@@ -26,9 +26,7 @@ pub fn sql_type(data_type: &DataType) -> String {
         DataType::Int16 => "SMALLINT".into(),
         DataType::Int32 => "INT".into(),
         DataType::Int64 => "BIGINT".into(),
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-            "BIGINT UNSIGNED".into()
-        }
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => "BIGINT UNSIGNED".into(),
         DataType::Float16 | DataType::Float32 => "REAL".into(),
         DataType::Float64 => "DOUBLE".into(),
         DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
@@ -49,37 +47,19 @@ pub fn rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, ApiError> {
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
     }
-    let mut writer = WriterBuilder::new()
-        .with_explicit_nulls(true)
-        .build::<_, JsonArray>(Vec::new());
-    writer
-        .write(batch)
-        .map_err(|error| ApiError::internal(error.to_string()))?;
-    writer
-        .finish()
-        .map_err(|error| ApiError::internal(error.to_string()))?;
+    let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(Vec::new());
+    writer.write(batch).map_err(|error| ApiError::internal(error.to_string()))?;
+    writer.finish().map_err(|error| ApiError::internal(error.to_string()))?;
     let bytes = writer.into_inner();
     serde_json::from_slice(&bytes).map_err(|error| ApiError::internal(error.to_string()))
 }
 
 /// Rows as arrays of values in column order (for tabular results).
 pub fn row_values(batch: &RecordBatch) -> Result<Vec<Value>, ApiError> {
-    let names: Vec<String> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|field| field.name().clone())
-        .collect();
+    let names: Vec<String> = batch.schema().fields().iter().map(|field| field.name().clone()).collect();
     Ok(rows(batch)?
         .into_iter()
-        .map(|mut row| {
-            Value::Array(
-                names
-                    .iter()
-                    .map(|name| row.remove(name).unwrap_or(Value::Null))
-                    .collect(),
-            )
-        })
+        .map(|mut row| Value::Array(names.iter().map(|name| row.remove(name).unwrap_or(Value::Null)).collect()))
         .collect())
 }
 

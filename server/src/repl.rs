@@ -69,10 +69,7 @@ impl Client {
             .await
             .map_err(|error| ReplError(format!("cannot reach {}: {error}", self.base_url)))?;
         let status = response.status();
-        let body: Value = response
-            .json()
-            .await
-            .map_err(|error| ReplError(format!("bad response: {error}")))?;
+        let body: Value = response.json().await.map_err(|error| ReplError(format!("bad response: {error}")))?;
         if !status.is_success() {
             print_error(sql, &body, out).map_err(io)?;
             return Ok(0);
@@ -85,27 +82,15 @@ impl Client {
         let mut printed = 0;
         for result in results {
             if let Some(query_id) = result.get("query_id").and_then(Value::as_str) {
-                printed += self
-                    .subscribe(query_id, &result, out, stop.as_mut())
-                    .await?;
+                printed += self.subscribe(query_id, &result, out, stop.as_mut()).await?;
             } else if let Some(rows) = result.get("rows").and_then(Value::as_array) {
                 let columns = column_names(&result["columns"]);
                 let values: Vec<Vec<String>> = rows
                     .iter()
-                    .map(|row| {
-                        row.as_array()
-                            .map(|cells| cells.iter().map(cell).collect())
-                            .unwrap_or_default()
-                    })
+                    .map(|row| row.as_array().map(|cells| cells.iter().map(cell).collect()).unwrap_or_default())
                     .collect();
                 writeln!(out, "{}", table(&columns, &values)).map_err(io)?;
-                writeln!(
-                    out,
-                    "({} row{})",
-                    values.len(),
-                    if values.len() == 1 { "" } else { "s" }
-                )
-                .map_err(io)?;
+                writeln!(out, "({} row{})", values.len(), if values.len() == 1 { "" } else { "s" }).map_err(io)?;
             } else if let Some(status) = result.get("status").and_then(Value::as_str) {
                 if status == "SET"
                     && let Some(name) = result.get("name").and_then(Value::as_str)
@@ -132,11 +117,7 @@ impl Client {
             .await
             .map_err(|error| ReplError(format!("cannot subscribe to {ws_url}: {error}")))?;
         let columns = column_names(&result["columns"]);
-        writeln!(
-            out,
-            "query {query_id} running; results appear as they are emitted (Ctrl-C to stop)"
-        )
-        .map_err(io)?;
+        writeln!(out, "query {query_id} running; results appear as they are emitted (Ctrl-C to stop)").map_err(io)?;
         let mut printed = 0u64;
         loop {
             tokio::select! {
@@ -199,23 +180,16 @@ impl Client {
 /// The value of `SET name = value` in `sql`, as the server accepted it.
 fn set_value(sql: &str, name: &str) -> Option<String> {
     let statements = sluice_planner::parse_statements(sql).ok()?;
-    statements
-        .into_iter()
-        .find_map(|located| match located.statement {
-            sluice_planner::Statement::Set { name: set, value } if set == name => Some(value),
-            _ => None,
-        })
+    statements.into_iter().find_map(|located| match located.statement {
+        sluice_planner::Statement::Set { name: set, value } if set == name => Some(value),
+        _ => None,
+    })
 }
 
 fn column_names(columns: &Value) -> Vec<String> {
     columns
         .as_array()
-        .map(|columns| {
-            columns
-                .iter()
-                .filter_map(|column| column["name"].as_str().map(str::to_string))
-                .collect()
-        })
+        .map(|columns| columns.iter().filter_map(|column| column["name"].as_str().map(str::to_string)).collect())
         .unwrap_or_default()
 }
 
@@ -247,11 +221,7 @@ pub fn print_error<W: Write>(sql: &str, body: &Value, out: &mut W) -> std::io::R
     {
         let prefix = format!("LINE {line}: ");
         writeln!(out, "{prefix}{text}")?;
-        writeln!(
-            out,
-            "{}^",
-            " ".repeat(prefix.len() + column.saturating_sub(1) as usize)
-        )?;
+        writeln!(out, "{}^", " ".repeat(prefix.len() + column.saturating_sub(1) as usize))?;
     }
     Ok(())
 }
@@ -266,11 +236,7 @@ pub fn interactive(url: &str, runtime: &tokio::runtime::Runtime) -> Result<(), R
     println!("sluice repl connected to {url}. End statements with ';'. \\q quits.");
     let mut buffer = String::new();
     loop {
-        let prompt = if buffer.is_empty() {
-            "sluice> "
-        } else {
-            "     -> "
-        };
+        let prompt = if buffer.is_empty() { "sluice> " } else { "     -> " };
         match editor.readline(prompt) {
             Ok(line) => {
                 let trimmed = line.trim();

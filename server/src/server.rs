@@ -38,23 +38,15 @@ impl Drop for RunningServer {
 pub async fn start(address: &str, with_demo: bool) -> std::io::Result<RunningServer> {
     let engine = Arc::new(Engine::new());
     if with_demo {
-        demo::register(&engine)
-            .await
-            .map_err(|error| std::io::Error::other(error.to_string()))?;
+        demo::register(&engine).await.map_err(|error| std::io::Error::other(error.to_string()))?;
     }
     let listener = TcpListener::bind(address).await?;
     let address = listener.local_addr()?;
-    let app = router(Arc::new(AppState {
-        engine: engine.clone(),
-    }));
+    let app = router(Arc::new(AppState { engine: engine.clone() }));
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!("server stopped: {error}");
         }
     });
-    Ok(RunningServer {
-        address,
-        engine,
-        task,
-    })
+    Ok(RunningServer { address, engine, task })
 }

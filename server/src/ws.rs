@@ -90,15 +90,11 @@ fn frame(event: &OutputEvent) -> Result<(Value, bool), ApiError> {
             }
             (frame, false)
         }
-        OutputEvent::Progress { watermark } => (
-            json!({"type": "progress", "watermark": json::timestamp(watermark.0)}),
-            false,
-        ),
+        OutputEvent::Progress { watermark } => {
+            (json!({"type": "progress", "watermark": json::timestamp(watermark.0)}), false)
+        }
         OutputEvent::End => (json!({"type": "end"}), true),
-        OutputEvent::Failed { message } => (
-            json!({"type": "error", "code": "query_failed", "message": message}),
-            true,
-        ),
+        OutputEvent::Failed { message } => (json!({"type": "error", "code": "query_failed", "message": message}), true),
     })
 }
 

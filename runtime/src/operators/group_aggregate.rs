@@ -101,11 +101,7 @@ impl GroupAggregate {
         self.spec
             .aggregates
             .iter()
-            .map(|aggregate| {
-                Ok(aggregate
-                    .create_sliding_accumulator()
-                    .or_else(|_| aggregate.create_accumulator())?)
-            })
+            .map(|aggregate| Ok(aggregate.create_sliding_accumulator().or_else(|_| aggregate.create_accumulator())?))
             .collect()
     }
 
@@ -116,8 +112,7 @@ impl GroupAggregate {
             return;
         }
         self.last_expiry = now;
-        self.keys
-            .retain(|_, state| now.duration_since(state.last_update) < ttl);
+        self.keys.retain(|_, state| now.duration_since(state.last_update) < ttl);
     }
 
     fn output_row(&self, state: &KeyState, values: &[ScalarValue]) -> Result<Vec<ScalarValue>> {
@@ -141,35 +136,21 @@ impl Operator for GroupAggregate {
         if num_rows == 0 {
             return Ok(());
         }
-        let key_columns = self
-            .spec
-            .group_exprs
-            .iter()
-            .map(|expr| evaluate(expr, rows))
-            .collect::<Result<Vec<_>>>()?;
+        let key_columns = self.spec.group_exprs.iter().map(|expr| evaluate(expr, rows)).collect::<Result<Vec<_>>>()?;
         let keys = self.converter.convert_columns(&key_columns)?;
         let arguments = self
             .spec
             .aggregates
             .iter()
             .map(|aggregate| {
-                aggregate
-                    .expressions()
-                    .iter()
-                    .map(|expr| evaluate(expr, rows))
-                    .collect::<Result<Vec<_>>>()
+                aggregate.expressions().iter().map(|expr| evaluate(expr, rows)).collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
         let filters = self
             .spec
             .filters
             .iter()
-            .map(|filter| {
-                filter
-                    .as_ref()
-                    .map(|filter| Ok(evaluate(filter, rows)?.as_boolean().clone()))
-                    .transpose()
-            })
+            .map(|filter| filter.as_ref().map(|filter| Ok(evaluate(filter, rows)?.as_boolean().clone())).transpose())
             .collect::<Result<Vec<Option<BooleanArray>>>>()?;
 
         // Bucket row indices by (key, op), keeping first-seen key order so
@@ -215,11 +196,7 @@ impl Operator for GroupAggregate {
                     continue;
                 }
                 let indices = UInt32Array::from(indices);
-                state.live_rows += if retract {
-                    -(indices.len() as i64)
-                } else {
-                    indices.len() as i64
-                };
+                state.live_rows += if retract { -(indices.len() as i64) } else { indices.len() as i64 };
                 for ((accumulator, arguments), filter_mask) in
                     state.accumulators.iter_mut().zip(&arguments).zip(&filters)
                 {
@@ -251,11 +228,11 @@ impl Operator for GroupAggregate {
                 changes.push((Op::Delete, self.output_row(&state, &previous)?));
             }
             if state.live_rows > 0 {
-                let values = state
-                    .accumulators
-                    .iter_mut()
-                    .map(|accumulator| accumulator.evaluate())
-                    .collect::<Result<Vec<_>, _>>()?;
+                let values = state.accumulators.iter_mut().map(|accumulator| accumulator.evaluate()).collect::<Result<
+                    Vec<_>,
+                    _,
+                >>(
+                )?;
                 changes.push((Op::Insert, self.output_row(&state, &values)?));
                 state.emitted = Some(values);
                 self.keys.insert(key, state);
@@ -278,19 +255,11 @@ impl GroupAggregate {
             .iter()
             .enumerate()
             .map(|(index, field)| {
-                let column =
-                    ScalarValue::iter_to_array(changes.iter().map(|(_, row)| row[index].clone()))?;
-                Ok(if column.data_type() == field.data_type() {
-                    column
-                } else {
-                    cast(&column, field.data_type())?
-                })
+                let column = ScalarValue::iter_to_array(changes.iter().map(|(_, row)| row[index].clone()))?;
+                Ok(if column.data_type() == field.data_type() { column } else { cast(&column, field.data_type())? })
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(StreamBatch {
-            rows: RecordBatch::try_new(self.spec.output_schema.clone(), columns)?,
-            ops: Some(ops),
-        })
+        Ok(StreamBatch { rows: RecordBatch::try_new(self.spec.output_schema.clone(), columns)?, ops: Some(ops) })
     }
 }
 
@@ -330,17 +299,10 @@ mod tests {
 
     fn batch(spec: &GroupAggregateSpec, rows: &[(&str, i64)], ops: Option<Vec<Op>>) -> StreamBatch {
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(
-                rows.iter().map(|row| row.0).collect::<Vec<_>>(),
-            )),
-            Arc::new(Int64Array::from(
-                rows.iter().map(|row| row.1).collect::<Vec<_>>(),
-            )),
+            Arc::new(StringArray::from(rows.iter().map(|row| row.0).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(rows.iter().map(|row| row.1).collect::<Vec<_>>())),
         ];
-        StreamBatch {
-            rows: RecordBatch::try_new(spec.input_schema.clone(), columns).unwrap(),
-            ops,
-        }
+        StreamBatch { rows: RecordBatch::try_new(spec.input_schema.clone(), columns).unwrap(), ops }
     }
 
     fn changelog(out: &[Message]) -> Vec<String> {
@@ -350,21 +312,11 @@ mod tests {
                 _ => None,
             })
             .flat_map(|batch| {
-                let table = pretty_format_batches(std::slice::from_ref(&batch.rows))
-                    .unwrap()
-                    .to_string();
-                let lines: Vec<String> = table
-                    .lines()
-                    .skip(3)
-                    .filter(|line| !line.starts_with('+'))
-                    .map(str::to_string)
-                    .collect();
+                let table = pretty_format_batches(std::slice::from_ref(&batch.rows)).unwrap().to_string();
+                let lines: Vec<String> =
+                    table.lines().skip(3).filter(|line| !line.starts_with('+')).map(str::to_string).collect();
                 let ops = batch.ops.clone().unwrap();
-                lines
-                    .into_iter()
-                    .zip(ops)
-                    .map(|(line, op)| format!("{} {line}", op.symbol()))
-                    .collect::<Vec<_>>()
+                lines.into_iter().zip(ops).map(|(line, op)| format!("{} {line}", op.symbol())).collect::<Vec<_>>()
             })
             .collect()
     }
@@ -374,24 +326,11 @@ mod tests {
         let spec = spec();
         let mut operator = GroupAggregate::new(spec.clone(), None).unwrap();
         let mut out = Vec::new();
-        operator
-            .on_batch(
-                0,
-                batch(&spec, &[("a", 1), ("b", 2), ("a", 3)], None),
-                &mut out,
-            )
-            .unwrap();
-        operator
-            .on_batch(0, batch(&spec, &[("b", 5)], None), &mut out)
-            .unwrap();
+        operator.on_batch(0, batch(&spec, &[("a", 1), ("b", 2), ("a", 3)], None), &mut out).unwrap();
+        operator.on_batch(0, batch(&spec, &[("b", 5)], None), &mut out).unwrap();
         assert_eq!(
             changelog(&out),
-            vec![
-                "+ | a   | 4     |",
-                "+ | b   | 2     |",
-                "- | b   | 2     |",
-                "+ | b   | 7     |"
-            ]
+            vec!["+ | a   | 4     |", "+ | b   | 2     |", "- | b   | 2     |", "+ | b   | 7     |"]
         );
     }
 
@@ -400,48 +339,22 @@ mod tests {
         let spec = spec();
         let mut operator = GroupAggregate::new(spec.clone(), None).unwrap();
         let mut out = Vec::new();
-        operator
-            .on_batch(0, batch(&spec, &[("a", 1), ("a", 2)], None), &mut out)
-            .unwrap();
+        operator.on_batch(0, batch(&spec, &[("a", 1), ("a", 2)], None), &mut out).unwrap();
         out.clear();
-        operator
-            .on_batch(
-                0,
-                batch(&spec, &[("a", 2)], Some(vec![Op::Delete])),
-                &mut out,
-            )
-            .unwrap();
-        operator
-            .on_batch(
-                0,
-                batch(&spec, &[("a", 1)], Some(vec![Op::Delete])),
-                &mut out,
-            )
-            .unwrap();
-        assert_eq!(
-            changelog(&out),
-            vec![
-                "- | a   | 3     |",
-                "+ | a   | 1     |",
-                "- | a   | 1     |"
-            ]
-        );
+        operator.on_batch(0, batch(&spec, &[("a", 2)], Some(vec![Op::Delete])), &mut out).unwrap();
+        operator.on_batch(0, batch(&spec, &[("a", 1)], Some(vec![Op::Delete])), &mut out).unwrap();
+        assert_eq!(changelog(&out), vec!["- | a   | 3     |", "+ | a   | 1     |", "- | a   | 1     |"]);
         assert_eq!(operator.key_count(), 0);
     }
 
     #[test]
     fn state_ttl_forgets_idle_keys() {
         let spec = spec();
-        let mut operator =
-            GroupAggregate::new(spec.clone(), Some(Duration::from_millis(20))).unwrap();
+        let mut operator = GroupAggregate::new(spec.clone(), Some(Duration::from_millis(20))).unwrap();
         let mut out = Vec::new();
-        operator
-            .on_batch(0, batch(&spec, &[("a", 1)], None), &mut out)
-            .unwrap();
+        operator.on_batch(0, batch(&spec, &[("a", 1)], None), &mut out).unwrap();
         std::thread::sleep(Duration::from_millis(40));
-        operator
-            .on_batch(0, batch(&spec, &[("b", 1)], None), &mut out)
-            .unwrap();
+        operator.on_batch(0, batch(&spec, &[("b", 1)], None), &mut out).unwrap();
         assert_eq!(operator.key_count(), 1);
     }
 }

@@ -34,11 +34,7 @@ pub(crate) struct AggregateInputs {
 /// The key expressions to group by: `exprs`, or one constant when there
 /// are none (the row format cannot count rows of zero columns).
 pub(crate) fn grouping_keys(exprs: &[Arc<dyn PhysicalExpr>]) -> Vec<Arc<dyn PhysicalExpr>> {
-    if exprs.is_empty() {
-        vec![Arc::new(Literal::new(ScalarValue::Boolean(Some(true))))]
-    } else {
-        exprs.to_vec()
-    }
+    if exprs.is_empty() { vec![Arc::new(Literal::new(ScalarValue::Boolean(Some(true))))] } else { exprs.to_vec() }
 }
 
 pub(crate) fn evaluate(expr: &Arc<dyn PhysicalExpr>, rows: &RecordBatch) -> Result<ArrayRef> {
@@ -53,36 +49,19 @@ impl AggregateInputs {
         filters: &[Option<Arc<dyn PhysicalExpr>>],
         rows: &RecordBatch,
     ) -> Result<Self> {
-        let key_columns = key_exprs
-            .iter()
-            .map(|expr| evaluate(expr, rows))
-            .collect::<Result<Vec<_>>>()?;
+        let key_columns = key_exprs.iter().map(|expr| evaluate(expr, rows)).collect::<Result<Vec<_>>>()?;
         let keys = converter.convert_columns(&key_columns)?;
         let arguments = aggregates
             .iter()
             .map(|aggregate| {
-                aggregate
-                    .expressions()
-                    .iter()
-                    .map(|expr| evaluate(expr, rows))
-                    .collect::<Result<Vec<_>>>()
+                aggregate.expressions().iter().map(|expr| evaluate(expr, rows)).collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
         let filters = filters
             .iter()
-            .map(|filter| {
-                filter
-                    .as_ref()
-                    .map(|filter| Ok(evaluate(filter, rows)?.as_boolean().clone()))
-                    .transpose()
-            })
+            .map(|filter| filter.as_ref().map(|filter| Ok(evaluate(filter, rows)?.as_boolean().clone())).transpose())
             .collect::<Result<Vec<Option<BooleanArray>>>>()?;
-        Ok(Self {
-            keys,
-            arguments,
-            filters,
-            num_rows: rows.num_rows(),
-        })
+        Ok(Self { keys, arguments, filters, num_rows: rows.num_rows() })
     }
 }
 
@@ -100,32 +79,18 @@ pub(crate) struct Groups {
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
 }
 
-fn create_accumulator(
-    aggregate: &Arc<AggregateFunctionExpr>,
-) -> Result<Box<dyn GroupsAccumulator>> {
+fn create_accumulator(aggregate: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn GroupsAccumulator>> {
     if aggregate.groups_accumulator_supported() {
         return Ok(aggregate.create_groups_accumulator()?);
     }
     let aggregate = Arc::clone(aggregate);
-    Ok(Box::new(GroupsAccumulatorAdapter::new(move || {
-        aggregate.create_accumulator()
-    })))
+    Ok(Box::new(GroupsAccumulatorAdapter::new(move || aggregate.create_accumulator())))
 }
 
 impl Groups {
-    pub fn new(
-        converter: &RowConverter,
-        aggregates: &[Arc<AggregateFunctionExpr>],
-    ) -> Result<Self> {
-        let accumulators = aggregates
-            .iter()
-            .map(create_accumulator)
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Self {
-            group_ids: HashMap::new(),
-            keys: converter.empty_rows(0, 0),
-            accumulators,
-        })
+    pub fn new(converter: &RowConverter, aggregates: &[Arc<AggregateFunctionExpr>]) -> Result<Self> {
+        let accumulators = aggregates.iter().map(create_accumulator).collect::<Result<Vec<_>>>()?;
+        Ok(Self { group_ids: HashMap::new(), keys: converter.empty_rows(0, 0), accumulators })
     }
 
     pub fn len(&self) -> usize {
@@ -146,26 +111,15 @@ impl Groups {
 
     /// Adds the rows `rows` (indices into the batch `inputs` came from).
     pub fn update(&mut self, inputs: &AggregateInputs, rows: &[u32]) -> Result<()> {
-        let group_indices: Vec<usize> = rows
-            .iter()
-            .map(|&row| self.group_of(inputs.keys.row(row as usize)))
-            .collect();
+        let group_indices: Vec<usize> = rows.iter().map(|&row| self.group_of(inputs.keys.row(row as usize))).collect();
         let total_groups = self.len();
         let whole_batch = rows.len() == inputs.num_rows;
         let take_indices = UInt32Array::from(rows.to_vec());
-        for ((accumulator, arguments), filter) in self
-            .accumulators
-            .iter_mut()
-            .zip(&inputs.arguments)
-            .zip(&inputs.filters)
+        for ((accumulator, arguments), filter) in
+            self.accumulators.iter_mut().zip(&inputs.arguments).zip(&inputs.filters)
         {
             if whole_batch {
-                accumulator.update_batch(
-                    arguments,
-                    &group_indices,
-                    filter.as_ref(),
-                    total_groups,
-                )?;
+                accumulator.update_batch(arguments, &group_indices, filter.as_ref(), total_groups)?;
                 continue;
             }
             let arguments = arguments
@@ -174,9 +128,7 @@ impl Groups {
                 .collect::<Result<Vec<_>>>()?;
             let filter = filter
                 .as_ref()
-                .map(|filter| {
-                    Ok::<_, RuntimeError>(take(filter, &take_indices, None)?.as_boolean().clone())
-                })
+                .map(|filter| Ok::<_, RuntimeError>(take(filter, &take_indices, None)?.as_boolean().clone()))
                 .transpose()?;
             accumulator.update_batch(&arguments, &group_indices, filter.as_ref(), total_groups)?;
         }
@@ -203,10 +155,7 @@ impl Groups {
             .iter_mut()
             .map(|accumulator| Ok(accumulator.state(EmitTo::All)?))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Partial {
-            keys: self.keys,
-            states,
-        })
+        Ok(Partial { keys: self.keys, states })
     }
 
     /// The final values: key columns, then one column per aggregate.

@@ -56,31 +56,18 @@ mod tests {
     #[test]
     fn passes_the_first_rows_across_batches() {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
-        let mut limit = Limit::new(LimitSpec {
-            schema: schema.clone(),
-            skip: 1,
-            fetch: 3,
-        });
+        let mut limit = Limit::new(LimitSpec { schema: schema.clone(), skip: 1, fetch: 3 });
         let mut out = Vec::new();
         for values in [vec![1, 2], vec![3], vec![4, 5, 6]] {
-            let batch =
-                RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))])
-                    .unwrap();
-            limit
-                .on_batch(0, StreamBatch::inserts(batch), &mut out)
-                .unwrap();
+            let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+            limit.on_batch(0, StreamBatch::inserts(batch), &mut out).unwrap();
         }
         let got: Vec<i64> = out
             .iter()
             .flat_map(|message| match message {
-                Message::Batch(batch) => batch
-                    .rows
-                    .column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec(),
+                Message::Batch(batch) => {
+                    batch.rows.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
+                }
                 _ => vec![],
             })
             .collect();

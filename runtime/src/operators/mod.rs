@@ -5,6 +5,7 @@ pub mod group_aggregate;
 pub(crate) mod groups;
 pub mod limit;
 pub mod pane_window;
+pub mod session_window;
 pub mod stateless;
 pub mod union;
 pub mod window_aggregate;

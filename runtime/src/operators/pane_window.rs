@@ -148,12 +148,7 @@ impl PaneWindow {
         }
         loop {
             if self.queue.front.is_empty() {
-                if self
-                    .queue
-                    .back
-                    .first()
-                    .is_none_or(|(first, _)| *first >= start)
-                {
+                if self.queue.back.first().is_none_or(|(first, _)| *first >= start) {
                     return Ok(());
                 }
                 // Flip: newest first, each entry merging itself with newer ones.
@@ -191,12 +186,8 @@ impl PaneWindow {
 
     fn emit(&self, groups: Groups, start: i64, end: i64) -> Result<RecordBatch> {
         let (keys, values) = groups.finish(&self.converter)?;
-        let rows = keys
-            .first()
-            .map_or(0, |column| column.len())
-            .max(values.first().map_or(0, |column| column.len()));
-        let timestamps =
-            |value: i64| Arc::new(TimestampNanosecondArray::from(vec![value; rows])) as ArrayRef;
+        let rows = keys.first().map_or(0, |column| column.len()).max(values.first().map_or(0, |column| column.len()));
+        let timestamps = |value: i64| Arc::new(TimestampNanosecondArray::from(vec![value; rows])) as ArrayRef;
         let mut columns: Vec<ArrayRef> = self
             .spec
             .layout
@@ -213,42 +204,25 @@ impl PaneWindow {
             .into_iter()
             .zip(self.spec.output_schema.fields())
             .map(|(column, field)| {
-                if column.data_type() == field.data_type() {
-                    Ok(column)
-                } else {
-                    Ok(cast(&column, field.data_type())?)
-                }
+                if column.data_type() == field.data_type() { Ok(column) } else { Ok(cast(&column, field.data_type())?) }
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(
-            self.spec.output_schema.clone(),
-            columns,
-        )?)
+        Ok(RecordBatch::try_new(self.spec.output_schema.clone(), columns)?)
     }
 }
 
 impl Operator for PaneWindow {
-    fn on_batch(
-        &mut self,
-        _port: usize,
-        batch: StreamBatch,
-        _out: &mut Vec<Message>,
-    ) -> Result<()> {
+    fn on_batch(&mut self, _port: usize, batch: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
         if let Some(ops) = &batch.ops
             && ops.contains(&Op::Delete)
         {
-            return Err(RuntimeError::user(
-                "a window aggregate cannot read an updating input (it has retractions)",
-            ));
+            return Err(RuntimeError::user("a window aggregate cannot read an updating input (it has retractions)"));
         }
         let rows = &batch.rows;
         if rows.num_rows() == 0 {
             return Ok(());
         }
-        let starts = cast(
-            &evaluate(&self.spec.pane_start, rows)?,
-            &DataType::Timestamp(TimeUnit::Nanosecond, None),
-        )?;
+        let starts = cast(&evaluate(&self.spec.pane_start, rows)?, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
         let starts = starts.as_primitive::<TimestampNanosecondType>();
         let inputs = AggregateInputs::evaluate(
             &self.converter,
@@ -278,8 +252,7 @@ impl Operator for PaneWindow {
         }
         for (start, indices) in slices {
             if !self.open_panes.contains_key(&start) {
-                self.open_panes
-                    .insert(start, Groups::new(&self.converter, &self.spec.aggregates)?);
+                self.open_panes.insert(start, Groups::new(&self.converter, &self.spec.aggregates)?);
             }
             if let Some(pane) = self.open_panes.get_mut(&start) {
                 pane.update(&inputs, &indices)?;
@@ -324,9 +297,7 @@ impl Operator for PaneWindow {
             let start = kind.start_of_window_ending(end);
             self.pop_panes_before(start)?;
             if let Some(groups) = self.window_result()? {
-                out.push(Message::Batch(StreamBatch::inserts(
-                    self.emit(groups, start, end)?,
-                )));
+                out.push(Message::Batch(StreamBatch::inserts(self.emit(groups, start, end)?)));
             }
             let next_end = end + kind.end_step();
             let next_start = kind.start_of_window_ending(next_end);

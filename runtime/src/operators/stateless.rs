@@ -31,9 +31,7 @@ use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
-};
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::StreamExt;
 
 use crate::error::{Result, RuntimeError};
@@ -65,10 +63,7 @@ pub struct Stateless {
 
 impl Stateless {
     pub fn new(spec: StatelessSpec) -> Self {
-        Self {
-            spec,
-            task: Arc::new(TaskContext::default()),
-        }
+        Self { spec, task: Arc::new(TaskContext::default()) }
     }
 }
 
@@ -85,16 +80,10 @@ impl Operator for Stateless {
         let mut start = 0;
         while start < ops.len() {
             let op = ops[start];
-            let end = ops[start..]
-                .iter()
-                .position(|other| *other != op)
-                .map_or(ops.len(), |length| start + length);
+            let end = ops[start..].iter().position(|other| *other != op).map_or(ops.len(), |length| start + length);
             for rows in self.execute(batch.rows.slice(start, end - start))? {
                 let count = rows.num_rows();
-                out.push(Message::Batch(StreamBatch {
-                    rows,
-                    ops: Some(vec![op; count]),
-                }));
+                out.push(Message::Batch(StreamBatch { rows, ops: Some(vec![op; count]) }));
             }
             start = end;
         }
@@ -141,11 +130,7 @@ pub struct FeedExec {
 }
 
 impl FeedExec {
-    pub fn new(
-        feed: FeedSlot,
-        input_schema: SchemaRef,
-        projection: Option<Vec<usize>>,
-    ) -> DFResult<Self> {
+    pub fn new(feed: FeedSlot, input_schema: SchemaRef, projection: Option<Vec<usize>>) -> DFResult<Self> {
         let schema = match &projection {
             Some(indices) => Arc::new(input_schema.project(indices)?),
             None => input_schema,
@@ -156,12 +141,7 @@ impl FeedExec {
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
-        Ok(Self {
-            feed,
-            projection,
-            schema,
-            properties,
-        })
+        Ok(Self { feed, projection, schema, properties })
     }
 }
 
@@ -191,36 +171,18 @@ impl ExecutionPlan for FeedExec {
         Ok(TreeNodeRecursion::Continue)
     }
 
-    fn with_new_children(
-        self: Arc<Self>,
-        children: Vec<Arc<dyn ExecutionPlan>>,
-    ) -> DFResult<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Internal("FeedExec has no children".into()))
-        }
+    fn with_new_children(self: Arc<Self>, children: Vec<Arc<dyn ExecutionPlan>>) -> DFResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() { Ok(self) } else { Err(DataFusionError::Internal("FeedExec has no children".into())) }
     }
 
-    fn execute(
-        &self,
-        _partition: usize,
-        _context: Arc<TaskContext>,
-    ) -> DFResult<SendableRecordBatchStream> {
-        let batches: Vec<RecordBatch> = self
-            .feed
-            .lock()
-            .map_err(|_| DataFusionError::Internal("feed slot poisoned".into()))?
-            .drain(..)
-            .collect();
+    fn execute(&self, _partition: usize, _context: Arc<TaskContext>) -> DFResult<SendableRecordBatchStream> {
+        let batches: Vec<RecordBatch> =
+            self.feed.lock().map_err(|_| DataFusionError::Internal("feed slot poisoned".into()))?.drain(..).collect();
         let projection = self.projection.clone();
         let batches = batches.into_iter().map(move |batch| match &projection {
             Some(indices) => batch.project(indices).map_err(DataFusionError::from),
             None => Ok(batch),
         });
-        Ok(Box::pin(RecordBatchStreamAdapter::new(
-            Arc::clone(&self.schema),
-            futures::stream::iter(batches),
-        )))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), futures::stream::iter(batches))))
     }
 }

@@ -26,10 +26,7 @@ impl Union {
 impl Operator for Union {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let rows = RecordBatch::try_new(self.spec.schema.clone(), batch.rows.columns().to_vec())?;
-        out.push(Message::Batch(StreamBatch {
-            rows,
-            ops: batch.ops,
-        }));
+        out.push(Message::Batch(StreamBatch { rows, ops: batch.ops }));
         Ok(())
     }
 }

@@ -70,13 +70,7 @@ impl WindowAggregate {
             .map(|expr| Ok(SortField::new(expr.data_type(&spec.input_schema)?)))
             .collect::<Result<Vec<_>>>()?;
         let converter = RowConverter::new(fields)?;
-        Ok(Self {
-            spec,
-            converter,
-            windows: BTreeMap::new(),
-            watermark: Watermark::MIN,
-            metrics: Arc::default(),
-        })
+        Ok(Self { spec, converter, windows: BTreeMap::new(), watermark: Watermark::MIN, metrics: Arc::default() })
     }
 
     fn close(&self, window: Groups) -> Result<RecordBatch> {
@@ -86,44 +80,27 @@ impl WindowAggregate {
             .into_iter()
             .zip(self.spec.output_schema.fields())
             .map(|(column, field)| {
-                if column.data_type() == field.data_type() {
-                    Ok(column)
-                } else {
-                    Ok(cast(&column, field.data_type())?)
-                }
+                if column.data_type() == field.data_type() { Ok(column) } else { Ok(cast(&column, field.data_type())?) }
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(
-            self.spec.output_schema.clone(),
-            columns,
-        )?)
+        Ok(RecordBatch::try_new(self.spec.output_schema.clone(), columns)?)
     }
 }
 
 impl Operator for WindowAggregate {
     /// Updates accumulators only: a window's rows go out when it closes.
-    fn on_batch(
-        &mut self,
-        _port: usize,
-        batch: StreamBatch,
-        _out: &mut Vec<Message>,
-    ) -> Result<()> {
+    fn on_batch(&mut self, _port: usize, batch: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
         if let Some(ops) = &batch.ops
             && ops.contains(&Op::Delete)
         {
-            return Err(RuntimeError::user(
-                "a window aggregate cannot read an updating input (it has retractions)",
-            ));
+            return Err(RuntimeError::user("a window aggregate cannot read an updating input (it has retractions)"));
         }
         let rows = &batch.rows;
         let num_rows = rows.num_rows();
         if num_rows == 0 {
             return Ok(());
         }
-        let ends = cast(
-            &evaluate(&self.spec.window_end, rows)?,
-            &DataType::Timestamp(TimeUnit::Nanosecond, None),
-        )?;
+        let ends = cast(&evaluate(&self.spec.window_end, rows)?, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
         let ends = ends.as_primitive::<TimestampNanosecondType>();
         let inputs = AggregateInputs::evaluate(
             &self.converter,
@@ -158,8 +135,7 @@ impl Operator for WindowAggregate {
         }
         for (end, indices) in slices {
             if !self.windows.contains_key(&end) {
-                self.windows
-                    .insert(end, Groups::new(&self.converter, &self.spec.aggregates)?);
+                self.windows.insert(end, Groups::new(&self.converter, &self.spec.aggregates)?);
             }
             if let Some(window) = self.windows.get_mut(&end) {
                 window.update(&inputs, &indices)?;
@@ -214,11 +190,7 @@ mod tests {
         let input = Arc::new(Schema::new(vec![
             Field::new("key", DataType::Utf8, false),
             Field::new("value", DataType::Int64, false),
-            Field::new(
-                "window_end",
-                DataType::Timestamp(TimeUnit::Nanosecond, None),
-                false,
-            ),
+            Field::new("window_end", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
         ]));
         let count = AggregateExprBuilder::new(count_udaf(), vec![col("value", &input).unwrap()])
             .schema(input.clone())
@@ -231,20 +203,13 @@ mod tests {
             .build()
             .unwrap();
         let output = Arc::new(Schema::new(vec![
-            Field::new(
-                "window_end",
-                DataType::Timestamp(TimeUnit::Nanosecond, None),
-                false,
-            ),
+            Field::new("window_end", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
             Field::new("key", DataType::Utf8, false),
             Field::new("n", DataType::Int64, false),
             Field::new("total", DataType::Int64, true),
         ]));
         WindowAggregateSpec {
-            group_exprs: vec![
-                col("window_end", &input).unwrap(),
-                col("key", &input).unwrap(),
-            ],
+            group_exprs: vec![col("window_end", &input).unwrap(), col("key", &input).unwrap()],
             window_end: col("window_end", &input).unwrap(),
             aggregates: vec![Arc::new(count), Arc::new(sum)],
             filters: vec![None, None],
@@ -255,15 +220,9 @@ mod tests {
 
     fn batch(spec: &WindowAggregateSpec, rows: &[(&str, i64, i64)]) -> StreamBatch {
         let columns: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(
-                rows.iter().map(|row| row.0).collect::<Vec<_>>(),
-            )),
-            Arc::new(Int64Array::from(
-                rows.iter().map(|row| row.1).collect::<Vec<_>>(),
-            )),
-            Arc::new(TimestampNanosecondArray::from(
-                rows.iter().map(|row| row.2).collect::<Vec<_>>(),
-            )),
+            Arc::new(StringArray::from(rows.iter().map(|row| row.0).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(rows.iter().map(|row| row.1).collect::<Vec<_>>())),
+            Arc::new(TimestampNanosecondArray::from(rows.iter().map(|row| row.2).collect::<Vec<_>>())),
         ];
         StreamBatch::inserts(RecordBatch::try_new(spec.input_schema.clone(), columns).unwrap())
     }
@@ -284,16 +243,8 @@ mod tests {
         let spec = spec();
         let mut operator = WindowAggregate::new(spec.clone()).unwrap();
         let mut out = Vec::new();
-        operator
-            .on_batch(
-                0,
-                batch(&spec, &[("a", 1, 10), ("b", 2, 10), ("a", 3, 20)]),
-                &mut out,
-            )
-            .unwrap();
-        operator
-            .on_batch(0, batch(&spec, &[("a", 4, 10)]), &mut out)
-            .unwrap();
+        operator.on_batch(0, batch(&spec, &[("a", 1, 10), ("b", 2, 10), ("a", 3, 20)]), &mut out).unwrap();
+        operator.on_batch(0, batch(&spec, &[("a", 4, 10)]), &mut out).unwrap();
         assert_eq!(group_count(&operator), 3);
         operator.on_watermark(Watermark(9), &mut out).unwrap();
         assert_eq!(emitted(&out), "++\n++");

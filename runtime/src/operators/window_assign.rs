@@ -43,11 +43,11 @@ pub enum WindowKind {
     Hop { size: i64, slide: i64, offset: i64 },
     /// Windows growing by `step` from the start of each `max_size` period:
     /// `[S, S+step)`, `[S, S+2·step)`, ..., `[S, S+max_size)`.
-    Cumulate {
-        step: i64,
-        max_size: i64,
-        offset: i64,
-    },
+    Cumulate { step: i64, max_size: i64, offset: i64 },
+    /// Per key, rows closer than `gap` to each other share a window. Window
+    /// assignment gives each row `[ts, ts + gap)`; the session operator
+    /// merges them.
+    Session { gap: i64 },
 }
 
 fn align_down(ts: i64, every: i64, offset: i64) -> i64 {
@@ -66,6 +66,7 @@ impl WindowKind {
             WindowKind::Tumble { size, .. } => size,
             WindowKind::Hop { size, slide, .. } => gcd(size, slide),
             WindowKind::Cumulate { step, .. } => step,
+            WindowKind::Session { gap } => gap,
         }
     }
 
@@ -74,11 +75,15 @@ impl WindowKind {
             WindowKind::Tumble { offset, .. }
             | WindowKind::Hop { offset, .. }
             | WindowKind::Cumulate { offset, .. } => offset,
+            WindowKind::Session { .. } => 0,
         }
     }
 
     /// The start of the pane holding event time `ts` (for TUMBLE, of its window).
     pub fn pane_start(&self, ts: i64) -> i64 {
+        if let WindowKind::Session { .. } = self {
+            return ts;
+        }
         align_down(ts, self.pane_size(), self.offset())
     }
 
@@ -87,6 +92,7 @@ impl WindowKind {
         match *self {
             WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => size,
             WindowKind::Cumulate { max_size, .. } => max_size,
+            WindowKind::Session { gap } => gap,
         }
     }
 
@@ -96,6 +102,7 @@ impl WindowKind {
             WindowKind::Tumble { size, .. } => size,
             WindowKind::Hop { slide, .. } => slide,
             WindowKind::Cumulate { step, .. } => step,
+            WindowKind::Session { gap } => gap,
         }
     }
 
@@ -108,11 +115,8 @@ impl WindowKind {
     pub fn start_of_window_ending(&self, end: i64) -> i64 {
         match *self {
             WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => end - size,
-            WindowKind::Cumulate {
-                step,
-                max_size,
-                offset,
-            } => align_down(end - step, max_size, offset),
+            WindowKind::Cumulate { step, max_size, offset } => align_down(end - step, max_size, offset),
+            WindowKind::Session { gap } => end - gap,
         }
     }
 }
@@ -129,19 +133,11 @@ pub struct WindowAssignSpec {
 impl WindowAssignSpec {
     pub fn new(kind: WindowKind, time_column: usize, input_schema: &Schema) -> Self {
         let timestamp = DataType::Timestamp(TimeUnit::Nanosecond, None);
-        let mut fields: Vec<Field> = input_schema
-            .fields()
-            .iter()
-            .map(|field| field.as_ref().clone())
-            .collect();
+        let mut fields: Vec<Field> = input_schema.fields().iter().map(|field| field.as_ref().clone()).collect();
         for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
             fields.push(Field::new(name, timestamp.clone(), false));
         }
-        Self {
-            kind,
-            time_column,
-            output_schema: Arc::new(Schema::new(fields)),
-        }
+        Self { kind, time_column, output_schema: Arc::new(Schema::new(fields)) }
     }
 }
 
@@ -160,24 +156,15 @@ impl Operator for WindowAssign {
         let times = event_times(batch.rows.column(self.spec.time_column))?;
         let size = self.spec.kind.pane_size();
         // Sources drop rows without an event time, so a null cannot reach here.
-        let starts: Vec<i64> = times
-            .iter()
-            .map(|ts| self.spec.kind.pane_start(ts.unwrap_or_default()))
-            .collect();
-        let ends: Vec<i64> = starts
-            .iter()
-            .map(|start| start.saturating_add(size))
-            .collect();
+        let starts: Vec<i64> = times.iter().map(|ts| self.spec.kind.pane_start(ts.unwrap_or_default())).collect();
+        let ends: Vec<i64> = starts.iter().map(|start| start.saturating_add(size)).collect();
         let window_times: Vec<i64> = ends.iter().map(|end| end - 1).collect();
         let mut columns: Vec<ArrayRef> = batch.rows.columns().to_vec();
         for values in [starts, ends, window_times] {
             columns.push(Arc::new(TimestampNanosecondArray::from(values)));
         }
         let rows = RecordBatch::try_new(self.spec.output_schema.clone(), columns)?;
-        out.push(Message::Batch(StreamBatch {
-            rows,
-            ops: batch.ops,
-        }));
+        out.push(Message::Batch(StreamBatch { rows, ops: batch.ops }));
         Ok(())
     }
 }
@@ -188,10 +175,7 @@ mod tests {
 
     #[test]
     fn tumble_assigns_half_open_windows() {
-        let kind = WindowKind::Tumble {
-            size: 10,
-            offset: 0,
-        };
+        let kind = WindowKind::Tumble { size: 10, offset: 0 };
         assert_eq!(kind.pane_start(0), 0);
         assert_eq!(kind.pane_start(9), 0);
         assert_eq!(kind.pane_start(10), 10);
@@ -200,20 +184,12 @@ mod tests {
 
     #[test]
     fn hop_and_cumulate_windows() {
-        let hop = WindowKind::Hop {
-            size: 10,
-            slide: 4,
-            offset: 0,
-        };
+        let hop = WindowKind::Hop { size: 10, slide: 4, offset: 0 };
         assert_eq!(hop.pane_size(), 2);
         assert_eq!(hop.pane_start(7), 6);
         assert_eq!(hop.first_end_after(6), 8);
         assert_eq!(hop.start_of_window_ending(8), -2);
-        let cumulate = WindowKind::Cumulate {
-            step: 2,
-            max_size: 6,
-            offset: 0,
-        };
+        let cumulate = WindowKind::Cumulate { step: 2, max_size: 6, offset: 0 };
         assert_eq!(cumulate.first_end_after(6), 8);
         assert_eq!(cumulate.start_of_window_ending(8), 6);
         assert_eq!(cumulate.start_of_window_ending(12), 6);
@@ -222,10 +198,7 @@ mod tests {
 
     #[test]
     fn tumble_respects_offset() {
-        let kind = WindowKind::Tumble {
-            size: 10,
-            offset: 3,
-        };
+        let kind = WindowKind::Tumble { size: 10, offset: 3 };
         assert_eq!(kind.pane_start(3), 3);
         assert_eq!(kind.pane_start(12), 3);
         assert_eq!(kind.pane_start(13), 13);

@@ -13,9 +13,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringBuilder};
-use datafusion::arrow::compute::{
-    CastOptions, cast_with_options, concat_batches, filter_record_batch,
-};
+use datafusion::arrow::compute::{CastOptions, cast_with_options, concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::util::display::FormatOptions;
@@ -59,21 +57,15 @@ impl RecordDecoder {
 
     pub fn decode(&self, lines: &[String]) -> Result<Decoded> {
         match &self.format {
-            Format::Text { delimiter } => self.decode_fields(lines, |line| {
-                line.split(delimiter.as_str()).map(str::to_string).collect()
-            }),
-            Format::Csv { delimiter, .. } => {
-                self.decode_fields(lines, |line| split_csv(line, *delimiter))
+            Format::Text { delimiter } => {
+                self.decode_fields(lines, |line| line.split(delimiter.as_str()).map(str::to_string).collect())
             }
+            Format::Csv { delimiter, .. } => self.decode_fields(lines, |line| split_csv(line, *delimiter)),
             Format::Json => self.decode_json(lines),
         }
     }
 
-    fn decode_fields(
-        &self,
-        lines: &[String],
-        split: impl Fn(&str) -> Vec<String>,
-    ) -> Result<Decoded> {
+    fn decode_fields(&self, lines: &[String], split: impl Fn(&str) -> Vec<String>) -> Result<Decoded> {
         let width = self.schema.fields().len();
         let mut builders: Vec<StringBuilder> = (0..width).map(|_| StringBuilder::new()).collect();
         let mut malformed = 0;
@@ -84,28 +76,17 @@ impl RecordDecoder {
             if fields.len() != width {
                 malformed += 1;
                 problem.get_or_insert_with(|| {
-                    format!(
-                        "expected {width} fields, found {}: {}",
-                        fields.len(),
-                        abbreviate(line)
-                    )
+                    format!("expected {width} fields, found {}: {}", fields.len(), abbreviate(line))
                 });
                 continue;
             }
             for (builder, field) in builders.iter_mut().zip(&fields) {
                 let field = field.trim();
-                if field.is_empty() {
-                    builder.append_null()
-                } else {
-                    builder.append_value(field)
-                }
+                if field.is_empty() { builder.append_null() } else { builder.append_value(field) }
             }
             sources.push(line.as_str());
         }
-        let options = CastOptions {
-            safe: true,
-            format_options: FormatOptions::default(),
-        };
+        let options = CastOptions { safe: true, format_options: FormatOptions::default() };
         let mut keep = vec![true; sources.len()];
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
         for (builder, field) in builders.iter_mut().zip(self.schema.fields()) {
@@ -135,34 +116,18 @@ impl RecordDecoder {
         let rows = RecordBatch::try_new_with_options(
             self.schema.clone(),
             columns,
-            &datafusion::arrow::array::RecordBatchOptions::new()
-                .with_row_count(Some(sources.len())),
+            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(sources.len())),
         )
         .map_err(|error| RuntimeError::user(error.to_string()))?;
         let bad = keep.iter().filter(|keep| !**keep).count();
-        let rows = if bad > 0 {
-            filter_record_batch(&rows, &BooleanArray::from(keep))?
-        } else {
-            rows
-        };
-        Ok(Decoded {
-            rows,
-            malformed: malformed + bad,
-            problem,
-        })
+        let rows = if bad > 0 { filter_record_batch(&rows, &BooleanArray::from(keep))? } else { rows };
+        Ok(Decoded { rows, malformed: malformed + bad, problem })
     }
 
     fn decode_json(&self, lines: &[String]) -> Result<Decoded> {
-        let lines: Vec<&String> = lines
-            .iter()
-            .filter(|line| !line.trim().is_empty())
-            .collect();
+        let lines: Vec<&String> = lines.iter().filter(|line| !line.trim().is_empty()).collect();
         if let Ok(rows) = self.decode_json_chunk(&lines) {
-            return Ok(Decoded {
-                rows,
-                malformed: 0,
-                problem: None,
-            });
+            return Ok(Decoded { rows, malformed: 0, problem: None });
         }
         let mut batches = Vec::new();
         let mut malformed = 0;
@@ -177,21 +142,16 @@ impl RecordDecoder {
             }
         }
         let rows = concat_batches(&self.schema, &batches)?;
-        Ok(Decoded {
-            rows,
-            malformed,
-            problem,
-        })
+        Ok(Decoded { rows, malformed, problem })
     }
 
     fn decode_json_chunk(&self, lines: &[&String]) -> Result<RecordBatch> {
-        let mut decoder = ReaderBuilder::new(self.schema.clone())
-            .with_batch_size(lines.len().max(1))
-            .build_decoder()?;
+        let mut decoder =
+            ReaderBuilder::new(self.schema.clone()).with_batch_size(lines.len().max(1)).build_decoder()?;
         let mut text = String::new();
         for line in lines {
-            let value: serde_json::Value = serde_json::from_str(line)
-                .map_err(|error| RuntimeError::user(format!("invalid JSON ({error})")))?;
+            let value: serde_json::Value =
+                serde_json::from_str(line).map_err(|error| RuntimeError::user(format!("invalid JSON ({error})")))?;
             if !value.is_object() {
                 return Err(RuntimeError::user("a JSON record must be an object"));
             }
@@ -199,9 +159,7 @@ impl RecordDecoder {
             text.push('\n');
         }
         decoder.decode(text.as_bytes())?;
-        Ok(decoder
-            .flush()?
-            .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+        Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
     }
 }
 
@@ -257,12 +215,7 @@ mod tests {
 
     #[test]
     fn text_lines_are_split_and_cast() {
-        let decoder = RecordDecoder::new(
-            weblog_schema(),
-            Format::Text {
-                delimiter: " ".into(),
-            },
-        );
+        let decoder = RecordDecoder::new(weblog_schema(), Format::Text { delimiter: " ".into() });
         let decoded = decoder
             .decode(&lines(&[
                 "2016-12-06T08:58:35.318+0000 37.139.9.11 404 0.026",
@@ -272,10 +225,7 @@ mod tests {
             ]))
             .unwrap();
         assert_eq!(decoded.malformed, 2);
-        assert_eq!(
-            decoded.problem.as_deref(),
-            Some("expected 4 fields, found 3: too few fields")
-        );
+        assert_eq!(decoded.problem.as_deref(), Some("expected 4 fields, found 3: too few fields"));
         let expected = [
             "+-------------------------+-------------+--------+----------+",
             "| ts                      | ip          | status | duration |",
@@ -284,18 +234,12 @@ mod tests {
             "| 2016-12-06T07:58:37     | 1.2.3.4     | 200    | 1.5      |",
             "+-------------------------+-------------+--------+----------+",
         ];
-        assert_eq!(
-            pretty_format_batches(&[decoded.rows]).unwrap().to_string(),
-            expected.join("\n")
-        );
+        assert_eq!(pretty_format_batches(&[decoded.rows]).unwrap().to_string(), expected.join("\n"));
     }
 
     #[test]
     fn csv_handles_quotes() {
-        assert_eq!(
-            split_csv(r#"a,"b,c","say ""hi""",d"#, ','),
-            vec!["a", "b,c", "say \"hi\"", "d"]
-        );
+        assert_eq!(split_csv(r#"a,"b,c","say ""hi""",d"#, ','), vec!["a", "b,c", "say \"hi\"", "d"]);
         assert_eq!(split_csv("", ','), vec![""]);
     }
 

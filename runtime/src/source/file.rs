@@ -10,9 +10,7 @@ pub async fn run(path: &Path, decoder: RecordDecoder, batch_rows: usize, context
     let file = match tokio::fs::File::open(path).await {
         Ok(file) => file,
         Err(error) => {
-            context
-                .fail(format!("cannot open {}: {error}", path.display()))
-                .await;
+            context.fail(format!("cannot open {}: {error}", path.display())).await;
             return;
         }
     };
@@ -35,9 +33,7 @@ pub async fn run(path: &Path, decoder: RecordDecoder, batch_rows: usize, context
             }
             Ok(None) => break,
             Err(error) => {
-                context
-                    .fail(format!("cannot read {}: {error}", path.display()))
-                    .await;
+                context.fail(format!("cannot read {}: {error}", path.display())).await;
                 return;
             }
         }

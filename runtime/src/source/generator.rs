@@ -61,52 +61,30 @@ impl GeneratorSpec {
             }
         }
         if !(self.rate > 0.0 && self.rate.is_finite()) {
-            return Err(RuntimeError::user(
-                "generator rate must be a positive number of rows per second",
-            ));
+            return Err(RuntimeError::user("generator rate must be a positive number of rows per second"));
         }
         Ok(())
     }
 
     /// Records `first..first + count` as a batch of `schema`.
     pub fn batch(&self, schema: &SchemaRef, first: u64, count: u64) -> Result<RecordBatch> {
-        let records: Vec<WeblogRecord> = (first..first + count)
-            .map(|index| self.weblog(index))
-            .collect();
+        let records: Vec<WeblogRecord> = (first..first + count).map(|index| self.weblog(index)).collect();
         let columns = schema
             .fields()
             .iter()
             .map(|field| {
                 let natural: ArrayRef = match field.name().as_str() {
-                    "ts" => Arc::new(TimestampNanosecondArray::from_iter_values(
-                        records.iter().map(|r| r.ts),
-                    )),
-                    "ip" => Arc::new(StringArray::from_iter_values(
-                        records.iter().map(|r| r.ip.as_str()),
-                    )),
-                    "status" => Arc::new(Int32Array::from_iter_values(
-                        records.iter().map(|r| r.status),
-                    )),
-                    "method" => Arc::new(StringArray::from_iter_values(
-                        records.iter().map(|r| r.method),
-                    )),
-                    "url" => Arc::new(StringArray::from_iter_values(
-                        records.iter().map(|r| r.url.as_str()),
-                    )),
-                    "duration" => Arc::new(Float64Array::from_iter_values(
-                        records.iter().map(|r| r.duration),
-                    )),
+                    "ts" => Arc::new(TimestampNanosecondArray::from_iter_values(records.iter().map(|r| r.ts))),
+                    "ip" => Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.ip.as_str()))),
+                    "status" => Arc::new(Int32Array::from_iter_values(records.iter().map(|r| r.status))),
+                    "method" => Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.method))),
+                    "url" => Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.url.as_str()))),
+                    "duration" => Arc::new(Float64Array::from_iter_values(records.iter().map(|r| r.duration))),
                     other => {
-                        return Err(RuntimeError::user(format!(
-                            "the weblog generator has no column {other:?}"
-                        )));
+                        return Err(RuntimeError::user(format!("the weblog generator has no column {other:?}")));
                     }
                 };
-                Ok(if natural.data_type() == field.data_type() {
-                    natural
-                } else {
-                    cast(&natural, field.data_type())?
-                })
+                Ok(if natural.data_type() == field.data_type() { natural } else { cast(&natural, field.data_type())? })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
@@ -124,13 +102,7 @@ impl GeneratorSpec {
         }
         // A skewed choice: low-numbered hosts are far more frequent.
         let host = (random.next_f64().powi(3) * 40.0) as u64;
-        let ip = format!(
-            "{}.{}.{}.{}",
-            10 + host * 7 % 200,
-            host * 13 % 256,
-            host * 31 % 256,
-            1 + host
-        );
+        let ip = format!("{}.{}.{}.{}", 10 + host * 7 % 200, host * 13 % 256, host * 31 % 256, 1 + host);
         let status = match random.next_f64() {
             p if p < 0.72 => 200,
             p if p < 0.80 => 301,
@@ -138,19 +110,11 @@ impl GeneratorSpec {
             p if p < 0.95 => 403,
             _ => 500,
         };
-        let method =
-            ["GET", "GET", "GET", "POST", "PUT", "DELETE"][(random.next_u64() % 6) as usize];
+        let method = ["GET", "GET", "GET", "POST", "PUT", "DELETE"][(random.next_u64() % 6) as usize];
         let page = random.next_u64() % 50;
         let url = format!("/codemove/{}", page_name(page));
         let duration = (-random.next_f64().max(1e-9).ln() * 0.05 * 1000.0).round() / 1000.0;
-        WeblogRecord {
-            ts,
-            ip,
-            status,
-            method,
-            url,
-            duration,
-        }
+        WeblogRecord { ts, ip, status, method, url, duration }
     }
 }
 
@@ -165,9 +129,7 @@ struct WeblogRecord {
 
 fn page_name(page: u64) -> String {
     let mut random = SplitMix64(page.wrapping_add(17));
-    (0..12)
-        .map(|_| (b'A' + (random.next_u64() % 26) as u8) as char)
-        .collect()
+    (0..12).map(|_| (b'A' + (random.next_u64() % 26) as u8) as char).collect()
 }
 
 /// A tiny, fast, seedable generator (SplitMix64): the data must be the same
@@ -255,14 +217,7 @@ mod tests {
 
     #[test]
     fn unknown_columns_are_rejected() {
-        let schema: SchemaRef =
-            Arc::new(Schema::new(vec![Field::new("nope", DataType::Utf8, false)]));
-        assert!(
-            spec()
-                .validate(&schema)
-                .unwrap_err()
-                .to_string()
-                .contains("no column \"nope\"")
-        );
+        let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("nope", DataType::Utf8, false)]));
+        assert!(spec().validate(&schema).unwrap_err().to_string().contains("no column \"nope\""));
     }
 }

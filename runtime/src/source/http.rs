@@ -45,11 +45,7 @@ impl HttpIngest {
     }
 }
 
-pub async fn run(
-    mut receiver: mpsc::Receiver<Vec<String>>,
-    decoder: RecordDecoder,
-    context: SourceContext,
-) {
+pub async fn run(mut receiver: mpsc::Receiver<Vec<String>>, decoder: RecordDecoder, context: SourceContext) {
     while let Some(lines) = receiver.recv().await {
         if !context.send_lines(&decoder, &lines).await {
             return;

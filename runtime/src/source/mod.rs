@@ -49,17 +49,9 @@ pub struct EventTimeSpec {
 #[derive(Debug, Clone)]
 pub enum ConnectorSpec {
     /// Connects as a client to `host:port` and reads lines.
-    Socket {
-        host: String,
-        port: u16,
-        format: Format,
-    },
+    Socket { host: String, port: u16, format: Format },
     /// A bounded file, read from the start, `batch_rows` records per batch.
-    File {
-        path: PathBuf,
-        format: Format,
-        batch_rows: usize,
-    },
+    File { path: PathBuf, format: Format, batch_rows: usize },
     /// Built-in deterministic data.
     Generator(GeneratorSpec),
     /// Events POSTed to `/v1/streams/{name}/events`.
@@ -95,9 +87,7 @@ pub struct SourceStatus {
 
 impl SourceStatus {
     pub fn new(state: &str) -> Self {
-        Self {
-            state: Mutex::new(state.to_string()),
-        }
+        Self { state: Mutex::new(state.to_string()) }
     }
 
     pub fn set(&self, state: impl Into<String>) {
@@ -107,10 +97,7 @@ impl SourceStatus {
     }
 
     pub fn get(&self) -> String {
-        self.state
-            .lock()
-            .map(|state| state.clone())
-            .unwrap_or_default()
+        self.state.lock().map(|state| state.clone()).unwrap_or_default()
     }
 }
 
@@ -137,46 +124,29 @@ impl SourceContext {
         if rows.num_rows() == 0 {
             return true;
         }
-        self.events
-            .send(SourceEvent::Rows {
-                source: self.index,
-                rows,
-            })
-            .await
-            .is_ok()
+        self.events.send(SourceEvent::Rows { source: self.index, rows }).await.is_ok()
     }
 
     /// Decodes `lines` and sends the rows; counts malformed records.
     pub async fn send_lines(&self, decoder: &RecordDecoder, lines: &[String]) -> bool {
         match decoder.decode(lines) {
             Ok(decoded) => {
-                self.metrics
-                    .record_malformed(decoded.malformed as u64, decoded.problem);
+                self.metrics.record_malformed(decoded.malformed as u64, decoded.problem);
                 self.send_rows(decoded.rows).await
             }
             Err(error) => {
-                self.metrics
-                    .record_malformed(lines.len() as u64, Some(error.to_string()));
+                self.metrics.record_malformed(lines.len() as u64, Some(error.to_string()));
                 true
             }
         }
     }
 
     pub async fn end(&self) {
-        let _ = self
-            .events
-            .send(SourceEvent::End { source: self.index })
-            .await;
+        let _ = self.events.send(SourceEvent::End { source: self.index }).await;
     }
 
     pub async fn fail(&self, message: String) {
-        let _ = self
-            .events
-            .send(SourceEvent::Failed {
-                source: self.index,
-                message,
-            })
-            .await;
+        let _ = self.events.send(SourceEvent::Failed { source: self.index, message }).await;
     }
 }
 
@@ -198,28 +168,12 @@ pub fn spawn(spec: &SourceSpec, context: SourceContext) -> tokio::task::JoinHand
     })
 }
 
-async fn run(
-    spec: SourceSpec,
-    http_events: Option<mpsc::Receiver<Vec<String>>>,
-    context: SourceContext,
-) {
+async fn run(spec: SourceSpec, http_events: Option<mpsc::Receiver<Vec<String>>>, context: SourceContext) {
     match &spec.connector {
-        ConnectorSpec::File {
-            path,
-            format,
-            batch_rows,
-        } => {
-            file::run(
-                path,
-                RecordDecoder::new(spec.schema.clone(), format.clone()),
-                *batch_rows,
-                context,
-            )
-            .await
+        ConnectorSpec::File { path, format, batch_rows } => {
+            file::run(path, RecordDecoder::new(spec.schema.clone(), format.clone()), *batch_rows, context).await
         }
-        ConnectorSpec::Generator(generator) => {
-            generator::run(generator, spec.schema.clone(), context).await
-        }
+        ConnectorSpec::Generator(generator) => generator::run(generator, spec.schema.clone(), context).await,
         ConnectorSpec::Socket { host, port, format } => {
             let decoder = RecordDecoder::new(spec.schema.clone(), format.clone());
             socket::run(host, *port, decoder, &spec.status, context).await

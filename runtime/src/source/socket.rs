@@ -17,13 +17,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// socket has nothing more buffered.
 const MAX_CHUNK: usize = 4096;
 
-pub async fn run(
-    host: &str,
-    port: u16,
-    decoder: RecordDecoder,
-    status: &SourceStatus,
-    context: SourceContext,
-) {
+pub async fn run(host: &str, port: u16, decoder: RecordDecoder, status: &SourceStatus, context: SourceContext) {
     let address = format!("{host}:{port}");
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -37,14 +31,10 @@ pub async fn run(
                     Ok(false) => return,
                     Err(error) => error.to_string(),
                 };
-                status.set(format!(
-                    "disconnected from {address} ({problem}); reconnecting in {backoff:?}"
-                ));
+                status.set(format!("disconnected from {address} ({problem}); reconnecting in {backoff:?}"));
             }
             Err(error) => {
-                status.set(format!(
-                    "cannot connect to {address} ({error}); retrying in {backoff:?}"
-                ));
+                status.set(format!("cannot connect to {address} ({error}); retrying in {backoff:?}"));
             }
         }
         tokio::time::sleep(backoff).await;
@@ -53,11 +43,7 @@ pub async fn run(
 }
 
 /// Reads until the peer closes (`Ok(true)`) or the query is gone (`Ok(false)`).
-async fn read_lines(
-    stream: TcpStream,
-    decoder: &RecordDecoder,
-    context: &SourceContext,
-) -> std::io::Result<bool> {
+async fn read_lines(stream: TcpStream, decoder: &RecordDecoder, context: &SourceContext) -> std::io::Result<bool> {
     let mut reader = BufReader::new(stream);
     let mut chunk = Vec::new();
     let mut line = String::new();
