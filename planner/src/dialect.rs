@@ -49,9 +49,30 @@ impl Dialect for SluiceDialect {
             return None;
         }
         parser.next_token();
-        Some(parser.parse_object_name(false).map(|name| {
-            let mut idents: Vec<_> = name.0.into_iter().filter_map(|part| part.as_ident().cloned()).collect();
-            if idents.len() == 1 { Expr::Identifier(idents.remove(0)) } else { Expr::CompoundIdentifier(idents) }
-        }))
+        Some(table_argument(parser))
     }
 }
+
+/// `TABLE name [PARTITION BY key | PARTITION BY (key, ...)]` as the
+/// identifier `name`, or `__partitioned(name, key, ...)` with partition keys.
+fn table_argument(parser: &mut Parser) -> Result<Expr, ParserError> {
+    let name = parser.parse_object_name(false)?;
+    let mut idents: Vec<_> = name.0.into_iter().filter_map(|part| part.as_ident().cloned()).collect();
+    let table = if idents.len() == 1 { Expr::Identifier(idents.remove(0)) } else { Expr::CompoundIdentifier(idents) };
+    if !parser.parse_keywords(&[Keyword::PARTITION, Keyword::BY]) {
+        return Ok(table);
+    }
+    let keys = if parser.consume_token(&Token::LParen) {
+        let keys = parser.parse_comma_separated(|parser| parser.parse_identifier())?;
+        parser.expect_token(&Token::RParen)?;
+        keys
+    } else {
+        vec![parser.parse_identifier()?]
+    };
+    let text =
+        format!("{PARTITIONED}({table}, {})", keys.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "));
+    Parser::new(&SluiceDialect::default()).try_with_sql(&text)?.parse_expr()
+}
+
+/// The function a partitioned `TABLE` argument is written as.
+pub const PARTITIONED: &str = "__partitioned";

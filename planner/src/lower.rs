@@ -29,6 +29,7 @@ use futures::future::BoxFuture;
 use sluice_runtime::operators::group_aggregate::GroupAggregateSpec;
 use sluice_runtime::operators::limit::LimitSpec;
 use sluice_runtime::operators::pane_window::{GroupColumn, PaneWindowSpec};
+use sluice_runtime::operators::session_window::SessionWindowSpec;
 use sluice_runtime::operators::stateless::StatelessSpec;
 use sluice_runtime::operators::union::UnionSpec;
 use sluice_runtime::operators::window_aggregate::WindowAggregateSpec;
@@ -51,6 +52,8 @@ struct Lowered {
     window: Option<WindowKind>,
     /// Rows carry ops (inserts and retractions): an updating result.
     updating: bool,
+    /// `PARTITION BY` columns of a SESSION window.
+    partition_keys: Vec<String>,
 }
 
 pub struct Lowering<'a> {
@@ -115,7 +118,8 @@ impl<'a> Lowering<'a> {
                         inputs.iter().map(|input| input.node).collect(),
                     );
                     let window = if same_window { window } else { None };
-                    Ok(Lowered { node, schema, window_results, window, updating })
+                    let partition_keys = inputs.first().map(|first| first.partition_keys.clone()).unwrap_or_default();
+                    Ok(Lowered { node, schema, window_results, window, updating, partition_keys })
                 }
                 LogicalPlan::Limit(limit) if !produces_window_results(&limit.input) => {
                     let (SkipType::Literal(skip), FetchType::Literal(fetch)) =
@@ -169,12 +173,14 @@ impl<'a> Lowering<'a> {
         self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
         let node = self.plan.nodes.len() - 1;
         let Some(window) = window else {
-            return Ok(Lowered { node, schema: source.schema, window_results: false, window: None, updating: false });
+            let (window_results, updating, partition_keys) = (false, false, Vec::new());
+            return Ok(Lowered { node, schema: source.schema, window_results, window: None, updating, partition_keys });
         };
         let spec = WindowAssignSpec::new(window.kind, window.time_column, &source.schema);
         let schema = spec.output_schema.clone();
         let node = self.push(OperatorSpec::WindowAssign(spec), vec![node]);
-        Ok(Lowered { node, schema, window_results: false, window: Some(window.kind), updating: false })
+        let partition_keys = window.partition_keys.clone();
+        Ok(Lowered { node, schema, window_results: false, window: Some(window.kind), updating: false, partition_keys })
     }
 
     /// A run of stateless nodes from `top` down, executed by DataFusion.
@@ -230,6 +236,7 @@ impl<'a> Lowering<'a> {
             window_results: input.window_results,
             window: input.window,
             updating: input.updating,
+            partition_keys: input.partition_keys,
         })
     }
 
@@ -261,7 +268,8 @@ impl<'a> Lowering<'a> {
         let output_schema = Arc::new(aggregate.schema.as_arrow().clone());
 
         // Grouped by a HOP or CUMULATE window: panes merged into windows.
-        if let Some(kind @ (WindowKind::Hop { .. } | WindowKind::Cumulate { .. })) = input.window
+        if let Some(kind @ (WindowKind::Hop { .. } | WindowKind::Cumulate { .. } | WindowKind::Session { .. })) =
+            input.window
             && let Some(lowered) = self.pane_window(aggregate, &input, kind, aggregates.clone(), filters.clone())?
         {
             return Ok(lowered);
@@ -295,7 +303,15 @@ impl<'a> Lowering<'a> {
                 output_schema: output_schema.clone(),
             };
             let node = self.push(OperatorSpec::WindowAggregate(spec), vec![input.node]);
-            return Ok(Lowered { node, schema: output_schema, window_results: true, window: None, updating: false });
+            let partition_keys = Vec::new();
+            return Ok(Lowered {
+                node,
+                schema: output_schema,
+                window_results: true,
+                window: None,
+                updating: false,
+                partition_keys,
+            });
         }
 
         // Otherwise running state per key, emitted as a changelog.
@@ -307,7 +323,8 @@ impl<'a> Lowering<'a> {
             output_schema: output_schema.clone(),
         };
         let node = self.push(OperatorSpec::GroupAggregate(spec), vec![input.node]);
-        Ok(Lowered { node, schema: output_schema, window_results: false, window: None, updating: true })
+        let partition_keys = Vec::new();
+        Ok(Lowered { node, schema: output_schema, window_results: false, window: None, updating: true, partition_keys })
     }
 }
 
@@ -337,7 +354,7 @@ impl Lowering<'_> {
                         .any(|column| [WINDOW_START, WINDOW_END, WINDOW_TIME].contains(&column.name.as_str()));
                     if uses_window {
                         return Err(PlanError::unsupported(
-                            "HOP and CUMULATE windows are grouped by window_start, window_end or window_time as they are, not by expressions of them",
+                            "HOP, CUMULATE and SESSION windows are grouped by window_start, window_end or window_time as they are, not by expressions of them",
                         )
                         .near(self.sql, self.start, "GROUP"));
                     }
@@ -364,6 +381,39 @@ impl Lowering<'_> {
                 return Err(PlanError::invalid("internal: the window columns are missing below the aggregate"));
             }
         };
+        let output_schema = Arc::new(aggregate.schema.as_arrow().clone());
+        if let WindowKind::Session { gap } = kind {
+            let mut partition_exprs = Vec::new();
+            for key in &input.partition_keys {
+                let column = aggregate
+                    .group_expr
+                    .iter()
+                    .find(|expr| matches!(expr, Expr::Column(column) if &column.name == key));
+                let Some(column) = column else {
+                    return Err(PlanError::invalid(format!(
+                        "the SESSION window's PARTITION BY column {key:?} must also be in GROUP BY"
+                    ))
+                    .near(self.sql, self.start, key));
+                };
+                partition_exprs.push(self.state.create_physical_expr(column.clone(), input_schema)?);
+            }
+            let spec = SessionWindowSpec {
+                gap,
+                input_schema: input.schema.clone(),
+                time: self.state.create_physical_expr(pane_start, input_schema)?,
+                partition_exprs,
+                key_exprs,
+                layout,
+                aggregates,
+                filters,
+                output_schema: output_schema.clone(),
+            };
+            let node = self.push(OperatorSpec::SessionWindow(spec), vec![input.node]);
+            // Sessions of many keys close together: one batch is not one window.
+            let (window_results, partition_keys) = (false, Vec::new());
+            let schema = output_schema;
+            return Ok(Some(Lowered { node, schema, window_results, window: None, updating: false, partition_keys }));
+        }
         let spec = PaneWindowSpec {
             kind,
             input_schema: input.schema.clone(),
@@ -372,11 +422,12 @@ impl Lowering<'_> {
             layout,
             aggregates,
             filters,
-            output_schema: Arc::new(aggregate.schema.as_arrow().clone()),
+            output_schema,
         };
         let schema = spec.output_schema.clone();
         let node = self.push(OperatorSpec::PaneWindow(spec), vec![input.node]);
-        Ok(Some(Lowered { node, schema, window_results: true, window: None, updating: false }))
+        let partition_keys = Vec::new();
+        Ok(Some(Lowered { node, schema, window_results: true, window: None, updating: false, partition_keys }))
     }
 }
 

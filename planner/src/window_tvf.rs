@@ -23,6 +23,7 @@ use datafusion::sql::sqlparser::tokenizer::Span;
 use sluice_runtime::operators::window_assign::WindowKind;
 use sluice_runtime::source::SourceSpec;
 
+use crate::dialect::PARTITIONED;
 use crate::error::{PlanError, Result};
 use crate::query::Catalog;
 use crate::statement::{ident_name, object_name, parse_table_factor};
@@ -36,6 +37,8 @@ pub struct WindowTable {
     pub kind: WindowKind,
     /// Index of the time column in the stream.
     pub time_column: usize,
+    /// `PARTITION BY` columns of a SESSION window.
+    pub partition_keys: Vec<String>,
 }
 
 /// Replaces every window TVF of `query` (and its subqueries) by a scan.
@@ -123,33 +126,57 @@ impl Rewriter<'_> {
         alias: Option<TableAlias>,
         span: Span,
     ) -> Result<TableFactor> {
-        if function == "session" {
-            return Err(
-                PlanError::unsupported("SESSION windows are not supported yet; TUMBLE, HOP and CUMULATE are").at(span)
-            );
-        }
         // Flink's argument orders: TUMBLE(data, timecol, size [, offset]),
-        // HOP(data, timecol, slide, size [, offset]), CUMULATE(data, timecol, step, size [, offset]).
+        // HOP(data, timecol, slide, size [, offset]), CUMULATE(data, timecol, step, size [, offset]),
+        // SESSION(data [PARTITION BY keys], timecol, gap).
         let names: &[&str] = match function {
             "hop" => &["data", "timecol", "slide", "size", "offset"],
             "cumulate" => &["data", "timecol", "step", "size", "offset"],
+            "session" => &["data", "timecol", "gap"],
             _ => &["data", "timecol", "size", "offset"],
         };
         let arguments = Arguments::new(arguments, names, span)?;
-        let stream_arg = arguments.required(0, "the stream (TABLE name)")?;
+        let mut stream_arg = arguments.required(0, "the stream (TABLE name)")?;
+        let mut partition_keys = Vec::new();
+        if let Expr::Function(partitioned) = stream_arg
+            && object_name(&partitioned.name) == PARTITIONED
+            && let FunctionArguments::List(list) = &partitioned.args
+        {
+            let mut parts = list.args.iter().filter_map(|argument| match argument {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(expr)) => Some(expr),
+                _ => None,
+            });
+            stream_arg = parts.next().unwrap_or(stream_arg);
+            for key in parts {
+                match key {
+                    Expr::Identifier(ident) => partition_keys.push(ident_name(ident)),
+                    other => return Err(PlanError::invalid("PARTITION BY takes column names").at(other.span())),
+                }
+            }
+            if function != "session" {
+                return Err(PlanError::invalid("only SESSION windows take PARTITION BY").at(partitioned.span()));
+            }
+        }
         let stream_name = match stream_arg {
             Expr::Identifier(ident) => ident_name(ident),
             Expr::CompoundIdentifier(idents) => idents.iter().map(ident_name).collect::<Vec<_>>().join("."),
             other => {
-                return Err(
-                    PlanError::invalid("the first argument of TUMBLE must be a stream: TABLE name").at(other.span())
-                );
+                return Err(PlanError::invalid("the first argument of a window function must be a stream: TABLE name")
+                    .at(other.span()));
             }
         };
         let source = self
             .catalog
             .stream(&stream_name)
             .ok_or_else(|| PlanError::unknown(format!("stream {stream_name:?} not found")).at(stream_arg.span()))?;
+        for key in &partition_keys {
+            if source.schema.index_of(key).is_err() {
+                return Err(PlanError::unknown(format!(
+                    "stream {stream_name:?} has no column {key:?} to partition by"
+                ))
+                .at(span));
+            }
+        }
         let time_arg = arguments.required(1, "the time column (DESCRIPTOR(col))")?;
         let time_ident = match time_arg {
             Expr::Identifier(ident) => ident.clone(),
@@ -203,6 +230,7 @@ impl Rewriter<'_> {
                 let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
                 WindowKind::Hop { size, slide, offset }
             }
+            "session" => WindowKind::Session { gap: positive(2, "session gap")? },
             "cumulate" => {
                 let step = positive(2, "window step")?;
                 let max_size = positive(3, "window size")?;
@@ -221,7 +249,7 @@ impl Rewriter<'_> {
             }
         };
         let table = format!("__window_{}", self.tables.len());
-        self.tables.push(WindowTable { table: table.clone(), source, kind, time_column });
+        self.tables.push(WindowTable { table: table.clone(), source, kind, time_column, partition_keys });
         let alias = alias.unwrap_or(TableAlias {
             explicit: true,
             name: Ident::new(stream_name.rsplit('.').next().unwrap_or(&stream_name)),
