@@ -23,7 +23,9 @@ use tokio::sync::mpsc;
 use crate::message::{StreamBatch, Watermark};
 
 /// Events a subscriber's queue holds before it is cut off.
-pub const SUBSCRIBER_QUEUE: usize = 1024;
+/// Frames share their batches with the log, so a long queue costs little;
+/// it must absorb a burst such as the final watermark closing every window.
+pub const SUBSCRIBER_QUEUE: usize = 16_384;
 
 /// What subscribers receive.
 #[derive(Debug, Clone)]

@@ -1,23 +1,35 @@
 //! `sluice bench`: runs a query in-process over generated weblog records
-//! (not paced by the wall clock) and reports throughput. The result sink
-//! is the query's output log, read by one subscriber that counts rows.
+//! (not paced by the wall clock) and reports throughput. Results go to the
+//! query's output log with no subscriber; rows are counted by the query.
 
 use std::time::Instant;
 
 use serde_json::json;
-use sluice_runtime::OutputEvent;
+use sluice_runtime::{QueryMetrics, QueryStatus};
 
 use crate::engine::{Engine, Settings, StatementResult};
 use crate::error::ApiError;
 
 /// The queries the harness knows, by name.
-pub const QUERIES: [(&str, &str); 3] = [
+pub const QUERIES: [(&str, &str); 6] = [
     ("filter", "SELECT ts, ip, status FROM weblog WHERE status >= 500"),
     (
         "tumble",
         "SELECT window_start, window_end, ip, count(*) AS hits, avg(duration) AS mean
          FROM TUMBLE(weblog, ts, INTERVAL '1' SECOND) GROUP BY window_start, window_end, ip",
     ),
+    (
+        "hop",
+        "SELECT window_start, window_end, ip, count(*) AS hits, avg(duration) AS mean
+         FROM HOP(weblog, ts, INTERVAL '1' SECOND, INTERVAL '1' HOUR) GROUP BY window_start, window_end, ip",
+    ),
+    (
+        "session",
+        "SELECT window_start, window_end, ip, count(*) AS hits
+         FROM TABLE(SESSION(TABLE weblog PARTITION BY ip, DESCRIPTOR(ts), INTERVAL '100' MILLISECOND))
+         GROUP BY window_start, window_end, ip",
+    ),
+    ("running", "SELECT ip, count(*) AS hits, max(duration) AS slowest FROM weblog GROUP BY ip"),
     (
         "top_n",
         "SELECT window_start, window_end, ip, count(*) AS hits
@@ -76,16 +88,16 @@ pub async fn run(query: &str, events: u64, epoch_interval: &str) -> Result<Bench
         return Err(ApiError::internal("bench query did not start"));
     };
     let running = engine.query(query_id).ok_or_else(|| ApiError::internal("bench query vanished"))?;
-    let mut output = running.handle.output.subscribe(0);
-    let mut rows_out = 0;
+    // Count rows from the query's metrics: the harness measures the query,
+    // not a websocket subscriber.
     loop {
-        match output.recv().await {
-            Some(OutputEvent::Rows { batch, .. }) => rows_out += batch.num_rows() as u64,
-            Some(OutputEvent::Progress { .. }) => {}
-            Some(OutputEvent::End) => break,
-            Some(OutputEvent::Failed { message }) => return Err(ApiError::internal(message)),
-            None => return Err(ApiError::internal("bench subscriber cut off")),
+        match running.handle.status() {
+            QueryStatus::Running => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
+            QueryStatus::Finished => break,
+            QueryStatus::Failed(message) => return Err(ApiError::internal(message)),
+            QueryStatus::Cancelled => return Err(ApiError::internal("bench query cancelled")),
         }
     }
+    let rows_out = QueryMetrics::get(&running.handle.metrics.rows_out);
     Ok(BenchResult { query: query.to_string(), events, seconds: started.elapsed().as_secs_f64(), rows_out })
 }

@@ -27,7 +27,7 @@ enum Command {
     },
     /// Measure throughput: run queries in-process over generated records.
     Bench {
-        /// Queries to run: filter, tumble, top_n (default: all).
+        /// Queries to run: filter, tumble, hop, session, running, top_n (default: all).
         #[arg(long = "query")]
         queries: Vec<String>,
         #[arg(long, default_value_t = 1_000_000)]
