@@ -7,7 +7,7 @@
 //! |-------------|---------|
 //! | `socket`    | `host` (default `127.0.0.1`), `port`, `format`, `delimiter` |
 //! | `file`      | `path`, `format` (from the extension by default), `header`, `delimiter`, `batch_rows` |
-//! | `generator` | `kind` (`weblog`), `seed`, `rate` (rows/s), `rows`, `realtime`, `start` |
+//! | `generator` | `kind` (`weblog`), `seed`, `rate` (rows/s), `rows`, `realtime`, `start`, `hosts` |
 //! | `http`      | none: events are POSTed to `/v1/streams/{name}/events` |
 //!
 //! `format` is `text` (split on `delimiter`, default a space), `csv`
@@ -247,6 +247,7 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
                 rows: options.parse("rows", "a whole number")?,
                 realtime: options.boolean("realtime")?.unwrap_or(true),
                 start,
+                hosts: options.parse("hosts", "a whole number of distinct IPs")?.unwrap_or(40),
             };
             spec.validate(schema).map_err(|error| PlanError::invalid(error.to_string()).at_location(location))?;
             Ok(ConnectorSpec::Generator(spec))

@@ -11,7 +11,7 @@ use crate::engine::{Engine, Settings, StatementResult};
 use crate::error::ApiError;
 
 /// The queries the harness knows, by name.
-pub const QUERIES: [(&str, &str); 6] = [
+pub const QUERIES: [(&str, &str); 7] = [
     ("filter", "SELECT ts, ip, status FROM weblog WHERE status >= 500"),
     (
         "tumble",
@@ -22,6 +22,11 @@ pub const QUERIES: [(&str, &str); 6] = [
         "hop",
         "SELECT window_start, window_end, ip, count(*) AS hits, avg(duration) AS mean
          FROM HOP(weblog, ts, INTERVAL '1' SECOND, INTERVAL '1' HOUR) GROUP BY window_start, window_end, ip",
+    ),
+    (
+        "hop_10s",
+        "SELECT window_start, window_end, ip, count(*) AS hits, avg(duration) AS mean
+         FROM HOP(weblog, ts, INTERVAL '1' SECOND, INTERVAL '10' SECOND) GROUP BY window_start, window_end, ip",
     ),
     (
         "session",
@@ -45,6 +50,7 @@ pub struct BenchResult {
     pub events: u64,
     pub seconds: f64,
     pub rows_out: u64,
+    pub keys: u64,
 }
 
 impl BenchResult {
@@ -58,6 +64,7 @@ impl BenchResult {
             "events": self.events,
             "seconds": self.seconds,
             "events_per_sec": self.events_per_sec().round(),
+            "keys": self.keys,
             "rows_out": self.rows_out,
         })
         .to_string()
@@ -65,8 +72,8 @@ impl BenchResult {
 }
 
 /// Runs `query` (a name from [`QUERIES`]) over `events` generated records
-/// (1000 per second of event time) with `epoch_interval`.
-pub async fn run(query: &str, events: u64, epoch_interval: &str) -> Result<BenchResult, ApiError> {
+/// (1000 per second of event time, `keys` distinct IPs) with `epoch_interval`.
+pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> Result<BenchResult, ApiError> {
     let sql = QUERIES
         .iter()
         .find(|(name, _)| *name == query)
@@ -79,7 +86,7 @@ pub async fn run(query: &str, events: u64, epoch_interval: &str) -> Result<Bench
     let ddl = format!(
         "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
-         WITH (connector = 'generator', rate = '1000', rows = '{events}', realtime = 'false', seed = '1')"
+         WITH (connector = 'generator', rate = '1000', rows = '{events}', realtime = 'false', seed = '1', hosts = '{keys}')"
     );
     engine.execute(&ddl, &mut settings).await?;
     let started = Instant::now();
@@ -99,5 +106,5 @@ pub async fn run(query: &str, events: u64, epoch_interval: &str) -> Result<Bench
         }
     }
     let rows_out = QueryMetrics::get(&running.handle.metrics.rows_out);
-    Ok(BenchResult { query: query.to_string(), events, seconds: started.elapsed().as_secs_f64(), rows_out })
+    Ok(BenchResult { keys, query: query.to_string(), events, seconds: started.elapsed().as_secs_f64(), rows_out })
 }

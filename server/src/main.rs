@@ -27,11 +27,14 @@ enum Command {
     },
     /// Measure throughput: run queries in-process over generated records.
     Bench {
-        /// Queries to run: filter, tumble, hop, session, running, top_n (default: all).
+        /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n (default: all).
         #[arg(long = "query")]
         queries: Vec<String>,
         #[arg(long, default_value_t = 1_000_000)]
         events: u64,
+        /// Distinct keys (client IPs) in the generated data.
+        #[arg(long, default_value_t = 40)]
+        keys: u64,
         #[arg(long, default_value = "100ms")]
         epoch_interval: String,
     },
@@ -72,7 +75,7 @@ fn main() -> anyhow::Result<()> {
             client.run(sluice::demo::DEMO_QUERY, &mut std::io::stdout(), stop).await?;
             Ok(())
         }),
-        Command::Bench { queries, events, epoch_interval } => runtime.block_on(async {
+        Command::Bench { queries, events, keys, epoch_interval } => runtime.block_on(async {
             let queries = if queries.is_empty() {
                 sluice::bench::QUERIES.iter().map(|(name, _)| name.to_string()).collect()
             } else {
@@ -81,7 +84,7 @@ fn main() -> anyhow::Result<()> {
             println!("{:<8} {:>10} {:>9} {:>14} {:>9}", "query", "events", "seconds", "events/s", "rows out");
             let mut lines = Vec::new();
             for query in queries {
-                let result = sluice::bench::run(&query, events, &epoch_interval).await?;
+                let result = sluice::bench::run(&query, events, keys, &epoch_interval).await?;
                 println!(
                     "{:<8} {:>10} {:>9.3} {:>14.0} {:>9}",
                     result.query,

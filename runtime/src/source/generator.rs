@@ -46,6 +46,8 @@ pub struct GeneratorSpec {
     pub realtime: bool,
     /// Event time of record 0, nanoseconds since the epoch.
     pub start: i64,
+    /// Distinct client IPs (the key space), skewed towards low numbers.
+    pub hosts: u64,
 }
 
 impl GeneratorSpec {
@@ -59,6 +61,9 @@ impl GeneratorSpec {
                     WEBLOG_COLUMNS.join(", ")
                 )));
             }
+        }
+        if self.hosts == 0 {
+            return Err(RuntimeError::user("generator hosts must be at least 1"));
         }
         if !(self.rate > 0.0 && self.rate.is_finite()) {
             return Err(RuntimeError::user("generator rate must be a positive number of rows per second"));
@@ -101,8 +106,12 @@ impl GeneratorSpec {
             ts -= (random.next_f64() * 800_000_000.0) as i64;
         }
         // A skewed choice: low-numbered hosts are far more frequent.
-        let host = (random.next_f64().powi(3) * 40.0) as u64;
-        let ip = format!("{}.{}.{}.{}", 10 + host * 7 % 200, host * 13 % 256, host * 31 % 256, 1 + host);
+        let host = (random.next_f64().powi(3) * self.hosts as f64) as u64;
+        let ip = if self.hosts <= 200 {
+            format!("{}.{}.{}.{}", 10 + host * 7 % 200, host * 13 % 256, host * 31 % 256, 1 + host)
+        } else {
+            format!("{}.{}.{}.{}", 10 + (host >> 24) % 200, (host >> 16) & 255, (host >> 8) & 255, host & 255)
+        };
         let status = match random.next_f64() {
             p if p < 0.72 => 200,
             p if p < 0.80 => 301,
@@ -198,6 +207,7 @@ mod tests {
             rows: Some(1000),
             realtime: false,
             start: DEFAULT_START_NANOS,
+            hosts: 40,
         }
     }
 
