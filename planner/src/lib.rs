@@ -32,5 +32,5 @@ pub mod window_tvf;
 
 pub use ddl::{CreateStream, stream_source_spec};
 pub use error::{PlanError, PlanErrorKind};
-pub use query::{Catalog, plan_query};
+pub use query::{Catalog, PlanOptions, plan_query};
 pub use statement::{Statement, parse_statements};

@@ -38,7 +38,7 @@ use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
 
 use crate::error::{PlanError, Result};
 use crate::feed::{FeedNode, FeedPlanner};
-use crate::query::Catalog;
+use crate::query::{Catalog, PlanOptions};
 use crate::window_tvf::WindowTable;
 
 /// What a lowered subtree produces.
@@ -63,6 +63,7 @@ pub struct Lowering<'a> {
     sql: &'a str,
     /// Where the statement starts in `sql`, for error positions.
     start: Location,
+    options: PlanOptions,
     plan: StreamPlan,
 }
 
@@ -73,6 +74,7 @@ impl<'a> Lowering<'a> {
         windows: Vec<WindowTable>,
         sql: &'a str,
         start: Location,
+        options: PlanOptions,
     ) -> Self {
         let plan = StreamPlan {
             sources: Vec::new(),
@@ -81,7 +83,7 @@ impl<'a> Lowering<'a> {
             schema: Arc::new(Schema::empty()),
             append_only: true,
         };
-        Self { state, catalog, windows, sql, start, plan }
+        Self { state, catalog, windows, sql, start, options, plan }
     }
 
     pub async fn lower_root(&mut self, logical: &LogicalPlan) -> Result<StreamPlan> {
@@ -303,15 +305,10 @@ impl<'a> Lowering<'a> {
                 output_schema: output_schema.clone(),
             };
             let node = self.push(OperatorSpec::WindowAggregate(spec), vec![input.node]);
-            let partition_keys = Vec::new();
-            return Ok(Lowered {
-                node,
-                schema: output_schema,
-                window_results: true,
-                window: None,
-                updating: false,
-                partition_keys,
-            });
+            // With allowed lateness, late rows correct fired windows.
+            let updating = self.options.allowed_lateness;
+            let (window_results, partition_keys) = (!updating, Vec::new());
+            return Ok(Lowered { node, schema: output_schema, window_results, window: None, updating, partition_keys });
         }
 
         // Otherwise running state per key, emitted as a changelog.
@@ -370,6 +367,12 @@ impl Lowering<'_> {
         if input.updating {
             return Err(PlanError::unsupported("a window aggregate over an updating input is not supported yet")
                 .near(self.sql, self.start, "GROUP"));
+        }
+        if self.options.allowed_lateness {
+            return Err(PlanError::unsupported(
+                "allowed_lateness applies to TUMBLE windows; HOP, CUMULATE and SESSION drop late rows",
+            )
+            .near(self.sql, self.start, "GROUP"));
         }
         // Rows carry their pane's bounds in the window columns.
         let column =

@@ -32,6 +32,14 @@ use crate::lower::Lowering;
 use crate::unnest::rewrite_lateral_unnest;
 use crate::window_tvf::rewrite_windows;
 
+/// Query settings that change the plan.
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// Late rows may update fired tumbling windows, so their results are
+    /// updating (retractions), not emitted once.
+    pub allowed_lateness: bool,
+}
+
 /// What the planner needs to know about the server's catalog.
 pub trait Catalog: Send + Sync {
     /// The stream called `name` (already normalised), if any.
@@ -63,7 +71,13 @@ pub fn planning_state() -> SessionState {
 
 /// Plans the continuous query `query`; `sql` is the whole request text and
 /// `start` where the statement starts in it, for error positions.
-pub async fn plan_query(catalog: &dyn Catalog, query: &ast::Query, sql: &str, start: Location) -> Result<StreamPlan> {
+pub async fn plan_query(
+    catalog: &dyn Catalog,
+    query: &ast::Query,
+    sql: &str,
+    start: Location,
+    options: &PlanOptions,
+) -> Result<StreamPlan> {
     let located = |error: PlanError| {
         let name = mentioned_name(&error.message);
         let error = error.near_name(sql, name.as_deref().unwrap_or(""), start);
@@ -86,7 +100,7 @@ pub async fn plan_query(catalog: &dyn Catalog, query: &ast::Query, sql: &str, st
     let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
     let logical = context.state().statement_to_plan(statement).await.map_err(|error| located(error.into()))?;
     let optimized = state.optimize(&logical).map_err(|error| located(error.into()))?;
-    let mut lowering = Lowering::new(&state, catalog, windows, sql, start);
+    let mut lowering = Lowering::new(&state, catalog, windows, sql, start, options.clone());
     lowering.lower_root(&optimized).await.map_err(located)
 }
 

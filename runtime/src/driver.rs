@@ -47,11 +47,20 @@ pub struct QuerySettings {
     /// An input with event time that sends nothing for this long stops
     /// holding back the query's watermark; `None` waits for it forever.
     pub idle_timeout: Option<Duration>,
+    /// How long after a tumbling window fired late rows may still update it
+    /// (its result is then retracted and emitted again); `None` drops them.
+    pub allowed_lateness: Option<Duration>,
 }
 
 impl Default for QuerySettings {
     fn default() -> Self {
-        Self { epoch_interval: Duration::from_millis(100), retained_rows: 10_000, state_ttl: None, idle_timeout: None }
+        Self {
+            epoch_interval: Duration::from_millis(100),
+            retained_rows: 10_000,
+            state_ttl: None,
+            idle_timeout: None,
+            allowed_lateness: None,
+        }
     }
 }
 
@@ -120,13 +129,16 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         source::spawn(spec, context);
     }
     drop(events);
+    let allowed_lateness = settings.allowed_lateness.map_or(0, |lateness| lateness.as_nanos() as i64);
     let driver = Driver {
         sources: plan
             .sources
             .iter()
             .map(|spec| SourceState {
                 event_time_column: spec.event_time.map(|event_time| event_time.column),
-                tracker: spec.event_time.map(|event_time| WatermarkTracker::new(event_time.delay)),
+                tracker: spec
+                    .event_time
+                    .map(|event_time| WatermarkTracker::new(event_time.delay).with_allowed_lateness(allowed_lateness)),
                 ended: false,
                 last_active: Instant::now(),
                 idle: false,

@@ -101,7 +101,9 @@ impl OperatorSpec {
             OperatorSpec::Stateless(spec) => Box::new(Stateless::new(spec.clone())),
             OperatorSpec::WindowAssign(spec) => Box::new(WindowAssign::new(spec.clone())),
             OperatorSpec::WindowAggregate(spec) => {
-                Box::new(WindowAggregate::new(spec.clone())?.with_metrics(context.metrics.clone()))
+                let lateness = settings.allowed_lateness.map_or(0, |lateness| lateness.as_nanos() as i64);
+                let operator = WindowAggregate::new(spec.clone())?.with_metrics(context.metrics.clone());
+                Box::new(operator.with_allowed_lateness(lateness))
             }
             OperatorSpec::PaneWindow(spec) => Box::new(PaneWindow::new(spec.clone(), context.metrics.clone())?),
             OperatorSpec::SessionWindow(spec) => Box::new(SessionWindow::new(spec.clone(), context.metrics.clone())?),

@@ -29,6 +29,9 @@ use crate::message::{EventTime, Watermark};
 #[derive(Debug, Clone)]
 pub struct WatermarkTracker {
     delay: i64,
+    /// Rows this far below the watermark are still let in (to update
+    /// windows that already fired); only rows below that are late.
+    allowed_lateness: i64,
     max_event_time: Option<EventTime>,
 }
 
@@ -45,7 +48,13 @@ impl WatermarkTracker {
     /// `delay` in nanoseconds: how far behind the largest event time seen the
     /// watermark trails, to let out-of-order rows in.
     pub fn new(delay: i64) -> Self {
-        Self { delay, max_event_time: None }
+        Self { delay, allowed_lateness: 0, max_event_time: None }
+    }
+
+    /// Lets in rows up to `allowed_lateness` (nanoseconds) below the watermark.
+    pub fn with_allowed_lateness(mut self, allowed_lateness: i64) -> Self {
+        self.allowed_lateness = allowed_lateness.max(0);
+        self
     }
 
     pub fn watermark(&self) -> Watermark {
@@ -76,7 +85,7 @@ impl WatermarkTracker {
                     rows_without_event_time += 1;
                     false
                 }
-                Some(time) if Watermark(*time) < self.watermark() => {
+                Some(time) if Watermark(time.saturating_add(self.allowed_lateness)) < self.watermark() => {
                     late_rows += 1;
                     false
                 }
@@ -131,6 +140,15 @@ mod tests {
             assert_eq!(kept, expected, "split at {split}");
             assert_eq!(tracker.watermark(), whole.watermark());
         }
+    }
+
+    #[test]
+    fn allowed_lateness_lets_rows_in_below_the_watermark() {
+        let mut tracker = WatermarkTracker::new(2).with_allowed_lateness(3);
+        let verdict = tracker.observe(&[Some(20), Some(16), Some(15), Some(14)]);
+        let kept: Vec<bool> = verdict.keep.iter().flatten().collect();
+        assert_eq!(kept, vec![true, true, true, false]);
+        assert_eq!(tracker.watermark(), Watermark(18));
     }
 
     #[test]

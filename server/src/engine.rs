@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sluice_planner::statement::Located;
-use sluice_planner::{Statement, parse_statements, plan_query, stream_source_spec};
+use sluice_planner::{PlanOptions, Statement, parse_statements, plan_query, stream_source_spec};
 use sluice_runtime::driver::displayed_watermark;
 use sluice_runtime::{ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings, QueryStatus, SourceSpec};
 
@@ -227,12 +227,12 @@ impl Engine {
                 Ok(StatementResult::Status { status: "SET".into(), name: Some(name) })
             }
             Statement::Explain { query } => {
-                let plan = self.plan(sql, &query, located.start).await?;
+                let plan = self.plan(sql, &query, located.start, &settings_from(settings)?).await?;
                 let rows = plan.describe().lines().map(|line| json!([line])).collect();
                 Ok(StatementResult::Rows { columns: name_columns(&["plan"]), rows })
             }
             Statement::Query { query } => {
-                let plan = self.plan(sql, &query, located.start).await?;
+                let plan = self.plan(sql, &query, located.start, &settings_from(settings)?).await?;
                 let query_settings = settings_from(settings)?;
                 let columns = json::columns(&plan.schema);
                 let description = plan.describe();
@@ -259,10 +259,12 @@ impl Engine {
         sql: &str,
         query: &sluice_planner::statement::QueryAst,
         start: sluice_planner::statement::SqlLocation,
+        settings: &QuerySettings,
     ) -> Result<sluice_runtime::StreamPlan, ApiError> {
         // Plan against a snapshot so no lock is held across the await.
         let snapshot = self.catalog_snapshot();
-        Ok(plan_query(&snapshot, query, sql, start).await?)
+        let options = PlanOptions { allowed_lateness: settings.allowed_lateness.is_some() };
+        Ok(plan_query(&snapshot, query, sql, start, &options).await?)
     }
 
     fn catalog_snapshot(&self) -> Catalog {
@@ -353,6 +355,15 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
                 })?;
                 query.idle_timeout = (!timeout.is_zero()).then_some(timeout);
             }
+            "allowed_lateness" => {
+                let lateness = parse_duration(value, false).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid",
+                        format!("allowed_lateness must be a duration such as '5s', not {value:?}"),
+                    )
+                })?;
+                query.allowed_lateness = (!lateness.is_zero()).then_some(lateness);
+            }
             "state_ttl" => {
                 let ttl = parse_duration(value, false).ok_or_else(|| {
                     ApiError::bad_request(
@@ -370,7 +381,9 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
             other => {
                 return Err(ApiError::bad_request(
                     "invalid",
-                    format!("unknown setting {other:?}; known: epoch_interval, idle_timeout, retained_rows, state_ttl"),
+                    format!(
+                        "unknown setting {other:?}; known: allowed_lateness, epoch_interval, idle_timeout, retained_rows, state_ttl"
+                    ),
                 ));
             }
         }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, interleave};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
@@ -31,7 +31,7 @@ use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::groups::{AggregateInputs, Groups, evaluate};
+use crate::operators::groups::{AggregateInputs, Groups, Partial, evaluate};
 
 #[derive(Debug, Clone)]
 pub struct WindowAggregateSpec {
@@ -47,11 +47,22 @@ pub struct WindowAggregateSpec {
     pub output_schema: SchemaRef,
 }
 
+/// A window that fired but may still take late rows (allowed lateness).
+struct FiredWindow {
+    partial: Partial,
+    /// The rows last emitted for it, in key order of `partial`.
+    emitted: RecordBatch,
+}
+
 pub struct WindowAggregate {
     spec: WindowAggregateSpec,
     converter: RowConverter,
     /// Open windows by window end, so closing walks them in time order.
     windows: BTreeMap<i64, Groups>,
+    /// Windows that fired, kept until the watermark passes end + lateness.
+    fired: BTreeMap<i64, FiredWindow>,
+    /// Nanoseconds; 0 drops every row of a fired window.
+    allowed_lateness: i64,
     watermark: Watermark,
     metrics: Arc<QueryMetrics>,
 }
@@ -63,6 +74,13 @@ impl WindowAggregate {
         self
     }
 
+    /// Keeps fired windows for `allowed_lateness` (nanoseconds) so that late
+    /// rows update them: the old row is retracted and the new one emitted.
+    pub fn with_allowed_lateness(mut self, allowed_lateness: i64) -> Self {
+        self.allowed_lateness = allowed_lateness.max(0);
+        self
+    }
+
     pub fn new(spec: WindowAggregateSpec) -> Result<Self> {
         let fields = spec
             .group_exprs
@@ -70,7 +88,75 @@ impl WindowAggregate {
             .map(|expr| Ok(SortField::new(expr.data_type(&spec.input_schema)?)))
             .collect::<Result<Vec<_>>>()?;
         let converter = RowConverter::new(fields)?;
-        Ok(Self { spec, converter, windows: BTreeMap::new(), watermark: Watermark::MIN, metrics: Arc::default() })
+        Ok(Self {
+            spec,
+            converter,
+            windows: BTreeMap::new(),
+            fired: BTreeMap::new(),
+            allowed_lateness: 0,
+            watermark: Watermark::MIN,
+            metrics: Arc::default(),
+        })
+    }
+
+    /// The rows of a window that fires; keeps its state when late rows may
+    /// still update it.
+    fn fire(&mut self, end: i64, window: Groups) -> Result<RecordBatch> {
+        if self.allowed_lateness == 0 {
+            return self.close(window);
+        }
+        let partial = window.into_partial()?;
+        let emitted = self.evaluate_partial(&partial)?;
+        self.fired.insert(end, FiredWindow { partial, emitted: emitted.clone() });
+        Ok(emitted)
+    }
+
+    fn evaluate_partial(&self, partial: &Partial) -> Result<RecordBatch> {
+        let mut groups = Groups::new(&self.converter, &self.spec.aggregates)?;
+        groups.merge(partial)?;
+        self.close(groups)
+    }
+
+    /// Adds late rows to a fired window and returns the changes: for each
+    /// key whose row changed, the old row retracted and the new one.
+    fn update_fired(&mut self, end: i64, inputs: &AggregateInputs, rows: &[u32]) -> Result<Option<StreamBatch>> {
+        let Some(fired) = self.fired.remove(&end) else { return Ok(None) };
+        let mut groups = Groups::new(&self.converter, &self.spec.aggregates)?;
+        groups.merge(&fired.partial)?;
+        groups.update(inputs, rows)?;
+        let partial = groups.into_partial()?;
+        let current = self.evaluate_partial(&partial)?;
+        // Keys keep their order and new keys come last, so row i of the old
+        // result and row i of the new one are the same key.
+        let fields = self.spec.output_schema.fields().iter().map(|field| SortField::new(field.data_type().clone()));
+        let rows_converter = RowConverter::new(fields.collect())?;
+        let old_rows = rows_converter.convert_columns(fired.emitted.columns())?;
+        let new_rows = rows_converter.convert_columns(current.columns())?;
+        let mut picks: Vec<(usize, usize)> = Vec::new();
+        let mut ops = Vec::new();
+        for index in 0..current.num_rows() {
+            if index < fired.emitted.num_rows() {
+                if old_rows.row(index) == new_rows.row(index) {
+                    continue;
+                }
+                picks.push((0, index));
+                ops.push(Op::Delete);
+            }
+            picks.push((1, index));
+            ops.push(Op::Insert);
+        }
+        self.fired.insert(end, FiredWindow { partial, emitted: current.clone() });
+        if picks.is_empty() {
+            return Ok(None);
+        }
+        let columns = (0..current.num_columns())
+            .map(|column| {
+                let sources = [fired.emitted.column(column).as_ref(), current.column(column).as_ref()];
+                Ok(interleave(&sources, &picks)?)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let rows = RecordBatch::try_new(self.spec.output_schema.clone(), columns)?;
+        Ok(Some(StreamBatch { rows, ops: Some(ops) }))
     }
 
     fn close(&self, window: Groups) -> Result<RecordBatch> {
@@ -89,7 +175,7 @@ impl WindowAggregate {
 
 impl Operator for WindowAggregate {
     /// Updates accumulators only: a window's rows go out when it closes.
-    fn on_batch(&mut self, _port: usize, batch: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
+    fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         if let Some(ops) = &batch.ops
             && ops.contains(&Op::Delete)
         {
@@ -112,6 +198,7 @@ impl Operator for WindowAggregate {
 
         // Split the rows by window, keeping arrival order within each window.
         let mut slices: Vec<(i64, Vec<u32>)> = Vec::new();
+        let mut late_slices: Vec<(i64, Vec<u32>)> = Vec::new();
         let mut late_rows = 0;
         for row in 0..num_rows {
             if ends.is_null(row) {
@@ -119,9 +206,16 @@ impl Operator for WindowAggregate {
             }
             let end = ends.value(row);
             if Watermark(end) <= self.watermark {
-                // Late for this operator though not for its source: an input
-                // came back from idleness behind the others.
-                late_rows += 1;
+                if self.fired.contains_key(&end) {
+                    match late_slices.iter_mut().find(|(window_end, _)| *window_end == end) {
+                        Some((_, indices)) => indices.push(row as u32),
+                        None => late_slices.push((end, vec![row as u32])),
+                    }
+                } else {
+                    // Past the allowed lateness, or late for this operator
+                    // though not for its source (an input back from idleness).
+                    late_rows += 1;
+                }
                 continue;
             }
             match slices.iter_mut().find(|(window_end, _)| *window_end == end) {
@@ -132,6 +226,11 @@ impl Operator for WindowAggregate {
 
         if late_rows > 0 {
             QueryMetrics::add(&self.metrics.late_rows_dropped, late_rows);
+        }
+        for (end, indices) in late_slices {
+            if let Some(changes) = self.update_fired(end, &inputs, &indices)? {
+                out.push(Message::Batch(changes));
+            }
         }
         for (end, indices) in slices {
             if !self.windows.contains_key(&end) {
@@ -150,12 +249,16 @@ impl Operator for WindowAggregate {
             if Watermark(*entry.key()) > watermark {
                 break;
             }
+            let end = *entry.key();
             let window = entry.remove();
-            let rows = self.close(window)?;
+            let rows = self.fire(end, window)?;
             if rows.num_rows() > 0 {
                 out.push(Message::Batch(StreamBatch::inserts(rows)));
             }
         }
+        // Fired windows past their allowed lateness are final.
+        let lateness = self.allowed_lateness;
+        self.fired.retain(|end, _| Watermark(end.saturating_add(lateness)) > watermark);
         out.push(Message::Watermark(watermark));
         Ok(())
     }
