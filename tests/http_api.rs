@@ -262,3 +262,34 @@ async fn an_idle_input_stops_holding_back_the_watermark() {
     }
     assert_eq!(late, 1);
 }
+
+#[tokio::test]
+async fn late_rows_can_be_routed_to_a_stream_other_queries_read() {
+    let server = TestServer::start().await;
+    server.sql(WEBLOG).await;
+    let ddl = "CREATE STREAM late_weblog (ts TIMESTAMP, ip VARCHAR, status INT) WITH (connector = 'http')";
+    assert_eq!(server.sql(ddl).await.0, 200);
+    // The reader of late rows runs first; then the windowed query routes
+    // its late row (10.0.0.9 at 08:58:35.5) there instead of only counting it.
+    let (status, reader) =
+        server.sql_with("SELECT ts, ip, status FROM late_weblog", json!({"epoch_interval": "0"})).await;
+    assert_eq!(status, 200, "{reader}");
+    let url = server.ws_url(reader["subscribe"].as_str().unwrap());
+    let late_rows = tokio::spawn(async move { read_frames(&url, 1).await });
+    let (status, body) = server
+        .sql_with(
+            "SELECT window_start, count(*) FROM TUMBLE(weblog, ts, INTERVAL '1' SECOND) GROUP BY window_start, window_end",
+            json!({"late_rows_to": "late_weblog"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let frames = late_rows.await.unwrap();
+    assert_eq!(
+        frame_rows(&frames, &["ts", "ip", "status"]),
+        vec![vec![json!("2016-12-06T08:58:35.500"), json!("10.0.0.9"), json!(500)]]
+    );
+    // Routing needs an http stream.
+    let (status, error) = server.sql_with("SELECT ip FROM weblog", json!({"late_rows_to": "weblog"})).await;
+    assert_eq!(status, 400);
+    assert!(error["error"]["message"].as_str().unwrap().contains("needs an 'http' stream"), "{error}");
+}

@@ -17,6 +17,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::filter_record_batch;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -28,8 +29,11 @@ use crate::operator::OperatorContext;
 use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
 use crate::plan::StreamPlan;
-use crate::source::{self, SourceContext, SourceEvent};
+use crate::source::{self, HttpIngest, SourceContext, SourceEvent};
 use crate::time::{WatermarkTracker, event_times};
+
+/// Chunks of late rows waiting to be posted to the late-rows stream.
+const LATE_ROWS_QUEUE: usize = 256;
 
 /// Source events buffered between a query's sources and its driver.
 const SOURCE_QUEUE: usize = 64;
@@ -50,6 +54,9 @@ pub struct QuerySettings {
     /// How long after a tumbling window fired late rows may still update it
     /// (its result is then retracted and emitted again); `None` drops them.
     pub allowed_lateness: Option<Duration>,
+    /// Where late rows go besides being counted: an `http` stream other
+    /// queries read (the "route" late-data policy).
+    pub late_rows_to: Option<Arc<HttpIngest>>,
 }
 
 impl Default for QuerySettings {
@@ -60,6 +67,7 @@ impl Default for QuerySettings {
             state_ttl: None,
             idle_timeout: None,
             allowed_lateness: None,
+            late_rows_to: None,
         }
     }
 }
@@ -130,6 +138,24 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
     }
     drop(events);
     let allowed_lateness = settings.allowed_lateness.map_or(0, |lateness| lateness.as_nanos() as i64);
+    // Late rows are handed to a task that posts them, in order, to their
+    // stream; a full queue drops them (they are counted as late anyway).
+    let late_rows = settings.late_rows_to.clone().map(|ingest| {
+        let (sender, mut receiver) = mpsc::channel::<Vec<String>>(LATE_ROWS_QUEUE);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    lines = receiver.recv() => match lines {
+                        Some(lines) => { ingest.publish(lines).await; }
+                        None => return,
+                    },
+                }
+            }
+        });
+        sender
+    });
     let driver = Driver {
         sources: plan
             .sources
@@ -148,6 +174,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         metrics: metrics.clone(),
         output: output.clone(),
         settings,
+        late_rows,
     };
     let task_status = status.clone();
     let output_for_task = output.clone();
@@ -188,6 +215,7 @@ struct Driver {
     metrics: Arc<QueryMetrics>,
     output: Arc<QueryOutput>,
     settings: QuerySettings,
+    late_rows: Option<mpsc::Sender<Vec<String>>>,
 }
 
 impl Driver {
@@ -309,6 +337,12 @@ impl Driver {
             verdict.rows_without_event_time as u64,
             (verdict.rows_without_event_time > 0).then(|| "record without an event time".to_string()),
         );
+        if verdict.late_rows > 0
+            && let Some(sender) = &self.late_rows
+        {
+            let late = filter_record_batch(&rows, &verdict.late)?;
+            let _ = sender.try_send(json_lines(&late)?);
+        }
         let rows = if verdict.late_rows + verdict.rows_without_event_time > 0 {
             filter_record_batch(&rows, &verdict.keep)?
         } else {
@@ -322,6 +356,15 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// Rows as JSON lines, for posting to an `http` stream.
+fn json_lines(rows: &RecordBatch) -> Result<Vec<String>> {
+    let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(Vec::new());
+    writer.write(rows)?;
+    writer.finish()?;
+    let text = String::from_utf8(writer.into_inner()).map_err(|error| RuntimeError::internal(error.to_string()))?;
+    Ok(text.lines().map(str::to_string).collect())
 }
 
 /// Current watermark as reported to users: `None` before any event time.

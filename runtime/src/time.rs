@@ -40,6 +40,8 @@ pub struct WatermarkTracker {
 pub struct LatenessVerdict {
     /// `true` for rows that are on time and carry an event time.
     pub keep: BooleanArray,
+    /// `true` for the late rows.
+    pub late: BooleanArray,
     pub late_rows: usize,
     pub rows_without_event_time: usize,
 }
@@ -78,24 +80,33 @@ impl WatermarkTracker {
     pub fn observe(&mut self, times: &[Option<EventTime>]) -> LatenessVerdict {
         let mut late_rows = 0;
         let mut rows_without_event_time = 0;
+        let mut late = Vec::with_capacity(times.len());
         let keep = times
             .iter()
             .map(|time| match time {
                 None => {
                     rows_without_event_time += 1;
+                    late.push(false);
                     false
                 }
                 Some(time) if Watermark(time.saturating_add(self.allowed_lateness)) < self.watermark() => {
                     late_rows += 1;
+                    late.push(true);
                     false
                 }
                 Some(time) => {
+                    late.push(false);
                     self.max_event_time = Some(self.max_event_time.map_or(*time, |max| max.max(*time)));
                     true
                 }
             })
             .collect::<Vec<_>>();
-        LatenessVerdict { keep: BooleanArray::from(keep), late_rows, rows_without_event_time }
+        LatenessVerdict {
+            keep: BooleanArray::from(keep),
+            late: BooleanArray::from(late),
+            late_rows,
+            rows_without_event_time,
+        }
     }
 }
 

@@ -222,18 +222,18 @@ impl Engine {
                 Ok(StatementResult::Rows { columns: name_columns(&["column", "type", "nullable", "watermark"]), rows })
             }
             Statement::Set { name, value } => {
-                settings_from(&[(name.clone(), value.clone())].into_iter().collect())?;
+                self.query_settings(&[(name.clone(), value.clone())].into_iter().collect())?;
                 settings.insert(name.clone(), value);
                 Ok(StatementResult::Status { status: "SET".into(), name: Some(name) })
             }
             Statement::Explain { query } => {
-                let plan = self.plan(sql, &query, located.start, &settings_from(settings)?).await?;
+                let plan = self.plan(sql, &query, located.start, &self.query_settings(settings)?).await?;
                 let rows = plan.describe().lines().map(|line| json!([line])).collect();
                 Ok(StatementResult::Rows { columns: name_columns(&["plan"]), rows })
             }
             Statement::Query { query } => {
-                let plan = self.plan(sql, &query, located.start, &settings_from(settings)?).await?;
-                let query_settings = settings_from(settings)?;
+                let plan = self.plan(sql, &query, located.start, &self.query_settings(settings)?).await?;
+                let query_settings = self.query_settings(settings)?;
                 let columns = json::columns(&plan.schema);
                 let description = plan.describe();
                 let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
@@ -274,6 +274,30 @@ impl Engine {
             snapshot.insert(name.clone(), entry.clone());
         }
         snapshot
+    }
+
+    /// Query settings from a request's settings, with streams resolved.
+    pub fn query_settings(&self, settings: &Settings) -> Result<QuerySettings, ApiError> {
+        let mut query = settings_from(settings)?;
+        if let Some(stream) = settings.get("late_rows_to") {
+            let name = stream.to_ascii_lowercase();
+            let spec = self.stream(&name).ok_or_else(|| {
+                ApiError::bad_request("unknown_object", format!("late_rows_to names unknown stream {name:?}"))
+            })?;
+            match spec.connector {
+                ConnectorSpec::Http(ingest) => query.late_rows_to = Some(ingest),
+                other => {
+                    return Err(ApiError::bad_request(
+                        "invalid",
+                        format!(
+                            "late_rows_to needs an 'http' stream for other queries to read; {name:?} is {}",
+                            other.kind()
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(query)
     }
 
     pub fn queries(&self) -> Vec<Arc<RunningQuery>> {
@@ -364,6 +388,8 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
                 })?;
                 query.allowed_lateness = (!lateness.is_zero()).then_some(lateness);
             }
+            // Resolved against the catalog by `Engine::query_settings`.
+            "late_rows_to" => {}
             "state_ttl" => {
                 let ttl = parse_duration(value, false).ok_or_else(|| {
                     ApiError::bad_request(
@@ -382,7 +408,7 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
                 return Err(ApiError::bad_request(
                     "invalid",
                     format!(
-                        "unknown setting {other:?}; known: allowed_lateness, epoch_interval, idle_timeout, retained_rows, state_ttl"
+                        "unknown setting {other:?}; known: allowed_lateness, epoch_interval, idle_timeout, late_rows_to, retained_rows, state_ttl"
                     ),
                 ));
             }
