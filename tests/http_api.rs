@@ -293,3 +293,41 @@ async fn late_rows_can_be_routed_to_a_stream_other_queries_read() {
     assert_eq!(status, 400);
     assert!(error["error"]["message"].as_str().unwrap().contains("needs an 'http' stream"), "{error}");
 }
+
+#[tokio::test]
+async fn emit_on_update_sends_early_results_before_the_window_closes() {
+    let server = TestServer::start().await;
+    let ddl = "CREATE STREAM clicks (ts TIMESTAMP, page VARCHAR, WATERMARK FOR ts AS ts - INTERVAL '10' SECOND)
+               WITH (connector = 'http')";
+    assert_eq!(server.sql(ddl).await.0, 200);
+    let query = "SELECT window_start, count(*) AS clicks FROM TUMBLE(clicks, ts, INTERVAL '1' MINUTE)
+                 GROUP BY window_start, window_end EMIT ON UPDATE";
+    let (status, body) = server.sql_with(query, json!({"epoch_interval": "0"})).await;
+    assert_eq!(status, 200, "{body}");
+    let url = server.ws_url("/v1/queries/q1/ws");
+    let reader = tokio::spawn(async move { read_frames(&url, 3).await });
+    let post = |events: Value| {
+        let request = server.http.post(server.url("/v1/streams/clicks/events")).json(&events);
+        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
+    };
+    // The watermark stays far below the window's end: only early results.
+    post(json!([{"ts": "2016-12-06T08:58:05", "page": "/a"}])).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    post(json!([{"ts": "2016-12-06T08:58:06", "page": "/b"}])).await;
+    let frames = reader.await.unwrap();
+    let changes: Vec<(Value, Value)> = frames
+        .iter()
+        .filter(|frame| frame["type"] == "rows")
+        .flat_map(|frame| {
+            let ops = frame["ops"].as_array().unwrap().clone();
+            frame["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(ops)
+                .map(|(row, op)| (op, row["clicks"].clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(changes, vec![(json!("+"), json!(1)), (json!("-"), json!(1)), (json!("+"), json!(2))]);
+}

@@ -303,10 +303,12 @@ impl<'a> Lowering<'a> {
                 aggregates,
                 filters,
                 output_schema: output_schema.clone(),
+                emit: self.options.emit,
             };
             let node = self.push(OperatorSpec::WindowAggregate(spec), vec![input.node]);
-            // With allowed lateness, late rows correct fired windows.
-            let updating = self.options.allowed_lateness;
+            // Late rows (allowed lateness) and early results (EMIT) make
+            // later rows correct emitted ones.
+            let updating = self.options.allowed_lateness || self.options.emit.is_some();
             let (window_results, partition_keys) = (!updating, Vec::new());
             return Ok(Lowered { node, schema: output_schema, window_results, window: None, updating, partition_keys });
         }
@@ -373,6 +375,12 @@ impl Lowering<'_> {
                 "allowed_lateness applies to TUMBLE windows; HOP, CUMULATE and SESSION drop late rows",
             )
             .near(self.sql, self.start, "GROUP"));
+        }
+        if self.options.emit.is_some() {
+            return Err(PlanError::unsupported(
+                "EMIT applies to TUMBLE windows; HOP, CUMULATE and SESSION emit on close",
+            )
+            .near(self.sql, self.start, "EMIT"));
         }
         // Rows carry their pane's bounds in the window columns.
         let column =

@@ -23,6 +23,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::tokenizer::Location;
 use sluice_runtime::StreamPlan;
+use sluice_runtime::operators::window_aggregate::EarlyEmit;
 use sluice_runtime::operators::window_assign::WindowAssignSpec;
 use sluice_runtime::source::SourceSpec;
 
@@ -38,6 +39,8 @@ pub struct PlanOptions {
     /// Late rows may update fired tumbling windows, so their results are
     /// updating (retractions), not emitted once.
     pub allowed_lateness: bool,
+    /// The query's EMIT clause.
+    pub emit: Option<EarlyEmit>,
 }
 
 /// What the planner needs to know about the server's catalog.

@@ -22,6 +22,8 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 pub use datafusion::sql::sqlparser::ast::Query as QueryAst;
 pub use datafusion::sql::sqlparser::tokenizer::Location as SqlLocation;
 
+use sluice_runtime::operators::window_aggregate::EarlyEmit;
+
 use crate::ddl::CreateStream;
 use crate::dialect::SluiceDialect;
 use crate::error::{PlanError, Result, offset_of};
@@ -44,10 +46,12 @@ pub enum Statement {
     },
     Explain {
         query: Box<ast::Query>,
+        emit: Option<EarlyEmit>,
     },
-    /// A continuous query.
+    /// A continuous query, with its EMIT clause.
     Query {
         query: Box<ast::Query>,
+        emit: Option<EarlyEmit>,
     },
 }
 
@@ -139,12 +143,12 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
         parser.next_token();
         let statement = parser.parse_statement()?;
         return match statement {
-            ast::Statement::Query(query) => Ok(Statement::Explain { query }),
+            ast::Statement::Query(query) => Ok(Statement::Explain { query, emit: parse_emit(parser)? }),
             other => Err(PlanError::unsupported("EXPLAIN takes a SELECT").at(other.span())),
         };
     }
     match parser.parse_statement()? {
-        ast::Statement::Query(query) => Ok(Statement::Query { query }),
+        ast::Statement::Query(query) => Ok(Statement::Query { query, emit: parse_emit(parser)? }),
         other => {
             let keyword = sql[offset_of(sql, first.span.start).unwrap_or(0)..]
                 .split_whitespace()
@@ -235,6 +239,33 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
         options,
         start,
     })))
+}
+
+/// `EMIT ON UPDATE` or `EMIT EVERY INTERVAL '1' SECOND` after a SELECT:
+/// early results for open windows, corrected as they change.
+fn parse_emit(parser: &mut Parser) -> Result<Option<EarlyEmit>> {
+    let emit = parser.peek_token();
+    if !word_is(&emit, "EMIT") {
+        return Ok(None);
+    }
+    parser.next_token();
+    let next = parser.next_token();
+    if word_is(&next, "ON") {
+        let update = parser.next_token();
+        if word_is(&update, "UPDATE") {
+            return Ok(Some(EarlyEmit::OnUpdate));
+        }
+        return Err(PlanError::invalid("expected EMIT ON UPDATE").at(update.span));
+    }
+    if word_is(&next, "EVERY") {
+        let interval = parser.parse_expr()?;
+        let nanos = crate::window_tvf::interval_nanos(&interval)?;
+        if nanos <= 0 {
+            return Err(PlanError::invalid("the EMIT interval must be positive").at(interval.span()));
+        }
+        return Ok(Some(EarlyEmit::Every(std::time::Duration::from_nanos(nanos as u64))));
+    }
+    Err(PlanError::invalid("expected EMIT ON UPDATE or EMIT EVERY INTERVAL '...' <unit>").at(next.span))
 }
 
 fn option_value(parser: &mut Parser) -> Result<String> {

@@ -102,7 +102,8 @@ impl OperatorSpec {
             OperatorSpec::WindowAssign(spec) => Box::new(WindowAssign::new(spec.clone())),
             OperatorSpec::WindowAggregate(spec) => {
                 let lateness = settings.allowed_lateness.map_or(0, |lateness| lateness.as_nanos() as i64);
-                let operator = WindowAggregate::new(spec.clone())?.with_metrics(context.metrics.clone());
+                let operator =
+                    WindowAggregate::new(spec.clone())?.with_metrics(context.metrics.clone()).with_emit(spec.emit);
                 Box::new(operator.with_allowed_lateness(lateness))
             }
             OperatorSpec::PaneWindow(spec) => Box::new(PaneWindow::new(spec.clone(), context.metrics.clone())?),

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use sluice_planner::statement::Located;
 use sluice_planner::{PlanOptions, Statement, parse_statements, plan_query, stream_source_spec};
 use sluice_runtime::driver::displayed_watermark;
+use sluice_runtime::operators::window_aggregate::EarlyEmit;
 use sluice_runtime::{ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings, QueryStatus, SourceSpec};
 
 use crate::catalog::{Catalog, StreamEntry};
@@ -226,14 +227,14 @@ impl Engine {
                 settings.insert(name.clone(), value);
                 Ok(StatementResult::Status { status: "SET".into(), name: Some(name) })
             }
-            Statement::Explain { query } => {
-                let plan = self.plan(sql, &query, located.start, &self.query_settings(settings)?).await?;
+            Statement::Explain { query, emit } => {
+                let plan = self.plan(sql, &query, located.start, &self.query_settings(settings)?, emit).await?;
                 let rows = plan.describe().lines().map(|line| json!([line])).collect();
                 Ok(StatementResult::Rows { columns: name_columns(&["plan"]), rows })
             }
-            Statement::Query { query } => {
-                let plan = self.plan(sql, &query, located.start, &self.query_settings(settings)?).await?;
+            Statement::Query { query, emit } => {
                 let query_settings = self.query_settings(settings)?;
+                let plan = self.plan(sql, &query, located.start, &query_settings, emit).await?;
                 let columns = json::columns(&plan.schema);
                 let description = plan.describe();
                 let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
@@ -260,10 +261,11 @@ impl Engine {
         query: &sluice_planner::statement::QueryAst,
         start: sluice_planner::statement::SqlLocation,
         settings: &QuerySettings,
+        emit: Option<EarlyEmit>,
     ) -> Result<sluice_runtime::StreamPlan, ApiError> {
         // Plan against a snapshot so no lock is held across the await.
         let snapshot = self.catalog_snapshot();
-        let options = PlanOptions { allowed_lateness: settings.allowed_lateness.is_some() };
+        let options = PlanOptions { allowed_lateness: settings.allowed_lateness.is_some(), emit };
         Ok(plan_query(&snapshot, query, sql, start, &options).await?)
     }
 

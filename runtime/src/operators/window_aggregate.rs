@@ -19,6 +19,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, interleave};
@@ -45,6 +46,19 @@ pub struct WindowAggregateSpec {
     pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     /// Group columns, then one column per aggregate.
     pub output_schema: SchemaRef,
+    /// Early results (the EMIT clause), if any.
+    pub emit: Option<EarlyEmit>,
+}
+
+/// When open windows emit early results (the EMIT clause). Early results
+/// are retracted and replaced as the window changes; the final result
+/// comes when the watermark closes the window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyEmit {
+    /// After every batch that changed the window.
+    OnUpdate,
+    /// At most once per interval of processing time.
+    Every(std::time::Duration),
 }
 
 /// A window that fired but may still take late rows (allowed lateness).
@@ -63,6 +77,13 @@ pub struct WindowAggregate {
     fired: BTreeMap<i64, FiredWindow>,
     /// Nanoseconds; 0 drops every row of a fired window.
     allowed_lateness: i64,
+    /// Early results, if the query asked for them (EMIT).
+    emit: Option<EarlyEmit>,
+    /// Open windows changed since their last early result.
+    dirty: std::collections::BTreeSet<i64>,
+    /// The early result last emitted per open window.
+    early: BTreeMap<i64, RecordBatch>,
+    last_early: Instant,
     watermark: Watermark,
     metrics: Arc<QueryMetrics>,
 }
@@ -71,6 +92,12 @@ impl WindowAggregate {
     /// Counts the rows it drops for closed windows in `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<QueryMetrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Emits early results of open windows (EMIT ON UPDATE / EVERY).
+    pub fn with_emit(mut self, emit: Option<EarlyEmit>) -> Self {
+        self.emit = emit;
         self
     }
 
@@ -94,6 +121,10 @@ impl WindowAggregate {
             windows: BTreeMap::new(),
             fired: BTreeMap::new(),
             allowed_lateness: 0,
+            emit: None,
+            dirty: Default::default(),
+            early: BTreeMap::new(),
+            last_early: Instant::now(),
             watermark: Watermark::MIN,
             metrics: Arc::default(),
         })
@@ -101,14 +132,22 @@ impl WindowAggregate {
 
     /// The rows of a window that fires; keeps its state when late rows may
     /// still update it.
-    fn fire(&mut self, end: i64, window: Groups) -> Result<RecordBatch> {
-        if self.allowed_lateness == 0 {
-            return self.close(window);
+    fn fire(&mut self, end: i64, window: Groups) -> Result<Option<StreamBatch>> {
+        let early = self.early.remove(&end);
+        self.dirty.remove(&end);
+        let emitted = if self.allowed_lateness == 0 {
+            self.close(window)?
+        } else {
+            let partial = window.into_partial()?;
+            let emitted = self.evaluate_partial(&partial)?;
+            self.fired.insert(end, FiredWindow { partial, emitted: emitted.clone() });
+            emitted
+        };
+        if self.emit.is_some() || self.allowed_lateness > 0 {
+            // An updating result: the final rows correct the early ones.
+            return self.changes(early.as_ref(), &emitted);
         }
-        let partial = window.into_partial()?;
-        let emitted = self.evaluate_partial(&partial)?;
-        self.fired.insert(end, FiredWindow { partial, emitted: emitted.clone() });
-        Ok(emitted)
+        Ok((emitted.num_rows() > 0).then(|| StreamBatch::inserts(emitted)))
     }
 
     fn evaluate_partial(&self, partial: &Partial) -> Result<RecordBatch> {
@@ -117,8 +156,7 @@ impl WindowAggregate {
         self.close(groups)
     }
 
-    /// Adds late rows to a fired window and returns the changes: for each
-    /// key whose row changed, the old row retracted and the new one.
+    /// Adds late rows to a fired window and returns the changes.
     fn update_fired(&mut self, end: i64, inputs: &AggregateInputs, rows: &[u32]) -> Result<Option<StreamBatch>> {
         let Some(fired) = self.fired.remove(&end) else { return Ok(None) };
         let mut groups = Groups::new(&self.converter, &self.spec.aggregates)?;
@@ -126,16 +164,28 @@ impl WindowAggregate {
         groups.update(inputs, rows)?;
         let partial = groups.into_partial()?;
         let current = self.evaluate_partial(&partial)?;
-        // Keys keep their order and new keys come last, so row i of the old
-        // result and row i of the new one are the same key.
+        let changes = self.changes(Some(&fired.emitted), &current)?;
+        self.fired.insert(end, FiredWindow { partial, emitted: current });
+        Ok(changes)
+    }
+
+    /// The changelog from `old` to `new` rows of one window: for each key
+    /// whose row changed, the old row retracted and the new one inserted.
+    /// Keys keep their order and new keys come last, so row i of `old` and
+    /// row i of `new` are the same key.
+    fn changes(&self, old: Option<&RecordBatch>, new: &RecordBatch) -> Result<Option<StreamBatch>> {
+        let Some(old) = old else {
+            let ops = vec![Op::Insert; new.num_rows()];
+            return Ok((new.num_rows() > 0).then(|| StreamBatch { rows: new.clone(), ops: Some(ops) }));
+        };
         let fields = self.spec.output_schema.fields().iter().map(|field| SortField::new(field.data_type().clone()));
         let rows_converter = RowConverter::new(fields.collect())?;
-        let old_rows = rows_converter.convert_columns(fired.emitted.columns())?;
-        let new_rows = rows_converter.convert_columns(current.columns())?;
+        let old_rows = rows_converter.convert_columns(old.columns())?;
+        let new_rows = rows_converter.convert_columns(new.columns())?;
         let mut picks: Vec<(usize, usize)> = Vec::new();
         let mut ops = Vec::new();
-        for index in 0..current.num_rows() {
-            if index < fired.emitted.num_rows() {
+        for index in 0..new.num_rows() {
+            if index < old.num_rows() {
                 if old_rows.row(index) == new_rows.row(index) {
                     continue;
                 }
@@ -145,18 +195,34 @@ impl WindowAggregate {
             picks.push((1, index));
             ops.push(Op::Insert);
         }
-        self.fired.insert(end, FiredWindow { partial, emitted: current.clone() });
         if picks.is_empty() {
             return Ok(None);
         }
-        let columns = (0..current.num_columns())
-            .map(|column| {
-                let sources = [fired.emitted.column(column).as_ref(), current.column(column).as_ref()];
-                Ok(interleave(&sources, &picks)?)
-            })
+        let columns = (0..new.num_columns())
+            .map(|column| Ok(interleave(&[old.column(column).as_ref(), new.column(column).as_ref()], &picks)?))
             .collect::<Result<Vec<_>>>()?;
         let rows = RecordBatch::try_new(self.spec.output_schema.clone(), columns)?;
         Ok(Some(StreamBatch { rows, ops: Some(ops) }))
+    }
+
+    /// Early results (EMIT): the current rows of every open window that
+    /// changed since its last early result, as a changelog.
+    fn emit_early(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        let dirty: Vec<i64> = std::mem::take(&mut self.dirty).into_iter().collect();
+        for end in dirty {
+            let Some(window) = self.windows.remove(&end) else { continue };
+            let partial = window.into_partial()?;
+            let mut window = Groups::new(&self.converter, &self.spec.aggregates)?;
+            window.merge(&partial)?;
+            self.windows.insert(end, window);
+            let current = self.evaluate_partial(&partial)?;
+            if let Some(changes) = self.changes(self.early.get(&end), &current)? {
+                out.push(Message::Batch(changes));
+            }
+            self.early.insert(end, current);
+        }
+        self.last_early = Instant::now();
+        Ok(())
     }
 
     fn close(&self, window: Groups) -> Result<RecordBatch> {
@@ -239,21 +305,36 @@ impl Operator for WindowAggregate {
             if let Some(window) = self.windows.get_mut(&end) {
                 window.update(&inputs, &indices)?;
             }
+            if self.emit.is_some() {
+                self.dirty.insert(end);
+            }
+        }
+        let due = match self.emit {
+            Some(EarlyEmit::OnUpdate) => true,
+            Some(EarlyEmit::Every(interval)) => self.last_early.elapsed() >= interval,
+            None => false,
+        };
+        if due {
+            self.emit_early(out)?;
         }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
         self.watermark = watermark;
+        if let Some(EarlyEmit::Every(interval)) = self.emit
+            && self.last_early.elapsed() >= interval
+        {
+            self.emit_early(out)?;
+        }
         while let Some(entry) = self.windows.first_entry() {
             if Watermark(*entry.key()) > watermark {
                 break;
             }
             let end = *entry.key();
             let window = entry.remove();
-            let rows = self.fire(end, window)?;
-            if rows.num_rows() > 0 {
-                out.push(Message::Batch(StreamBatch::inserts(rows)));
+            if let Some(rows) = self.fire(end, window)? {
+                out.push(Message::Batch(rows));
             }
         }
         // Fired windows past their allowed lateness are final.
