@@ -399,6 +399,7 @@ mod tests {
             filters: vec![None, None],
             output_schema: output,
             input_schema: input,
+            emit: None,
         }
     }
 
