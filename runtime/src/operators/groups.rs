@@ -13,7 +13,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, Rows};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -22,6 +23,7 @@ use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 
 use crate::error::{Result, RuntimeError};
+use crate::message::{Op, StreamBatch};
 
 /// What the aggregates read from one input batch, evaluated once.
 pub(crate) struct AggregateInputs {
@@ -29,6 +31,30 @@ pub(crate) struct AggregateInputs {
     pub arguments: Vec<Vec<ArrayRef>>,
     pub filters: Vec<Option<BooleanArray>>,
     pub num_rows: usize,
+}
+
+/// Builds an output batch, casting columns whose type differs from the
+/// schema's (an accumulator may return a wider type than the plan says).
+pub(crate) fn output_batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result<RecordBatch> {
+    let columns =
+        columns
+            .into_iter()
+            .zip(schema.fields())
+            .map(|(column, field)| {
+                if column.data_type() == field.data_type() { Ok(column) } else { Ok(cast(&column, field.data_type())?) }
+            })
+            .collect::<Result<Vec<_>>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// Window aggregates read append-only input.
+pub(crate) fn reject_retractions(batch: &StreamBatch) -> Result<()> {
+    match &batch.ops {
+        Some(ops) if ops.contains(&Op::Delete) => {
+            Err(RuntimeError::user("a window aggregate cannot read an updating input (it has retractions)"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The key expressions to group by: `exprs`, or one constant when there

@@ -39,11 +39,13 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::error::{Result, RuntimeError};
-use crate::message::{Message, Op, StreamBatch, Watermark};
+use crate::error::Result;
+use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::groups::{AggregateInputs, Groups, Partial, evaluate, grouping_keys};
+use crate::operators::groups::{
+    AggregateInputs, Groups, Partial, evaluate, grouping_keys, output_batch, reject_retractions,
+};
 use crate::operators::window_assign::WindowKind;
 
 /// What each GROUP BY column of the output is.
@@ -200,24 +202,13 @@ impl PaneWindow {
             })
             .collect();
         columns.extend(values);
-        let columns = columns
-            .into_iter()
-            .zip(self.spec.output_schema.fields())
-            .map(|(column, field)| {
-                if column.data_type() == field.data_type() { Ok(column) } else { Ok(cast(&column, field.data_type())?) }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(self.spec.output_schema.clone(), columns)?)
+        output_batch(&self.spec.output_schema, columns)
     }
 }
 
 impl Operator for PaneWindow {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
-        if let Some(ops) = &batch.ops
-            && ops.contains(&Op::Delete)
-        {
-            return Err(RuntimeError::user("a window aggregate cannot read an updating input (it has retractions)"));
-        }
+        reject_retractions(&batch)?;
         let rows = &batch.rows;
         if rows.num_rows() == 0 {
             return Ok(());

@@ -28,11 +28,11 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::error::{Result, RuntimeError};
-use crate::message::{Message, Op, StreamBatch, Watermark};
+use crate::error::Result;
+use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::groups::{AggregateInputs, Groups, evaluate, grouping_keys};
+use crate::operators::groups::{AggregateInputs, Groups, evaluate, grouping_keys, output_batch, reject_retractions};
 use crate::operators::pane_window::GroupColumn;
 
 #[derive(Debug, Clone)]
@@ -117,24 +117,18 @@ impl SessionWindow {
         let columns = group_columns
             .into_iter()
             .chain(value_columns)
-            .zip(self.spec.output_schema.fields())
-            .map(|(parts, field)| {
+            .map(|parts| {
                 let parts: Vec<&dyn Array> = parts.iter().map(|part| part.as_ref()).collect();
-                let column = concat(&parts)?;
-                if column.data_type() == field.data_type() { Ok(column) } else { Ok(cast(&column, field.data_type())?) }
+                Ok(concat(&parts)?)
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(self.spec.output_schema.clone(), columns)?)
+        output_batch(&self.spec.output_schema, columns)
     }
 }
 
 impl Operator for SessionWindow {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
-        if let Some(ops) = &batch.ops
-            && ops.contains(&Op::Delete)
-        {
-            return Err(RuntimeError::user("a window aggregate cannot read an updating input (it has retractions)"));
-        }
+        reject_retractions(&batch)?;
         let rows = &batch.rows;
         if rows.num_rows() == 0 {
             return Ok(());

@@ -28,11 +28,11 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::Result;
 use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::groups::{AggregateInputs, Groups, Partial, evaluate};
+use crate::operators::groups::{AggregateInputs, Groups, Partial, evaluate, output_batch, reject_retractions};
 
 #[derive(Debug, Clone)]
 pub struct WindowAggregateSpec {
@@ -228,25 +228,14 @@ impl WindowAggregate {
     fn close(&self, window: Groups) -> Result<RecordBatch> {
         let (mut columns, values) = window.finish(&self.converter)?;
         columns.extend(values);
-        let columns = columns
-            .into_iter()
-            .zip(self.spec.output_schema.fields())
-            .map(|(column, field)| {
-                if column.data_type() == field.data_type() { Ok(column) } else { Ok(cast(&column, field.data_type())?) }
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(self.spec.output_schema.clone(), columns)?)
+        output_batch(&self.spec.output_schema, columns)
     }
 }
 
 impl Operator for WindowAggregate {
     /// Updates accumulators only: a window's rows go out when it closes.
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
-        if let Some(ops) = &batch.ops
-            && ops.contains(&Op::Delete)
-        {
-            return Err(RuntimeError::user("a window aggregate cannot read an updating input (it has retractions)"));
-        }
+        reject_retractions(&batch)?;
         let rows = &batch.rows;
         let num_rows = rows.num_rows();
         if num_rows == 0 {
