@@ -304,30 +304,37 @@ async fn emit_on_update_sends_early_results_before_the_window_closes() {
                  GROUP BY window_start, window_end EMIT ON UPDATE";
     let (status, body) = server.sql_with(query, json!({"epoch_interval": "0"})).await;
     assert_eq!(status, 200, "{body}");
-    let url = server.ws_url("/v1/queries/q1/ws");
-    let reader = tokio::spawn(async move { read_frames(&url, 3).await });
+    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url("/v1/queries/q1/ws")).await.unwrap();
+    let mut changes: Vec<(Value, Value)> = Vec::new();
+    // Reads frames until `count` changes have arrived.
+    async fn read_changes(
+        socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+        changes: &mut Vec<(Value, Value)>,
+        count: usize,
+    ) {
+        use futures::StreamExt;
+        while changes.len() < count {
+            let message = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next()).await.unwrap();
+            let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) = message else {
+                panic!("socket closed")
+            };
+            let frame: Value = serde_json::from_str(&text).unwrap();
+            if frame["type"] == "rows" {
+                let ops = frame["ops"].as_array().unwrap().clone();
+                for (row, op) in frame["rows"].as_array().unwrap().iter().zip(ops) {
+                    changes.push((op, row["clicks"].clone()));
+                }
+            }
+        }
+    }
     let post = |events: Value| {
         let request = server.http.post(server.url("/v1/streams/clicks/events")).json(&events);
         async move { assert_eq!(request.send().await.unwrap().status(), 200) }
     };
     // The watermark stays far below the window's end: only early results.
     post(json!([{"ts": "2016-12-06T08:58:05", "page": "/a"}])).await;
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    read_changes(&mut socket, &mut changes, 1).await;
     post(json!([{"ts": "2016-12-06T08:58:06", "page": "/b"}])).await;
-    let frames = reader.await.unwrap();
-    let changes: Vec<(Value, Value)> = frames
-        .iter()
-        .filter(|frame| frame["type"] == "rows")
-        .flat_map(|frame| {
-            let ops = frame["ops"].as_array().unwrap().clone();
-            frame["rows"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .zip(ops)
-                .map(|(row, op)| (op, row["clicks"].clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
+    read_changes(&mut socket, &mut changes, 3).await;
     assert_eq!(changes, vec![(json!("+"), json!(1)), (json!("-"), json!(1)), (json!("+"), json!(2))]);
 }

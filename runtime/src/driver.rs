@@ -142,16 +142,12 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
     // stream; a full queue drops them (they are counted as late anyway).
     let late_rows = settings.late_rows_to.clone().map(|ingest| {
         let (sender, mut receiver) = mpsc::channel::<Vec<String>>(LATE_ROWS_QUEUE);
-        let cancel = cancel.clone();
+        // Not tied to the query's cancellation: rows already routed are
+        // delivered even when the query finishes right after; the task
+        // ends once the driver (the sender) is gone and the queue drained.
         tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    lines = receiver.recv() => match lines {
-                        Some(lines) => { ingest.publish(lines).await; }
-                        None => return,
-                    },
-                }
+            while let Some(lines) = receiver.recv().await {
+                ingest.publish(lines).await;
             }
         });
         sender

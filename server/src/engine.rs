@@ -363,49 +363,28 @@ impl Engine {
 pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
     let mut query = QuerySettings::default();
     for (name, value) in settings {
+        let duration = || {
+            parse_duration(value, name == "epoch_interval_ms").ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid",
+                    format!("{name} must be a duration such as '500ms' or '5s', not {value:?}"),
+                )
+            })
+        };
+        // Zero turns an optional duration off.
+        let optional = || duration().map(|duration| (!duration.is_zero()).then_some(duration));
         match name.as_str() {
-            "epoch_interval" | "epoch_interval_ms" => {
-                query.epoch_interval = parse_duration(value, name == "epoch_interval_ms").ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid",
-                        format!("{name} must be a duration such as '100ms' or '1s', not {value:?}"),
-                    )
-                })?;
-            }
-            "idle_timeout" => {
-                let timeout = parse_duration(value, false).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid",
-                        format!("idle_timeout must be a duration such as '5s', not {value:?}"),
-                    )
-                })?;
-                query.idle_timeout = (!timeout.is_zero()).then_some(timeout);
-            }
-            "allowed_lateness" => {
-                let lateness = parse_duration(value, false).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid",
-                        format!("allowed_lateness must be a duration such as '5s', not {value:?}"),
-                    )
-                })?;
-                query.allowed_lateness = (!lateness.is_zero()).then_some(lateness);
-            }
-            // Resolved against the catalog by `Engine::query_settings`.
-            "late_rows_to" => {}
-            "state_ttl" => {
-                let ttl = parse_duration(value, false).ok_or_else(|| {
-                    ApiError::bad_request(
-                        "invalid",
-                        format!("state_ttl must be a duration such as '1h' or '30s', not {value:?}"),
-                    )
-                })?;
-                query.state_ttl = (!ttl.is_zero()).then_some(ttl);
-            }
+            "epoch_interval" | "epoch_interval_ms" => query.epoch_interval = duration()?,
+            "idle_timeout" => query.idle_timeout = optional()?,
+            "allowed_lateness" => query.allowed_lateness = optional()?,
+            "state_ttl" => query.state_ttl = optional()?,
             "retained_rows" => {
                 query.retained_rows = value.parse().map_err(|_| {
                     ApiError::bad_request("invalid", format!("retained_rows must be a whole number, not {value:?}"))
                 })?;
             }
+            // Resolved against the catalog by `Engine::query_settings`.
+            "late_rows_to" => {}
             other => {
                 return Err(ApiError::bad_request(
                     "invalid",
