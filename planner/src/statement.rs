@@ -26,7 +26,7 @@ use sluice_runtime::operators::window_aggregate::EarlyEmit;
 
 use crate::ddl::CreateStream;
 use crate::dialect::SluiceDialect;
-use crate::error::{PlanError, Result, offset_of};
+use crate::error::{PlanError, Result, location_of, offset_of};
 
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -65,6 +65,17 @@ pub struct Located {
 
 /// Parses every statement of `sql`.
 pub fn parse_statements(sql: &str) -> Result<Vec<Located>> {
+    parse_all(sql).map_err(|error| {
+        // sqlparser gives no position when the text ended too early.
+        if error.line.is_none() && error.message.contains("found: EOF") {
+            error.at_location(location_of(sql, sql.trim_end().len()))
+        } else {
+            error
+        }
+    })
+}
+
+fn parse_all(sql: &str) -> Result<Vec<Located>> {
     let dialect = SluiceDialect::default();
     let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
     let mut statements = Vec::new();
@@ -343,6 +354,12 @@ mod tests {
         assert_eq!(error.kind, crate::error::PlanErrorKind::Syntax);
         assert_eq!(error.line, Some(2));
         assert!(error.column.is_some());
+    }
+
+    #[test]
+    fn a_statement_that_ends_too_early_points_at_its_end() {
+        let error = parse_statements("SELECT ip FROM weblog WHERE").unwrap_err();
+        assert_eq!((error.line, error.column), (Some(1), Some(28)));
     }
 
     #[test]
