@@ -36,6 +36,8 @@ pub struct CreateStream {
     pub columns: Vec<ColumnDef>,
     pub watermark: Option<(Ident, Expr)>,
     pub primary_key: Vec<Ident>,
+    /// `name AS PROCTIME()` and the position among the columns.
+    pub proctime: Option<(Ident, usize)>,
     /// `(key, value, where the key is)`, keys lower-cased.
     pub options: Vec<(String, String, Location)>,
     pub start: Location,
@@ -62,10 +64,25 @@ pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
         let not_null = column.options.iter().any(|option| matches!(option.option, ColumnOption::NotNull));
         fields.push(Field::new(name, data_type, !not_null));
     }
+    let mut proctime_column = None;
+    if let Some((name, position)) = &create.proctime {
+        let field = Field::new(ident_name(name), DataType::Timestamp(TimeUnit::Nanosecond, None), false);
+        if fields.iter().any(|existing| existing.name() == field.name()) {
+            return Err(PlanError::invalid(format!("column {:?} is declared twice", field.name())).at(name.span));
+        }
+        fields.insert(*position, field);
+        proctime_column = Some(*position);
+    }
     let schema = Arc::new(Schema::new(fields));
-    let event_time = create.watermark.as_ref().map(|(column, expr)| event_time(&schema, column, expr)).transpose()?;
+    let event_time = match (&create.watermark, proctime_column) {
+        (Some((column, expr)), _) => Some(event_time(&schema, column, expr)?),
+        // Without a watermark, processing time drives the stream's time.
+        (None, Some(column)) => Some(EventTimeSpec { column, delay: 0 }),
+        (None, None) => None,
+    };
     let options = Options::new(&create.options);
-    let connector = connector(&options, &schema, &create.name)?;
+    let decoded_schema = Arc::new(decoded_schema(&schema, proctime_column));
+    let connector = connector(&options, &decoded_schema, &create.name)?;
     options.reject_unused()?;
     let status = match &connector {
         ConnectorSpec::Socket { .. } => "idle (connects when a query reads it)",
@@ -75,9 +92,21 @@ pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
         stream: create.name.clone(),
         schema,
         event_time,
+        proctime_column,
         connector,
         status: Arc::new(SourceStatus::new(status)),
     })
+}
+
+/// What connectors decode: the columns without the processing-time one.
+fn decoded_schema(schema: &Schema, proctime_column: Option<usize>) -> Schema {
+    match proctime_column {
+        Some(column) => {
+            let indices: Vec<usize> = (0..schema.fields().len()).filter(|index| *index != column).collect();
+            schema.project(&indices).unwrap_or_else(|_| schema.clone())
+        }
+        None => schema.clone(),
+    }
 }
 
 fn event_time(schema: &Schema, column: &Ident, expr: &Expr) -> Result<EventTimeSpec> {

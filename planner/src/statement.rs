@@ -182,6 +182,7 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
     let mut columns: Vec<ColumnDef> = Vec::new();
     let mut watermark: Option<(Ident, Expr)> = None;
     let mut primary_key = Vec::new();
+    let mut proctime = None;
     parser.expect_token(&Token::LParen)?;
     loop {
         let token = parser.peek_token();
@@ -200,6 +201,20 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
             primary_key = parser.parse_comma_separated(|parser| parser.parse_identifier())?;
             parser.expect_token(&Token::RParen)?;
             let _ = parser.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]);
+        } else if matches!(token.token, Token::Word(_))
+            && matches!(&parser.peek_nth_token(1).token, Token::Word(word) if word.keyword == Keyword::AS)
+        {
+            // `name AS PROCTIME()`: a processing-time attribute.
+            let name = parser.parse_identifier()?;
+            parser.expect_keyword(Keyword::AS)?;
+            let expr = parser.parse_expr()?;
+            let is_proctime = matches!(&expr, Expr::Function(function) if object_name(&function.name) == "proctime");
+            if !is_proctime || proctime.is_some() {
+                return Err(
+                    PlanError::unsupported("the only computed column is one `name AS PROCTIME()`").at(expr.span())
+                );
+            }
+            proctime = Some((name, columns.len()));
         } else {
             columns.push(parser.parse_column_def()?);
         }
@@ -247,6 +262,7 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
         columns,
         watermark,
         primary_key,
+        proctime,
         options,
         start,
     })))

@@ -17,8 +17,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{RecordBatch, TimestampNanosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -164,6 +165,9 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
                 ended: false,
                 last_active: Instant::now(),
                 idle: false,
+                proctime_column: spec.proctime_column,
+                schema: spec.schema.clone(),
+                processing_time: spec.is_processing_time(),
             })
             .collect(),
         pipeline,
@@ -171,6 +175,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         output: output.clone(),
         settings,
         late_rows,
+        last_clock: 0,
     };
     let task_status = status.clone();
     let output_for_task = output.clone();
@@ -203,6 +208,11 @@ struct SourceState {
     last_active: Instant,
     /// Declared idle to the pipeline, and no rows since.
     idle: bool,
+    /// Where to put the arrival time (a PROCTIME() column).
+    proctime_column: Option<usize>,
+    schema: SchemaRef,
+    /// Time is the clock: the watermark follows it even without rows.
+    processing_time: bool,
 }
 
 struct Driver {
@@ -212,6 +222,8 @@ struct Driver {
     output: Arc<QueryOutput>,
     settings: QuerySettings,
     late_rows: Option<mpsc::Sender<Vec<String>>>,
+    /// The last processing time handed out (see `clock`).
+    last_clock: i64,
 }
 
 impl Driver {
@@ -277,6 +289,7 @@ impl Driver {
             }
         }
         self.declare_idle_sources(&mut output)?;
+        self.advance_processing_time(&mut output)?;
         QueryMetrics::add(&self.metrics.epochs, 1);
         for message in output {
             match message {
@@ -291,6 +304,33 @@ impl Driver {
         let watermark = self.metrics.watermark();
         if watermark > watermark_before {
             self.output.progress(watermark);
+        }
+        Ok(())
+    }
+
+    /// Processing time, in nanoseconds since the epoch, never going back.
+    fn clock(&mut self) -> i64 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos() as i64);
+        self.last_clock = self.last_clock.max(now);
+        self.last_clock
+    }
+
+    /// Processing-time sources: the watermark is the clock, rows or not.
+    fn advance_processing_time(&mut self, output: &mut Vec<Message>) -> Result<()> {
+        for source in 0..self.sources.len() {
+            if !self.sources[source].processing_time || self.sources[source].ended {
+                continue;
+            }
+            let now = self.clock();
+            let state = &mut self.sources[source];
+            let Some(tracker) = state.tracker.as_mut() else { continue };
+            let before = tracker.watermark();
+            tracker.observe(&[Some(now)]);
+            if tracker.watermark() > before {
+                self.pipeline.push_source(source, Message::Watermark(tracker.watermark()), output)?;
+            }
         }
         Ok(())
     }
@@ -319,6 +359,13 @@ impl Driver {
         output: &mut Vec<Message>,
     ) -> Result<()> {
         QueryMetrics::add(&self.metrics.rows_in, rows.num_rows() as u64);
+        let rows = match self.sources[source].proctime_column {
+            Some(column) => {
+                let schema = self.sources[source].schema.clone();
+                with_arrival_time(rows, &schema, column, self.clock())?
+            }
+            None => rows,
+        };
         let state = &mut self.sources[source];
         state.last_active = Instant::now();
         state.idle = false;
@@ -352,6 +399,14 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// Inserts a PROCTIME() column holding `now` at `column`, giving the
+/// stream's full `schema`.
+fn with_arrival_time(rows: RecordBatch, schema: &SchemaRef, column: usize, now: i64) -> Result<RecordBatch> {
+    let mut columns = rows.columns().to_vec();
+    columns.insert(column.min(columns.len()), Arc::new(TimestampNanosecondArray::from(vec![now; rows.num_rows()])));
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 
 /// Rows as JSON lines, for posting to an `http` stream.

@@ -33,6 +33,9 @@ pub struct SourceSpec {
     pub stream: String,
     pub schema: SchemaRef,
     pub event_time: Option<EventTimeSpec>,
+    /// A `name AS PROCTIME()` column: filled with the arrival time by the
+    /// query, not by the connector.
+    pub proctime_column: Option<usize>,
     pub connector: ConnectorSpec,
     /// Shared by every query reading the stream; shown by `GET /v1/streams`.
     pub status: Arc<SourceStatus>,
@@ -56,6 +59,24 @@ pub enum ConnectorSpec {
     Generator(GeneratorSpec),
     /// Events POSTed to `/v1/streams/{name}/events`.
     Http(Arc<HttpIngest>),
+}
+
+impl SourceSpec {
+    /// The columns connectors decode (all but the PROCTIME() one).
+    pub fn decoded_schema(&self) -> SchemaRef {
+        match self.proctime_column {
+            Some(column) => {
+                let indices: Vec<usize> = (0..self.schema.fields().len()).filter(|index| *index != column).collect();
+                Arc::new(self.schema.project(&indices).unwrap_or_else(|_| self.schema.as_ref().clone()))
+            }
+            None => self.schema.clone(),
+        }
+    }
+
+    /// Time comes from the clock (a PROCTIME() column and no watermark).
+    pub fn is_processing_time(&self) -> bool {
+        matches!((self.event_time, self.proctime_column), (Some(event_time), Some(column)) if event_time.column == column)
+    }
 }
 
 impl ConnectorSpec {
@@ -171,16 +192,16 @@ pub fn spawn(spec: &SourceSpec, context: SourceContext) -> tokio::task::JoinHand
 async fn run(spec: SourceSpec, http_events: Option<mpsc::Receiver<Vec<String>>>, context: SourceContext) {
     match &spec.connector {
         ConnectorSpec::File { path, format, batch_rows } => {
-            file::run(path, RecordDecoder::new(spec.schema.clone(), format.clone()), *batch_rows, context).await
+            file::run(path, RecordDecoder::new(spec.decoded_schema(), format.clone()), *batch_rows, context).await
         }
-        ConnectorSpec::Generator(generator) => generator::run(generator, spec.schema.clone(), context).await,
+        ConnectorSpec::Generator(generator) => generator::run(generator, spec.decoded_schema(), context).await,
         ConnectorSpec::Socket { host, port, format } => {
-            let decoder = RecordDecoder::new(spec.schema.clone(), format.clone());
+            let decoder = RecordDecoder::new(spec.decoded_schema(), format.clone());
             socket::run(host, *port, decoder, &spec.status, context).await
         }
         ConnectorSpec::Http(_) => {
             if let Some(events) = http_events {
-                let decoder = RecordDecoder::new(spec.schema.clone(), Format::Json);
+                let decoder = RecordDecoder::new(spec.decoded_schema(), Format::Json);
                 http::run(events, decoder, context).await
             }
         }
