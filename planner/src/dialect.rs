@@ -43,8 +43,13 @@ impl Dialect for SluiceDialect {
     }
 
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {
-        let is_table_argument = matches!(&parser.peek_token().token, Token::Word(word) if word.keyword == Keyword::TABLE)
-            && matches!(&parser.peek_nth_token(1).token, Token::Word(_));
+        let is_table = matches!(&parser.peek_token().token, Token::Word(word) if word.keyword == Keyword::TABLE);
+        if is_table && parser.peek_nth_token(1).token == Token::LParen {
+            // `TABLE (SELECT ...)`: a window over a query's rows.
+            parser.next_token();
+            return Some(parser.parse_expr());
+        }
+        let is_table_argument = is_table && matches!(&parser.peek_nth_token(1).token, Token::Word(_));
         if !is_table_argument {
             return None;
         }

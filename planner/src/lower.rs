@@ -102,7 +102,9 @@ impl<'a> Lowering<'a> {
     fn lower<'b>(&'b mut self, logical: &'b LogicalPlan) -> BoxFuture<'b, Result<Lowered>> {
         Box::pin(async move {
             match logical {
-                LogicalPlan::TableScan(scan) if scan.projection.is_none() => self.scan_source(scan.table_name.table()),
+                LogicalPlan::TableScan(scan) if scan.projection.is_none() => {
+                    self.scan_source(scan.table_name.table()).await
+                }
                 LogicalPlan::TableScan(_) => self.segment(logical).await,
                 LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate).await,
                 LogicalPlan::Union(union) => {
@@ -163,24 +165,39 @@ impl<'a> Lowering<'a> {
 
     /// A source node for a stream scan (plus window assignment for a scan
     /// of a window TVF). Its batches have the table's full schema.
-    fn scan_source(&mut self, table: &str) -> Result<Lowered> {
+    async fn scan_source(&mut self, table: &str) -> Result<Lowered> {
         let window = self.windows.iter().find(|window| window.table == table).cloned();
-        let source = match &window {
-            Some(window) => window.source.clone(),
+        let input = match window.as_ref().and_then(|window| window.subquery_plan.as_ref()) {
+            // A window over another query's rows (its watermarks flow along).
+            Some(subquery) => {
+                let input = self.lower(subquery).await?;
+                if input.updating {
+                    return Err(PlanError::unsupported("a window over an updating result is not supported")
+                        .near(self.sql, self.start, "TABLE"));
+                }
+                input
+            }
             None => {
-                self.catalog.stream(table).ok_or_else(|| PlanError::unknown(format!("stream '{table}' not found")))?
+                let source = match window.as_ref().and_then(|window| window.source.clone()) {
+                    Some(source) => source,
+                    None => self
+                        .catalog
+                        .stream(table)
+                        .ok_or_else(|| PlanError::unknown(format!("stream '{table}' not found")))?,
+                };
+                self.plan.sources.push(source.clone());
+                self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
+                let node = self.plan.nodes.len() - 1;
+                let (window_results, updating, partition_keys) = (false, false, Vec::new());
+                Lowered { node, schema: source.schema, window_results, window: None, updating, partition_keys }
             }
         };
-        self.plan.sources.push(source.clone());
-        self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
-        let node = self.plan.nodes.len() - 1;
         let Some(window) = window else {
-            let (window_results, updating, partition_keys) = (false, false, Vec::new());
-            return Ok(Lowered { node, schema: source.schema, window_results, window: None, updating, partition_keys });
+            return Ok(input);
         };
-        let spec = WindowAssignSpec::new(window.kind, window.time_column, &source.schema);
+        let spec = WindowAssignSpec::new(window.kind, window.time_column, &input.schema);
         let schema = spec.output_schema.clone();
-        let node = self.push(OperatorSpec::WindowAssign(spec), vec![node]);
+        let node = self.push(OperatorSpec::WindowAssign(spec), vec![input.node]);
         let partition_keys = window.partition_keys.clone();
         Ok(Lowered { node, schema, window_results: false, window: Some(window.kind), updating: false, partition_keys })
     }
@@ -202,7 +219,7 @@ impl<'a> Lowering<'a> {
         }
         let (input, feed) = match cursor {
             LogicalPlan::TableScan(scan) => {
-                let input = self.scan_source(scan.table_name.table())?;
+                let input = self.scan_source(scan.table_name.table()).await?;
                 let feed = FeedNode::new(scan.projected_schema.clone(), input.schema.clone(), scan.projection.clone());
                 (input, feed)
             }

@@ -9,10 +9,11 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::optimizer::OptimizerRule;
 use datafusion::optimizer::eliminate_filter::EliminateFilter;
 use datafusion::optimizer::optimize_projections::OptimizeProjections;
@@ -24,7 +25,7 @@ use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::tokenizer::Location;
 use sluice_runtime::StreamPlan;
 use sluice_runtime::operators::window_aggregate::EarlyEmit;
-use sluice_runtime::operators::window_assign::WindowAssignSpec;
+use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssignSpec};
 use sluice_runtime::source::SourceSpec;
 
 use crate::error::{PlanError, Result};
@@ -96,8 +97,21 @@ pub async fn plan_query(
             register(&context, &name, source.schema.clone()).map_err(located)?;
         }
     }
-    for window in &windows {
-        let schema = WindowAssignSpec::new(window.kind, window.time_column, &window.source.schema).output_schema;
+    let mut windows = windows;
+    for window in windows.iter_mut() {
+        let input_schema = match (&window.source, &window.subquery) {
+            (Some(source), _) => source.schema.clone(),
+            (None, Some(subquery)) => {
+                let (plan, time_column) =
+                    plan_window_input(&context, &state, subquery, &window.time_name).await.map_err(located)?;
+                window.time_column = time_column;
+                let schema = Arc::new(plan.schema().as_arrow().clone());
+                window.subquery_plan = Some(plan);
+                schema
+            }
+            (None, None) => return Err(PlanError::invalid("internal: a window without input")),
+        };
+        let schema = WindowAssignSpec::new(window.kind, window.time_column, &input_schema).output_schema;
         register(&context, &window.table, schema).map_err(located)?;
     }
     let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
@@ -105,6 +119,36 @@ pub async fn plan_query(
     let optimized = state.optimize(&logical).map_err(|error| located(error.into()))?;
     let mut lowering = Lowering::new(&state, catalog, windows, sql, start, options.clone());
     lowering.lower_root(&optimized).await.map_err(located)
+}
+
+/// Plans the query a window TVF reads (`TABLE (SELECT ...)`) and finds its
+/// time column: a timestamp the inner query carries as event time (such as
+/// its `window_time`, renamed). The outer window adds its own window
+/// columns, so the inner query must not output columns of those names.
+async fn plan_window_input(
+    context: &SessionContext,
+    state: &SessionState,
+    subquery: &ast::Query,
+    time_name: &str,
+) -> Result<(LogicalPlan, usize)> {
+    let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(subquery.clone()))));
+    let logical = context.state().statement_to_plan(statement).await?;
+    let plan = state.optimize(&logical)?;
+    let schema = plan.schema().as_arrow().clone();
+    for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
+        if schema.index_of(name).is_ok() {
+            return Err(PlanError::invalid(format!(
+                "a window over a query adds its own {name}; rename the query's column (e.g. window_time AS rowtime)"
+            )));
+        }
+    }
+    let time_column = schema
+        .index_of(time_name)
+        .map_err(|_| PlanError::unknown(format!("the windowed query has no column {time_name:?}")))?;
+    if !matches!(schema.field(time_column).data_type(), DataType::Timestamp(_, _)) {
+        return Err(PlanError::invalid(format!("the window time column {time_name:?} must be a TIMESTAMP")));
+    }
+    Ok((plan, time_column))
 }
 
 fn register(context: &SessionContext, name: &str, schema: SchemaRef) -> Result<()> {

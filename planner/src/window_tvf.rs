@@ -33,7 +33,14 @@ use crate::statement::{ident_name, object_name, parse_table_factor};
 pub struct WindowTable {
     /// The planner-made table name (`__window_N`).
     pub table: String,
-    pub source: SourceSpec,
+    /// The stream windowed, or `None` for a query's rows (`subquery`).
+    pub source: Option<SourceSpec>,
+    /// `TABLE (SELECT ...)`: windows over another query's results.
+    pub subquery: Option<Box<ast::Query>>,
+    /// The time column's name (for a subquery, resolved when planning).
+    pub time_name: String,
+    /// The subquery's plan, once planned.
+    pub subquery_plan: Option<datafusion::logical_expr::LogicalPlan>,
     pub kind: WindowKind,
     /// Index of the time column in the stream.
     pub time_column: usize,
@@ -157,6 +164,9 @@ impl Rewriter<'_> {
                 return Err(PlanError::invalid("only SESSION windows take PARTITION BY").at(partitioned.span()));
             }
         }
+        if let Expr::Subquery(subquery) = stream_arg {
+            return self.window_over_query(subquery, function, &arguments, partition_keys, alias, span);
+        }
         let stream_name = match stream_arg {
             Expr::Identifier(ident) => ident_name(ident),
             Expr::CompoundIdentifier(idents) => idents.iter().map(ident_name).collect::<Vec<_>>().join("."),
@@ -178,25 +188,7 @@ impl Rewriter<'_> {
             }
         }
         let time_arg = arguments.required(1, "the time column (DESCRIPTOR(col))")?;
-        let time_ident = match time_arg {
-            Expr::Identifier(ident) => ident.clone(),
-            Expr::Function(descriptor) if object_name(&descriptor.name) == "descriptor" => match &descriptor.args {
-                FunctionArguments::List(list) => match list.args.as_slice() {
-                    [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident)))] => ident.clone(),
-                    _ => {
-                        return Err(PlanError::invalid("DESCRIPTOR takes one column name").at(descriptor.span()));
-                    }
-                },
-                _ => {
-                    return Err(PlanError::invalid("DESCRIPTOR takes one column name").at(descriptor.span()));
-                }
-            },
-            other => {
-                return Err(
-                    PlanError::invalid("the time column must be DESCRIPTOR(col) or a column name").at(other.span())
-                );
-            }
-        };
+        let time_ident = descriptor_column(time_arg)?;
         let time_name = ident_name(&time_ident);
         let time_column = source.schema.index_of(&time_name).map_err(|_| {
             PlanError::unknown(format!("stream {stream_name:?} has no column {time_name:?}")).at(time_ident.span)
@@ -215,41 +207,18 @@ impl Rewriter<'_> {
                 .at(time_ident.span));
             }
         }
-        let positive = |slot: usize, what: &str| -> Result<i64> {
-            let argument = arguments.required(slot, what)?;
-            let nanos = interval_nanos(argument)?;
-            if nanos <= 0 {
-                return Err(PlanError::invalid(format!("the {what} must be positive")).at(argument.span()));
-            }
-            Ok(nanos)
-        };
-        let kind = match function {
-            "hop" => {
-                let slide = positive(2, "window slide")?;
-                let size = positive(3, "window size")?;
-                let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
-                WindowKind::Hop { size, slide, offset }
-            }
-            "session" => WindowKind::Session { gap: positive(2, "session gap")? },
-            "cumulate" => {
-                let step = positive(2, "window step")?;
-                let max_size = positive(3, "window size")?;
-                if max_size % step != 0 {
-                    let size_arg = arguments.required(3, "the window size")?;
-                    return Err(PlanError::invalid("the CUMULATE size must be a whole multiple of its step")
-                        .at(size_arg.span()));
-                }
-                let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
-                WindowKind::Cumulate { step, max_size, offset }
-            }
-            _ => {
-                let size = positive(2, "window size")?;
-                let offset = arguments.optional(3).map(interval_nanos).transpose()?.unwrap_or(0);
-                WindowKind::Tumble { size, offset }
-            }
-        };
+        let kind = window_kind(function, &arguments)?;
         let table = format!("__window_{}", self.tables.len());
-        self.tables.push(WindowTable { table: table.clone(), source, kind, time_column, partition_keys });
+        self.tables.push(WindowTable {
+            table: table.clone(),
+            source: Some(source),
+            subquery: None,
+            time_name,
+            subquery_plan: None,
+            kind,
+            time_column,
+            partition_keys,
+        });
         let alias = alias.unwrap_or(TableAlias {
             explicit: true,
             name: Ident::new(stream_name.rsplit('.').next().unwrap_or(&stream_name)),
@@ -257,6 +226,93 @@ impl Rewriter<'_> {
             at: None,
         });
         scan_of(&table, alias)
+    }
+
+    /// A window over a query's rows; its time column is checked once the
+    /// query is planned.
+    fn window_over_query(
+        &mut self,
+        subquery: &ast::Query,
+        function: &str,
+        arguments: &Arguments,
+        partition_keys: Vec<String>,
+        alias: Option<TableAlias>,
+        span: Span,
+    ) -> Result<TableFactor> {
+        let mut subquery = Box::new(subquery.clone());
+        self.query(&mut subquery)?;
+        let time_arg = arguments.required(1, "the time column (DESCRIPTOR(col))")?;
+        let time_name = ident_name(&descriptor_column(time_arg)?);
+        let kind = window_kind(function, arguments)?;
+        if !partition_keys.is_empty() {
+            return Err(PlanError::unsupported("PARTITION BY over a query is not supported yet").at(span));
+        }
+        let table = format!("__window_{}", self.tables.len());
+        self.tables.push(WindowTable {
+            table: table.clone(),
+            source: None,
+            subquery: Some(subquery),
+            time_name,
+            subquery_plan: None,
+            kind,
+            time_column: usize::MAX,
+            partition_keys,
+        });
+        let alias = alias.unwrap_or(TableAlias { explicit: true, name: Ident::new("w"), columns: vec![], at: None });
+        scan_of(&table, alias)
+    }
+}
+
+fn window_kind(function: &str, arguments: &Arguments) -> Result<WindowKind> {
+    let positive = |slot: usize, what: &str| -> Result<i64> {
+        let argument = arguments.required(slot, what)?;
+        let nanos = interval_nanos(argument)?;
+        if nanos <= 0 {
+            return Err(PlanError::invalid(format!("the {what} must be positive")).at(argument.span()));
+        }
+        Ok(nanos)
+    };
+    let kind = match function {
+        "hop" => {
+            let slide = positive(2, "window slide")?;
+            let size = positive(3, "window size")?;
+            let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
+            WindowKind::Hop { size, slide, offset }
+        }
+        "session" => WindowKind::Session { gap: positive(2, "session gap")? },
+        "cumulate" => {
+            let step = positive(2, "window step")?;
+            let max_size = positive(3, "window size")?;
+            if max_size % step != 0 {
+                let size_arg = arguments.required(3, "the window size")?;
+                return Err(
+                    PlanError::invalid("the CUMULATE size must be a whole multiple of its step").at(size_arg.span())
+                );
+            }
+            let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
+            WindowKind::Cumulate { step, max_size, offset }
+        }
+        _ => {
+            let size = positive(2, "window size")?;
+            let offset = arguments.optional(3).map(interval_nanos).transpose()?.unwrap_or(0);
+            WindowKind::Tumble { size, offset }
+        }
+    };
+    Ok(kind)
+}
+
+/// The column of `DESCRIPTOR(col)` or of a bare `col`.
+fn descriptor_column(time_arg: &Expr) -> Result<Ident> {
+    match time_arg {
+        Expr::Identifier(ident) => Ok(ident.clone()),
+        Expr::Function(descriptor) if object_name(&descriptor.name) == "descriptor" => match &descriptor.args {
+            FunctionArguments::List(list) => match list.args.as_slice() {
+                [FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Identifier(ident)))] => Ok(ident.clone()),
+                _ => Err(PlanError::invalid("DESCRIPTOR takes one column name").at(descriptor.span())),
+            },
+            _ => Err(PlanError::invalid("DESCRIPTOR takes one column name").at(descriptor.span())),
+        },
+        other => Err(PlanError::invalid("the time column must be DESCRIPTOR(col) or a column name").at(other.span())),
     }
 }
 
