@@ -68,6 +68,7 @@ async fn windowed_query_results_reach_every_websocket_subscriber() {
     assert_eq!(query["metrics"]["rows_in"], 13);
     assert_eq!(query["metrics"]["rows_out"], 5);
     assert_eq!(query["metrics"]["late_rows_dropped"], 1);
+    assert_eq!(query["metrics"]["late_rows_by_window"], json!([{"window_start": "2016-12-06T08:58:35", "rows": 1}]));
     assert_eq!(query["metrics"]["malformed_records"], 2);
     let last_malformed = query["metrics"]["last_malformed"].as_str().unwrap();
     assert_eq!(last_malformed, "expected 6 fields, found 4: not a valid line");

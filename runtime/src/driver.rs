@@ -14,6 +14,7 @@
 //! arrives. Results never depend on the interval: lateness is decided row by
 //! row (see [`crate::time`]), and windows close on watermarks only.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,9 +28,11 @@ use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::OperatorContext;
+use crate::operator::OperatorSpec;
+use crate::operators::window_assign::WindowKind;
 use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
-use crate::plan::StreamPlan;
+use crate::plan::{PlanNode, StreamPlan};
 use crate::source::{self, HttpIngest, SourceContext, SourceEvent};
 use crate::time::{WatermarkTracker, event_times};
 
@@ -157,7 +160,8 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         sources: plan
             .sources
             .iter()
-            .map(|spec| SourceState {
+            .enumerate()
+            .map(|(index, spec)| SourceState {
                 event_time_column: spec.event_time.map(|event_time| event_time.column),
                 tracker: spec
                     .event_time
@@ -168,6 +172,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
                 proctime_column: spec.proctime_column,
                 schema: spec.schema.clone(),
                 processing_time: spec.is_processing_time(),
+                window: window_of_source(&plan, index),
             })
             .collect(),
         pipeline,
@@ -213,6 +218,9 @@ struct SourceState {
     schema: SchemaRef,
     /// Time is the clock: the watermark follows it even without rows.
     processing_time: bool,
+    /// The windows this source's rows are assigned to, to count late rows
+    /// per window.
+    window: Option<WindowKind>,
 }
 
 struct Driver {
@@ -381,6 +389,20 @@ impl Driver {
             (verdict.rows_without_event_time > 0).then(|| "record without an event time".to_string()),
         );
         if verdict.late_rows > 0
+            && let Some(kind) = self.sources[source].window
+        {
+            let times = event_times(rows.column(column))?;
+            let mut per_window: BTreeMap<i64, u64> = BTreeMap::new();
+            for (time, late) in times.iter().zip(verdict.late.iter()) {
+                if let (Some(time), Some(true)) = (time, late) {
+                    *per_window.entry(kind.pane_start(*time)).or_default() += 1;
+                }
+            }
+            for (window_start, rows) in per_window {
+                self.metrics.record_late_window(window_start, rows);
+            }
+        }
+        if verdict.late_rows > 0
             && let Some(sender) = &self.late_rows
         {
             let late = filter_record_batch(&rows, &verdict.late)?;
@@ -399,6 +421,18 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// The window kind of the window assignment reading source `index`, if any.
+fn window_of_source(plan: &StreamPlan, index: usize) -> Option<WindowKind> {
+    let node =
+        plan.nodes.iter().position(|node| matches!(node, PlanNode::Source { index: source } if *source == index))?;
+    plan.nodes.iter().find_map(|candidate| match candidate {
+        PlanNode::Operator { spec: OperatorSpec::WindowAssign(spec), inputs } if inputs.contains(&node) => {
+            Some(spec.kind)
+        }
+        _ => None,
+    })
 }
 
 /// Inserts a PROCTIME() column holding `now` at `column`, giving the

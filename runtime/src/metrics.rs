@@ -1,5 +1,6 @@
 //! Counters every running query exposes (HTTP status, Prometheus).
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
@@ -17,7 +18,13 @@ pub struct QueryMetrics {
     watermark: AtomicI64,
     /// The most recent malformed record's problem, for the user to see.
     last_malformed: Mutex<Option<String>>,
+    /// Late rows per window start (or pane start, for HOP and CUMULATE)
+    /// they would have joined; the most recent [`LATE_WINDOWS_KEPT`].
+    late_by_window: Mutex<BTreeMap<i64, u64>>,
 }
+
+/// Windows whose late-row counts are kept.
+pub const LATE_WINDOWS_KEPT: usize = 1000;
 
 impl Default for QueryMetrics {
     fn default() -> Self {
@@ -29,6 +36,7 @@ impl Default for QueryMetrics {
             malformed_records: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             last_malformed: Mutex::new(None),
+            late_by_window: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -58,6 +66,23 @@ impl QueryMetrics {
         if let (Some(problem), Ok(mut last)) = (problem, self.last_malformed.lock()) {
             *last = Some(problem);
         }
+    }
+
+    pub fn record_late_window(&self, window_start: i64, rows: u64) {
+        if let Ok(mut windows) = self.late_by_window.lock() {
+            *windows.entry(window_start).or_default() += rows;
+            while windows.len() > LATE_WINDOWS_KEPT {
+                windows.pop_first();
+            }
+        }
+    }
+
+    /// `(window start, late rows)`, oldest first.
+    pub fn late_by_window(&self) -> Vec<(i64, u64)> {
+        self.late_by_window
+            .lock()
+            .map(|windows| windows.iter().map(|(start, rows)| (*start, *rows)).collect())
+            .unwrap_or_default()
     }
 
     pub fn last_malformed(&self) -> Option<String> {

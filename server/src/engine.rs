@@ -69,6 +69,11 @@ impl RunningQuery {
                 "malformed_records": QueryMetrics::get(&metrics.malformed_records),
                 "last_malformed": metrics.last_malformed(),
                 "watermark": displayed_watermark(metrics).map(json::timestamp),
+                "late_rows_by_window": metrics
+                    .late_by_window()
+                    .into_iter()
+                    .map(|(start, rows)| json!({"window_start": json::timestamp(start), "rows": rows}))
+                    .collect::<Vec<_>>(),
             },
             "plan": self.plan,
         });
