@@ -6,6 +6,7 @@
 //! - `socket_source`: a socket stream fed by a test TCP listener.
 //! - `repl`: the REPL client against a live server.
 
+mod bad_input;
 mod http_api;
 mod property;
 mod queries;
