@@ -46,18 +46,19 @@ impl StreamPlan {
                 lines.push(format!("{indent}source: {} ({})", source.stream, source.connector.kind()));
             }
             PlanNode::Operator { spec, inputs } => {
-                let detail = match spec {
+                match spec {
+                    // The DataFusion plan of a stateless segment, one line per node.
                     OperatorSpec::Stateless(spec) => {
-                        datafusion::physical_plan::displayable(spec.plan.as_ref()).one_line().to_string()
+                        let plan = datafusion::physical_plan::displayable(spec.plan.as_ref()).indent(false).to_string();
+                        let mut lines_of_plan = plan.lines().filter(|line| !line.trim().is_empty());
+                        let first = lines_of_plan.next().unwrap_or_default().trim();
+                        lines.push(format!("{indent}stateless: {first}"));
+                        for line in lines_of_plan {
+                            lines.push(format!("{indent}  {line}"));
+                        }
                     }
-                    _ => String::new(),
-                };
-                lines.push(format!(
-                    "{indent}{}{}{}",
-                    spec.name(),
-                    if detail.is_empty() { "" } else { ": " },
-                    detail.trim_end()
-                ));
+                    other => lines.push(format!("{indent}{}", other.name())),
+                }
                 for input in inputs {
                     self.describe_node(*input, depth + 1, lines);
                 }
