@@ -94,6 +94,16 @@ async fn windows_match_datafusion_batch_sql_on_random_data() {
              FROM t CROSS JOIN (VALUES (INTERVAL '0 seconds'), (INTERVAL '2 seconds'), (INTERVAL '4 seconds')) AS o(back)
              GROUP BY 1, 2",
         ),
+        // Only invertible aggregates: the add-and-retract path.
+        (
+            "SELECT window_start, k, count(*), sum(v), avg(v)
+             FROM HOP(t, ts, INTERVAL '1' SECOND, INTERVAL '4' SECOND) GROUP BY window_start, window_end, k",
+            "SELECT date_bin(INTERVAL '1 seconds', ts, TIMESTAMP '1970-01-01') - back AS ws,
+                    k, count(*), sum(v), avg(v)
+             FROM t CROSS JOIN (VALUES (INTERVAL '0 seconds'), (INTERVAL '1 seconds'), (INTERVAL '2 seconds'),
+                                       (INTERVAL '3 seconds')) AS o(back)
+             GROUP BY 1, 2",
+        ),
         (
             "SELECT window_start, count(DISTINCT k), sum(v)
              FROM HOP(t, ts, INTERVAL '2' SECOND, INTERVAL '5' SECOND) GROUP BY window_start, window_end",

@@ -6,6 +6,7 @@ pub(crate) mod groups;
 pub mod limit;
 pub mod pane_window;
 pub mod session_window;
+pub(crate) mod sliding;
 pub mod stateless;
 pub mod union;
 pub mod window_aggregate;

@@ -25,11 +25,16 @@
 //! and this works for every aggregate, invertible or not (min, max,
 //! count distinct): it only needs DataFusion's `merge_batch`.
 //!
+//! When every aggregate is invertible (count, sum, avg), the FIFO holds
+//! the panes' rows instead, and running per-key aggregates add a pane's
+//! rows as it enters the window and retract them (`retract_batch`) as it
+//! leaves (see [`super::sliding`]).
+//!
 //! CUMULATE uses the same FIFO: panes of `step` are pushed as they
 //! complete and popped when a new `max_size` period begins, so each window
 //! `[S, S + k·step)` is the merge of the panes since `S`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampNanosecondArray};
@@ -46,6 +51,7 @@ use crate::operator::Operator;
 use crate::operators::groups::{
     AggregateInputs, Groups, Partial, evaluate, grouping_keys, output_batch, reject_retractions,
 };
+use crate::operators::sliding::{PaneRows, Running, all_invertible};
 use crate::operators::window_assign::WindowKind;
 
 /// What each GROUP BY column of the output is.
@@ -85,11 +91,19 @@ struct PaneQueue {
     back_merge: Option<Partial>,
 }
 
+/// Where panes live between their rows arriving and their leaving the window.
+enum PaneStore {
+    /// Any aggregates: pane partials in a two-stacks queue, merged.
+    Merge { open: BTreeMap<i64, Groups>, queue: PaneQueue },
+    /// Invertible aggregates (count, sum, avg): pane rows, added to running
+    /// aggregates as they enter the window and retracted as they leave.
+    Retract { open: BTreeMap<i64, PaneRows>, queue: VecDeque<(i64, PaneRows)>, running: Running },
+}
+
 pub struct PaneWindow {
     spec: PaneWindowSpec,
     converter: RowConverter,
-    open_panes: BTreeMap<i64, Groups>,
-    queue: PaneQueue,
+    store: PaneStore,
     /// Start of the next pane to enter the queue (earlier panes are sealed).
     next_pane: Option<i64>,
     /// End of the next window to emit.
@@ -109,11 +123,19 @@ impl PaneWindow {
             .iter()
             .map(|expr| Ok(SortField::new(expr.data_type(&spec.input_schema)?)))
             .collect::<Result<Vec<_>>>()?;
+        let store = if all_invertible(&spec.aggregates) {
+            PaneStore::Retract {
+                open: BTreeMap::new(),
+                queue: VecDeque::new(),
+                running: Running::new(spec.aggregates.clone()),
+            }
+        } else {
+            PaneStore::Merge { open: BTreeMap::new(), queue: PaneQueue::default() }
+        };
         Ok(Self {
             converter: RowConverter::new(fields)?,
             spec,
-            open_panes: BTreeMap::new(),
-            queue: PaneQueue::default(),
+            store,
             next_pane: None,
             next_end: None,
             live_panes: Default::default(),
@@ -130,16 +152,66 @@ impl PaneWindow {
         groups.into_partial()
     }
 
-    fn push_pane(&mut self, start: i64, pane: Partial) -> Result<()> {
-        let back_merge = match self.queue.back_merge.take() {
-            Some(previous) => self.merge(&[&previous, &pane])?,
-            None => self.merge(&[&pane])?,
+    fn first_open_pane(&self) -> Option<i64> {
+        match &self.store {
+            PaneStore::Merge { open, .. } => open.keys().next().copied(),
+            PaneStore::Retract { open, .. } => open.keys().next().copied(),
+        }
+    }
+
+    fn add_rows(&mut self, start: i64, inputs: &AggregateInputs, rows: &[u32]) -> Result<()> {
+        match &mut self.store {
+            PaneStore::Merge { open, .. } => {
+                if !open.contains_key(&start) {
+                    open.insert(start, Groups::new(&self.converter, &self.spec.aggregates)?);
+                }
+                if let Some(pane) = open.get_mut(&start) {
+                    pane.update(inputs, rows)?;
+                }
+            }
+            PaneStore::Retract { open, .. } => {
+                open.entry(start).or_insert_with(PaneRows::new).add(&self.converter, inputs, rows)?
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals pane `start` (empty if it got no rows) and enters it into the window.
+    fn seal_and_push(&mut self, start: i64) -> Result<()> {
+        let live = match &mut self.store {
+            PaneStore::Merge { open, .. } => {
+                let sealed = match open.remove(&start) {
+                    Some(groups) => groups.into_partial()?,
+                    None => Groups::new(&self.converter, &self.spec.aggregates)?.into_partial()?,
+                };
+                let live = sealed.keys.num_rows() > 0;
+                self.push_partial(start, sealed)?;
+                live
+            }
+            PaneStore::Retract { open, queue, running } => {
+                let rows = open.remove(&start).unwrap_or_else(PaneRows::new);
+                running.apply(&rows, false)?;
+                let live = !rows.is_empty();
+                queue.push_back((start, rows));
+                live
+            }
         };
-        self.queue.back_merge = Some(back_merge);
-        if pane.keys.num_rows() > 0 {
+        if live {
             self.live_panes.push_back(start);
         }
-        self.queue.back.push((start, pane));
+        Ok(())
+    }
+
+    fn push_partial(&mut self, start: i64, pane: Partial) -> Result<()> {
+        let PaneStore::Merge { queue, .. } = &mut self.store else { return Ok(()) };
+        let previous = queue.back_merge.take();
+        let back_merge = match &previous {
+            Some(previous) => self.merge(&[previous, &pane])?,
+            None => self.merge(&[&pane])?,
+        };
+        let PaneStore::Merge { queue, .. } = &mut self.store else { return Ok(()) };
+        queue.back_merge = Some(back_merge);
+        queue.back.push((start, pane));
         Ok(())
     }
 
@@ -148,46 +220,78 @@ impl PaneWindow {
         while self.live_panes.front().is_some_and(|pane| *pane < start) {
             self.live_panes.pop_front();
         }
+        if let PaneStore::Retract { queue, running, .. } = &mut self.store {
+            while queue.front().is_some_and(|(pane, _)| *pane < start) {
+                if let Some((_, rows)) = queue.pop_front() {
+                    running.apply(&rows, true)?;
+                }
+            }
+            return Ok(());
+        }
         loop {
-            if self.queue.front.is_empty() {
-                if self.queue.back.first().is_none_or(|(first, _)| *first >= start) {
+            let PaneStore::Merge { queue, .. } = &mut self.store else { return Ok(()) };
+            if queue.front.is_empty() {
+                if queue.back.first().is_none_or(|(first, _)| *first >= start) {
                     return Ok(());
                 }
                 // Flip: newest first, each entry merging itself with newer ones.
+                let back = std::mem::take(&mut queue.back);
+                queue.back_merge = None;
                 let mut suffix: Option<Partial> = None;
-                for (pane_start, pane) in std::mem::take(&mut self.queue.back).into_iter().rev() {
+                let mut front = Vec::with_capacity(back.len());
+                for (pane_start, pane) in back.into_iter().rev() {
                     let merged = match &suffix {
                         Some(newer) => self.merge(&[&pane, newer])?,
                         None => pane,
                     };
                     suffix = Some(merged.clone());
-                    self.queue.front.push((pane_start, merged));
+                    front.push((pane_start, merged));
                 }
-                self.queue.back_merge = None;
+                let PaneStore::Merge { queue, .. } = &mut self.store else { return Ok(()) };
+                queue.front = front;
             }
-            match self.queue.front.last() {
+            let PaneStore::Merge { queue, .. } = &mut self.store else { return Ok(()) };
+            match queue.front.last() {
                 Some((first, _)) if *first < start => {
-                    self.queue.front.pop();
+                    queue.front.pop();
                 }
                 _ => return Ok(()),
             }
         }
     }
 
-    /// The merged window over everything in the queue.
-    fn window_result(&self) -> Result<Option<Groups>> {
-        let mut groups = Groups::new(&self.converter, &self.spec.aggregates)?;
-        if let Some((_, front)) = self.queue.front.last() {
-            groups.merge(front)?;
+    /// The window over everything in the queue: key columns and values.
+    fn window_values(&mut self) -> Result<Option<(Vec<ArrayRef>, Vec<ArrayRef>)>> {
+        match &mut self.store {
+            PaneStore::Merge { queue, .. } => {
+                let mut groups = Groups::new(&self.converter, &self.spec.aggregates)?;
+                if let Some((_, front)) = queue.front.last() {
+                    groups.merge(front)?;
+                }
+                if let Some(back) = &queue.back_merge {
+                    groups.merge(back)?;
+                }
+                if groups.len() == 0 {
+                    return Ok(None);
+                }
+                Ok(Some(groups.finish(&self.converter)?))
+            }
+            PaneStore::Retract { running, .. } => running.evaluate(&self.converter),
         }
-        if let Some(back) = &self.queue.back_merge {
-            groups.merge(back)?;
-        }
-        Ok((groups.len() > 0).then_some(groups))
     }
 
-    fn emit(&self, groups: Groups, start: i64, end: i64) -> Result<RecordBatch> {
-        let (keys, values) = groups.finish(&self.converter)?;
+    fn clear_queue(&mut self) {
+        self.live_panes.clear();
+        match &mut self.store {
+            PaneStore::Merge { queue, .. } => *queue = PaneQueue::default(),
+            PaneStore::Retract { queue, running, .. } => {
+                queue.clear();
+                running.clear();
+            }
+        }
+    }
+
+    fn emit(&self, keys: Vec<ArrayRef>, values: Vec<ArrayRef>, start: i64, end: i64) -> Result<RecordBatch> {
         let rows = keys.first().map_or(0, |column| column.len()).max(values.first().map_or(0, |column| column.len()));
         let timestamps = |value: i64| Arc::new(TimestampNanosecondArray::from(vec![value; rows])) as ArrayRef;
         let mut columns: Vec<ArrayRef> = self
@@ -242,12 +346,7 @@ impl Operator for PaneWindow {
             QueryMetrics::add(&self.metrics.late_rows_dropped, late_rows);
         }
         for (start, indices) in slices {
-            if !self.open_panes.contains_key(&start) {
-                self.open_panes.insert(start, Groups::new(&self.converter, &self.spec.aggregates)?);
-            }
-            if let Some(pane) = self.open_panes.get_mut(&start) {
-                pane.update(&inputs, &indices)?;
-            }
+            self.add_rows(start, &inputs, &indices)?;
         }
         Ok(())
     }
@@ -261,7 +360,7 @@ impl Operator for PaneWindow {
                 None => {
                     // Nothing pending: the next window is the first holding
                     // the earliest open pane.
-                    let Some(&first) = self.open_panes.keys().next() else {
+                    let Some(first) = self.first_open_pane() else {
                         break;
                     };
                     let end = kind.first_end_after(first);
@@ -277,18 +376,14 @@ impl Operator for PaneWindow {
             // Seal and enqueue every pane up to the window's end, empty ones too.
             let mut pane = self.next_pane.unwrap_or(end);
             while pane < end {
-                let sealed = match self.open_panes.remove(&pane) {
-                    Some(groups) => groups.into_partial()?,
-                    None => Groups::new(&self.converter, &self.spec.aggregates)?.into_partial()?,
-                };
-                self.push_pane(pane, sealed)?;
+                self.seal_and_push(pane)?;
                 pane += kind.pane_size();
             }
             self.next_pane = Some(pane);
             let start = kind.start_of_window_ending(end);
             self.pop_panes_before(start)?;
-            if let Some(groups) = self.window_result()? {
-                out.push(Message::Batch(StreamBatch::inserts(self.emit(groups, start, end)?)));
+            if let Some((keys, values)) = self.window_values()? {
+                out.push(Message::Batch(StreamBatch::inserts(self.emit(keys, values, start, end)?)));
             }
             let next_end = end + kind.end_step();
             let next_start = kind.start_of_window_ending(next_end);
@@ -297,8 +392,7 @@ impl Operator for PaneWindow {
             } else {
                 // No queued rows reach the next window: skip the empty
                 // windows rather than stepping through them.
-                self.queue = PaneQueue::default();
-                self.live_panes.clear();
+                self.clear_queue();
                 self.next_end = None;
             }
         }
