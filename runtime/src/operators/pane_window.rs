@@ -162,12 +162,13 @@ impl PaneWindow {
     fn add_rows(&mut self, start: i64, inputs: &AggregateInputs, rows: &[u32]) -> Result<()> {
         match &mut self.store {
             PaneStore::Merge { open, .. } => {
-                if !open.contains_key(&start) {
-                    open.insert(start, Groups::new(&self.converter, &self.spec.aggregates)?);
-                }
-                if let Some(pane) = open.get_mut(&start) {
-                    pane.update(inputs, rows)?;
-                }
+                let pane = match open.entry(start) {
+                    std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(entry) => {
+                        entry.insert(Groups::new(&self.converter, &self.spec.aggregates)?)
+                    }
+                };
+                pane.update(inputs, rows)?;
             }
             PaneStore::Retract { open, .. } => {
                 open.entry(start).or_insert_with(PaneRows::new).add(&self.converter, inputs, rows)?
