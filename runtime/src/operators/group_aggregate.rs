@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, filter, take};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
 use datafusion::common::ScalarValue;
@@ -36,10 +36,10 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::error::{Result, RuntimeError};
+use crate::error::Result;
 use crate::message::{Message, Op, StreamBatch};
 use crate::operator::Operator;
-use crate::operators::groups::{evaluate, grouping_keys};
+use crate::operators::groups::{evaluate, feed, grouping_keys};
 
 #[derive(Debug, Clone)]
 pub struct GroupAggregateSpec {
@@ -197,30 +197,8 @@ impl Operator for GroupAggregate {
                 }
                 let indices = UInt32Array::from(indices);
                 state.live_rows += if retract { -(indices.len() as i64) } else { indices.len() as i64 };
-                for ((accumulator, arguments), filter_mask) in
-                    state.accumulators.iter_mut().zip(&arguments).zip(&filters)
-                {
-                    let mut values = arguments
-                        .iter()
-                        .map(|argument| Ok(take(argument, &indices, None)?))
-                        .collect::<Result<Vec<_>>>()?;
-                    if let Some(mask) = filter_mask {
-                        let mask = take(mask, &indices, None)?;
-                        values = values
-                            .iter()
-                            .map(|value| Ok(filter(value, mask.as_boolean())?))
-                            .collect::<Result<Vec<_>>>()?;
-                    }
-                    if retract {
-                        if !accumulator.supports_retract_batch() {
-                            return Err(RuntimeError::user(
-                                "this aggregate cannot take retractions from an updating input",
-                            ));
-                        }
-                        accumulator.retract_batch(&values)?;
-                    } else {
-                        accumulator.update_batch(&values)?;
-                    }
+                for ((accumulator, arguments), mask) in state.accumulators.iter_mut().zip(&arguments).zip(&filters) {
+                    feed(accumulator.as_mut(), arguments, mask.as_ref(), &indices, retract)?;
                 }
             }
             state.last_update = now;

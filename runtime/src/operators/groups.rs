@@ -13,11 +13,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::{cast, filter, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{RowConverter, Rows};
 use datafusion::common::ScalarValue;
-use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use datafusion::physical_expr::expressions::Literal;
 use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
@@ -55,6 +55,29 @@ pub(crate) fn reject_retractions(batch: &StreamBatch) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// Adds (or, with `retract`, removes) rows `indices` of `arguments`, less
+/// those a `FILTER (WHERE ...)` mask rejects, to one per-key accumulator.
+pub(crate) fn feed(
+    accumulator: &mut dyn Accumulator,
+    arguments: &[ArrayRef],
+    mask: Option<&BooleanArray>,
+    indices: &UInt32Array,
+    retract: bool,
+) -> Result<()> {
+    let mut values = arguments.iter().map(|argument| Ok(take(argument, indices, None)?)).collect::<Result<Vec<_>>>()?;
+    if let Some(mask) = mask {
+        let mask = take(mask, indices, None)?;
+        values = values.iter().map(|value| Ok(filter(value, mask.as_boolean())?)).collect::<Result<Vec<_>>>()?;
+    }
+    if !retract {
+        return Ok(accumulator.update_batch(&values)?);
+    }
+    if !accumulator.supports_retract_batch() {
+        return Err(RuntimeError::user("this aggregate cannot take retractions from an updating input"));
+    }
+    Ok(accumulator.retract_batch(&values)?)
 }
 
 /// The key expressions to group by: `exprs`, or one constant when there

@@ -17,14 +17,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, UInt32Array};
-use datafusion::arrow::compute::{filter, take};
+use datafusion::arrow::compute::take;
 use datafusion::arrow::row::{OwnedRow, RowConverter, Rows};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use crate::error::{Result, RuntimeError};
-use crate::operators::groups::AggregateInputs;
+use crate::operators::groups::{AggregateInputs, feed};
 
 /// Whether every aggregate can be maintained by adding and retracting rows.
 pub(crate) fn all_invertible(aggregates: &[Arc<AggregateFunctionExpr>]) -> bool {
@@ -139,16 +139,7 @@ impl Running {
                 for ((accumulator, arguments), mask) in
                     state.accumulators.iter_mut().zip(&chunk.arguments).zip(&chunk.filters)
                 {
-                    let mut values = arguments
-                        .iter()
-                        .map(|argument| Ok(take(argument, &indices, None)?))
-                        .collect::<Result<Vec<_>>>()?;
-                    if let Some(mask) = mask {
-                        let mask = take(mask, &indices, None)?;
-                        values =
-                            values.iter().map(|value| Ok(filter(value, mask.as_boolean())?)).collect::<Result<_>>()?;
-                    }
-                    if retract { accumulator.retract_batch(&values)? } else { accumulator.update_batch(&values)? }
+                    feed(accumulator.as_mut(), arguments, mask.as_ref(), &indices, retract)?;
                 }
                 state.rows += if retract { -(rows.len() as i64) } else { rows.len() as i64 };
                 if state.rows <= 0 {
