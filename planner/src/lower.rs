@@ -195,7 +195,10 @@ impl<'a> Lowering<'a> {
         let Some(window) = window else {
             return Ok(input);
         };
-        let spec = WindowAssignSpec::new(window.kind, window.time_column, &input.schema);
+        let mut spec = WindowAssignSpec::new(window.kind, window.time_column, &input.schema);
+        if self.whole_windows() {
+            spec = spec.expanded();
+        }
         let schema = spec.output_schema.clone();
         let node = self.push(OperatorSpec::WindowAssign(spec), vec![input.node]);
         let partition_keys = window.partition_keys.clone();
@@ -287,8 +290,12 @@ impl<'a> Lowering<'a> {
         let output_schema = Arc::new(aggregate.schema.as_arrow().clone());
 
         // Grouped by a HOP or CUMULATE window: panes merged into windows.
-        if let Some(kind @ (WindowKind::Hop { .. } | WindowKind::Cumulate { .. } | WindowKind::Session { .. })) =
-            input.window
+        let panes = match input.window {
+            Some(WindowKind::Session { .. }) => true,
+            Some(WindowKind::Hop { .. } | WindowKind::Cumulate { .. }) => !self.whole_windows(),
+            _ => false,
+        };
+        if let Some(kind) = input.window.filter(|_| panes)
             && let Some(lowered) = self.pane_window(aggregate, &input, kind, aggregates.clone(), filters.clone())?
         {
             return Ok(lowered);
@@ -304,9 +311,21 @@ impl<'a> Lowering<'a> {
         let window_end =
             input.window.and_then(|window| match (window_column(WINDOW_END), window_column(WINDOW_START)) {
                 (Some(end), _) => Some(Expr::Column(end)),
-                (None, Some(start)) => Some(col(start) + lit(ScalarValue::DurationNanosecond(Some(window.size())))),
+                (None, Some(start)) if !matches!(window, WindowKind::Cumulate { .. }) => {
+                    Some(col(start) + lit(ScalarValue::DurationNanosecond(Some(window.size()))))
+                }
+                (None, Some(_)) => None,
                 (None, None) => None,
             });
+        if window_end.is_none()
+            && matches!(input.window, Some(WindowKind::Cumulate { .. }))
+            && window_column(WINDOW_START).is_some()
+        {
+            return Err(PlanError::invalid(
+                "a CUMULATE window with EMIT or allowed_lateness must be grouped by window_end",
+            )
+            .near(self.sql, self.start, "GROUP"));
+        }
         if let Some(window_end) = window_end {
             if input.updating {
                 return Err(PlanError::unsupported("a window aggregate over an updating input is not supported yet")
@@ -389,13 +408,13 @@ impl Lowering<'_> {
         }
         if self.options.allowed_lateness {
             return Err(PlanError::unsupported(
-                "allowed_lateness applies to TUMBLE windows; HOP, CUMULATE and SESSION drop late rows",
+                "allowed_lateness applies to TUMBLE, HOP and CUMULATE windows; SESSION drops late rows",
             )
             .near(self.sql, self.start, "GROUP"));
         }
         if self.options.emit.is_some() {
             return Err(PlanError::unsupported(
-                "EMIT applies to TUMBLE windows; HOP, CUMULATE and SESSION emit on close",
+                "EMIT applies to TUMBLE, HOP and CUMULATE windows; SESSION emits on close",
             )
             .near(self.sql, self.start, "EMIT"));
         }
@@ -456,6 +475,15 @@ impl Lowering<'_> {
         let node = self.push(OperatorSpec::PaneWindow(spec), vec![input.node]);
         let partition_keys = Vec::new();
         Ok(Some(Lowered { node, schema, window_results: true, window: None, updating: false, partition_keys }))
+    }
+}
+
+impl Lowering<'_> {
+    /// Early results (EMIT) and allowed lateness work on whole windows, so
+    /// HOP and CUMULATE rows are then copied into each of their windows
+    /// rather than aggregated by pane.
+    fn whole_windows(&self) -> bool {
+        self.options.emit.is_some() || self.options.allowed_lateness
     }
 }
 

@@ -128,6 +128,10 @@ pub struct WindowAssignSpec {
     pub time_column: usize,
     /// The input schema plus the three window columns.
     pub output_schema: SchemaRef,
+    /// HOP and CUMULATE: copy each row into every window holding it (for
+    /// early results and allowed lateness, which work on whole windows)
+    /// instead of tagging it with its pane.
+    pub expand: bool,
 }
 
 impl WindowAssignSpec {
@@ -137,7 +141,32 @@ impl WindowAssignSpec {
         for name in [WINDOW_START, WINDOW_END, WINDOW_TIME] {
             fields.push(Field::new(name, timestamp.clone(), false));
         }
-        Self { kind, time_column, output_schema: Arc::new(Schema::new(fields)) }
+        Self { kind, time_column, output_schema: Arc::new(Schema::new(fields)), expand: false }
+    }
+
+    pub fn expanded(mut self) -> Self {
+        self.expand = matches!(self.kind, WindowKind::Hop { .. } | WindowKind::Cumulate { .. });
+        self
+    }
+}
+
+impl WindowKind {
+    /// Every window `(start, end)` holding event time `ts`.
+    pub fn windows_of(&self, ts: i64) -> Vec<(i64, i64)> {
+        let mut windows = Vec::new();
+        let mut end = self.first_end_after(ts);
+        loop {
+            let start = self.start_of_window_ending(end);
+            if start > ts {
+                break;
+            }
+            windows.push((start, end));
+            if let WindowKind::Tumble { .. } | WindowKind::Session { .. } = self {
+                break;
+            }
+            end += self.end_step();
+        }
+        windows
     }
 }
 
@@ -154,6 +183,32 @@ impl WindowAssign {
 impl Operator for WindowAssign {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let times = event_times(batch.rows.column(self.spec.time_column))?;
+        if self.spec.expand {
+            // One copy of each row per window that holds it.
+            let mut rows = Vec::new();
+            let (mut starts, mut ends) = (Vec::new(), Vec::new());
+            for (row, ts) in times.iter().enumerate() {
+                for (start, end) in self.spec.kind.windows_of(ts.unwrap_or_default()) {
+                    rows.push(row as u32);
+                    starts.push(start);
+                    ends.push(end);
+                }
+            }
+            let indices = datafusion::arrow::array::UInt32Array::from(rows);
+            let mut columns = batch
+                .rows
+                .columns()
+                .iter()
+                .map(|column| Ok(datafusion::arrow::compute::take(column, &indices, None)?))
+                .collect::<Result<Vec<ArrayRef>>>()?;
+            let window_times: Vec<i64> = ends.iter().map(|end| end - 1).collect();
+            for values in [starts, ends, window_times] {
+                columns.push(Arc::new(TimestampNanosecondArray::from(values)));
+            }
+            let rows = RecordBatch::try_new(self.spec.output_schema.clone(), columns)?;
+            out.push(Message::Batch(StreamBatch::inserts(rows)));
+            return Ok(());
+        }
         let size = self.spec.kind.pane_size();
         // Sources drop rows without an event time, so a null cannot reach here.
         let starts: Vec<i64> = times.iter().map(|ts| self.spec.kind.pane_start(ts.unwrap_or_default())).collect();
@@ -194,6 +249,17 @@ mod tests {
         assert_eq!(cumulate.start_of_window_ending(8), 6);
         assert_eq!(cumulate.start_of_window_ending(12), 6);
         assert_eq!(cumulate.start_of_window_ending(14), 12);
+    }
+
+    #[test]
+    fn windows_of_a_row() {
+        let hop = WindowKind::Hop { size: 6, slide: 2, offset: 0 };
+        assert_eq!(hop.windows_of(7), vec![(2, 8), (4, 10), (6, 12)]);
+        let cumulate = WindowKind::Cumulate { step: 2, max_size: 6, offset: 0 };
+        assert_eq!(cumulate.windows_of(7), vec![(6, 8), (6, 10), (6, 12)]);
+        assert_eq!(cumulate.windows_of(9), vec![(6, 10), (6, 12)]);
+        let tumble = WindowKind::Tumble { size: 5, offset: 0 };
+        assert_eq!(tumble.windows_of(7), vec![(5, 10)]);
     }
 
     #[test]
