@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, filter, take};
+use datafusion::arrow::compute::{cast, filter, interleave, take};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{RowConverter, Rows};
+use datafusion::arrow::row::{RowConverter, Rows, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Accumulator, EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -45,6 +45,49 @@ pub(crate) fn output_batch(schema: &SchemaRef, columns: Vec<ArrayRef>) -> Result
             })
             .collect::<Result<Vec<_>>>()?;
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+/// The changelog from `old` to `new` rows of one window: for each key whose
+/// row changed, the old row retracted and the new one inserted. Keys keep
+/// their order and new keys come last, so row i of `old` and row i of `new`
+/// are the same key.
+pub(crate) fn changelog(
+    schema: &SchemaRef,
+    old: Option<&RecordBatch>,
+    new: &RecordBatch,
+) -> Result<Option<StreamBatch>> {
+    let Some(old) = old else {
+        let ops = vec![Op::Insert; new.num_rows()];
+        return Ok((new.num_rows() > 0).then(|| StreamBatch { rows: new.clone(), ops: Some(ops) }));
+    };
+    let fields = schema.fields().iter().map(|field| SortField::new(field.data_type().clone()));
+    let rows_converter = RowConverter::new(fields.collect())?;
+    let old_rows = rows_converter.convert_columns(old.columns())?;
+    let new_rows = rows_converter.convert_columns(new.columns())?;
+    let mut picks: Vec<(usize, usize)> = Vec::new();
+    let mut ops = Vec::new();
+    for index in 0..new.num_rows().max(old.num_rows()) {
+        let same = index < old.num_rows() && index < new.num_rows() && old_rows.row(index) == new_rows.row(index);
+        if same {
+            continue;
+        }
+        if index < old.num_rows() {
+            picks.push((0, index));
+            ops.push(Op::Delete);
+        }
+        if index < new.num_rows() {
+            picks.push((1, index));
+            ops.push(Op::Insert);
+        }
+    }
+    if picks.is_empty() {
+        return Ok(None);
+    }
+    let columns = (0..new.num_columns())
+        .map(|column| Ok(interleave(&[old.column(column).as_ref(), new.column(column).as_ref()], &picks)?))
+        .collect::<Result<Vec<_>>>()?;
+    let rows = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Some(StreamBatch { rows, ops: Some(ops) }))
 }
 
 /// Window aggregates read append-only input.

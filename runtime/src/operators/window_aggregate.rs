@@ -22,17 +22,19 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::{cast, interleave};
+use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use crate::error::Result;
-use crate::message::{Message, Op, StreamBatch, Watermark};
+use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::groups::{AggregateInputs, Groups, Partial, evaluate, output_batch, reject_retractions};
+use crate::operators::groups::{
+    AggregateInputs, Groups, Partial, changelog, evaluate, output_batch, reject_retractions,
+};
 
 #[derive(Debug, Clone)]
 pub struct WindowAggregateSpec {
@@ -145,7 +147,7 @@ impl WindowAggregate {
         };
         if self.emit.is_some() || self.allowed_lateness > 0 {
             // An updating result: the final rows correct the early ones.
-            return self.changes(early.as_ref(), &emitted);
+            return changelog(&self.spec.output_schema, early.as_ref(), &emitted);
         }
         Ok((emitted.num_rows() > 0).then(|| StreamBatch::inserts(emitted)))
     }
@@ -164,45 +166,9 @@ impl WindowAggregate {
         groups.update(inputs, rows)?;
         let partial = groups.into_partial()?;
         let current = self.evaluate_partial(&partial)?;
-        let changes = self.changes(Some(&fired.emitted), &current)?;
+        let changes = changelog(&self.spec.output_schema, Some(&fired.emitted), &current)?;
         self.fired.insert(end, FiredWindow { partial, emitted: current });
         Ok(changes)
-    }
-
-    /// The changelog from `old` to `new` rows of one window: for each key
-    /// whose row changed, the old row retracted and the new one inserted.
-    /// Keys keep their order and new keys come last, so row i of `old` and
-    /// row i of `new` are the same key.
-    fn changes(&self, old: Option<&RecordBatch>, new: &RecordBatch) -> Result<Option<StreamBatch>> {
-        let Some(old) = old else {
-            let ops = vec![Op::Insert; new.num_rows()];
-            return Ok((new.num_rows() > 0).then(|| StreamBatch { rows: new.clone(), ops: Some(ops) }));
-        };
-        let fields = self.spec.output_schema.fields().iter().map(|field| SortField::new(field.data_type().clone()));
-        let rows_converter = RowConverter::new(fields.collect())?;
-        let old_rows = rows_converter.convert_columns(old.columns())?;
-        let new_rows = rows_converter.convert_columns(new.columns())?;
-        let mut picks: Vec<(usize, usize)> = Vec::new();
-        let mut ops = Vec::new();
-        for index in 0..new.num_rows() {
-            if index < old.num_rows() {
-                if old_rows.row(index) == new_rows.row(index) {
-                    continue;
-                }
-                picks.push((0, index));
-                ops.push(Op::Delete);
-            }
-            picks.push((1, index));
-            ops.push(Op::Insert);
-        }
-        if picks.is_empty() {
-            return Ok(None);
-        }
-        let columns = (0..new.num_columns())
-            .map(|column| Ok(interleave(&[old.column(column).as_ref(), new.column(column).as_ref()], &picks)?))
-            .collect::<Result<Vec<_>>>()?;
-        let rows = RecordBatch::try_new(self.spec.output_schema.clone(), columns)?;
-        Ok(Some(StreamBatch { rows, ops: Some(ops) }))
     }
 
     /// Early results (EMIT): the current rows of every open window that
@@ -216,7 +182,7 @@ impl WindowAggregate {
             window.merge(&partial)?;
             self.windows.insert(end, window);
             let current = self.evaluate_partial(&partial)?;
-            if let Some(changes) = self.changes(self.early.get(&end), &current)? {
+            if let Some(changes) = changelog(&self.spec.output_schema, self.early.get(&end), &current)? {
                 out.push(Message::Batch(changes));
             }
             self.early.insert(end, current);
