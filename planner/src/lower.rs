@@ -412,12 +412,7 @@ impl Lowering<'_> {
             )
             .near(self.sql, self.start, "GROUP"));
         }
-        if self.options.emit.is_some() {
-            return Err(PlanError::unsupported(
-                "EMIT applies to TUMBLE, HOP and CUMULATE windows; SESSION emits on close",
-            )
-            .near(self.sql, self.start, "EMIT"));
-        }
+
         // Rows carry their pane's bounds in the window columns.
         let column =
             |name: &str| input_schema.columns().into_iter().find(|column| column.name == name).map(Expr::Column);
@@ -454,12 +449,14 @@ impl Lowering<'_> {
                 aggregates,
                 filters,
                 output_schema: output_schema.clone(),
+                emit: self.options.emit,
             };
             let node = self.push(OperatorSpec::SessionWindow(spec), vec![input.node]);
             // Sessions of many keys close together: one batch is not one window.
             let (window_results, partition_keys) = (false, Vec::new());
+            let updating = self.options.emit.is_some();
             let schema = output_schema;
-            return Ok(Some(Lowered { node, schema, window_results, window: None, updating: false, partition_keys }));
+            return Ok(Some(Lowered { node, schema, window_results, window: None, updating, partition_keys }));
         }
         let spec = PaneWindowSpec {
             kind,

@@ -20,19 +20,21 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampNanosecondArray};
-use datafusion::arrow::compute::{cast, concat};
+use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use crate::error::Result;
-use crate::message::{Message, StreamBatch, Watermark};
+use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::groups::{AggregateInputs, Groups, evaluate, grouping_keys, output_batch, reject_retractions};
+use crate::operators::window_aggregate::EarlyEmit;
+use crate::operators::groups::{changelog, AggregateInputs, Groups, evaluate, grouping_keys, output_batch, reject_retractions};
 use crate::operators::pane_window::GroupColumn;
 
 #[derive(Debug, Clone)]
@@ -50,6 +52,8 @@ pub struct SessionWindowSpec {
     pub aggregates: Vec<Arc<AggregateFunctionExpr>>,
     pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     pub output_schema: SchemaRef,
+    /// Early results (the EMIT clause), if any.
+    pub emit: Option<EarlyEmit>,
 }
 
 struct Session {
@@ -59,6 +63,10 @@ struct Session {
     groups: Groups,
     /// Rows of the current batch waiting to be added.
     pending: Vec<u32>,
+    /// The early result last emitted for this session (EMIT).
+    emitted: Option<RecordBatch>,
+    /// Changed since its last early result.
+    dirty: bool,
 }
 
 pub struct SessionWindow {
@@ -69,6 +77,7 @@ pub struct SessionWindow {
     sessions: HashMap<Box<[u8]>, Vec<Session>>,
     watermark: Watermark,
     metrics: Arc<QueryMetrics>,
+    last_early: Instant,
 }
 
 fn converter(exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> Result<RowConverter> {
@@ -87,6 +96,7 @@ impl SessionWindow {
             sessions: HashMap::new(),
             watermark: Watermark::MIN,
             metrics,
+            last_early: Instant::now(),
         })
     }
 
@@ -95,39 +105,63 @@ impl SessionWindow {
         self.sessions.values().map(Vec::len).sum()
     }
 
-    fn emit(&self, closed: Vec<(Box<[u8]>, Session)>) -> Result<RecordBatch> {
-        let mut group_columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); self.spec.layout.len()];
-        let mut value_columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); self.spec.aggregates.len()];
-        for (_, session) in closed {
-            let (keys, values) = session.groups.finish(&self.key_converter)?;
-            let rows = values.first().map_or(0, |column| column.len());
-            let timestamps = |value: i64| Arc::new(TimestampNanosecondArray::from(vec![value; rows])) as ArrayRef;
-            for (column, kind) in group_columns.iter_mut().zip(&self.spec.layout) {
-                column.push(match kind {
-                    GroupColumn::WindowStart => timestamps(session.start),
-                    GroupColumn::WindowEnd => timestamps(session.end),
-                    GroupColumn::WindowTime => timestamps(session.end - 1),
-                    GroupColumn::Key(index) => keys[*index].clone(),
-                });
-            }
-            for (column, value) in value_columns.iter_mut().zip(values) {
-                column.push(value);
+    /// One session's result rows.
+    fn session_batch(&self, start: i64, end: i64, keys: Vec<ArrayRef>, values: Vec<ArrayRef>) -> Result<RecordBatch> {
+        let rows = values.first().map_or(0, |column| column.len());
+        let timestamps = |value: i64| Arc::new(TimestampNanosecondArray::from(vec![value; rows])) as ArrayRef;
+        let mut columns: Vec<ArrayRef> = self
+            .spec
+            .layout
+            .iter()
+            .map(|kind| match kind {
+                GroupColumn::WindowStart => timestamps(start),
+                GroupColumn::WindowEnd => timestamps(end),
+                GroupColumn::WindowTime => timestamps(end - 1),
+                GroupColumn::Key(index) => keys[*index].clone(),
+            })
+            .collect();
+        columns.extend(values);
+        output_batch(&self.spec.output_schema, columns)
+    }
+
+    /// The current rows of an open session, keeping its state.
+    fn current_rows(&self, session: &mut Session) -> Result<RecordBatch> {
+        let groups = std::mem::replace(&mut session.groups, Groups::new(&self.key_converter, &self.spec.aggregates)?);
+        let partial = groups.into_partial()?;
+        session.groups.merge(&partial)?;
+        let mut copy = Groups::new(&self.key_converter, &self.spec.aggregates)?;
+        copy.merge(&partial)?;
+        let (keys, values) = copy.finish(&self.key_converter)?;
+        self.session_batch(session.start, session.end, keys, values)
+    }
+
+    /// Early results of every session changed since its last one.
+    fn emit_early(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        let mut sessions = std::mem::take(&mut self.sessions);
+        let mut partitions: Vec<&Box<[u8]>> = sessions.keys().collect();
+        partitions.sort();
+        let partitions: Vec<Box<[u8]>> = partitions.into_iter().cloned().collect();
+        for partition in partitions {
+            for session in sessions.get_mut(&partition).into_iter().flatten() {
+                if !session.dirty {
+                    continue;
+                }
+                session.dirty = false;
+                let current = self.current_rows(session)?;
+                if let Some(changes) = changelog(&self.spec.output_schema, session.emitted.as_ref(), &current)? {
+                    out.push(Message::Batch(changes));
+                }
+                session.emitted = Some(current);
             }
         }
-        let columns = group_columns
-            .into_iter()
-            .chain(value_columns)
-            .map(|parts| {
-                let parts: Vec<&dyn Array> = parts.iter().map(|part| part.as_ref()).collect();
-                Ok(concat(&parts)?)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        output_batch(&self.spec.output_schema, columns)
+        self.sessions = sessions;
+        self.last_early = Instant::now();
+        Ok(())
     }
 }
 
 impl Operator for SessionWindow {
-    fn on_batch(&mut self, _port: usize, batch: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
+    fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         reject_retractions(&batch)?;
         let rows = &batch.rows;
         if rows.num_rows() == 0 {
@@ -174,6 +208,11 @@ impl Operator for SessionWindow {
                     merged = Some(match merged {
                         None => session,
                         Some(mut into) => {
+                            // The absorbed session's early rows are no longer a session.
+                            if let Some(emitted) = session.emitted {
+                                let ops = vec![Op::Delete; emitted.num_rows()];
+                                out.push(Message::Batch(StreamBatch { rows: emitted, ops: Some(ops) }));
+                            }
                             into.groups.merge(&session.groups.into_partial()?)?;
                             into.pending.extend(session.pending);
                             into
@@ -190,11 +229,14 @@ impl Operator for SessionWindow {
                     end,
                     groups: Groups::new(&self.key_converter, &self.spec.aggregates)?,
                     pending: Vec::new(),
+                    emitted: None,
+                    dirty: false,
                 },
             };
             session.start = start;
             session.end = end;
             session.pending.push(row as u32);
+            session.dirty = true;
             sessions.push(session);
         }
         if late_rows > 0 {
@@ -207,6 +249,14 @@ impl Operator for SessionWindow {
                     session.groups.update(&inputs, &pending)?;
                 }
             }
+        }
+        let due = match self.spec.emit {
+            Some(EarlyEmit::OnUpdate) => true,
+            Some(EarlyEmit::Every(interval)) => self.last_early.elapsed() >= interval,
+            None => false,
+        };
+        if due {
+            self.emit_early(out)?;
         }
         Ok(())
     }
@@ -225,10 +275,24 @@ impl Operator for SessionWindow {
             }
             !sessions.is_empty()
         });
-        if !closed.is_empty() {
-            // Hash order is arbitrary: emit in a fixed order.
-            closed.sort_by(|(a_key, a), (b_key, b)| (a.end, a.start, a_key).cmp(&(b.end, b.start, b_key)));
-            out.push(Message::Batch(StreamBatch::inserts(self.emit(closed)?)));
+        // Hash order is arbitrary: emit in a fixed order.
+        closed.sort_by(|(a_key, a), (b_key, b)| (a.end, a.start, a_key).cmp(&(b.end, b.start, b_key)));
+        let mut batches = Vec::new();
+        for (_, session) in closed {
+            let (start, end, emitted) = (session.start, session.end, session.emitted);
+            let (keys, values) = session.groups.finish(&self.key_converter)?;
+            let rows = self.session_batch(start, end, keys, values)?;
+            if self.spec.emit.is_some() {
+                // The final rows correct the early ones.
+                if let Some(changes) = changelog(&self.spec.output_schema, emitted.as_ref(), &rows)? {
+                    out.push(Message::Batch(changes));
+                }
+            } else {
+                batches.push(rows);
+            }
+        }
+        if !batches.is_empty() {
+            out.push(Message::Batch(StreamBatch::inserts(concat_batches(&self.spec.output_schema, &batches)?)));
         }
         out.push(Message::Watermark(watermark));
         Ok(())
