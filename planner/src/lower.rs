@@ -287,6 +287,18 @@ impl<'a> Lowering<'a> {
             aggregates.push(aggregate);
             filters.push(filter);
         }
+        for function in &aggregates {
+            // Streams aggregate incrementally: an aggregate needs an accumulator.
+            let usable = (function.groups_accumulator_supported() && function.create_groups_accumulator().is_ok())
+                || function.create_accumulator().is_ok();
+            if !usable {
+                let name = function.fun().name().to_string();
+                return Err(PlanError::unsupported(format!(
+                    "aggregate {name} has no accumulator to run incrementally"
+                ))
+                .near(self.sql, self.start, &name));
+            }
+        }
         let output_schema = Arc::new(aggregate.schema.as_arrow().clone());
 
         // Grouped by a HOP or CUMULATE window: panes merged into windows.
@@ -406,13 +418,6 @@ impl Lowering<'_> {
             return Err(PlanError::unsupported("a window aggregate over an updating input is not supported yet")
                 .near(self.sql, self.start, "GROUP"));
         }
-        if self.options.allowed_lateness {
-            return Err(PlanError::unsupported(
-                "allowed_lateness applies to TUMBLE, HOP and CUMULATE windows; SESSION drops late rows",
-            )
-            .near(self.sql, self.start, "GROUP"));
-        }
-
         // Rows carry their pane's bounds in the window columns.
         let column =
             |name: &str| input_schema.columns().into_iter().find(|column| column.name == name).map(Expr::Column);
@@ -454,7 +459,7 @@ impl Lowering<'_> {
             let node = self.push(OperatorSpec::SessionWindow(spec), vec![input.node]);
             // Sessions of many keys close together: one batch is not one window.
             let (window_results, partition_keys) = (false, Vec::new());
-            let updating = self.options.emit.is_some();
+            let updating = self.options.emit.is_some() || self.options.allowed_lateness;
             let schema = output_schema;
             return Ok(Some(Lowered { node, schema, window_results, window: None, updating, partition_keys }));
         }

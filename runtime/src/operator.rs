@@ -107,7 +107,10 @@ impl OperatorSpec {
                 Box::new(operator.with_allowed_lateness(lateness))
             }
             OperatorSpec::PaneWindow(spec) => Box::new(PaneWindow::new(spec.clone(), context.metrics.clone())?),
-            OperatorSpec::SessionWindow(spec) => Box::new(SessionWindow::new(spec.clone(), context.metrics.clone())?),
+            OperatorSpec::SessionWindow(spec) => {
+                let lateness = settings.allowed_lateness.map_or(0, |lateness| lateness.as_nanos() as i64);
+                Box::new(SessionWindow::new(spec.clone(), context.metrics.clone())?.with_allowed_lateness(lateness))
+            }
             OperatorSpec::GroupAggregate(spec) => Box::new(GroupAggregate::new(spec.clone(), settings.state_ttl)?),
             OperatorSpec::Union(spec) => Box::new(Union::new(spec.clone())),
             OperatorSpec::Limit(spec) => Box::new(Limit::new(spec.clone())),

@@ -33,9 +33,11 @@ use crate::error::Result;
 use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::window_aggregate::EarlyEmit;
-use crate::operators::groups::{changelog, AggregateInputs, Groups, evaluate, grouping_keys, output_batch, reject_retractions};
+use crate::operators::groups::{
+    AggregateInputs, Groups, changelog, evaluate, grouping_keys, output_batch, reject_retractions,
+};
 use crate::operators::pane_window::GroupColumn;
+use crate::operators::window_aggregate::EarlyEmit;
 
 #[derive(Debug, Clone)]
 pub struct SessionWindowSpec {
@@ -78,6 +80,11 @@ pub struct SessionWindow {
     watermark: Watermark,
     metrics: Arc<QueryMetrics>,
     last_early: Instant,
+    /// Closed sessions late rows may still join (allowed lateness), kept
+    /// until the watermark passes their end plus the lateness.
+    fired: HashMap<Box<[u8]>, Vec<Session>>,
+    /// Nanoseconds.
+    allowed_lateness: i64,
 }
 
 fn converter(exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> Result<RowConverter> {
@@ -97,7 +104,16 @@ impl SessionWindow {
             watermark: Watermark::MIN,
             metrics,
             last_early: Instant::now(),
+            fired: HashMap::new(),
+            allowed_lateness: 0,
         })
+    }
+
+    /// Keeps closed sessions for `allowed_lateness` (nanoseconds): late rows
+    /// that reach one reopen it, and its row is retracted and emitted again.
+    pub fn with_allowed_lateness(mut self, allowed_lateness: i64) -> Self {
+        self.allowed_lateness = allowed_lateness.max(0);
+        self
     }
 
     /// Open sessions (for tests and metrics).
@@ -187,39 +203,52 @@ impl Operator for SessionWindow {
                 continue;
             }
             let ts = times.value(row);
-            if Watermark(ts.saturating_add(gap)) <= self.watermark {
+            if Watermark(ts.saturating_add(gap).saturating_add(self.allowed_lateness)) <= self.watermark {
                 late_rows += 1;
                 continue;
             }
             let partition: Box<[u8]> = partitions.row(row).as_ref().into();
-            let sessions = self.sessions.entry(partition.clone()).or_default();
             if !touched.contains(&partition) {
-                touched.push(partition);
+                touched.push(partition.clone());
             }
+            let mut no_fired = Vec::new();
+            let fired = self.fired.get_mut(&partition).unwrap_or(&mut no_fired);
+            let sessions = self.sessions.entry(partition).or_default();
             let (mut start, mut end) = (ts, ts.saturating_add(gap));
             let mut merged: Option<Session> = None;
-            let mut index = 0;
-            while index < sessions.len() {
-                let session = &sessions[index];
-                if session.start <= end && start <= session.end {
-                    let session = sessions.swap_remove(index);
-                    start = start.min(session.start);
-                    end = end.max(session.end);
-                    merged = Some(match merged {
-                        None => session,
-                        Some(mut into) => {
-                            // The absorbed session's early rows are no longer a session.
-                            if let Some(emitted) = session.emitted {
-                                let ops = vec![Op::Delete; emitted.num_rows()];
-                                out.push(Message::Batch(StreamBatch { rows: emitted, ops: Some(ops) }));
-                            }
-                            into.groups.merge(&session.groups.into_partial()?)?;
-                            into.pending.extend(session.pending);
-                            into
+            // Merge every session (open or fired) the row's interval touches,
+            // until the grown interval touches no more.
+            loop {
+                let mut grew = false;
+                for list in [&mut *sessions, &mut *fired] {
+                    let mut index = 0;
+                    while index < list.len() {
+                        let candidate = &list[index];
+                        if candidate.start <= end && start <= candidate.end {
+                            let session = list.swap_remove(index);
+                            start = start.min(session.start);
+                            end = end.max(session.end);
+                            grew = true;
+                            merged = Some(match merged {
+                                None => session,
+                                Some(mut into) => {
+                                    // The absorbed session's rows no longer stand alone.
+                                    if let Some(emitted) = session.emitted {
+                                        let ops = vec![Op::Delete; emitted.num_rows()];
+                                        out.push(Message::Batch(StreamBatch { rows: emitted, ops: Some(ops) }));
+                                    }
+                                    into.groups.merge(&session.groups.into_partial()?)?;
+                                    into.pending.extend(session.pending);
+                                    into
+                                }
+                            });
+                        } else {
+                            index += 1;
                         }
-                    });
-                } else {
-                    index += 1;
+                    }
+                }
+                if !grew {
+                    break;
                 }
             }
             let mut session = match merged {
@@ -258,11 +287,31 @@ impl Operator for SessionWindow {
         if due {
             self.emit_early(out)?;
         }
+        if self.allowed_lateness > 0 {
+            // Late rows may have reopened sessions the watermark already passed.
+            self.close_sessions(out)?;
+        }
         Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
         self.watermark = watermark;
+        self.close_sessions(out)?;
+        // Fired sessions past their allowed lateness are final.
+        let lateness = self.allowed_lateness;
+        self.fired.retain(|_, sessions| {
+            sessions.retain(|session| Watermark(session.end.saturating_add(lateness)) > watermark);
+            !sessions.is_empty()
+        });
+        out.push(Message::Watermark(watermark));
+        Ok(())
+    }
+}
+
+impl SessionWindow {
+    /// Emits every open session the watermark has passed.
+    fn close_sessions(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        let watermark = self.watermark;
         let mut closed: Vec<(Box<[u8]>, Session)> = Vec::new();
         self.sessions.retain(|partition, sessions| {
             let mut index = 0;
@@ -278,12 +327,22 @@ impl Operator for SessionWindow {
         // Hash order is arbitrary: emit in a fixed order.
         closed.sort_by(|(a_key, a), (b_key, b)| (a.end, a.start, a_key).cmp(&(b.end, b.start, b_key)));
         let mut batches = Vec::new();
-        for (_, session) in closed {
+        for (partition, mut session) in closed {
+            if self.allowed_lateness > 0 {
+                // Keep it for late rows; the final rows correct earlier ones.
+                let rows = self.current_rows(&mut session)?;
+                if let Some(changes) = changelog(&self.spec.output_schema, session.emitted.as_ref(), &rows)? {
+                    out.push(Message::Batch(changes));
+                }
+                session.emitted = Some(rows);
+                session.dirty = false;
+                self.fired.entry(partition).or_default().push(session);
+                continue;
+            }
             let (start, end, emitted) = (session.start, session.end, session.emitted);
             let (keys, values) = session.groups.finish(&self.key_converter)?;
             let rows = self.session_batch(start, end, keys, values)?;
             if self.spec.emit.is_some() {
-                // The final rows correct the early ones.
                 if let Some(changes) = changelog(&self.spec.output_schema, emitted.as_ref(), &rows)? {
                     out.push(Message::Batch(changes));
                 }
@@ -294,7 +353,120 @@ impl Operator for SessionWindow {
         if !batches.is_empty() {
             out.push(Message::Batch(StreamBatch::inserts(concat_batches(&self.spec.output_schema, &batches)?)));
         }
-        out.push(Message::Watermark(watermark));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{StringArray, TimestampNanosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::col;
+
+    use super::*;
+
+    fn timestamp() -> DataType {
+        DataType::Timestamp(TimeUnit::Nanosecond, None)
+    }
+
+    fn window(allowed_lateness: i64) -> (SessionWindow, SchemaRef) {
+        let input =
+            Arc::new(Schema::new(vec![Field::new("key", DataType::Utf8, false), Field::new("ts", timestamp(), false)]));
+        let count = AggregateExprBuilder::new(count_udaf(), vec![col("ts", &input).unwrap()])
+            .schema(input.clone())
+            .alias("n")
+            .build()
+            .unwrap();
+        let output = Arc::new(Schema::new(vec![
+            Field::new("window_start", timestamp(), false),
+            Field::new("window_end", timestamp(), false),
+            Field::new("key", DataType::Utf8, false),
+            Field::new("n", DataType::Int64, false),
+        ]));
+        let spec = SessionWindowSpec {
+            gap: 5,
+            input_schema: input.clone(),
+            time: col("ts", &input).unwrap(),
+            partition_exprs: vec![col("key", &input).unwrap()],
+            key_exprs: vec![col("key", &input).unwrap()],
+            layout: vec![GroupColumn::WindowStart, GroupColumn::WindowEnd, GroupColumn::Key(0)],
+            aggregates: vec![Arc::new(count)],
+            filters: vec![None],
+            output_schema: output,
+            emit: None,
+        };
+        let operator = SessionWindow::new(spec, Arc::default()).unwrap().with_allowed_lateness(allowed_lateness);
+        (operator, input)
+    }
+
+    fn rows(schema: &SchemaRef, rows: &[(&str, i64)]) -> StreamBatch {
+        let keys = StringArray::from(rows.iter().map(|row| row.0).collect::<Vec<_>>());
+        let times = TimestampNanosecondArray::from(rows.iter().map(|row| row.1).collect::<Vec<_>>());
+        StreamBatch::inserts(RecordBatch::try_new(schema.clone(), vec![Arc::new(keys), Arc::new(times)]).unwrap())
+    }
+
+    fn changes(out: &[Message]) -> Vec<String> {
+        out.iter()
+            .filter_map(|message| match message {
+                Message::Batch(batch) => Some(batch),
+                _ => None,
+            })
+            .flat_map(|batch| {
+                let table = pretty_format_batches(std::slice::from_ref(&batch.rows)).unwrap().to_string();
+                let lines: Vec<String> =
+                    table.lines().skip(3).filter(|line| !line.starts_with('+')).map(str::to_string).collect();
+                let ops = batch.ops.clone().unwrap_or_else(|| vec![Op::Insert; lines.len()]);
+                lines
+                    .into_iter()
+                    .zip(ops)
+                    .map(|(line, op)| {
+                        format!("{} {}", op.symbol(), line.split_whitespace().collect::<Vec<_>>().join(" "))
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_merge_sessions_and_close_on_the_watermark() {
+        let (mut operator, schema) = window(0);
+        let mut out = Vec::new();
+        operator.on_batch(0, rows(&schema, &[("a", 1), ("a", 10), ("b", 3)]), &mut out).unwrap();
+        assert_eq!(operator.open_sessions(), 3);
+        operator.on_batch(0, rows(&schema, &[("a", 5)]), &mut out).unwrap();
+        assert_eq!(operator.open_sessions(), 2, "a@5 joins a@1 and a@10");
+        operator.on_watermark(Watermark(20), &mut out).unwrap();
+        assert_eq!(
+            changes(&out),
+            vec![
+                "+ | 1970-01-01T00:00:00.000000003 | 1970-01-01T00:00:00.000000008 | b | 1 |",
+                "+ | 1970-01-01T00:00:00.000000001 | 1970-01-01T00:00:00.000000015 | a | 3 |",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_late_row_reopens_a_fired_session_within_the_allowed_lateness() {
+        let (mut operator, schema) = window(10);
+        let mut out = Vec::new();
+        operator.on_batch(0, rows(&schema, &[("a", 10)]), &mut out).unwrap();
+        operator.on_watermark(Watermark(20), &mut out).unwrap();
+        operator.on_batch(0, rows(&schema, &[("a", 14)]), &mut out).unwrap();
+        assert_eq!(
+            changes(&out),
+            vec![
+                "+ | 1970-01-01T00:00:00.000000010 | 1970-01-01T00:00:00.000000015 | a | 1 |",
+                "- | 1970-01-01T00:00:00.000000010 | 1970-01-01T00:00:00.000000015 | a | 1 |",
+                "+ | 1970-01-01T00:00:00.000000010 | 1970-01-01T00:00:00.000000019 | a | 2 |",
+            ]
+        );
+        // Past end + lateness, the session is final and late rows are dropped.
+        out.clear();
+        operator.on_watermark(Watermark(40), &mut out).unwrap();
+        operator.on_batch(0, rows(&schema, &[("a", 18)]), &mut out).unwrap();
+        assert_eq!(changes(&out), Vec::<String>::new());
     }
 }
