@@ -71,3 +71,20 @@ async fn stopping_a_subscription_cancels_the_query() {
     let (status, _) = server.get("/v1/queries/q1").await;
     assert_eq!(status, 404);
 }
+
+#[tokio::test]
+async fn repl_shows_the_op_of_updating_results() {
+    let server = TestServer::start().await;
+    let mut client = Client::new(&server.server.url());
+    let ddl = format!(
+        "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'file', path = '{}/weblog.log', format = 'text', batch_rows = '2');",
+        data_dir().display()
+    );
+    run(&mut client, &ddl).await;
+    let output = run(&mut client, "SELECT ip, count(*) AS requests FROM weblog GROUP BY ip;").await;
+    assert!(output.contains("| op   ip         requests |"), "{output}");
+    assert!(output.contains("| -    10.0.0.1   1        |"), "{output}");
+    assert!(output.contains("| +    10.0.0.1   5        |"), "{output}");
+}
