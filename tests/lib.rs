@@ -212,7 +212,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start() -> Self {
-        let server = sluice::start("127.0.0.1:0", false).await.expect("server starts on port 0");
+        Self::start_with(None).await
+    }
+
+    /// A server keeping its catalog in `data_dir`.
+    pub async fn start_with(data_dir: Option<&Path>) -> Self {
+        let server = sluice::start("127.0.0.1:0", false, data_dir).await.expect("server starts on port 0");
         Self { server, http: reqwest::Client::new() }
     }
 

@@ -11,5 +11,6 @@ mod http_api;
 mod property;
 mod queries;
 mod repl;
+mod restart;
 mod slt;
 mod socket_source;

@@ -5,7 +5,7 @@ use crate::engine::{Engine, Settings};
 use crate::error::ApiError;
 
 pub const DEMO_STREAMS: &str = "
-CREATE STREAM weblog (
+CREATE STREAM IF NOT EXISTS weblog (
   ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
   WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '42');

@@ -3,6 +3,7 @@
 //! suites and the demo all go through [`Engine::execute`].
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -18,6 +19,8 @@ use sluice_runtime::{ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings, Qu
 use crate::catalog::{Catalog, StreamEntry};
 use crate::error::ApiError;
 use crate::json;
+use crate::persist;
+use axum::http::StatusCode;
 
 /// What one statement returned.
 #[derive(Debug, Clone, Serialize)]
@@ -44,6 +47,8 @@ pub struct RunningQuery {
     pub plan: String,
     pub started: SystemTime,
     pub settings: QuerySettings,
+    /// The settings as the user gave them (kept with the catalog).
+    pub request_settings: Settings,
 }
 
 impl RunningQuery {
@@ -91,6 +96,10 @@ pub struct Engine {
     catalog: RwLock<Catalog>,
     queries: RwLock<BTreeMap<u64, Arc<RunningQuery>>>,
     next_query: AtomicU64,
+    /// Where the catalog is kept across restarts; `None` keeps it in memory.
+    data_dir: Option<PathBuf>,
+    // Serialises catalog writes so the file always reflects a whole state.
+    persist_lock: std::sync::Mutex<()>,
 }
 
 impl Default for Engine {
@@ -108,7 +117,66 @@ impl Engine {
             catalog: RwLock::new(Catalog::default()),
             queries: RwLock::new(BTreeMap::new()),
             next_query: AtomicU64::new(1),
+            data_dir: None,
+            persist_lock: std::sync::Mutex::new(()),
         }
+    }
+
+    /// An engine whose catalog lives in `data_dir`: streams and queries
+    /// stored there are restored (queries under their old ids).
+    pub async fn open(data_dir: &Path) -> Result<Self, ApiError> {
+        let mut engine = Self::new();
+        let stored = persist::load(data_dir)
+            .map_err(|message| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "data_dir", message))?;
+        if let Some(stored) = stored {
+            for stream in &stored.streams {
+                engine.execute(&stream.ddl, &mut Settings::new()).await?;
+            }
+            for query in &stored.queries {
+                let mut settings = query.settings.clone();
+                engine.start_stored_query(query.number, &query.sql, &mut settings).await?;
+            }
+            engine.next_query.fetch_max(stored.next_query, Ordering::Relaxed);
+        }
+        engine.data_dir = Some(data_dir.to_path_buf());
+        engine.persist()?;
+        Ok(engine)
+    }
+
+    /// Restarts a stored query under its id.
+    async fn start_stored_query(&self, number: u64, sql: &str, settings: &mut Settings) -> Result<(), ApiError> {
+        let mut statements = parse_statements(sql)?;
+        let Some(located) = statements.pop() else { return Ok(()) };
+        let Statement::Query { query, emit } = located.statement.clone() else {
+            return Err(ApiError::internal(format!("stored query q{number} is not a query")));
+        };
+        self.next_query.fetch_max(number + 1, Ordering::Relaxed);
+        self.start_query(sql, located, &query, emit, settings, number).await.map(|_| ())
+    }
+
+    /// Writes the catalog to the data directory, if there is one.
+    fn persist(&self) -> Result<(), ApiError> {
+        let Some(data_dir) = &self.data_dir else { return Ok(()) };
+        let _guard = self.persist_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let streams = self
+            .catalog_read()
+            .streams()
+            .map(|(name, entry)| persist::StoredStream { name: name.clone(), ddl: entry.ddl.clone() })
+            .collect();
+        let queries = self
+            .queries_read()
+            .iter()
+            .map(|(number, query)| persist::StoredQuery {
+                number: *number,
+                sql: query.sql.clone(),
+                settings: query.request_settings.clone(),
+            })
+            .collect();
+        let next_query = self.next_query.load(Ordering::Relaxed);
+        let catalog = persist::StoredCatalog { format_version: persist::FORMAT_VERSION, streams, queries, next_query };
+        persist::save(data_dir, &catalog).map_err(|error| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "data_dir", format!("cannot write the catalog: {error}"))
+        })
     }
 
     fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
@@ -144,7 +212,7 @@ impl Engine {
         located: Located,
         settings: &mut Settings,
     ) -> Result<StatementResult, ApiError> {
-        match located.statement {
+        match located.statement.clone() {
             Statement::CreateStream(create) => {
                 let spec = stream_source_spec(&create)?;
                 let mut catalog = self.catalog_write();
@@ -158,6 +226,8 @@ impl Engine {
                     ));
                 }
                 catalog.insert(create.name.clone(), StreamEntry { ddl: located.text, spec });
+                drop(catalog);
+                self.persist()?;
                 Ok(StatementResult::Status { status: "CREATE STREAM".into(), name: Some(create.name) })
             }
             Statement::DropStream { name, if_exists } => {
@@ -171,6 +241,7 @@ impl Engine {
                         ),
                     ));
                 }
+                self.persist()?;
                 Ok(StatementResult::Status { status: "DROP STREAM".into(), name: Some(name) })
             }
             Statement::ShowStreams => {
@@ -238,26 +309,41 @@ impl Engine {
                 Ok(StatementResult::Rows { columns: name_columns(&["plan"]), rows })
             }
             Statement::Query { query, emit } => {
-                let query_settings = self.query_settings(settings)?;
-                let plan = self.plan(sql, &query, located.start, &query_settings, emit).await?;
-                let columns = json::columns(&plan.schema);
-                let description = plan.describe();
-                let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
                 let number = self.next_query.fetch_add(1, Ordering::Relaxed);
-                let id = format!("q{number}");
-                let query = Arc::new(RunningQuery {
-                    id: id.clone(),
-                    sql: located.text,
-                    handle,
-                    columns: columns.clone(),
-                    plan: description,
-                    started: SystemTime::now(),
-                    settings: query_settings,
-                });
-                self.queries_write().insert(number, query);
-                Ok(StatementResult::Query { subscribe: format!("/v1/queries/{id}/ws"), query_id: id, columns })
+                let result = self.start_query(sql, located, &query, emit, settings, number).await?;
+                self.persist()?;
+                Ok(result)
             }
         }
+    }
+
+    async fn start_query(
+        &self,
+        sql: &str,
+        located: Located,
+        query: &sluice_planner::statement::QueryAst,
+        emit: Option<EarlyEmit>,
+        settings: &mut Settings,
+        number: u64,
+    ) -> Result<StatementResult, ApiError> {
+        let query_settings = self.query_settings(settings)?;
+        let plan = self.plan(sql, query, located.start, &query_settings, emit).await?;
+        let columns = json::columns(&plan.schema);
+        let description = plan.describe();
+        let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
+        let id = format!("q{number}");
+        let query = Arc::new(RunningQuery {
+            id: id.clone(),
+            sql: located.text,
+            handle,
+            columns: columns.clone(),
+            plan: description,
+            started: SystemTime::now(),
+            settings: query_settings,
+            request_settings: settings.clone(),
+        });
+        self.queries_write().insert(number, query);
+        Ok(StatementResult::Query { subscribe: format!("/v1/queries/{id}/ws"), query_id: id, columns })
     }
 
     async fn plan(
@@ -321,6 +407,9 @@ impl Engine {
         let number: u64 = id.strip_prefix('q')?.parse().ok()?;
         let query = self.queries_write().remove(&number)?;
         query.handle.cancel();
+        if let Err(error) = self.persist() {
+            tracing::error!("{error}");
+        }
         Some(query)
     }
 

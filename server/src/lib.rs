@@ -10,6 +10,7 @@
 //! - [`http`]: the axum router (`POST /v1/sql`, queries, streams, metrics).
 //! - [`ws`]: websocket subscriptions to a query's results.
 //! - [`json`]: Arrow batches and schemas as JSON.
+//! - [`persist`]: the catalog on disk, restored at start-up.
 //! - [`error`]: API errors and their HTTP mapping.
 //! - [`repl`]: the psql-like client of the HTTP/websocket API.
 //! - [`demo`]: the built-in demo streams and query.
@@ -23,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod json;
+pub mod persist;
 pub mod repl;
 pub mod server;
 pub mod ws;

@@ -19,6 +19,9 @@ enum Command {
         /// Also declare the built-in demo streams.
         #[arg(long)]
         demo: bool,
+        /// Where streams and queries are kept across restarts.
+        #[arg(long, default_value = "./sluice-data")]
+        data_dir: std::path::PathBuf,
     },
     /// Run the server with the demo streams and print a live demo query.
     Demo {
@@ -53,8 +56,8 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Serve { http, demo } => runtime.block_on(async {
-            let server = sluice::start(&http, demo).await?;
+        Command::Serve { http, demo, data_dir } => runtime.block_on(async {
+            let server = sluice::start(&http, demo, Some(&data_dir)).await?;
             println!("Sluice listening on {}", server.url());
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
@@ -63,7 +66,8 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Demo { http } => runtime.block_on(async {
-            let server = sluice::start(&http, true).await?;
+            // The demo keeps nothing between runs.
+            let server = sluice::start(&http, true, None).await?;
             let url = server.url();
             println!("Sluice listening on {url} with the demo stream `weblog` (generated access logs, 50/s).");
             println!("In another terminal: cargo run -- repl --url {url}   (Ctrl-C here stops the server)\n");

@@ -1,6 +1,7 @@
 //! Binding and serving the HTTP API.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -35,8 +36,13 @@ impl Drop for RunningServer {
 }
 
 /// Binds `address` (port 0 picks a free port) and serves in the background.
-pub async fn start(address: &str, with_demo: bool) -> std::io::Result<RunningServer> {
-    let engine = Arc::new(Engine::new());
+/// With a `data_dir`, the catalog is kept there and restored from it.
+pub async fn start(address: &str, with_demo: bool, data_dir: Option<&Path>) -> std::io::Result<RunningServer> {
+    let engine = match data_dir {
+        Some(data_dir) => Engine::open(data_dir).await.map_err(|error| std::io::Error::other(error.to_string()))?,
+        None => Engine::new(),
+    };
+    let engine = Arc::new(engine);
     if with_demo {
         demo::register(&engine).await.map_err(|error| std::io::Error::other(error.to_string()))?;
     }
