@@ -64,6 +64,30 @@ pub enum GroupColumn {
     Key(usize),
 }
 
+/// The rows of one window: its GROUP BY columns laid out as `layout` says
+/// (window bounds repeated, key columns), then the aggregate values.
+pub(crate) fn window_rows(
+    layout: &[GroupColumn],
+    schema: &SchemaRef,
+    (start, end): (i64, i64),
+    keys: Vec<ArrayRef>,
+    values: Vec<ArrayRef>,
+) -> Result<RecordBatch> {
+    let rows = keys.first().map_or(0, |column| column.len()).max(values.first().map_or(0, |column| column.len()));
+    let timestamps = |value: i64| Arc::new(TimestampNanosecondArray::from(vec![value; rows])) as ArrayRef;
+    let mut columns: Vec<ArrayRef> = layout
+        .iter()
+        .map(|column| match column {
+            GroupColumn::WindowStart => timestamps(start),
+            GroupColumn::WindowEnd => timestamps(end),
+            GroupColumn::WindowTime => timestamps(end - 1),
+            GroupColumn::Key(index) => keys[*index].clone(),
+        })
+        .collect();
+    columns.extend(values);
+    output_batch(schema, columns)
+}
+
 #[derive(Debug, Clone)]
 pub struct PaneWindowSpec {
     pub kind: WindowKind,
@@ -293,21 +317,7 @@ impl PaneWindow {
     }
 
     fn emit(&self, keys: Vec<ArrayRef>, values: Vec<ArrayRef>, start: i64, end: i64) -> Result<RecordBatch> {
-        let rows = keys.first().map_or(0, |column| column.len()).max(values.first().map_or(0, |column| column.len()));
-        let timestamps = |value: i64| Arc::new(TimestampNanosecondArray::from(vec![value; rows])) as ArrayRef;
-        let mut columns: Vec<ArrayRef> = self
-            .spec
-            .layout
-            .iter()
-            .map(|column| match column {
-                GroupColumn::WindowStart => timestamps(start),
-                GroupColumn::WindowEnd => timestamps(end),
-                GroupColumn::WindowTime => timestamps(end - 1),
-                GroupColumn::Key(index) => keys[*index].clone(),
-            })
-            .collect();
-        columns.extend(values);
-        output_batch(&self.spec.output_schema, columns)
+        window_rows(&self.spec.layout, &self.spec.output_schema, (start, end), keys, values)
     }
 }
 

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampNanosecondArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::row::{RowConverter, SortField};
@@ -33,10 +33,8 @@ use crate::error::Result;
 use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::groups::{
-    AggregateInputs, Groups, changelog, evaluate, grouping_keys, output_batch, reject_retractions,
-};
-use crate::operators::pane_window::GroupColumn;
+use crate::operators::groups::{AggregateInputs, Groups, changelog, evaluate, grouping_keys, reject_retractions};
+use crate::operators::pane_window::{GroupColumn, window_rows};
 use crate::operators::window_aggregate::EarlyEmit;
 
 #[derive(Debug, Clone)]
@@ -123,21 +121,7 @@ impl SessionWindow {
 
     /// One session's result rows.
     fn session_batch(&self, start: i64, end: i64, keys: Vec<ArrayRef>, values: Vec<ArrayRef>) -> Result<RecordBatch> {
-        let rows = values.first().map_or(0, |column| column.len());
-        let timestamps = |value: i64| Arc::new(TimestampNanosecondArray::from(vec![value; rows])) as ArrayRef;
-        let mut columns: Vec<ArrayRef> = self
-            .spec
-            .layout
-            .iter()
-            .map(|kind| match kind {
-                GroupColumn::WindowStart => timestamps(start),
-                GroupColumn::WindowEnd => timestamps(end),
-                GroupColumn::WindowTime => timestamps(end - 1),
-                GroupColumn::Key(index) => keys[*index].clone(),
-            })
-            .collect();
-        columns.extend(values);
-        output_batch(&self.spec.output_schema, columns)
+        window_rows(&self.spec.layout, &self.spec.output_schema, (start, end), keys, values)
     }
 
     /// The current rows of an open session, keeping its state.
