@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::row::{OwnedRow, RowConverter};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
@@ -39,7 +39,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use crate::error::Result;
 use crate::message::{Message, Op, StreamBatch};
 use crate::operator::Operator;
-use crate::operators::groups::{evaluate, feed, grouping_keys};
+use crate::operators::groups::{evaluate, feed, grouping_keys, key_converter};
 
 #[derive(Debug, Clone)]
 pub struct GroupAggregateSpec {
@@ -77,14 +77,9 @@ impl GroupAggregate {
         // Without GROUP BY there is one group, keyed by a constant not shown.
         let shown_keys = spec.group_exprs.len();
         spec.group_exprs = grouping_keys(&spec.group_exprs);
-        let fields = spec
-            .group_exprs
-            .iter()
-            .map(|expr| Ok(SortField::new(expr.data_type(&spec.input_schema)?)))
-            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             shown_keys,
-            converter: RowConverter::new(fields)?,
+            converter: key_converter(&spec.group_exprs, &spec.input_schema)?,
             spec,
             keys: HashMap::new(),
             state_ttl,

@@ -123,6 +123,12 @@ pub(crate) fn feed(
     Ok(accumulator.retract_batch(&values)?)
 }
 
+/// A row-format converter for the keys `exprs` evaluate to.
+pub(crate) fn key_converter(exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> Result<RowConverter> {
+    let fields = exprs.iter().map(|expr| Ok(SortField::new(expr.data_type(schema)?))).collect::<Result<Vec<_>>>()?;
+    Ok(RowConverter::new(fields)?)
+}
+
 /// The key expressions to group by: `exprs`, or one constant when there
 /// are none (the row format cannot count rows of zero columns).
 pub(crate) fn grouping_keys(exprs: &[Arc<dyn PhysicalExpr>]) -> Vec<Arc<dyn PhysicalExpr>> {

@@ -40,7 +40,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, TimestampNanosecondArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
@@ -49,7 +49,7 @@ use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
 use crate::operators::groups::{
-    AggregateInputs, Groups, Partial, evaluate, grouping_keys, output_batch, reject_retractions,
+    AggregateInputs, Groups, Partial, evaluate, grouping_keys, key_converter, output_batch, reject_retractions,
 };
 use crate::operators::sliding::{PaneRows, Running, all_invertible};
 use crate::operators::window_assign::WindowKind;
@@ -142,11 +142,6 @@ impl PaneWindow {
     pub fn new(mut spec: PaneWindowSpec, metrics: Arc<QueryMetrics>) -> Result<Self> {
         // Output columns refer to keys by index, so an added constant key is never shown.
         spec.key_exprs = grouping_keys(&spec.key_exprs);
-        let fields = spec
-            .key_exprs
-            .iter()
-            .map(|expr| Ok(SortField::new(expr.data_type(&spec.input_schema)?)))
-            .collect::<Result<Vec<_>>>()?;
         let store = if all_invertible(&spec.aggregates) {
             PaneStore::Retract {
                 open: BTreeMap::new(),
@@ -157,7 +152,7 @@ impl PaneWindow {
             PaneStore::Merge { open: BTreeMap::new(), queue: PaneQueue::default() }
         };
         Ok(Self {
-            converter: RowConverter::new(fields)?,
+            converter: key_converter(&spec.key_exprs, &spec.input_schema)?,
             spec,
             store,
             next_pane: None,

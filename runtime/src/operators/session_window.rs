@@ -25,7 +25,7 @@ use std::time::Instant;
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
@@ -33,7 +33,9 @@ use crate::error::Result;
 use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::groups::{AggregateInputs, Groups, changelog, evaluate, grouping_keys, reject_retractions};
+use crate::operators::groups::{
+    AggregateInputs, Groups, changelog, evaluate, grouping_keys, key_converter, reject_retractions,
+};
 use crate::operators::pane_window::{GroupColumn, window_rows};
 use crate::operators::window_aggregate::EarlyEmit;
 
@@ -85,18 +87,13 @@ pub struct SessionWindow {
     allowed_lateness: i64,
 }
 
-fn converter(exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> Result<RowConverter> {
-    let fields = exprs.iter().map(|expr| Ok(SortField::new(expr.data_type(schema)?))).collect::<Result<Vec<_>>>()?;
-    Ok(RowConverter::new(fields)?)
-}
-
 impl SessionWindow {
     pub fn new(mut spec: SessionWindowSpec, metrics: Arc<QueryMetrics>) -> Result<Self> {
         spec.partition_exprs = grouping_keys(&spec.partition_exprs);
         spec.key_exprs = grouping_keys(&spec.key_exprs);
         Ok(Self {
-            partition_converter: converter(&spec.partition_exprs, &spec.input_schema)?,
-            key_converter: converter(&spec.key_exprs, &spec.input_schema)?,
+            partition_converter: key_converter(&spec.partition_exprs, &spec.input_schema)?,
+            key_converter: key_converter(&spec.key_exprs, &spec.input_schema)?,
             spec,
             sessions: HashMap::new(),
             watermark: Watermark::MIN,

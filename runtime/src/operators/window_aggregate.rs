@@ -24,7 +24,7 @@ use std::time::Instant;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
-use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
@@ -33,7 +33,7 @@ use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
 use crate::operators::groups::{
-    AggregateInputs, Groups, Partial, changelog, evaluate, output_batch, reject_retractions,
+    AggregateInputs, Groups, Partial, changelog, evaluate, key_converter, output_batch, reject_retractions,
 };
 
 #[derive(Debug, Clone)]
@@ -111,12 +111,7 @@ impl WindowAggregate {
     }
 
     pub fn new(spec: WindowAggregateSpec) -> Result<Self> {
-        let fields = spec
-            .group_exprs
-            .iter()
-            .map(|expr| Ok(SortField::new(expr.data_type(&spec.input_schema)?)))
-            .collect::<Result<Vec<_>>>()?;
-        let converter = RowConverter::new(fields)?;
+        let converter = key_converter(&spec.group_exprs, &spec.input_schema)?;
         Ok(Self {
             spec,
             converter,
