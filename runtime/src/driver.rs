@@ -381,7 +381,8 @@ impl Driver {
             return self.pipeline.push_source(source, Message::Batch(StreamBatch::inserts(rows)), output);
         };
         let before = tracker.watermark();
-        let verdict = tracker.observe(&event_times(rows.column(column))?);
+        let times = event_times(rows.column(column))?;
+        let verdict = tracker.observe(&times);
         let after = tracker.watermark();
         QueryMetrics::add(&self.metrics.late_rows_dropped, verdict.late_rows as u64);
         self.metrics.record_malformed(
@@ -391,7 +392,6 @@ impl Driver {
         if verdict.late_rows > 0
             && let Some(kind) = self.sources[source].window
         {
-            let times = event_times(rows.column(column))?;
             let mut per_window: BTreeMap<i64, u64> = BTreeMap::new();
             for (time, late) in times.iter().zip(verdict.late.iter()) {
                 if let (Some(time), Some(true)) = (time, late) {
