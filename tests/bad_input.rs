@@ -65,3 +65,14 @@ async fn odd_statements_are_errors_not_panics() {
     }
     assert_eq!(engine.queries().len(), 0);
 }
+
+#[tokio::test]
+async fn failed_statements_use_up_no_query_id() {
+    let engine = sluice::Engine::new();
+    sluice::demo::register(&engine).await.unwrap();
+    assert!(engine.execute("SELECT nope FROM weblog", &mut Settings::new()).await.is_err());
+    let results = engine.execute("SELECT ip FROM weblog", &mut Settings::new()).await.unwrap();
+    let sluice::StatementResult::Query { query_id, .. } = &results[0] else { panic!("not a query") };
+    assert_eq!(query_id, "q1");
+    engine.drop_query(query_id);
+}

@@ -175,6 +175,8 @@ async fn events_posted_to_an_http_stream_reach_running_queries() {
     );
     let (_, query) = server.get("/v1/queries/q1").await;
     assert_eq!(query["metrics"]["malformed_records"], 1);
+    let problem = query["metrics"]["last_malformed"].as_str().unwrap();
+    assert!(problem.contains("not a time") && !problem.contains("internal"), "{problem}");
     assert_eq!(query["status"], "running");
 
     // Only http streams accept events.

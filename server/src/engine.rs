@@ -151,7 +151,7 @@ impl Engine {
             return Err(ApiError::internal(format!("stored query q{number} is not a query")));
         };
         self.next_query.fetch_max(number + 1, Ordering::Relaxed);
-        self.start_query(sql, located, &query, emit, settings, number).await.map(|_| ())
+        self.start_query(sql, located, &query, emit, settings, Some(number)).await.map(|_| ())
     }
 
     /// Writes the catalog to the data directory, if there is one.
@@ -309,8 +309,7 @@ impl Engine {
                 Ok(StatementResult::Rows { columns: name_columns(&["plan"]), rows })
             }
             Statement::Query { query, emit } => {
-                let number = self.next_query.fetch_add(1, Ordering::Relaxed);
-                let result = self.start_query(sql, located, &query, emit, settings, number).await?;
+                let result = self.start_query(sql, located, &query, emit, settings, None).await?;
                 self.persist()?;
                 Ok(result)
             }
@@ -324,13 +323,15 @@ impl Engine {
         query: &sluice_planner::statement::QueryAst,
         emit: Option<EarlyEmit>,
         settings: &mut Settings,
-        number: u64,
+        number: Option<u64>,
     ) -> Result<StatementResult, ApiError> {
         let query_settings = self.query_settings(settings)?;
         let plan = self.plan(sql, query, located.start, &query_settings, emit).await?;
         let columns = json::columns(&plan.schema);
         let description = plan.describe();
         let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
+        // Numbered once it runs, so failed statements use up no id.
+        let number = number.unwrap_or_else(|| self.next_query.fetch_add(1, Ordering::Relaxed));
         let id = format!("q{number}");
         let query = Arc::new(RunningQuery {
             id: id.clone(),

@@ -158,8 +158,10 @@ impl RecordDecoder {
             text.push_str(line);
             text.push('\n');
         }
-        decoder.decode(text.as_bytes())?;
-        Ok(decoder.flush()?.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
+        // A record that does not fit the schema is the sender's problem.
+        let user = |error: datafusion::arrow::error::ArrowError| RuntimeError::user(error.to_string());
+        decoder.decode(text.as_bytes()).map_err(user)?;
+        Ok(decoder.flush().map_err(user)?.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
     }
 }
 
