@@ -1,5 +1,6 @@
 //! `CREATE STREAM` (and Flink-style `CREATE TABLE ... WATERMARK`): from the
-//! parsed statement to the [`SourceSpec`] the runtime reads.
+//! parsed statement to the [`SourceSpec`] the runtime reads. `CREATE TABLE`
+//! without a WATERMARK declares a static table ([`static_table`]).
 //!
 //! Connector options:
 //!
@@ -21,6 +22,7 @@ use datafusion::sql::sqlparser::ast::{self, BinaryOperator, ColumnDef, ColumnOpt
 use datafusion::sql::sqlparser::tokenizer::Location;
 use sluice_runtime::source::generator::{DEFAULT_START_NANOS, GeneratorKind, GeneratorSpec};
 use sluice_runtime::source::{ConnectorSpec, EventTimeSpec, Format, HttpIngest, SourceSpec, SourceStatus};
+use sluice_runtime::table::StaticTable;
 
 use crate::error::{PlanError, Result};
 use crate::statement::ident_name;
@@ -45,25 +47,10 @@ pub struct CreateStream {
 
 /// Builds the runtime's description of the stream `create` declares.
 pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
-    if !create.is_stream && create.watermark.is_none() {
-        return Err(PlanError::unsupported(
-            "CREATE TABLE without a WATERMARK declares a table, and tables are not supported yet; use CREATE STREAM, or add a WATERMARK to declare a stream",
-        )
-        .at_location(create.start));
+    if create.is_static_table() {
+        return Err(PlanError::invalid("internal: a static table is not a stream").at_location(create.start));
     }
-    if create.columns.is_empty() {
-        return Err(PlanError::invalid("a stream needs at least one column").at_location(create.name_location));
-    }
-    let mut fields = Vec::new();
-    for column in &create.columns {
-        let name = ident_name(&column.name);
-        if fields.iter().any(|field: &Field| field.name() == &name) {
-            return Err(PlanError::invalid(format!("column {name:?} is declared twice")).at(column.name.span));
-        }
-        let data_type = arrow_type(&column.data_type).map_err(|error| error.at(column.name.span))?;
-        let not_null = column.options.iter().any(|option| matches!(option.option, ColumnOption::NotNull));
-        fields.push(Field::new(name, data_type, !not_null));
-    }
+    let mut fields = column_fields(create)?;
     let mut proctime_column = None;
     if let Some((name, position)) = &create.proctime {
         let field = Field::new(ident_name(name), DataType::Timestamp(TimeUnit::Nanosecond, None), false);
@@ -88,14 +75,88 @@ pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
         ConnectorSpec::Socket { .. } => "idle (connects when a query reads it)",
         _ => "ready",
     };
+    let primary_key = primary_key(create, &schema)?.iter().map(|index| schema.field(*index).name().clone()).collect();
     Ok(SourceSpec {
         stream: create.name.clone(),
+        primary_key,
         schema,
         event_time,
         proctime_column,
         connector,
         status: Arc::new(SourceStatus::new(status)),
     })
+}
+
+impl CreateStream {
+    /// `CREATE TABLE` without a WATERMARK: rows from a file or `INSERT INTO`,
+    /// not a stream.
+    pub fn is_static_table(&self) -> bool {
+        !self.is_stream && self.watermark.is_none()
+    }
+}
+
+/// The declared columns, checked.
+fn column_fields(create: &CreateStream) -> Result<Vec<Field>> {
+    let what = if create.is_static_table() { "a table" } else { "a stream" };
+    if create.columns.is_empty() {
+        return Err(PlanError::invalid(format!("{what} needs at least one column")).at_location(create.name_location));
+    }
+    let mut fields = Vec::new();
+    for column in &create.columns {
+        let name = ident_name(&column.name);
+        if fields.iter().any(|field: &Field| field.name() == &name) {
+            return Err(PlanError::invalid(format!("column {name:?} is declared twice")).at(column.name.span));
+        }
+        let data_type = arrow_type(&column.data_type).map_err(|error| error.at(column.name.span))?;
+        let not_null = column.options.iter().any(|option| matches!(option.option, ColumnOption::NotNull));
+        fields.push(Field::new(name, data_type, !not_null));
+    }
+    Ok(fields)
+}
+
+/// Indices of the `PRIMARY KEY` columns.
+fn primary_key(create: &CreateStream, schema: &Schema) -> Result<Vec<usize>> {
+    create
+        .primary_key
+        .iter()
+        .map(|ident| {
+            let name = ident_name(ident);
+            schema
+                .index_of(&name)
+                .map_err(|_| PlanError::unknown(format!("PRIMARY KEY names unknown column {name:?}")).at(ident.span))
+        })
+        .collect()
+}
+
+/// A static table declared by `create`, and the file to load into it, if any.
+pub fn static_table(create: &CreateStream) -> Result<(StaticTable, Option<(PathBuf, Format)>)> {
+    if let Some((name, _)) = &create.proctime {
+        return Err(PlanError::invalid(
+            "a table without a WATERMARK is static and has no PROCTIME() column; declare a stream for rows that arrive",
+        )
+        .at(name.span));
+    }
+    let schema = Arc::new(Schema::new(column_fields(create)?));
+    let primary_key = primary_key(create, &schema)?;
+    let options = Options::new(&create.options);
+    let file = match options.get("connector") {
+        None => None,
+        Some((connector, _)) if connector.eq_ignore_ascii_case("file") => {
+            let (path, location) = options.get("path").ok_or_else(|| {
+                PlanError::invalid("the file connector needs a path").at_location(create.name_location)
+            })?;
+            let _ = location;
+            Some((PathBuf::from(path), format(&options, Some(path))?))
+        }
+        Some((connector, location)) => {
+            return Err(PlanError::invalid(format!(
+                "a static table reads connector 'file' (or none, for INSERT INTO), not {connector:?}; add a WATERMARK to declare a stream"
+            ))
+            .at_location(location));
+        }
+    };
+    options.reject_unused()?;
+    Ok((StaticTable::new(create.name.clone(), schema, primary_key), file))
 }
 
 /// What connectors decode: the columns without the processing-time one.

@@ -5,6 +5,7 @@
 //!   the identifier `name`, so the short form `TUMBLE(weblog, ...)` and the
 //!   long form reach the planner alike.
 //! - `MATCH_RECOGNIZE` is enabled.
+//! - `FOR SYSTEM_TIME AS OF` after a table name (temporal joins).
 
 use datafusion::sql::sqlparser::ast::Expr;
 use datafusion::sql::sqlparser::dialect::{Dialect, GenericDialect};
@@ -39,6 +40,11 @@ impl Dialect for SluiceDialect {
     }
 
     fn supports_group_by_expr(&self) -> bool {
+        true
+    }
+
+    /// `JOIN rates FOR SYSTEM_TIME AS OF o.ts`: temporal and lookup joins.
+    fn supports_table_versioning(&self) -> bool {
         true
     }
 

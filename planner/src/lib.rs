@@ -18,12 +18,13 @@
 //! - [`feed`]: the logical/physical leaf through which stateless DataFusion
 //!   plans read batches.
 //! - [`query`]: plans a continuous `SELECT`.
-//! - [`lower`]: `LogicalPlan` → `StreamPlan`.
+//! - [`lower`]: `LogicalPlan` → `StreamPlan`; `join` lowers joins.
 
 pub mod ddl;
 pub mod dialect;
 pub mod error;
 pub mod feed;
+mod join;
 pub mod lower;
 pub mod query;
 pub mod statement;
@@ -32,5 +33,5 @@ pub mod window_tvf;
 
 pub use ddl::{CreateStream, stream_source_spec};
 pub use error::{PlanError, PlanErrorKind};
-pub use query::{Catalog, PlanOptions, plan_query};
+pub use query::{Catalog, PlanOptions, evaluate_insert, plan_query};
 pub use statement::{Statement, parse_statements};

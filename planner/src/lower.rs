@@ -39,32 +39,53 @@ use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
 use crate::error::{PlanError, Result};
 use crate::feed::{FeedNode, FeedPlanner};
 use crate::query::{Catalog, PlanOptions};
-use crate::window_tvf::WindowTable;
+use crate::window_tvf::{TemporalTable, WindowTable};
 
 /// What a lowered subtree produces.
 #[derive(Debug, Clone)]
-struct Lowered {
-    node: NodeId,
-    schema: SchemaRef,
+pub(crate) struct Lowered {
+    pub(crate) node: NodeId,
+    pub(crate) schema: SchemaRef,
     /// Each batch holds the rows of exactly one closed window.
-    window_results: bool,
+    pub(crate) window_results: bool,
     /// Rows carry window columns assigned by this window.
-    window: Option<WindowKind>,
+    pub(crate) window: Option<WindowKind>,
     /// Rows carry ops (inserts and retractions): an updating result.
-    updating: bool,
+    pub(crate) updating: bool,
     /// `PARTITION BY` columns of a SESSION window.
-    partition_keys: Vec<String>,
+    pub(crate) partition_keys: Vec<String>,
+    /// The column the watermark tracks, and the PROCTIME() column, when
+    /// they pass through by name.
+    pub(crate) times: TimeColumns,
+}
+
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TimeColumns {
+    pub(crate) event: Option<String>,
+    pub(crate) processing: Option<String>,
+}
+
+impl TimeColumns {
+    /// The columns still present in `schema`.
+    pub(crate) fn within(&self, schema: &Schema) -> Self {
+        let keep = |name: &Option<String>| name.clone().filter(|name| schema.index_of(name).is_ok());
+        Self { event: keep(&self.event), processing: keep(&self.processing) }
+    }
 }
 
 pub struct Lowering<'a> {
-    state: &'a SessionState,
-    catalog: &'a dyn Catalog,
+    pub(crate) state: &'a SessionState,
+    pub(crate) catalog: &'a dyn Catalog,
     windows: Vec<WindowTable>,
-    sql: &'a str,
+    pub(crate) temporal: Vec<TemporalTable>,
+    pub(crate) sql: &'a str,
     /// Where the statement starts in `sql`, for error positions.
-    start: Location,
-    options: PlanOptions,
-    plan: StreamPlan,
+    pub(crate) start: Location,
+    pub(crate) options: PlanOptions,
+    pub(crate) plan: StreamPlan,
+    /// Window TVFs below copy each row into all its windows (set while
+    /// lowering the inputs of a window join).
+    pub(crate) expand_windows: bool,
 }
 
 impl<'a> Lowering<'a> {
@@ -72,6 +93,7 @@ impl<'a> Lowering<'a> {
         state: &'a SessionState,
         catalog: &'a dyn Catalog,
         windows: Vec<WindowTable>,
+        temporal: Vec<TemporalTable>,
         sql: &'a str,
         start: Location,
         options: PlanOptions,
@@ -82,8 +104,9 @@ impl<'a> Lowering<'a> {
             root: 0,
             schema: Arc::new(Schema::empty()),
             append_only: true,
+            warnings: Vec::new(),
         };
-        Self { state, catalog, windows, sql, start, options, plan }
+        Self { state, catalog, windows, temporal, sql, start, options, plan, expand_windows: false }
     }
 
     pub async fn lower_root(&mut self, logical: &LogicalPlan) -> Result<StreamPlan> {
@@ -94,12 +117,12 @@ impl<'a> Lowering<'a> {
         Ok(self.plan.clone())
     }
 
-    fn push(&mut self, spec: OperatorSpec, inputs: Vec<NodeId>) -> NodeId {
+    pub(crate) fn push(&mut self, spec: OperatorSpec, inputs: Vec<NodeId>) -> NodeId {
         self.plan.nodes.push(PlanNode::Operator { spec, inputs });
         self.plan.nodes.len() - 1
     }
 
-    fn lower<'b>(&'b mut self, logical: &'b LogicalPlan) -> BoxFuture<'b, Result<Lowered>> {
+    pub(crate) fn lower<'b>(&'b mut self, logical: &'b LogicalPlan) -> BoxFuture<'b, Result<Lowered>> {
         Box::pin(async move {
             match logical {
                 LogicalPlan::TableScan(scan) if scan.projection.is_none() => {
@@ -123,7 +146,8 @@ impl<'a> Lowering<'a> {
                     );
                     let window = if same_window { window } else { None };
                     let partition_keys = inputs.first().map(|first| first.partition_keys.clone()).unwrap_or_default();
-                    Ok(Lowered { node, schema, window_results, window, updating, partition_keys })
+                    let times = inputs.first().map(|first| first.times.within(&schema)).unwrap_or_default();
+                    Ok(Lowered { node, schema, window_results, window, updating, partition_keys, times })
                 }
                 LogicalPlan::Limit(limit) if !produces_window_results(&limit.input) => {
                     let (SkipType::Literal(skip), FetchType::Literal(fetch)) =
@@ -145,9 +169,7 @@ impl<'a> Lowering<'a> {
                     Ok(Lowered { node, ..input })
                 }
                 plan if is_stateless(plan) => self.segment(plan).await,
-                LogicalPlan::Join(_) => {
-                    Err(PlanError::unsupported("joins are not supported yet").near(self.sql, self.start, "JOIN"))
-                }
+                LogicalPlan::Join(join) => self.join(join).await,
                 LogicalPlan::Distinct(_) => Err(PlanError::unsupported(
                     "SELECT DISTINCT on a stream is not supported yet; GROUP BY the columns within a window instead",
                 )
@@ -178,9 +200,17 @@ impl<'a> Lowering<'a> {
                 input
             }
             None => {
-                let source = match window.as_ref().and_then(|window| window.source.clone()) {
-                    Some(source) => source,
-                    None => self
+                let temporal = self.temporal.iter().find(|temporal| temporal.table == table);
+                let source = match (window.as_ref().and_then(|window| window.source.clone()), temporal) {
+                    (Some(source), _) => source,
+                    (None, Some(temporal)) => temporal.source.clone(),
+                    (None, None) if self.catalog.table(table).is_some() => {
+                        return Err(PlanError::invalid(format!(
+                            "{table} is a static table: a continuous query reads a stream and can join the table (FROM stream JOIN {table} ON ...)"
+                        ))
+                        .near(self.sql, self.start, table));
+                    }
+                    (None, None) => self
                         .catalog
                         .stream(table)
                         .ok_or_else(|| PlanError::unknown(format!("stream '{table}' not found")))?,
@@ -189,7 +219,12 @@ impl<'a> Lowering<'a> {
                 self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
                 let node = self.plan.nodes.len() - 1;
                 let (window_results, updating, partition_keys) = (false, false, Vec::new());
-                Lowered { node, schema: source.schema, window_results, window: None, updating, partition_keys }
+                let name = |column: usize| source.schema.field(column).name().clone();
+                let times = TimeColumns {
+                    event: source.event_time.map(|event_time| name(event_time.column)),
+                    processing: source.proctime_column.map(name),
+                };
+                Lowered { node, schema: source.schema, window_results, window: None, updating, partition_keys, times }
             }
         };
         let Some(window) = window else {
@@ -202,7 +237,16 @@ impl<'a> Lowering<'a> {
         let schema = spec.output_schema.clone();
         let node = self.push(OperatorSpec::WindowAssign(spec), vec![input.node]);
         let partition_keys = window.partition_keys.clone();
-        Ok(Lowered { node, schema, window_results: false, window: Some(window.kind), updating: false, partition_keys })
+        let times = input.times.within(&schema);
+        Ok(Lowered {
+            node,
+            schema,
+            window_results: false,
+            window: Some(window.kind),
+            updating: false,
+            partition_keys,
+            times,
+        })
     }
 
     /// A run of stateless nodes from `top` down, executed by DataFusion.
@@ -251,6 +295,7 @@ impl<'a> Lowering<'a> {
         let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(FeedPlanner)]);
         let physical = planner.create_physical_plan(&logical, self.state).await?;
         let schema = physical.schema();
+        let times = input.times.within(&schema);
         let node = self.push(OperatorSpec::Stateless(StatelessSpec { plan: physical, feed: slot }), vec![input.node]);
         Ok(Lowered {
             node,
@@ -259,6 +304,7 @@ impl<'a> Lowering<'a> {
             window: input.window,
             updating: input.updating,
             partition_keys: input.partition_keys,
+            times,
         })
     }
 
@@ -358,7 +404,8 @@ impl<'a> Lowering<'a> {
             // later rows correct emitted ones.
             let updating = self.options.allowed_lateness || self.options.emit.is_some();
             let (window_results, partition_keys) = (!updating, Vec::new());
-            return Ok(Lowered { node, schema: output_schema, window_results, window: None, updating, partition_keys });
+            let times = TimeColumns::default();
+            return Ok(Lowered { node, schema: output_schema, window_results, window: None, updating, partition_keys, times });
         }
 
         // Otherwise running state per key, emitted as a changelog.
@@ -371,7 +418,16 @@ impl<'a> Lowering<'a> {
         };
         let node = self.push(OperatorSpec::GroupAggregate(spec), vec![input.node]);
         let partition_keys = Vec::new();
-        Ok(Lowered { node, schema: output_schema, window_results: false, window: None, updating: true, partition_keys })
+        let times = TimeColumns::default();
+        Ok(Lowered {
+            node,
+            schema: output_schema,
+            window_results: false,
+            window: None,
+            updating: true,
+            partition_keys,
+            times,
+        })
     }
 }
 
@@ -461,7 +517,8 @@ impl Lowering<'_> {
             let (window_results, partition_keys) = (false, Vec::new());
             let updating = self.options.emit.is_some() || self.options.allowed_lateness;
             let schema = output_schema;
-            return Ok(Some(Lowered { node, schema, window_results, window: None, updating, partition_keys }));
+            let times = TimeColumns::default();
+            return Ok(Some(Lowered { node, schema, window_results, window: None, updating, partition_keys, times }));
         }
         let spec = PaneWindowSpec {
             kind,
@@ -476,7 +533,8 @@ impl Lowering<'_> {
         let schema = spec.output_schema.clone();
         let node = self.push(OperatorSpec::PaneWindow(spec), vec![input.node]);
         let partition_keys = Vec::new();
-        Ok(Some(Lowered { node, schema, window_results: true, window: None, updating: false, partition_keys }))
+        let times = TimeColumns::default();
+        Ok(Some(Lowered { node, schema, window_results: true, window: None, updating: false, partition_keys, times }))
     }
 }
 
@@ -485,7 +543,7 @@ impl Lowering<'_> {
     /// HOP and CUMULATE rows are then copied into each of their windows
     /// rather than aggregated by pane.
     fn whole_windows(&self) -> bool {
-        self.options.emit.is_some() || self.options.allowed_lateness
+        self.options.emit.is_some() || self.options.allowed_lateness || self.expand_windows
     }
 }
 
@@ -520,7 +578,7 @@ fn produces_window_results(plan: &LogicalPlan) -> bool {
 
 impl PlanError {
     /// Points the error at the first `keyword` of the query text.
-    fn near(self, sql: &str, start: Location, keyword: &str) -> Self {
+    pub(crate) fn near(self, sql: &str, start: Location, keyword: &str) -> Self {
         self.near_name(sql, keyword, start)
     }
 }

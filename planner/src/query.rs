@@ -2,7 +2,7 @@
 //!
 //! 1. Window TVFs are rewritten into scans of planner-made tables
 //!    ([`crate::window_tvf`]).
-//! 2. DataFusion plans the query against the catalog's streams and
+//! 2. DataFusion plans the query against the catalog's streams and tables and
 //!    optimises it with a rule set safe for streams (no rewrite that turns
 //!    one aggregate into two, no limit pushed into a scan).
 //! 3. The logical plan is lowered to a [`StreamPlan`] ([`crate::lower`]).
@@ -16,6 +16,8 @@ use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::optimizer::OptimizerRule;
 use datafusion::optimizer::eliminate_filter::EliminateFilter;
+use datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate;
+use datafusion::optimizer::push_down_filter::PushDownFilter;
 use datafusion::optimizer::optimize_projections::OptimizeProjections;
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::physical_optimizer::ensure_requirements::EnsureRequirements;
@@ -27,6 +29,9 @@ use sluice_runtime::StreamPlan;
 use sluice_runtime::operators::window_aggregate::EarlyEmit;
 use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssignSpec};
 use sluice_runtime::source::SourceSpec;
+use sluice_runtime::table::{StaticTable, TableRef};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
 
 use crate::error::{PlanError, Result};
 use crate::feed::StreamTable;
@@ -42,6 +47,8 @@ pub struct PlanOptions {
     pub allowed_lateness: bool,
     /// The query's EMIT clause.
     pub emit: Option<EarlyEmit>,
+    /// `state_ttl` is set: unbounded state is forgotten after a while.
+    pub state_ttl: bool,
 }
 
 /// What the planner needs to know about the server's catalog.
@@ -50,6 +57,14 @@ pub trait Catalog: Send + Sync {
     fn stream(&self, name: &str) -> Option<SourceSpec>;
     /// Every stream's name.
     fn stream_names(&self) -> Vec<String>;
+    /// The static table called `name`, if any.
+    fn table(&self, _name: &str) -> Option<TableRef> {
+        None
+    }
+    /// Every static table's name.
+    fn table_names(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// The DataFusion session used for planning: one partition, no physical
@@ -61,6 +76,11 @@ pub fn planning_state() -> SessionState {
     let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
         Arc::new(SimplifyExpressions::new()),
         Arc::new(EliminateFilter::new()),
+        // WHERE conditions move into joins (FROM a, b WHERE a.k = b.k),
+        // and equalities become the join's keys.
+        Arc::new(PushDownFilter::new()),
+        Arc::new(ExtractEquijoinPredicate::new()),
+        Arc::new(SimplifyExpressions::new()),
         Arc::new(OptimizeProjections::new()),
     ];
     SessionStateBuilder::new()
@@ -89,7 +109,7 @@ pub async fn plan_query(
     };
     let mut query = query.clone();
     rewrite_lateral_unnest(&mut query).map_err(located)?;
-    let windows = rewrite_windows(&mut query, catalog).map_err(located)?;
+    let rewritten = rewrite_windows(&mut query, catalog).map_err(located)?;
     let state = planning_state();
     let context = SessionContext::new_with_state(state.clone());
     for name in catalog.stream_names() {
@@ -97,7 +117,15 @@ pub async fn plan_query(
             register(&context, &name, source.schema.clone()).map_err(located)?;
         }
     }
-    let mut windows = windows;
+    for name in catalog.table_names() {
+        if let Some(table) = catalog.table(&name) {
+            register(&context, &name, table.schema.clone()).map_err(located)?;
+        }
+    }
+    for temporal in &rewritten.temporal {
+        register(&context, &temporal.table, temporal.schema()).map_err(located)?;
+    }
+    let mut windows = rewritten.windows;
     for window in windows.iter_mut() {
         let input_schema = match (&window.source, &window.subquery) {
             (Some(source), _) => source.schema.clone(),
@@ -117,7 +145,7 @@ pub async fn plan_query(
     let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
     let logical = context.state().statement_to_plan(statement).await.map_err(|error| located(error.into()))?;
     let optimized = state.optimize(&logical).map_err(|error| located(error.into()))?;
-    let mut lowering = Lowering::new(&state, catalog, windows, sql, start, options.clone());
+    let mut lowering = Lowering::new(&state, catalog, windows, rewritten.temporal, sql, start, options.clone());
     lowering.lower_root(&optimized).await.map_err(located)
 }
 
@@ -164,6 +192,25 @@ fn mentioned_name(message: &str) -> Option<String> {
     let found = quoted.or(named)?;
     let name = found.rsplit('.').next().unwrap_or(found).trim_matches('"');
     (!name.is_empty()).then(|| name.to_string())
+}
+
+/// Evaluates the rows of `INSERT INTO table ...` (values cast to the
+/// table's columns, missing columns NULL), with DataFusion.
+pub async fn evaluate_insert(table: &StaticTable, statement: ast::Statement) -> Result<RecordBatch> {
+    let context = SessionContext::new();
+    // Planned as nullable: NOT NULL is checked when the rows are stored,
+    // with the column's name in the message.
+    let fields = table.schema.fields().iter().map(|field| field.as_ref().clone().with_nullable(true));
+    register(&context, &table.name, Arc::new(datafusion::arrow::datatypes::Schema::new(fields.collect::<Vec<_>>())))?;
+    let statement = DFStatement::Statement(Box::new(statement));
+    let plan = context.state().statement_to_plan(statement).await?;
+    let LogicalPlan::Dml(insert) = plan else {
+        return Err(PlanError::unsupported("expected INSERT INTO table VALUES (...)"));
+    };
+    let input = insert.input.as_ref().clone();
+    let schema = Arc::new(input.schema().as_arrow().clone());
+    let batches = context.execute_logical_plan(input).await?.collect().await?;
+    Ok(concat_batches(&schema, &batches).map_err(datafusion::common::DataFusionError::from)?)
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@
 //! CREATE STREAM name (col TYPE, ..., WATERMARK FOR col AS col - INTERVAL '2' SECOND)
 //!   WITH (connector = 'socket', ...);
 //! CREATE TABLE name (..., WATERMARK FOR ...) WITH (...);   -- Flink style, a stream too
-//! DROP STREAM [IF EXISTS] name;
-//! SHOW STREAMS; SHOW QUERIES;
+//! CREATE TABLE name (..., PRIMARY KEY (...)) [WITH (connector = 'file', ...)];  -- static
+//! INSERT INTO name [(columns)] VALUES (...), ...;          -- into a static table
+//! DROP {STREAM | TABLE} [IF EXISTS] name;
+//! SHOW STREAMS; SHOW TABLES; SHOW QUERIES;
 //! DESCRIBE name;
 //! SET epoch_interval = '10ms';
 //! EXPLAIN SELECT ...;
@@ -20,6 +22,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
 pub use datafusion::sql::sqlparser::ast::Query as QueryAst;
+pub use datafusion::sql::sqlparser::ast::Statement as AstStatement;
 pub use datafusion::sql::sqlparser::tokenizer::Location as SqlLocation;
 
 use sluice_runtime::operators::window_aggregate::EarlyEmit;
@@ -31,11 +34,18 @@ use crate::error::{PlanError, Result, location_of, offset_of};
 #[derive(Debug, Clone)]
 pub enum Statement {
     CreateStream(Box<CreateStream>),
+    /// `DROP STREAM` or `DROP TABLE`.
     DropStream {
         name: String,
         if_exists: bool,
     },
+    /// `INSERT INTO` a static table: the whole statement, for DataFusion.
+    Insert {
+        table: String,
+        statement: Box<ast::Statement>,
+    },
     ShowStreams,
+    ShowTables,
     ShowQueries,
     Describe {
         name: String,
@@ -123,17 +133,23 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
         let is_stream = word_is(&parser.next_token(), "STREAM");
         return parse_create(parser, is_stream, first.span.start, sql);
     }
-    if word_is(&first, "DROP") && word_is(&second, "STREAM") {
+    if word_is(&first, "DROP") && (word_is(&second, "STREAM") || word_is(&second, "TABLE")) {
         parser.next_token();
         parser.next_token();
         let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
         let name = object_name(&parser.parse_object_name(false)?);
         return Ok(Statement::DropStream { name, if_exists });
     }
-    if word_is(&first, "SHOW") && (word_is(&second, "STREAMS") || word_is(&second, "QUERIES")) {
+    if word_is(&first, "SHOW") && ["STREAMS", "TABLES", "QUERIES"].iter().any(|word| word_is(&second, word)) {
         parser.next_token();
-        let streams = word_is(&parser.next_token(), "STREAMS");
-        return Ok(if streams { Statement::ShowStreams } else { Statement::ShowQueries });
+        let what = parser.next_token();
+        return Ok(if word_is(&what, "STREAMS") {
+            Statement::ShowStreams
+        } else if word_is(&what, "TABLES") {
+            Statement::ShowTables
+        } else {
+            Statement::ShowQueries
+        });
     }
     if word_is(&first, "DESCRIBE") || word_is(&first, "DESC") {
         parser.next_token();
@@ -160,6 +176,16 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
     }
     match parser.parse_statement()? {
         ast::Statement::Query(query) => Ok(Statement::Query { query, emit: parse_emit(parser)? }),
+        ast::Statement::Insert(insert) => {
+            let table = match &insert.table {
+                ast::TableObject::TableName(name) => object_name(name),
+                other => {
+                    return Err(PlanError::unsupported(format!("INSERT INTO {other} is not supported"))
+                        .at(first.span));
+                }
+            };
+            Ok(Statement::Insert { table, statement: Box::new(ast::Statement::Insert(insert)) })
+        }
         other => {
             let keyword = sql[offset_of(sql, first.span.start).unwrap_or(0)..]
                 .split_whitespace()
@@ -167,7 +193,7 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
                 .collect::<Vec<_>>()
                 .join(" ");
             Err(PlanError::unsupported(format!(
-                "{keyword} is not supported; Sluice runs CREATE STREAM, DROP STREAM, SHOW STREAMS, SHOW QUERIES, DESCRIBE, SET, EXPLAIN and SELECT"
+                "{keyword} is not supported; Sluice runs CREATE STREAM/TABLE, DROP STREAM/TABLE, INSERT INTO (a table), SHOW STREAMS/TABLES/QUERIES, DESCRIBE, SET, EXPLAIN and SELECT"
             ))
             .at(if other.span().start.line > 0 { other.span() } else { first.span }))
         }

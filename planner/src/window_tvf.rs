@@ -48,16 +48,54 @@ pub struct WindowTable {
     pub partition_keys: Vec<String>,
 }
 
-/// Replaces every window TVF of `query` (and its subqueries) by a scan.
-pub fn rewrite_windows(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Vec<WindowTable>> {
-    let mut rewriter = Rewriter { catalog, tables: Vec::new() };
+/// A versioned table read `FOR SYSTEM_TIME AS OF` (a temporal join), which
+/// the rewrite replaced by a scan of a planner-made table.
+#[derive(Debug, Clone)]
+pub struct TemporalTable {
+    /// The planner-made table name (`__temporal_N`).
+    pub table: String,
+    /// The stream whose rows are the table's versions.
+    pub source: SourceSpec,
+    /// The `AS OF` expression: the probing row's time attribute.
+    pub as_of: Expr,
+}
+
+/// The column of a versioned table's scan that the `AS OF` time is equated
+/// with in the ON condition, so that the planner keeps the probing side's
+/// time column and the lowering finds it.
+pub const AS_OF_COLUMN: &str = "__as_of";
+
+impl TemporalTable {
+    /// The scan's schema: the stream's columns and [`AS_OF_COLUMN`].
+    pub fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
+        use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
+        let mut fields: Vec<Field> = self.source.schema.fields().iter().map(|field| field.as_ref().clone()).collect();
+        fields.push(Field::new(AS_OF_COLUMN, DataType::Timestamp(TimeUnit::Nanosecond, None), true));
+        std::sync::Arc::new(Schema::new(fields))
+    }
+}
+
+/// What the rewrite replaced.
+#[derive(Debug, Clone, Default)]
+pub struct Rewritten {
+    pub windows: Vec<WindowTable>,
+    pub temporal: Vec<TemporalTable>,
+}
+
+/// Replaces every window TVF of `query` (and its subqueries) by a scan, and
+/// every `stream FOR SYSTEM_TIME AS OF ...` by a scan of a versioned table.
+/// A static table read `FOR SYSTEM_TIME AS OF` (a lookup join) is read as it
+/// is: its rows at the time each stream row arrives.
+pub fn rewrite_windows(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Rewritten> {
+    let mut rewriter = Rewriter { catalog, tables: Vec::new(), temporal: Vec::new() };
     rewriter.query(query)?;
-    Ok(rewriter.tables)
+    Ok(Rewritten { windows: rewriter.tables, temporal: rewriter.temporal })
 }
 
 struct Rewriter<'a> {
     catalog: &'a dyn Catalog,
     tables: Vec<WindowTable>,
+    temporal: Vec<TemporalTable>,
 }
 
 const WINDOW_FUNCTIONS: [&str; 4] = ["tumble", "hop", "session", "cumulate"];
@@ -92,7 +130,55 @@ impl Rewriter<'_> {
     fn table_with_joins(&mut self, from: &mut ast::TableWithJoins) -> Result<()> {
         self.factor(&mut from.relation)?;
         for join in &mut from.joins {
+            let temporal_before = self.temporal.len();
             self.factor(&mut join.relation)?;
+            if self.temporal.len() > temporal_before {
+                // `ON cond` becomes `ON cond AND <as of> = alias.__as_of`.
+                let alias = match &join.relation {
+                    TableFactor::Table { alias: Some(alias), .. } => alias.name.clone(),
+                    _ => return Err(PlanError::invalid("internal: a temporal table without alias")),
+                };
+                let as_of = self.temporal[temporal_before].as_of.clone();
+                let as_of = Expr::Cast {
+                    kind: ast::CastKind::Cast,
+                    expr: Box::new(as_of),
+                    data_type: ast::DataType::Timestamp(None, ast::TimezoneInfo::None),
+                    array: false,
+                    format: None,
+                };
+                let equality = Expr::BinaryOp {
+                    left: Box::new(as_of),
+                    op: ast::BinaryOperator::Eq,
+                    right: Box::new(Expr::CompoundIdentifier(vec![alias, Ident::new(AS_OF_COLUMN)])),
+                };
+                let constraint = match &mut join.join_operator {
+                    ast::JoinOperator::Join(constraint)
+                    | ast::JoinOperator::Inner(constraint)
+                    | ast::JoinOperator::Left(constraint)
+                    | ast::JoinOperator::LeftOuter(constraint)
+                    | ast::JoinOperator::Right(constraint)
+                    | ast::JoinOperator::RightOuter(constraint)
+                    | ast::JoinOperator::FullOuter(constraint) => constraint,
+                    _ => {
+                        return Err(PlanError::unsupported("a temporal join is JOIN or LEFT JOIN ... ON ...")
+                            .at(join.relation.span()));
+                    }
+                };
+                match constraint {
+                    ast::JoinConstraint::On(condition) => {
+                        let condition_expr = std::mem::replace(condition, Expr::Value(Value::Null.into()));
+                        *condition = Expr::BinaryOp {
+                            left: Box::new(Expr::Nested(Box::new(condition_expr))),
+                            op: ast::BinaryOperator::And,
+                            right: Box::new(equality),
+                        };
+                    }
+                    _ => {
+                        return Err(PlanError::invalid("a temporal join needs ON <stream key> = <table primary key>")
+                            .at(join.relation.span()));
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -111,6 +197,44 @@ impl Rewriter<'_> {
                     _ => Vec::new(),
                 };
                 self.window(&name, &arguments, alias.clone(), function.span())?
+            }
+            TableFactor::Table { name, version: Some(version), alias, args: None, .. } => {
+                let ast::TableVersion::ForSystemTimeAsOf(as_of) = version else {
+                    return Err(PlanError::unsupported("of table versions, only FOR SYSTEM_TIME AS OF is supported")
+                        .at(name.span()));
+                };
+                let table = object_name(name);
+                if self.catalog.table(&table).is_some() {
+                    // A lookup join: the static table as it is.
+                    if let TableFactor::Table { version, .. } = factor {
+                        *version = None;
+                    }
+                    return Ok(());
+                }
+                let source = self.catalog.stream(&table).ok_or_else(|| {
+                    PlanError::unknown(format!("table {table:?} not found")).at(name.span())
+                })?;
+                if source.primary_key.is_empty() {
+                    return Err(PlanError::invalid(format!(
+                        "a temporal join (FOR SYSTEM_TIME AS OF) needs a versioned table, and {table} has no PRIMARY KEY; declare PRIMARY KEY (...) NOT ENFORCED on it"
+                    ))
+                    .at(name.span()));
+                }
+                if source.event_time.is_none() || source.is_processing_time() {
+                    return Err(PlanError::invalid(format!(
+                        "a versioned table needs an event-time attribute: declare WATERMARK FOR ... on {table}"
+                    ))
+                    .at(name.span()));
+                }
+                let scan = format!("__temporal_{}", self.temporal.len());
+                self.temporal.push(TemporalTable { table: scan.clone(), source, as_of: as_of.clone() });
+                let alias = alias.clone().unwrap_or(TableAlias {
+                    explicit: true,
+                    name: Ident::new(table.rsplit('.').next().unwrap_or(&table)),
+                    columns: vec![],
+                    at: None,
+                });
+                scan_of(&scan, alias)?
             }
             TableFactor::Table { name, args: Some(args), alias, .. } => {
                 let function = object_name(name);

@@ -16,9 +16,10 @@
 //! - [`time`]: watermark tracking and the per-row lateness decision.
 //! - [`operator`]: the [`Operator`] trait and the immutable [`OperatorSpec`]s.
 //! - [`operators`]: the operators themselves (stateless DataFusion segments,
-//!   window assignment, window aggregation, union, limit).
+//!   window assignment, window aggregation, joins, union, limit).
 //! - [`plan`]: [`StreamPlan`], the DAG of specs plus its sources.
 //! - [`pipeline`]: the running DAG.
+//! - [`table`]: static tables (file or `INSERT INTO`) that streams join.
 //! - [`source`]: connectors (socket, file, generator, http) and record decoding.
 //! - [`output`]: the per-query output log that subscribers read.
 //! - [`metrics`]: counters every query exposes.
@@ -34,6 +35,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plan;
 pub mod source;
+pub mod table;
 pub mod time;
 
 pub use datafusion;
@@ -45,3 +47,4 @@ pub use operator::{Operator, OperatorSpec};
 pub use output::{OutputEvent, QueryOutput};
 pub use plan::{NodeId, PlanNode, StreamPlan};
 pub use source::{ConnectorSpec, Format, SourceSpec};
+pub use table::{StaticTable, TableRef};

@@ -15,6 +15,8 @@ pub struct QueryMetrics {
     pub epochs: AtomicU64,
     pub late_rows_dropped: AtomicU64,
     pub malformed_records: AtomicU64,
+    /// Rows held in operator state (join sides, pending rows), a gauge.
+    pub state_rows: AtomicU64,
     watermark: AtomicI64,
     /// The most recent malformed record's problem, for the user to see.
     last_malformed: Mutex<Option<String>>,
@@ -34,6 +36,7 @@ impl Default for QueryMetrics {
             epochs: AtomicU64::new(0),
             late_rows_dropped: AtomicU64::new(0),
             malformed_records: AtomicU64::new(0),
+            state_rows: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             last_malformed: Mutex::new(None),
             late_by_window: Mutex::new(BTreeMap::new()),
@@ -48,6 +51,15 @@ impl QueryMetrics {
 
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
+    }
+
+    /// Moves the state gauge from `old` to `new` rows (one operator's share).
+    pub fn move_state_rows(&self, old: usize, new: usize) {
+        if new >= old {
+            self.state_rows.fetch_add((new - old) as u64, Ordering::Relaxed);
+        } else {
+            self.state_rows.fetch_sub((old - new) as u64, Ordering::Relaxed);
+        }
     }
 
     pub fn watermark(&self) -> Watermark {

@@ -15,13 +15,17 @@ use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operators::{
     group_aggregate::{GroupAggregate, GroupAggregateSpec},
+    join::{StreamJoin, StreamJoinSpec},
     limit::{Limit, LimitSpec},
+    lookup_join::{LookupJoin, LookupJoinSpec},
     pane_window::{PaneWindow, PaneWindowSpec},
     session_window::{SessionWindow, SessionWindowSpec},
     stateless::{Stateless, StatelessSpec},
+    temporal_join::{TemporalJoin, TemporalJoinSpec},
     union::{Union, UnionSpec},
     window_aggregate::{WindowAggregate, WindowAggregateSpec},
     window_assign::{WindowAssign, WindowAssignSpec},
+    window_join::{WindowJoin, WindowJoinSpec},
 };
 
 /// A running operator of a pipeline.
@@ -91,6 +95,15 @@ pub enum OperatorSpec {
     Union(UnionSpec),
     /// LIMIT on an unbounded input: the first rows, then the end.
     Limit(LimitSpec),
+    /// Stream-stream join, interval or unbounded (two inputs).
+    StreamJoin(StreamJoinSpec),
+    /// Two windowed inputs joined per window (two inputs).
+    WindowJoin(WindowJoinSpec),
+    /// Stream joined with a static table (one input).
+    LookupJoin(LookupJoinSpec),
+    /// Stream joined with a versioned table's version at each row's time
+    /// (left: the stream, right: the table's changelog).
+    TemporalJoin(TemporalJoinSpec),
 }
 
 impl OperatorSpec {
@@ -114,6 +127,12 @@ impl OperatorSpec {
             OperatorSpec::GroupAggregate(spec) => Box::new(GroupAggregate::new(spec.clone(), settings.state_ttl)?),
             OperatorSpec::Union(spec) => Box::new(Union::new(spec.clone())),
             OperatorSpec::Limit(spec) => Box::new(Limit::new(spec.clone())),
+            OperatorSpec::StreamJoin(spec) => {
+                Box::new(StreamJoin::new(spec.clone(), settings.state_ttl, context.metrics.clone())?)
+            }
+            OperatorSpec::WindowJoin(spec) => Box::new(WindowJoin::new(spec.clone(), context.metrics.clone())),
+            OperatorSpec::LookupJoin(spec) => Box::new(LookupJoin::new(spec.clone())?),
+            OperatorSpec::TemporalJoin(spec) => Box::new(TemporalJoin::new(spec.clone(), context.metrics.clone())?),
         })
     }
 
@@ -127,6 +146,11 @@ impl OperatorSpec {
             OperatorSpec::SessionWindow(_) => "session_window",
             OperatorSpec::Union(_) => "union",
             OperatorSpec::Limit(_) => "limit",
+            OperatorSpec::StreamJoin(spec) if spec.bound.is_some() => "interval_join",
+            OperatorSpec::StreamJoin(_) => "unbounded_join",
+            OperatorSpec::WindowJoin(_) => "window_join",
+            OperatorSpec::LookupJoin(_) => "lookup_join",
+            OperatorSpec::TemporalJoin(_) => "temporal_join",
         }
     }
 
@@ -140,6 +164,10 @@ impl OperatorSpec {
             OperatorSpec::SessionWindow(spec) => spec.output_schema.clone(),
             OperatorSpec::Union(spec) => spec.schema.clone(),
             OperatorSpec::Limit(spec) => spec.schema.clone(),
+            OperatorSpec::StreamJoin(spec) => spec.output_schema.clone(),
+            OperatorSpec::WindowJoin(spec) => spec.output_schema(),
+            OperatorSpec::LookupJoin(spec) => spec.output_schema.clone(),
+            OperatorSpec::TemporalJoin(spec) => spec.output_schema.clone(),
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct StreamPlan {
     pub schema: SchemaRef,
     /// Whether the result is append-only (`false`: rows carry ops).
     pub append_only: bool,
+    /// What the user should know about how the query will run (state that
+    /// grows without bound, ...).
+    pub warnings: Vec<String>,
 }
 
 impl StreamPlan {
@@ -35,6 +38,7 @@ impl StreamPlan {
     pub fn describe(&self) -> String {
         let mut lines = Vec::new();
         self.describe_node(self.root, 0, &mut lines);
+        lines.extend(self.warnings.iter().map(|warning| format!("warning: {warning}")));
         lines.join("\n")
     }
 

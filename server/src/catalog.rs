@@ -1,8 +1,8 @@
-//! Declared streams, by name.
+//! Declared streams and static tables, by name.
 
 use std::collections::BTreeMap;
 
-use sluice_runtime::SourceSpec;
+use sluice_runtime::{SourceSpec, TableRef};
 
 /// A stream as declared.
 #[derive(Debug, Clone)]
@@ -12,9 +12,20 @@ pub struct StreamEntry {
     pub spec: SourceSpec,
 }
 
+/// A static table as declared, with the INSERTs that filled it (replayed
+/// after a restart).
+#[derive(Debug, Clone)]
+pub struct TableEntry {
+    /// The `CREATE TABLE` text.
+    pub ddl: String,
+    pub table: TableRef,
+    pub inserts: Vec<String>,
+}
+
 #[derive(Debug, Default)]
 pub struct Catalog {
     streams: BTreeMap<String, StreamEntry>,
+    tables: BTreeMap<String, TableEntry>,
 }
 
 impl Catalog {
@@ -33,6 +44,31 @@ impl Catalog {
     pub fn streams(&self) -> impl Iterator<Item = (&String, &StreamEntry)> {
         self.streams.iter()
     }
+
+    /// Whether a stream or a table is called `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.streams.contains_key(name) || self.tables.contains_key(name)
+    }
+
+    pub fn insert_table(&mut self, name: String, entry: TableEntry) {
+        self.tables.insert(name, entry);
+    }
+
+    pub fn remove_table(&mut self, name: &str) -> Option<TableEntry> {
+        self.tables.remove(name)
+    }
+
+    pub fn table_entry(&self, name: &str) -> Option<&TableEntry> {
+        self.tables.get(name)
+    }
+
+    pub fn table_entry_mut(&mut self, name: &str) -> Option<&mut TableEntry> {
+        self.tables.get_mut(name)
+    }
+
+    pub fn tables(&self) -> impl Iterator<Item = (&String, &TableEntry)> {
+        self.tables.iter()
+    }
 }
 
 impl sluice_planner::Catalog for Catalog {
@@ -42,5 +78,13 @@ impl sluice_planner::Catalog for Catalog {
 
     fn stream_names(&self) -> Vec<String> {
         self.streams.keys().cloned().collect()
+    }
+
+    fn table(&self, name: &str) -> Option<TableRef> {
+        self.tables.get(name).map(|entry| entry.table.clone())
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.tables.keys().cloned().collect()
     }
 }

@@ -11,12 +11,13 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 use serde_json::{Value, json};
 use sluice_planner::statement::Located;
+use sluice_planner::ddl::{CreateStream, static_table};
 use sluice_planner::{PlanOptions, Statement, parse_statements, plan_query, stream_source_spec};
 use sluice_runtime::driver::displayed_watermark;
 use sluice_runtime::operators::window_aggregate::EarlyEmit;
 use sluice_runtime::{ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings, QueryStatus, SourceSpec};
 
-use crate::catalog::{Catalog, StreamEntry};
+use crate::catalog::{Catalog, StreamEntry, TableEntry};
 use crate::error::ApiError;
 use crate::json;
 use crate::persist;
@@ -35,7 +36,13 @@ pub enum StatementResult {
     /// A finite result (SHOW, DESCRIBE, EXPLAIN).
     Rows { columns: Value, rows: Vec<Value> },
     /// A continuous query was started.
-    Query { query_id: String, columns: Value, subscribe: String },
+    Query {
+        query_id: String,
+        columns: Value,
+        subscribe: String,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<String>,
+    },
 }
 
 /// A continuous query the engine started.
@@ -45,6 +52,7 @@ pub struct RunningQuery {
     pub handle: QueryHandle,
     pub columns: Value,
     pub plan: String,
+    pub warnings: Vec<String>,
     pub started: SystemTime,
     pub settings: QuerySettings,
     /// The settings as the user gave them (kept with the catalog).
@@ -72,6 +80,7 @@ impl RunningQuery {
                 "epochs": QueryMetrics::get(&metrics.epochs),
                 "late_rows_dropped": QueryMetrics::get(&metrics.late_rows_dropped),
                 "malformed_records": QueryMetrics::get(&metrics.malformed_records),
+                "state_rows": QueryMetrics::get(&metrics.state_rows),
                 "last_malformed": metrics.last_malformed(),
                 "watermark": displayed_watermark(metrics).map(json::timestamp),
                 "late_rows_by_window": metrics
@@ -81,6 +90,7 @@ impl RunningQuery {
                     .collect::<Vec<_>>(),
             },
             "plan": self.plan,
+            "warnings": self.warnings,
         });
         if let QueryStatus::Failed(error) = status {
             value["error"] = json!(error);
@@ -132,6 +142,12 @@ impl Engine {
             for stream in &stored.streams {
                 engine.execute(&stream.ddl, &mut Settings::new()).await?;
             }
+            for table in &stored.tables {
+                engine.execute(&table.ddl, &mut Settings::new()).await?;
+                for insert in &table.inserts {
+                    engine.execute(insert, &mut Settings::new()).await?;
+                }
+            }
             for query in &stored.queries {
                 let mut settings = query.settings.clone();
                 engine.start_stored_query(query.number, &query.sql, &mut settings).await?;
@@ -163,6 +179,15 @@ impl Engine {
             .streams()
             .map(|(name, entry)| persist::StoredStream { name: name.clone(), ddl: entry.ddl.clone() })
             .collect();
+        let tables = self
+            .catalog_read()
+            .tables()
+            .map(|(name, entry)| persist::StoredTable {
+                name: name.clone(),
+                ddl: entry.ddl.clone(),
+                inserts: entry.inserts.clone(),
+            })
+            .collect();
         let queries = self
             .queries_read()
             .iter()
@@ -173,7 +198,8 @@ impl Engine {
             })
             .collect();
         let next_query = self.next_query.load(Ordering::Relaxed);
-        let catalog = persist::StoredCatalog { format_version: persist::FORMAT_VERSION, streams, queries, next_query };
+        let catalog =
+            persist::StoredCatalog { format_version: persist::FORMAT_VERSION, streams, tables, queries, next_query };
         persist::save(data_dir, &catalog).map_err(|error| {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "data_dir", format!("cannot write the catalog: {error}"))
         })
@@ -213,10 +239,25 @@ impl Engine {
         settings: &mut Settings,
     ) -> Result<StatementResult, ApiError> {
         match located.statement.clone() {
+            Statement::CreateStream(create) if create.is_static_table() => self.create_table(&create, located.text),
+            Statement::Insert { table, statement } => self.insert(sql, &located, &table, *statement).await,
+            Statement::ShowTables => {
+                let rows = self
+                    .catalog_read()
+                    .tables()
+                    .map(|(name, entry)| {
+                        let table = &entry.table;
+                        let key: Vec<&str> =
+                            table.primary_key.iter().map(|index| table.schema.field(*index).name().as_str()).collect();
+                        json!([name, table.snapshot().rows.num_rows(), key.join(", ")])
+                    })
+                    .collect();
+                Ok(StatementResult::Rows { columns: name_columns(&["name", "rows", "primary_key"]), rows })
+            }
             Statement::CreateStream(create) => {
                 let spec = stream_source_spec(&create)?;
                 let mut catalog = self.catalog_write();
-                if catalog.get(&create.name).is_some() {
+                if catalog.contains(&create.name) {
                     if create.if_not_exists {
                         return Ok(StatementResult::Status { status: "CREATE STREAM".into(), name: Some(create.name) });
                     }
@@ -231,8 +272,10 @@ impl Engine {
                 Ok(StatementResult::Status { status: "CREATE STREAM".into(), name: Some(create.name) })
             }
             Statement::DropStream { name, if_exists } => {
-                let removed = self.catalog_write().remove(&name);
-                if removed.is_none() && !if_exists {
+                let mut catalog = self.catalog_write();
+                let removed = catalog.remove(&name).is_some() || catalog.remove_table(&name).is_some();
+                drop(catalog);
+                if !removed && !if_exists {
                     return Err(ApiError::from(
                         sluice_planner::PlanError::unknown(format!("stream {name:?} not found")).near_name(
                             sql,
@@ -271,6 +314,22 @@ impl Engine {
                     .collect();
                 let columns = ["query_id", "status", "rows_in", "rows_out", "late_rows_dropped", "malformed_records"];
                 Ok(StatementResult::Rows { columns: name_columns(&columns), rows })
+            }
+            Statement::Describe { name } if self.catalog_read().table_entry(&name).is_some() => {
+                let catalog = self.catalog_read();
+                let Some(entry) = catalog.table_entry(&name) else { return Err(ApiError::internal("table vanished")) };
+                let table = &entry.table;
+                let rows = table
+                    .schema
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .map(|(index, field)| {
+                        let key = table.primary_key.contains(&index).then_some("PRIMARY KEY");
+                        json!([field.name(), json::sql_type(field.data_type()), field.is_nullable(), key])
+                    })
+                    .collect();
+                Ok(StatementResult::Rows { columns: name_columns(&["column", "type", "nullable", "key"]), rows })
             }
             Statement::Describe { name } => {
                 let catalog = self.catalog_read();
@@ -329,6 +388,7 @@ impl Engine {
         let plan = self.plan(sql, query, located.start, &query_settings, emit).await?;
         let columns = json::columns(&plan.schema);
         let description = plan.describe();
+        let warnings = plan.warnings.clone();
         let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
         // Numbered once it runs, so failed statements use up no id.
         let number = number.unwrap_or_else(|| self.next_query.fetch_add(1, Ordering::Relaxed));
@@ -339,12 +399,13 @@ impl Engine {
             handle,
             columns: columns.clone(),
             plan: description,
+            warnings: warnings.clone(),
             started: SystemTime::now(),
             settings: query_settings,
             request_settings: settings.clone(),
         });
         self.queries_write().insert(number, query);
-        Ok(StatementResult::Query { subscribe: format!("/v1/queries/{id}/ws"), query_id: id, columns })
+        Ok(StatementResult::Query { subscribe: format!("/v1/queries/{id}/ws"), query_id: id, columns, warnings })
     }
 
     async fn plan(
@@ -357,7 +418,11 @@ impl Engine {
     ) -> Result<sluice_runtime::StreamPlan, ApiError> {
         // Plan against a snapshot so no lock is held across the await.
         let snapshot = self.catalog_snapshot();
-        let options = PlanOptions { allowed_lateness: settings.allowed_lateness.is_some(), emit };
+        let options = PlanOptions {
+            allowed_lateness: settings.allowed_lateness.is_some(),
+            emit,
+            state_ttl: settings.state_ttl.is_some(),
+        };
         Ok(plan_query(&snapshot, query, sql, start, &options).await?)
     }
 
@@ -367,7 +432,78 @@ impl Engine {
         for (name, entry) in catalog.streams() {
             snapshot.insert(name.clone(), entry.clone());
         }
+        for (name, entry) in catalog.tables() {
+            snapshot.insert_table(name.clone(), entry.clone());
+        }
         snapshot
+    }
+
+    /// `CREATE TABLE` without a watermark: a static table, loaded from its
+    /// file now if it has one.
+    fn create_table(&self, create: &CreateStream, ddl: String) -> Result<StatementResult, ApiError> {
+        let status = || StatementResult::Status { status: "CREATE TABLE".into(), name: Some(create.name.clone()) };
+        if self.catalog_read().contains(&create.name) {
+            if create.if_not_exists {
+                return Ok(status());
+            }
+            return Err(ApiError::from(
+                sluice_planner::PlanError::invalid(format!("{:?} already exists", create.name))
+                    .at_location(create.name_location),
+            ));
+        }
+        let (table, file) = static_table(create)?;
+        if let Some((path, format)) = file {
+            let (_, malformed, problem) = table.load_file(&path, format).map_err(|error| {
+                ApiError::bad_request("invalid", format!("table {}: {error}", create.name))
+            })?;
+            if malformed > 0 {
+                tracing::warn!(
+                    "table {}: {malformed} malformed records skipped ({})",
+                    create.name,
+                    problem.unwrap_or_default()
+                );
+            }
+        }
+        let entry = TableEntry { ddl, table: Arc::new(table), inserts: Vec::new() };
+        self.catalog_write().insert_table(create.name.clone(), entry);
+        self.persist()?;
+        Ok(status())
+    }
+
+    /// `INSERT INTO table VALUES ...`: DataFusion evaluates the rows (with
+    /// casts to the columns' types); running queries see them from their
+    /// next batch.
+    async fn insert(
+        &self,
+        sql: &str,
+        located: &Located,
+        table: &str,
+        statement: sluice_planner::statement::AstStatement,
+    ) -> Result<StatementResult, ApiError> {
+        let target = self.catalog_read().table_entry(table).map(|entry| entry.table.clone());
+        let Some(target) = target else {
+            let is_stream = self.catalog_read().get(table).is_some();
+            let message = if is_stream {
+                format!("{table} is a stream; INSERT INTO writes to static tables (POST events to an 'http' stream)")
+            } else {
+                format!("table {table:?} not found")
+            };
+            return Err(ApiError::from(
+                sluice_planner::PlanError::unknown(message).near_name(sql, table, located.start),
+            ));
+        };
+        let rows = sluice_planner::evaluate_insert(&target, statement).await.map_err(|error| {
+            let error = error.near_name(sql, table, located.start);
+            ApiError::from(error)
+        })?;
+        let count = target
+            .insert(&rows)
+            .map_err(|error| ApiError::bad_request("invalid", format!("INSERT INTO {table}: {error}")))?;
+        if let Some(entry) = self.catalog_write().table_entry_mut(table) {
+            entry.inserts.push(located.text.clone());
+        }
+        self.persist()?;
+        Ok(StatementResult::Status { status: format!("INSERT {count}"), name: Some(table.to_string()) })
     }
 
     /// Query settings from a request's settings, with streams resolved.

@@ -24,6 +24,9 @@ const CATALOG_FILE: &str = "catalog.json";
 pub struct StoredCatalog {
     pub format_version: u32,
     pub streams: Vec<StoredStream>,
+    /// Static tables: their DDL and the INSERTs that filled them.
+    #[serde(default)]
+    pub tables: Vec<StoredTable>,
     pub queries: Vec<StoredQuery>,
     /// The number the next query id gets (ids are never reused).
     #[serde(default)]
@@ -34,6 +37,13 @@ pub struct StoredCatalog {
 pub struct StoredStream {
     pub name: String,
     pub ddl: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredTable {
+    pub name: String,
+    pub ddl: String,
+    pub inserts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -96,6 +106,11 @@ mod tests {
             streams: vec![StoredStream {
                 name: "s".into(),
                 ddl: "CREATE STREAM s (x INT) WITH (connector = 'http')".into(),
+            }],
+            tables: vec![StoredTable {
+                name: "t".into(),
+                ddl: "CREATE TABLE t (x INT)".into(),
+                inserts: vec!["INSERT INTO t VALUES (1)".into()],
             }],
             queries: vec![StoredQuery { number: 3, sql: "SELECT x FROM s".into(), settings: Settings::new() }],
             next_query: 5,

@@ -3,11 +3,15 @@
 
 pub mod group_aggregate;
 pub(crate) mod groups;
+pub mod join;
 pub mod limit;
+pub mod lookup_join;
 pub mod pane_window;
 pub mod session_window;
 pub(crate) mod sliding;
 pub mod stateless;
+pub mod temporal_join;
 pub mod union;
 pub mod window_aggregate;
 pub mod window_assign;
+pub mod window_join;

@@ -96,7 +96,14 @@ impl Stateless {
     fn execute(&mut self, rows: RecordBatch) -> Result<Vec<RecordBatch>> {
         let feed = self.spec.feed.lock().map(|mut slot| slot.push_back(rows));
         feed.map_err(|_| RuntimeError::internal("feed slot poisoned"))?;
-        let mut stream = self.spec.plan.execute(0, Arc::clone(&self.task))?;
+        run_plan(&self.spec.plan, &self.task)
+    }
+}
+
+/// Executes a plan whose leaves are fed [`FeedExec`]s to completion, without
+/// an async runtime; returns the non-empty output batches.
+pub(crate) fn run_plan(plan: &Arc<dyn ExecutionPlan>, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
+    let mut stream = plan.execute(0, Arc::clone(task))?;
         let mut context = Context::from_waker(futures::task::noop_waker_ref());
         let mut output = Vec::new();
         loop {
@@ -111,12 +118,11 @@ impl Stateless {
                 Poll::Pending => {
                     return Err(RuntimeError::internal(format!(
                         "stateless plan would block: {}",
-                        datafusion::physical_plan::displayable(self.spec.plan.as_ref()).one_line()
+                        datafusion::physical_plan::displayable(plan.as_ref()).one_line()
                     )));
                 }
             }
         }
-    }
 }
 
 /// The leaf of a stateless plan: yields the batches left in its slot,

@@ -31,6 +31,9 @@ use crate::metrics::QueryMetrics;
 #[derive(Debug, Clone)]
 pub struct SourceSpec {
     pub stream: String,
+    /// `PRIMARY KEY` columns: a stream with one is a versioned table's
+    /// changelog (each row the new version of its key).
+    pub primary_key: Vec<String>,
     pub schema: SchemaRef,
     pub event_time: Option<EventTimeSpec>,
     /// A `name AS PROCTIME()` column: filled with the arrival time by the

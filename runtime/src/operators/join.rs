@@ -1,0 +1,501 @@
+//! Stream-stream joins that remember the past: the **interval join** (a
+//! time bound between the two rows) and the **unbounded join** (no bound:
+//! every row is kept, or kept for the state TTL).
+//!
+//! # Algorithm
+//!
+//! Each side keeps its rows in a hash map from the join key (arrow row
+//! format) to the rows with that key, each with its event time and how many
+//! rows of the other side it currently matches. A batch arriving on one side
+//! is probed against the other side's map: the candidate pairs become one
+//! Arrow batch, the rest of the ON condition is evaluated on it in one call,
+//! and the passing pairs are emitted. Then the batch's rows are stored (or,
+//! for retractions, removed).
+//!
+//! ```text
+//!   left batch ─► keys ─► probe right map ─► candidate pairs ─► ON filter ─► out
+//!                    └──► store in left map (time, matches)
+//! ```
+//!
+//! Interval join: a pair matches only when `right.time - left.time` lies in
+//! `[lower, upper]`. Rows never arrive below the watermark, so a left row is
+//! useless once `time + upper < watermark` and a right row once
+//! `time - lower < watermark`: the watermark purges them, and an outer
+//! side's rows that never matched are emitted with NULLs then, exactly once.
+//! The result is append-only; its watermark is held back by the bound so
+//! that no emitted row is behind it.
+//!
+//! Unbounded join: nothing is purged except by `state_ttl`. Outer rows
+//! without a partner are emitted with NULLs at once and retracted when a
+//! partner arrives; retractions on either input retract the pairs they made.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, UInt32Array, new_null_array};
+use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use datafusion::physical_expr::PhysicalExpr;
+
+use crate::error::{Result, RuntimeError};
+use crate::message::{Message, Op, StreamBatch, Watermark};
+use crate::metrics::QueryMetrics;
+use crate::operator::Operator;
+use crate::operators::groups::output_batch;
+use crate::time::event_times;
+
+/// Which rows without a partner a join keeps (with NULLs for the other side).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinKind {
+    Inner,
+    Left,
+    Right,
+    Full,
+}
+
+impl JoinKind {
+    pub fn keeps_unmatched(self, side: Side) -> bool {
+        matches!((self, side), (JoinKind::Full, _) | (JoinKind::Left, Side::Left) | (JoinKind::Right, Side::Right))
+    }
+}
+
+/// The two inputs of a join: port 0 is the left, port 1 the right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Left,
+    Right,
+}
+
+impl Side {
+    pub fn of_port(port: usize) -> Side {
+        if port == 0 { Side::Left } else { Side::Right }
+    }
+
+    pub fn other(self) -> Side {
+        match self {
+            Side::Left => Side::Right,
+            Side::Right => Side::Left,
+        }
+    }
+}
+
+/// `right.time - left.time` must lie in `[lower, upper]` (nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeBound {
+    /// The event-time column of each side.
+    pub left_time: usize,
+    pub right_time: usize,
+    pub lower: i64,
+    pub upper: i64,
+}
+
+impl TimeBound {
+    /// How far behind the input watermark an output row can be.
+    pub fn delay(&self) -> i64 {
+        self.upper.max(self.lower.saturating_neg()).max(0)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StreamJoinSpec {
+    pub kind: JoinKind,
+    pub left_schema: SchemaRef,
+    pub right_schema: SchemaRef,
+    /// Equality keys, pairwise: `left_keys[i] = right_keys[i]`.
+    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
+    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
+    /// The rest of the ON condition, over the output schema (left ++ right).
+    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// `Some` for an interval join.
+    pub bound: Option<TimeBound>,
+    pub output_schema: SchemaRef,
+    /// Whether output rows carry ops (the planner's decision).
+    pub updating: bool,
+}
+
+/// Evaluates join keys into the row format; both sides use one converter
+/// so equal keys have equal bytes.
+pub(crate) struct JoinKeys {
+    converter: RowConverter,
+    types: Vec<DataType>,
+}
+
+impl JoinKeys {
+    pub fn new(exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> Result<Self> {
+        let types = exprs.iter().map(|expr| Ok(expr.data_type(schema)?)).collect::<Result<Vec<_>>>()?;
+        let converter = RowConverter::new(types.iter().map(|data_type| SortField::new(data_type.clone())).collect())?;
+        Ok(Self { converter, types })
+    }
+
+    /// The key of each row, and whether it can match at all (SQL: a NULL
+    /// key equals nothing).
+    pub fn rows(&self, exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<(Rows, Vec<bool>)> {
+        let mut columns = Vec::with_capacity(exprs.len());
+        for (expr, data_type) in exprs.iter().zip(&self.types) {
+            let column = expr.evaluate(batch)?.into_array(batch.num_rows())?;
+            columns.push(if column.data_type() == data_type { column } else { cast(&column, data_type)? });
+        }
+        let valid = (0..batch.num_rows()).map(|row| columns.iter().all(|column| column.is_valid(row))).collect();
+        Ok((self.converter.convert_columns(&columns)?, valid))
+    }
+}
+
+/// Evaluates a join's residual condition: `true` where it holds.
+pub(crate) fn filter_mask(filter: Option<&Arc<dyn PhysicalExpr>>, batch: &RecordBatch) -> Result<Vec<bool>> {
+    let Some(filter) = filter else { return Ok(vec![true; batch.num_rows()]) };
+    let mask = filter.evaluate(batch)?.into_array(batch.num_rows())?;
+    let mask = mask
+        .as_any()
+        .downcast_ref::<BooleanArray>()
+        .ok_or_else(|| RuntimeError::internal("a join condition did not evaluate to booleans"))?;
+    Ok((0..mask.len()).map(|row| mask.is_valid(row) && mask.value(row)).collect())
+}
+
+/// `columns` picked at `indices`; `None` gives NULL.
+pub(crate) fn take_columns(columns: &[ArrayRef], indices: &[Option<u32>]) -> Result<Vec<ArrayRef>> {
+    let indices = UInt32Array::from(indices.to_vec());
+    columns.iter().map(|column| Ok(take(column.as_ref(), &indices, None)?)).collect()
+}
+
+/// NULL columns of `schema`'s types.
+pub(crate) fn null_columns(schema: &SchemaRef, rows: usize) -> Vec<ArrayRef> {
+    schema.fields().iter().map(|field| new_null_array(field.data_type(), rows)).collect()
+}
+
+/// A joined batch from the columns of each side.
+pub(crate) fn joined(schema: &SchemaRef, left: Vec<ArrayRef>, right: Vec<ArrayRef>) -> Result<RecordBatch> {
+    let mut columns = left;
+    columns.extend(right);
+    output_batch(schema, columns)
+}
+
+struct Entry {
+    row: OwnedRow,
+    time: i64,
+    /// Rows of the other side this row currently joins with.
+    matches: u32,
+    stored_at: Instant,
+}
+
+/// One side's rows by key.
+struct SideState {
+    schema: SchemaRef,
+    converter: RowConverter,
+    keys: HashMap<Box<[u8]>, Vec<Entry>>,
+    /// Interval joins: keys with rows at each time, for purging.
+    by_time: BTreeMap<i64, Vec<Box<[u8]>>>,
+    rows: usize,
+}
+
+impl SideState {
+    fn new(schema: &SchemaRef) -> Result<Self> {
+        let fields = schema.fields().iter().map(|field| SortField::new(field.data_type().clone())).collect();
+        Ok(Self {
+            schema: schema.clone(),
+            converter: RowConverter::new(fields)?,
+            keys: HashMap::new(),
+            by_time: BTreeMap::new(),
+            rows: 0,
+        })
+    }
+}
+
+pub struct StreamJoin {
+    spec: StreamJoinSpec,
+    keys: JoinKeys,
+    sides: [SideState; 2],
+    state_ttl: Option<Duration>,
+    last_expiry: Instant,
+    metrics: Arc<QueryMetrics>,
+    reported_rows: usize,
+    watermark_out: Watermark,
+}
+
+/// One output row: its op, the probing batch's row and the candidate pair
+/// whose other-side row it carries (`None`: NULLs).
+type OutputRow = (Op, Option<u32>, Option<u32>);
+
+impl StreamJoin {
+    pub fn new(spec: StreamJoinSpec, state_ttl: Option<Duration>, metrics: Arc<QueryMetrics>) -> Result<Self> {
+        let keys = JoinKeys::new(&spec.left_keys, &spec.left_schema)?;
+        let sides = [SideState::new(&spec.left_schema)?, SideState::new(&spec.right_schema)?];
+        Ok(Self {
+            spec,
+            keys,
+            sides,
+            state_ttl,
+            last_expiry: Instant::now(),
+            metrics,
+            reported_rows: 0,
+            watermark_out: Watermark::MIN,
+        })
+    }
+
+    fn side_index(side: Side) -> usize {
+        match side {
+            Side::Left => 0,
+            Side::Right => 1,
+        }
+    }
+
+    /// (this side, other side), mutably.
+    fn states(&mut self, side: Side) -> (&mut SideState, &mut SideState) {
+        let (left, right) = self.sides.split_at_mut(1);
+        match side {
+            Side::Left => (&mut left[0], &mut right[0]),
+            Side::Right => (&mut right[0], &mut left[0]),
+        }
+    }
+
+    fn report_state(&mut self) {
+        let rows = self.sides[0].rows + self.sides[1].rows;
+        self.metrics.move_state_rows(self.reported_rows, rows);
+        self.reported_rows = rows;
+    }
+
+    /// Rows of the current state, both sides (for tests and benchmarks).
+    pub fn state_rows(&self) -> usize {
+        self.sides[0].rows + self.sides[1].rows
+    }
+
+    /// Assembles left ++ right from the probing side's and the other's columns.
+    fn assemble(&self, side: Side, this: Vec<ArrayRef>, other: Vec<ArrayRef>) -> Result<RecordBatch> {
+        match side {
+            Side::Left => joined(&self.spec.output_schema, this, other),
+            Side::Right => joined(&self.spec.output_schema, other, this),
+        }
+    }
+
+    fn emit(&self, rows: RecordBatch, ops: Vec<Op>, out: &mut Vec<Message>) {
+        if rows.num_rows() == 0 {
+            return;
+        }
+        let ops = self.spec.updating.then_some(ops);
+        out.push(Message::Batch(StreamBatch { rows, ops }));
+    }
+
+    fn expire_by_ttl(&mut self) {
+        let Some(ttl) = self.state_ttl else { return };
+        if self.last_expiry.elapsed() < ttl / 10 {
+            return;
+        }
+        self.last_expiry = Instant::now();
+        for side in &mut self.sides {
+            side.keys.retain(|_, entries| {
+                entries.retain(|entry| entry.stored_at.elapsed() < ttl);
+                !entries.is_empty()
+            });
+            side.rows = side.keys.values().map(Vec::len).sum();
+        }
+    }
+}
+
+impl Operator for StreamJoin {
+    fn on_batch(&mut self, port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        let side = Side::of_port(port);
+        let rows = &batch.rows;
+        if rows.num_rows() == 0 {
+            return Ok(());
+        }
+        self.expire_by_ttl();
+        let key_exprs = if side == Side::Left { &self.spec.left_keys } else { &self.spec.right_keys };
+        let (keys, valid) = self.keys.rows(key_exprs, rows)?;
+        let bound = self.spec.bound;
+        let times = match bound {
+            Some(bound) => {
+                let column = if side == Side::Left { bound.left_time } else { bound.right_time };
+                Some(event_times(rows.column(column))?)
+            }
+            None => None,
+        };
+        let time_of = |row: usize| times.as_ref().and_then(|times| times[row]).unwrap_or(i64::MIN);
+        let this_outer = self.spec.kind.keeps_unmatched(side);
+        let other_outer = self.spec.kind.keeps_unmatched(side.other());
+        let unbounded = bound.is_none();
+
+        // Candidate pairs: (probing row, index among the key's entries).
+        let mut pair_rows: Vec<u32> = Vec::new();
+        let mut pair_entries: Vec<u32> = Vec::new();
+        let other_columns = {
+            let other = &self.sides[Self::side_index(side.other())];
+            let mut other_rows = Vec::new();
+            for row in 0..rows.num_rows() {
+                if !valid[row] {
+                    continue;
+                }
+                let Some(entries) = other.keys.get(keys.row(row).as_ref()) else { continue };
+                let time = time_of(row);
+                for (index, entry) in entries.iter().enumerate() {
+                    if let Some(bound) = bound {
+                        let (left, right) = if side == Side::Left { (time, entry.time) } else { (entry.time, time) };
+                        let distance = right.saturating_sub(left);
+                        if distance < bound.lower || distance > bound.upper {
+                            continue;
+                        }
+                    }
+                    pair_rows.push(row as u32);
+                    pair_entries.push(index as u32);
+                    other_rows.push(entry.row.row());
+                }
+            }
+            if other_rows.is_empty() { None } else { Some(other.converter.convert_rows(other_rows)?) }
+        };
+        let passing = match &other_columns {
+            Some(other_columns) => {
+                let this_columns = take_columns(
+                    rows.columns(),
+                    &pair_rows.iter().map(|row| Some(*row)).collect::<Vec<_>>(),
+                )?;
+                let candidates = self.assemble(side, this_columns, other_columns.clone())?;
+                filter_mask(self.spec.filter.as_ref(), &candidates)?
+            }
+            None => Vec::new(),
+        };
+
+        let full_rows = self.sides[Self::side_index(side)].converter.convert_columns(rows.columns())?;
+        let ops = batch.ops.as_deref();
+        let mut output: Vec<OutputRow> = Vec::new();
+        let (this, other) = self.states(side);
+        let mut pair = 0;
+        for row in 0..rows.num_rows() {
+            let op = ops.map_or(Op::Insert, |ops| ops[row]);
+            let key = keys.row(row);
+            let mut count = 0u32;
+            while pair < pair_rows.len() && pair_rows[pair] as usize == row {
+                if passing[pair] {
+                    count += 1;
+                    let entry = other
+                        .keys
+                        .get_mut(key.as_ref())
+                        .and_then(|entries| entries.get_mut(pair_entries[pair] as usize))
+                        .ok_or_else(|| RuntimeError::internal("join state changed while probing"))?;
+                    let (this_row, that) = (Some(row as u32), Some(pair as u32));
+                    match op {
+                        Op::Insert => {
+                            if other_outer && unbounded && entry.matches == 0 {
+                                output.push((Op::Delete, None, that));
+                            }
+                            output.push((Op::Insert, this_row, that));
+                            entry.matches += 1;
+                        }
+                        Op::Delete => {
+                            output.push((Op::Delete, this_row, that));
+                            entry.matches = entry.matches.saturating_sub(1);
+                            if other_outer && unbounded && entry.matches == 0 {
+                                output.push((Op::Insert, None, that));
+                            }
+                        }
+                    }
+                }
+                pair += 1;
+            }
+            let owned = full_rows.row(row);
+            match op {
+                Op::Insert => {
+                    if this_outer && unbounded && count == 0 {
+                        output.push((Op::Insert, Some(row as u32), None));
+                    }
+                    let time = time_of(row);
+                    let entries = this.keys.entry(Box::from(key.as_ref())).or_default();
+                    entries.push(Entry { row: owned.owned(), time, matches: count, stored_at: Instant::now() });
+                    this.rows += 1;
+                    if bound.is_some() {
+                        let keys_at = this.by_time.entry(time).or_default();
+                        if keys_at.last().is_none_or(|last| last.as_ref() != key.as_ref()) {
+                            keys_at.push(Box::from(key.as_ref()));
+                        }
+                    }
+                }
+                Op::Delete => {
+                    let Some(entries) = this.keys.get_mut(key.as_ref()) else { continue };
+                    let Some(position) = entries.iter().position(|entry| entry.row.row() == owned) else { continue };
+                    let removed = entries.swap_remove(position);
+                    if entries.is_empty() {
+                        this.keys.remove(key.as_ref());
+                    }
+                    this.rows -= 1;
+                    if this_outer && unbounded && removed.matches == 0 {
+                        output.push((Op::Delete, Some(row as u32), None));
+                    }
+                }
+            }
+        }
+        self.report_state();
+        if output.is_empty() {
+            return Ok(());
+        }
+        let ops: Vec<Op> = output.iter().map(|(op, _, _)| *op).collect();
+        let this_indices: Vec<Option<u32>> = output.iter().map(|(_, this, _)| *this).collect();
+        let that_indices: Vec<Option<u32>> = output.iter().map(|(_, _, that)| *that).collect();
+        let this_columns = take_columns(rows.columns(), &this_indices)?;
+        let other_schema = &self.sides[Self::side_index(side.other())].schema;
+        let other_columns = match &other_columns {
+            Some(columns) => take_columns(columns, &that_indices)?,
+            None => null_columns(other_schema, output.len()),
+        };
+        let batch = self.assemble(side, this_columns, other_columns)?;
+        self.emit(batch, ops, out);
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
+        let Some(bound) = self.spec.bound else {
+            // Pairs of an unbounded join can be of any age: no time
+            // promise can be made about them until the inputs end.
+            if watermark == Watermark::MAX {
+                out.push(Message::Watermark(watermark));
+            }
+            return Ok(());
+        };
+        for side in [Side::Left, Side::Right] {
+            // Rows with a time below `limit` can match no future row.
+            let limit = match side {
+                Side::Left => watermark.0.saturating_sub(bound.upper),
+                Side::Right => watermark.0.saturating_add(bound.lower),
+            };
+            let outer = self.spec.kind.keeps_unmatched(side);
+            let state = &mut self.sides[Self::side_index(side)];
+            let mut unmatched = Vec::new();
+            while let Some(entry) = state.by_time.first_entry() {
+                if *entry.key() >= limit {
+                    break;
+                }
+                for key in entry.remove() {
+                    let Some(entries) = state.keys.get_mut(&key) else { continue };
+                    let before = entries.len();
+                    entries.retain(|entry| {
+                        let expired = entry.time < limit;
+                        if expired && outer && entry.matches == 0 {
+                            unmatched.push(entry.row.clone());
+                        }
+                        !expired
+                    });
+                    state.rows -= before - entries.len();
+                    if entries.is_empty() {
+                        state.keys.remove(&key);
+                    }
+                }
+            }
+            if !unmatched.is_empty() {
+                let columns = state.converter.convert_rows(unmatched.iter().map(|row| row.row()))?;
+                let other = null_columns(&self.sides[Self::side_index(side.other())].schema, unmatched.len());
+                let rows = match side {
+                    Side::Left => joined(&self.spec.output_schema, columns, other)?,
+                    Side::Right => joined(&self.spec.output_schema, other, columns)?,
+                };
+                let count = rows.num_rows();
+                self.emit(rows, vec![Op::Insert; count], out);
+            }
+        }
+        self.report_state();
+        let held_back =
+            if watermark == Watermark::MAX { watermark } else { Watermark(watermark.0.saturating_sub(bound.delay())) };
+        if held_back > self.watermark_out {
+            self.watermark_out = held_back;
+            out.push(Message::Watermark(held_back));
+        }
+        Ok(())
+    }
+}
