@@ -5,9 +5,11 @@
 //! - `http_api`: the real server on port 0 over HTTP and websockets.
 //! - `socket_source`: a socket stream fed by a test TCP listener.
 //! - `repl`: the REPL client against a live server.
+//! - `joins`: joins through the server (changelogs, INSERTs, restarts).
 
 mod bad_input;
 mod http_api;
+mod joins;
 mod property;
 mod queries;
 mod repl;

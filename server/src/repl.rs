@@ -82,6 +82,9 @@ impl Client {
         let mut printed = 0;
         for result in results {
             if let Some(query_id) = result.get("query_id").and_then(Value::as_str) {
+                for warning in result.get("warnings").and_then(Value::as_array).into_iter().flatten() {
+                    writeln!(out, "WARNING: {}", warning.as_str().unwrap_or_default()).map_err(io)?;
+                }
                 printed += self.subscribe(query_id, &result, out, stop.as_mut()).await?;
             } else if let Some(rows) = result.get("rows").and_then(Value::as_array) {
                 let columns = column_names(&result["columns"]);
