@@ -1,4 +1,4 @@
-//! Windowed results on random data equal DataFusion batch SQL over the
+//! Windowed results and joins on random data equal DataFusion batch SQL over the
 //! same data (`date_bin` buckets), for TUMBLE and HOP, whatever the epoch
 //! interval and batch size.
 
@@ -126,6 +126,99 @@ async fn windows_match_datafusion_batch_sql_on_random_data() {
             for config in sluice_tests::RUN_CONFIGS {
                 let got = stream_rows(&path, stream_sql, config).await;
                 assert_eq!(got, expected, "seed {seed}, {config:?}: {stream_sql}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(directory);
+}
+
+/// DataFusion batch SQL over tables `a` and `b`; NULL as the runner prints it.
+async fn batch_join_rows(paths: [&str; 2], sql: &str) -> Vec<Vec<String>> {
+    let context = SessionContext::new();
+    context.register_csv("a", paths[0], CsvReadOptions::new()).await.unwrap();
+    context.register_csv("b", paths[1], CsvReadOptions::new()).await.unwrap();
+    let batches = context.sql(sql).await.unwrap().collect().await.unwrap();
+    let mut rows = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|column| {
+                        if column.is_null(row) { "NULL".into() } else { array_value_to_string(column, row).unwrap() }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows.sort();
+    rows
+}
+
+async fn stream_join_rows(paths: [&str; 2], sql: &str, config: RunConfig) -> Vec<Vec<String>> {
+    let mut db = SluiceDb::new(config);
+    for (name, path) in ["a", "b"].into_iter().zip(paths) {
+        let ddl = format!(
+            "CREATE STREAM {name} (ts TIMESTAMP, k VARCHAR, v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+             WITH (connector = 'file', path = '{path}', format = 'csv', header = 'true', batch_rows = '{}')",
+            config.batch_rows
+        );
+        db.run(&ddl).await.unwrap();
+    }
+    match db.run(sql).await.unwrap() {
+        DBOutput::Rows { mut rows, .. } => {
+            rows.sort();
+            rows
+        }
+        _ => panic!("no rows"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_match_datafusion_batch_joins_on_random_data() {
+
+    let directory = std::env::temp_dir().join(format!("sluice-property-joins-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let bound = "a.k = b.k AND b.ts BETWEEN a.ts - INTERVAL '1' SECOND AND a.ts + INTERVAL '2' SECOND";
+    let cases = [
+        (
+            format!("SELECT a.k, a.v, b.v FROM a JOIN b ON {bound}"),
+            format!("SELECT a.k, a.v, b.v FROM a JOIN b ON {bound}"),
+        ),
+        (
+            format!("SELECT a.k, a.v, b.v FROM a LEFT JOIN b ON {bound} AND b.v > a.v"),
+            format!("SELECT a.k, a.v, b.v FROM a LEFT JOIN b ON {bound} AND b.v > a.v"),
+        ),
+        (
+            format!("SELECT a.v, b.k, b.v FROM a FULL JOIN b ON {bound} AND b.v < 0"),
+            format!("SELECT a.v, b.k, b.v FROM a FULL JOIN b ON {bound} AND b.v < 0"),
+        ),
+        (
+            "SELECT a.window_start, a.k, a.v, b.v
+             FROM TUMBLE(a, ts, INTERVAL '5' SECOND) a JOIN TUMBLE(b, ts, INTERVAL '5' SECOND) b
+               ON a.window_start = b.window_start AND a.window_end = b.window_end AND a.k = b.k"
+                .to_string(),
+            "SELECT date_bin(INTERVAL '5 seconds', a.ts, TIMESTAMP '1970-01-01') AS ws, a.k, a.v, b.v
+             FROM a JOIN b ON a.k = b.k
+               AND date_bin(INTERVAL '5 seconds', a.ts, TIMESTAMP '1970-01-01')
+                 = date_bin(INTERVAL '5 seconds', b.ts, TIMESTAMP '1970-01-01')"
+                .to_string(),
+        ),
+    ];
+    for seed in 1..=2u64 {
+        let paths = [0, 1].map(|side| {
+            let path = directory.join(format!("data-{seed}-{side}.csv"));
+            std::fs::write(&path, random_csv(seed * 10 + side, 800)).unwrap();
+            path.display().to_string()
+        });
+        let paths = [paths[0].as_str(), paths[1].as_str()];
+        for (stream_sql, batch_sql) in &cases {
+            let expected = batch_join_rows(paths, batch_sql).await;
+            assert!(expected.len() > 100, "{batch_sql}");
+            for config in sluice_tests::RUN_CONFIGS {
+                let got = stream_join_rows(paths, stream_sql, config).await;
+                assert!(got == expected, "seed {seed}, {config:?}: {stream_sql}: {} rows, expected {}", got.len(), expected.len());
             }
         }
     }

@@ -499,3 +499,90 @@ impl Operator for StreamJoin {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{AsArray, Int64Array, TimestampNanosecondArray};
+    use datafusion::arrow::datatypes::{Field, Int64Type, Schema, TimeUnit};
+    use datafusion::physical_expr::expressions::Column;
+
+    fn schema(nullable: bool) -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), nullable),
+            Field::new("k", DataType::Int64, nullable),
+        ]))
+    }
+
+    fn rows(times: Vec<i64>, keys: Vec<i64>) -> StreamBatch {
+        let columns: Vec<ArrayRef> =
+            vec![Arc::new(TimestampNanosecondArray::from(times)), Arc::new(Int64Array::from(keys))];
+        StreamBatch::inserts(RecordBatch::try_new(schema(false), columns).unwrap())
+    }
+
+    /// (left ts, right ts) of each output row; NULL as -1.
+    fn pairs(out: &[Message]) -> Vec<(i64, i64)> {
+        let mut pairs = Vec::new();
+        for message in out {
+            if let Message::Batch(batch) = message {
+                let value = |column: usize, row: usize| {
+                    let array = batch.rows.column(column);
+                    if array.is_null(row) {
+                        -1
+                    } else {
+                        array.as_primitive::<datafusion::arrow::datatypes::TimestampNanosecondType>().value(row)
+                    }
+                };
+                pairs.extend((0..batch.num_rows()).map(|row| (value(0, row), value(2, row))));
+            }
+        }
+        pairs
+    }
+
+    #[test]
+    fn the_watermark_purges_rows_and_emits_unmatched_outer_rows_once() {
+        let key = |schema: &SchemaRef| -> Arc<dyn PhysicalExpr> {
+            Arc::new(Column::new_with_schema("k", schema).unwrap())
+        };
+        let mut fields = schema(false).fields().to_vec();
+        fields.extend(schema(true).fields().iter().cloned());
+        let spec = StreamJoinSpec {
+            kind: JoinKind::Left,
+            left_schema: schema(false),
+            right_schema: schema(false),
+            left_keys: vec![key(&schema(false))],
+            right_keys: vec![key(&schema(false))],
+            filter: None,
+            bound: Some(TimeBound { left_time: 0, right_time: 0, lower: 0, upper: 10 }),
+            output_schema: Arc::new(Schema::new(fields)),
+            updating: false,
+        };
+        let metrics = Arc::new(QueryMetrics::default());
+        let mut join = StreamJoin::new(spec, None, metrics.clone()).unwrap();
+        let mut out = Vec::new();
+        join.on_batch(0, rows(vec![100, 105], vec![1, 2]), &mut out).unwrap();
+        join.on_batch(1, rows(vec![108, 120], vec![1, 1]), &mut out).unwrap();
+        // 120 - 100 is outside [0, 10]: only one pair.
+        assert_eq!(pairs(&out), vec![(100, 108)]);
+        assert_eq!(join.state_rows(), 4);
+
+        out.clear();
+        join.on_watermark(Watermark(111), &mut out).unwrap();
+        // Left 100 (matched) and right 108 are useless now; left 105 can
+        // still meet a right row at 111..=115, right 120 a left row at 111..=120.
+        assert_eq!(pairs(&out), vec![]);
+        assert_eq!(join.state_rows(), 2);
+        assert_eq!(QueryMetrics::get(&metrics.state_rows), 2);
+        assert!(matches!(out.last(), Some(Message::Watermark(Watermark(101)))));
+
+        out.clear();
+        join.on_watermark(Watermark(200), &mut out).unwrap();
+        assert_eq!(pairs(&out), vec![(105, -1)]);
+        assert_eq!(join.state_rows(), 0);
+        let keys: Vec<i64> = match &out[0] {
+            Message::Batch(batch) => batch.rows.column(1).as_primitive::<Int64Type>().values().to_vec(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(keys, vec![2]);
+    }
+}
