@@ -79,8 +79,12 @@ async fn inserts_reach_a_running_stream_table_join() {
     assert!(body.get("warnings").is_none(), "a lookup join keeps no stream state: {body}");
     let query = body["query_id"].as_str().unwrap().to_string();
 
-    post(&server, "clicks", json!([{"ts": "2016-12-06T08:58:35", "page": "/a", "user_id": 1},
-                                   {"ts": "2016-12-06T08:58:35", "page": "/b", "user_id": 2}]))
+    post(
+        &server,
+        "clicks",
+        json!([{"ts": "2016-12-06T08:58:35", "page": "/a", "user_id": 1},
+                                   {"ts": "2016-12-06T08:58:35", "page": "/b", "user_id": 2}]),
+    )
     .await;
     let frames = rows_from(&server, &query, 0, 2).await;
     assert_eq!(
@@ -92,8 +96,12 @@ async fn inserts_reach_a_running_stream_table_join() {
     // Later rows see the inserted row; earlier results stand.
     let (status, body) = server.sql("INSERT INTO users VALUES (2, 'bob'), (1, 'Ann')").await;
     assert_eq!(status, 200, "{body}");
-    post(&server, "clicks", json!([{"ts": "2016-12-06T08:58:36", "page": "/c", "user_id": 2},
-                                   {"ts": "2016-12-06T08:58:36", "page": "/d", "user_id": 1}]))
+    post(
+        &server,
+        "clicks",
+        json!([{"ts": "2016-12-06T08:58:36", "page": "/c", "user_id": 2},
+                                   {"ts": "2016-12-06T08:58:36", "page": "/d", "user_id": 1}]),
+    )
     .await;
     let frames = rows_from(&server, &query, 2, 2).await;
     assert_eq!(

@@ -145,9 +145,15 @@ async fn batch_join_rows(paths: [&str; 2], sql: &str) -> Vec<Vec<String>> {
                 batch
                     .columns()
                     .iter()
-                    .map(|column| {
-                        if column.is_null(row) { "NULL".into() } else { array_value_to_string(column, row).unwrap() }
-                    })
+                    .map(
+                        |column| {
+                            if column.is_null(row) {
+                                "NULL".into()
+                            } else {
+                                array_value_to_string(column, row).unwrap()
+                            }
+                        },
+                    )
                     .collect(),
             );
         }
@@ -177,7 +183,6 @@ async fn stream_join_rows(paths: [&str; 2], sql: &str, config: RunConfig) -> Vec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn joins_match_datafusion_batch_joins_on_random_data() {
-
     let directory = std::env::temp_dir().join(format!("sluice-property-joins-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
     let bound = "a.k = b.k AND b.ts BETWEEN a.ts - INTERVAL '1' SECOND AND a.ts + INTERVAL '2' SECOND";
@@ -218,7 +223,12 @@ async fn joins_match_datafusion_batch_joins_on_random_data() {
             assert!(expected.len() > 100, "{batch_sql}");
             for config in sluice_tests::RUN_CONFIGS {
                 let got = stream_join_rows(paths, stream_sql, config).await;
-                assert!(got == expected, "seed {seed}, {config:?}: {stream_sql}: {} rows, expected {}", got.len(), expected.len());
+                assert!(
+                    got == expected,
+                    "seed {seed}, {config:?}: {stream_sql}: {} rows, expected {}",
+                    got.len(),
+                    expected.len()
+                );
             }
         }
     }

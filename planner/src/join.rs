@@ -104,8 +104,10 @@ impl Lowering<'_> {
         let bound = match (lower, upper) {
             (Some((lower, left_time)), Some((upper, right_time))) => {
                 if lower > upper {
-                    return Err(PlanError::invalid("the join's time bound is empty: its lower end is above its upper end")
-                        .near(self.sql, self.start, "BETWEEN"));
+                    return Err(PlanError::invalid(
+                        "the join's time bound is empty: its lower end is above its upper end",
+                    )
+                    .near(self.sql, self.start, "BETWEEN"));
                 }
                 Some(TimeBound { left_time, right_time, lower, upper })
             }
@@ -153,7 +155,7 @@ impl Lowering<'_> {
     }
 
     /// Physical key expressions of both sides, pairwise.
-    fn join_keys(&self, join: &Join) -> Result<(Vec<Arc<dyn PhysicalExpr>>, Vec<Arc<dyn PhysicalExpr>>)> {
+    fn join_keys(&self, join: &Join) -> Result<(Keys, Keys)> {
         let mut left_keys = Vec::new();
         let mut right_keys = Vec::new();
         for (left, right) in &join.on {
@@ -165,12 +167,7 @@ impl Lowering<'_> {
 
     /// The time bound of the ON condition: `right.time - left.time` at least
     /// and at most, each with the column index it was read from.
-    fn time_bound(
-        &self,
-        join: &Join,
-        left: &Lowered,
-        right: &Lowered,
-    ) -> Result<(Option<(i64, usize)>, Option<(i64, usize)>)> {
+    fn time_bound(&self, join: &Join, left: &Lowered, right: &Lowered) -> Result<(Option<BoundEnd>, Option<BoundEnd>)> {
         let Some(filter) = &join.filter else { return Ok((None, None)) };
         let mut comparisons = Vec::new();
         for conjunct in split_conjunction(filter) {
@@ -208,9 +205,9 @@ impl Lowering<'_> {
                 _ => continue,
             };
             let is_time = |schema: &DFSchema, column: &Column| {
-                schema
-                    .field_from_column(column)
-                    .is_ok_and(|field| matches!(field.data_type(), datafusion::arrow::datatypes::DataType::Timestamp(_, _)))
+                schema.field_from_column(column).is_ok_and(|field| {
+                    matches!(field.data_type(), datafusion::arrow::datatypes::DataType::Timestamp(_, _))
+                })
             };
             if !is_time(join.left.schema(), &left_column) || !is_time(join.right.schema(), &right_column) {
                 continue;
@@ -308,7 +305,13 @@ impl Lowering<'_> {
     }
 
     /// A stream joined with a static table.
-    async fn lookup_join(&mut self, join: &Join, kind: JoinKind, stream_side: Side, table: TableRef) -> Result<Lowered> {
+    async fn lookup_join(
+        &mut self,
+        join: &Join,
+        kind: JoinKind,
+        stream_side: Side,
+        table: TableRef,
+    ) -> Result<Lowered> {
         if kind.keeps_unmatched(stream_side.other()) {
             return Err(PlanError::unsupported(
                 "an outer join that keeps the table's unmatched rows is not a stream: use JOIN, or LEFT JOIN with the stream on the left",
@@ -400,12 +403,7 @@ impl Lowering<'_> {
     }
 
     /// A stream joined with the version of a table valid at each row's time.
-    async fn temporal_join(
-        &mut self,
-        join: &Join,
-        kind: JoinKind,
-        scan: TemporalScan,
-    ) -> Result<Lowered> {
+    async fn temporal_join(&mut self, join: &Join, kind: JoinKind, scan: TemporalScan) -> Result<Lowered> {
         let TemporalScan { table: temporal, projection, filters } = scan;
         let mut right_filter = None;
         for filter in filters {
@@ -414,15 +412,19 @@ impl Lowering<'_> {
             right_filter = match right_filter {
                 None => Some((expr, schema)),
                 Some(_) => {
-                    return Err(PlanError::unsupported("several conditions on a versioned table alone")
-                        .near(self.sql, self.start, "SYSTEM_TIME"));
+                    return Err(PlanError::unsupported("several conditions on a versioned table alone").near(
+                        self.sql,
+                        self.start,
+                        "SYSTEM_TIME",
+                    ));
                 }
             };
         }
         let table = temporal.source.stream.clone();
         if !matches!(kind, JoinKind::Inner | JoinKind::Left) {
-            return Err(PlanError::unsupported("a temporal join is a JOIN or a LEFT JOIN")
-                .near(self.sql, self.start, "JOIN"));
+            return Err(
+                PlanError::unsupported("a temporal join is a JOIN or a LEFT JOIN").near(self.sql, self.start, "JOIN")
+            );
         }
         let left = self.lower(&join.left).await?;
         if left.updating {
@@ -460,7 +462,10 @@ impl Lowering<'_> {
                 _ => continue,
             };
             left_keys.push(self.state.create_physical_expr(left_expr.clone(), join.left.schema())?);
-            right_keys.push(Arc::new(ColumnExpr::new(&name, right_schema.index_of(&name).map_err(datafusion::common::DataFusionError::from)?)));
+            right_keys.push(Arc::new(ColumnExpr::new(
+                &name,
+                right_schema.index_of(&name).map_err(datafusion::common::DataFusionError::from)?,
+            )));
             covered.push(name);
         }
         if source.primary_key.iter().any(|key| !covered.contains(key)) {
@@ -518,6 +523,12 @@ impl Lowering<'_> {
         })
     }
 }
+
+/// Key expressions of one side of a join.
+type Keys = Vec<Arc<dyn PhysicalExpr>>;
+
+/// One end of a time bound (nanoseconds) and the column index it was read from.
+type BoundEnd = (i64, usize);
 
 struct TemporalScan {
     table: TemporalTable,

@@ -405,7 +405,15 @@ impl<'a> Lowering<'a> {
             let updating = self.options.allowed_lateness || self.options.emit.is_some();
             let (window_results, partition_keys) = (!updating, Vec::new());
             let times = TimeColumns::default();
-            return Ok(Lowered { node, schema: output_schema, window_results, window: None, updating, partition_keys, times });
+            return Ok(Lowered {
+                node,
+                schema: output_schema,
+                window_results,
+                window: None,
+                updating,
+                partition_keys,
+                times,
+            });
         }
 
         // Otherwise running state per key, emitted as a changelog.

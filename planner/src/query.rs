@@ -9,6 +9,8 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionContext;
@@ -17,8 +19,8 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::optimizer::OptimizerRule;
 use datafusion::optimizer::eliminate_filter::EliminateFilter;
 use datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate;
-use datafusion::optimizer::push_down_filter::PushDownFilter;
 use datafusion::optimizer::optimize_projections::OptimizeProjections;
+use datafusion::optimizer::push_down_filter::PushDownFilter;
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::physical_optimizer::ensure_requirements::EnsureRequirements;
 use datafusion::prelude::SessionConfig;
@@ -30,8 +32,6 @@ use sluice_runtime::operators::window_aggregate::EarlyEmit;
 use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssignSpec};
 use sluice_runtime::source::SourceSpec;
 use sluice_runtime::table::{StaticTable, TableRef};
-use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::compute::concat_batches;
 
 use crate::error::{PlanError, Result};
 use crate::feed::StreamTable;

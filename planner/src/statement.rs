@@ -180,8 +180,7 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
             let table = match &insert.table {
                 ast::TableObject::TableName(name) => object_name(name),
                 other => {
-                    return Err(PlanError::unsupported(format!("INSERT INTO {other} is not supported"))
-                        .at(first.span));
+                    return Err(PlanError::unsupported(format!("INSERT INTO {other} is not supported")).at(first.span));
                 }
             };
             Ok(Statement::Insert { table, statement: Box::new(ast::Statement::Insert(insert)) })

@@ -211,9 +211,10 @@ impl Rewriter<'_> {
                     }
                     return Ok(());
                 }
-                let source = self.catalog.stream(&table).ok_or_else(|| {
-                    PlanError::unknown(format!("table {table:?} not found")).at(name.span())
-                })?;
+                let source = self
+                    .catalog
+                    .stream(&table)
+                    .ok_or_else(|| PlanError::unknown(format!("table {table:?} not found")).at(name.span()))?;
                 if source.primary_key.is_empty() {
                     return Err(PlanError::invalid(format!(
                         "a temporal join (FOR SYSTEM_TIME AS OF) needs a versioned table, and {table} has no PRIMARY KEY; declare PRIMARY KEY (...) NOT ENFORCED on it"

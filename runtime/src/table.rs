@@ -61,7 +61,8 @@ impl StaticTable {
         }
         let mut columns = Vec::with_capacity(rows.num_columns());
         for (column, field) in rows.columns().iter().zip(self.schema.fields()) {
-            let column = if column.data_type() == field.data_type() { column.clone() } else { cast(column, field.data_type())? };
+            let column =
+                if column.data_type() == field.data_type() { column.clone() } else { cast(column, field.data_type())? };
             if !field.is_nullable() && column.null_count() > 0 {
                 return Err(RuntimeError::user(format!("column {} of table {} is NOT NULL", field.name(), self.name)));
             }
@@ -81,23 +82,24 @@ impl StaticTable {
         if self.primary_key.is_empty() {
             return Ok(rows);
         }
-        let fields =
-            self.primary_key.iter().map(|index| SortField::new(self.schema.field(*index).data_type().clone())).collect();
+        let fields = self
+            .primary_key
+            .iter()
+            .map(|index| SortField::new(self.schema.field(*index).data_type().clone()))
+            .collect();
         let converter = RowConverter::new(fields)?;
         let key_columns: Vec<_> = self.primary_key.iter().map(|index| rows.column(*index).clone()).collect();
         let keys = converter.convert_columns(&key_columns)?;
         let mut seen = HashSet::new();
-        let mut keep: Vec<u32> = (0..rows.num_rows())
-            .rev()
-            .filter(|row| seen.insert(keys.row(*row)))
-            .map(|row| row as u32)
-            .collect();
+        let mut keep: Vec<u32> =
+            (0..rows.num_rows()).rev().filter(|row| seen.insert(keys.row(*row))).map(|row| row as u32).collect();
         if keep.len() == rows.num_rows() {
             return Ok(rows);
         }
         keep.reverse();
         let indices = UInt32Array::from(keep);
-        let columns = rows.columns().iter().map(|column| take(column, &indices, None)).collect::<Result<Vec<_>, _>>()?;
+        let columns =
+            rows.columns().iter().map(|column| take(column, &indices, None)).collect::<Result<Vec<_>, _>>()?;
         Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
     }
 

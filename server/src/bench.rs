@@ -1,6 +1,8 @@
 //! `sluice bench`: runs a query in-process over generated weblog records
 //! (not paced by the wall clock) and reports throughput. Results go to the
 //! query's output log with no subscriber; rows are counted by the query.
+//! Join queries read two generated streams (`weblog` and `weblog_b`, half
+//! the events each) and report the peak rows held in join state.
 
 use std::time::Instant;
 
@@ -11,7 +13,7 @@ use crate::engine::{Engine, Settings, StatementResult};
 use crate::error::ApiError;
 
 /// The queries the harness knows, by name.
-pub const QUERIES: [(&str, &str); 7] = [
+pub const QUERIES: [(&str, &str); 9] = [
     ("filter", "SELECT ts, ip, status FROM weblog WHERE status >= 500"),
     (
         "tumble",
@@ -41,6 +43,21 @@ pub const QUERIES: [(&str, &str); 7] = [
          FROM TABLE(TUMBLE(TABLE weblog, DESCRIPTOR(ts), INTERVAL '1' SECOND))
          WHERE status >= 400 GROUP BY window_start, window_end, ip ORDER BY hits DESC LIMIT 3",
     ),
+    (
+        "interval_join",
+        "SELECT a.ts, a.ip, a.url, b.url AS next_url FROM weblog a JOIN weblog_b b
+           ON a.ip = b.ip AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '100' MILLISECOND",
+    ),
+    (
+        // Nexmark q8's shape: two window aggregates joined per window.
+        "window_join",
+        "SELECT a.ip, a.window_start, a.hits, b.slowest
+         FROM (SELECT ip, window_start, window_end, count(*) AS hits FROM TUMBLE(weblog, ts, INTERVAL '1' SECOND)
+               GROUP BY ip, window_start, window_end) a
+         JOIN (SELECT ip, window_start, window_end, max(duration) AS slowest FROM TUMBLE(weblog_b, ts, INTERVAL '1' SECOND)
+               GROUP BY ip, window_start, window_end) b
+           ON a.ip = b.ip AND a.window_start = b.window_start AND a.window_end = b.window_end",
+    ),
 ];
 
 /// One benchmark run's figures.
@@ -51,6 +68,8 @@ pub struct BenchResult {
     pub seconds: f64,
     pub rows_out: u64,
     pub keys: u64,
+    /// The most rows held in operator state (joins), sampled while running.
+    pub peak_state_rows: u64,
 }
 
 impl BenchResult {
@@ -66,6 +85,7 @@ impl BenchResult {
             "events_per_sec": self.events_per_sec().round(),
             "keys": self.keys,
             "rows_out": self.rows_out,
+            "peak_state_rows": self.peak_state_rows,
         })
         .to_string()
     }
@@ -83,12 +103,16 @@ pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> R
     let mut settings = Settings::new();
     settings.insert("epoch_interval".into(), epoch_interval.into());
     settings.insert("retained_rows".into(), "0".into());
-    let ddl = format!(
-        "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
-           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
-         WITH (connector = 'generator', rate = '1000', rows = '{events}', realtime = 'false', seed = '1', hosts = '{keys}')"
-    );
-    engine.execute(&ddl, &mut settings).await?;
+    let join = query.ends_with("_join");
+    let rows = if join { events / 2 } else { events };
+    for (stream, seed) in [("weblog", 1), ("weblog_b", 2)] {
+        let ddl = format!(
+            "CREATE STREAM {stream} (ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+               WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+             WITH (connector = 'generator', rate = '1000', rows = '{rows}', realtime = 'false', seed = '{seed}', hosts = '{keys}')"
+        );
+        engine.execute(&ddl, &mut settings).await?;
+    }
     let started = Instant::now();
     let results = engine.execute(sql, &mut settings).await?;
     let Some(StatementResult::Query { query_id, .. }) = results.last() else {
@@ -97,7 +121,9 @@ pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> R
     let running = engine.query(query_id).ok_or_else(|| ApiError::internal("bench query vanished"))?;
     // Count rows from the query's metrics: the harness measures the query,
     // not a websocket subscriber.
+    let mut peak_state_rows = 0;
     loop {
+        peak_state_rows = peak_state_rows.max(QueryMetrics::get(&running.handle.metrics.state_rows));
         match running.handle.status() {
             QueryStatus::Running => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
             QueryStatus::Finished => break,
@@ -106,5 +132,13 @@ pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> R
         }
     }
     let rows_out = QueryMetrics::get(&running.handle.metrics.rows_out);
-    Ok(BenchResult { keys, query: query.to_string(), events, seconds: started.elapsed().as_secs_f64(), rows_out })
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(BenchResult {
+        keys,
+        query: query.to_string(),
+        events: rows * if join { 2 } else { 1 },
+        seconds,
+        rows_out,
+        peak_state_rows,
+    })
 }

@@ -1,5 +1,6 @@
-//! The built-in demo: a `weblog` stream of generated access-log records
-//! (50 per second, in real time) and a query that shows live windows.
+//! The built-in demo: two streams of generated access-log records from two
+//! servers, `weblog` and `weblog_b` (50 per second each, in real time, over
+//! the same client IPs), and a query that shows live windows.
 
 use crate::engine::{Engine, Settings};
 use crate::error::ApiError;
@@ -9,6 +10,10 @@ CREATE STREAM IF NOT EXISTS weblog (
   ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
   WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
 ) WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '42');
+CREATE STREAM IF NOT EXISTS weblog_b (
+  ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '7');
 ";
 
 /// The query `sluice demo` runs: requests and errors per 5-second window.

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use sluice_planner::statement::Located;
 use sluice_planner::ddl::{CreateStream, static_table};
+use sluice_planner::statement::Located;
 use sluice_planner::{PlanOptions, Statement, parse_statements, plan_query, stream_source_spec};
 use sluice_runtime::driver::displayed_watermark;
 use sluice_runtime::operators::window_aggregate::EarlyEmit;
@@ -453,9 +453,9 @@ impl Engine {
         }
         let (table, file) = static_table(create)?;
         if let Some((path, format)) = file {
-            let (_, malformed, problem) = table.load_file(&path, format).map_err(|error| {
-                ApiError::bad_request("invalid", format!("table {}: {error}", create.name))
-            })?;
+            let (_, malformed, problem) = table
+                .load_file(&path, format)
+                .map_err(|error| ApiError::bad_request("invalid", format!("table {}: {error}", create.name)))?;
             if malformed > 0 {
                 tracing::warn!(
                     "table {}: {malformed} malformed records skipped ({})",
@@ -488,9 +488,11 @@ impl Engine {
             } else {
                 format!("table {table:?} not found")
             };
-            return Err(ApiError::from(
-                sluice_planner::PlanError::unknown(message).near_name(sql, table, located.start),
-            ));
+            return Err(ApiError::from(sluice_planner::PlanError::unknown(message).near_name(
+                sql,
+                table,
+                located.start,
+            )));
         };
         let rows = sluice_planner::evaluate_insert(&target, statement).await.map_err(|error| {
             let error = error.near_name(sql, table, located.start);

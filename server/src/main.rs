@@ -85,17 +85,21 @@ fn main() -> anyhow::Result<()> {
             } else {
                 queries
             };
-            println!("{:<8} {:>10} {:>9} {:>14} {:>9}", "query", "events", "seconds", "events/s", "rows out");
+            println!(
+                "{:<14} {:>10} {:>9} {:>14} {:>10} {:>11}",
+                "query", "events", "seconds", "events/s", "rows out", "peak state"
+            );
             let mut lines = Vec::new();
             for query in queries {
                 let result = sluice::bench::run(&query, events, keys, &epoch_interval).await?;
                 println!(
-                    "{:<8} {:>10} {:>9.3} {:>14.0} {:>9}",
+                    "{:<14} {:>10} {:>9.3} {:>14.0} {:>10} {:>11}",
                     result.query,
                     result.events,
                     result.seconds,
                     result.events_per_sec(),
-                    result.rows_out
+                    result.rows_out,
+                    result.peak_state_rows
                 );
                 lines.push(result.json_line());
             }

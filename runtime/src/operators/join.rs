@@ -171,6 +171,7 @@ pub(crate) fn joined(schema: &SchemaRef, left: Vec<ArrayRef>, right: Vec<ArrayRe
     output_batch(schema, columns)
 }
 
+/// A stored row. Interval joins keep a key's entries in time order.
 struct Entry {
     row: OwnedRow,
     time: i64,
@@ -321,33 +322,34 @@ impl Operator for StreamJoin {
         let other_columns = {
             let other = &self.sides[Self::side_index(side.other())];
             let mut other_rows = Vec::new();
-            for row in 0..rows.num_rows() {
-                if !valid[row] {
-                    continue;
-                }
+            for row in (0..rows.num_rows()).filter(|row| valid[*row]) {
                 let Some(entries) = other.keys.get(keys.row(row).as_ref()) else { continue };
-                let time = time_of(row);
-                for (index, entry) in entries.iter().enumerate() {
-                    if let Some(bound) = bound {
-                        let (left, right) = if side == Side::Left { (time, entry.time) } else { (entry.time, time) };
-                        let distance = right.saturating_sub(left);
-                        if distance < bound.lower || distance > bound.upper {
-                            continue;
-                        }
+                // Interval joins keep entries in time order: only the ones
+                // within the bound are visited.
+                let range = match bound {
+                    Some(bound) => {
+                        let time = time_of(row);
+                        let (from, to) = match side {
+                            Side::Left => (time.saturating_add(bound.lower), time.saturating_add(bound.upper)),
+                            Side::Right => (time.saturating_sub(bound.upper), time.saturating_sub(bound.lower)),
+                        };
+                        entries.partition_point(|entry| entry.time < from)
+                            ..entries.partition_point(|entry| entry.time <= to)
                     }
+                    None => 0..entries.len(),
+                };
+                for index in range {
                     pair_rows.push(row as u32);
                     pair_entries.push(index as u32);
-                    other_rows.push(entry.row.row());
+                    other_rows.push(entries[index].row.row());
                 }
             }
             if other_rows.is_empty() { None } else { Some(other.converter.convert_rows(other_rows)?) }
         };
         let passing = match &other_columns {
             Some(other_columns) => {
-                let this_columns = take_columns(
-                    rows.columns(),
-                    &pair_rows.iter().map(|row| Some(*row)).collect::<Vec<_>>(),
-                )?;
+                let this_columns =
+                    take_columns(rows.columns(), &pair_rows.iter().map(|row| Some(*row)).collect::<Vec<_>>())?;
                 let candidates = self.assemble(side, this_columns, other_columns.clone())?;
                 filter_mask(self.spec.filter.as_ref(), &candidates)?
             }
@@ -399,7 +401,13 @@ impl Operator for StreamJoin {
                     }
                     let time = time_of(row);
                     let entries = this.keys.entry(Box::from(key.as_ref())).or_default();
-                    entries.push(Entry { row: owned.owned(), time, matches: count, stored_at: Instant::now() });
+                    let entry = Entry { row: owned.owned(), time, matches: count, stored_at: Instant::now() };
+                    if bound.is_some() {
+                        let position = entries.partition_point(|entry| entry.time <= time);
+                        entries.insert(position, entry);
+                    } else {
+                        entries.push(entry);
+                    }
                     this.rows += 1;
                     if bound.is_some() {
                         let keys_at = this.by_time.entry(time).or_default();
@@ -411,7 +419,7 @@ impl Operator for StreamJoin {
                 Op::Delete => {
                     let Some(entries) = this.keys.get_mut(key.as_ref()) else { continue };
                     let Some(position) = entries.iter().position(|entry| entry.row.row() == owned) else { continue };
-                    let removed = entries.swap_remove(position);
+                    let removed = entries.remove(position);
                     if entries.is_empty() {
                         this.keys.remove(key.as_ref());
                     }
@@ -464,15 +472,13 @@ impl Operator for StreamJoin {
                 }
                 for key in entry.remove() {
                     let Some(entries) = state.keys.get_mut(&key) else { continue };
-                    let before = entries.len();
-                    entries.retain(|entry| {
-                        let expired = entry.time < limit;
-                        if expired && outer && entry.matches == 0 {
-                            unmatched.push(entry.row.clone());
+                    let expired = entries.partition_point(|entry| entry.time < limit);
+                    for entry in entries.drain(..expired) {
+                        if outer && entry.matches == 0 {
+                            unmatched.push(entry.row);
                         }
-                        !expired
-                    });
-                    state.rows -= before - entries.len();
+                    }
+                    state.rows -= expired;
                     if entries.is_empty() {
                         state.keys.remove(&key);
                     }
@@ -541,9 +547,8 @@ mod tests {
 
     #[test]
     fn the_watermark_purges_rows_and_emits_unmatched_outer_rows_once() {
-        let key = |schema: &SchemaRef| -> Arc<dyn PhysicalExpr> {
-            Arc::new(Column::new_with_schema("k", schema).unwrap())
-        };
+        let key =
+            |schema: &SchemaRef| -> Arc<dyn PhysicalExpr> { Arc::new(Column::new_with_schema("k", schema).unwrap()) };
         let mut fields = schema(false).fields().to_vec();
         fields.extend(schema(true).fields().iter().cloned());
         let spec = StreamJoinSpec {

@@ -60,7 +60,14 @@ pub struct LookupJoin {
 impl LookupJoin {
     pub fn new(spec: LookupJoinSpec) -> Result<Self> {
         let keys = JoinKeys::new(&spec.stream_keys, &spec.stream_schema)?;
-        Ok(Self { spec, keys, version: None, rows: None, index: HashMap::new(), task: Arc::new(TaskContext::default()) })
+        Ok(Self {
+            spec,
+            keys,
+            version: None,
+            rows: None,
+            index: HashMap::new(),
+            task: Arc::new(TaskContext::default()),
+        })
     }
 
     /// Rebuilds the index when the table changed.
@@ -83,7 +90,11 @@ impl LookupJoin {
         Ok(())
     }
 
-    fn assemble(&self, stream: Vec<datafusion::arrow::array::ArrayRef>, table: Vec<datafusion::arrow::array::ArrayRef>) -> Result<RecordBatch> {
+    fn assemble(
+        &self,
+        stream: Vec<datafusion::arrow::array::ArrayRef>,
+        table: Vec<datafusion::arrow::array::ArrayRef>,
+    ) -> Result<RecordBatch> {
         match self.spec.stream_side {
             Side::Left => joined(&self.spec.output_schema, stream, table),
             Side::Right => joined(&self.spec.output_schema, table, stream),
@@ -109,10 +120,8 @@ impl Operator for LookupJoin {
         let passing = if pair_stream.is_empty() {
             Vec::new()
         } else {
-            let candidates = self.assemble(
-                take_columns(stream.columns(), &pair_stream)?,
-                take_columns(table.columns(), &pair_table)?,
-            )?;
+            let candidates = self
+                .assemble(take_columns(stream.columns(), &pair_stream)?, take_columns(table.columns(), &pair_table)?)?;
             filter_mask(self.spec.filter.as_ref(), &candidates)?
         };
         let outer = self.spec.kind.keeps_unmatched(self.spec.stream_side);
@@ -136,7 +145,8 @@ impl Operator for LookupJoin {
         if picks_stream.is_empty() {
             return Ok(());
         }
-        let rows = self.assemble(take_columns(stream.columns(), &picks_stream)?, take_columns(table.columns(), &picks_table)?)?;
+        let rows = self
+            .assemble(take_columns(stream.columns(), &picks_stream)?, take_columns(table.columns(), &picks_table)?)?;
         let ops = batch.ops.as_ref().map(|ops| picks_stream.iter().map(|row| ops[row.unwrap_or(0) as usize]).collect());
         out.push(Message::Batch(StreamBatch { rows, ops }));
         Ok(())

@@ -104,25 +104,25 @@ impl Stateless {
 /// an async runtime; returns the non-empty output batches.
 pub(crate) fn run_plan(plan: &Arc<dyn ExecutionPlan>, task: &Arc<TaskContext>) -> Result<Vec<RecordBatch>> {
     let mut stream = plan.execute(0, Arc::clone(task))?;
-        let mut context = Context::from_waker(futures::task::noop_waker_ref());
-        let mut output = Vec::new();
-        loop {
-            match stream.poll_next_unpin(&mut context) {
-                Poll::Ready(Some(result)) => {
-                    let rows = result?;
-                    if rows.num_rows() > 0 {
-                        output.push(rows);
-                    }
-                }
-                Poll::Ready(None) => return Ok(output),
-                Poll::Pending => {
-                    return Err(RuntimeError::internal(format!(
-                        "stateless plan would block: {}",
-                        datafusion::physical_plan::displayable(plan.as_ref()).one_line()
-                    )));
+    let mut context = Context::from_waker(futures::task::noop_waker_ref());
+    let mut output = Vec::new();
+    loop {
+        match stream.poll_next_unpin(&mut context) {
+            Poll::Ready(Some(result)) => {
+                let rows = result?;
+                if rows.num_rows() > 0 {
+                    output.push(rows);
                 }
             }
+            Poll::Ready(None) => return Ok(output),
+            Poll::Pending => {
+                return Err(RuntimeError::internal(format!(
+                    "stateless plan would block: {}",
+                    datafusion::physical_plan::displayable(plan.as_ref()).one_line()
+                )));
+            }
         }
+    }
 }
 
 /// The leaf of a stateless plan: yields the batches left in its slot,

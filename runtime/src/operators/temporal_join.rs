@@ -137,13 +137,12 @@ impl TemporalJoin {
         let mut found = Vec::new();
         let mut picks: Vec<Option<u32>> = Vec::with_capacity(left.num_rows());
         for row in 0..left.num_rows() {
-            let version = valid[row]
-                .then(|| self.versions.get(keys.row(row).as_ref()))
-                .flatten()
-                .and_then(|versions| match times[row] {
+            let version = valid[row].then(|| self.versions.get(keys.row(row).as_ref())).flatten().and_then(
+                |versions| match times[row] {
                     Some(time) => versions.range(..=time).next_back().map(|(_, version)| version),
                     None => versions.values().next_back(),
-                });
+                },
+            );
             picks.push(version.map(|version| {
                 found.push(version.row());
                 (found.len() - 1) as u32
