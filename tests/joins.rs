@@ -161,3 +161,39 @@ async fn tables_and_their_rows_survive_a_restart() {
     assert_eq!(status, 200, "{body}");
     let _ = std::fs::remove_dir_all(&directory);
 }
+
+#[tokio::test]
+async fn a_processing_time_temporal_join_uses_the_latest_version() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .sql(
+            "CREATE STREAM payments (ts TIMESTAMP, currency VARCHAR, amount DOUBLE, pt AS PROCTIME(),
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND) WITH (connector = 'http');
+             CREATE TABLE rates (ts TIMESTAMP, currency VARCHAR, rate DOUBLE,
+               WATERMARK FOR ts AS ts - INTERVAL '1' SECOND, PRIMARY KEY (currency) NOT ENFORCED)
+             WITH (connector = 'http');",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = server
+        .sql_with(
+            "SELECT p.amount, r.rate FROM payments p JOIN rates FOR SYSTEM_TIME AS OF p.pt AS r ON p.currency = r.currency",
+            json!({"epoch_interval": "0"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let query = body["query_id"].as_str().unwrap().to_string();
+    let pause = || tokio::time::sleep(std::time::Duration::from_millis(300));
+    post(&server, "rates", json!([{"ts": "2016-12-06T08:58:30", "currency": "EUR", "rate": 1.1}])).await;
+    pause().await;
+    post(&server, "payments", json!([{"ts": "2016-12-06T08:58:35", "currency": "EUR", "amount": 10.0}])).await;
+    let frames = rows_from(&server, &query, 0, 1).await;
+    assert_eq!(frame_rows(&frames, &["amount", "rate"]), vec![vec![json!(10.0), json!(1.1)]]);
+    // A newer version is used from its arrival on, even for rows whose event
+    // time is before it.
+    post(&server, "rates", json!([{"ts": "2016-12-06T08:58:40", "currency": "EUR", "rate": 1.3}])).await;
+    pause().await;
+    post(&server, "payments", json!([{"ts": "2016-12-06T08:58:36", "currency": "EUR", "amount": 20.0}])).await;
+    let frames = rows_from(&server, &query, 1, 1).await;
+    assert_eq!(frame_rows(&frames, &["amount", "rate"]), vec![vec![json!(20.0), json!(1.3)]]);
+}

@@ -190,7 +190,15 @@ impl From<DataFusionError> for PlanError {
 }
 
 /// DataFusion speaks of tables in its default catalog; Sluice of streams.
+/// Type mismatches in comparisons are the user's, not DataFusion bugs.
 fn friendlier(message: &str) -> String {
+    if let Some(rest) = message.split("Failed to coerce types ").nth(1) {
+        let what = rest.lines().next().unwrap_or(rest).trim_end_matches('.');
+        return format!(
+            "cannot compare {what}: compare values of one type (a time bound compares TIMESTAMP columns, shifted by INTERVALs)"
+        )
+        .replace(" and ", " with ");
+    }
     if let Some(rest) = message.strip_prefix("table '")
         && let Some(name) = rest.strip_suffix("' not found")
     {
@@ -218,5 +226,16 @@ mod tests {
         let sql = "SELECT weblogs FROM weblog";
         let error = PlanError::unknown("x").near_name(sql, "weblog", Location { line: 1, column: 1 });
         assert_eq!((error.line, error.column), (Some(1), Some(21)));
+    }
+
+    #[test]
+    fn type_mismatches_are_not_reported_as_datafusion_bugs() {
+        let message = friendlier(
+            "Internal error: Failed to coerce types Int32 and Timestamp(ns) in BETWEEN expression.\nThis issue was likely caused by a bug in DataFusion's code.",
+        );
+        assert_eq!(
+            message,
+            "cannot compare Int32 with Timestamp(ns) in BETWEEN expression: compare values of one type (a time bound compares TIMESTAMP columns, shifted by INTERVALs)"
+        );
     }
 }

@@ -187,6 +187,9 @@ fn register(context: &SessionContext, name: &str, schema: SchemaRef) -> Result<(
 /// The name an error message is about ("table 'x' not found", "No field
 /// named y"), to point at its first mention.
 fn mentioned_name(message: &str) -> Option<String> {
+    if message.contains("in BETWEEN") {
+        return Some("BETWEEN".into());
+    }
     let quoted = message.split('\'').nth(1).filter(|name| !name.is_empty());
     let named = message.split("named ").nth(1).and_then(|rest| rest.split(['.', ' ', ',']).next());
     let found = quoted.or(named)?;
