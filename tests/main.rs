@@ -10,6 +10,7 @@
 mod bad_input;
 mod http_api;
 mod joins;
+mod nexmark;
 mod property;
 mod queries;
 mod repl;

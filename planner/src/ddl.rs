@@ -9,6 +9,7 @@
 //! | `socket`    | `host` (default `127.0.0.1`), `port`, `format`, `delimiter` |
 //! | `file`      | `path`, `format` (from the extension by default), `header`, `delimiter`, `batch_rows` |
 //! | `generator` | `kind` (`weblog`), `seed`, `rate` (rows/s), `rows`, `realtime`, `start`, `hosts` |
+//! | `nexmark`   | `table` (`person`, `auction`, `bid`; default the stream's name), `seed`, `event_rate` (events/s), `events`, `realtime`, `start` |
 //! | `http`      | none: events are POSTed to `/v1/streams/{name}/events` |
 //!
 //! `format` is `text` (split on `delimiter`, default a space), `csv`
@@ -21,6 +22,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self, BinaryOperator, ColumnDef, ColumnOption, Expr, Ident, Spanned};
 use datafusion::sql::sqlparser::tokenizer::Location;
 use sluice_runtime::source::generator::{DEFAULT_START_NANOS, GeneratorKind, GeneratorSpec};
+use sluice_runtime::source::nexmark::{NexmarkSpec, NexmarkTable};
 use sluice_runtime::source::{ConnectorSpec, EventTimeSpec, Format, HttpIngest, SourceSpec, SourceStatus};
 use sluice_runtime::table::StaticTable;
 
@@ -297,7 +299,7 @@ impl<'a> Options<'a> {
 fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<ConnectorSpec> {
     let Some((connector, location)) = options.get("connector") else {
         return Err(PlanError::invalid(
-            "a stream needs WITH (connector = ...): one of 'socket', 'file', 'generator', 'http'",
+            "a stream needs WITH (connector = ...): one of 'socket', 'file', 'generator', 'nexmark', 'http'",
         ));
     };
     match connector.to_ascii_lowercase().as_str() {
@@ -342,9 +344,36 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
             spec.validate(schema).map_err(|error| PlanError::invalid(error.to_string()).at_location(location))?;
             Ok(ConnectorSpec::Generator(spec))
         }
+        "nexmark" => {
+            let table = match options.get("table") {
+                Some((table, location)) => NexmarkTable::parse(table).ok_or_else(|| {
+                    PlanError::invalid(format!("unknown nexmark table {table:?}: use 'person', 'auction' or 'bid'"))
+                        .at_location(location)
+                })?,
+                None => NexmarkTable::parse(stream).ok_or_else(|| {
+                    PlanError::invalid("a nexmark stream needs table = 'person', 'auction' or 'bid'").at_location(location)
+                })?,
+            };
+            let start = match options.get("start") {
+                None => DEFAULT_START_NANOS,
+                Some((start, location)) => parse_timestamp(start).ok_or_else(|| {
+                    PlanError::invalid(format!("option start must be a timestamp, not {start:?}")).at_location(location)
+                })?,
+            };
+            let spec = NexmarkSpec {
+                table,
+                seed: options.parse("seed", "a whole number")?.unwrap_or(0),
+                event_rate: options.parse("event_rate", "a number of events per second")?.unwrap_or(10_000.0),
+                events: options.parse("events", "a whole number")?,
+                realtime: options.boolean("realtime")?.unwrap_or(true),
+                start,
+            };
+            spec.validate(schema).map_err(|error| PlanError::invalid(error.to_string()).at_location(location))?;
+            Ok(ConnectorSpec::Nexmark(spec))
+        }
         "http" => Ok(ConnectorSpec::Http(Arc::new(HttpIngest::default()))),
         other => Err(PlanError::invalid(format!(
-            "unknown connector {other:?} for stream {stream}: use 'socket', 'file', 'generator' or 'http'"
+            "unknown connector {other:?} for stream {stream}: use 'socket', 'file', 'generator', 'nexmark' or 'http'"
         ))
         .at_location(location)),
     }

@@ -93,11 +93,17 @@ impl Lowering<'_> {
             None => None,
         };
         let output_schema = Arc::new(join.schema.as_arrow().clone());
-        // Window columns from a window TVF, or a window aggregate's result.
-        let windowed = |input: &Lowered| {
-            input.window.is_some() || (input.window_results && input.schema.index_of(WINDOW_END).is_ok())
+        // Joined on the window columns (by their current names) of two
+        // windowed inputs: window TVFs or window aggregates' results.
+        let same_window_column = |left_name: &Option<String>, right_name: &Option<String>| {
+            join.on.iter().any(|(l, r)| {
+                matches!((l, r, left_name, right_name), (Expr::Column(l), Expr::Column(r), Some(ln), Some(rn)) if &l.name == ln && &r.name == rn)
+            })
         };
-        if on_windows && windowed(&left) && windowed(&right) {
+        let on_window_columns = same_window_column(&left.times.window_start, &right.times.window_start)
+            || same_window_column(&left.times.window_end, &right.times.window_end);
+        let windowed = |input: &Lowered| input.window.is_some() || input.window_results;
+        if on_window_columns && windowed(&left) && windowed(&right) {
             return self.window_join(join, left, right).await;
         }
         let (lower, upper) = self.time_bound(join, &left, &right)?;
@@ -212,8 +218,12 @@ impl Lowering<'_> {
             if !is_time(join.left.schema(), &left_column) || !is_time(join.right.schema(), &right_column) {
                 continue;
             }
-            let left_time = self.event_time_index(left, &left_column)?;
-            let right_time = self.event_time_index(right, &right_column)?;
+            // Other timestamps (an auction's `expires`) are plain conditions.
+            let (Ok(left_time), Ok(right_time)) =
+                (self.event_time_index(left, &left_column), self.event_time_index(right, &right_column))
+            else {
+                continue;
+            };
             columns = Some((left_time, right_time));
             match op {
                 Operator::GtEq => lower = Some(lower.map_or(k, |lower| lower.max(k))),
@@ -260,7 +270,8 @@ impl Lowering<'_> {
                 .near(self.sql, self.start, "JOIN"));
         }
         let window_end = |input: &Lowered| {
-            input.schema.index_of(WINDOW_END).map_err(|_| {
+            let name = input.times.window_end.as_deref().unwrap_or(WINDOW_END);
+            input.schema.index_of(name).map_err(|_| {
                 PlanError::invalid("a window join is ON both window_start and window_end (l.window_end = r.window_end)")
                     .near(self.sql, self.start, "JOIN")
             })

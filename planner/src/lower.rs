@@ -63,13 +63,60 @@ pub(crate) struct Lowered {
 pub(crate) struct TimeColumns {
     pub(crate) event: Option<String>,
     pub(crate) processing: Option<String>,
+    /// The columns holding each row's window bounds, by their current names
+    /// (`window_start AS starttime` is followed).
+    pub(crate) window_start: Option<String>,
+    pub(crate) window_end: Option<String>,
 }
 
 impl TimeColumns {
+    /// The window columns of a window TVF's or window aggregate's rows.
+    pub(crate) fn windows(schema: &Schema) -> Self {
+        let named = |name: &str| schema.index_of(name).is_ok().then(|| name.to_string());
+        Self { window_start: named(WINDOW_START), window_end: named(WINDOW_END), ..Self::default() }
+    }
+
+    /// `self`'s window columns with `other`'s time attributes.
+    fn merged(self, other: Self) -> Self {
+        Self { event: other.event, processing: other.processing, ..self }
+    }
+
     /// The columns still present in `schema`.
     pub(crate) fn within(&self, schema: &Schema) -> Self {
         let keep = |name: &Option<String>| name.clone().filter(|name| schema.index_of(name).is_ok());
-        Self { event: keep(&self.event), processing: keep(&self.processing) }
+        Self {
+            event: keep(&self.event),
+            processing: keep(&self.processing),
+            window_start: keep(&self.window_start),
+            window_end: keep(&self.window_end),
+        }
+    }
+
+    /// The columns after a run of stateless nodes (`chain`, top first),
+    /// following renames by projections.
+    fn through(&self, chain: &[&LogicalPlan], schema: &Schema) -> Self {
+        let mut names = self.clone();
+        for node in chain.iter().rev() {
+            let LogicalPlan::Projection(projection) = node else { continue };
+            let renamed = |name: &Option<String>| {
+                let name = name.as_ref()?;
+                projection.expr.iter().find_map(|expr| match expr {
+                    Expr::Column(column) if &column.name == name => Some(column.name.clone()),
+                    Expr::Alias(alias) => match alias.expr.as_ref() {
+                        Expr::Column(column) if &column.name == name => Some(alias.name.clone()),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+            };
+            names = Self {
+                event: renamed(&names.event),
+                processing: renamed(&names.processing),
+                window_start: renamed(&names.window_start),
+                window_end: renamed(&names.window_end),
+            };
+        }
+        names.within(schema)
     }
 }
 
@@ -223,6 +270,7 @@ impl<'a> Lowering<'a> {
                 let times = TimeColumns {
                     event: source.event_time.map(|event_time| name(event_time.column)),
                     processing: source.proctime_column.map(name),
+                    ..TimeColumns::default()
                 };
                 Lowered { node, schema: source.schema, window_results, window: None, updating, partition_keys, times }
             }
@@ -237,7 +285,7 @@ impl<'a> Lowering<'a> {
         let schema = spec.output_schema.clone();
         let node = self.push(OperatorSpec::WindowAssign(spec), vec![input.node]);
         let partition_keys = window.partition_keys.clone();
-        let times = input.times.within(&schema);
+        let times = TimeColumns::windows(&schema).merged(input.times.within(&schema));
         Ok(Lowered {
             node,
             schema,
@@ -295,7 +343,7 @@ impl<'a> Lowering<'a> {
         let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(FeedPlanner)]);
         let physical = planner.create_physical_plan(&logical, self.state).await?;
         let schema = physical.schema();
-        let times = input.times.within(&schema);
+        let times = input.times.through(&chain, &schema);
         let node = self.push(OperatorSpec::Stateless(StatelessSpec { plan: physical, feed: slot }), vec![input.node]);
         Ok(Lowered {
             node,
@@ -541,7 +589,7 @@ impl Lowering<'_> {
         let schema = spec.output_schema.clone();
         let node = self.push(OperatorSpec::PaneWindow(spec), vec![input.node]);
         let partition_keys = Vec::new();
-        let times = TimeColumns::default();
+        let times = TimeColumns::windows(&schema);
         Ok(Some(Lowered { node, schema, window_results: true, window: None, updating: false, partition_keys, times }))
     }
 }

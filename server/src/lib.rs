@@ -24,6 +24,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod json;
+pub mod nexmark;
 pub mod persist;
 pub mod repl;
 pub mod server;

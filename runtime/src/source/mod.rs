@@ -11,6 +11,7 @@ pub mod decode;
 pub mod file;
 pub mod generator;
 pub mod http;
+pub mod nexmark;
 pub mod socket;
 
 use std::path::PathBuf;
@@ -23,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use decode::{Format, RecordDecoder};
 pub use generator::GeneratorSpec;
+pub use nexmark::NexmarkSpec;
 pub use http::HttpIngest;
 
 use crate::metrics::QueryMetrics;
@@ -60,6 +62,8 @@ pub enum ConnectorSpec {
     File { path: PathBuf, format: Format, batch_rows: usize },
     /// Built-in deterministic data.
     Generator(GeneratorSpec),
+    /// The Nexmark benchmark's events (one of person, auction, bid).
+    Nexmark(NexmarkSpec),
     /// Events POSTed to `/v1/streams/{name}/events`.
     Http(Arc<HttpIngest>),
 }
@@ -88,6 +92,7 @@ impl ConnectorSpec {
             ConnectorSpec::Socket { .. } => "socket",
             ConnectorSpec::File { .. } => "file",
             ConnectorSpec::Generator(_) => "generator",
+            ConnectorSpec::Nexmark(_) => "nexmark",
             ConnectorSpec::Http(_) => "http",
         }
     }
@@ -97,6 +102,7 @@ impl ConnectorSpec {
         match self {
             ConnectorSpec::File { .. } => true,
             ConnectorSpec::Generator(spec) => spec.rows.is_some(),
+            ConnectorSpec::Nexmark(spec) => spec.events.is_some(),
             ConnectorSpec::Socket { .. } | ConnectorSpec::Http(_) => false,
         }
     }
@@ -198,6 +204,7 @@ async fn run(spec: SourceSpec, http_events: Option<mpsc::Receiver<Vec<String>>>,
             file::run(path, RecordDecoder::new(spec.decoded_schema(), format.clone()), *batch_rows, context).await
         }
         ConnectorSpec::Generator(generator) => generator::run(generator, spec.decoded_schema(), context).await,
+        ConnectorSpec::Nexmark(nexmark) => nexmark::run(nexmark, spec.decoded_schema(), context).await,
         ConnectorSpec::Socket { host, port, format } => {
             let decoder = RecordDecoder::new(spec.decoded_schema(), format.clone());
             socket::run(host, *port, decoder, &spec.status, context).await
