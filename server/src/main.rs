@@ -29,8 +29,13 @@ enum Command {
         http: String,
     },
     /// Measure throughput: run queries in-process over generated records.
+    /// `sluice bench nexmark --query q5` runs Nexmark queries instead.
     Bench {
-        /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n (default: all).
+        /// `weblog` (default) or `nexmark`.
+        #[arg(default_value = "weblog")]
+        suite: String,
+        /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n, interval_join, window_join;
+        /// for nexmark q0 ... q22 (default: all).
         #[arg(long = "query")]
         queries: Vec<String>,
         #[arg(long, default_value_t = 1_000_000)]
@@ -79,7 +84,42 @@ fn main() -> anyhow::Result<()> {
             client.run(sluice::demo::DEMO_QUERY, &mut std::io::stdout(), stop).await?;
             Ok(())
         }),
-        Command::Bench { queries, events, keys, epoch_interval } => runtime.block_on(async {
+        Command::Bench { suite, queries, events, .. } if suite == "nexmark" => runtime.block_on(async {
+            let queries = if queries.is_empty() {
+                sluice::nexmark::queries().into_iter().map(|(name, _)| name).collect()
+            } else {
+                queries
+            };
+            println!(
+                "{:<6} {:>10} {:>9} {:>12} {:>14} {:>12} {:>11} {:>9}",
+                "query", "events", "seconds", "events/s", "events/s/core", "peak RSS MB", "batch ratio", "rows out"
+            );
+            let mut lines = Vec::new();
+            for query in queries {
+                match sluice::nexmark::run(&query, events).await {
+                    Ok(result) => {
+                        println!(
+                            "{:<6} {:>10} {:>9.3} {:>12.0} {:>14.0} {:>12} {:>11} {:>9}",
+                            result.query,
+                            result.events,
+                            result.seconds,
+                            result.events_per_sec(),
+                            result.events_per_sec_per_core(),
+                            result.peak_rss_bytes.map_or("-".into(), |bytes| (bytes / 1_000_000).to_string()),
+                            result.batch_ratio().map_or("-".into(), |ratio| format!("{ratio:.2}")),
+                            result.rows_out
+                        );
+                        lines.push(result.json_line());
+                    }
+                    Err(error) => println!("{query:<6} not run: {}", error.message),
+                }
+            }
+            for line in lines {
+                println!("{line}");
+            }
+            Ok(())
+        }),
+        Command::Bench { queries, events, keys, epoch_interval, .. } => runtime.block_on(async {
             let queries = if queries.is_empty() {
                 sluice::bench::QUERIES.iter().map(|(name, _)| name.to_string()).collect()
             } else {

@@ -58,3 +58,195 @@ query_files!(
 pub fn statement(text: &str) -> String {
     text.lines().filter(|line| !line.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n")
 }
+
+/// One query's figures.
+#[derive(Debug, Clone)]
+pub struct NexmarkResult {
+    pub query: String,
+    pub events: u64,
+    pub seconds: f64,
+    pub rows_out: u64,
+    /// CPU time of the process over wall time while the query ran.
+    pub cores_used: f64,
+    pub peak_rss_bytes: Option<u64>,
+    /// Events per second of DataFusion batch SQL over the same events, when
+    /// the query has a batch equivalent (the same SQL without windows).
+    pub batch_events_per_sec: Option<f64>,
+}
+
+impl NexmarkResult {
+    pub fn events_per_sec(&self) -> f64 {
+        self.events as f64 / self.seconds.max(1e-9)
+    }
+
+    pub fn events_per_sec_per_core(&self) -> f64 {
+        self.events_per_sec() / self.cores_used.max(1.0)
+    }
+
+    pub fn batch_ratio(&self) -> Option<f64> {
+        self.batch_events_per_sec.map(|batch| self.events_per_sec() / batch)
+    }
+
+    pub fn json_line(&self) -> String {
+        serde_json::json!({
+            "query": self.query,
+            "events": self.events,
+            "events_per_sec": self.events_per_sec().round(),
+            "events_per_sec_per_core": self.events_per_sec_per_core().round(),
+            "peak_rss_bytes": self.peak_rss_bytes,
+            // Event-to-result latency is not measured yet: the harness runs
+            // unpaced, where it would only measure queueing.
+            "p50_ms": serde_json::Value::Null,
+            "p99_ms": serde_json::Value::Null,
+            "batch_ratio": self.batch_ratio().map(|ratio| (ratio * 1000.0).round() / 1000.0),
+            "rows_out": self.rows_out,
+            "seconds": self.seconds,
+        })
+        .to_string()
+    }
+}
+
+/// Events per second of event time in the harness's data.
+pub const BENCH_EVENT_RATE: f64 = 10_000.0;
+
+/// Runs Nexmark query `name` over `events` generated events.
+pub async fn run(name: &str, events: u64) -> Result<NexmarkResult, crate::error::ApiError> {
+    use crate::engine::{Engine, Settings, StatementResult};
+    use crate::error::ApiError;
+    use sluice_runtime::{QueryMetrics, QueryStatus};
+
+    let (_, text) = queries()
+        .into_iter()
+        .find(|(query, _)| query == name)
+        .ok_or_else(|| ApiError::bad_request("invalid", format!("unknown Nexmark query {name:?}: q0 ... q22")))?;
+    let sql = statement(&text);
+    let engine = Engine::new();
+    let mut settings = Settings::new();
+    settings.insert("retained_rows".into(), "0".into());
+    engine.execute(&streams(Some(events), BENCH_EVENT_RATE, false), &mut settings).await?;
+    engine.execute(&side_input_rows(), &mut settings).await?;
+    reset_peak_rss();
+    let cpu_before = cpu_seconds();
+    let started = std::time::Instant::now();
+    let results = engine.execute(&sql, &mut settings).await?;
+    let Some(StatementResult::Query { query_id, .. }) = results.last() else {
+        return Err(ApiError::internal("the query did not start"));
+    };
+    let running = engine.query(query_id).ok_or_else(|| ApiError::internal("the query vanished"))?;
+    loop {
+        match running.handle.status() {
+            QueryStatus::Running => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
+            QueryStatus::Finished => break,
+            QueryStatus::Failed(message) => return Err(ApiError::internal(message)),
+            QueryStatus::Cancelled => return Err(ApiError::internal("the query was cancelled")),
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let cores_used = match (cpu_before, cpu_seconds()) {
+        (Some(before), Some(after)) => (after - before) / seconds.max(1e-9),
+        _ => 1.0,
+    };
+    let rows_out = QueryMetrics::get(&running.handle.metrics.rows_out);
+    let peak_rss_bytes = peak_rss();
+    drop(running);
+    drop(engine);
+    let batch_events_per_sec = batch_run(&sql, events).await;
+    Ok(NexmarkResult {
+        query: name.to_string(),
+        events,
+        seconds,
+        rows_out,
+        cores_used,
+        peak_rss_bytes,
+        batch_events_per_sec,
+    })
+}
+
+/// q13's side input: a value for each key 0..10 000.
+fn side_input_rows() -> String {
+    let values: Vec<String> = (0..10_000).map(|key| format!("({key}, 'value-{key}')")).collect();
+    format!("INSERT INTO side_input VALUES {}", values.join(", "))
+}
+
+/// The same SQL in DataFusion batch over the same events, generated into
+/// memory (timed, as the streaming run's generation is). `None` when the
+/// query has no batch equivalent (window TVFs, temporal joins, processing
+/// time).
+async fn batch_run(sql: &str, events: u64) -> Option<f64> {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    use datafusion::datasource::MemTable;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+    use sluice_runtime::source::nexmark::{NexmarkSpec, NexmarkTable};
+    use std::sync::Arc;
+
+    let lowered = sql.to_ascii_lowercase();
+    if ["table(", "system_time", "bid_proctime", "side_input"].iter().any(|construct| lowered.contains(construct)) {
+        return None;
+    }
+    let context = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+    let started = std::time::Instant::now();
+    let time = || DataType::Timestamp(TimeUnit::Nanosecond, None);
+    for table in [NexmarkTable::Person, NexmarkTable::Auction, NexmarkTable::Bid] {
+        let fields: Vec<Field> = table
+            .columns()
+            .iter()
+            .map(|column| {
+                let data_type = match *column {
+                    "date_time" | "expires" => time(),
+                    "id" | "initial_bid" | "reserve" | "seller" | "category" | "auction" | "bidder" | "price" => {
+                        DataType::Int64
+                    }
+                    _ => DataType::Utf8,
+                };
+                Field::new(*column, data_type, true)
+            })
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let spec = NexmarkSpec {
+            table,
+            seed: 0,
+            event_rate: BENCH_EVENT_RATE,
+            events: Some(events),
+            realtime: false,
+            start: sluice_runtime::source::generator::DEFAULT_START_NANOS,
+        };
+        let mut batches = Vec::new();
+        let mut first = 0;
+        while first < events {
+            let count = (events - first).min(65_536);
+            batches.push(spec.batch(&schema, first, count).ok()?);
+            first += count;
+        }
+        let name = match table {
+            NexmarkTable::Person => "person",
+            NexmarkTable::Auction => "auction",
+            NexmarkTable::Bid => "bid",
+        };
+        let partitions = vec![batches];
+        context.register_table(name, Arc::new(MemTable::try_new(schema, partitions).ok()?)).ok()?;
+    }
+    context.sql(sql).await.ok()?.collect().await.ok()?;
+    Some(events as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// This process's CPU time (user + system), from /proc.
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after ')'.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Resets the peak resident set size the kernel reports (Linux).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The peak resident set size since the last reset (Linux `VmHWM`).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kilobytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kilobytes * 1024)
+}

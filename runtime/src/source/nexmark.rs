@@ -6,7 +6,7 @@
 //! from 1000 in order of creation. Bids go to a hot auction (one of the
 //! latest) half the time and otherwise to one of the last 100 auctions;
 //! bidders and sellers are hot one time in four and otherwise among the last
-//! 1000 people. Prices are log-uniform from $1 to $10 000 (in cents). Event
+//! 1000 people. Prices are log-uniform from $1 to $1 000 000 (in cents). Event
 //! time advances by `1 / event_rate` seconds per event from `start`.
 //!
 //! Every event is a pure function of `(seed, i)`: each of the three streams
@@ -305,9 +305,9 @@ fn next_person(last_person: i64, random: &mut Random) -> i64 {
     people - active + random.below((active + PERSON_ID_LEAD) as u64) as i64
 }
 
-/// Log-uniform between $1 and $10 000, in cents.
+/// Log-uniform between $1 and $1 000 000, in cents (Nexmark's `priceForNewBid`).
 fn price(random: &mut Random) -> i64 {
-    (10f64.powf(random.unit() * 4.0) * 100.0).round() as i64
+    (10f64.powf(random.unit() * 6.0) * 100.0).round() as i64
 }
 
 fn pick<'a>(random: &mut Random, choices: &[&'a str]) -> &'a str {
@@ -412,7 +412,7 @@ mod tests {
         let prices = rows.column(2).as_primitive::<Int64Type>();
         assert!(auctions.values().iter().all(|auction| (1000..1000 + 300 + AUCTION_ID_LEAD).contains(auction)));
         assert!(bidders.values().iter().all(|bidder| (1000..1000 + 100 + PERSON_ID_LEAD).contains(bidder)));
-        assert!(prices.values().iter().all(|price| (100..=1_000_000).contains(price)));
+        assert!(prices.values().iter().all(|price| (100..=100_000_000).contains(price)));
         // Half the bids go to the hot auction of their time.
         let hot = (0..rows.num_rows()).filter(|row| auctions.value(*row) % 2 == 0).count();
         assert!(hot > rows.num_rows() / 2, "{hot}");
