@@ -27,3 +27,71 @@ async fn every_nexmark_query_plans_or_says_why_not() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// The queries with a batch equivalent (the same SQL), whose streaming rows
+/// (after applying the changelog of updating results) must equal DataFusion
+/// batch SQL over the same events.
+const CHECKED: [&str; 11] = ["q0", "q1", "q2", "q3", "q10", "q14", "q15", "q17", "q20", "q21", "q22"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_queries_match_datafusion_batch_on_a_small_input() {
+    use datafusion::arrow::array::Array;
+    use datafusion::arrow::util::display::array_value_to_string;
+    use sqllogictest::{AsyncDB, DBOutput};
+
+    let events = 5000;
+    let context = sluice::nexmark::batch_context(events).unwrap();
+    let queries = sluice::nexmark::queries();
+    let mut cases: Vec<(String, String)> = CHECKED
+        .iter()
+        .map(|name| {
+            let text = &queries.iter().find(|(query, _)| query == name).unwrap().1;
+            (name.to_string(), sluice::nexmark::statement(text))
+        })
+        .collect();
+    // q8's windows as date_bin buckets.
+    let bucket = "date_bin(INTERVAL '10 seconds', date_time, TIMESTAMP '1970-01-01')";
+    let q8 = format!(
+        "SELECT P.id, P.name, P.starttime
+         FROM (SELECT id, name, {bucket} AS starttime FROM person GROUP BY 1, 2, 3) P
+         JOIN (SELECT seller, {bucket} AS starttime FROM auction GROUP BY 1, 2) A
+         ON P.id = A.seller AND P.starttime = A.starttime"
+    );
+    cases.push(("q8".into(), q8));
+    for (name, batch_sql) in cases {
+        let text = &queries.iter().find(|(query, _)| *query == name).unwrap().1;
+        let sql = sluice::nexmark::statement(text);
+        let mut expected: Vec<Vec<String>> = Vec::new();
+        for batch in context.sql(&batch_sql).await.unwrap().collect().await.unwrap() {
+            for row in 0..batch.num_rows() {
+                expected.push(
+                    batch
+                        .columns()
+                        .iter()
+                        .map(|column| {
+                            if column.is_null(row) {
+                                "NULL".into()
+                            } else {
+                                array_value_to_string(column, row).unwrap()
+                            }
+                        })
+                        .collect(),
+                );
+            }
+        }
+        expected.sort();
+        let mut db = sluice_tests::SluiceDb::new(sluice_tests::RUN_CONFIGS[1]);
+        db.run(&sluice::nexmark::streams(Some(events), sluice::nexmark::BENCH_EVENT_RATE, false)).await.unwrap();
+        let DBOutput::Rows { mut rows, .. } = db.run(&sql).await.unwrap() else { panic!("{name}: no rows") };
+        rows.sort();
+        assert!(!expected.is_empty(), "{name}: the check needs rows");
+        assert!(
+            rows == expected,
+            "{name}: {} rows, batch {}\n{:?}\n{:?}",
+            rows.len(),
+            expected.len(),
+            rows.first(),
+            expected.first()
+        );
+    }
+}

@@ -351,7 +351,8 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
                         .at_location(location)
                 })?,
                 None => NexmarkTable::parse(stream).ok_or_else(|| {
-                    PlanError::invalid("a nexmark stream needs table = 'person', 'auction' or 'bid'").at_location(location)
+                    PlanError::invalid("a nexmark stream needs table = 'person', 'auction' or 'bid'")
+                        .at_location(location)
                 })?,
             };
             let start = match options.get("start") {

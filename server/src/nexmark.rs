@@ -34,10 +34,8 @@ pub fn streams(events: Option<u64>, event_rate: f64, realtime: bool) -> String {
 
 /// The query files, by name (`q0` ... `q22`).
 pub fn queries() -> Vec<(String, String)> {
-    let mut queries: Vec<(String, String)> = QUERY_FILES
-        .iter()
-        .map(|(name, text)| (name.to_string(), text.to_string()))
-        .collect();
+    let mut queries: Vec<(String, String)> =
+        QUERY_FILES.iter().map(|(name, text)| (name.to_string(), text.to_string())).collect();
     queries.sort_by_key(|(name, _)| name[1..].parse::<u32>().unwrap_or(u32::MAX));
     queries
 }
@@ -50,8 +48,8 @@ macro_rules! query_files {
 }
 
 query_files!(
-    "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "q11", "q12", "q13", "q14", "q15", "q16",
-    "q17", "q18", "q19", "q20", "q21", "q22"
+    "q0", "q1", "q2", "q3", "q4", "q5", "q6", "q7", "q8", "q9", "q10", "q11", "q12", "q13", "q14", "q15", "q16", "q17",
+    "q18", "q19", "q20", "q21", "q22"
 );
 
 /// The statement of a query file (its header comment dropped).
@@ -173,26 +171,35 @@ fn side_input_rows() -> String {
 /// query has no batch equivalent (window TVFs, temporal joins, processing
 /// time).
 async fn batch_run(sql: &str, events: u64) -> Option<f64> {
+    let lowered = sql.to_ascii_lowercase();
+    if ["table(", "system_time", "bid_proctime", "side_input"].iter().any(|construct| lowered.contains(construct)) {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    let context = batch_context(events).ok()?;
+    context.sql(sql).await.ok()?.collect().await.ok()?;
+    Some(events as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// A DataFusion batch session whose tables `person`, `auction` and `bid`
+/// hold the first `events` events of the harness's sequence (seed 0).
+pub fn batch_context(events: u64) -> datafusion::common::Result<datafusion::prelude::SessionContext> {
     use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::datasource::MemTable;
     use datafusion::prelude::{SessionConfig, SessionContext};
     use sluice_runtime::source::nexmark::{NexmarkSpec, NexmarkTable};
     use std::sync::Arc;
 
-    let lowered = sql.to_ascii_lowercase();
-    if ["table(", "system_time", "bid_proctime", "side_input"].iter().any(|construct| lowered.contains(construct)) {
-        return None;
-    }
     let context = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
-    let started = std::time::Instant::now();
-    let time = || DataType::Timestamp(TimeUnit::Nanosecond, None);
-    for table in [NexmarkTable::Person, NexmarkTable::Auction, NexmarkTable::Bid] {
+    for (table, name) in
+        [(NexmarkTable::Person, "person"), (NexmarkTable::Auction, "auction"), (NexmarkTable::Bid, "bid")]
+    {
         let fields: Vec<Field> = table
             .columns()
             .iter()
             .map(|column| {
                 let data_type = match *column {
-                    "date_time" | "expires" => time(),
+                    "date_time" | "expires" => DataType::Timestamp(TimeUnit::Nanosecond, None),
                     "id" | "initial_bid" | "reserve" | "seller" | "category" | "auction" | "bidder" | "price" => {
                         DataType::Int64
                     }
@@ -214,19 +221,15 @@ async fn batch_run(sql: &str, events: u64) -> Option<f64> {
         let mut first = 0;
         while first < events {
             let count = (events - first).min(65_536);
-            batches.push(spec.batch(&schema, first, count).ok()?);
+            batches.push(
+                spec.batch(&schema, first, count)
+                    .map_err(|error| datafusion::common::DataFusionError::Execution(error.to_string()))?,
+            );
             first += count;
         }
-        let name = match table {
-            NexmarkTable::Person => "person",
-            NexmarkTable::Auction => "auction",
-            NexmarkTable::Bid => "bid",
-        };
-        let partitions = vec![batches];
-        context.register_table(name, Arc::new(MemTable::try_new(schema, partitions).ok()?)).ok()?;
+        context.register_table(name, Arc::new(MemTable::try_new(schema, vec![batches])?))?;
     }
-    context.sql(sql).await.ok()?.collect().await.ok()?;
-    Some(events as f64 / started.elapsed().as_secs_f64().max(1e-9))
+    Ok(context)
 }
 
 /// This process's CPU time (user + system), from /proc.

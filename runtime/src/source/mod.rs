@@ -24,8 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use decode::{Format, RecordDecoder};
 pub use generator::GeneratorSpec;
-pub use nexmark::NexmarkSpec;
 pub use http::HttpIngest;
+pub use nexmark::NexmarkSpec;
 
 use crate::metrics::QueryMetrics;
 

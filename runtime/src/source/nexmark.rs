@@ -45,7 +45,8 @@ const HOT_URLS: [&str; 4] = [
     "https://www.nexmark.com/bidu/item.htm?query=1",
     "https://www.nexmark.com/appl/item.htm?query=1",
 ];
-const FIRST_NAMES: [&str; 11] = ["Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter"];
+const FIRST_NAMES: [&str; 11] =
+    ["Peter", "Paul", "Luke", "John", "Saul", "Vicky", "Kate", "Julie", "Sarah", "Deiter", "Walter"];
 const LAST_NAMES: [&str; 9] = ["Shultz", "Abrams", "Spencer", "White", "Bartels", "Walton", "Smith", "Jones", "Noris"];
 const US_STATES: [&str; 6] = ["AZ", "CA", "ID", "OR", "WA", "WY"];
 const US_CITIES: [&str; 10] =
@@ -161,8 +162,8 @@ impl NexmarkSpec {
             .iter()
             .map(|name| match *name {
                 "date_time" | "expires" => Column::Time(Vec::new()),
-                "name" | "email_address" | "credit_card" | "city" | "state" | "extra" | "item_name"
-                | "description" | "channel" | "url" => Column::Text(Vec::new()),
+                "name" | "email_address" | "credit_card" | "city" | "state" | "extra" | "item_name" | "description"
+                | "channel" | "url" => Column::Text(Vec::new()),
                 _ => Column::Int(Vec::new()),
             })
             .collect();
@@ -271,7 +272,10 @@ impl NexmarkSpec {
             (HOT_CHANNELS[hot].to_string(), HOT_URLS[hot].to_string())
         } else {
             let channel = random.below(10_000);
-            (format!("channel-{channel}"), format!("https://www.nexmark.com/{}/item.htm?query=1&channel_id={channel}", letters(random, 5)))
+            (
+                format!("channel-{channel}"),
+                format!("https://www.nexmark.com/{}/item.htm?query=1&channel_id={channel}", letters(random, 5)),
+            )
         };
         for (name, column) in names.iter().zip(columns.iter_mut()) {
             match (*name, column) {
@@ -290,7 +294,7 @@ impl NexmarkSpec {
 
 /// People created before event `index`.
 fn persons_before(index: u64) -> u64 {
-    index / PROPORTION + u64::from(index % PROPORTION > 0)
+    index / PROPORTION + u64::from(!index.is_multiple_of(PROPORTION))
 }
 
 /// Auctions created before event `index`.
@@ -391,21 +395,30 @@ mod tests {
     }
 
     fn schema(columns: &[(&str, DataType)]) -> SchemaRef {
-        Arc::new(Schema::new(columns.iter().map(|(name, data_type)| Field::new(*name, data_type.clone(), false)).collect::<Vec<_>>()))
+        Arc::new(Schema::new(
+            columns.iter().map(|(name, data_type)| Field::new(*name, data_type.clone(), false)).collect::<Vec<_>>(),
+        ))
     }
 
     #[test]
     fn one_person_three_auctions_and_46_bids_per_50_events() {
         let ids = schema(&[("date_time", DataType::Timestamp(TimeUnit::Nanosecond, None))]);
         let count = |table| spec(table).batch(&ids, 0, 5000).unwrap().num_rows();
-        assert_eq!((count(NexmarkTable::Person), count(NexmarkTable::Auction), count(NexmarkTable::Bid)), (100, 300, 4600));
+        assert_eq!(
+            (count(NexmarkTable::Person), count(NexmarkTable::Auction), count(NexmarkTable::Bid)),
+            (100, 300, 4600)
+        );
     }
 
     #[test]
     fn bids_refer_to_auctions_and_people_that_exist_or_are_about_to() {
         let bid = spec(NexmarkTable::Bid);
         let rows = bid
-            .batch(&schema(&[("auction", DataType::Int64), ("bidder", DataType::Int64), ("price", DataType::Int64)]), 0, 5000)
+            .batch(
+                &schema(&[("auction", DataType::Int64), ("bidder", DataType::Int64), ("price", DataType::Int64)]),
+                0,
+                5000,
+            )
             .unwrap();
         let auctions = rows.column(0).as_primitive::<Int64Type>();
         let bidders = rows.column(1).as_primitive::<Int64Type>();
