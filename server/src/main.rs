@@ -43,6 +43,10 @@ enum Command {
         /// Distinct keys (client IPs) in the generated data.
         #[arg(long, default_value_t = 40)]
         keys: u64,
+        /// nexmark: where bids come from: generator, csv or json (a file of
+        /// the same bids, which DataFusion batch reads too).
+        #[arg(long, default_value = "generator")]
+        source: String,
         #[arg(long, default_value = "100ms")]
         epoch_interval: String,
     },
@@ -84,7 +88,9 @@ fn main() -> anyhow::Result<()> {
             client.run(sluice::demo::DEMO_QUERY, &mut std::io::stdout(), stop).await?;
             Ok(())
         }),
-        Command::Bench { suite, queries, events, .. } if suite == "nexmark" => runtime.block_on(async {
+        Command::Bench { suite, queries, events, source, .. } if suite == "nexmark" => runtime.block_on(async {
+            let source = sluice::nexmark::BidSource::parse(&source)
+                .ok_or_else(|| anyhow::anyhow!("--source is generator, csv or json, not {source:?}"))?;
             let queries = if queries.is_empty() {
                 sluice::nexmark::queries().into_iter().map(|(name, _)| name).collect()
             } else {
@@ -96,7 +102,7 @@ fn main() -> anyhow::Result<()> {
             );
             let mut lines = Vec::new();
             for query in queries {
-                match sluice::nexmark::run(&query, events).await {
+                match sluice::nexmark::run_with(&query, events, source).await {
                     Ok(result) => {
                         println!(
                             "{:<6} {:>10} {:>9.3} {:>12.0} {:>14.0} {:>12} {:>11} {:>9}",

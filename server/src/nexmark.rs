@@ -107,8 +107,112 @@ impl NexmarkResult {
 /// Events per second of event time in the harness's data.
 pub const BENCH_EVENT_RATE: f64 = 10_000.0;
 
+/// Where the harness's bids come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BidSource {
+    /// The in-process generator.
+    Generator,
+    /// A CSV file of the same bids (written once, then read by both sides).
+    Csv,
+    /// A JSON-lines file of the same bids.
+    Json,
+}
+
+impl BidSource {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "generator" => Some(BidSource::Generator),
+            "csv" => Some(BidSource::Csv),
+            "json" | "jsonl" => Some(BidSource::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `sql` reads the person or auction stream (file mode has bids only).
+fn reads_people_or_auctions(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .to_ascii_lowercase()
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| !word.is_empty())
+        .map(String::from)
+        .collect();
+    words
+        .windows(2)
+        .any(|pair| matches!(pair[0].as_str(), "from" | "join") && matches!(pair[1].as_str(), "person" | "auction"))
+        || sql.contains(", auction")
+        || sql.contains(", person")
+}
+
+/// The bid schema of files and batch tables.
+fn bid_schema() -> datafusion::arrow::datatypes::SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let field = |name: &str, data_type: DataType| Field::new(name, data_type, true);
+    std::sync::Arc::new(Schema::new(vec![
+        field("auction", DataType::Int64),
+        field("bidder", DataType::Int64),
+        field("price", DataType::Int64),
+        field("channel", DataType::Utf8),
+        field("url", DataType::Utf8),
+        field("date_time", DataType::Timestamp(TimeUnit::Nanosecond, None)),
+        field("extra", DataType::Utf8),
+    ]))
+}
+
+/// The bids of the first `events` events in a file, written once per size
+/// and format.
+fn bid_file(events: u64, source: BidSource) -> Result<std::path::PathBuf, String> {
+    use sluice_runtime::source::nexmark::{NexmarkSpec, NexmarkTable};
+    let extension = if source == BidSource::Csv { "csv" } else { "jsonl" };
+    let path = std::env::temp_dir().join(format!("sluice-nexmark-bids-{events}.{extension}"));
+    if path.exists() {
+        return Ok(path);
+    }
+    let spec = NexmarkSpec {
+        table: NexmarkTable::Bid,
+        seed: 0,
+        event_rate: BENCH_EVENT_RATE,
+        events: Some(events),
+        realtime: false,
+        start: sluice_runtime::source::generator::DEFAULT_START_NANOS,
+    };
+    let partial = path.with_extension("partial");
+    let file = std::fs::File::create(&partial).map_err(|error| error.to_string())?;
+    let mut output = std::io::BufWriter::new(file);
+    let schema = bid_schema();
+    let mut csv = (source == BidSource::Csv).then(|| datafusion::arrow::csv::WriterBuilder::new().with_header(true));
+    let mut csv_writer = csv.take().map(|builder| builder.build(&mut output));
+    let mut json_rows = Vec::new();
+    let mut first = 0;
+    while first < events {
+        let count = (events - first).min(65_536);
+        let rows = spec.batch(&schema, first, count).map_err(|error| error.to_string())?;
+        match &mut csv_writer {
+            Some(writer) => writer.write(&rows).map_err(|error| error.to_string())?,
+            None => json_rows.push(rows),
+        }
+        first += count;
+    }
+    drop(csv_writer);
+    if source == BidSource::Json {
+        let mut writer = datafusion::arrow::json::LineDelimitedWriter::new(&mut output);
+        for rows in &json_rows {
+            writer.write(rows).map_err(|error| error.to_string())?;
+        }
+        writer.finish().map_err(|error| error.to_string())?;
+    }
+    drop(output);
+    std::fs::rename(&partial, &path).map_err(|error| error.to_string())?;
+    Ok(path)
+}
+
 /// Runs Nexmark query `name` over `events` generated events.
 pub async fn run(name: &str, events: u64) -> Result<NexmarkResult, crate::error::ApiError> {
+    run_with(name, events, BidSource::Generator).await
+}
+
+/// Runs Nexmark query `name` over `events` events, its bids from `source`.
+pub async fn run_with(name: &str, events: u64, source: BidSource) -> Result<NexmarkResult, crate::error::ApiError> {
     use crate::engine::{Engine, Settings, StatementResult};
     use crate::error::ApiError;
     use sluice_runtime::{QueryMetrics, QueryStatus};
@@ -123,6 +227,31 @@ pub async fn run(name: &str, events: u64) -> Result<NexmarkResult, crate::error:
     settings.insert("retained_rows".into(), "0".into());
     engine.execute(&streams(Some(events), BENCH_EVENT_RATE, false), &mut settings).await?;
     engine.execute(&side_input_rows(), &mut settings).await?;
+    let file = match source {
+        BidSource::Generator => None,
+        _ if reads_people_or_auctions(&sql) => {
+            return Err(ApiError::bad_request("invalid", "the file runs read bids only; this query reads more"));
+        }
+        _ => {
+            let path = bid_file(events, source).map_err(ApiError::internal)?;
+            let format = if source == BidSource::Csv { "format = 'csv', header = 'true'" } else { "format = 'json'" };
+            let ddl = format!(
+                "DROP STREAM bid;
+                 CREATE STREAM bid (
+                   auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, date_time TIMESTAMP,
+                   extra VARCHAR, WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND
+                 ) WITH (connector = 'file', path = '{}', {format});",
+                path.display()
+            );
+            engine.execute(&ddl, &mut settings).await?;
+            Some(path)
+        }
+    };
+    let events = match &file {
+        // A file run counts the bids it reads.
+        Some(_) => (0..events).filter(|index| index % 50 > 3).count() as u64,
+        None => events,
+    };
     reset_peak_rss();
     let cpu_before = cpu_seconds();
     let started = std::time::Instant::now();
@@ -148,7 +277,11 @@ pub async fn run(name: &str, events: u64) -> Result<NexmarkResult, crate::error:
     let peak_rss_bytes = peak_rss();
     drop(running);
     drop(engine);
-    let batch_events_per_sec = batch_run(&sql, events).await;
+    let batch_events_per_sec = match (&file, source) {
+        (Some(path), BidSource::Csv) => batch_file_run(&sql, path, events, true).await,
+        (Some(path), _) => batch_file_run(&sql, path, events, false).await,
+        (None, _) => batch_run(&sql, events).await,
+    };
     Ok(NexmarkResult {
         query: name.to_string(),
         events,
@@ -179,6 +312,28 @@ async fn batch_run(sql: &str, events: u64) -> Option<f64> {
     let context = batch_context(events).ok()?;
     context.sql(sql).await.ok()?.collect().await.ok()?;
     Some(events as f64 / started.elapsed().as_secs_f64().max(1e-9))
+}
+
+/// The same SQL in DataFusion batch reading the same bid file.
+async fn batch_file_run(sql: &str, path: &std::path::Path, bids: u64, csv: bool) -> Option<f64> {
+    use datafusion::prelude::{CsvReadOptions, JsonReadOptions, SessionConfig, SessionContext};
+    let lowered = sql.to_ascii_lowercase();
+    if ["table(", "system_time", "bid_proctime", "side_input"].iter().any(|construct| lowered.contains(construct)) {
+        return None;
+    }
+    let started = std::time::Instant::now();
+    let context = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
+    let schema = bid_schema();
+    let path = path.display().to_string();
+    if csv {
+        let options = CsvReadOptions::new().schema(&schema).has_header(true);
+        context.register_csv("bid", &path, options).await.ok()?;
+    } else {
+        let options = JsonReadOptions::default().schema(&schema).file_extension(".jsonl");
+        context.register_json("bid", &path, options).await.ok()?;
+    }
+    context.sql(sql).await.ok()?.collect().await.ok()?;
+    Some(bids as f64 / started.elapsed().as_secs_f64().max(1e-9))
 }
 
 /// A DataFusion batch session whose tables `person`, `auction` and `bid`
