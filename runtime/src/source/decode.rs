@@ -59,6 +59,22 @@ impl RecordDecoder {
         &self.format
     }
 
+    /// Decodes a chunk of whole lines (`\n`-separated) as it was read: CSV
+    /// and JSON chunks go to arrow's decoders without being split first.
+    pub fn decode_text(&self, text: &str) -> Result<Decoded> {
+        let count = text.lines().filter(|line| !line.trim().is_empty()).count();
+        let fast = match &self.format {
+            Format::Csv { delimiter, .. } => self.csv_text(text, count, *delimiter),
+            Format::Json => self.json_text(text, count),
+            Format::Text { .. } => None,
+        };
+        if let Some(rows) = fast {
+            return Ok(Decoded { rows, malformed: 0, problem: None });
+        }
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        self.decode(&lines)
+    }
+
     pub fn decode(&self, lines: &[String]) -> Result<Decoded> {
         match &self.format {
             Format::Text { delimiter } => {
@@ -133,30 +149,20 @@ impl RecordDecoder {
 
     /// The whole chunk through arrow-csv, or `None` to go field by field.
     fn decode_csv_chunk(&self, lines: &[String], delimiter: char) -> Option<RecordBatch> {
-        if !delimiter.is_ascii() {
+        let (text, count) = joined_lines(lines.iter());
+        self.csv_text(&text, count, delimiter)
+    }
+
+    /// `text` (`count` non-empty lines) through arrow-csv, or `None`.
+    fn csv_text(&self, text: &str, count: usize, delimiter: char) -> Option<RecordBatch> {
+        if !delimiter.is_ascii() || text.lines().any(|line| !line.is_empty() && line.trim().is_empty()) {
             return None;
         }
-        let mut text = String::with_capacity(lines.iter().map(|line| line.len() + 1).sum());
-        let mut count = 0;
-        for line in lines.iter().filter(|line| !line.trim().is_empty()) {
-            text.push_str(line);
-            text.push('\n');
-            count += 1;
-        }
-        let mut decoder = datafusion::arrow::csv::ReaderBuilder::new(self.schema.clone())
+        let decoder = datafusion::arrow::csv::ReaderBuilder::new(self.schema.clone())
             .with_delimiter(delimiter as u8)
             .with_batch_size(count.max(1))
             .build_decoder();
-        let bytes = text.as_bytes();
-        let mut offset = 0;
-        while offset < bytes.len() {
-            let used = decoder.decode(&bytes[offset..]).ok()?;
-            if used == 0 {
-                break;
-            }
-            offset += used;
-        }
-        let rows = decoder.flush().ok()??;
+        let rows = decode_all(decoder, text.as_bytes())?;
         if rows.num_rows() != count {
             return None;
         }
@@ -185,6 +191,17 @@ impl RecordDecoder {
         RecordBatch::try_new(self.schema.clone(), columns).ok()
     }
 
+    /// `text` (`count` non-empty lines) through arrow-json, when every line
+    /// is an object it accepts (one row per line); `None` otherwise.
+    fn json_text(&self, text: &str, count: usize) -> Option<RecordBatch> {
+        if !text.lines().filter(|line| !line.trim().is_empty()).all(|line| line.trim_start().starts_with('{')) {
+            return None;
+        }
+        let decoder = ReaderBuilder::new(self.schema.clone()).with_batch_size(count.max(1)).build_decoder().ok()?;
+        let rows = decode_all(decoder, text.as_bytes())?;
+        (rows.num_rows() == count).then_some(rows)
+    }
+
     fn decode_json(&self, lines: &[String]) -> Result<Decoded> {
         let lines: Vec<&String> = lines.iter().filter(|line| !line.trim().is_empty()).collect();
         if let Some(rows) = self.decode_json_fast(&lines) {
@@ -206,30 +223,9 @@ impl RecordDecoder {
         Ok(Decoded { rows, malformed, problem })
     }
 
-    /// The whole chunk through arrow-json, when every line is an object it
-    /// accepts (one row per line); `None` to go line by line.
     fn decode_json_fast(&self, lines: &[&String]) -> Option<RecordBatch> {
-        if !lines.iter().all(|line| line.trim_start().starts_with('{')) {
-            return None;
-        }
-        let mut decoder =
-            ReaderBuilder::new(self.schema.clone()).with_batch_size(lines.len().max(1)).build_decoder().ok()?;
-        let mut text = String::with_capacity(lines.iter().map(|line| line.len() + 1).sum());
-        for line in lines {
-            text.push_str(line);
-            text.push('\n');
-        }
-        let bytes = text.as_bytes();
-        let mut offset = 0;
-        while offset < bytes.len() {
-            let used = decoder.decode(&bytes[offset..]).ok()?;
-            if used == 0 {
-                break;
-            }
-            offset += used;
-        }
-        let rows = decoder.flush().ok()??;
-        (rows.num_rows() == lines.len()).then_some(rows)
+        let (text, count) = joined_lines(lines.iter().copied());
+        self.json_text(&text, count)
     }
 
     fn decode_json_chunk(&self, lines: &[&String]) -> Result<RecordBatch> {
@@ -250,6 +246,54 @@ impl RecordDecoder {
         decoder.decode(text.as_bytes()).map_err(user)?;
         Ok(decoder.flush().map_err(user)?.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
     }
+}
+
+/// The non-empty lines joined by newlines, and how many there are.
+fn joined_lines<'a>(lines: impl Iterator<Item = &'a String>) -> (String, usize) {
+    let mut text = String::new();
+    let mut count = 0;
+    for line in lines.filter(|line| !line.trim().is_empty()) {
+        text.push_str(line);
+        text.push('\n');
+        count += 1;
+    }
+    (text, count)
+}
+
+/// Feeds all of `bytes` to an arrow CSV or JSON decoder; `None` on any error.
+trait ChunkDecoder {
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize>;
+    fn finish(&mut self) -> Option<Option<RecordBatch>>;
+}
+
+impl ChunkDecoder for datafusion::arrow::csv::reader::Decoder {
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        self.decode(bytes).ok()
+    }
+    fn finish(&mut self) -> Option<Option<RecordBatch>> {
+        self.flush().ok()
+    }
+}
+
+impl ChunkDecoder for datafusion::arrow::json::reader::Decoder {
+    fn feed(&mut self, bytes: &[u8]) -> Option<usize> {
+        self.decode(bytes).ok()
+    }
+    fn finish(&mut self) -> Option<Option<RecordBatch>> {
+        self.flush().ok()
+    }
+}
+
+fn decode_all(mut decoder: impl ChunkDecoder, bytes: &[u8]) -> Option<RecordBatch> {
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let used = decoder.feed(&bytes[offset..])?;
+        if used == 0 {
+            break;
+        }
+        offset += used;
+    }
+    decoder.finish()?
 }
 
 /// Splits one CSV line (RFC 4180 quoting: `"a ""quoted"" field"`).

@@ -171,6 +171,22 @@ impl SourceContext {
         }
     }
 
+    /// Decodes a chunk of whole lines and sends the rows; counts malformed
+    /// records.
+    pub async fn send_text(&self, decoder: &RecordDecoder, text: &str) -> bool {
+        match decoder.decode_text(text) {
+            Ok(decoded) => {
+                self.metrics.record_malformed(decoded.malformed as u64, decoded.problem);
+                self.send_rows(decoded.rows).await
+            }
+            Err(error) => {
+                let records = text.lines().filter(|line| !line.trim().is_empty()).count();
+                self.metrics.record_malformed(records as u64, Some(error.to_string()));
+                true
+            }
+        }
+    }
+
     pub async fn end(&self) {
         let _ = self.events.send(SourceEvent::End { source: self.index }).await;
     }
