@@ -70,6 +70,9 @@ pub struct NexmarkResult {
     /// Events per second of DataFusion batch SQL over the same events, when
     /// the query has a batch equivalent (the same SQL without windows).
     pub batch_events_per_sec: Option<f64>,
+    /// p50 and p99 milliseconds from an event's release to the emission of
+    /// a result row carrying its `date_time`, in a paced run.
+    pub latency_ms: Option<(f64, f64)>,
 }
 
 impl NexmarkResult {
@@ -92,10 +95,8 @@ impl NexmarkResult {
             "events_per_sec": self.events_per_sec().round(),
             "events_per_sec_per_core": self.events_per_sec_per_core().round(),
             "peak_rss_bytes": self.peak_rss_bytes,
-            // Event-to-result latency is not measured yet: the harness runs
-            // unpaced, where it would only measure queueing.
-            "p50_ms": serde_json::Value::Null,
-            "p99_ms": serde_json::Value::Null,
+            "p50_ms": self.latency_ms.map(|(p50, _)| p50),
+            "p99_ms": self.latency_ms.map(|(_, p99)| p99),
             "batch_ratio": self.batch_ratio().map(|ratio| (ratio * 1000.0).round() / 1000.0),
             "rows_out": self.rows_out,
             "seconds": self.seconds,
@@ -282,6 +283,7 @@ pub async fn run_with(name: &str, events: u64, source: BidSource) -> Result<Nexm
         (Some(path), _) => batch_file_run(&sql, path, events, false).await,
         (None, _) => batch_run(&sql, events).await,
     };
+    let latency_ms = if source == BidSource::Generator { latency(&sql).await? } else { None };
     Ok(NexmarkResult {
         query: name.to_string(),
         events,
@@ -290,7 +292,73 @@ pub async fn run_with(name: &str, events: u64, source: BidSource) -> Result<Nexm
         cores_used,
         peak_rss_bytes,
         batch_events_per_sec,
+        latency_ms,
     })
+}
+
+/// Events per second of the paced latency run, and its length.
+pub const LATENCY_EVENT_RATE: f64 = 100_000.0;
+const LATENCY_SECONDS: f64 = 5.0;
+
+/// Runs `sql` over events released in real time at [`LATENCY_EVENT_RATE`]
+/// (event time advancing with the clock) and measures, for each result row
+/// with a `date_time` column, how long after that event's release the row
+/// was emitted. `None` when the result has no `date_time`.
+async fn latency(sql: &str) -> Result<Option<(f64, f64)>, crate::error::ApiError> {
+    use crate::engine::{Engine, Settings, StatementResult};
+    use crate::error::ApiError;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::TimestampNanosecondType;
+    use sluice_runtime::OutputEvent;
+
+    let engine = Engine::new();
+    let mut settings = Settings::new();
+    settings.insert("retained_rows".into(), "0".into());
+    let events = (LATENCY_EVENT_RATE * LATENCY_SECONDS) as u64;
+    engine.execute(&streams(Some(events), LATENCY_EVENT_RATE, true), &mut settings).await?;
+    engine.execute(&side_input_rows(), &mut settings).await?;
+    let released = std::time::Instant::now();
+    let results = engine.execute(sql, &mut settings).await?;
+    let Some(StatementResult::Query { query_id, .. }) = results.last() else {
+        return Err(ApiError::internal("the query did not start"));
+    };
+    let running = engine.query(query_id).ok_or_else(|| ApiError::internal("the query vanished"))?;
+    let Ok(column) = running.handle.output.schema().index_of("date_time") else {
+        running.handle.cancel();
+        return Ok(None);
+    };
+    if !matches!(
+        running.handle.output.schema().field(column).data_type(),
+        datafusion::arrow::datatypes::DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None)
+    ) {
+        running.handle.cancel();
+        return Ok(None);
+    }
+    let start = sluice_runtime::source::generator::DEFAULT_START_NANOS;
+    let mut output = running.handle.output.subscribe(0);
+    let mut latencies = Vec::new();
+    while let Some(event) = output.recv().await {
+        match event {
+            OutputEvent::Rows { batch, .. } => {
+                let now = released.elapsed().as_secs_f64() * 1000.0;
+                let times = batch.rows.column(column).as_primitive::<TimestampNanosecondType>();
+                for time in times.iter().flatten() {
+                    latencies.push(now - (time - start) as f64 / 1e6);
+                }
+            }
+            OutputEvent::Progress { .. } => {}
+            _ => break,
+        }
+    }
+    if latencies.is_empty() {
+        return Ok(None);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |quantile: f64| {
+        let value = latencies[((latencies.len() - 1) as f64 * quantile) as usize];
+        (value.max(0.0) * 100.0).round() / 100.0
+    };
+    Ok(Some((at(0.5), at(0.99))))
 }
 
 /// q13's side input: a value for each key 0..10 000.
