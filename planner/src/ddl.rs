@@ -144,10 +144,9 @@ pub fn static_table(create: &CreateStream) -> Result<(StaticTable, Option<(PathB
     let file = match options.get("connector") {
         None => None,
         Some((connector, _)) if connector.eq_ignore_ascii_case("file") => {
-            let (path, location) = options.get("path").ok_or_else(|| {
+            let (path, _) = options.get("path").ok_or_else(|| {
                 PlanError::invalid("the file connector needs a path").at_location(create.name_location)
             })?;
-            let _ = location;
             Some((PathBuf::from(path), format(&options, Some(path))?))
         }
         Some((connector, location)) => {
