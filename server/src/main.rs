@@ -78,7 +78,7 @@ fn main() -> anyhow::Result<()> {
             // The demo keeps nothing between runs.
             let server = sluice::start(&http, true, None).await?;
             let url = server.url();
-            println!("Sluice listening on {url} with the demo stream `weblog` (generated access logs, 50/s).");
+            println!("Sluice listening on {url} with the demo streams `weblog` and `weblog_b` (generated access logs of two servers, 50/s each).");
             println!("In another terminal: cargo run -- repl --url {url}   (Ctrl-C here stops the server)\n");
             println!("Running queries/weblog/top_error_ips.sql:\n{}", sluice::demo::DEMO_QUERY.trim());
             let mut client = sluice::repl::Client::new(&url);
