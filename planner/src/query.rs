@@ -20,7 +20,6 @@ use datafusion::optimizer::OptimizerRule;
 use datafusion::optimizer::eliminate_filter::EliminateFilter;
 use datafusion::optimizer::extract_equijoin_predicate::ExtractEquijoinPredicate;
 use datafusion::optimizer::optimize_projections::OptimizeProjections;
-use datafusion::optimizer::push_down_filter::PushDownFilter;
 use datafusion::optimizer::simplify_expressions::SimplifyExpressions;
 use datafusion::physical_optimizer::ensure_requirements::EnsureRequirements;
 use datafusion::prelude::SessionConfig;
@@ -76,9 +75,11 @@ pub fn planning_state() -> SessionState {
     let rules: Vec<Arc<dyn OptimizerRule + Send + Sync>> = vec![
         Arc::new(SimplifyExpressions::new()),
         Arc::new(EliminateFilter::new()),
-        // WHERE conditions move into joins (FROM a, b WHERE a.k = b.k),
-        // and equalities become the join's keys.
-        Arc::new(PushDownFilter::new()),
+        // WHERE conditions move into inner joins (FROM a, b WHERE a.k =
+        // b.k), and equalities become the join's keys. (DataFusion's
+        // PushDownFilter is not used: it would move a WHERE on window_start
+        // below a HOP aggregate, where rows carry their pane.)
+        Arc::new(WhereIntoInnerJoin),
         Arc::new(ExtractEquijoinPredicate::new()),
         Arc::new(SimplifyExpressions::new()),
         Arc::new(OptimizeProjections::new()),
@@ -91,6 +92,45 @@ pub fn planning_state() -> SessionState {
         // nothing else runs, so plans stay single-partition and simple.
         .with_physical_optimizer_rules(vec![Arc::new(EnsureRequirements::new())])
         .build()
+}
+
+/// Merges a WHERE directly above an inner join into the join's condition,
+/// where [`ExtractEquijoinPredicate`] finds the keys: `FROM a, b WHERE a.k =
+/// b.k` plans like `a JOIN b ON a.k = b.k`. Outer joins keep their WHERE.
+#[derive(Debug)]
+struct WhereIntoInnerJoin;
+
+impl OptimizerRule for WhereIntoInnerJoin {
+    fn name(&self) -> &str {
+        "where_into_inner_join"
+    }
+
+    fn apply_order(&self) -> Option<datafusion::optimizer::ApplyOrder> {
+        Some(datafusion::optimizer::ApplyOrder::TopDown)
+    }
+
+    fn supports_rewrite(&self) -> bool {
+        true
+    }
+
+    fn rewrite(
+        &self,
+        plan: LogicalPlan,
+        _config: &dyn datafusion::optimizer::OptimizerConfig,
+    ) -> datafusion::common::Result<datafusion::common::tree_node::Transformed<LogicalPlan>> {
+        use datafusion::common::tree_node::Transformed;
+        use datafusion::logical_expr::{Expr, Filter, Join, JoinType};
+        let LogicalPlan::Filter(Filter { predicate, input, .. }) = &plan else { return Ok(Transformed::no(plan)) };
+        let LogicalPlan::Join(join) = input.as_ref() else { return Ok(Transformed::no(plan)) };
+        if join.join_type != JoinType::Inner {
+            return Ok(Transformed::no(plan));
+        }
+        let filter = match &join.filter {
+            Some(filter) => Some(Expr::and(filter.clone(), predicate.clone())),
+            None => Some(predicate.clone()),
+        };
+        Ok(Transformed::yes(LogicalPlan::Join(Join { filter, ..join.clone() })))
+    }
 }
 
 /// Plans the continuous query `query`; `sql` is the whole request text and
