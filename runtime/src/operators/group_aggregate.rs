@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter};
 use datafusion::common::ScalarValue;
@@ -39,7 +39,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use crate::error::Result;
 use crate::message::{Message, Op, StreamBatch};
 use crate::operator::Operator;
-use crate::operators::groups::{evaluate, feed, grouping_keys, key_converter};
+use crate::operators::groups::{evaluate, feed_slice, grouping_keys, key_converter};
 
 #[derive(Debug, Clone)]
 pub struct GroupAggregateSpec {
@@ -167,15 +167,36 @@ impl Operator for GroupAggregate {
             }
         }
 
-        let mut changes: Vec<(Op, Vec<ScalarValue>)> = Vec::new();
+        // One `take` per argument puts each key's rows side by side (its
+        // inserts, then its retractions); each key then reads slices.
+        let mut permutation: Vec<u32> = Vec::with_capacity(num_rows);
+        let mut runs = Vec::with_capacity(order.len());
         for key in order {
             let Some((inserts, deletes)) = buckets.remove(&key) else {
                 continue;
             };
+            let first = inserts.first().or(deletes.first()).copied().unwrap_or(0);
+            runs.push((key, permutation.len(), inserts.len(), deletes.len(), first));
+            permutation.extend(inserts);
+            permutation.extend(deletes);
+        }
+        let permutation = UInt32Array::from(permutation);
+        let arguments = arguments
+            .iter()
+            .map(|columns| {
+                columns.iter().map(|column| Ok(take(column, &permutation, None)?)).collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let filters = filters
+            .iter()
+            .map(|mask| mask.as_ref().map(|mask| Ok(take(mask, &permutation, None)?.as_boolean().clone())).transpose())
+            .collect::<Result<Vec<Option<BooleanArray>>>>()?;
+
+        let mut changes: Vec<(Op, Vec<ScalarValue>)> = Vec::new();
+        for (key, start, inserted, deleted, first) in runs {
             if !self.keys.contains_key(&key) {
-                let first = inserts.first().or(deletes.first()).copied().unwrap_or(0) as usize;
                 let state = KeyState {
-                    key: keys.row(first).owned(),
+                    key: keys.row(first as usize).owned(),
                     accumulators: self.new_accumulators()?,
                     live_rows: 0,
                     emitted: None,
@@ -186,14 +207,13 @@ impl Operator for GroupAggregate {
             let Some(mut state) = self.keys.remove(&key) else {
                 continue;
             };
-            for (indices, retract) in [(inserts, false), (deletes, true)] {
-                if indices.is_empty() {
+            for (offset, length, retract) in [(start, inserted, false), (start + inserted, deleted, true)] {
+                if length == 0 {
                     continue;
                 }
-                let indices = UInt32Array::from(indices);
-                state.live_rows += if retract { -(indices.len() as i64) } else { indices.len() as i64 };
+                state.live_rows += if retract { -(length as i64) } else { length as i64 };
                 for ((accumulator, arguments), mask) in state.accumulators.iter_mut().zip(&arguments).zip(&filters) {
-                    feed(accumulator.as_mut(), arguments, mask.as_ref(), &indices, retract)?;
+                    feed_slice(accumulator.as_mut(), arguments, mask.as_ref(), (offset, length), retract)?;
                 }
             }
             state.last_update = now;

@@ -123,6 +123,30 @@ pub(crate) fn feed(
     Ok(accumulator.retract_batch(&values)?)
 }
 
+/// Like [`feed`], for the rows `offset..offset + length` of arguments and
+/// mask already permuted so that each group's rows are contiguous: slices
+/// instead of a `take` per group.
+pub(crate) fn feed_slice(
+    accumulator: &mut dyn Accumulator,
+    arguments: &[ArrayRef],
+    mask: Option<&BooleanArray>,
+    (offset, length): (usize, usize),
+    retract: bool,
+) -> Result<()> {
+    let mut values: Vec<ArrayRef> = arguments.iter().map(|argument| argument.slice(offset, length)).collect();
+    if let Some(mask) = mask {
+        let mask = mask.slice(offset, length);
+        values = values.iter().map(|value| Ok(filter(value, &mask)?)).collect::<Result<Vec<_>>>()?;
+    }
+    if !retract {
+        return Ok(accumulator.update_batch(&values)?);
+    }
+    if !accumulator.supports_retract_batch() {
+        return Err(RuntimeError::user("this aggregate cannot take retractions from an updating input"));
+    }
+    Ok(accumulator.retract_batch(&values)?)
+}
+
 /// A row-format converter for the keys `exprs` evaluate to.
 pub(crate) fn key_converter(exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> Result<RowConverter> {
     let fields = exprs.iter().map(|expr| Ok(SortField::new(expr.data_type(schema)?))).collect::<Result<Vec<_>>>()?;
