@@ -94,9 +94,12 @@ pub fn planning_state() -> SessionState {
         .build()
 }
 
-/// Merges a WHERE directly above an inner join into the join's condition,
-/// where [`ExtractEquijoinPredicate`] finds the keys: `FROM a, b WHERE a.k =
-/// b.k` plans like `a JOIN b ON a.k = b.k`. Outer joins keep their WHERE.
+/// Moves a WHERE directly above inner joins into them: each condition goes
+/// to the lowest join of the tree that sees all its columns (a condition on
+/// one input becomes a filter on that input), where
+/// [`ExtractEquijoinPredicate`] finds the keys. `FROM a, b, c WHERE a.k =
+/// b.k AND b.j = c.j` plans like `a JOIN b ON a.k = b.k JOIN c ON b.j = c.j`.
+/// Only inner joins are entered, and nothing moves below anything else.
 #[derive(Debug)]
 struct WhereIntoInnerJoin;
 
@@ -119,18 +122,55 @@ impl OptimizerRule for WhereIntoInnerJoin {
         _config: &dyn datafusion::optimizer::OptimizerConfig,
     ) -> datafusion::common::Result<datafusion::common::tree_node::Transformed<LogicalPlan>> {
         use datafusion::common::tree_node::Transformed;
-        use datafusion::logical_expr::{Expr, Filter, Join, JoinType};
-        let LogicalPlan::Filter(Filter { predicate, input, .. }) = &plan else { return Ok(Transformed::no(plan)) };
-        let LogicalPlan::Join(join) = input.as_ref() else { return Ok(Transformed::no(plan)) };
-        if join.join_type != JoinType::Inner {
+        use datafusion::logical_expr::utils::split_conjunction_owned;
+        let LogicalPlan::Filter(filter) = &plan else { return Ok(Transformed::no(plan)) };
+        if !is_inner_join(&filter.input) {
             return Ok(Transformed::no(plan));
         }
-        let filter = match &join.filter {
-            Some(filter) => Some(Expr::and(filter.clone(), predicate.clone())),
-            None => Some(predicate.clone()),
-        };
-        Ok(Transformed::yes(LogicalPlan::Join(Join { filter, ..join.clone() })))
+        let conditions = split_conjunction_owned(filter.predicate.clone());
+        Ok(Transformed::yes(place_conditions(filter.input.as_ref().clone(), conditions)?))
     }
+}
+
+fn is_inner_join(plan: &LogicalPlan) -> bool {
+    matches!(plan, LogicalPlan::Join(join) if join.join_type == datafusion::logical_expr::JoinType::Inner)
+}
+
+/// `plan` with `conditions` placed as low as the inner joins allow.
+fn place_conditions(
+    plan: LogicalPlan,
+    conditions: Vec<datafusion::logical_expr::Expr>,
+) -> datafusion::common::Result<LogicalPlan> {
+    use datafusion::logical_expr::{Expr, Filter, Join};
+    if conditions.is_empty() {
+        return Ok(plan);
+    }
+    let LogicalPlan::Join(join) = plan else {
+        let predicate = conditions.into_iter().reduce(Expr::and).expect("not empty");
+        return Ok(LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(plan))?));
+    };
+    if join.join_type != datafusion::logical_expr::JoinType::Inner {
+        let predicate = conditions.into_iter().reduce(Expr::and).expect("not empty");
+        return Ok(LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(LogicalPlan::Join(join)))?));
+    }
+    let within = |plan: &LogicalPlan, condition: &Expr| {
+        condition.column_refs().iter().all(|column| plan.schema().has_column(column))
+    };
+    let (mut left, mut right, mut here) = (Vec::new(), Vec::new(), Vec::new());
+    for condition in conditions {
+        // Conditions on one input go down only through further inner joins.
+        if within(&join.left, &condition) && is_inner_join(&join.left) {
+            left.push(condition);
+        } else if within(&join.right, &condition) && is_inner_join(&join.right) {
+            right.push(condition);
+        } else {
+            here.push(condition);
+        }
+    }
+    let left_plan = place_conditions(join.left.as_ref().clone(), left)?;
+    let right_plan = place_conditions(join.right.as_ref().clone(), right)?;
+    let filter = join.filter.clone().into_iter().chain(here).reduce(Expr::and);
+    Ok(LogicalPlan::Join(Join { left: Arc::new(left_plan), right: Arc::new(right_plan), filter, ..join }))
 }
 
 /// Plans the continuous query `query`; `sql` is the whole request text and
