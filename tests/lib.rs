@@ -288,3 +288,22 @@ pub fn frame_rows(frames: &[serde_json::Value], columns: &[&str]) -> Vec<Vec<ser
         .map(|row| columns.iter().map(|column| row[*column].clone()).collect())
         .collect()
 }
+
+/// The rows of `sql` run by DataFusion batch in `context`, each as strings
+/// (NULL as the runner prints it), sorted: what streamed rows are checked
+/// against.
+pub async fn batch_sql_rows(context: &datafusion::prelude::SessionContext, sql: &str) -> Vec<Vec<String>> {
+    use datafusion::arrow::array::Array;
+    let batches = context.sql(sql).await.expect("batch SQL plans").collect().await.expect("batch SQL runs");
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    for batch in batches {
+        for row in 0..batch.num_rows() {
+            let cell = |column: &datafusion::arrow::array::ArrayRef| {
+                if column.is_null(row) { "NULL".to_string() } else { array_value_to_string(column, row).unwrap() }
+            };
+            rows.push(batch.columns().iter().map(cell).collect());
+        }
+    }
+    rows.sort();
+    rows
+}

@@ -35,8 +35,6 @@ const CHECKED: [&str; 11] = ["q0", "q1", "q2", "q3", "q10", "q14", "q15", "q17",
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nexmark_queries_match_datafusion_batch_on_a_small_input() {
-    use datafusion::arrow::array::Array;
-    use datafusion::arrow::util::display::array_value_to_string;
     use sqllogictest::{AsyncDB, DBOutput};
 
     let events = 5000;
@@ -61,25 +59,7 @@ async fn nexmark_queries_match_datafusion_batch_on_a_small_input() {
     for (name, batch_sql) in cases {
         let text = &queries.iter().find(|(query, _)| *query == name).unwrap().1;
         let sql = sluice::nexmark::statement(text);
-        let mut expected: Vec<Vec<String>> = Vec::new();
-        for batch in context.sql(&batch_sql).await.unwrap().collect().await.unwrap() {
-            for row in 0..batch.num_rows() {
-                expected.push(
-                    batch
-                        .columns()
-                        .iter()
-                        .map(|column| {
-                            if column.is_null(row) {
-                                "NULL".into()
-                            } else {
-                                array_value_to_string(column, row).unwrap()
-                            }
-                        })
-                        .collect(),
-                );
-            }
-        }
-        expected.sort();
+        let expected = sluice_tests::batch_sql_rows(&context, &batch_sql).await;
         let mut db = sluice_tests::SluiceDb::new(sluice_tests::RUN_CONFIGS[1]);
         db.run(&sluice::nexmark::streams(Some(events), sluice::nexmark::BENCH_EVENT_RATE, false)).await.unwrap();
         let DBOutput::Rows { mut rows, .. } = db.run(&sql).await.unwrap() else { panic!("{name}: no rows") };

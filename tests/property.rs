@@ -2,9 +2,8 @@
 //! same data (`date_bin` buckets), for TUMBLE and HOP, whatever the epoch
 //! interval and batch size.
 
-use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::prelude::{CsvReadOptions, SessionContext};
-use sluice_tests::{RunConfig, SluiceDb};
+use sluice_tests::{RunConfig, SluiceDb, batch_sql_rows};
 use sqllogictest::{AsyncDB, DBOutput};
 
 /// A small deterministic generator (no OS randomness: failures must replay).
@@ -47,15 +46,7 @@ fn chrono_free_timestamp(epoch_seconds: i64, millis: i64) -> String {
 async fn batch_rows(path: &str, sql: &str) -> Vec<Vec<String>> {
     let context = SessionContext::new();
     context.register_csv("t", path, CsvReadOptions::new()).await.unwrap();
-    let batches = context.sql(sql).await.unwrap().collect().await.unwrap();
-    let mut rows = Vec::new();
-    for batch in batches {
-        for row in 0..batch.num_rows() {
-            rows.push(batch.columns().iter().map(|column| array_value_to_string(column, row).unwrap()).collect());
-        }
-    }
-    rows.sort();
-    rows
+    batch_sql_rows(&context, sql).await
 }
 
 async fn stream_rows(path: &str, sql: &str, config: RunConfig) -> Vec<Vec<String>> {
@@ -137,29 +128,7 @@ async fn batch_join_rows(paths: [&str; 2], sql: &str) -> Vec<Vec<String>> {
     let context = SessionContext::new();
     context.register_csv("a", paths[0], CsvReadOptions::new()).await.unwrap();
     context.register_csv("b", paths[1], CsvReadOptions::new()).await.unwrap();
-    let batches = context.sql(sql).await.unwrap().collect().await.unwrap();
-    let mut rows = Vec::new();
-    for batch in batches {
-        for row in 0..batch.num_rows() {
-            rows.push(
-                batch
-                    .columns()
-                    .iter()
-                    .map(
-                        |column| {
-                            if column.is_null(row) {
-                                "NULL".into()
-                            } else {
-                                array_value_to_string(column, row).unwrap()
-                            }
-                        },
-                    )
-                    .collect(),
-            );
-        }
-    }
-    rows.sort();
-    rows
+    batch_sql_rows(&context, sql).await
 }
 
 async fn stream_join_rows(paths: [&str; 2], sql: &str, config: RunConfig) -> Vec<Vec<String>> {

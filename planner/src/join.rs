@@ -382,14 +382,7 @@ impl Lowering<'_> {
             }
         };
         let feed = FeedNode::new(scan.projected_schema.clone(), table.schema.clone(), scan.projection.clone());
-        let slot = feed.slot.clone();
-        let mut logical = LogicalPlan::Extension(Extension { node: Arc::new(feed) });
-        for node in chain.iter().rev() {
-            logical = node.with_new_exprs(node.expressions(), vec![logical])?;
-        }
-        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(FeedPlanner)]);
-        let physical = planner.create_physical_plan(&logical, self.state).await?;
-        Ok(StatelessSpec { plan: physical, feed: slot })
+        self.feed_plan(&chain, feed).await
     }
 
     /// The versioned table `plan` scans: the table, the scan's projection

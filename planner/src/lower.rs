@@ -335,16 +335,10 @@ impl<'a> Lowering<'a> {
             };
             return Err(PlanError::unsupported(message).near(self.sql, self.start, "ORDER"));
         }
-        let slot = feed.slot.clone();
-        let mut logical = LogicalPlan::Extension(Extension { node: Arc::new(feed) });
-        for node in chain.iter().rev() {
-            logical = node.with_new_exprs(node.expressions(), vec![logical])?;
-        }
-        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(FeedPlanner)]);
-        let physical = planner.create_physical_plan(&logical, self.state).await?;
-        let schema = physical.schema();
+        let spec = self.feed_plan(&chain, feed).await?;
+        let schema = spec.output_schema();
         let times = input.times.through(&chain, &schema);
-        let node = self.push(OperatorSpec::Stateless(StatelessSpec { plan: physical, feed: slot }), vec![input.node]);
+        let node = self.push(OperatorSpec::Stateless(spec), vec![input.node]);
         Ok(Lowered {
             node,
             schema,
@@ -354,6 +348,19 @@ impl<'a> Lowering<'a> {
             partition_keys: input.partition_keys,
             times,
         })
+    }
+
+    /// The DataFusion physical plan of the stateless nodes `chain` (top
+    /// first) over `feed`, which the runtime runs once per batch.
+    pub(crate) async fn feed_plan(&self, chain: &[&LogicalPlan], feed: FeedNode) -> Result<StatelessSpec> {
+        let slot = feed.slot.clone();
+        let mut logical = LogicalPlan::Extension(Extension { node: Arc::new(feed) });
+        for node in chain.iter().rev() {
+            logical = node.with_new_exprs(node.expressions(), vec![logical])?;
+        }
+        let planner = DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(FeedPlanner)]);
+        let plan = planner.create_physical_plan(&logical, self.state).await?;
+        Ok(StatelessSpec { plan, feed: slot })
     }
 
     async fn aggregate(&mut self, aggregate: &Aggregate) -> Result<Lowered> {

@@ -142,16 +142,17 @@ fn place_conditions(
     conditions: Vec<datafusion::logical_expr::Expr>,
 ) -> datafusion::common::Result<LogicalPlan> {
     use datafusion::logical_expr::{Expr, Filter, Join};
-    if conditions.is_empty() {
-        return Ok(plan);
-    }
-    let LogicalPlan::Join(join) = plan else {
-        let predicate = conditions.into_iter().reduce(Expr::and).expect("not empty");
-        return Ok(LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(plan))?));
+    let join = match plan {
+        LogicalPlan::Join(join) if join.join_type == datafusion::logical_expr::JoinType::Inner => join,
+        other => {
+            return Ok(match conditions.into_iter().reduce(Expr::and) {
+                Some(predicate) => LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(other))?),
+                None => other,
+            });
+        }
     };
-    if join.join_type != datafusion::logical_expr::JoinType::Inner {
-        let predicate = conditions.into_iter().reduce(Expr::and).expect("not empty");
-        return Ok(LogicalPlan::Filter(Filter::try_new(predicate, Arc::new(LogicalPlan::Join(join)))?));
+    if conditions.is_empty() {
+        return Ok(LogicalPlan::Join(join));
     }
     let within = |plan: &LogicalPlan, condition: &Expr| {
         condition.column_refs().iter().all(|column| plan.schema().has_column(column))

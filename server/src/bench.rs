@@ -122,15 +122,10 @@ pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> R
     // Count rows from the query's metrics: the harness measures the query,
     // not a websocket subscriber.
     let mut peak_state_rows = 0;
-    loop {
-        peak_state_rows = peak_state_rows.max(QueryMetrics::get(&running.handle.metrics.state_rows));
-        match running.handle.status() {
-            QueryStatus::Running => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
-            QueryStatus::Finished => break,
-            QueryStatus::Failed(message) => return Err(ApiError::internal(message)),
-            QueryStatus::Cancelled => return Err(ApiError::internal("bench query cancelled")),
-        }
-    }
+    wait_until_finished(&running, |metrics| {
+        peak_state_rows = peak_state_rows.max(QueryMetrics::get(&metrics.state_rows));
+    })
+    .await?;
     let rows_out = QueryMetrics::get(&running.handle.metrics.rows_out);
     let seconds = started.elapsed().as_secs_f64();
     Ok(BenchResult {
@@ -141,4 +136,21 @@ pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> R
         rows_out,
         peak_state_rows,
     })
+}
+
+/// Polls `running` until it finishes, calling `sample` with its metrics on
+/// every poll; a failed or cancelled query is an error.
+pub async fn wait_until_finished(
+    running: &crate::engine::RunningQuery,
+    mut sample: impl FnMut(&QueryMetrics),
+) -> Result<(), ApiError> {
+    loop {
+        sample(&running.handle.metrics);
+        match running.handle.status() {
+            QueryStatus::Running => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
+            QueryStatus::Finished => return Ok(()),
+            QueryStatus::Failed(message) => return Err(ApiError::internal(message)),
+            QueryStatus::Cancelled => return Err(ApiError::internal("the query was cancelled")),
+        }
+    }
 }

@@ -145,19 +145,29 @@ fn reads_people_or_auctions(sql: &str) -> bool {
         || sql.contains(", person")
 }
 
+/// The Arrow schema of a Nexmark table's columns, as the DDL declares them.
+fn table_schema(table: sluice_runtime::source::nexmark::NexmarkTable) -> datafusion::arrow::datatypes::SchemaRef {
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let fields: Vec<Field> = table
+        .columns()
+        .iter()
+        .map(|column| {
+            let data_type = match *column {
+                "date_time" | "expires" => DataType::Timestamp(TimeUnit::Nanosecond, None),
+                "id" | "initial_bid" | "reserve" | "seller" | "category" | "auction" | "bidder" | "price" => {
+                    DataType::Int64
+                }
+                _ => DataType::Utf8,
+            };
+            Field::new(*column, data_type, true)
+        })
+        .collect();
+    std::sync::Arc::new(Schema::new(fields))
+}
+
 /// The bid schema of files and batch tables.
 fn bid_schema() -> datafusion::arrow::datatypes::SchemaRef {
-    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-    let field = |name: &str, data_type: DataType| Field::new(name, data_type, true);
-    std::sync::Arc::new(Schema::new(vec![
-        field("auction", DataType::Int64),
-        field("bidder", DataType::Int64),
-        field("price", DataType::Int64),
-        field("channel", DataType::Utf8),
-        field("url", DataType::Utf8),
-        field("date_time", DataType::Timestamp(TimeUnit::Nanosecond, None)),
-        field("extra", DataType::Utf8),
-    ]))
+    table_schema(sluice_runtime::source::nexmark::NexmarkTable::Bid)
 }
 
 /// The bids of the first `events` events in a file, written once per size
@@ -216,7 +226,7 @@ pub async fn run(name: &str, events: u64) -> Result<NexmarkResult, crate::error:
 pub async fn run_with(name: &str, events: u64, source: BidSource) -> Result<NexmarkResult, crate::error::ApiError> {
     use crate::engine::{Engine, Settings, StatementResult};
     use crate::error::ApiError;
-    use sluice_runtime::{QueryMetrics, QueryStatus};
+    use sluice_runtime::QueryMetrics;
 
     let (_, text) = queries()
         .into_iter()
@@ -261,14 +271,7 @@ pub async fn run_with(name: &str, events: u64, source: BidSource) -> Result<Nexm
         return Err(ApiError::internal("the query did not start"));
     };
     let running = engine.query(query_id).ok_or_else(|| ApiError::internal("the query vanished"))?;
-    loop {
-        match running.handle.status() {
-            QueryStatus::Running => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
-            QueryStatus::Finished => break,
-            QueryStatus::Failed(message) => return Err(ApiError::internal(message)),
-            QueryStatus::Cancelled => return Err(ApiError::internal("the query was cancelled")),
-        }
-    }
+    crate::bench::wait_until_finished(&running, |_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
     let cores_used = match (cpu_before, cpu_seconds()) {
         (Some(before), Some(after)) => (after - before) / seconds.max(1e-9),
@@ -407,7 +410,6 @@ async fn batch_file_run(sql: &str, path: &std::path::Path, bids: u64, csv: bool)
 /// A DataFusion batch session whose tables `person`, `auction` and `bid`
 /// hold the first `events` events of the harness's sequence (seed 0).
 pub fn batch_context(events: u64) -> datafusion::common::Result<datafusion::prelude::SessionContext> {
-    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::datasource::MemTable;
     use datafusion::prelude::{SessionConfig, SessionContext};
     use sluice_runtime::source::nexmark::{NexmarkSpec, NexmarkTable};
@@ -417,21 +419,7 @@ pub fn batch_context(events: u64) -> datafusion::common::Result<datafusion::prel
     for (table, name) in
         [(NexmarkTable::Person, "person"), (NexmarkTable::Auction, "auction"), (NexmarkTable::Bid, "bid")]
     {
-        let fields: Vec<Field> = table
-            .columns()
-            .iter()
-            .map(|column| {
-                let data_type = match *column {
-                    "date_time" | "expires" => DataType::Timestamp(TimeUnit::Nanosecond, None),
-                    "id" | "initial_bid" | "reserve" | "seller" | "category" | "auction" | "bidder" | "price" => {
-                        DataType::Int64
-                    }
-                    _ => DataType::Utf8,
-                };
-                Field::new(*column, data_type, true)
-            })
-            .collect();
-        let schema = Arc::new(Schema::new(fields));
+        let schema = table_schema(table);
         let spec = NexmarkSpec {
             table,
             seed: 0,

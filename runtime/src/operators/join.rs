@@ -190,12 +190,24 @@ struct SideState {
     rows: usize,
 }
 
+/// A row-format converter for whole rows of `schema`.
+pub(crate) fn row_converter(schema: &SchemaRef) -> Result<RowConverter> {
+    let fields = schema.fields().iter().map(|field| SortField::new(field.data_type().clone())).collect();
+    Ok(RowConverter::new(fields)?)
+}
+
+/// `schema` with every column nullable (for candidate pairs, where a side
+/// may be missing).
+pub(crate) fn nullable(schema: &SchemaRef) -> SchemaRef {
+    let fields = schema.fields().iter().map(|field| field.as_ref().clone().with_nullable(true));
+    Arc::new(datafusion::arrow::datatypes::Schema::new(fields.collect::<Vec<_>>()))
+}
+
 impl SideState {
     fn new(schema: &SchemaRef) -> Result<Self> {
-        let fields = schema.fields().iter().map(|field| SortField::new(field.data_type().clone())).collect();
         Ok(Self {
             schema: schema.clone(),
-            converter: RowConverter::new(fields)?,
+            converter: row_converter(schema)?,
             keys: HashMap::new(),
             by_time: BTreeMap::new(),
             rows: 0,

@@ -22,15 +22,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
-use datafusion::arrow::row::{OwnedRow, RowConverter, SortField};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{OwnedRow, RowConverter};
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::Result;
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::join::{JoinKeys, JoinKind, Side, filter_mask, joined, null_columns, take_columns};
+use crate::operators::join::{
+    JoinKeys, JoinKind, Side, filter_mask, joined, null_columns, nullable, row_converter, take_columns,
+};
 use crate::time::event_times;
 
 #[derive(Debug, Clone)]
@@ -74,21 +76,19 @@ pub struct TemporalJoin {
     /// The output schema with every column nullable: candidates include
     /// left rows without a version.
     candidate_schema: SchemaRef,
-}
-
-fn converter(schema: &SchemaRef) -> Result<RowConverter> {
-    Ok(RowConverter::new(schema.fields().iter().map(|field| SortField::new(field.data_type().clone())).collect())?)
+    /// `spec.right_filter` over a nullable schema, for the same reason.
+    right_filter: Option<(Arc<dyn PhysicalExpr>, SchemaRef)>,
 }
 
 impl TemporalJoin {
     pub fn new(spec: TemporalJoinSpec, metrics: Arc<QueryMetrics>) -> Result<Self> {
-        let fields = spec.output_schema.fields().iter().map(|field| field.as_ref().clone().with_nullable(true));
-        let candidate_schema = Arc::new(Schema::new(fields.collect::<Vec<_>>()));
+        let right_filter = spec.right_filter.as_ref().map(|(filter, schema)| (filter.clone(), nullable(schema)));
         Ok(Self {
-            candidate_schema,
+            candidate_schema: nullable(&spec.output_schema),
+            right_filter,
             keys: JoinKeys::new(&spec.left_keys, &spec.left_schema)?,
-            left_rows: converter(&spec.left_schema)?,
-            right_rows: converter(&spec.right_schema)?,
+            left_rows: row_converter(&spec.left_schema)?,
+            right_rows: row_converter(&spec.right_schema)?,
             spec,
             versions: HashMap::new(),
             pending: BTreeMap::new(),
@@ -164,10 +164,8 @@ impl TemporalJoin {
             });
         }
         let mut passing_right = vec![true; left.num_rows()];
-        if let Some((filter, schema)) = &self.spec.right_filter {
-            let fields = schema.fields().iter().map(|field| field.as_ref().clone().with_nullable(true));
-            let schema = Arc::new(Schema::new(fields.collect::<Vec<_>>()));
-            let rows = RecordBatch::try_new(schema, right.clone())?;
+        if let Some((filter, schema)) = &self.right_filter {
+            let rows = RecordBatch::try_new(schema.clone(), right.clone())?;
             passing_right = filter_mask(Some(filter), &rows)?;
         }
         let candidates = joined(&self.candidate_schema, left.columns().to_vec(), right)?;
