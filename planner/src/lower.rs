@@ -459,7 +459,7 @@ impl<'a> Lowering<'a> {
             // later rows correct emitted ones.
             let updating = self.options.allowed_lateness || self.options.emit.is_some();
             let (window_results, partition_keys) = (!updating, Vec::new());
-            let times = TimeColumns::default();
+            let times = TimeColumns::windows(&output_schema);
             return Ok(Lowered {
                 node,
                 schema: output_schema,
