@@ -35,6 +35,7 @@ pub mod output;
 pub mod pipeline;
 pub mod plan;
 pub mod source;
+pub mod state;
 pub mod table;
 pub mod time;
 

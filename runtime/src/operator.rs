@@ -13,6 +13,7 @@ use crate::driver::QuerySettings;
 use crate::error::Result;
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
+use crate::state::OperatorState;
 use crate::operators::{
     group_aggregate::{GroupAggregate, GroupAggregateSpec},
     join::{StreamJoin, StreamJoinSpec},
@@ -65,6 +66,21 @@ pub trait Operator: Send {
     /// satisfied LIMIT); the pipeline then ends its output early.
     fn is_finished(&self) -> bool {
         false
+    }
+
+    /// The operator's state at a checkpoint (between two messages), such
+    /// that [`restore`](Operator::restore) on a fresh operator of the same
+    /// spec continues exactly as this one would. Stateless operators keep
+    /// the default (nothing). May reorganise internal structures but must
+    /// not change what the operator does next.
+    fn snapshot(&mut self) -> Result<OperatorState> {
+        Ok(OperatorState::default())
+    }
+
+    /// Loads a [`snapshot`](Operator::snapshot) into a freshly created
+    /// operator, before any message.
+    fn restore(&mut self, _state: OperatorState) -> Result<()> {
+        Ok(())
     }
 }
 

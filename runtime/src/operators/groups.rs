@@ -195,6 +195,36 @@ pub(crate) struct Partial {
     pub states: Vec<Vec<ArrayRef>>,
 }
 
+impl Partial {
+    /// As a batch for a checkpoint: `key` (row bytes), then each
+    /// aggregate's state columns `s{aggregate}_{field}`.
+    pub fn to_batch(&self) -> Result<RecordBatch> {
+        let mut columns = vec![("key".to_string(), crate::state::rows_column(self.keys.iter().map(|row| row.data())))];
+        for (aggregate, states) in self.states.iter().enumerate() {
+            for (field, state) in states.iter().enumerate() {
+                columns.push((format!("s{aggregate}_{field}"), state.clone()));
+            }
+        }
+        crate::state::batch_of(columns)
+    }
+
+    /// Reads [`to_batch`](Partial::to_batch)'s output back.
+    pub fn from_batch(batch: &RecordBatch, converter: &RowConverter, aggregates: usize) -> Result<Self> {
+        let key = batch.column_by_name("key").ok_or_else(|| RuntimeError::internal("partial state without keys"))?;
+        let keys = crate::state::rows_from_column(converter, key)?;
+        let states = (0..aggregates)
+            .map(|aggregate| {
+                let mut columns = Vec::new();
+                while let Some(column) = batch.column_by_name(&format!("s{aggregate}_{}", columns.len())) {
+                    columns.push(column.clone());
+                }
+                columns
+            })
+            .collect();
+        Ok(Self { keys, states })
+    }
+}
+
 pub(crate) struct Groups {
     group_ids: HashMap<Box<[u8]>, usize>,
     keys: Rows,
@@ -278,6 +308,31 @@ impl Groups {
             .map(|accumulator| Ok(accumulator.state(EmitTo::All)?))
             .collect::<Result<Vec<_>>>()?;
         Ok(Partial { keys: self.keys, states })
+    }
+
+    /// The intermediate state for a checkpoint, leaving these groups as
+    /// they were (DataFusion's `state()` drains the accumulators, so the
+    /// state is merged back into fresh ones, keeping the group order).
+    pub fn snapshot(
+        &mut self,
+        converter: &RowConverter,
+        aggregates: &[Arc<AggregateFunctionExpr>],
+    ) -> Result<Partial> {
+        let taken = std::mem::replace(self, Groups::new(converter, aggregates)?);
+        let partial = taken.into_partial()?;
+        self.merge(&partial)?;
+        Ok(partial)
+    }
+
+    /// Groups holding a checkpointed [`Partial`].
+    pub fn restored(
+        converter: &RowConverter,
+        aggregates: &[Arc<AggregateFunctionExpr>],
+        partial: &Partial,
+    ) -> Result<Self> {
+        let mut groups = Groups::new(converter, aggregates)?;
+        groups.merge(partial)?;
+        Ok(groups)
     }
 
     /// The final values: key columns, then one column per aggregate.

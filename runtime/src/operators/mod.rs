@@ -7,6 +7,8 @@ pub mod join;
 pub mod limit;
 pub mod lookup_join;
 pub mod pane_window;
+#[cfg(test)]
+pub(crate) mod restore_check;
 pub mod session_window;
 pub(crate) mod sliding;
 pub mod stateless;
