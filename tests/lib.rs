@@ -35,12 +35,18 @@ pub struct RunConfig {
     /// Substituted for `$BATCH_ROWS`: how many records a file source puts
     /// in one batch.
     pub batch_rows: usize,
+    /// Each query checkpoints, is stopped abruptly after this many steps
+    /// (as by a crash), and is finished by a fresh engine opened on the
+    /// same data directory, which restores it from its last checkpoint; a
+    /// subscriber resumes after the last `seq` it saw.
+    pub crash_after_steps: Option<u64>,
 }
 
-pub const RUN_CONFIGS: [RunConfig; 3] = [
-    RunConfig { epoch_interval: "0", batch_rows: 1 },
-    RunConfig { epoch_interval: "10ms", batch_rows: 3 },
-    RunConfig { epoch_interval: "1s", batch_rows: 8192 },
+pub const RUN_CONFIGS: [RunConfig; 4] = [
+    RunConfig { epoch_interval: "0", batch_rows: 1, crash_after_steps: None },
+    RunConfig { epoch_interval: "10ms", batch_rows: 3, crash_after_steps: None },
+    RunConfig { epoch_interval: "1s", batch_rows: 8192, crash_after_steps: None },
+    RunConfig { epoch_interval: "0", batch_rows: 2, crash_after_steps: Some(6) },
 ];
 
 #[derive(Debug)]
@@ -64,13 +70,41 @@ pub struct SluiceDb {
     engine: Arc<Engine>,
     settings: Settings,
     config: RunConfig,
+    /// The data directory of a crash-and-recover run (removed on drop).
+    data_dir: Option<PathBuf>,
 }
 
+impl Drop for SluiceDb {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.data_dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+static NEXT_DATA_DIR: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Queries crash-and-recover runs restored, and the input-log steps they
+/// replayed (so a test can check recovery really happened).
+pub static RECOVERIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+pub static REPLAYED_STEPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl SluiceDb {
-    pub fn new(config: RunConfig) -> Self {
+    pub async fn new(config: RunConfig) -> Self {
         let mut settings = Settings::new();
         settings.insert("epoch_interval".into(), config.epoch_interval.into());
-        Self { engine: Arc::new(Engine::new()), settings, config }
+        let Some(steps) = config.crash_after_steps else {
+            return Self { engine: Arc::new(Engine::new()), settings, config, data_dir: None };
+        };
+        // A checkpoint after every epoch of one event: the crash comes one
+        // event after the last checkpoint, which the input log replays.
+        settings.insert("checkpoint_interval".into(), "0.001ms".into());
+        let number = NEXT_DATA_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sluice-slt-{}-{number}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut engine = Engine::open(&dir).await.expect("a fresh data directory opens");
+        engine.halt_queries_after(steps);
+        Self { engine: Arc::new(engine), settings, config, data_dir: Some(dir) }
     }
 
     fn substitute(&self, sql: &str) -> String {
@@ -78,19 +112,44 @@ impl SluiceDb {
             .replace("$BATCH_ROWS", &self.config.batch_rows.to_string())
     }
 
-    /// Runs a started query to completion and returns its rows.
-    pub async fn collect(&self, query_id: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
-        let query = self.engine.query(query_id).ok_or_else(|| DbError(format!("query {query_id} vanished")))?;
-        let mut events = query.handle.output.subscribe(0);
+    /// Runs a started query to completion and returns its rows; in a
+    /// crash-and-recover run, through the crash.
+    pub async fn collect(&mut self, query_id: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
         let mut batches = Vec::new();
         let mut ops = Vec::new();
+        let mut next_seq = 0;
         let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
+        let mut query = self.engine.query(query_id).ok_or_else(|| DbError(format!("query {query_id} vanished")))?;
+        let mut events = query.handle.output.subscribe(0);
         loop {
             let event = tokio::time::timeout_at(deadline, events.recv())
                 .await
                 .map_err(|_| DbError(format!("query {query_id} did not finish within {QUERY_DEADLINE:?}")))?;
             match event {
-                Some(OutputEvent::Rows { batch, .. }) => {
+                Some(OutputEvent::Failed { message }) if message.contains(sluice_runtime::driver::HALTED) => {
+                    // The "crash": a new engine on the same data directory
+                    // restores the query; read on after the last row seen.
+                    let Some(dir) = &self.data_dir else { return Err(DbError(message)) };
+                    drop(events);
+                    let engine = Engine::open(dir).await?;
+                    self.engine = Arc::new(engine);
+                    query = self
+                        .engine
+                        .query(query_id)
+                        .ok_or_else(|| DbError(format!("query {query_id} was not restored")))?;
+                    events = query.handle.output.subscribe(next_seq);
+                    let report = query.handle.metrics.checkpoints();
+                    if report.restored_from.is_none() {
+                        return Err(DbError(format!("query {query_id} did not restore a checkpoint: {report:?}")));
+                    }
+                    RECOVERIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    REPLAYED_STEPS.fetch_add(report.replayed_steps, std::sync::atomic::Ordering::Relaxed);
+                }
+                Some(OutputEvent::Rows { seq, batch }) => {
+                    if seq != next_seq {
+                        return Err(DbError(format!("expected row {next_seq}, got row {seq}")));
+                    }
+                    next_seq += batch.num_rows() as u64;
                     ops.extend(match &batch.ops {
                         Some(batch_ops) => batch_ops.iter().map(|op| Some(op.symbol())).collect::<Vec<_>>(),
                         None => vec![None; batch.num_rows()],
@@ -177,6 +236,10 @@ impl sqllogictest::AsyncDB for SluiceDb {
     type ColumnType = DefaultColumnType;
 
     async fn run(&mut self, sql: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        // Restored engines do not halt their queries; new ones do.
+        if let (Some(steps), Some(engine)) = (self.config.crash_after_steps, Arc::get_mut(&mut self.engine)) {
+            engine.halt_queries_after(steps);
+        }
         let sql = self.substitute(sql);
         let mut results = self.engine.execute(&sql, &mut self.settings).await?;
         match results.pop() {

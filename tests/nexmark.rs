@@ -60,7 +60,7 @@ async fn nexmark_queries_match_datafusion_batch_on_a_small_input() {
         let text = &queries.iter().find(|(query, _)| *query == name).unwrap().1;
         let sql = sluice::nexmark::statement(text);
         let expected = sluice_tests::batch_sql_rows(&context, &batch_sql).await;
-        let mut db = sluice_tests::SluiceDb::new(sluice_tests::RUN_CONFIGS[1]);
+        let mut db = sluice_tests::SluiceDb::new(sluice_tests::RUN_CONFIGS[1]).await;
         db.run(&sluice::nexmark::streams(Some(events), sluice::nexmark::BENCH_EVENT_RATE, false)).await.unwrap();
         let DBOutput::Rows { mut rows, .. } = db.run(&sql).await.unwrap() else { panic!("{name}: no rows") };
         rows.sort();

@@ -50,7 +50,7 @@ async fn batch_rows(path: &str, sql: &str) -> Vec<Vec<String>> {
 }
 
 async fn stream_rows(path: &str, sql: &str, config: RunConfig) -> Vec<Vec<String>> {
-    let mut db = SluiceDb::new(config);
+    let mut db = SluiceDb::new(config).await;
     let ddl = format!(
         "CREATE STREAM t (ts TIMESTAMP, k VARCHAR, v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
          WITH (connector = 'file', path = '{path}', format = 'csv', header = 'true', batch_rows = '{}')",
@@ -132,7 +132,7 @@ async fn batch_join_rows(paths: [&str; 2], sql: &str) -> Vec<Vec<String>> {
 }
 
 async fn stream_join_rows(paths: [&str; 2], sql: &str, config: RunConfig) -> Vec<Vec<String>> {
-    let mut db = SluiceDb::new(config);
+    let mut db = SluiceDb::new(config).await;
     for (name, path) in ["a", "b"].into_iter().zip(paths) {
         let ddl = format!(
             "CREATE STREAM {name} (ts TIMESTAMP, k VARCHAR, v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)

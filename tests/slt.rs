@@ -18,11 +18,17 @@ async fn sqllogictest_files() {
     let mut failures = Vec::new();
     for file in &files {
         for config in RUN_CONFIGS {
-            let mut runner = sqllogictest::Runner::new(move || async move { Ok(SluiceDb::new(config)) });
+            let mut runner = sqllogictest::Runner::new(move || async move { Ok(SluiceDb::new(config).await) });
             if let Err(error) = runner.run_file_async(file).await {
                 failures.push(format!("{} with {config:?}:\n{error}", file.display()));
             }
         }
     }
     assert!(failures.is_empty(), "{} failure(s):\n\n{}", failures.len(), failures.join("\n\n"));
+    let recoveries = sluice_tests::RECOVERIES.load(std::sync::atomic::Ordering::Relaxed);
+    let replayed = sluice_tests::REPLAYED_STEPS.load(std::sync::atomic::Ordering::Relaxed);
+    println!("crash-and-recover runs: {recoveries} queries restored, {replayed} logged steps replayed");
+    if filter.is_empty() {
+        assert!(recoveries >= 20 && replayed > 0, "recovery barely exercised: {recoveries} restores, {replayed} steps");
+    }
 }

@@ -14,7 +14,7 @@
 //! arrives. Results never depend on the interval: lateness is decided row by
 //! row (see [`crate::time`]), and windows close on watermarks only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::{self, CheckpointConfig, CheckpointStore, Counters, Manifest, SourceCheckpoint, Step};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
@@ -33,8 +34,11 @@ use crate::operators::window_assign::WindowKind;
 use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
 use crate::plan::{PlanNode, StreamPlan};
-use crate::source::{self, HttpIngest, SourceContext, SourceEvent};
+use crate::source::{self, ConnectorSpec, HttpIngest, Malformed, Resume, SourceContext, SourceEvent};
 use crate::time::{WatermarkTracker, event_times};
+
+/// The error of a query stopped by [`QuerySettings::halt_after_steps`].
+pub const HALTED: &str = "halted to simulate a crash";
 
 /// Chunks of late rows waiting to be posted to the late-rows stream.
 const LATE_ROWS_QUEUE: usize = 256;
@@ -61,6 +65,21 @@ pub struct QuerySettings {
     /// Where late rows go besides being counted: an `http` stream other
     /// queries read (the "route" late-data policy).
     pub late_rows_to: Option<Arc<HttpIngest>>,
+    /// Where and how often to checkpoint; `None` runs without (a server
+    /// without a data directory, tests, benchmarks). Set by the server from
+    /// `checkpoint_interval` and the query's id.
+    pub checkpoint: Option<CheckpointConfig>,
+    /// `SET checkpoint_interval`: how often a query of a server with a data
+    /// directory checkpoints; `None` turns checkpoints off.
+    pub checkpoint_interval: Option<Duration>,
+    /// Stops the query abruptly after this many steps (source events taken),
+    /// as a crash would: in the middle of an epoch, without publishing it,
+    /// without a final checkpoint. For recovery tests only.
+    pub halt_after_steps: Option<u64>,
+    /// At most this many source events per epoch (the rest wait for the
+    /// next one); `None` takes everything that arrived. Recovery tests use
+    /// 1 so that a checkpoint can fall between any two events.
+    pub max_steps_per_epoch: Option<usize>,
 }
 
 impl Default for QuerySettings {
@@ -72,6 +91,10 @@ impl Default for QuerySettings {
             idle_timeout: None,
             allowed_lateness: None,
             late_rows_to: None,
+            checkpoint: None,
+            checkpoint_interval: Some(Duration::from_secs(5)),
+            halt_after_steps: None,
+            max_steps_per_epoch: None,
         }
     }
 }
@@ -134,10 +157,83 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
     let output = Arc::new(QueryOutput::new(plan.schema.clone(), settings.retained_rows));
     let status = Arc::new(Mutex::new(QueryStatus::Running));
     let cancel = CancellationToken::new();
+    let plan_names = plan_names(&plan);
+    let mut pipeline = pipeline;
+    // Recovery: the newest good checkpoint, and the steps logged after it.
+    let (store, restored) = match &settings.checkpoint {
+        Some(config) => {
+            let mut store = CheckpointStore::new(config.clone())?;
+            let (restored, warnings) = store.load(&plan_names)?;
+            metrics.update_checkpoints(|report| report.warnings = warnings);
+            (Some(store), restored)
+        }
+        None => (None, None),
+    };
+    let mut replay = None;
+    let mut resumes: Vec<Resume> = plan
+        .sources
+        .iter()
+        .map(|spec| Resume {
+            // A new query reads an http stream from what is posted next.
+            position: match &spec.connector {
+                ConnectorSpec::Http(ingest) => ingest.position(),
+                _ => 0,
+            },
+            boundaries: Default::default(),
+        })
+        .collect();
+    if let Some(restored) = &restored {
+        pipeline.restore(restored.nodes.clone())?;
+        output.restore(restored.output.clone())?;
+        for (resume, checkpoint) in resumes.iter_mut().zip(&restored.manifest.sources) {
+            resume.position = checkpoint.position;
+        }
+        for step in &restored.replay {
+            if let Step::Rows { source, position, .. } = step
+                && let Some(resume) = resumes.get_mut(*source)
+            {
+                resume.boundaries.push_back(*position);
+            }
+        }
+        replay = (!restored.replay.is_empty()).then(|| Replay {
+            steps: restored.replay.clone(),
+            queues: plan.sources.iter().map(|_| VecDeque::new()).collect(),
+        });
+        let counters = &restored.manifest.counters;
+        for (counter, value) in [
+            (&metrics.rows_in, counters.rows_in),
+            (&metrics.rows_out, counters.rows_out),
+            (&metrics.epochs, counters.epochs),
+            (&metrics.late_rows_dropped, counters.late_rows_dropped),
+            (&metrics.malformed_records, counters.malformed_records),
+        ] {
+            QueryMetrics::add(counter, value);
+        }
+        metrics.set_watermark(Watermark(counters.watermark));
+        if counters.watermark != Watermark::MIN.0 {
+            output.progress(Watermark(counters.watermark));
+        }
+        metrics.update_checkpoints(|report| {
+            report.restored_from = Some(restored.manifest.id);
+            report.replayed_steps = restored.replay.len() as u64;
+        });
+    }
     let (events, receiver) = mpsc::channel(SOURCE_QUEUE);
     for (index, spec) in plan.sources.iter().enumerate() {
-        let context =
-            SourceContext { index, events: events.clone(), metrics: metrics.clone(), cancel: cancel.child_token() };
+        let ended = restored
+            .as_ref()
+            .and_then(|restored| restored.manifest.sources.get(index))
+            .is_some_and(|source| source.ended);
+        if ended {
+            continue;
+        }
+        let context = SourceContext {
+            index,
+            events: events.clone(),
+            metrics: metrics.clone(),
+            cancel: cancel.child_token(),
+            resume: resumes[index].clone(),
+        };
         source::spawn(spec, context);
     }
     drop(events);
@@ -151,12 +247,13 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         // ends once the driver (the sender) is gone and the queue drained.
         tokio::spawn(async move {
             while let Some(lines) = receiver.recv().await {
-                ingest.publish(lines).await;
+                // A failed append is the target stream's to report.
+                let _ = ingest.publish(lines).await;
             }
         });
         sender
     });
-    let driver = Driver {
+    let mut driver = Driver {
         sources: plan
             .sources
             .iter()
@@ -173,6 +270,8 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
                 schema: spec.schema.clone(),
                 processing_time: spec.is_processing_time(),
                 window: window_of_source(&plan, index),
+                position: resumes[index].position,
+                replayable: !matches!(spec.connector, ConnectorSpec::Socket { .. }),
             })
             .collect(),
         pipeline,
@@ -181,7 +280,22 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         settings,
         late_rows,
         last_clock: 0,
+        store,
+        replay,
+        plan_names,
+        restored: restored.is_some(),
+        steps: 0,
     };
+    if let Some(restored) = &restored {
+        driver.last_clock = restored.manifest.last_clock;
+        for (state, checkpoint) in driver.sources.iter_mut().zip(&restored.manifest.sources) {
+            if let Some(tracker) = &mut state.tracker {
+                tracker.restore(checkpoint.max_event_time);
+            }
+            state.ended = checkpoint.ended;
+            state.idle = checkpoint.idle;
+        }
+    }
     let task_status = status.clone();
     let output_for_task = output.clone();
     let task_cancel = cancel.clone();
@@ -221,6 +335,20 @@ struct SourceState {
     /// The windows this source's rows are assigned to, to count late rows
     /// per window.
     window: Option<WindowKind>,
+    /// Where the source is, after the rows the pipeline has taken.
+    position: u64,
+    /// The source can be rewound to a position (all but sockets).
+    replayable: bool,
+}
+
+/// A source's rows (if any decoded) and malformed records.
+type Chunk = (Option<RecordBatch>, Malformed);
+
+/// Recovery in progress: the logged steps still to take again, and what the
+/// sources sent meanwhile, per source.
+struct Replay {
+    steps: VecDeque<Step>,
+    queues: Vec<VecDeque<SourceEvent>>,
 }
 
 struct Driver {
@@ -232,6 +360,14 @@ struct Driver {
     late_rows: Option<mpsc::Sender<Vec<String>>>,
     /// The last processing time handed out (see `clock`).
     last_clock: i64,
+    store: Option<CheckpointStore>,
+    replay: Option<Replay>,
+    /// The operator at each plan node, to match checkpoints to plans.
+    plan_names: Vec<String>,
+    /// Started from a checkpoint.
+    restored: bool,
+    /// Steps taken by this run (see `QuerySettings::halt_after_steps`).
+    steps: u64,
 }
 
 impl Driver {
@@ -244,14 +380,29 @@ impl Driver {
         if self.sources.is_empty() {
             return Err(RuntimeError::user("a continuous query needs at least one stream"));
         }
+        // A first checkpoint records where the sources start (an http
+        // stream's log position), so even an early crash resumes exactly.
+        if !self.restored {
+            self.checkpoint();
+        }
+        // Restored after it finished: nothing more to do.
+        if self.pipeline.is_finished() {
+            return Ok(());
+        }
         let mut pending = Vec::new();
         loop {
             match &mut ticker {
                 Some(ticker) => {
                     ticker.tick().await;
                 }
+                None if !pending.is_empty() => {}
                 None => match receiver.recv().await {
                     Some(event) => pending.push(event),
+                    None if self.replay.is_some() => {
+                        return Err(RuntimeError::user(
+                            "recovery cannot replay: the sources ended before the input log did (did their data change?)",
+                        ));
+                    }
                     None => {
                         return Err(RuntimeError::internal("every source stopped without ending"));
                     }
@@ -260,7 +411,10 @@ impl Driver {
             while let Ok(event) = receiver.try_recv() {
                 pending.push(event);
             }
-            let events = std::mem::take(&mut pending);
+            let events = match self.settings.max_steps_per_epoch {
+                Some(max) if pending.len() > max => pending.drain(..max).collect(),
+                _ => std::mem::take(&mut pending),
+            };
             // An operator bug must fail this query, not hang its subscribers.
             let epoch = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.epoch(events)));
             epoch.map_err(|panic| {
@@ -272,9 +426,19 @@ impl Driver {
                 RuntimeError::internal(format!("an operator panicked: {message}"))
             })??;
             if self.pipeline.is_finished() {
+                // A finished query restarts finished, not from the beginning.
+                self.checkpoint();
                 return Ok(());
             }
-            if receiver.is_closed() && receiver.is_empty() && self.sources.iter().any(|source| !source.ended) {
+            if self.replay.is_none() && self.store.as_ref().is_some_and(CheckpointStore::due) {
+                self.checkpoint();
+            }
+            if receiver.is_closed()
+                && receiver.is_empty()
+                && pending.is_empty()
+                && self.replay.is_none()
+                && self.sources.iter().any(|source| !source.ended)
+            {
                 return Err(RuntimeError::internal("a source stopped without ending"));
             }
         }
@@ -284,20 +448,22 @@ impl Driver {
     fn epoch(&mut self, events: Vec<SourceEvent>) -> Result<()> {
         let watermark_before = self.metrics.watermark();
         let mut output = Vec::new();
-        for event in events {
-            match event {
-                SourceEvent::Rows { source, rows } => self.ingest(source, rows, &mut output)?,
-                SourceEvent::End { source } => {
-                    self.sources[source].ended = true;
-                    self.pipeline.push_source(source, Message::End, &mut output)?;
-                }
-                SourceEvent::Failed { source, message } => {
-                    return Err(RuntimeError::external(format!("source {source} failed: {message}")));
-                }
+        for (step, rows, replayed) in self.order(events)? {
+            self.apply(step, rows, replayed, &mut output)?;
+            self.steps += 1;
+            if self.settings.halt_after_steps == Some(self.steps) {
+                return Err(RuntimeError::internal(HALTED));
             }
         }
-        self.declare_idle_sources(&mut output)?;
-        self.advance_processing_time(&mut output)?;
+        if self.replay.is_none() {
+            self.declare_idle_sources(&mut output)?;
+            self.advance_processing_time(&mut output)?;
+        }
+        // The steps behind this epoch's rows are logged before anyone sees
+        // the rows.
+        if let Some(store) = &mut self.store {
+            store.flush()?;
+        }
         QueryMetrics::add(&self.metrics.epochs, 1);
         for message in output {
             match message {
@@ -316,6 +482,182 @@ impl Driver {
         Ok(())
     }
 
+    /// The steps to take for `events`: in arrival order, or while
+    /// recovering, in the order the input log gives (each source's events
+    /// wait in its queue until their logged turn). Replayed steps are
+    /// marked `true`.
+    fn order(&mut self, events: Vec<SourceEvent>) -> Result<Vec<(Step, Option<Chunk>, bool)>> {
+        let Some(replay) = &mut self.replay else {
+            let mut steps = Vec::with_capacity(events.len());
+            for event in events {
+                steps.push(self.step_of(event)?);
+            }
+            return Ok(steps);
+        };
+        for event in events {
+            let source = match &event {
+                SourceEvent::Rows { source, .. } | SourceEvent::End { source } => *source,
+                SourceEvent::Failed { source, message } => {
+                    return Err(RuntimeError::external(format!("source {source} failed: {message}")));
+                }
+            };
+            replay.queues[source].push_back(event);
+        }
+        let mut steps = Vec::new();
+        while let Some(step) = replay.steps.front().cloned() {
+            match step {
+                Step::Rows { source, position, .. } if !self.sources[source].replayable => {
+                    // A socket's rows are gone: at-most-once.
+                    let _ = position;
+                }
+                Step::Rows { source, position, .. } => match replay.queues[source].pop_front() {
+                    None => break,
+                    Some(SourceEvent::Rows { rows, position: got, malformed, .. }) if got == position => {
+                        steps.push((step, Some((rows, malformed)), true));
+                    }
+                    Some(other) => {
+                        return Err(RuntimeError::user(format!(
+                            "recovery cannot replay source {source}: the input log has rows up to position {position}, the source gave {} (did its data change?)",
+                            match other {
+                                SourceEvent::Rows { position, .. } => format!("rows up to {position}"),
+                                _ => "its end".to_string(),
+                            }
+                        )));
+                    }
+                },
+                Step::End { source } if self.sources[source].replayable => match replay.queues[source].pop_front() {
+                    None => break,
+                    Some(SourceEvent::End { .. }) => steps.push((step, None, true)),
+                    Some(_) => {
+                        return Err(RuntimeError::user(format!(
+                            "recovery cannot replay source {source}: the input log has its end, the source gave more rows (did its data change?)"
+                        )));
+                    }
+                },
+                Step::End { .. } => {}
+                Step::Idle { .. } | Step::Clock { .. } => steps.push((step, None, true)),
+            }
+            replay.steps.pop_front();
+        }
+        if replay.steps.is_empty() {
+            // Caught up: what the sources sent beyond the log runs as usual.
+            let queues = std::mem::take(&mut replay.queues);
+            self.replay = None;
+            for event in queues.into_iter().flatten() {
+                steps.push(self.step_of(event)?);
+            }
+        }
+        Ok(steps)
+    }
+
+    /// A new (not replayed) step for a source event.
+    fn step_of(&mut self, event: SourceEvent) -> Result<(Step, Option<Chunk>, bool)> {
+        Ok(match event {
+            SourceEvent::Rows { source, rows, position, malformed } => {
+                let now = if self.sources[source].proctime_column.is_some() { self.clock() } else { 0 };
+                (Step::Rows { source, position, now }, Some((rows, malformed)), false)
+            }
+            SourceEvent::End { source } => (Step::End { source }, None, false),
+            SourceEvent::Failed { source, message } => {
+                return Err(RuntimeError::external(format!("source {source} failed: {message}")));
+            }
+        })
+    }
+
+    /// Takes one step, logging it unless it is being replayed.
+    fn apply(&mut self, step: Step, chunk: Option<Chunk>, replayed: bool, output: &mut Vec<Message>) -> Result<()> {
+        if !replayed && let Some(store) = &mut self.store {
+            store.log(&step)?;
+        }
+        match step {
+            Step::Rows { source, position, now } => {
+                self.sources[source].position = position;
+                if let Some((rows, malformed)) = chunk {
+                    self.metrics.record_malformed(malformed.records, malformed.problem);
+                    if let Some(rows) = rows.filter(|rows| rows.num_rows() > 0) {
+                        self.ingest(source, rows, now, replayed, output)?;
+                    }
+                }
+            }
+            Step::End { source } => {
+                self.sources[source].ended = true;
+                self.pipeline.push_source(source, Message::End, output)?;
+            }
+            Step::Idle { source } => {
+                self.sources[source].idle = true;
+                self.pipeline.push_source(source, Message::Idle, output)?;
+            }
+            Step::Clock { source, now } => {
+                self.last_clock = self.last_clock.max(now);
+                let Some(tracker) = self.sources[source].tracker.as_mut() else { return Ok(()) };
+                let before = tracker.watermark();
+                tracker.observe(&[Some(now)]);
+                if tracker.watermark() > before {
+                    self.pipeline.push_source(source, Message::Watermark(tracker.watermark()), output)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint; a failure is reported on the query, which goes
+    /// on (the previous checkpoint stays valid).
+    fn checkpoint(&mut self) {
+        if self.store.is_none() {
+            return;
+        }
+        let started = Instant::now();
+        let result = self.write_checkpoint();
+        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match result {
+            Ok((id, taken_at_ms, bytes)) => self.metrics.update_checkpoints(|report| {
+                report.last_id = Some(id);
+                report.last_taken_at_ms = Some(taken_at_ms);
+                report.last_bytes = Some(bytes);
+                report.last_duration_ms = Some(duration_ms);
+            }),
+            Err(error) => {
+                tracing::warn!("checkpoint failed: {error}");
+                self.metrics.update_checkpoints(|report| report.warnings.push(format!("checkpoint failed: {error}")));
+            }
+        }
+    }
+
+    fn write_checkpoint(&mut self) -> Result<(u64, u64, u64)> {
+        let nodes = self.pipeline.snapshot()?;
+        let output = self.output.snapshot()?;
+        let metrics = &self.metrics;
+        let manifest = Manifest {
+            format_version: checkpoint::FORMAT_VERSION,
+            id: 0,
+            taken_at_ms: checkpoint::now_ms(),
+            plan: self.plan_names.clone(),
+            sources: self
+                .sources
+                .iter()
+                .map(|source| SourceCheckpoint {
+                    position: source.position,
+                    max_event_time: source.tracker.as_ref().and_then(WatermarkTracker::max_event_time),
+                    ended: source.ended,
+                    idle: source.idle,
+                })
+                .collect(),
+            last_clock: self.last_clock,
+            counters: Counters {
+                rows_in: QueryMetrics::get(&metrics.rows_in),
+                rows_out: QueryMetrics::get(&metrics.rows_out),
+                epochs: QueryMetrics::get(&metrics.epochs),
+                late_rows_dropped: QueryMetrics::get(&metrics.late_rows_dropped),
+                malformed_records: QueryMetrics::get(&metrics.malformed_records),
+                watermark: metrics.watermark().0,
+            },
+            files: Vec::new(),
+        };
+        let Some(store) = &mut self.store else { return Err(RuntimeError::internal("no checkpoint store")) };
+        let (manifest, bytes) = store.write(manifest, &nodes, &output)?;
+        Ok((manifest.id, manifest.taken_at_ms, bytes))
+    }
+
     /// Processing time, in nanoseconds since the epoch, never going back.
     fn clock(&mut self) -> i64 {
         let now = std::time::SystemTime::now()
@@ -332,12 +674,10 @@ impl Driver {
                 continue;
             }
             let now = self.clock();
-            let state = &mut self.sources[source];
-            let Some(tracker) = state.tracker.as_mut() else { continue };
-            let before = tracker.watermark();
-            tracker.observe(&[Some(now)]);
-            if tracker.watermark() > before {
-                self.pipeline.push_source(source, Message::Watermark(tracker.watermark()), output)?;
+            let state = &self.sources[source];
+            let Some(tracker) = state.tracker.as_ref() else { continue };
+            if now.saturating_sub(tracker.delay()) > tracker.watermark().0 {
+                self.apply(Step::Clock { source, now }, None, false, output)?;
             }
         }
         Ok(())
@@ -350,10 +690,9 @@ impl Driver {
             return Ok(());
         };
         for source in 0..self.sources.len() {
-            let state = &mut self.sources[source];
+            let state = &self.sources[source];
             if state.tracker.is_some() && !state.ended && !state.idle && state.last_active.elapsed() >= timeout {
-                state.idle = true;
-                self.pipeline.push_source(source, Message::Idle, output)?;
+                self.apply(Step::Idle { source }, None, false, output)?;
             }
         }
         Ok(())
@@ -363,14 +702,16 @@ impl Driver {
     fn ingest(
         &mut self,
         source: usize,
-        rows: datafusion::arrow::array::RecordBatch,
+        rows: RecordBatch,
+        now: i64,
+        replayed: bool,
         output: &mut Vec<Message>,
     ) -> Result<()> {
         QueryMetrics::add(&self.metrics.rows_in, rows.num_rows() as u64);
         let rows = match self.sources[source].proctime_column {
             Some(column) => {
                 let schema = self.sources[source].schema.clone();
-                with_arrival_time(rows, &schema, column, self.clock())?
+                with_arrival_time(rows, &schema, column, now)?
             }
             None => rows,
         };
@@ -402,7 +743,9 @@ impl Driver {
                 self.metrics.record_late_window(window_start, rows);
             }
         }
+        // Replayed late rows were routed before the crash.
         if verdict.late_rows > 0
+            && !replayed
             && let Some(sender) = &self.late_rows
         {
             let late = filter_record_batch(&rows, &verdict.late)?;
@@ -421,6 +764,17 @@ impl Driver {
         }
         Ok(())
     }
+}
+
+/// The operator at each node of `plan` (sources as `source`).
+fn plan_names(plan: &StreamPlan) -> Vec<String> {
+    plan.nodes
+        .iter()
+        .map(|node| match node {
+            PlanNode::Source { .. } => "source".to_string(),
+            PlanNode::Operator { spec, .. } => spec.name().to_string(),
+        })
+        .collect()
 }
 
 /// The window kind of the window assignment reading source `index`, if any.

@@ -25,6 +25,7 @@
 //! - [`metrics`]: counters every query exposes.
 //! - [`driver`]: the epoch loop of one query.
 
+pub mod checkpoint;
 pub mod driver;
 pub mod error;
 pub mod message;

@@ -23,6 +23,25 @@ pub struct QueryMetrics {
     /// Late rows per window start (or pane start, for HOP and CUMULATE)
     /// they would have joined; the most recent [`LATE_WINDOWS_KEPT`].
     late_by_window: Mutex<BTreeMap<i64, u64>>,
+    /// The last checkpoint written, and what recovery did.
+    checkpoints: Mutex<CheckpointReport>,
+}
+
+/// What `GET /v1/queries/{id}` shows about checkpoints.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct CheckpointReport {
+    /// Id of the last checkpoint written.
+    pub last_id: Option<u64>,
+    /// When it was taken, milliseconds since the Unix epoch.
+    pub last_taken_at_ms: Option<u64>,
+    pub last_bytes: Option<u64>,
+    pub last_duration_ms: Option<f64>,
+    /// The checkpoint this run started from, if it recovered.
+    pub restored_from: Option<u64>,
+    /// Steps of the input log replayed after it.
+    pub replayed_steps: u64,
+    /// Damaged checkpoints skipped on recovery, and the like.
+    pub warnings: Vec<String>,
 }
 
 /// Windows whose late-row counts are kept.
@@ -40,11 +59,22 @@ impl Default for QueryMetrics {
             watermark: AtomicI64::new(i64::MIN),
             last_malformed: Mutex::new(None),
             late_by_window: Mutex::new(BTreeMap::new()),
+            checkpoints: Mutex::new(CheckpointReport::default()),
         }
     }
 }
 
 impl QueryMetrics {
+    pub fn checkpoints(&self) -> CheckpointReport {
+        self.checkpoints.lock().map(|report| report.clone()).unwrap_or_default()
+    }
+
+    pub fn update_checkpoints(&self, update: impl FnOnce(&mut CheckpointReport)) {
+        if let Ok(mut report) = self.checkpoints.lock() {
+            update(&mut report);
+        }
+    }
+
     pub fn add(counter: &AtomicU64, amount: u64) {
         counter.fetch_add(amount, Ordering::Relaxed);
     }

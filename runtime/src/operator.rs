@@ -13,7 +13,6 @@ use crate::driver::QuerySettings;
 use crate::error::Result;
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
-use crate::state::OperatorState;
 use crate::operators::{
     group_aggregate::{GroupAggregate, GroupAggregateSpec},
     join::{StreamJoin, StreamJoinSpec},
@@ -28,6 +27,7 @@ use crate::operators::{
     window_assign::{WindowAssign, WindowAssignSpec},
     window_join::{WindowJoin, WindowJoinSpec},
 };
+use crate::state::OperatorState;
 
 /// A running operator of a pipeline.
 ///

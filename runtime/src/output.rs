@@ -20,7 +20,15 @@ use std::sync::Mutex;
 use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 
-use crate::message::{StreamBatch, Watermark};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, AsArray, Int8Array, RecordBatch};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::Int8Type;
+
+use crate::error::Result;
+use crate::message::{Op, StreamBatch, Watermark};
+use crate::state::OperatorState;
 
 /// Events a subscriber's queue holds before it is cut off.
 /// Frames share their batches with the log, so a long queue costs little;
@@ -126,6 +134,46 @@ impl QueryOutput {
         });
     }
 
+    /// The next `seq` and the retained rows, for a checkpoint.
+    pub fn snapshot(&self) -> Result<OperatorState> {
+        self.with_log(|log| {
+            let mut state = OperatorState::default();
+            state.put_value("next_seq", log.next_seq as i64);
+            let first = log.retained.front().map_or(log.next_seq, |(seq, _)| *seq);
+            state.put_value("first_seq", first as i64);
+            let batches: Vec<RecordBatch> = log.retained.iter().map(|(_, batch)| batch.rows.clone()).collect();
+            state.put("rows", concat_batches(&self.schema, &batches)?);
+            let ops = log.retained.iter().flat_map(|(_, batch)| {
+                (0..batch.num_rows())
+                    .map(|row| batch.ops.as_ref().map_or(1i8, |ops| if ops[row] == Op::Insert { 1 } else { -1 }))
+            });
+            let ops: ArrayRef = Arc::new(Int8Array::from_iter_values(ops));
+            state.put("ops", crate::state::batch(vec![("op", ops)])?);
+            Ok(state)
+        })
+    }
+
+    /// Continues numbering after a checkpoint, with its retained rows.
+    pub fn restore(&self, mut state: OperatorState) -> Result<()> {
+        let next_seq = state.value("next_seq")? as u64;
+        let first_seq = state.value("first_seq")? as u64;
+        let rows = state.take("rows")?;
+        let ops_batch = state.take("ops")?;
+        let ops_column = ops_batch.column(0).as_primitive::<Int8Type>();
+        let ops = (ops_column.values().iter().any(|op| *op < 0))
+            .then(|| ops_column.values().iter().map(|op| if *op < 0 { Op::Delete } else { Op::Insert }).collect());
+        let rows = RecordBatch::try_new(self.schema.clone(), rows.columns().to_vec())?;
+        self.with_log(|log| {
+            log.next_seq = next_seq;
+            log.retained.clear();
+            log.retained_rows = rows.num_rows();
+            if rows.num_rows() > 0 {
+                log.retained.push_back((first_seq, StreamBatch { rows, ops }));
+            }
+        });
+        Ok(())
+    }
+
     /// Rows published so far.
     pub fn rows_published(&self) -> u64 {
         self.with_log(|log| log.next_seq)
@@ -166,9 +214,7 @@ fn broadcast(log: &mut Log, event: OutputEvent) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::array::Int64Array;
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
 
     use super::*;

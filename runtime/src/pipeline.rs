@@ -20,6 +20,7 @@ use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Watermark};
 use crate::operator::{Operator, OperatorContext};
 use crate::plan::{NodeId, PlanNode, StreamPlan};
+use crate::state::OperatorState;
 
 struct RunningNode {
     /// `None` for sources, which pass messages through unchanged.
@@ -81,6 +82,54 @@ impl Pipeline {
             return Err(RuntimeError::internal(message));
         }
         Ok(Self { nodes, root: plan.root, source_nodes })
+    }
+
+    /// Every node's state at a checkpoint, by node id: its operator's
+    /// state plus the watermarks, idleness and ends of its inputs.
+    pub fn snapshot(&mut self) -> Result<Vec<OperatorState>> {
+        self.nodes
+            .iter_mut()
+            .map(|node| {
+                let mut state = match &mut node.operator {
+                    Some(operator) => operator.snapshot()?,
+                    None => OperatorState::default(),
+                };
+                for port in 0..node.input_watermarks.len() {
+                    state.put_value(&format!("__input_watermark_{port}"), node.input_watermarks[port].0);
+                    state.put_value(&format!("__input_ended_{port}"), i64::from(node.inputs_ended[port]));
+                    state.put_value(&format!("__input_idle_{port}"), i64::from(node.inputs_idle[port]));
+                }
+                state.put_value("__idle", i64::from(node.idle));
+                state.put_value("__watermark", node.watermark.0);
+                state.put_value("__ended", i64::from(node.ended));
+                Ok(state)
+            })
+            .collect()
+    }
+
+    /// Loads a [`snapshot`](Pipeline::snapshot) into this fresh pipeline.
+    pub fn restore(&mut self, states: Vec<OperatorState>) -> Result<()> {
+        if states.len() != self.nodes.len() {
+            return Err(RuntimeError::internal(format!(
+                "the checkpoint has {} plan nodes, the plan {}",
+                states.len(),
+                self.nodes.len()
+            )));
+        }
+        for (node, state) in self.nodes.iter_mut().zip(states) {
+            for port in 0..node.input_watermarks.len() {
+                node.input_watermarks[port] = Watermark(state.value(&format!("__input_watermark_{port}"))?);
+                node.inputs_ended[port] = state.value(&format!("__input_ended_{port}"))? != 0;
+                node.inputs_idle[port] = state.value(&format!("__input_idle_{port}"))? != 0;
+            }
+            node.idle = state.value("__idle")? != 0;
+            node.watermark = Watermark(state.value("__watermark")?);
+            node.ended = state.value("__ended")? != 0;
+            if let Some(operator) = &mut node.operator {
+                operator.restore(state)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn is_finished(&self) -> bool {

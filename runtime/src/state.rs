@@ -92,7 +92,8 @@ impl OperatorState {
         while !rest.is_empty() {
             let name_len = u32::from_le_bytes(rest.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
             rest = &rest[4..];
-            let name = std::str::from_utf8(rest.get(..name_len as usize).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
+            let name =
+                std::str::from_utf8(rest.get(..name_len as usize).ok_or_else(corrupt)?).map_err(|_| corrupt())?;
             rest = &rest[name_len as usize..];
             let len = u64::from_le_bytes(rest.get(..8).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
             rest = &rest[8..];
@@ -123,7 +124,8 @@ fn missing(name: &str) -> RuntimeError {
 
 fn values_batch(values: &BTreeMap<String, i64>) -> Result<RecordBatch> {
     let fields: Vec<Field> = values.keys().map(|name| Field::new(name, DataType::Int64, false)).collect();
-    let columns: Vec<ArrayRef> = values.values().map(|value| Arc::new(Int64Array::from(vec![*value])) as ArrayRef).collect();
+    let columns: Vec<ArrayRef> =
+        values.values().map(|value| Arc::new(Int64Array::from(vec![*value])) as ArrayRef).collect();
     let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(1));
     Ok(RecordBatch::try_new_with_options(Arc::new(Schema::new(fields)), columns, &options)?)
 }

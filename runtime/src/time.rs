@@ -66,6 +66,10 @@ impl WatermarkTracker {
         }
     }
 
+    pub fn delay(&self) -> i64 {
+        self.delay
+    }
+
     /// The largest event time seen so far (for checkpoints).
     pub fn max_event_time(&self) -> Option<EventTime> {
         self.max_event_time

@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use sluice_planner::ddl::{CreateStream, static_table};
 use sluice_planner::statement::Located;
 use sluice_planner::{PlanOptions, Statement, parse_statements, plan_query, stream_source_spec};
+use sluice_runtime::checkpoint::CheckpointConfig;
 use sluice_runtime::driver::displayed_watermark;
+use sluice_runtime::metrics::CheckpointReport;
 use sluice_runtime::operators::window_aggregate::EarlyEmit;
 use sluice_runtime::{ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings, QueryStatus, SourceSpec};
 
@@ -91,12 +93,28 @@ impl RunningQuery {
             },
             "plan": self.plan,
             "warnings": self.warnings,
+            "checkpoint": checkpoint_json(&self.settings, &metrics.checkpoints()),
         });
         if let QueryStatus::Failed(error) = status {
             value["error"] = json!(error);
         }
         value
     }
+}
+
+/// The checkpoint part of a query's status.
+fn checkpoint_json(settings: &QuerySettings, report: &CheckpointReport) -> Value {
+    json!({
+        "enabled": settings.checkpoint.is_some(),
+        "interval_ms": settings.checkpoint.as_ref().map(|config| config.interval.as_millis() as u64),
+        "last_id": report.last_id,
+        "last_at": report.last_taken_at_ms.map(|ms| json::timestamp(ms as i64 * 1_000_000)),
+        "last_bytes": report.last_bytes,
+        "last_duration_ms": report.last_duration_ms,
+        "restored_from": report.restored_from,
+        "replayed_steps": report.replayed_steps,
+        "warnings": report.warnings,
+    })
 }
 
 /// Catalog plus queries. Cheap to share: wrap in `Arc`.
@@ -110,6 +128,15 @@ pub struct Engine {
     data_dir: Option<PathBuf>,
     // Serialises catalog writes so the file always reflects a whole state.
     persist_lock: std::sync::Mutex<()>,
+    /// Where queries checkpoint and http streams log their events; set
+    /// before the stored catalog is replayed (unlike `data_dir`, which
+    /// turns on writing the catalog once it is whole).
+    state_dir: Option<PathBuf>,
+    /// Held from choosing a new query's id to registering it.
+    start_lock: std::sync::Mutex<()>,
+    /// Recovery tests: new (not restored) queries stop abruptly after this
+    /// many source events.
+    halt_after_steps: Option<u64>,
 }
 
 impl Default for Engine {
@@ -129,6 +156,9 @@ impl Engine {
             next_query: AtomicU64::new(1),
             data_dir: None,
             persist_lock: std::sync::Mutex::new(()),
+            state_dir: None,
+            start_lock: std::sync::Mutex::new(()),
+            halt_after_steps: None,
         }
     }
 
@@ -136,6 +166,7 @@ impl Engine {
     /// stored there are restored (queries under their old ids).
     pub async fn open(data_dir: &Path) -> Result<Self, ApiError> {
         let mut engine = Self::new();
+        engine.state_dir = Some(data_dir.to_path_buf());
         let stored = persist::load(data_dir)
             .map_err(|message| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "data_dir", message))?;
         if let Some(stored) = stored {
@@ -157,6 +188,13 @@ impl Engine {
         engine.data_dir = Some(data_dir.to_path_buf());
         engine.persist()?;
         Ok(engine)
+    }
+
+    /// Recovery tests: queries submitted from now on take one source event
+    /// per epoch and stop abruptly after `steps` of them, as if the server
+    /// crashed.
+    pub fn halt_queries_after(&mut self, steps: u64) {
+        self.halt_after_steps = Some(steps);
     }
 
     /// Restarts a stored query under its id.
@@ -256,6 +294,20 @@ impl Engine {
             }
             Statement::CreateStream(create) => {
                 let spec = stream_source_spec(&create)?;
+                if let (ConnectorSpec::Http(ingest), Some(state_dir)) = (&spec.connector, &self.state_dir)
+                    && !self.catalog_read().contains(&create.name)
+                {
+                    // Events are logged before they are acknowledged, so a
+                    // recovering query reads again what it lost.
+                    let path = state_dir.join("streams").join(&create.name).join("events.log");
+                    ingest.open_log(&path).map_err(|error| {
+                        ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "event_log",
+                            format!("cannot open {}: {error}", path.display()),
+                        )
+                    })?;
+                }
                 let mut catalog = self.catalog_write();
                 if catalog.contains(&create.name) {
                     if create.if_not_exists {
@@ -275,6 +327,9 @@ impl Engine {
                 let mut catalog = self.catalog_write();
                 let removed = catalog.remove(&name).is_some() || catalog.remove_table(&name).is_some();
                 drop(catalog);
+                if removed && let Some(state_dir) = &self.state_dir {
+                    let _ = std::fs::remove_dir_all(state_dir.join("streams").join(&name));
+                }
                 if !removed && !if_exists {
                     return Err(ApiError::from(
                         sluice_planner::PlanError::unknown(format!("stream {name:?} not found")).near_name(
@@ -384,15 +439,33 @@ impl Engine {
         settings: &mut Settings,
         number: Option<u64>,
     ) -> Result<StatementResult, ApiError> {
-        let query_settings = self.query_settings(settings)?;
+        let restored_query = number.is_some();
+        let mut query_settings = self.query_settings(settings)?;
+        if !restored_query && let Some(halt) = self.halt_after_steps {
+            query_settings.halt_after_steps = Some(halt);
+            query_settings.max_steps_per_epoch = Some(1);
+        }
         let plan = self.plan(sql, query, located.start, &query_settings, emit).await?;
         let columns = json::columns(&plan.schema);
         let description = plan.describe();
         let warnings = plan.warnings.clone();
-        let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
         // Numbered once it runs, so failed statements use up no id.
-        let number = number.unwrap_or_else(|| self.next_query.fetch_add(1, Ordering::Relaxed));
+        let guard = self.start_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let number = number.unwrap_or_else(|| self.next_query.load(Ordering::Relaxed));
         let id = format!("q{number}");
+        if let Some(state_dir) = &self.state_dir
+            && let Some(interval) = query_settings.checkpoint_interval
+        {
+            let dir = state_dir.join("queries").join(&id);
+            if !restored_query {
+                // Ids are never reused; this is a leftover of a crash.
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            query_settings.checkpoint = Some(CheckpointConfig { dir, interval });
+        }
+        let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
+        self.next_query.fetch_max(number + 1, Ordering::Relaxed);
+        drop(guard);
         let query = Arc::new(RunningQuery {
             id: id.clone(),
             sql: located.text,
@@ -546,6 +619,9 @@ impl Engine {
         let number: u64 = id.strip_prefix('q')?.parse().ok()?;
         let query = self.queries_write().remove(&number)?;
         query.handle.cancel();
+        if let Some(checkpoint) = &query.settings.checkpoint {
+            let _ = std::fs::remove_dir_all(&checkpoint.dir);
+        }
         if let Err(error) = self.persist() {
             tracing::error!("{error}");
         }
@@ -580,7 +656,13 @@ impl Engine {
     pub async fn ingest(&self, stream: &str, lines: Vec<String>) -> Result<usize, ApiError> {
         let spec = self.stream(stream).ok_or_else(|| ApiError::not_found(format!("stream {stream:?} not found")))?;
         match &spec.connector {
-            ConnectorSpec::Http(ingest) => Ok(ingest.publish(lines).await),
+            ConnectorSpec::Http(ingest) => ingest.publish(lines).await.map_err(|error| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "event_log",
+                    format!("cannot append to the event log of {stream:?}: {error}"),
+                )
+            }),
             other => Err(ApiError::bad_request(
                 "invalid",
                 format!(
@@ -610,6 +692,7 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
             "epoch_interval" | "epoch_interval_ms" => query.epoch_interval = duration()?,
             "idle_timeout" => query.idle_timeout = optional()?,
             "allowed_lateness" => query.allowed_lateness = optional()?,
+            "checkpoint_interval" => query.checkpoint_interval = optional()?,
             "state_ttl" => query.state_ttl = optional()?,
             "retained_rows" => {
                 query.retained_rows = value.parse().map_err(|_| {
@@ -622,7 +705,7 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, ApiError> {
                 return Err(ApiError::bad_request(
                     "invalid",
                     format!(
-                        "unknown setting {other:?}; known: allowed_lateness, epoch_interval, idle_timeout, late_rows_to, retained_rows, state_ttl"
+                        "unknown setting {other:?}; known: allowed_lateness, checkpoint_interval, epoch_interval, idle_timeout, late_rows_to, retained_rows, state_ttl"
                     ),
                 ));
             }

@@ -22,12 +22,28 @@
 //! With a state TTL, keys not updated for that long (processing time) are
 //! forgotten without a retraction, as in Flink: a later row for the key
 //! starts it afresh.
+//!
+//! # Checkpoints
+//!
+//! A snapshot holds one row per key: the key's row bytes, its live rows,
+//! the result last emitted and each accumulator's `state()`; a restore
+//! merges the states into fresh accumulators. The output order never
+//! depends on the key map's order (keys leave in first-seen order within
+//! each input batch), so nothing about the map's order is saved. TTL clocks
+//! restart at the restore. `state()` may drain an accumulator, so a
+//! snapshot also rebuilds the running operator's accumulators from the
+//! saved states: both then continue from the same state. Accumulators
+//! whose `state()` leaves out what retraction needs lose it at a
+//! checkpoint, in the running operator as in a restored one: sliding MIN
+//! and MAX keep only the current value (not their queue), COUNT and SUM
+//! DISTINCT only the distinct values (not how often each occurred). With
+//! insert-only input they are exact.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::{OwnedRow, RowConverter};
@@ -36,10 +52,17 @@ use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch};
 use crate::operator::Operator;
 use crate::operators::groups::{evaluate, feed_slice, grouping_keys, key_converter};
+use crate::state::{
+    OperatorState, accumulator_states, batch_of, binary_column, i64_column, merge_accumulator_state, rows_column,
+    rows_from_column,
+};
+
+/// The checkpoint batch of a group aggregate: one row per key.
+const KEYS_STATE: &str = "keys";
 
 #[derive(Debug, Clone)]
 pub struct GroupAggregateSpec {
@@ -90,14 +113,6 @@ impl GroupAggregate {
     /// Keys currently held (for metrics and tests).
     pub fn key_count(&self) -> usize {
         self.keys.len()
-    }
-
-    fn new_accumulators(&self) -> Result<Vec<Box<dyn Accumulator>>> {
-        self.spec
-            .aggregates
-            .iter()
-            .map(|aggregate| Ok(aggregate.create_sliding_accumulator().or_else(|_| aggregate.create_accumulator())?))
-            .collect()
     }
 
     fn expire(&mut self, now: Instant) {
@@ -197,7 +212,7 @@ impl Operator for GroupAggregate {
             if !self.keys.contains_key(&key) {
                 let state = KeyState {
                     key: keys.row(first as usize).owned(),
-                    accumulators: self.new_accumulators()?,
+                    accumulators: new_accumulators(&self.spec)?,
                     live_rows: 0,
                     emitted: None,
                     last_update: now,
@@ -236,6 +251,136 @@ impl Operator for GroupAggregate {
         }
         Ok(())
     }
+
+    /// Columns of [`KEYS_STATE`]: `key` (row bytes), `live_rows`,
+    /// `has_emitted`, `emitted{i}` (the last result, one per aggregate;
+    /// unset where `has_emitted` is false) and `state{a}_{field}` (the
+    /// `state()` of aggregate `a`).
+    fn snapshot(&mut self) -> Result<OperatorState> {
+        let mut entries: Vec<(&Box<[u8]>, &mut KeyState)> = self.keys.iter_mut().collect();
+        // Sorted by key, so that equal states give equal checkpoints.
+        entries.sort_by(|(left, _), (right, _)| left.cmp(right));
+        let mut columns = vec![
+            ("key".to_string(), rows_column(entries.iter().map(|(_, state)| state.key.row().data()))),
+            (
+                "live_rows".to_string(),
+                Arc::new(Int64Array::from_iter_values(entries.iter().map(|(_, state)| state.live_rows))) as ArrayRef,
+            ),
+            (
+                "has_emitted".to_string(),
+                Arc::new(BooleanArray::from_iter(entries.iter().map(|(_, state)| Some(state.emitted.is_some()))))
+                    as ArrayRef,
+            ),
+        ];
+        for aggregate in 0..self.spec.aggregates.len() {
+            let mut accumulators: Vec<&mut dyn Accumulator> = Vec::with_capacity(entries.len());
+            for (_, state) in entries.iter_mut() {
+                let accumulator =
+                    state.accumulators.get_mut(aggregate).ok_or_else(|| missing_accumulator(aggregate))?;
+                accumulators.push(accumulator.as_mut());
+            }
+            accumulator_states(&mut accumulators, &state_prefix(aggregate), &mut columns)?;
+        }
+        let accumulator_batch = batch_of(columns.clone())?;
+        // `state()` may have drained the accumulators: continue from the
+        // saved state, as a restored operator does.
+        for (row, (_, state)) in entries.iter_mut().enumerate() {
+            state.accumulators = restored_accumulators(&self.spec, &accumulator_batch, row)?;
+        }
+        if !entries.is_empty() {
+            for aggregate in 0..self.spec.aggregates.len() {
+                let values = entries
+                    .iter_mut()
+                    .map(|(_, state)| match &state.emitted {
+                        Some(values) => values.get(aggregate).cloned().ok_or_else(|| missing_accumulator(aggregate)),
+                        // Any value of the right type fills the slot.
+                        None => Ok(state
+                            .accumulators
+                            .get_mut(aggregate)
+                            .ok_or_else(|| missing_accumulator(aggregate))?
+                            .evaluate()?),
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                columns.push((format!("emitted{aggregate}"), ScalarValue::iter_to_array(values)?));
+            }
+        }
+        let mut state = OperatorState::default();
+        state.put(KEYS_STATE, batch_of(columns)?);
+        Ok(state)
+    }
+
+    fn restore(&mut self, mut state: OperatorState) -> Result<()> {
+        let batch = state.take(KEYS_STATE)?;
+        let key_column =
+            batch.column_by_name("key").ok_or_else(|| RuntimeError::internal("group aggregate state without keys"))?;
+        let keys = rows_from_column(&self.converter, key_column)?;
+        let key_bytes = binary_column(&batch, "key")?;
+        let live_rows = i64_column(&batch, "live_rows")?;
+        let has_emitted = batch
+            .column_by_name("has_emitted")
+            .and_then(|column| column.as_boolean_opt())
+            .ok_or_else(|| RuntimeError::internal("group aggregate state without has_emitted"))?;
+        // A snapshot without keys has no `emitted` columns.
+        let emitted_columns = if batch.num_rows() == 0 {
+            Vec::new()
+        } else {
+            (0..self.spec.aggregates.len())
+                .map(|aggregate| {
+                    let column = batch.column_by_name(&format!("emitted{aggregate}"));
+                    column.ok_or_else(|| missing_accumulator(aggregate))
+                })
+                .collect::<Result<Vec<_>>>()?
+        };
+        let now = Instant::now();
+        self.keys.clear();
+        for row in 0..batch.num_rows() {
+            let emitted = if has_emitted.value(row) {
+                let values = emitted_columns.iter().map(|column| ScalarValue::try_from_array(column, row));
+                Some(values.collect::<Result<Vec<_>, _>>()?)
+            } else {
+                None
+            };
+            let state = KeyState {
+                key: keys.row(row).owned(),
+                accumulators: restored_accumulators(&self.spec, &batch, row)?,
+                live_rows: live_rows.value(row),
+                emitted,
+                last_update: now,
+            };
+            self.keys.insert(key_bytes.value(row).into(), state);
+        }
+        self.last_expiry = now;
+        Ok(())
+    }
+}
+
+fn state_prefix(aggregate: usize) -> String {
+    format!("state{aggregate}_")
+}
+
+fn missing_accumulator(aggregate: usize) -> RuntimeError {
+    RuntimeError::internal(format!("group aggregate state has nothing for aggregate {aggregate}"))
+}
+
+/// Fresh accumulators for `spec`'s aggregates holding row `row` of the
+/// saved states in `batch`.
+fn restored_accumulators(
+    spec: &GroupAggregateSpec,
+    batch: &RecordBatch,
+    row: usize,
+) -> Result<Vec<Box<dyn Accumulator>>> {
+    let mut accumulators = new_accumulators(spec)?;
+    for (aggregate, accumulator) in accumulators.iter_mut().enumerate() {
+        merge_accumulator_state(accumulator.as_mut(), batch, &state_prefix(aggregate), row)?;
+    }
+    Ok(accumulators)
+}
+
+fn new_accumulators(spec: &GroupAggregateSpec) -> Result<Vec<Box<dyn Accumulator>>> {
+    spec.aggregates
+        .iter()
+        .map(|aggregate| Ok(aggregate.create_sliding_accumulator().or_else(|_| aggregate.create_accumulator())?))
+        .collect()
 }
 
 impl GroupAggregate {
@@ -262,11 +407,13 @@ mod tests {
     use datafusion::arrow::array::{Int64Array, StringArray};
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use datafusion::arrow::util::pretty::pretty_format_batches;
+    use datafusion::functions_aggregate::average::avg_udaf;
     use datafusion::functions_aggregate::sum::sum_udaf;
     use datafusion::physical_expr::aggregate::AggregateExprBuilder;
-    use datafusion::physical_expr::expressions::col;
+    use datafusion::physical_expr::expressions::{cast, col};
 
     use super::*;
+    use crate::operators::restore_check::assert_restores;
 
     fn spec() -> GroupAggregateSpec {
         let input = Arc::new(Schema::new(vec![
@@ -338,6 +485,65 @@ mod tests {
         operator.on_batch(0, batch(&spec, &[("a", 1)], Some(vec![Op::Delete])), &mut out).unwrap();
         assert_eq!(changelog(&out), vec!["- | a   | 3     |", "+ | a   | 1     |", "- | a   | 1     |"]);
         assert_eq!(operator.key_count(), 0);
+    }
+
+    /// SUM and AVG of `value`, by `key` or (`keyed == false`) over all rows.
+    fn sum_and_average_spec(keyed: bool) -> GroupAggregateSpec {
+        let input = spec().input_schema;
+        let value = col("value", &input).unwrap();
+        // The planner casts AVG's argument to a float; so does this test.
+        let value_as_float = cast(value.clone(), &input, DataType::Float64).unwrap();
+        let aggregate = |function, argument, alias: &str| {
+            let builder = AggregateExprBuilder::new(function, vec![argument]);
+            Arc::new(builder.schema(input.clone()).alias(alias).build().unwrap())
+        };
+        let mut fields = vec![Field::new("total", DataType::Int64, true), Field::new("mean", DataType::Float64, true)];
+        if keyed {
+            fields.insert(0, Field::new("key", DataType::Utf8, false));
+        }
+        GroupAggregateSpec {
+            group_exprs: if keyed { vec![col("key", &input).unwrap()] } else { vec![] },
+            aggregates: vec![aggregate(sum_udaf(), value, "total"), aggregate(avg_udaf(), value_as_float, "mean")],
+            filters: vec![None, None],
+            output_schema: Arc::new(Schema::new(fields)),
+            input_schema: input,
+        }
+    }
+
+    /// Inserts and retractions that add keys, change them, remove them
+    /// entirely and bring one back.
+    fn updating_input(spec: &GroupAggregateSpec) -> Vec<(usize, Message)> {
+        use Op::{Delete, Insert};
+        let batch = |rows: &[(&str, i64)], ops: Option<Vec<Op>>| (0, Message::Batch(batch(spec, rows, ops)));
+        vec![
+            batch(&[("a", 1), ("b", 2), ("a", 3)], None),
+            batch(&[("b", 5), ("c", 7)], None),
+            (0, Message::Watermark(crate::message::Watermark(10))),
+            batch(&[("a", 1), ("c", 4)], Some(vec![Delete, Insert])),
+            batch(&[("c", 7), ("c", 4), ("b", 2)], Some(vec![Delete, Delete, Insert])),
+            batch(&[("c", 9), ("a", 3)], Some(vec![Insert, Delete])),
+            batch(&[("b", 2), ("d", 1), ("b", 5)], Some(vec![Delete, Insert, Delete])),
+            (0, Message::End),
+        ]
+    }
+
+    #[test]
+    fn restores_keys_accumulators_and_emitted_rows() {
+        let spec = sum_and_average_spec(true);
+        let new = || Box::new(GroupAggregate::new(spec.clone(), None).unwrap()) as Box<dyn Operator>;
+        let straight = assert_restores(new, &updating_input(&spec));
+        assert!(straight.iter().any(|row| row.starts_with("- c")), "{straight:?}");
+        assert!(straight.contains(&"+ c, 9, 9.0".to_string()), "{straight:?}");
+    }
+
+    #[test]
+    fn restores_a_global_aggregate() {
+        let spec = sum_and_average_spec(false);
+        let new = || {
+            Box::new(GroupAggregate::new(spec.clone(), Some(Duration::from_secs(3600))).unwrap()) as Box<dyn Operator>
+        };
+        let straight = assert_restores(new, &updating_input(&spec));
+        assert!(!straight.is_empty());
     }
 
     #[test]

@@ -313,11 +313,7 @@ impl Groups {
     /// The intermediate state for a checkpoint, leaving these groups as
     /// they were (DataFusion's `state()` drains the accumulators, so the
     /// state is merged back into fresh ones, keeping the group order).
-    pub fn snapshot(
-        &mut self,
-        converter: &RowConverter,
-        aggregates: &[Arc<AggregateFunctionExpr>],
-    ) -> Result<Partial> {
+    pub fn snapshot(&mut self, converter: &RowConverter, aggregates: &[Arc<AggregateFunctionExpr>]) -> Result<Partial> {
         let taken = std::mem::replace(self, Groups::new(converter, aggregates)?);
         let partial = taken.into_partial()?;
         self.merge(&partial)?;

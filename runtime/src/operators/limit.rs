@@ -3,9 +3,10 @@
 
 use datafusion::arrow::datatypes::SchemaRef;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch};
 use crate::operator::Operator;
+use crate::state::OperatorState;
 
 #[derive(Debug, Clone)]
 pub struct LimitSpec {
@@ -42,6 +43,19 @@ impl Operator for Limit {
     fn is_finished(&self) -> bool {
         self.seen >= self.spec.skip + self.spec.fetch
     }
+
+    fn snapshot(&mut self) -> Result<OperatorState> {
+        let mut state = OperatorState::default();
+        let seen = i64::try_from(self.seen).map_err(|_| RuntimeError::internal("LIMIT row count overflow"))?;
+        state.put_value("seen", seen);
+        Ok(state)
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        self.seen = usize::try_from(state.value("seen")?)
+            .map_err(|_| RuntimeError::internal("LIMIT state has a negative row count"))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -73,5 +87,19 @@ mod tests {
             .collect();
         assert_eq!(got, vec![2, 3, 4]);
         assert!(limit.is_finished());
+    }
+
+    #[test]
+    fn restores_the_rows_seen() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let batch = |values: Vec<i64>| {
+            let rows = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+            (0, Message::Batch(StreamBatch::inserts(rows)))
+        };
+        let messages = vec![batch(vec![1, 2]), batch(vec![3]), batch(vec![4, 5, 6]), batch(vec![7]), (0, Message::End)];
+        let spec = LimitSpec { schema: schema.clone(), skip: 1, fetch: 4 };
+        let new = || Box::new(Limit::new(spec.clone())) as Box<dyn Operator>;
+        let straight = crate::operators::restore_check::assert_restores(new, &messages);
+        assert_eq!(straight, vec!["+ 2", "+ 3", "+ 4", "+ 5"]);
     }
 }

@@ -17,27 +17,36 @@
 //! A session is emitted once the watermark passes its end. Rows are
 //! assigned in arrival order, and the merge is associative and
 //! commutative, so the result does not depend on batching.
+//!
+//! # Checkpoints
+//!
+//! A snapshot holds every open and fired session (partition, bounds,
+//! partial aggregates, the rows last emitted, whether it changed since) in
+//! the order its partition lists them, since that order decides which
+//! session absorbs which, and the watermark. The processing-time clock of
+//! EMIT EVERY restarts on restore.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
 use crate::operators::groups::{
-    AggregateInputs, Groups, changelog, evaluate, grouping_keys, key_converter, reject_retractions,
+    AggregateInputs, Groups, Partial, changelog, evaluate, grouping_keys, key_converter, reject_retractions,
 };
 use crate::operators::pane_window::{GroupColumn, window_rows};
-use crate::operators::window_aggregate::EarlyEmit;
+use crate::operators::window_aggregate::{EarlyEmit, with_schema};
+use crate::state::{OperatorState, binary_column, i64_column, rows_column};
 
 #[derive(Debug, Clone)]
 pub struct SessionWindowSpec {
@@ -287,6 +296,25 @@ impl Operator for SessionWindow {
         out.push(Message::Watermark(watermark));
         Ok(())
     }
+
+    fn snapshot(&mut self) -> Result<OperatorState> {
+        let mut state = OperatorState::default();
+        state.put_value("watermark", self.watermark.0);
+        let (converter, aggregates) = (&self.key_converter, &self.spec.aggregates);
+        put_sessions(&mut state, "sessions", &mut self.sessions, converter, aggregates)?;
+        put_sessions(&mut state, "fired", &mut self.fired, converter, aggregates)?;
+        Ok(state)
+    }
+
+    fn restore(&mut self, mut state: OperatorState) -> Result<()> {
+        self.watermark = Watermark(state.value("watermark")?);
+        self.sessions = self.take_sessions(&mut state, "sessions")?;
+        self.fired = self.take_sessions(&mut state, "fired")?;
+        // Processing time does not survive a restart: EMIT EVERY waits a
+        // whole interval again.
+        self.last_early = Instant::now();
+        Ok(())
+    }
 }
 
 impl SessionWindow {
@@ -338,6 +366,81 @@ impl SessionWindow {
     }
 }
 
+/// Saves `sessions` as the batch `name`, one row per session (its
+/// `partition`, `start`, `end`, `dirty`, and whether it has `emitted`
+/// rows), partitions in key order and each partition's sessions in
+/// their order; then per session `i` its partial aggregates `name/i`
+/// and the rows it last emitted, `name/i/emitted`.
+fn put_sessions(
+    state: &mut OperatorState,
+    name: &str,
+    sessions: &mut HashMap<Box<[u8]>, Vec<Session>>,
+    converter: &RowConverter,
+    aggregates: &[Arc<AggregateFunctionExpr>],
+) -> Result<()> {
+    let mut partitions: Vec<(&Box<[u8]>, &mut Vec<Session>)> = sessions.iter_mut().collect();
+    partitions.sort_by(|(a, _), (b, _)| a.cmp(b));
+    let mut keys: Vec<&[u8]> = Vec::new();
+    let (mut starts, mut ends, mut dirty, mut emitted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (partition, list) in partitions {
+        for session in list.iter_mut() {
+            if !session.pending.is_empty() {
+                return Err(RuntimeError::internal("a session holds rows of an unfinished batch at a checkpoint"));
+            }
+            let index = keys.len();
+            let partial = session.groups.snapshot(converter, aggregates)?;
+            state.put(&format!("{name}/{index}"), partial.to_batch()?);
+            if let Some(emitted) = &session.emitted {
+                state.put(&format!("{name}/{index}/emitted"), emitted.clone());
+            }
+            keys.push(partition);
+            starts.push(session.start);
+            ends.push(session.end);
+            dirty.push(i64::from(session.dirty));
+            emitted.push(i64::from(session.emitted.is_some()));
+        }
+    }
+    let column = |values: Vec<i64>| Arc::new(Int64Array::from(values)) as ArrayRef;
+    let index = crate::state::batch(vec![
+        ("partition", rows_column(keys)),
+        ("start", column(starts)),
+        ("end", column(ends)),
+        ("dirty", column(dirty)),
+        ("emitted", column(emitted)),
+    ])?;
+    state.put(name, index);
+    Ok(())
+}
+
+impl SessionWindow {
+    /// Reads [`put_sessions`]'s batches back.
+    fn take_sessions(&self, state: &mut OperatorState, name: &str) -> Result<HashMap<Box<[u8]>, Vec<Session>>> {
+        let index = state.take(name)?;
+        let partitions = binary_column(&index, "partition")?;
+        let (starts, ends) = (i64_column(&index, "start")?, i64_column(&index, "end")?);
+        let (dirty, emitted) = (i64_column(&index, "dirty")?, i64_column(&index, "emitted")?);
+        let mut sessions: HashMap<Box<[u8]>, Vec<Session>> = HashMap::new();
+        for row in 0..index.num_rows() {
+            let partial = state.take(&format!("{name}/{row}"))?;
+            let partial = Partial::from_batch(&partial, &self.key_converter, self.spec.aggregates.len())?;
+            let emitted_rows = match emitted.value(row) {
+                0 => None,
+                _ => Some(with_schema(&self.spec.output_schema, state.take(&format!("{name}/{row}/emitted"))?)?),
+            };
+            let session = Session {
+                start: starts.value(row),
+                end: ends.value(row),
+                groups: Groups::restored(&self.key_converter, &self.spec.aggregates, &partial)?,
+                pending: Vec::new(),
+                emitted: emitted_rows,
+                dirty: dirty.value(row) != 0,
+            };
+            sessions.entry(partitions.value(row).into()).or_default().push(session);
+        }
+        Ok(sessions)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{StringArray, TimestampNanosecondArray};
@@ -354,6 +457,10 @@ mod tests {
     }
 
     fn window(allowed_lateness: i64) -> (SessionWindow, SchemaRef) {
+        window_with(allowed_lateness, None)
+    }
+
+    fn window_with(allowed_lateness: i64, emit: Option<EarlyEmit>) -> (SessionWindow, SchemaRef) {
         let input =
             Arc::new(Schema::new(vec![Field::new("key", DataType::Utf8, false), Field::new("ts", timestamp(), false)]));
         let count = AggregateExprBuilder::new(count_udaf(), vec![col("ts", &input).unwrap()])
@@ -377,7 +484,7 @@ mod tests {
             aggregates: vec![Arc::new(count)],
             filters: vec![None],
             output_schema: output,
-            emit: None,
+            emit,
         };
         let operator = SessionWindow::new(spec, Arc::default()).unwrap().with_allowed_lateness(allowed_lateness);
         (operator, input)
@@ -449,5 +556,36 @@ mod tests {
         operator.on_watermark(Watermark(40), &mut out).unwrap();
         operator.on_batch(0, rows(&schema, &[("a", 18)]), &mut out).unwrap();
         assert_eq!(changes(&out), Vec::<String>::new());
+    }
+
+    #[test]
+    fn restores_open_and_fired_sessions_from_a_snapshot() {
+        let schema = window(0).1;
+        let batch = |batch: &[(&str, i64)]| (0, Message::Batch(rows(&schema, batch)));
+        let messages = vec![
+            batch(&[("a", 1), ("a", 10), ("b", 3)]),
+            // a@5 joins a@1 and a@10; a@30 starts a third session of a.
+            batch(&[("a", 5), ("a", 30), ("c", 4)]),
+            (0, Message::Watermark(Watermark(9))),
+            // Late for b's session [3, 8), which a lateness of 10 reopens.
+            batch(&[("b", 6), ("c", 20), ("a", 33)]),
+            (0, Message::Watermark(Watermark(20))),
+            // Reopens a's fired [1, 15); c@22 joins c@20.
+            batch(&[("a", 14), ("c", 22), ("d", 25)]),
+            (0, Message::Watermark(Watermark(40))),
+            // Past a's end plus the lateness: dropped.
+            batch(&[("a", 18), ("b", 41)]),
+            (0, Message::Watermark(Watermark::MAX)),
+            (0, Message::End),
+        ];
+        let configurations = [(0, None), (10, None), (0, Some(EarlyEmit::OnUpdate)), (10, Some(EarlyEmit::OnUpdate))];
+        for (lateness, emit) in configurations {
+            let new = || Box::new(window_with(lateness, emit).0) as Box<dyn Operator>;
+            let output = crate::operators::restore_check::assert_restores(new, &messages);
+            assert!(output.iter().any(|line| line.starts_with("+ ")), "{output:?}");
+            if lateness > 0 || emit.is_some() {
+                assert!(output.iter().any(|line| line.starts_with("- ")), "no retraction in {output:?}");
+            }
+        }
     }
 }

@@ -12,12 +12,20 @@
 //! ```text
 //!   window [p1 p2 p3]  ─slide─►  [p2 p3 p4]:  running += p4;  running -= p1
 //! ```
+//!
+//! # Checkpoints
+//!
+//! Pane rows are saved as they are, chunk by chunk. The running aggregates
+//! are saved as each key's accumulator `state()`, not rebuilt from the
+//! panes in the window on restore: a float sum that added and retracted
+//! rows carries rounding a fresh sum of the same rows does not, and the
+//! restored operator must give the very same values.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray, UInt32Array};
-use datafusion::arrow::compute::take;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array};
+use datafusion::arrow::compute::{concat, take};
 use datafusion::arrow::row::{OwnedRow, RowConverter, Rows};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
@@ -25,6 +33,9 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use crate::error::{Result, RuntimeError};
 use crate::operators::groups::{AggregateInputs, feed};
+use crate::state::{
+    OperatorState, accumulator_states, batch_of, i64_column, merge_accumulator_state, rows_column, rows_from_column,
+};
 
 /// Whether every aggregate can be maintained by adding and retracting rows.
 pub(crate) fn all_invertible(aggregates: &[Arc<AggregateFunctionExpr>]) -> bool {
@@ -77,6 +88,79 @@ impl PaneRows {
         self.chunks.push(Chunk { keys, arguments, filters });
         Ok(())
     }
+
+    /// The rows as one batch for a checkpoint: `chunk` (each row's chunk),
+    /// `key` (row bytes), the arguments `a{aggregate}_{argument}` and the
+    /// `FILTER` masks `f{aggregate}`. Chunks stay apart because they are
+    /// fed to the accumulators one call each.
+    pub fn to_batch(&self) -> Result<RecordBatch> {
+        let chunk_of = self
+            .chunks
+            .iter()
+            .enumerate()
+            .flat_map(|(index, chunk)| std::iter::repeat_n(index as i64, chunk.keys.num_rows()));
+        // The binary builder wants an iterator of known length.
+        let keys: Vec<&[u8]> = self.chunks.iter().flat_map(|chunk| chunk.keys.iter().map(|row| row.data())).collect();
+        let mut columns = vec![
+            ("chunk".to_string(), Arc::new(Int64Array::from_iter_values(chunk_of)) as ArrayRef),
+            ("key".to_string(), rows_column(keys)),
+        ];
+        let Some(first) = self.chunks.first() else { return batch_of(columns) };
+        // Every chunk has the same aggregates' arguments and masks.
+        for (aggregate, arguments) in first.arguments.iter().enumerate() {
+            for argument in 0..arguments.len() {
+                let arrays: Vec<&dyn Array> =
+                    self.chunks.iter().map(|chunk| chunk.arguments[aggregate][argument].as_ref()).collect();
+                columns.push((format!("a{aggregate}_{argument}"), concat(&arrays)?));
+            }
+        }
+        for aggregate in 0..first.filters.len() {
+            let masks: Option<Vec<&dyn Array>> = self
+                .chunks
+                .iter()
+                .map(|chunk| chunk.filters[aggregate].as_ref().map(|mask| mask as &dyn Array))
+                .collect();
+            if let Some(masks) = masks {
+                columns.push((format!("f{aggregate}"), concat(&masks)?));
+            }
+        }
+        batch_of(columns)
+    }
+
+    /// Reads [`to_batch`](PaneRows::to_batch)'s output back.
+    pub fn from_batch(batch: &RecordBatch, converter: &RowConverter, aggregates: usize) -> Result<Self> {
+        let chunk_of = i64_column(batch, "chunk")?;
+        let key = batch.column_by_name("key").ok_or_else(|| RuntimeError::internal("pane rows without keys"))?;
+        let mut chunks = Vec::new();
+        let mut offset = 0;
+        while offset < batch.num_rows() {
+            let chunk = chunk_of.value(offset);
+            let length = chunk_of.values()[offset..].iter().take_while(|other| **other == chunk).count();
+            let keys = rows_from_column(converter, &key.slice(offset, length))?;
+            let arguments = (0..aggregates)
+                .map(|aggregate| {
+                    let mut arguments = Vec::new();
+                    while let Some(column) = batch.column_by_name(&format!("a{aggregate}_{}", arguments.len())) {
+                        arguments.push(column.slice(offset, length));
+                    }
+                    arguments
+                })
+                .collect();
+            let filters = (0..aggregates)
+                .map(|aggregate| match batch.column_by_name(&format!("f{aggregate}")) {
+                    None => Ok(None),
+                    Some(mask) => {
+                        let mask =
+                            mask.as_boolean_opt().ok_or_else(|| RuntimeError::internal("a mask is not boolean"))?;
+                        Ok(Some(mask.slice(offset, length)))
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            chunks.push(Chunk { keys, arguments, filters });
+            offset += length;
+        }
+        Ok(Self { chunks })
+    }
 }
 
 struct RunningKey {
@@ -101,6 +185,53 @@ impl Running {
 
     pub fn clear(&mut self) {
         self.keys.clear();
+    }
+
+    /// Saves the running aggregates as the batch `name` (per key, oldest
+    /// first: `key`, `order`, `rows` and each aggregate's state columns
+    /// `s{aggregate}_{field}`) and the value `name.next_order`.
+    pub fn snapshot(&mut self, state: &mut OperatorState, name: &str) -> Result<()> {
+        let mut keys: Vec<&mut RunningKey> = self.keys.values_mut().collect();
+        keys.sort_by_key(|key| key.order);
+        let mut columns = vec![
+            ("key".to_string(), rows_column(keys.iter().map(|key| key.key.row().data()))),
+            ("order".to_string(), Arc::new(Int64Array::from_iter_values(keys.iter().map(|key| key.order as i64))) as _),
+            ("rows".to_string(), Arc::new(Int64Array::from_iter_values(keys.iter().map(|key| key.rows))) as _),
+        ];
+        for aggregate in 0..self.aggregates.len() {
+            let mut accumulators: Vec<&mut dyn Accumulator> =
+                keys.iter_mut().map(|key| key.accumulators[aggregate].as_mut()).collect();
+            accumulator_states(&mut accumulators, &format!("s{aggregate}_"), &mut columns)?;
+        }
+        state.put(name, batch_of(columns)?);
+        state.put_value(&format!("{name}.next_order"), self.next_order as i64);
+        Ok(())
+    }
+
+    /// Loads [`snapshot`](Running::snapshot)'s state into empty running
+    /// aggregates: fresh sliding accumulators merge each key's state.
+    pub fn restore(&mut self, state: &mut OperatorState, name: &str, converter: &RowConverter) -> Result<()> {
+        let batch = state.take(name)?;
+        let key = batch.column_by_name("key").ok_or_else(|| RuntimeError::internal("running state without keys"))?;
+        let keys = rows_from_column(converter, key)?;
+        let (orders, rows) = (i64_column(&batch, "order")?, i64_column(&batch, "rows")?);
+        self.keys.clear();
+        for row in 0..batch.num_rows() {
+            let mut accumulators = self
+                .aggregates
+                .iter()
+                .map(|aggregate| Ok(aggregate.create_sliding_accumulator()?))
+                .collect::<Result<Vec<_>>>()?;
+            for (aggregate, accumulator) in accumulators.iter_mut().enumerate() {
+                merge_accumulator_state(accumulator.as_mut(), &batch, &format!("s{aggregate}_"), row)?;
+            }
+            let key = keys.row(row);
+            let running =
+                RunningKey { key: key.owned(), accumulators, rows: rows.value(row), order: orders.value(row) as u64 };
+            self.keys.insert(key.as_ref().into(), running);
+        }
+        self.next_order = state.value(&format!("{name}.next_order"))? as u64;
+        Ok(())
     }
 
     /// Adds (`retract == false`) or retracts a pane's rows.

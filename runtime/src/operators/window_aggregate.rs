@@ -16,25 +16,33 @@
 //!
 //! State is the open windows only: a window's memory is freed as soon as it
 //! closes, so state stays bounded by the watermark delay.
+//!
+//! # Checkpoints
+//!
+//! A snapshot holds each open window's partial aggregates, each fired
+//! window's partial and the rows it last emitted (allowed lateness), the
+//! early results last emitted and the windows changed since (EMIT), and the
+//! watermark. The processing-time clock of EMIT EVERY restarts on restore.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
-use crate::error::Result;
+use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
 use crate::operators::groups::{
     AggregateInputs, Groups, Partial, changelog, evaluate, key_converter, output_batch, reject_retractions,
 };
+use crate::state::{OperatorState, i64_column};
 
 #[derive(Debug, Clone)]
 pub struct WindowAggregateSpec {
@@ -293,6 +301,89 @@ impl Operator for WindowAggregate {
         out.push(Message::Watermark(watermark));
         Ok(())
     }
+
+    fn snapshot(&mut self) -> Result<OperatorState> {
+        let mut state = OperatorState::default();
+        state.put_value("watermark", self.watermark.0);
+        let mut open = Vec::with_capacity(self.windows.len());
+        for (end, window) in &mut self.windows {
+            open.push((*end, window.snapshot(&self.converter, &self.spec.aggregates)?.to_batch()?));
+        }
+        put_indexed(&mut state, "windows", open)?;
+        let fired =
+            self.fired.iter().map(|(end, fired)| Ok((*end, fired.partial.to_batch()?))).collect::<Result<_>>()?;
+        put_indexed(&mut state, "fired", fired)?;
+        let fired_rows = self.fired.iter().map(|(end, fired)| (*end, fired.emitted.clone())).collect();
+        put_indexed(&mut state, "fired_rows", fired_rows)?;
+        put_indexed(&mut state, "early", self.early.iter().map(|(end, rows)| (*end, rows.clone())).collect())?;
+        state.put("dirty", i64_batch("end", self.dirty.iter().copied())?);
+        Ok(state)
+    }
+
+    fn restore(&mut self, mut state: OperatorState) -> Result<()> {
+        let (converter, aggregates) = (&self.converter, &self.spec.aggregates);
+        let schema = &self.spec.output_schema;
+        self.watermark = Watermark(state.value("watermark")?);
+        for (end, batch) in take_indexed(&mut state, "windows")? {
+            let partial = Partial::from_batch(&batch, converter, aggregates.len())?;
+            self.windows.insert(end, Groups::restored(converter, aggregates, &partial)?);
+        }
+        let fired_rows = take_indexed(&mut state, "fired_rows")?;
+        let fired = take_indexed(&mut state, "fired")?;
+        if fired.len() != fired_rows.len() {
+            return Err(RuntimeError::internal("the checkpoint's fired windows and their rows do not match"));
+        }
+        for ((end, partial), (rows_end, emitted)) in fired.into_iter().zip(fired_rows) {
+            if end != rows_end {
+                return Err(RuntimeError::internal("the checkpoint's fired windows and their rows do not match"));
+            }
+            let partial = Partial::from_batch(&partial, converter, aggregates.len())?;
+            self.fired.insert(end, FiredWindow { partial, emitted: with_schema(schema, emitted)? });
+        }
+        for (end, rows) in take_indexed(&mut state, "early")? {
+            self.early.insert(end, with_schema(schema, rows)?);
+        }
+        self.dirty = i64_column(&state.take("dirty")?, "end")?.values().iter().copied().collect();
+        // Processing time does not survive a restart: EMIT EVERY waits a
+        // whole interval again.
+        self.last_early = Instant::now();
+        Ok(())
+    }
+}
+
+/// Saves batches keyed by a time (a window end, a pane start) as the batch
+/// `name`, listing the times, and one batch `name/i` each. Separate batches
+/// because their schemas may differ: the partial of an empty set of groups
+/// has no state columns.
+pub(crate) fn put_indexed(state: &mut OperatorState, name: &str, entries: Vec<(i64, RecordBatch)>) -> Result<()> {
+    state.put(name, i64_batch("time", entries.iter().map(|(time, _)| *time))?);
+    for (position, (_, batch)) in entries.into_iter().enumerate() {
+        state.put(&format!("{name}/{position}"), batch);
+    }
+    Ok(())
+}
+
+/// Reads [`put_indexed`]'s batches back, in the order they were saved.
+pub(crate) fn take_indexed(state: &mut OperatorState, name: &str) -> Result<Vec<(i64, RecordBatch)>> {
+    let index = state.take(name)?;
+    let times = i64_column(&index, "time")?;
+    times
+        .values()
+        .iter()
+        .enumerate()
+        .map(|(position, time)| Ok((*time, state.take(&format!("{name}/{position}"))?)))
+        .collect()
+}
+
+/// A batch of one `Int64` column.
+pub(crate) fn i64_batch(name: &str, values: impl IntoIterator<Item = i64>) -> Result<RecordBatch> {
+    crate::state::batch(vec![(name, Arc::new(Int64Array::from_iter_values(values)) as ArrayRef)])
+}
+
+/// A checkpointed output batch with the operator's own output schema (as
+/// read back it carries the schema it was written with).
+pub(crate) fn with_schema(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?)
 }
 
 impl WindowAggregate {
@@ -398,5 +489,42 @@ mod tests {
         operator.on_watermark(Watermark::MAX, &mut out).unwrap();
         assert!(emitted(&out).contains("| a   | 1 | 3     |"));
         assert_eq!(operator.open_windows(), 0);
+    }
+
+    #[test]
+    fn restores_open_fired_and_early_windows_from_a_snapshot() {
+        let spec = spec();
+        let rows = |rows: &[(&str, i64, i64)]| (0, Message::Batch(batch(&spec, rows)));
+        let messages = vec![
+            rows(&[("a", 1, 10), ("b", 2, 10), ("a", 3, 20)]),
+            rows(&[("a", 4, 10)]),
+            (0, Message::Watermark(Watermark(9))),
+            (0, Message::Watermark(Watermark(10))),
+            // Late for window 10, which an allowed lateness of 10 keeps until 20.
+            rows(&[("c", 5, 20), ("b", 6, 10), ("a", 7, 30)]),
+            (0, Message::Watermark(Watermark(20))),
+            // Window 10 is final now; window 20 still takes late rows.
+            rows(&[("a", 8, 10), ("d", 9, 20), ("b", 10, 30)]),
+            (0, Message::Watermark(Watermark(25))),
+            (0, Message::Watermark(Watermark::MAX)),
+            (0, Message::End),
+        ];
+        let configurations = [
+            (0, None),
+            (10, None),
+            (10, Some(EarlyEmit::OnUpdate)),
+            (0, Some(EarlyEmit::Every(std::time::Duration::ZERO))),
+        ];
+        for (lateness, emit) in configurations {
+            let new = || {
+                let operator = WindowAggregate::new(spec.clone()).unwrap().with_allowed_lateness(lateness);
+                Box::new(operator.with_emit(emit)) as Box<dyn Operator>
+            };
+            let output = crate::operators::restore_check::assert_restores(new, &messages);
+            assert!(output.iter().any(|line| line.starts_with("+ ")), "{output:?}");
+            if lateness > 0 || emit.is_some() {
+                assert!(output.iter().any(|line| line.starts_with("- ")), "no retraction in {output:?}");
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@
 
 use std::path::Path;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{Format, RecordDecoder, SourceContext};
 
@@ -23,7 +23,16 @@ pub async fn run(path: &Path, decoder: RecordDecoder, batch_rows: usize, context
             return;
         }
     };
-    let mut skip_header = matches!(decoder.format(), Format::Csv { header: true, .. });
+    let mut offset = context.resume.position;
+    let mut boundaries = context.resume.boundaries.clone();
+    if offset > 0
+        && let Err(error) = file.seek(std::io::SeekFrom::Start(offset)).await
+    {
+        context.fail(format!("cannot seek in {}: {error}", path.display())).await;
+        return;
+    }
+    // Positions are byte offsets; a resumed read starts past the header.
+    let mut skip_header = offset == 0 && matches!(decoder.format(), Format::Csv { header: true, .. });
     let batch_rows = batch_rows.max(1);
     let mut buffer: Vec<u8> = Vec::with_capacity(BLOCK);
     let mut ended = false;
@@ -51,33 +60,54 @@ pub async fn run(path: &Path, decoder: RecordDecoder, batch_rows: usize, context
                     }
                 }
             }
-            // The end of the `batch_rows`-th line from `start`.
-            let mut lines = 0;
-            let mut end = None;
-            for (offset, byte) in buffer[start..].iter().enumerate() {
-                if *byte == b'\n' {
-                    lines += 1;
-                    if lines == batch_rows {
-                        end = Some(start + offset + 1);
+            // The end of the `batch_rows`-th line from `start`, or the next
+            // boundary a replay asks for.
+            let end = match boundaries.front() {
+                Some(boundary) => {
+                    let end = boundary.saturating_sub(offset) as usize;
+                    if end > buffer.len() && !ended {
                         break;
                     }
+                    boundaries.pop_front();
+                    Some(end.clamp(start, buffer.len()))
                 }
-            }
+                None => line_end(&buffer, start, batch_rows),
+            };
             let end = match end {
                 Some(end) => end,
                 None if ended && start < buffer.len() => buffer.len(),
                 None => break,
             };
-            let text = String::from_utf8_lossy(&buffer[start..end]);
-            if !context.send_text(&decoder, &text).await {
-                return;
+            if end > start {
+                let text = String::from_utf8_lossy(&buffer[start..end]);
+                if !context.send_text(&decoder, &text, offset + end as u64).await {
+                    return;
+                }
             }
             start = end;
+            if start >= buffer.len() && ended {
+                break;
+            }
         }
         buffer.drain(..start);
+        offset += start as u64;
         if ended && buffer.is_empty() {
             break;
         }
     }
     context.end().await;
+}
+
+/// The end of the `lines`-th line from `start`, if the buffer holds it.
+fn line_end(buffer: &[u8], start: usize, lines: usize) -> Option<usize> {
+    let mut seen = 0;
+    for (offset, byte) in buffer[start..].iter().enumerate() {
+        if *byte == b'\n' {
+            seen += 1;
+            if seen == lines {
+                return Some(start + offset + 1);
+            }
+        }
+    }
+    None
 }

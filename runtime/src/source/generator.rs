@@ -10,7 +10,6 @@
 //! as fast as the query takes them.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, TimestampNanosecondArray,
@@ -160,37 +159,8 @@ impl SplitMix64 {
 }
 
 pub async fn run(spec: &GeneratorSpec, schema: SchemaRef, context: SourceContext) {
-    let started = Instant::now();
-    let mut produced = 0u64;
-    loop {
-        let remaining = spec.rows.map_or(u64::MAX, |rows| rows - produced);
-        if remaining == 0 {
-            context.end().await;
-            return;
-        }
-        let due = if spec.realtime {
-            let due = (started.elapsed().as_secs_f64() * spec.rate) as u64;
-            due.saturating_sub(produced).min(remaining).min(MAX_BATCH)
-        } else {
-            remaining.min(MAX_BATCH)
-        };
-        if due == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        }
-        match spec.batch(&schema, produced, due) {
-            Ok(rows) => {
-                if !context.send_rows(rows).await {
-                    return;
-                }
-            }
-            Err(error) => {
-                context.fail(error.to_string()).await;
-                return;
-            }
-        }
-        produced += due;
-    }
+    let batch = |first, count| spec.batch(&schema, first, count);
+    super::run_numbered(spec.rows, spec.rate, spec.realtime, MAX_BATCH, context, batch).await
 }
 
 #[cfg(test)]

@@ -134,9 +134,38 @@ impl SourceStatus {
 /// What a source task sends to its query's driver.
 #[derive(Debug)]
 pub enum SourceEvent {
-    Rows { source: usize, rows: RecordBatch },
-    End { source: usize },
-    Failed { source: usize, message: String },
+    /// Rows, and the source's position after them (a byte offset in a file
+    /// or an event log, a record number for generators; 0 for sources that
+    /// cannot be replayed).
+    Rows {
+        source: usize,
+        rows: Option<RecordBatch>,
+        position: u64,
+        malformed: Malformed,
+    },
+    End {
+        source: usize,
+    },
+    Failed {
+        source: usize,
+        message: String,
+    },
+}
+
+/// Where a source starts: at `position` (0: the beginning), first cutting
+/// its chunks at `boundaries` (positions a replayed input log recorded), so
+/// that a recovered query sees exactly the batches it saw before.
+#[derive(Debug, Clone, Default)]
+pub struct Resume {
+    pub position: u64,
+    pub boundaries: std::collections::VecDeque<u64>,
+}
+
+/// Records of a chunk that could not be decoded, and why (the last reason).
+#[derive(Debug, Clone, Default)]
+pub struct Malformed {
+    pub records: u64,
+    pub problem: Option<String>,
 }
 
 /// What a source task gets to run with.
@@ -146,43 +175,53 @@ pub struct SourceContext {
     pub events: mpsc::Sender<SourceEvent>,
     pub metrics: Arc<QueryMetrics>,
     pub cancel: CancellationToken,
+    pub resume: Resume,
 }
 
 impl SourceContext {
-    /// Sends decoded rows; `false` once the query is gone.
-    pub async fn send_rows(&self, rows: RecordBatch) -> bool {
-        if rows.num_rows() == 0 {
+    /// Sends generated rows that end at `position`; `false` once the query
+    /// is gone.
+    pub async fn send_rows(&self, rows: RecordBatch, position: u64) -> bool {
+        self.send(Some(rows), Malformed::default(), position).await
+    }
+
+    /// Sends a decoded chunk: its rows and malformed records, which the
+    /// driver counts when it takes the chunk (so a replayed chunk is
+    /// counted once).
+    async fn send(&self, rows: Option<RecordBatch>, malformed: Malformed, position: u64) -> bool {
+        if rows.as_ref().is_none_or(|rows| rows.num_rows() == 0) && malformed.records == 0 {
             return true;
         }
-        self.events.send(SourceEvent::Rows { source: self.index, rows }).await.is_ok()
+        let event = SourceEvent::Rows { source: self.index, rows, position, malformed };
+        self.events.send(event).await.is_ok()
     }
 
-    /// Decodes `lines` and sends the rows; counts malformed records.
-    pub async fn send_lines(&self, decoder: &RecordDecoder, lines: &[String]) -> bool {
+    /// Decodes `lines` and sends the rows and malformed records.
+    pub async fn send_lines(&self, decoder: &RecordDecoder, lines: &[String], position: u64) -> bool {
         match decoder.decode(lines) {
             Ok(decoded) => {
-                self.metrics.record_malformed(decoded.malformed as u64, decoded.problem);
-                self.send_rows(decoded.rows).await
+                let malformed = Malformed { records: decoded.malformed as u64, problem: decoded.problem };
+                self.send(Some(decoded.rows), malformed, position).await
             }
             Err(error) => {
-                self.metrics.record_malformed(lines.len() as u64, Some(error.to_string()));
-                true
+                let malformed = Malformed { records: lines.len() as u64, problem: Some(error.to_string()) };
+                self.send(None, malformed, position).await
             }
         }
     }
 
-    /// Decodes a chunk of whole lines and sends the rows; counts malformed
+    /// Decodes a chunk of whole lines and sends the rows and malformed
     /// records.
-    pub async fn send_text(&self, decoder: &RecordDecoder, text: &str) -> bool {
+    pub async fn send_text(&self, decoder: &RecordDecoder, text: &str, position: u64) -> bool {
         match decoder.decode_text(text) {
             Ok(decoded) => {
-                self.metrics.record_malformed(decoded.malformed as u64, decoded.problem);
-                self.send_rows(decoded.rows).await
+                let malformed = Malformed { records: decoded.malformed as u64, problem: decoded.problem };
+                self.send(Some(decoded.rows), malformed, position).await
             }
             Err(error) => {
                 let records = text.lines().filter(|line| !line.trim().is_empty()).count();
-                self.metrics.record_malformed(records as u64, Some(error.to_string()));
-                true
+                let malformed = Malformed { records: records as u64, problem: Some(error.to_string()) };
+                self.send(None, malformed, position).await
             }
         }
     }
@@ -193,6 +232,55 @@ impl SourceContext {
 
     pub async fn fail(&self, message: String) {
         let _ = self.events.send(SourceEvent::Failed { source: self.index, message }).await;
+    }
+}
+
+/// Runs a source of numbered records (generators): records
+/// `next..next + count` come from `batch`, at most `max_batch` at a time,
+/// paced at `rate` per second of wall-clock time if `realtime`. Positions
+/// are record numbers.
+pub(crate) async fn run_numbered(
+    total: Option<u64>,
+    rate: f64,
+    realtime: bool,
+    max_batch: u64,
+    context: SourceContext,
+    batch: impl Fn(u64, u64) -> crate::error::Result<RecordBatch>,
+) {
+    let started = std::time::Instant::now();
+    let first = context.resume.position;
+    let mut boundaries = context.resume.boundaries.clone();
+    let mut next = first;
+    loop {
+        let remaining = total.map_or(u64::MAX, |total| total.saturating_sub(next));
+        if remaining == 0 {
+            context.end().await;
+            return;
+        }
+        let due = if let Some(boundary) = boundaries.pop_front() {
+            boundary.saturating_sub(next).min(remaining)
+        } else if realtime {
+            let due = first + (started.elapsed().as_secs_f64() * rate) as u64;
+            due.saturating_sub(next).min(remaining).min(max_batch)
+        } else {
+            remaining.min(max_batch)
+        };
+        if due == 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            continue;
+        }
+        match batch(next, due) {
+            Ok(rows) => {
+                if !context.send_rows(rows, next + due).await {
+                    return;
+                }
+            }
+            Err(error) => {
+                context.fail(error.to_string()).await;
+                return;
+            }
+        }
+        next += due;
     }
 }
 
@@ -214,7 +302,7 @@ pub fn spawn(spec: &SourceSpec, context: SourceContext) -> tokio::task::JoinHand
     })
 }
 
-async fn run(spec: SourceSpec, http_events: Option<mpsc::Receiver<Vec<String>>>, context: SourceContext) {
+async fn run(spec: SourceSpec, http_events: Option<mpsc::Receiver<http::Posted>>, context: SourceContext) {
     match &spec.connector {
         ConnectorSpec::File { path, format, batch_rows } => {
             file::run(path, RecordDecoder::new(spec.decoded_schema(), format.clone()), *batch_rows, context).await
@@ -225,10 +313,10 @@ async fn run(spec: SourceSpec, http_events: Option<mpsc::Receiver<Vec<String>>>,
             let decoder = RecordDecoder::new(spec.decoded_schema(), format.clone());
             socket::run(host, *port, decoder, &spec.status, context).await
         }
-        ConnectorSpec::Http(_) => {
+        ConnectorSpec::Http(ingest) => {
             if let Some(events) = http_events {
                 let decoder = RecordDecoder::new(spec.decoded_schema(), Format::Json);
-                http::run(events, decoder, context).await
+                http::run(ingest, events, decoder, context).await
             }
         }
     }

@@ -15,7 +15,6 @@
 //! same rows.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
 use datafusion::arrow::compute::cast;
@@ -350,37 +349,8 @@ impl Random {
 }
 
 pub async fn run(spec: &NexmarkSpec, schema: SchemaRef, context: SourceContext) {
-    let started = Instant::now();
-    let mut next = 0u64;
-    loop {
-        let remaining = spec.events.map_or(u64::MAX, |events| events.saturating_sub(next));
-        if remaining == 0 {
-            context.end().await;
-            return;
-        }
-        let due = if spec.realtime {
-            let due = (started.elapsed().as_secs_f64() * spec.event_rate) as u64;
-            due.saturating_sub(next).min(remaining).min(MAX_BATCH_EVENTS)
-        } else {
-            remaining.min(MAX_BATCH_EVENTS)
-        };
-        if due == 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
-        }
-        match spec.batch(&schema, next, due) {
-            Ok(rows) => {
-                if rows.num_rows() > 0 && !context.send_rows(rows).await {
-                    return;
-                }
-            }
-            Err(error) => {
-                context.fail(error.to_string()).await;
-                return;
-            }
-        }
-        next += due;
-    }
+    let batch = |first, count| spec.batch(&schema, first, count);
+    super::run_numbered(spec.events, spec.event_rate, spec.realtime, MAX_BATCH_EVENTS, context, batch).await
 }
 
 #[cfg(test)]

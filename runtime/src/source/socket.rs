@@ -51,14 +51,14 @@ async fn read_lines(stream: TcpStream, decoder: &RecordDecoder, context: &Source
         line.clear();
         let read = reader.read_line(&mut line).await?;
         if read == 0 {
-            if !chunk.is_empty() && !context.send_lines(decoder, &chunk).await {
+            if !chunk.is_empty() && !context.send_lines(decoder, &chunk, 0).await {
                 return Ok(false);
             }
             return Ok(true);
         }
         chunk.push(line.trim_end_matches(['\n', '\r']).to_string());
         if (reader.buffer().is_empty() || chunk.len() >= MAX_CHUNK) && !chunk.is_empty() {
-            if !context.send_lines(decoder, &chunk).await {
+            if !context.send_lines(decoder, &chunk, 0).await {
                 return Ok(false);
             }
             chunk.clear();

@@ -1,0 +1,514 @@
+//! Checkpoints of one query, and the input log that makes recovery exact.
+//!
+//! # Layout (one directory per query)
+//!
+//! ```text
+//!   checkpoint-00000007/node-0.state ... node-N.state   operator state (Arrow IPC)
+//!   checkpoint-00000007/output.state                    next seq + retained rows
+//!   checkpoint-00000007/manifest.json                   written last, renamed into place
+//!   input-00000007.log                                  what the driver did after checkpoint 7
+//! ```
+//!
+//! # Algorithm
+//!
+//! A checkpoint is taken between two epochs, so no barrier alignment is
+//! needed: the pipeline runs on one task. Every file is written and synced,
+//! then `manifest.json` (file names, sizes, CRC-32s, source positions,
+//! watermark trackers) is written to a temporary name, synced and renamed:
+//! a crash at any instant leaves the previous checkpoint whole. The two
+//! newest checkpoints are kept, so a damaged newest one (detected by its
+//! checksums) falls back to the one before, with a warning.
+//!
+//! Sources can be rewound (file offsets, generator record numbers, the
+//! event log of an `http` stream), but where their batches fall and how
+//! the driver interleaves several sources is timing. The driver therefore
+//! appends every step it takes to the input log — rows from a source up to
+//! a position (with the processing time it stamped them with), a source's
+//! end, an idle declaration, a processing-time tick — before publishing the
+//! epoch's results. Recovery restores the newest good checkpoint and
+//! replays the log's steps in order, asking each source to cut its batches
+//! at the logged positions: the rows published before the crash are
+//! regenerated with the same `seq`s and contents, and then the query goes
+//! on. A socket cannot be rewound: its logged rows are skipped (at-most-once).
+
+use std::collections::VecDeque;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, RuntimeError};
+use crate::state::{OperatorState, checksum};
+
+/// Bumped when the checkpoint layout changes; other versions are refused.
+pub const FORMAT_VERSION: u32 = 1;
+
+const MANIFEST: &str = "manifest.json";
+
+/// Checkpoints kept (the newest and one to fall back to).
+const KEPT: usize = 2;
+
+/// Where and how often a query checkpoints.
+#[derive(Debug, Clone)]
+pub struct CheckpointConfig {
+    pub dir: PathBuf,
+    pub interval: Duration,
+}
+
+/// A source's place at a checkpoint.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct SourceCheckpoint {
+    pub position: u64,
+    pub max_event_time: Option<i64>,
+    pub ended: bool,
+    pub idle: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+/// Counters shown to users, carried across a recovery.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Counters {
+    pub rows_in: u64,
+    pub rows_out: u64,
+    pub epochs: u64,
+    pub late_rows_dropped: u64,
+    pub malformed_records: u64,
+    /// The query's output watermark.
+    pub watermark: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Manifest {
+    pub format_version: u32,
+    pub id: u64,
+    /// Milliseconds since the Unix epoch.
+    pub taken_at_ms: u64,
+    /// The operator at each plan node: a restored plan must match.
+    pub plan: Vec<String>,
+    pub sources: Vec<SourceCheckpoint>,
+    pub last_clock: i64,
+    pub counters: Counters,
+    pub files: Vec<FileEntry>,
+}
+
+/// One step of the driver, as the input log records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Rows of `source` up to `position`, stamped with processing time `now`.
+    Rows {
+        source: usize,
+        position: u64,
+        now: i64,
+    },
+    End {
+        source: usize,
+    },
+    Idle {
+        source: usize,
+    },
+    /// A processing-time source's watermark observed the clock at `now`.
+    Clock {
+        source: usize,
+        now: i64,
+    },
+}
+
+impl Step {
+    fn line(&self) -> String {
+        match self {
+            Step::Rows { source, position, now } => format!("r {source} {position} {now}\n"),
+            Step::End { source } => format!("e {source}\n"),
+            Step::Idle { source } => format!("i {source}\n"),
+            Step::Clock { source, now } => format!("c {source} {now}\n"),
+        }
+    }
+
+    fn parse(line: &str) -> Option<Step> {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let number = |index: usize| fields.get(index)?.parse::<i64>().ok();
+        let source = number(1)? as usize;
+        Some(match (fields[0], fields.len()) {
+            ("r", 4) => Step::Rows { source, position: number(2)? as u64, now: number(3)? },
+            ("e", 2) => Step::End { source },
+            ("i", 2) => Step::Idle { source },
+            ("c", 3) => Step::Clock { source, now: number(2)? },
+            _ => return None,
+        })
+    }
+}
+
+/// What a query resumes from.
+#[derive(Debug)]
+pub struct Restored {
+    pub manifest: Manifest,
+    pub nodes: Vec<OperatorState>,
+    pub output: OperatorState,
+    /// The steps taken after the checkpoint, to replay.
+    pub replay: VecDeque<Step>,
+}
+
+/// The checkpoints and input log of one query.
+pub struct CheckpointStore {
+    config: CheckpointConfig,
+    next_id: u64,
+    log: Option<BufWriter<std::fs::File>>,
+    last: Instant,
+}
+
+fn checkpoint_dir(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("checkpoint-{id:08}"))
+}
+
+fn log_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(format!("input-{id:08}.log"))
+}
+
+/// Ids of the entries of `dir` named `{prefix}{id}{suffix}`, ascending.
+fn ids(dir: &Path, prefix: &str, suffix: &str) -> Vec<u64> {
+    let mut ids: Vec<u64> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().to_string();
+            name.strip_prefix(prefix)?.strip_suffix(suffix)?.parse().ok()
+        })
+        .collect();
+    ids.sort_unstable();
+    ids
+}
+
+fn io_error(action: &str, path: &Path, error: std::io::Error) -> RuntimeError {
+    RuntimeError::external(format!("cannot {action} {}: {error}", path.display()))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = std::fs::File::create(path).map_err(|error| io_error("create", path, error))?;
+    file.write_all(bytes).map_err(|error| io_error("write", path, error))?;
+    file.sync_all().map_err(|error| io_error("sync", path, error))
+}
+
+fn sync_dir(dir: &Path) {
+    if let Ok(directory) = std::fs::File::open(dir) {
+        let _ = directory.sync_all();
+    }
+}
+
+impl CheckpointStore {
+    pub fn new(config: CheckpointConfig) -> Result<Self> {
+        std::fs::create_dir_all(&config.dir).map_err(|error| io_error("create", &config.dir, error))?;
+        let next_id = ids(&config.dir, "checkpoint-", "").last().map_or(0, |id| id + 1);
+        Ok(Self { config, next_id, log: None, last: Instant::now() })
+    }
+
+    pub fn due(&self) -> bool {
+        self.last.elapsed() >= self.config.interval
+    }
+
+    /// The newest checkpoint whose files are whole, with the steps logged
+    /// after it; `None` for a query that never checkpointed. Also warnings
+    /// for damaged checkpoints skipped. A plan or a
+    /// format that does not match is an error, not a silent restart.
+    pub fn load(&mut self, plan: &[String]) -> Result<(Option<Restored>, Vec<String>)> {
+        let dir = self.config.dir.clone();
+        let mut warnings = Vec::new();
+        for id in ids(&dir, "checkpoint-", "").into_iter().rev() {
+            let manifest_path = checkpoint_dir(&dir, id).join(MANIFEST);
+            let text = match std::fs::read_to_string(&manifest_path) {
+                Ok(text) => text,
+                // Never completed: the crash came while it was written.
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(error) => return Err(io_error("read", &manifest_path, error)),
+            };
+            let version = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|value| value["format_version"].as_u64());
+            if let Some(version) = version
+                && version != u64::from(FORMAT_VERSION)
+            {
+                return Err(RuntimeError::user(format!(
+                    "{} was written in checkpoint format {version}, this server reads format {FORMAT_VERSION}; use a matching Sluice version or another --data-dir",
+                    manifest_path.display()
+                )));
+            }
+            match self.read_checkpoint(id, &text, plan) {
+                Ok((manifest, nodes, output)) => {
+                    let replay = read_steps(&dir, id)?;
+                    // New steps go to the newest log segment, after the
+                    // replayed ones (a torn last line is cut off).
+                    let segment = ids(&dir, "input-", ".log").into_iter().filter(|segment| *segment >= id).max();
+                    self.open_log(segment.unwrap_or(id))?;
+                    return Ok((Some(Restored { manifest, nodes, output, replay }), warnings));
+                }
+                Err(PlanMismatch(message)) => return Err(RuntimeError::user(message)),
+                Err(Damaged(message)) => {
+                    let warning = format!("checkpoint {id} is damaged ({message}); using the one before");
+                    tracing::warn!("{}: {warning}", dir.display());
+                    warnings.push(warning);
+                }
+            }
+        }
+        if !warnings.is_empty() {
+            warnings.push("no good checkpoint is left: the query starts over".into());
+        }
+        Ok((None, warnings))
+    }
+
+    fn read_checkpoint(
+        &self,
+        id: u64,
+        text: &str,
+        plan: &[String],
+    ) -> std::result::Result<(Manifest, Vec<OperatorState>, OperatorState), LoadError> {
+        let manifest: Manifest = serde_json::from_str(text).map_err(|error| Damaged(error.to_string()))?;
+        if manifest.plan != plan {
+            return Err(PlanMismatch(format!(
+                "checkpoint {id} was taken by another plan ({}), this query plans to ({}); drop and resubmit the query",
+                manifest.plan.join(", "),
+                plan.join(", ")
+            )));
+        }
+        let directory = checkpoint_dir(&self.config.dir, id);
+        let read = |name: &str| -> std::result::Result<OperatorState, LoadError> {
+            let entry = manifest
+                .files
+                .iter()
+                .find(|entry| entry.name == name)
+                .ok_or_else(|| Damaged(format!("{name} is not in the manifest")))?;
+            let bytes = std::fs::read(directory.join(name)).map_err(|error| Damaged(format!("{name}: {error}")))?;
+            if bytes.len() as u64 != entry.bytes || checksum(&bytes) != entry.crc32 {
+                return Err(Damaged(format!("{name} does not match its checksum")));
+            }
+            OperatorState::decode(&bytes).map_err(|error| Damaged(format!("{name}: {error}")))
+        };
+        let nodes =
+            (0..plan.len()).map(|node| read(&format!("node-{node}.state"))).collect::<std::result::Result<_, _>>()?;
+        let output = read("output.state")?;
+        Ok((manifest, nodes, output))
+    }
+
+    /// Writes checkpoint files and its manifest, starts a new log segment,
+    /// and removes checkpoints beyond the newest two. Returns the manifest
+    /// and the bytes written.
+    pub fn write(
+        &mut self,
+        mut manifest: Manifest,
+        nodes: &[OperatorState],
+        output: &OperatorState,
+    ) -> Result<(Manifest, u64)> {
+        let id = self.next_id;
+        let directory = checkpoint_dir(&self.config.dir, id);
+        std::fs::create_dir_all(&directory).map_err(|error| io_error("create", &directory, error))?;
+        let mut files = Vec::new();
+        let mut total = 0;
+        let named = nodes.iter().enumerate().map(|(node, state)| (format!("node-{node}.state"), state));
+        for (name, state) in named.chain(std::iter::once(("output.state".to_string(), output))) {
+            let bytes = state.encode()?;
+            write_synced(&directory.join(&name), &bytes)?;
+            total += bytes.len() as u64;
+            files.push(FileEntry { name, bytes: bytes.len() as u64, crc32: checksum(&bytes) });
+        }
+        sync_dir(&directory);
+        manifest.id = id;
+        manifest.format_version = FORMAT_VERSION;
+        manifest.files = files;
+        let text =
+            serde_json::to_string_pretty(&manifest).map_err(|error| RuntimeError::internal(error.to_string()))?;
+        let temporary = directory.join(format!("{MANIFEST}.tmp"));
+        write_synced(&temporary, text.as_bytes())?;
+        std::fs::rename(&temporary, directory.join(MANIFEST)).map_err(|error| io_error("rename", &temporary, error))?;
+        sync_dir(&directory);
+        self.next_id = id + 1;
+        self.last = Instant::now();
+        self.open_log(id)?;
+        self.prune();
+        Ok((manifest, total))
+    }
+
+    /// Appends a step to the input log (flushed by [`flush`](Self::flush)).
+    pub fn log(&mut self, step: &Step) -> Result<()> {
+        if let Some(log) = &mut self.log {
+            log.write_all(step.line().as_bytes())
+                .map_err(|error| RuntimeError::external(format!("cannot write the input log: {error}")))?;
+        }
+        Ok(())
+    }
+
+    /// Hands the logged steps to the operating system: done before an
+    /// epoch's results are published, so a crash never loses the steps
+    /// behind a row a subscriber saw.
+    pub fn flush(&mut self) -> Result<()> {
+        if let Some(log) = &mut self.log {
+            log.flush().map_err(|error| RuntimeError::external(format!("cannot write the input log: {error}")))?;
+        }
+        Ok(())
+    }
+
+    fn open_log(&mut self, id: u64) -> Result<()> {
+        self.flush()?;
+        let path = log_path(&self.config.dir, id);
+        // Cut a torn last line (a crash in the middle of a write).
+        if let Ok(text) = std::fs::read(&path) {
+            let whole = text.iter().rposition(|byte| *byte == b'\n').map_or(0, |newline| newline + 1);
+            if whole < text.len() {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&path)
+                    .map_err(|error| io_error("open", &path, error))?;
+                file.set_len(whole as u64).map_err(|error| io_error("truncate", &path, error))?;
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|error| io_error("open", &path, error))?;
+        self.log = Some(BufWriter::new(file));
+        Ok(())
+    }
+
+    fn prune(&self) {
+        let dir = &self.config.dir;
+        let complete: Vec<u64> = ids(dir, "checkpoint-", "")
+            .into_iter()
+            .filter(|id| checkpoint_dir(dir, *id).join(MANIFEST).exists())
+            .collect();
+        let Some(&oldest_kept) = complete.iter().rev().take(KEPT).last() else { return };
+        for id in ids(dir, "checkpoint-", "").into_iter().filter(|id| *id < oldest_kept) {
+            let _ = std::fs::remove_dir_all(checkpoint_dir(dir, id));
+        }
+        for id in ids(dir, "input-", ".log").into_iter().filter(|id| *id < oldest_kept) {
+            let _ = std::fs::remove_file(log_path(dir, id));
+        }
+    }
+}
+
+enum LoadError {
+    PlanMismatch(String),
+    Damaged(String),
+}
+use LoadError::{Damaged, PlanMismatch};
+
+/// The steps logged after checkpoint `id`: its segment and every later one.
+fn read_steps(dir: &Path, id: u64) -> Result<VecDeque<Step>> {
+    let mut steps = VecDeque::new();
+    for segment in ids(dir, "input-", ".log").into_iter().filter(|segment| *segment >= id) {
+        let path = log_path(dir, segment);
+        let text = std::fs::read_to_string(&path).map_err(|error| io_error("read", &path, error))?;
+        // Only whole lines: a torn last one was never acted on.
+        for line in text.split_inclusive('\n').filter(|line| line.ends_with('\n')) {
+            match Step::parse(line.trim_end()) {
+                Some(step) => steps.push_back(step),
+                None => break,
+            }
+        }
+    }
+    Ok(steps)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(name: &str) -> CheckpointStore {
+        let dir = std::env::temp_dir().join(format!("sluice-checkpoint-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        CheckpointStore::new(CheckpointConfig { dir, interval: Duration::from_secs(1) }).unwrap()
+    }
+
+    fn manifest(position: u64) -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            id: 0,
+            taken_at_ms: now_ms(),
+            plan: vec!["window_aggregate".into()],
+            sources: vec![SourceCheckpoint { position, ..Default::default() }],
+            last_clock: 0,
+            counters: Counters::default(),
+            files: Vec::new(),
+        }
+    }
+
+    fn node(value: i64) -> Vec<OperatorState> {
+        let mut state = OperatorState::default();
+        state.put_value("x", value);
+        vec![state]
+    }
+
+    #[test]
+    fn restores_the_newest_checkpoint_with_the_steps_after_it() {
+        let mut store = store("newest");
+        store.write(manifest(10), &node(1), &OperatorState::default()).unwrap();
+        store.log(&Step::Rows { source: 0, position: 20, now: 5 }).unwrap();
+        store.write(manifest(20), &node(2), &OperatorState::default()).unwrap();
+        store.log(&Step::Rows { source: 0, position: 30, now: 6 }).unwrap();
+        store.log(&Step::Idle { source: 0 }).unwrap();
+        store.flush().unwrap();
+        let plan = vec!["window_aggregate".to_string()];
+        let (restored, warnings) = CheckpointStore::new(store.config.clone()).unwrap().load(&plan).unwrap();
+        let restored = restored.unwrap();
+        assert_eq!(restored.manifest.sources[0].position, 20);
+        assert_eq!(restored.nodes[0].value("x").unwrap(), 2);
+        assert_eq!(
+            restored.replay,
+            VecDeque::from([Step::Rows { source: 0, position: 30, now: 6 }, Step::Idle { source: 0 }])
+        );
+        assert!(warnings.is_empty());
+        // A third checkpoint removes the first.
+        store.write(manifest(30), &node(3), &OperatorState::default()).unwrap();
+        assert_eq!(ids(&store.config.dir, "checkpoint-", ""), vec![1, 2]);
+        assert_eq!(ids(&store.config.dir, "input-", ".log"), vec![1, 2]);
+        let other_plan = vec!["group_aggregate".to_string()];
+        let error = CheckpointStore::new(store.config.clone()).unwrap().load(&other_plan).unwrap_err();
+        assert!(error.to_string().contains("another plan"), "{error}");
+    }
+
+    #[test]
+    fn a_damaged_checkpoint_falls_back_to_the_previous_one() {
+        let mut store = store("damaged");
+        store.write(manifest(10), &node(1), &OperatorState::default()).unwrap();
+        store.log(&Step::Rows { source: 0, position: 20, now: 0 }).unwrap();
+        store.write(manifest(20), &node(2), &OperatorState::default()).unwrap();
+        store.log(&Step::End { source: 0 }).unwrap();
+        store.flush().unwrap();
+        // Flip a byte of the newest checkpoint's node state.
+        let path = checkpoint_dir(&store.config.dir, 1).join("node-0.state");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        // And leave a torn line at the end of the log.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(log_path(&store.config.dir, 1))
+            .unwrap()
+            .write_all(b"r 0 4")
+            .unwrap();
+        let plan = vec!["window_aggregate".to_string()];
+        let (restored, warnings) = CheckpointStore::new(store.config.clone()).unwrap().load(&plan).unwrap();
+        let restored = restored.unwrap();
+        assert_eq!(restored.nodes[0].value("x").unwrap(), 1);
+        assert_eq!(
+            restored.replay,
+            VecDeque::from([Step::Rows { source: 0, position: 20, now: 0 }, Step::End { source: 0 }])
+        );
+        assert!(warnings[0].contains("checkpoint 1 is damaged"), "{warnings:?}");
+        // A manifest of another format version is refused outright.
+        let manifest_path = checkpoint_dir(&store.config.dir, 1).join(MANIFEST);
+        std::fs::write(&manifest_path, r#"{"format_version": 99}"#).unwrap();
+        let error = CheckpointStore::new(store.config.clone()).unwrap().load(&plan).unwrap_err();
+        assert!(error.to_string().contains("checkpoint format 99"), "{error}");
+    }
+}
