@@ -8,6 +8,7 @@
 //! - `joins`: joins through the server (changelogs, INSERTs, restarts).
 
 mod bad_input;
+mod crash;
 mod http_api;
 mod joins;
 mod nexmark;

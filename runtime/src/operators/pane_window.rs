@@ -457,10 +457,22 @@ impl Operator for PaneWindow {
                     panes.push((*start, groups.snapshot(&self.converter, &self.spec.aggregates)?.to_batch()?));
                 }
                 put_indexed(&mut state, "open", panes)?;
-                put_indexed(&mut state, "front", partial_batches(queue.front.iter().map(|(start, p)| (*start, p)))?)?;
-                put_indexed(&mut state, "back", partial_batches(queue.back.iter().map(|(start, p)| (*start, p)))?)?;
+                put_indexed(
+                    &mut state,
+                    "front",
+                    partial_batches(queue.front.iter().map(|(start, partial)| (*start, partial)))?,
+                )?;
+                put_indexed(
+                    &mut state,
+                    "back",
+                    partial_batches(queue.back.iter().map(|(start, partial)| (*start, partial)))?,
+                )?;
                 // Zero or one entry.
-                put_indexed(&mut state, "back_merge", partial_batches(queue.back_merge.iter().map(|p| (0, p)))?)?;
+                put_indexed(
+                    &mut state,
+                    "back_merge",
+                    partial_batches(queue.back_merge.iter().map(|partial| (0, partial)))?,
+                )?;
             }
             PaneStore::Retract { open, queue, running } => {
                 let open = open.iter().map(|(start, rows)| Ok((*start, rows.to_batch()?))).collect::<Result<_>>()?;
@@ -608,7 +620,8 @@ mod tests {
                 (0, Message::Watermark(Watermark(12))),
                 // After a gap: the queue empties and windows skip ahead.
                 rows(kind, &[("b", 7, 0.1, 40), ("a", 8, 0.2, 41)]),
-                (0, Message::Watermark(Watermark(44))),
+                // a@41 is still live in the queue for HOP's next windows.
+                (0, Message::Watermark(Watermark(42))),
                 (0, Message::Watermark(Watermark::MAX)),
                 (0, Message::End),
             ];

@@ -587,5 +587,25 @@ mod tests {
                 assert!(output.iter().any(|line| line.starts_with("- ")), "no retraction in {output:?}");
             }
         }
+        // Sessions stay dirty between messages only under EMIT EVERY, until
+        // its interval of processing time passes: compare them directly.
+        let every = Some(EarlyEmit::Every(std::time::Duration::from_secs(3600)));
+        let dirty = |operator: &SessionWindow| {
+            let mut sessions: Vec<(i64, i64, bool)> = operator
+                .sessions
+                .values()
+                .flatten()
+                .map(|session| (session.start, session.end, session.dirty))
+                .collect();
+            sessions.sort();
+            sessions
+        };
+        let mut operator = window_with(0, every).0;
+        operator.on_batch(0, rows(&schema, &[("a", 1), ("b", 3)]), &mut Vec::new()).unwrap();
+        let state = OperatorState::decode(&operator.snapshot().unwrap().encode().unwrap()).unwrap();
+        let mut restored = window_with(0, every).0;
+        restored.restore(state).unwrap();
+        assert_eq!(dirty(&restored), vec![(1, 6, true), (3, 8, true)]);
+        assert_eq!(dirty(&restored), dirty(&operator));
     }
 }

@@ -526,5 +526,14 @@ mod tests {
                 assert!(output.iter().any(|line| line.starts_with("- ")), "no retraction in {output:?}");
             }
         }
+        // Windows stay dirty between messages only under EMIT EVERY, until
+        // its interval of processing time passes: compare them directly.
+        let every = Some(EarlyEmit::Every(std::time::Duration::from_secs(3600)));
+        let mut operator = WindowAggregate::new(spec.clone()).unwrap().with_emit(every);
+        operator.on_batch(0, batch(&spec, &[("a", 1, 10), ("b", 2, 20)]), &mut Vec::new()).unwrap();
+        let state = OperatorState::decode(&operator.snapshot().unwrap().encode().unwrap()).unwrap();
+        let mut restored = WindowAggregate::new(spec.clone()).unwrap().with_emit(every);
+        restored.restore(state).unwrap();
+        assert_eq!(restored.dirty, std::collections::BTreeSet::from([10, 20]));
     }
 }
