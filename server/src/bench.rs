@@ -154,3 +154,85 @@ pub async fn wait_until_finished(
         }
     }
 }
+
+/// Checkpoint figures for one query with a large state.
+#[derive(Debug, Clone)]
+pub struct CheckpointBench {
+    pub query: String,
+    pub events: u64,
+    /// Keys held in state (result rows of the unbounded GROUP BY).
+    pub keys: u64,
+    pub checkpoint_bytes: u64,
+    pub checkpoint_ms: f64,
+    /// From opening the data directory to the restored query running.
+    pub recovery_ms: f64,
+}
+
+impl CheckpointBench {
+    pub fn json_line(&self) -> String {
+        json!({
+            "query": self.query,
+            "events": self.events,
+            "keys": self.keys,
+            "checkpoint_bytes": self.checkpoint_bytes,
+            "checkpoint_ms": (self.checkpoint_ms * 10.0).round() / 10.0,
+            "recovery_ms": (self.recovery_ms * 10.0).round() / 10.0,
+        })
+        .to_string()
+    }
+}
+
+/// The query of the checkpoint benchmark: running state for every key,
+/// and (event times being distinct) one key per event.
+pub const CHECKPOINT_QUERY: &str =
+    "SELECT ts, count(*) AS hits, max(duration) AS slowest, sum(status) AS status_sum FROM weblog GROUP BY ts";
+
+/// Runs [`CHECKPOINT_QUERY`] over `keys` generated events in a server with
+/// a data directory, reports its last checkpoint (taken when the input
+/// ended, holding every key), then opens the data directory again and
+/// times the recovery: catalog, plan, reading and checking the checkpoint,
+/// restoring every operator, until the query runs (here: is finished).
+pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, ApiError> {
+    let dir = std::env::temp_dir().join(format!("sluice-bench-checkpoint-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut settings = Settings::new();
+    settings.insert("retained_rows".into(), "0".into());
+    settings.insert("checkpoint_interval".into(), "1h".into());
+    let (query_id, first) = {
+        let engine = Engine::open(&dir).await?;
+        let ddl = format!(
+            "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR, status INT, duration DOUBLE,
+               WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+             WITH (connector = 'generator', rate = '1000', rows = '{keys}', realtime = 'false', seed = '1')"
+        );
+        engine.execute(&ddl, &mut settings).await?;
+        let results = engine.execute(CHECKPOINT_QUERY, &mut settings).await?;
+        let Some(StatementResult::Query { query_id, .. }) = results.last() else {
+            return Err(ApiError::internal("bench query did not start"));
+        };
+        let running = engine.query(query_id).ok_or_else(|| ApiError::internal("bench query vanished"))?;
+        wait_until_finished(&running, |_| {}).await?;
+        (query_id.clone(), running.handle.metrics.checkpoints())
+    };
+    let started = Instant::now();
+    let engine = Engine::open(&dir).await?;
+    let running = engine.query(&query_id).ok_or_else(|| ApiError::internal("the query was not restored"))?;
+    wait_until_finished(&running, |_| {}).await?;
+    let recovery_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let report = running.handle.metrics.checkpoints();
+    if report.restored_from.is_none() {
+        return Err(ApiError::internal(format!("the query did not restore its checkpoint: {report:?}")));
+    }
+    // The figures of the first run's final checkpoint.
+    let result = CheckpointBench {
+        query: "running_per_event".into(),
+        events: keys,
+        keys: running.handle.output.rows_published(),
+        checkpoint_bytes: first.last_bytes.unwrap_or_default(),
+        checkpoint_ms: first.last_duration_ms.unwrap_or_default(),
+        recovery_ms,
+    };
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(result)
+}

@@ -31,7 +31,8 @@ enum Command {
     /// Measure throughput: run queries in-process over generated records.
     /// `sluice bench nexmark --query q5` runs Nexmark queries instead.
     Bench {
-        /// `weblog` (default) or `nexmark`.
+        /// `weblog` (default), `nexmark`, or `checkpoint` (checkpoint size,
+        /// duration and recovery time of a query with `--keys` keys of state).
         #[arg(default_value = "weblog")]
         suite: String,
         /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n, interval_join, window_join;
@@ -123,6 +124,19 @@ fn main() -> anyhow::Result<()> {
             for line in lines {
                 println!("{line}");
             }
+            Ok(())
+        }),
+        Command::Bench { suite, keys, .. } if suite == "checkpoint" => runtime.block_on(async {
+            let result = sluice::bench::checkpoint(keys).await?;
+            println!("{}", sluice::bench::CHECKPOINT_QUERY);
+            println!(
+                "{} keys in state: checkpoint {:.1} MB in {:.0} ms; recovery {:.0} ms",
+                result.keys,
+                result.checkpoint_bytes as f64 / 1e6,
+                result.checkpoint_ms,
+                result.recovery_ms
+            );
+            println!("{}", result.json_line());
             Ok(())
         }),
         Command::Bench { queries, events, keys, epoch_interval, .. } => runtime.block_on(async {
