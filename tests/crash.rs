@@ -21,6 +21,8 @@ use sluice_tests::TestServer;
 use tokio_tungstenite::tungstenite::Message;
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD";
+/// The address the child listens on (default: a free port).
+const ADDRESS_ENV: &str = "SLUICE_CRASH_ADDRESS";
 
 /// Not a test by itself: the server the crash test kills.
 #[test]
@@ -28,9 +30,9 @@ fn crash_child_server() {
     let Ok(dir) = std::env::var(CHILD_ENV) else { return };
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async move {
-        let server = sluice::start("127.0.0.1:0", false, Some(std::path::Path::new(&dir)))
-            .await
-            .expect("the child server starts");
+        let address = std::env::var(ADDRESS_ENV).unwrap_or_else(|_| "127.0.0.1:0".into());
+        let server =
+            sluice::start(&address, false, Some(std::path::Path::new(&dir))).await.expect("the child server starts");
         println!("SLUICE_URL {}", server.url());
         std::future::pending::<()>().await;
     });
@@ -71,9 +73,14 @@ struct ChildServer {
 
 impl ChildServer {
     fn start(dir: &std::path::Path) -> Self {
+        Self::start_at(dir, "127.0.0.1:0")
+    }
+
+    fn start_at(dir: &std::path::Path, address: &str) -> Self {
         let mut child = Command::new(std::env::current_exe().expect("the test binary"))
             .args(["--exact", "crash::crash_child_server", "--nocapture", "--test-threads", "1"])
             .env(CHILD_ENV, dir)
+            .env(ADDRESS_ENV, address)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -255,7 +262,7 @@ async fn kill_9_loses_and_duplicates_no_row() {
     let reference = TestServer::start().await;
     assert_eq!(reference.sql(&streams(false)).await.0, 200);
     for (index, (query, updating)) in QUERIES.iter().enumerate() {
-        let seen = seen[index].lock().unwrap();
+        let seen = std::mem::take(&mut *seen[index].lock().unwrap());
         assert!(seen.ended, "query {} did not end", ids[index]);
         assert!(seen.mismatches.is_empty(), "rows changed after recovery: {:?}", &seen.mismatches[..1]);
         let count = seen.rows.len() as u64;
@@ -276,5 +283,45 @@ async fn kill_9_loses_and_duplicates_no_row() {
             ids[index]
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The REPL follows a query through a crash: when the server comes back
+/// (on the same address) it resumes after the last row it printed, so each
+/// row is printed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repl_resumes_a_query_after_the_server_crashes() {
+    let dir = std::env::temp_dir().join(format!("sluice-crash-repl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let server = ChildServer::start(&dir);
+    let url = server.url.clone();
+    let mut client = sluice::repl::Client::new(&url);
+    let mut out = Vec::new();
+    let ddl = "CREATE STREAM gen (ts TIMESTAMP, status INT, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH (connector = 'generator', rate = '300', rows = '900', seed = '5');
+               SET checkpoint_interval = '200ms';";
+    client.run(ddl, &mut out, std::future::pending()).await.expect("DDL runs");
+    let repl = tokio::spawn(async move {
+        let mut out = Vec::new();
+        client.run("SELECT ts, status FROM gen;", &mut out, std::future::pending()).await.expect("the REPL runs");
+        String::from_utf8(out).unwrap()
+    });
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.kill();
+    let address = url.trim_start_matches("http://").to_string();
+    let server = ChildServer::start_at(&dir, &address);
+    let output = tokio::time::timeout(Duration::from_secs(120), repl).await.expect("the query finishes").unwrap();
+    let status: Value = reqwest::get(format!("{url}/v1/queries/q1")).await.unwrap().json().await.unwrap();
+    server.kill();
+    // 900 generated rows less those the watermark found late.
+    let rows = status["metrics"]["rows_out"].as_u64().unwrap();
+    let late = status["metrics"]["late_rows_dropped"].as_u64().unwrap();
+    assert_eq!(rows + late, 900, "{status}");
+    assert!(output.contains("(connection lost; resuming from row "), "{output}");
+    let end = format!("(query q1 finished: {rows} rows)");
+    assert!(output.trim_end().ends_with(&end), "{}", &output[output.len().saturating_sub(300)..]);
+    // Each row printed once: as many distinct timestamps as rows.
+    let lines: std::collections::BTreeSet<&str> = output.lines().filter(|line| line.starts_with("| 2016-")).collect();
+    assert_eq!(lines.len() as u64, rows);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -74,11 +74,12 @@ fn materialized(frames: &[Value]) -> Vec<String> {
     let mut result: Vec<String> = Vec::new();
     for frame in frames.iter().filter(|frame| frame["type"] == "rows") {
         for (index, row) in frame["rows"].as_array().unwrap().iter().enumerate() {
+            let row = row.to_string();
             if frame["ops"][index] == "-" {
-                let position = result.iter().position(|existing| *existing == row.to_string()).unwrap();
+                let position = result.iter().position(|existing| *existing == row).unwrap();
                 result.remove(position);
             } else {
-                result.push(row.to_string());
+                result.push(row);
             }
         }
     }

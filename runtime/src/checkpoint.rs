@@ -380,7 +380,7 @@ impl CheckpointStore {
             .into_iter()
             .filter(|id| checkpoint_dir(dir, *id).join(MANIFEST).exists())
             .collect();
-        let Some(&oldest_kept) = complete.iter().rev().take(KEPT).last() else { return };
+        let Some(&oldest_kept) = complete.iter().rev().take(KEPT).next_back() else { return };
         for id in ids(dir, "checkpoint-", "").into_iter().filter(|id| *id < oldest_kept) {
             let _ = std::fs::remove_dir_all(checkpoint_dir(dir, id));
         }

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
+use std::time::Duration;
 
 use comfy_table::{Table, presets};
 use futures::StreamExt;
@@ -122,6 +123,8 @@ impl Client {
         let columns = column_names(&result["columns"]);
         writeln!(out, "query {query_id} running; results appear as they are emitted (Ctrl-C to stop)").map_err(io)?;
         let mut printed = 0u64;
+        // The seq of the next row: where to resume if the server goes away.
+        let mut next_seq = 0u64;
         loop {
             tokio::select! {
                 _ = stop.as_mut() => {
@@ -133,17 +136,30 @@ impl Client {
                 message = socket.next() => {
                     let text = match message {
                         Some(Ok(Message::Text(text))) => text.to_string(),
-                        Some(Ok(Message::Close(_))) | None => {
-                            writeln!(out, "(connection closed)").map_err(io)?;
-                            return Ok(printed);
+                        Some(Ok(_)) if !matches!(message, Some(Ok(Message::Close(_)))) => continue,
+                        // The server went away (a restart, a crash): a
+                        // recovered query numbers its rows as before, so
+                        // resuming after the last one shows each row once.
+                        _ => {
+                            writeln!(out, "(connection lost; resuming from row {next_seq} when the server is back)").map_err(io)?;
+                            let url = format!("{ws_url}?from_seq={next_seq}");
+                            match self.reconnect(&url, stop.as_mut()).await {
+                                Some(resumed) => {
+                                    socket = resumed;
+                                    continue;
+                                }
+                                None => {
+                                    writeln!(out, "(connection closed)").map_err(io)?;
+                                    return Ok(printed);
+                                }
+                            }
                         }
-                        Some(Ok(_)) => continue,
-                        Some(Err(error)) => return Err(ReplError(format!("websocket error: {error}"))),
                     };
                     let frame: Value = serde_json::from_str(&text).map_err(|error| ReplError(format!("bad frame: {error}")))?;
                     match frame["type"].as_str() {
                         Some("rows") => {
                             let rows = frame["rows"].as_array().cloned().unwrap_or_default();
+                            next_seq = frame["seq"].as_u64().unwrap_or(next_seq) + rows.len() as u64;
                             let ops = frame["ops"].as_array().cloned();
                             let mut header = columns.clone();
                             if ops.is_some() {
@@ -179,6 +195,32 @@ impl Client {
         }
     }
 }
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+impl Client {
+    /// Tries `url` every half second for up to [`RECONNECT_FOR`]; `None`
+    /// if the server stays away, the query is gone, or the user stops.
+    async fn reconnect(&self, url: &str, mut stop: std::pin::Pin<&mut impl Future<Output = ()>>) -> Option<Socket> {
+        let deadline = tokio::time::Instant::now() + RECONNECT_FOR;
+        while tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                _ = stop.as_mut() => return None,
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            match tokio_tungstenite::connect_async(url).await {
+                Ok((socket, _)) => return Some(socket),
+                // The server is up but has no such query.
+                Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 404 => return None,
+                Err(_) => {}
+            }
+        }
+        None
+    }
+}
+
+/// How long the REPL waits for a server that went away to come back.
+const RECONNECT_FOR: Duration = Duration::from_secs(30);
 
 /// The value of `SET name = value` in `sql`, as the server accepted it.
 fn set_value(sql: &str, name: &str) -> Option<String> {

@@ -259,7 +259,7 @@ impl Operator for GroupAggregate {
     fn snapshot(&mut self) -> Result<OperatorState> {
         let mut entries: Vec<(&Box<[u8]>, &mut KeyState)> = self.keys.iter_mut().collect();
         // Sorted by key, so that equal states give equal checkpoints.
-        entries.sort_by(|(left, _), (right, _)| left.cmp(right));
+        entries.sort_by_key(|(left, _)| *left);
         let mut columns = vec![
             ("key".to_string(), rows_column(entries.iter().map(|(_, state)| state.key.row().data()))),
             (

@@ -225,7 +225,7 @@ impl SideState {
     /// index as `{name}_by_time` (`time`, `key`, in index order).
     fn snapshot(&self, name: &str, state: &mut OperatorState) -> Result<()> {
         let mut keys: Vec<(&Box<[u8]>, &Vec<Entry>)> = self.keys.iter().collect();
-        keys.sort_by(|(left, _), (right, _)| left.cmp(right));
+        keys.sort_by_key(|(left, _)| *left);
         // Arrow's builders want iterators of known length.
         let entries: Vec<(&[u8], &Entry)> =
             keys.iter().flat_map(|(key, entries)| entries.iter().map(move |entry| (key.as_ref(), entry))).collect();

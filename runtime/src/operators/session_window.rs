@@ -379,7 +379,7 @@ fn put_sessions(
     aggregates: &[Arc<AggregateFunctionExpr>],
 ) -> Result<()> {
     let mut partitions: Vec<(&Box<[u8]>, &mut Vec<Session>)> = sessions.iter_mut().collect();
-    partitions.sort_by(|(a, _), (b, _)| a.cmp(b));
+    partitions.sort_by_key(|(a, _)| *a);
     let mut keys: Vec<&[u8]> = Vec::new();
     let (mut starts, mut ends, mut dirty, mut emitted) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (partition, list) in partitions {

@@ -252,8 +252,8 @@ impl Operator for TemporalJoin {
     /// in time order); `pending`: `time`, `arrival`, `row` in the order
     /// they will be joined.
     fn snapshot(&mut self) -> Result<OperatorState> {
-        let mut keys: Vec<(&Box<[u8]>, &BTreeMap<i64, OwnedRow>)> = self.versions.iter().collect();
-        keys.sort_by(|(left, _), (right, _)| left.cmp(right));
+        let mut keys: Vec<_> = self.versions.iter().collect();
+        keys.sort_by_key(|(left, _)| *left);
         // Arrow's builders want iterators of known length.
         let versions: Vec<(&[u8], i64, &OwnedRow)> = keys
             .iter()
