@@ -20,7 +20,7 @@ use std::io::Cursor;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BinaryArray, Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::ipc::reader::StreamReader;
 use datafusion::arrow::ipc::writer::StreamWriter;
 use datafusion::arrow::row::{RowConverter, Rows};
@@ -202,6 +202,41 @@ pub fn merge_accumulator_state(
 /// A batch of named columns whose names are owned strings.
 pub fn batch_of(columns: Vec<(String, ArrayRef)>) -> Result<RecordBatch> {
     batch(columns.iter().map(|(name, column)| (name.as_str(), column.clone())).collect())
+}
+
+/// Saves batches keyed by a time (a window end, a pane start) as the batch
+/// `name`, listing the times, and one batch `name/i` each. Separate batches
+/// because their schemas may differ: the partial of an empty set of groups
+/// has no state columns.
+pub fn put_indexed(state: &mut OperatorState, name: &str, entries: Vec<(i64, RecordBatch)>) -> Result<()> {
+    state.put(name, i64_batch("time", entries.iter().map(|(time, _)| *time))?);
+    for (position, (_, batch)) in entries.into_iter().enumerate() {
+        state.put(&format!("{name}/{position}"), batch);
+    }
+    Ok(())
+}
+
+/// Reads [`put_indexed`]'s batches back, in the order they were saved.
+pub fn take_indexed(state: &mut OperatorState, name: &str) -> Result<Vec<(i64, RecordBatch)>> {
+    let index = state.take(name)?;
+    let times = i64_column(&index, "time")?;
+    times
+        .values()
+        .iter()
+        .enumerate()
+        .map(|(position, time)| Ok((*time, state.take(&format!("{name}/{position}"))?)))
+        .collect()
+}
+
+/// A batch of one `Int64` column.
+pub fn i64_batch(name: &str, values: impl IntoIterator<Item = i64>) -> Result<RecordBatch> {
+    batch(vec![(name, Arc::new(Int64Array::from_iter_values(values)) as ArrayRef)])
+}
+
+/// A checkpointed output batch with the operator's own output schema (as
+/// read back it carries the schema it was written with).
+pub fn with_schema(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
+    Ok(RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?)
 }
 
 /// CRC-32 (IEEE) of `bytes`, to detect a corrupt checkpoint file.

@@ -61,9 +61,9 @@ use crate::operators::groups::{
     AggregateInputs, Groups, Partial, evaluate, grouping_keys, key_converter, output_batch, reject_retractions,
 };
 use crate::operators::sliding::{PaneRows, Running, all_invertible};
-use crate::operators::window_aggregate::{i64_batch, put_indexed, take_indexed};
 use crate::operators::window_assign::WindowKind;
 use crate::state::{OperatorState, i64_column};
+use crate::state::{i64_batch, put_indexed, take_indexed};
 
 /// What each GROUP BY column of the output is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

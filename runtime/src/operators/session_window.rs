@@ -45,7 +45,8 @@ use crate::operators::groups::{
     AggregateInputs, Groups, Partial, changelog, evaluate, grouping_keys, key_converter, reject_retractions,
 };
 use crate::operators::pane_window::{GroupColumn, window_rows};
-use crate::operators::window_aggregate::{EarlyEmit, with_schema};
+use crate::operators::window_aggregate::EarlyEmit;
+use crate::state::with_schema;
 use crate::state::{OperatorState, binary_column, i64_column, rows_column};
 
 #[derive(Debug, Clone)]

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
 use datafusion::arrow::row::RowConverter;
@@ -42,7 +42,7 @@ use crate::operator::Operator;
 use crate::operators::groups::{
     AggregateInputs, Groups, Partial, changelog, evaluate, key_converter, output_batch, reject_retractions,
 };
-use crate::state::{OperatorState, i64_column};
+use crate::state::{OperatorState, i64_batch, i64_column, put_indexed, take_indexed, with_schema};
 
 #[derive(Debug, Clone)]
 pub struct WindowAggregateSpec {
@@ -349,41 +349,6 @@ impl Operator for WindowAggregate {
         self.last_early = Instant::now();
         Ok(())
     }
-}
-
-/// Saves batches keyed by a time (a window end, a pane start) as the batch
-/// `name`, listing the times, and one batch `name/i` each. Separate batches
-/// because their schemas may differ: the partial of an empty set of groups
-/// has no state columns.
-pub(crate) fn put_indexed(state: &mut OperatorState, name: &str, entries: Vec<(i64, RecordBatch)>) -> Result<()> {
-    state.put(name, i64_batch("time", entries.iter().map(|(time, _)| *time))?);
-    for (position, (_, batch)) in entries.into_iter().enumerate() {
-        state.put(&format!("{name}/{position}"), batch);
-    }
-    Ok(())
-}
-
-/// Reads [`put_indexed`]'s batches back, in the order they were saved.
-pub(crate) fn take_indexed(state: &mut OperatorState, name: &str) -> Result<Vec<(i64, RecordBatch)>> {
-    let index = state.take(name)?;
-    let times = i64_column(&index, "time")?;
-    times
-        .values()
-        .iter()
-        .enumerate()
-        .map(|(position, time)| Ok((*time, state.take(&format!("{name}/{position}"))?)))
-        .collect()
-}
-
-/// A batch of one `Int64` column.
-pub(crate) fn i64_batch(name: &str, values: impl IntoIterator<Item = i64>) -> Result<RecordBatch> {
-    crate::state::batch(vec![(name, Arc::new(Int64Array::from_iter_values(values)) as ArrayRef)])
-}
-
-/// A checkpointed output batch with the operator's own output schema (as
-/// read back it carries the schema it was written with).
-pub(crate) fn with_schema(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch> {
-    Ok(RecordBatch::try_new(schema.clone(), batch.columns().to_vec())?)
 }
 
 impl WindowAggregate {
