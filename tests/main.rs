@@ -6,6 +6,7 @@
 //! - `socket_source`: a socket stream fed by a test TCP listener.
 //! - `repl`: the REPL client against a live server.
 //! - `joins`: joins through the server (changelogs, INSERTs, restarts).
+//! - `top_n`: ROW_NUMBER() Top-N changelogs over the websocket and the REPL.
 
 mod bad_input;
 mod crash;
@@ -18,3 +19,4 @@ mod repl;
 mod restart;
 mod slt;
 mod socket_source;
+mod top_n;

@@ -18,7 +18,8 @@
 //! - [`feed`]: the logical/physical leaf through which stateless DataFusion
 //!   plans read batches.
 //! - [`query`]: plans a continuous `SELECT`.
-//! - [`lower`]: `LogicalPlan` → `StreamPlan`; `join` lowers joins.
+//! - [`lower`]: `LogicalPlan` → `StreamPlan`; `join` lowers joins, `top_n`
+//!   ROW_NUMBER() over a stream.
 
 pub mod ddl;
 pub mod dialect;
@@ -28,6 +29,7 @@ mod join;
 pub mod lower;
 pub mod query;
 pub mod statement;
+mod top_n;
 pub mod unnest;
 pub mod window_tvf;
 

@@ -309,10 +309,21 @@ impl<'a> Lowering<'a> {
                 )
                 .near(self.sql, self.start, "ORDER"));
             }
+            if let LogicalPlan::Window(window) = cursor
+                && !produces_window_results(&window.input)
+            {
+                // ROW_NUMBER() over a stream: a Top-N below the chain.
+                break;
+            }
             chain.push(cursor);
             cursor = cursor.inputs()[0];
         }
         let (input, feed) = match cursor {
+            LogicalPlan::Window(window) => {
+                let input = self.top_n(window, &chain).await?;
+                let feed = FeedNode::new(window.schema.clone(), input.schema.clone(), None);
+                (input, feed)
+            }
             LogicalPlan::TableScan(scan) => {
                 let input = self.scan_source(scan.table_name.table()).await?;
                 let feed = FeedNode::new(scan.projected_schema.clone(), input.schema.clone(), scan.projection.clone());

@@ -1,6 +1,6 @@
--- Nexmark q19, auction top-10 price: the ten highest bids of each auction.
--- Needs ROW_NUMBER() over a whole stream (a retracting top-N), which Sluice
--- does not run yet (it runs ROW_NUMBER per window).
+-- Nexmark q19, auction top-10 price: the ten highest bids of each auction,
+-- with their rank (a Top-10 per auction over the whole stream: an updating
+-- result, a new bid shifting the ranks below it).
 SELECT *
 FROM (
   SELECT *, ROW_NUMBER() OVER (PARTITION BY auction ORDER BY price DESC) AS rank_number

@@ -1,6 +1,7 @@
--- Nexmark q9, winning bids: each auction with its highest bid while open.
--- Needs ROW_NUMBER() over an unbounded join's result (a retracting top-1),
--- which Sluice does not run yet (it runs ROW_NUMBER per window only).
+-- Nexmark q9, winning bids: each auction with its highest bid while open
+-- (the earliest of equal bids). An unbounded join of auctions and bids
+-- (the bid inside the auction's lifetime) feeding a Top-1 per auction: an
+-- updating result, a new highest bid retracting the previous one.
 SELECT id, item_name, description, initial_bid, reserve, date_time, expires, seller, category, extra,
        auction, bidder, price, bid_date_time, bid_extra
 FROM (

@@ -22,6 +22,7 @@ use crate::operators::{
     session_window::{SessionWindow, SessionWindowSpec},
     stateless::{Stateless, StatelessSpec},
     temporal_join::{TemporalJoin, TemporalJoinSpec},
+    top_n::{TopN, TopNSpec},
     union::{Union, UnionSpec},
     window_aggregate::{WindowAggregate, WindowAggregateSpec},
     window_assign::{WindowAssign, WindowAssignSpec},
@@ -120,6 +121,9 @@ pub enum OperatorSpec {
     /// Stream joined with a versioned table's version at each row's time
     /// (left: the stream, right: the table's changelog).
     TemporalJoin(TemporalJoinSpec),
+    /// ROW_NUMBER() ... <= N over a whole stream: the top rows of each
+    /// partition, as a changelog.
+    TopN(TopNSpec),
 }
 
 impl OperatorSpec {
@@ -149,6 +153,7 @@ impl OperatorSpec {
             OperatorSpec::WindowJoin(spec) => Box::new(WindowJoin::new(spec.clone(), context.metrics.clone())),
             OperatorSpec::LookupJoin(spec) => Box::new(LookupJoin::new(spec.clone())?),
             OperatorSpec::TemporalJoin(spec) => Box::new(TemporalJoin::new(spec.clone(), context.metrics.clone())?),
+            OperatorSpec::TopN(spec) => Box::new(TopN::new(spec.clone(), context.metrics.clone())?),
         })
     }
 
@@ -167,6 +172,7 @@ impl OperatorSpec {
             OperatorSpec::WindowJoin(_) => "window_join",
             OperatorSpec::LookupJoin(_) => "lookup_join",
             OperatorSpec::TemporalJoin(_) => "temporal_join",
+            OperatorSpec::TopN(_) => "top_n",
         }
     }
 
@@ -184,6 +190,7 @@ impl OperatorSpec {
             OperatorSpec::WindowJoin(spec) => spec.output_schema(),
             OperatorSpec::LookupJoin(spec) => spec.output_schema.clone(),
             OperatorSpec::TemporalJoin(spec) => spec.output_schema.clone(),
+            OperatorSpec::TopN(spec) => spec.output_schema.clone(),
         }
     }
 }

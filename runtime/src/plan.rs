@@ -61,6 +61,7 @@ impl StreamPlan {
                             lines.push(format!("{indent}  {line}"));
                         }
                     }
+                    OperatorSpec::TopN(spec) => lines.push(format!("{indent}top_n: {}", spec.describe())),
                     other => lines.push(format!("{indent}{}", other.name())),
                 }
                 for input in inputs {

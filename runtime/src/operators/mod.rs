@@ -13,6 +13,7 @@ pub mod session_window;
 pub(crate) mod sliding;
 pub mod stateless;
 pub mod temporal_join;
+pub mod top_n;
 pub mod union;
 pub mod window_aggregate;
 pub mod window_assign;
