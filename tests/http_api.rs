@@ -73,6 +73,9 @@ async fn windowed_query_results_reach_every_websocket_subscriber() {
     let last_malformed = query["metrics"]["last_malformed"].as_str().unwrap();
     assert_eq!(last_malformed, "expected 6 fields, found 4: not a valid line");
     assert!(query["metrics"]["epochs"].as_u64().unwrap() >= 1);
+    // Results were emitted, so the latency quantiles are known (p50 <= p99).
+    let (p50, p99) = (&query["metrics"]["latency_ms"]["p50"], &query["metrics"]["latency_ms"]["p99"]);
+    assert!(p50.as_f64().unwrap() <= p99.as_f64().unwrap(), "{query}");
 
     let (_, list) = server.get("/v1/queries").await;
     assert_eq!(list.as_array().unwrap().len(), 1);

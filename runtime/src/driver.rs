@@ -447,6 +447,18 @@ impl Driver {
     /// One epoch: everything the sources produced since the last one.
     fn epoch(&mut self, events: Vec<SourceEvent>) -> Result<()> {
         let watermark_before = self.metrics.watermark();
+        // Latency is measured from the oldest rows the epoch reads (not
+        // while replaying: those rows arrived before a crash).
+        let oldest_rows = match self.replay {
+            Some(_) => None,
+            None => events
+                .iter()
+                .filter_map(|event| match event {
+                    SourceEvent::Rows { rows: Some(_), sent_at, .. } => Some(*sent_at),
+                    _ => None,
+                })
+                .min(),
+        };
         let mut output = Vec::new();
         for (step, rows, replayed) in self.order(events)? {
             self.apply(step, rows, replayed, &mut output)?;
@@ -465,15 +477,20 @@ impl Driver {
             store.flush()?;
         }
         QueryMetrics::add(&self.metrics.epochs, 1);
+        let mut published = 0;
         for message in output {
             match message {
                 Message::Batch(batch) => {
+                    published += batch.num_rows() as u64;
                     QueryMetrics::add(&self.metrics.rows_out, batch.num_rows() as u64);
                     self.output.publish(batch);
                 }
                 Message::Watermark(watermark) => self.metrics.set_watermark(watermark),
                 Message::Barrier(_) | Message::End | Message::Idle => {}
             }
+        }
+        if let Some(oldest) = oldest_rows.filter(|_| published > 0) {
+            self.metrics.record_latency(oldest.elapsed(), published);
         }
         let watermark = self.metrics.watermark();
         if watermark > watermark_before {
@@ -553,7 +570,7 @@ impl Driver {
     /// A new (not replayed) step for a source event.
     fn step_of(&mut self, event: SourceEvent) -> Result<(Step, Option<Chunk>, bool)> {
         Ok(match event {
-            SourceEvent::Rows { source, rows, position, malformed } => {
+            SourceEvent::Rows { source, rows, position, malformed, .. } => {
                 let now = if self.sources[source].proctime_column.is_some() { self.clock() } else { 0 };
                 (Step::Rows { source, position, now }, Some((rows, malformed)), false)
             }

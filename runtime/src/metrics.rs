@@ -25,6 +25,8 @@ pub struct QueryMetrics {
     late_by_window: Mutex<BTreeMap<i64, u64>>,
     /// The last checkpoint written, and what recovery did.
     checkpoints: Mutex<CheckpointReport>,
+    /// How long results took: see [`QueryMetrics::record_latency`].
+    latency: Mutex<LatencyHistogram>,
 }
 
 /// What `GET /v1/queries/{id}` shows about checkpoints.
@@ -60,6 +62,7 @@ impl Default for QueryMetrics {
             last_malformed: Mutex::new(None),
             late_by_window: Mutex::new(BTreeMap::new()),
             checkpoints: Mutex::new(CheckpointReport::default()),
+            latency: Mutex::new(LatencyHistogram::default()),
         }
     }
 }
@@ -129,5 +132,85 @@ impl QueryMetrics {
 
     pub fn last_malformed(&self) -> Option<String> {
         self.last_malformed.lock().ok().and_then(|last| last.clone())
+    }
+
+    /// Records that `rows` result rows were published `latency` after the
+    /// oldest source rows of the epoch that produced them were handed to
+    /// the query: an upper bound on each row's delay from its input's
+    /// arrival (for a window, from the arrival of the rows that closed it).
+    pub fn record_latency(&self, latency: std::time::Duration, rows: u64) {
+        if let Ok(mut histogram) = self.latency.lock() {
+            histogram.record(latency, rows);
+        }
+    }
+
+    /// The `quantile` (0..=1) of the recorded latencies in milliseconds,
+    /// per result row; `None` before any result.
+    pub fn latency_ms(&self, quantile: f64) -> Option<f64> {
+        self.latency.lock().ok().and_then(|histogram| histogram.quantile_ms(quantile))
+    }
+}
+
+/// Latencies in buckets growing by 5 % from 1 µs (to about 11 minutes):
+/// quantiles within 5 %, in fixed memory.
+#[derive(Debug, Clone)]
+struct LatencyHistogram {
+    counts: Vec<u64>,
+    total: u64,
+}
+
+const LATENCY_GROWTH: f64 = 1.05;
+const LATENCY_BUCKETS: usize = 560;
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self { counts: vec![0; LATENCY_BUCKETS], total: 0 }
+    }
+}
+
+impl LatencyHistogram {
+    fn record(&mut self, latency: std::time::Duration, count: u64) {
+        let micros = latency.as_secs_f64() * 1e6;
+        let bucket = if micros <= 1.0 { 0 } else { (micros.ln() / LATENCY_GROWTH.ln()).ceil() as usize };
+        self.counts[bucket.min(LATENCY_BUCKETS - 1)] += count;
+        self.total += count;
+    }
+
+    /// The upper bound of the bucket holding the `quantile`, in ms.
+    fn quantile_ms(&self, quantile: f64) -> Option<f64> {
+        if self.total == 0 {
+            return None;
+        }
+        let rank = ((self.total as f64 * quantile.clamp(0.0, 1.0)).ceil() as u64).max(1);
+        let mut seen = 0;
+        let bucket = self.counts.iter().position(|count| {
+            seen += count;
+            seen >= rank
+        })?;
+        Some(LATENCY_GROWTH.powi(bucket as i32) / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn latency_quantiles_are_within_five_percent() {
+        let metrics = QueryMetrics::default();
+        assert_eq!(metrics.latency_ms(0.5), None);
+        metrics.record_latency(Duration::from_millis(10), 98);
+        metrics.record_latency(Duration::from_millis(200), 1);
+        metrics.record_latency(Duration::from_secs(2), 1);
+        let p50 = metrics.latency_ms(0.5).unwrap();
+        assert!((10.0..10.5).contains(&p50), "{p50}");
+        let p99 = metrics.latency_ms(0.99).unwrap();
+        assert!((200.0..210.0).contains(&p99), "{p99}");
+        let max = metrics.latency_ms(1.0).unwrap();
+        assert!((2000.0..2100.0).contains(&max), "{max}");
+        metrics.record_latency(Duration::from_secs(100_000), 1);
+        assert!(metrics.latency_ms(1.0).unwrap() > 600_000.0);
     }
 }

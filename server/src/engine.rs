@@ -83,6 +83,10 @@ impl RunningQuery {
                 "late_rows_dropped": QueryMetrics::get(&metrics.late_rows_dropped),
                 "malformed_records": QueryMetrics::get(&metrics.malformed_records),
                 "state_rows": QueryMetrics::get(&metrics.state_rows),
+                "latency_ms": metrics.latency_ms(0.5).map(|p50| json!({
+                    "p50": p50,
+                    "p99": metrics.latency_ms(0.99),
+                })),
                 "last_malformed": metrics.last_malformed(),
                 "watermark": displayed_watermark(metrics).map(json::timestamp),
                 "late_rows_by_window": metrics

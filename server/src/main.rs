@@ -98,15 +98,24 @@ fn main() -> anyhow::Result<()> {
                 queries
             };
             println!(
-                "{:<6} {:>10} {:>9} {:>12} {:>14} {:>12} {:>11} {:>9}",
-                "query", "events", "seconds", "events/s", "events/s/core", "peak RSS MB", "batch ratio", "rows out"
+                "{:<6} {:>10} {:>9} {:>12} {:>14} {:>12} {:>11} {:>9} {:>8} {:>8}",
+                "query",
+                "events",
+                "seconds",
+                "events/s",
+                "events/s/core",
+                "peak RSS MB",
+                "batch ratio",
+                "rows out",
+                "p50 ms",
+                "p99 ms"
             );
             let mut lines = Vec::new();
             for query in queries {
                 match sluice::nexmark::run_with(&query, events, source).await {
                     Ok(result) => {
                         println!(
-                            "{:<6} {:>10} {:>9.3} {:>12.0} {:>14.0} {:>12} {:>11} {:>9}",
+                            "{:<6} {:>10} {:>9.3} {:>12.0} {:>14.0} {:>12} {:>11} {:>9} {:>8} {:>8}",
                             result.query,
                             result.events,
                             result.seconds,
@@ -114,7 +123,9 @@ fn main() -> anyhow::Result<()> {
                             result.events_per_sec_per_core(),
                             result.peak_rss_bytes.map_or("-".into(), |bytes| (bytes / 1_000_000).to_string()),
                             result.batch_ratio().map_or("-".into(), |ratio| format!("{ratio:.2}")),
-                            result.rows_out
+                            result.rows_out,
+                            result.latency.map_or("-".into(), |latency| format!("{:.1}", latency.p50_ms)),
+                            result.latency.map_or("-".into(), |latency| format!("{:.1}", latency.p99_ms)),
                         );
                         lines.push(result.json_line());
                     }

@@ -70,9 +70,36 @@ pub struct NexmarkResult {
     /// Events per second of DataFusion batch SQL over the same events, when
     /// the query has a batch equivalent (the same SQL without windows).
     pub batch_events_per_sec: Option<f64>,
-    /// p50 and p99 milliseconds from an event's release to the emission of
-    /// a result row carrying its `date_time`, in a paced run.
-    pub latency_ms: Option<(f64, f64)>,
+    /// Latency in a paced run.
+    pub latency: Option<Latency>,
+}
+
+/// p50 and p99 milliseconds from an event's release to the emission of its
+/// results, in a paced run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Latency {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub basis: LatencyBasis,
+}
+
+/// How a result row is matched with the event it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyBasis {
+    /// The row carries the event's `date_time`, which is its release time.
+    EventTime,
+    /// The row is timed from the oldest event of the epoch that produced it
+    /// (the query's `latency_ms` metric): an upper bound.
+    Epoch,
+}
+
+impl LatencyBasis {
+    pub fn name(self) -> &'static str {
+        match self {
+            LatencyBasis::EventTime => "date_time",
+            LatencyBasis::Epoch => "epoch",
+        }
+    }
 }
 
 impl NexmarkResult {
@@ -95,8 +122,9 @@ impl NexmarkResult {
             "events_per_sec": self.events_per_sec().round(),
             "events_per_sec_per_core": self.events_per_sec_per_core().round(),
             "peak_rss_bytes": self.peak_rss_bytes,
-            "p50_ms": self.latency_ms.map(|(p50, _)| p50),
-            "p99_ms": self.latency_ms.map(|(_, p99)| p99),
+            "p50_ms": self.latency.map(|latency| latency.p50_ms),
+            "p99_ms": self.latency.map(|latency| latency.p99_ms),
+            "latency_basis": self.latency.map(|latency| latency.basis.name()),
             "batch_ratio": self.batch_ratio().map(|ratio| (ratio * 1000.0).round() / 1000.0),
             "rows_out": self.rows_out,
             "seconds": self.seconds,
@@ -286,7 +314,7 @@ pub async fn run_with(name: &str, events: u64, source: BidSource) -> Result<Nexm
         (Some(path), _) => batch_file_run(&sql, path, events, false).await,
         (None, _) => batch_run(&sql, events).await,
     };
-    let latency_ms = if source == BidSource::Generator { latency(&sql).await? } else { None };
+    let latency = if source == BidSource::Generator { latency(&sql).await? } else { None };
     Ok(NexmarkResult {
         query: name.to_string(),
         events,
@@ -295,7 +323,7 @@ pub async fn run_with(name: &str, events: u64, source: BidSource) -> Result<Nexm
         cores_used,
         peak_rss_bytes,
         batch_events_per_sec,
-        latency_ms,
+        latency,
     })
 }
 
@@ -306,8 +334,10 @@ const LATENCY_SECONDS: f64 = 5.0;
 /// Runs `sql` over events released in real time at [`LATENCY_EVENT_RATE`]
 /// (event time advancing with the clock) and measures, for each result row
 /// with a `date_time` column, how long after that event's release the row
-/// was emitted. `None` when the result has no `date_time`.
-async fn latency(sql: &str) -> Result<Option<(f64, f64)>, crate::error::ApiError> {
+/// was emitted; for other results, how long after the oldest event of the
+/// epoch that produced them (the query's `latency_ms` metric). `None` when
+/// the query gave no result.
+async fn latency(sql: &str) -> Result<Option<Latency>, crate::error::ApiError> {
     use crate::engine::{Engine, Settings, StatementResult};
     use crate::error::ApiError;
     use datafusion::arrow::array::AsArray;
@@ -326,23 +356,25 @@ async fn latency(sql: &str) -> Result<Option<(f64, f64)>, crate::error::ApiError
         return Err(ApiError::internal("the query did not start"));
     };
     let running = engine.query(query_id).ok_or_else(|| ApiError::internal("the query vanished"))?;
-    let Ok(column) = running.handle.output.schema().index_of("date_time") else {
-        running.handle.cancel();
-        return Ok(None);
-    };
-    if !matches!(
-        running.handle.output.schema().field(column).data_type(),
-        datafusion::arrow::datatypes::DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None)
-    ) {
-        running.handle.cancel();
-        return Ok(None);
-    }
+    // Append-only rows with a date_time are timed from that event; other
+    // rows (updating results, whose retractions carry old rows, and rows
+    // without the column) by the query's epoch-based metric.
+    let schema = running.handle.output.schema();
+    let column = schema.index_of("date_time").ok().filter(|column| {
+        matches!(
+            schema.field(*column).data_type(),
+            datafusion::arrow::datatypes::DataType::Timestamp(datafusion::arrow::datatypes::TimeUnit::Nanosecond, None)
+        )
+    });
     let start = sluice_runtime::source::generator::DEFAULT_START_NANOS;
     let mut output = running.handle.output.subscribe(0);
     let mut latencies = Vec::new();
+    let mut updating = false;
     while let Some(event) = output.recv().await {
         match event {
             OutputEvent::Rows { batch, .. } => {
+                updating |= batch.ops.is_some();
+                let Some(column) = column.filter(|_| !updating) else { continue };
                 let now = released.elapsed().as_secs_f64() * 1000.0;
                 let times = batch.rows.column(column).as_primitive::<TimestampNanosecondType>();
                 for time in times.iter().flatten() {
@@ -353,15 +385,17 @@ async fn latency(sql: &str) -> Result<Option<(f64, f64)>, crate::error::ApiError
             _ => break,
         }
     }
-    if latencies.is_empty() {
-        return Ok(None);
+    let round = |value: f64| (value.max(0.0) * 100.0).round() / 100.0;
+    if latencies.is_empty() || updating {
+        let metrics = &running.handle.metrics;
+        let (Some(p50), Some(p99)) = (metrics.latency_ms(0.5), metrics.latency_ms(0.99)) else {
+            return Ok(None);
+        };
+        return Ok(Some(Latency { p50_ms: round(p50), p99_ms: round(p99), basis: LatencyBasis::Epoch }));
     }
     latencies.sort_by(f64::total_cmp);
-    let at = |quantile: f64| {
-        let value = latencies[((latencies.len() - 1) as f64 * quantile) as usize];
-        (value.max(0.0) * 100.0).round() / 100.0
-    };
-    Ok(Some((at(0.5), at(0.99))))
+    let at = |quantile: f64| round(latencies[((latencies.len() - 1) as f64 * quantile) as usize]);
+    Ok(Some(Latency { p50_ms: at(0.5), p99_ms: at(0.99), basis: LatencyBasis::EventTime }))
 }
 
 /// q13's side input: a value for each key 0..10 000.

@@ -142,6 +142,8 @@ pub enum SourceEvent {
         rows: Option<RecordBatch>,
         position: u64,
         malformed: Malformed,
+        /// When the source handed the rows over (for latency figures).
+        sent_at: std::time::Instant,
     },
     End {
         source: usize,
@@ -192,7 +194,8 @@ impl SourceContext {
         if rows.as_ref().is_none_or(|rows| rows.num_rows() == 0) && malformed.records == 0 {
             return true;
         }
-        let event = SourceEvent::Rows { source: self.index, rows, position, malformed };
+        let sent_at = std::time::Instant::now();
+        let event = SourceEvent::Rows { source: self.index, rows, position, malformed, sent_at };
         self.events.send(event).await.is_ok()
     }
 
