@@ -11,7 +11,9 @@
 //! ```
 //!
 //! With an epoch interval of 0 the driver runs an epoch as soon as anything
-//! arrives. Results never depend on the interval: lateness is decided row by
+//! arrives. Otherwise it runs one every interval, and sooner when the
+//! source queue is full (the sources would otherwise stall until the tick)
+//! or a source has ended. Results never depend on the interval: lateness is decided row by
 //! row (see [`crate::time`]), and windows close on watermarks only.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -392,8 +394,13 @@ impl Driver {
         let mut pending = Vec::new();
         loop {
             match &mut ticker {
+                // A full queue holds its sources back and an ended source
+                // has nothing more to wait for: neither waits for the tick.
                 Some(ticker) => {
-                    ticker.tick().await;
+                    tokio::select! {
+                        _ = ticker.tick() => {}
+                        _ = take_until_full_or_ended(&mut receiver, &mut pending) => {}
+                    }
                 }
                 None if !pending.is_empty() => {}
                 None => match receiver.recv().await {
@@ -780,6 +787,23 @@ impl Driver {
             self.pipeline.push_source(source, Message::Watermark(after), output)?;
         }
         Ok(())
+    }
+}
+
+/// Takes source events into `pending` until a queue's worth
+/// ([`SOURCE_QUEUE`]) is there or a source ended or failed; never returns
+/// once the sources are gone (the epoch ticker then drives the loop).
+/// Cancel-safe: whatever was received is in `pending`.
+async fn take_until_full_or_ended(receiver: &mut mpsc::Receiver<SourceEvent>, pending: &mut Vec<SourceEvent>) {
+    while pending.len() < SOURCE_QUEUE {
+        let Some(event) = receiver.recv().await else {
+            return std::future::pending().await;
+        };
+        let last = matches!(event, SourceEvent::End { .. } | SourceEvent::Failed { .. });
+        pending.push(event);
+        if last {
+            return;
+        }
     }
 }
 
