@@ -216,17 +216,13 @@ impl SourceContext {
     /// Decodes a chunk of whole lines and sends the rows and malformed
     /// records.
     pub async fn send_text(&self, decoder: &RecordDecoder, text: &str, position: u64) -> bool {
-        match decoder.decode_text(text) {
-            Ok(decoded) => {
-                let malformed = Malformed { records: decoded.malformed as u64, problem: decoded.problem };
-                self.send(Some(decoded.rows), malformed, position).await
-            }
-            Err(error) => {
-                let records = text.lines().filter(|line| !line.trim().is_empty()).count();
-                let malformed = Malformed { records: records as u64, problem: Some(error.to_string()) };
-                self.send(None, malformed, position).await
-            }
-        }
+        let (rows, malformed) = decode_text(decoder, text);
+        self.send(rows, malformed, position).await
+    }
+
+    /// Sends a chunk decoded beforehand (see [`decode_chunk`]).
+    pub async fn send_chunk(&self, rows: Option<RecordBatch>, malformed: Malformed, position: u64) -> bool {
+        self.send(rows, malformed, position).await
     }
 
     pub async fn end(&self) {
@@ -235,6 +231,30 @@ impl SourceContext {
 
     pub async fn fail(&self, message: String) {
         let _ = self.events.send(SourceEvent::Failed { source: self.index, message }).await;
+    }
+}
+
+/// A decoded chunk: its rows (if any) and its malformed records.
+pub type Chunk = (Option<RecordBatch>, Malformed);
+
+/// Decodes a chunk of whole lines given as bytes (invalid UTF-8 replaced
+/// by U+FFFD; valid text, the usual case, is not copied).
+pub fn decode_chunk(decoder: &RecordDecoder, bytes: &[u8]) -> Chunk {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => decode_text(decoder, text),
+        Err(_) => decode_text(decoder, &String::from_utf8_lossy(bytes)),
+    }
+}
+
+/// Decodes a chunk of whole lines; a chunk that cannot be decoded at all
+/// counts all its records as malformed.
+pub fn decode_text(decoder: &RecordDecoder, text: &str) -> Chunk {
+    match decoder.decode_text(text) {
+        Ok(decoded) => (Some(decoded.rows), Malformed { records: decoded.malformed as u64, problem: decoded.problem }),
+        Err(error) => {
+            let records = text.lines().filter(|line| !line.trim().is_empty()).count();
+            (None, Malformed { records: records as u64, problem: Some(error.to_string()) })
+        }
     }
 }
 
