@@ -16,12 +16,13 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringBuilder};
 use datafusion::arrow::compute::{CastOptions, cast_with_options, concat_batches, filter_record_batch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::json::ReaderBuilder;
 use datafusion::arrow::util::display::FormatOptions;
 
+use super::timestamp;
 use crate::error::{Result, RuntimeError};
 
 /// How records are laid out.
@@ -48,11 +49,26 @@ pub struct Decoded {
 pub struct RecordDecoder {
     schema: SchemaRef,
     format: Format,
+    /// `schema` with its `TIMESTAMP` (nanosecond, no zone) columns read as
+    /// strings, which [`timestamp::parse_column`] then parses faster than
+    /// arrow's readers; `None` when there are none.
+    text_schema: Option<SchemaRef>,
 }
 
 impl RecordDecoder {
     pub fn new(schema: SchemaRef, format: Format) -> Self {
-        Self { schema, format }
+        let text_schema = schema.fields().iter().any(|field| field.data_type() == &timestamp::NANOS).then(|| {
+            let fields: Vec<Field> = schema
+                .fields()
+                .iter()
+                .map(|field| match field.data_type() == &timestamp::NANOS {
+                    true => field.as_ref().clone().with_data_type(DataType::Utf8),
+                    false => field.as_ref().clone(),
+                })
+                .collect();
+            Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+        });
+        Self { schema, format, text_schema }
     }
 
     pub fn format(&self) -> &Format {
@@ -62,15 +78,23 @@ impl RecordDecoder {
     /// Decodes a chunk of whole lines (`\n`-separated) as it was read: CSV
     /// and JSON chunks go to arrow's decoders without being split first.
     pub fn decode_text(&self, text: &str) -> Result<Decoded> {
+        self.decode_bytes(text.as_bytes())
+    }
+
+    /// [`decode_text`](Self::decode_text) for bytes read from a file or a
+    /// socket: invalid UTF-8 is replaced by U+FFFD. The fast paths take the
+    /// bytes as they are (arrow's decoders check UTF-8 themselves and fail
+    /// on invalid text, which then goes the slow way, replaced).
+    pub fn decode_bytes(&self, bytes: &[u8]) -> Result<Decoded> {
         let fast = match &self.format {
-            Format::Csv { delimiter, .. } => self.csv_text(text, &LineScan::of(text), *delimiter),
-            Format::Json => self.json_text(text, &LineScan::of(text)),
+            Format::Csv { delimiter, .. } => self.csv_text(bytes, &LineScan::of(bytes), *delimiter),
+            Format::Json => self.json_text(bytes, &LineScan::of(bytes)),
             Format::Text { .. } => None,
         };
         if let Some(rows) = fast {
             return Ok(Decoded { rows, malformed: 0, problem: None });
         }
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let lines: Vec<String> = String::from_utf8_lossy(bytes).lines().map(str::to_string).collect();
         self.decode(&lines)
     }
 
@@ -149,33 +173,39 @@ impl RecordDecoder {
     /// The whole chunk through arrow-csv, or `None` to go field by field.
     fn decode_csv_chunk(&self, lines: &[String], delimiter: char) -> Option<RecordBatch> {
         let text = joined_lines(lines.iter());
-        self.csv_text(&text, &LineScan::of(&text), delimiter)
+        self.csv_text(text.as_bytes(), &LineScan::of(text.as_bytes()), delimiter)
     }
 
     /// `text` (its lines as `scan` found them) through arrow-csv, or `None`.
-    fn csv_text(&self, text: &str, scan: &LineScan, delimiter: char) -> Option<RecordBatch> {
+    fn csv_text(&self, text: &[u8], scan: &LineScan, delimiter: char) -> Option<RecordBatch> {
         if !delimiter.is_ascii() || scan.blank {
             return None;
         }
         let count = scan.records;
         // Room for one row more than there are records: a chunk that gives
         // more rows than it has lines is then seen, not cut off.
-        let decoder = datafusion::arrow::csv::ReaderBuilder::new(self.schema.clone())
-            .with_delimiter(delimiter as u8)
-            .with_batch_size(count + 1)
-            .build_decoder();
-        let rows = decode_all(decoder, text.as_bytes())?;
+        let decoder =
+            datafusion::arrow::csv::ReaderBuilder::new(self.text_schema.clone().unwrap_or(self.schema.clone()))
+                .with_delimiter(delimiter as u8)
+                .with_batch_size(count + 1)
+                .build_decoder();
+        let rows = decode_all(decoder, text)?;
         if rows.num_rows() != count {
             return None;
         }
-        // Empty strings are NULL, as on the field-by-field path; padded
-        // strings would be trimmed there.
+        // Timestamps read as strings are parsed; other empty strings are
+        // NULL, as on the field-by-field path, and padded strings would be
+        // trimmed there.
         let mut columns = Vec::with_capacity(rows.num_columns());
-        for column in rows.columns() {
+        for (column, field) in rows.columns().iter().zip(self.schema.fields()) {
             let Some(strings) = column.as_any().downcast_ref::<datafusion::arrow::array::StringArray>() else {
                 columns.push(column.clone());
                 continue;
             };
+            if field.data_type() == &timestamp::NANOS {
+                columns.push(timestamp::parse_column(strings)?);
+                continue;
+            }
             let mut empty = false;
             for value in strings.iter().flatten() {
                 if is_padded(value) {
@@ -196,15 +226,23 @@ impl RecordDecoder {
     /// `text` (its lines as `scan` found them) through arrow-json, when
     /// every line is an object it accepts (one row per line); `None`
     /// otherwise.
-    fn json_text(&self, text: &str, scan: &LineScan) -> Option<RecordBatch> {
+    fn json_text(&self, text: &[u8], scan: &LineScan) -> Option<RecordBatch> {
         if !scan.objects {
             return None;
         }
-        let count = scan.records;
-        // One row more than records: two objects on a line are seen.
-        let decoder = ReaderBuilder::new(self.schema.clone()).with_batch_size(count + 1).build_decoder().ok()?;
-        let rows = decode_all(decoder, text.as_bytes())?;
-        (rows.num_rows() == count).then_some(rows)
+        // Timestamps as strings first (parsed faster than arrow does); a
+        // chunk that has them as numbers goes through arrow after all.
+        let with_text_timestamps = self.text_schema.as_ref().and_then(|text_schema| {
+            let rows = json_rows(text_schema, text, scan.records)?;
+            let columns = rows.columns().iter().zip(self.schema.fields()).map(|(column, field)| {
+                match (field.data_type() == &timestamp::NANOS, column.as_string_opt::<i32>()) {
+                    (true, Some(strings)) => timestamp::parse_column(strings),
+                    _ => Some(column.clone()),
+                }
+            });
+            RecordBatch::try_new(self.schema.clone(), columns.collect::<Option<Vec<_>>>()?).ok()
+        });
+        with_text_timestamps.or_else(|| json_rows(&self.schema, text, scan.records))
     }
 
     fn decode_json(&self, lines: &[String]) -> Result<Decoded> {
@@ -230,7 +268,7 @@ impl RecordDecoder {
 
     fn decode_json_fast(&self, lines: &[&String]) -> Option<RecordBatch> {
         let text = joined_lines(lines.iter().copied());
-        self.json_text(&text, &LineScan::of(&text))
+        self.json_text(text.as_bytes(), &LineScan::of(text.as_bytes()))
     }
 
     fn decode_json_chunk(&self, lines: &[&String]) -> Result<RecordBatch> {
@@ -251,6 +289,14 @@ impl RecordDecoder {
         decoder.decode(text.as_bytes()).map_err(user)?;
         Ok(decoder.flush().map_err(user)?.unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone())))
     }
+}
+
+/// `text` through arrow-json as `count` rows of `schema`, or `None`.
+fn json_rows(schema: &SchemaRef, text: &[u8], count: usize) -> Option<RecordBatch> {
+    // One row more than records: two objects on a line are seen.
+    let decoder = ReaderBuilder::new(schema.clone()).with_batch_size(count + 1).build_decoder().ok()?;
+    let rows = decode_all(decoder, text)?;
+    (rows.num_rows() == count).then_some(rows)
 }
 
 /// The non-empty lines joined by newlines.
@@ -281,8 +327,8 @@ impl LineScan {
     /// and starts with that character. Otherwise the lines are walked one
     /// by one (newlines found with memchr) and only those starting with
     /// something else are examined as text.
-    fn of(text: &str) -> Self {
-        Self::visible_starts(text.as_bytes()).unwrap_or_else(|| Self::line_by_line(text))
+    fn of(text: &[u8]) -> Self {
+        Self::visible_starts(text).unwrap_or_else(|| Self::line_by_line(text))
     }
 
     /// `None` unless every line starts with a visible ASCII character.
@@ -317,8 +363,7 @@ impl LineScan {
         Some(LineScan { records, blank: false, objects: first == b'{' && other_start == 0 })
     }
 
-    fn line_by_line(text: &str) -> Self {
-        let bytes = text.as_bytes();
+    fn line_by_line(bytes: &[u8]) -> Self {
         let mut scan = LineScan { records: 0, blank: false, objects: true };
         let mut start = 0;
         for newline in memchr::memchr_iter(b'\n', bytes) {
@@ -493,8 +538,8 @@ mod tests {
                 blank: text.lines().any(|line| !line.is_empty() && line.trim().is_empty()),
                 objects: records.iter().all(|line| line.trim_start().starts_with('{')),
             };
-            assert_eq!(LineScan::of(text), expected, "{text:?}");
-            assert_eq!(LineScan::line_by_line(text), expected, "{text:?}");
+            assert_eq!(LineScan::of(text.as_bytes()), expected, "{text:?}");
+            assert_eq!(LineScan::line_by_line(text.as_bytes()), expected, "{text:?}");
         }
         for (value, padded) in [("", false), ("a", false), (" a", true), ("a\t", true), ("é", false), ("\u{a0}é", true)]
         {
@@ -545,6 +590,27 @@ mod tests {
             .unwrap();
         assert_eq!(decoded.malformed, 2);
         assert_eq!(decoded.rows.num_rows(), 2);
+    }
+
+    #[test]
+    fn timestamps_read_as_strings_or_numbers_decode_as_arrow_decodes_them() {
+        let decoder = RecordDecoder::new(weblog_schema(), Format::Json);
+        let arrow = RecordDecoder { text_schema: None, ..decoder.clone() };
+        for text in [
+            "{\"ts\": \"2016-12-06T08:58:35.318\"}\n{\"ts\": null}\n{\"ts\": \"2016-12-06 08:58:36+01:00\"}\n",
+            "{\"ts\": 1481014715318000000}\n{\"ts\": \"2016-12-06T08:58:35\"}\n",
+        ] {
+            let fast = decoder.decode_text(text).unwrap();
+            assert_eq!(fast.malformed, 0, "{text}");
+            assert_eq!(fast.rows, arrow.decode_text(text).unwrap().rows, "{text}");
+        }
+        let bad = decoder.decode_text("{\"ts\": \"\"}\n{\"ts\": \"2016-12-06T08:58:35\"}\n").unwrap();
+        assert_eq!((bad.rows.num_rows(), bad.malformed), (1, 1));
+        let decoder = RecordDecoder::new(weblog_schema(), Format::Csv { delimiter: ',', header: false });
+        let arrow = RecordDecoder { text_schema: None, ..decoder.clone() };
+        let text = "2016-12-06T08:58:35.318,a,1,1\n,b,2,2\n2016-12-06 08:58:36Z,c,3,3\n";
+        assert_eq!(decoder.decode_text(text).unwrap().rows, arrow.decode_text(text).unwrap().rows);
+        assert_eq!(decoder.decode_text(text).unwrap().rows.column(0).null_count(), 1);
     }
 
     #[test]

@@ -3,18 +3,22 @@
 //! # Algorithm
 //!
 //! ```text
-//!   read 1 MB blocks ──► cut runs of `batch_rows` whole lines ──► decode on the
-//!   (blocking pool)       (memchr over the block)                  blocking pool,
-//!                                                                  up to DEPTH at once
+//!   read 4 MB blocks, one ahead ──► cut runs of `batch_rows` whole lines ──► decode on the
+//!   (blocking pool)                  (newline counting, memchr)              blocking pool,
+//!                                                                            up to DEPTH at once
 //!                         ◄── the oldest decode is awaited and sent first ──┘
 //! ```
 //!
-//! Cutting is sequential and cheap (a SIMD newline search); decoding, the
-//! expensive part, runs on several cores at once. Decodes wait in a FIFO in
-//! file order and only the oldest is ever sent, so the query sees exactly
-//! the chunks, in exactly the order, that a one-at-a-time reader would
-//! send. CSV and JSON chunks go to arrow's decoders as they are, so no
-//! per-line allocation is made on the fast path. Results never depend on
+//! Cutting is sequential and cheap (a vectorised newline count); decoding,
+//! the expensive part, runs on several cores at once. The next block is
+//! read while the chunks of the last one are handed out, so the cores never
+//! wait for the disk or for the reading thread to be scheduled. Decodes
+//! wait in a FIFO in file order and only the oldest is ever sent, so the
+//! query sees exactly the chunks, in exactly the order, that a
+//! one-at-a-time reader would send. Chunks are ranges of a shared block
+//! (only the partial chunk at a block's end is copied, into the buffer the
+//! next block is read into), and CSV and JSON chunks go to arrow's decoders
+//! as they are, so the fast path copies no text. Results never depend on
 //! `batch_rows`: lateness and decoding are decided row by row.
 //!
 //! Positions are byte offsets after each chunk; a recovering source first
@@ -23,6 +27,7 @@
 
 use std::collections::VecDeque;
 use std::io::{Read, Seek};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -31,10 +36,14 @@ use tokio::task::JoinHandle;
 use super::{Chunk, Format, RecordDecoder, SourceContext, decode_chunk};
 
 /// Bytes read from the file at a time.
-const BLOCK: usize = 1 << 20;
+const BLOCK: usize = 4 << 20;
 
 /// A chunk being decoded, and the position after it.
 type Pending = (JoinHandle<Chunk>, u64);
+
+/// A block being read: the file and the buffer it was appended to, and how
+/// many bytes were read (0 at the end of the file).
+type Reading = JoinHandle<std::io::Result<(std::fs::File, Vec<u8>, usize)>>;
 
 pub async fn run(path: &Path, decoder: RecordDecoder, batch_rows: usize, context: SourceContext) {
     let file = match open(path, context.resume.position).await {
@@ -45,27 +54,30 @@ pub async fn run(path: &Path, decoder: RecordDecoder, batch_rows: usize, context
     let decoder = Arc::new(decoder);
     let depth = decode_depth();
     let mut pending: VecDeque<Pending> = VecDeque::with_capacity(depth);
-    let mut file = Some(file);
-    loop {
-        while let Some((bytes, position)) = cutter.next_chunk() {
+    let mut reading = Some(read_block(file, Vec::with_capacity(BLOCK)));
+    // Blocks handed to decodes, oldest first, to be read into again once
+    // their decodes are done (fresh memory costs a page fault per 4 KB).
+    let mut blocks: VecDeque<Arc<Vec<u8>>> = VecDeque::new();
+    while let Some(read) = reading.take() {
+        let (file, buffer, read) = match read.await.map_err(std::io::Error::other).and_then(|read| read) {
+            Ok(read) => read,
+            Err(error) => return context.fail(format!("cannot read {}: {error}", path.display())).await,
+        };
+        cutter.ended = read == 0;
+        let (block, cuts, rest) = cutter.cut(buffer, reusable(&mut blocks));
+        if !cutter.ended {
+            reading = Some(read_block(file, rest));
+        }
+        if !cuts.is_empty() {
+            blocks.push_back(block.clone());
+        }
+        for (range, position) in cuts {
             if pending.len() >= depth && !send_oldest(&mut pending, &context).await {
                 return;
             }
-            let decoder = decoder.clone();
-            pending.push_back((tokio::task::spawn_blocking(move || decode_chunk(&decoder, &bytes)), position));
-        }
-        // At the end of the file every byte read has been cut.
-        if cutter.ended {
-            break;
-        }
-        let Some(reading) = file.take() else { break };
-        match read_block(reading, std::mem::take(&mut cutter.buffer)).await {
-            Ok((reading, buffer, read)) => {
-                cutter.buffer = buffer;
-                cutter.ended = read == 0;
-                file = Some(reading);
-            }
-            Err(error) => return context.fail(format!("cannot read {}: {error}", path.display())).await,
+            let (decoder, block) = (decoder.clone(), block.clone());
+            let decoding = tokio::task::spawn_blocking(move || decode_chunk(&decoder, &block[range]));
+            pending.push_back((decoding, position));
         }
     }
     while !pending.is_empty() {
@@ -76,10 +88,26 @@ pub async fn run(path: &Path, decoder: RecordDecoder, batch_rows: usize, context
     context.end().await;
 }
 
-/// Decodes in flight at most: one per core, and one more so that a core
-/// that finishes finds the next chunk already cut.
+/// The oldest block no decode reads any more, emptied; blocks beyond a few
+/// still in use are let go.
+fn reusable(blocks: &mut VecDeque<Arc<Vec<u8>>>) -> Option<Vec<u8>> {
+    const KEPT: usize = 4;
+    while blocks.len() > KEPT || blocks.front().is_some_and(|block| Arc::strong_count(block) == 1) {
+        let Some(block) = blocks.pop_front() else { break };
+        if let Ok(mut block) = Arc::try_unwrap(block) {
+            block.clear();
+            return Some(block);
+        }
+    }
+    None
+}
+
+/// Decodes in flight at most: two per core and two more. Chunks take
+/// unequal times and only the oldest may be sent, so a deep queue keeps
+/// every core busy while the oldest finishes (on 2 cores, 3 in flight
+/// decoded a CSV file at 4.3 M rows/s, 6 at 4.8 M rows/s).
 fn decode_depth() -> usize {
-    std::thread::available_parallelism().map_or(2, |cores| cores.get()).clamp(1, 8) + 1
+    std::thread::available_parallelism().map_or(2, |cores| cores.get()).clamp(1, 15) * 2 + 2
 }
 
 /// Waits for the oldest decode and sends it; `false` once the query is gone
@@ -110,25 +138,24 @@ async fn open(path: &Path, offset: u64) -> Result<std::fs::File, String> {
     opened.map_err(|error| error.to_string())?
 }
 
-/// Appends up to [`BLOCK`] bytes of `file` to `buffer`, on the blocking
-/// pool; gives both back with the number of bytes read (0 at the end).
-async fn read_block(mut file: std::fs::File, mut buffer: Vec<u8>) -> std::io::Result<(std::fs::File, Vec<u8>, usize)> {
-    let read = tokio::task::spawn_blocking(move || {
+/// Starts appending up to [`BLOCK`] bytes of `file` to `buffer` on the
+/// blocking pool.
+fn read_block(mut file: std::fs::File, mut buffer: Vec<u8>) -> Reading {
+    tokio::task::spawn_blocking(move || {
         buffer.reserve(BLOCK);
         let read = (&mut file).take(BLOCK as u64).read_to_end(&mut buffer)?;
         Ok((file, buffer, read))
     })
-    .await;
-    read.map_err(std::io::Error::other)?
 }
 
-/// Cuts the bytes read so far into chunks of whole lines.
+/// The chunks cut from a buffer: ranges of it and the file offset after
+/// each.
+type Cuts = Vec<(Range<usize>, u64)>;
+
+/// Cuts the bytes read into chunks of whole lines.
 struct Cutter {
-    /// Bytes read and not yet cut, starting at file offset `offset`.
-    buffer: Vec<u8>,
+    /// File offset of the first byte of the buffer being cut.
     offset: u64,
-    /// Where the chunk being cut starts in `buffer`.
-    start: usize,
     /// Chunk ends a replay asks for (file offsets), before `batch_rows` applies.
     boundaries: VecDeque<u64>,
     skip_header: bool,
@@ -141,9 +168,7 @@ impl Cutter {
     fn new(decoder: &RecordDecoder, batch_rows: usize, context: &SourceContext) -> Self {
         let offset = context.resume.position;
         Self {
-            buffer: Vec::with_capacity(BLOCK),
             offset,
-            start: 0,
             boundaries: context.resume.boundaries.clone(),
             // Positions are byte offsets; a resumed read starts past the header.
             skip_header: offset == 0 && matches!(decoder.format(), Format::Csv { header: true, .. }),
@@ -152,35 +177,50 @@ impl Cutter {
         }
     }
 
-    /// Everything read has been cut and the file has no more.
-    fn finished(&self) -> bool {
-        self.ended && self.start >= self.buffer.len()
+    /// Cuts all the chunks `buffer` (starting at `offset`) holds: gives the
+    /// buffer to share among their decodes, the chunks, and the buffer to
+    /// read the next block into (`spare` if given), holding the bytes not
+    /// cut yet.
+    fn cut(&mut self, buffer: Vec<u8>, spare: Option<Vec<u8>>) -> (Arc<Vec<u8>>, Cuts, Vec<u8>) {
+        let mut cuts = Vec::new();
+        let mut start = 0;
+        while let Some((range, position)) = self.next_chunk(&buffer, &mut start) {
+            cuts.push((range, position));
+        }
+        if start == 0 {
+            // Nothing cut (a chunk longer than a block): read on into it.
+            return (Arc::default(), cuts, buffer);
+        }
+        let mut rest = spare.unwrap_or_default();
+        rest.reserve(buffer.len() - start + BLOCK);
+        rest.extend_from_slice(&buffer[start..]);
+        self.offset += start as u64;
+        (Arc::new(buffer), cuts, rest)
     }
 
-    /// The next chunk and the file offset after it; `None` when more bytes
-    /// must be read first (or there are none). Bytes already cut are
-    /// dropped from the buffer then.
-    fn next_chunk(&mut self) -> Option<(Vec<u8>, u64)> {
+    /// The next chunk of `buffer` from `start` and the file offset after it;
+    /// `None` when more bytes must be read first (or there are none).
+    fn next_chunk(&mut self, buffer: &[u8], start: &mut usize) -> Option<(Range<usize>, u64)> {
         loop {
-            if self.skip_header && !self.skip_header_line() {
-                return self.compact();
+            if self.skip_header && !self.skip_header_line(buffer, start) {
+                return None;
             }
-            let Some(end) = self.chunk_end() else { return self.compact() };
-            let start = std::mem::replace(&mut self.start, end);
-            if end > start {
-                return Some((self.buffer[start..end].to_vec(), self.offset + end as u64));
+            let end = self.chunk_end(buffer, *start)?;
+            let chunk = std::mem::replace(start, end)..end;
+            if !chunk.is_empty() {
+                return Some((chunk, self.offset + end as u64));
             }
-            if self.finished() {
-                return self.compact();
+            if self.ended && end >= buffer.len() {
+                return None;
             }
         }
     }
 
     /// Moves past the CSV header line; `false` if it is not all read yet.
-    fn skip_header_line(&mut self) -> bool {
-        match memchr::memchr(b'\n', &self.buffer[self.start..]) {
-            Some(newline) => self.start += newline + 1,
-            None if self.ended => self.start = self.buffer.len(),
+    fn skip_header_line(&mut self, buffer: &[u8], start: &mut usize) -> bool {
+        match memchr::memchr(b'\n', &buffer[*start..]) {
+            Some(newline) => *start += newline + 1,
+            None if self.ended => *start = buffer.len(),
             None => return false,
         }
         self.skip_header = false;
@@ -190,31 +230,23 @@ impl Cutter {
     /// Where the chunk from `start` ends: at the next boundary a replay asks
     /// for, else after `batch_rows` lines, else (at the end of the file)
     /// at the end of the buffer.
-    fn chunk_end(&mut self) -> Option<usize> {
+    fn chunk_end(&mut self, buffer: &[u8], start: usize) -> Option<usize> {
         let end = match self.boundaries.front() {
             Some(boundary) => {
                 let end = boundary.saturating_sub(self.offset) as usize;
-                if end > self.buffer.len() && !self.ended {
+                if end > buffer.len() && !self.ended {
                     return None;
                 }
                 self.boundaries.pop_front();
-                Some(end.clamp(self.start, self.buffer.len()))
+                Some(end.clamp(start, buffer.len()))
             }
-            None => line_end(&self.buffer, self.start, self.batch_rows),
+            None => line_end(buffer, start, self.batch_rows),
         };
         match end {
             Some(end) => Some(end),
-            None if self.ended && self.start < self.buffer.len() => Some(self.buffer.len()),
+            None if self.ended && start < buffer.len() => Some(buffer.len()),
             None => None,
         }
-    }
-
-    /// Drops the bytes already cut; always `None` (for `next_chunk`).
-    fn compact(&mut self) -> Option<(Vec<u8>, u64)> {
-        self.buffer.drain(..self.start);
-        self.offset += self.start as u64;
-        self.start = 0;
-        None
     }
 }
 

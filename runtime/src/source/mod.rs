@@ -13,6 +13,7 @@ pub mod generator;
 pub mod http;
 pub mod nexmark;
 pub mod socket;
+pub mod timestamp;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -213,13 +214,6 @@ impl SourceContext {
         }
     }
 
-    /// Decodes a chunk of whole lines and sends the rows and malformed
-    /// records.
-    pub async fn send_text(&self, decoder: &RecordDecoder, text: &str, position: u64) -> bool {
-        let (rows, malformed) = decode_text(decoder, text);
-        self.send(rows, malformed, position).await
-    }
-
     /// Sends a chunk decoded beforehand (see [`decode_chunk`]).
     pub async fn send_chunk(&self, rows: Option<RecordBatch>, malformed: Malformed, position: u64) -> bool {
         self.send(rows, malformed, position).await
@@ -238,21 +232,13 @@ impl SourceContext {
 pub type Chunk = (Option<RecordBatch>, Malformed);
 
 /// Decodes a chunk of whole lines given as bytes (invalid UTF-8 replaced
-/// by U+FFFD; valid text, the usual case, is not copied).
+/// by U+FFFD).
 pub fn decode_chunk(decoder: &RecordDecoder, bytes: &[u8]) -> Chunk {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => decode_text(decoder, text),
-        Err(_) => decode_text(decoder, &String::from_utf8_lossy(bytes)),
-    }
-}
-
-/// Decodes a chunk of whole lines; a chunk that cannot be decoded at all
-/// counts all its records as malformed.
-pub fn decode_text(decoder: &RecordDecoder, text: &str) -> Chunk {
-    match decoder.decode_text(text) {
+    match decoder.decode_bytes(bytes) {
         Ok(decoded) => (Some(decoded.rows), Malformed { records: decoded.malformed as u64, problem: decoded.problem }),
+        // Nothing decoded: every record of the chunk is malformed.
         Err(error) => {
-            let records = text.lines().filter(|line| !line.trim().is_empty()).count();
+            let records = String::from_utf8_lossy(bytes).lines().filter(|line| !line.trim().is_empty()).count();
             (None, Malformed { records: records as u64, problem: Some(error.to_string()) })
         }
     }
