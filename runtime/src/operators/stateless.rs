@@ -17,6 +17,14 @@
 //! without an async runtime. One batch in gives the rows of that batch out;
 //! this is what lets a sort/limit above a window aggregate apply to each
 //! window on its own.
+//!
+//! A batch of an updating input (inserts and retractions) runs the plan on
+//! each run of equal ops, so that every output row keeps its input row's op;
+//! a plan of projections only (one row out per row in, in order) runs once
+//! over the whole batch instead. A changelog alternates `-`/`+` rows, and a
+//! run per row cost a whole plan execution per row. Every 1024 executions
+//! the plan is rebuilt with fresh metrics (DataFusion's nodes register new
+//! ones at each execution).
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -29,7 +37,8 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, reset_plan_states};
+use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
 use futures::StreamExt;
@@ -56,15 +65,33 @@ impl StatelessSpec {
     }
 }
 
+/// Executions after which the plan is rebuilt: each execution registers
+/// new metrics with the plan's nodes, which would otherwise pile up for
+/// as long as the query runs.
+const EXECUTIONS_PER_PLAN: u32 = 1024;
+
 pub struct Stateless {
     spec: StatelessSpec,
     task: Arc<TaskContext>,
+    /// The plan only projects: every input row gives one output row, in
+    /// order.
+    projects_only: bool,
+    executions: u32,
 }
 
 impl Stateless {
     pub fn new(spec: StatelessSpec) -> Self {
-        Self { spec, task: Arc::new(TaskContext::default()) }
+        let projects_only = projects_only(&spec.plan);
+        Self { spec, task: Arc::new(TaskContext::default()), projects_only, executions: 0 }
     }
+}
+
+/// Whether `plan` is projections over its feed.
+fn projects_only(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if plan.is::<FeedExec>() {
+        return true;
+    }
+    plan.is::<ProjectionExec>() && plan.children().iter().all(|child| projects_only(child))
 }
 
 impl Operator for Stateless {
@@ -75,6 +102,18 @@ impl Operator for Stateless {
             }
             return Ok(());
         };
+        if self.projects_only {
+            // Row i out is row i in: one execution, and each row keeps its op.
+            let mut ops = ops.as_slice();
+            for rows in self.execute(batch.rows)? {
+                let (these, rest) = ops
+                    .split_at_checked(rows.num_rows())
+                    .ok_or_else(|| RuntimeError::internal("a projection gave more rows than it was given"))?;
+                out.push(Message::Batch(StreamBatch { rows, ops: Some(these.to_vec()) }));
+                ops = rest;
+            }
+            return Ok(());
+        }
         // Row-wise plans (filter, projection, unnest) keep each row's op:
         // run them on each run of equal ops, in order.
         let mut start = 0;
@@ -94,6 +133,11 @@ impl Operator for Stateless {
 impl Stateless {
     /// Runs the plan over one batch; returns the non-empty output batches.
     fn execute(&mut self, rows: RecordBatch) -> Result<Vec<RecordBatch>> {
+        self.executions += 1;
+        if self.executions >= EXECUTIONS_PER_PLAN {
+            self.spec.plan = reset_plan_states(Arc::clone(&self.spec.plan))?;
+            self.executions = 0;
+        }
         let feed = self.spec.feed.lock().map(|mut slot| slot.push_back(rows));
         feed.map_err(|_| RuntimeError::internal("feed slot poisoned"))?;
         run_plan(&self.spec.plan, &self.task)
@@ -190,5 +234,66 @@ impl ExecutionPlan for FeedExec {
             None => Ok(batch),
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&self.schema), futures::stream::iter(batches))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::logical_expr::Operator as BinaryOperator;
+    use datafusion::physical_expr::expressions::{binary, col, lit};
+    use datafusion::physical_plan::filter::FilterExec;
+
+    use super::*;
+    use crate::message::Op;
+
+    fn fed() -> (FeedSlot, Arc<dyn ExecutionPlan>, SchemaRef) {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let slot = FeedSlot::default();
+        let feed = Arc::new(FeedExec::new(slot.clone(), schema.clone(), None).unwrap()) as Arc<dyn ExecutionPlan>;
+        (slot, feed, schema)
+    }
+
+    /// Runs `spec` over a changelog of 0..rows alternating `-`/`+`, twice
+    /// the rebuild interval over; gives the output values and ops.
+    fn run_changelog(spec: StatelessSpec, schema: &SchemaRef, rows: i64) -> (Vec<i64>, Vec<Op>) {
+        let mut operator = Stateless::new(spec);
+        let ops: Vec<Op> = (0..rows).map(|row| if row % 2 == 0 { Op::Delete } else { Op::Insert }).collect();
+        let mut out = Vec::new();
+        for _ in 0..2 * EXECUTIONS_PER_PLAN / 10 {
+            let rows = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from_iter_values(0..rows))]);
+            let batch = StreamBatch { rows: rows.unwrap(), ops: Some(ops.clone()) };
+            out.clear();
+            operator.on_batch(0, batch, &mut out).unwrap();
+        }
+        let mut values = Vec::new();
+        let mut ops = Vec::new();
+        for message in out {
+            let Message::Batch(batch) = message else { continue };
+            values.extend(batch.rows.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().iter());
+            ops.extend(batch.ops.unwrap());
+        }
+        (values, ops)
+    }
+
+    #[test]
+    fn rows_keep_their_ops_whether_the_plan_projects_or_filters() {
+        let (slot, feed, schema) = fed();
+        let doubled = binary(col("x", &schema).unwrap(), BinaryOperator::Multiply, lit(2_i64), &schema).unwrap();
+        let projection = ProjectionExec::try_new(vec![(doubled, "y".to_string())], feed).unwrap();
+        let spec = StatelessSpec { plan: Arc::new(projection), feed: slot };
+        assert!(Stateless::new(spec.clone()).projects_only);
+        let (values, ops) = run_changelog(spec, &schema, 6);
+        assert_eq!(values, vec![0, 2, 4, 6, 8, 10]);
+        assert_eq!(ops, vec![Op::Delete, Op::Insert, Op::Delete, Op::Insert, Op::Delete, Op::Insert]);
+
+        let (slot, feed, schema) = fed();
+        let above_two = binary(col("x", &schema).unwrap(), BinaryOperator::Gt, lit(2_i64), &schema).unwrap();
+        let spec = StatelessSpec { plan: Arc::new(FilterExec::try_new(above_two, feed).unwrap()), feed: slot };
+        assert!(!Stateless::new(spec.clone()).projects_only);
+        let (values, ops) = run_changelog(spec, &schema, 6);
+        assert_eq!(values, vec![3, 4, 5]);
+        assert_eq!(ops, vec![Op::Insert, Op::Delete, Op::Insert]);
     }
 }
