@@ -489,6 +489,7 @@ impl<'a> Lowering<'a> {
             aggregates,
             filters,
             output_schema: output_schema.clone(),
+            input_updating: input.updating,
         };
         let node = self.push(OperatorSpec::GroupAggregate(spec), vec![input.node]);
         let partition_keys = Vec::new();

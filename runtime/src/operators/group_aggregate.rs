@@ -44,9 +44,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, UInt32Array};
-use datafusion::arrow::compute::{cast, take};
+use datafusion::arrow::compute::{cast, filter as filter_array, take};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::row::{OwnedRow, RowConverter};
+use datafusion::arrow::row::{OwnedRow, RowConverter, Rows};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::Accumulator;
 use datafusion::physical_expr::PhysicalExpr;
@@ -72,6 +72,11 @@ pub struct GroupAggregateSpec {
     pub filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     /// Group columns, then one column per aggregate.
     pub output_schema: SchemaRef,
+    /// The input has retractions: keys keep sliding accumulators, which
+    /// can take them back. An append-only input gets the plain ones, which
+    /// keep far less (COUNT DISTINCT a set of native values instead of a
+    /// map of `ScalarValue`s, MAX one value instead of every value seen).
+    pub input_updating: bool,
 }
 
 struct KeyState {
@@ -124,17 +129,6 @@ impl GroupAggregate {
         self.last_expiry = now;
         self.keys.retain(|_, state| now.duration_since(state.last_update) < ttl);
     }
-
-    fn output_row(&self, state: &KeyState, values: &[ScalarValue]) -> Result<Vec<ScalarValue>> {
-        let keys = self.converter.convert_rows([state.key.row()])?;
-        let mut row = keys
-            .iter()
-            .take(self.shown_keys)
-            .map(|column| ScalarValue::try_from_array(column, 0))
-            .collect::<Result<Vec<_>, _>>()?;
-        row.extend(values.iter().cloned());
-        Ok(row)
-    }
 }
 
 /// Aggregates whose `Accumulator::state()` (plain and sliding) reads the
@@ -146,98 +140,40 @@ impl Operator for GroupAggregate {
         let now = Instant::now();
         self.expire(now);
         let rows = &batch.rows;
-        let num_rows = rows.num_rows();
-        if num_rows == 0 {
+        if rows.num_rows() == 0 {
             return Ok(());
         }
         let key_columns = self.spec.group_exprs.iter().map(|expr| evaluate(expr, rows)).collect::<Result<Vec<_>>>()?;
         let keys = self.converter.convert_columns(&key_columns)?;
-        let arguments = self
+        let (runs, permutation) = bucket(&keys, batch.ops.as_deref());
+        let inputs = self
             .spec
             .aggregates
             .iter()
-            .map(|aggregate| {
-                aggregate.expressions().iter().map(|expr| evaluate(expr, rows)).collect::<Result<Vec<_>>>()
-            })
+            .zip(&self.spec.filters)
+            .map(|(aggregate, filter)| AggregateInput::new(aggregate, filter.as_ref(), rows, &permutation, &runs))
             .collect::<Result<Vec<_>>>()?;
-        let filters = self
-            .spec
-            .filters
-            .iter()
-            .map(|filter| filter.as_ref().map(|filter| Ok(evaluate(filter, rows)?.as_boolean().clone())).transpose())
-            .collect::<Result<Vec<Option<BooleanArray>>>>()?;
-
-        // Bucket row indices by (key, op), keeping first-seen key order so
-        // the output order is deterministic for a given input.
-        let mut order: Vec<Box<[u8]>> = Vec::new();
-        // Per key: row indices of inserts, then of retractions.
-        type Rows = (Vec<u32>, Vec<u32>);
-        let mut buckets: HashMap<Box<[u8]>, Rows> = HashMap::new();
-        for row in 0..num_rows {
-            let key: Box<[u8]> = keys.row(row).as_ref().into();
-            let op = batch.ops.as_ref().map_or(Op::Insert, |ops| ops[row]);
-            let bucket = buckets.entry(key.clone()).or_insert_with(|| {
-                order.push(key);
-                (Vec::new(), Vec::new())
-            });
-            match op {
-                Op::Insert => bucket.0.push(row as u32),
-                Op::Delete => bucket.1.push(row as u32),
-            }
-        }
-
-        // One `take` per argument puts each key's rows side by side (its
-        // inserts, then its retractions); each key then reads slices.
-        let mut permutation: Vec<u32> = Vec::with_capacity(num_rows);
-        let mut runs = Vec::with_capacity(order.len());
-        for key in order {
-            let Some((inserts, deletes)) = buckets.remove(&key) else {
-                continue;
-            };
-            let first = inserts.first().or(deletes.first()).copied().unwrap_or(0);
-            runs.push((key, permutation.len(), inserts.len(), deletes.len(), first));
-            permutation.extend(inserts);
-            permutation.extend(deletes);
-        }
-        let permutation = UInt32Array::from(permutation);
-        let arguments = arguments
-            .iter()
-            .map(|columns| {
-                columns.iter().map(|column| Ok(take(column, &permutation, None)?)).collect::<Result<Vec<_>>>()
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let filters = filters
-            .iter()
-            .map(|mask| mask.as_ref().map(|mask| Ok(take(mask, &permutation, None)?.as_boolean().clone())).transpose())
-            .collect::<Result<Vec<Option<BooleanArray>>>>()?;
-
-        let mut changes: Vec<(Op, Vec<ScalarValue>)> = Vec::new();
-        for (key, start, inserted, deleted, first) in runs {
-            if !self.keys.contains_key(&key) {
+        let mut changes = Changes::default();
+        for (run_index, run) in runs.iter().enumerate() {
+            let key = keys.row(run.first as usize);
+            if !self.keys.contains_key(key.data()) {
                 let state = KeyState {
-                    key: keys.row(first as usize).owned(),
+                    key: key.owned(),
                     accumulators: new_accumulators(&self.spec)?,
                     live_rows: 0,
                     emitted: None,
                     last_update: now,
                 };
-                self.keys.insert(key.clone(), state);
+                self.keys.insert(key.data().into(), state);
             }
-            let Some(mut state) = self.keys.remove(&key) else {
-                continue;
-            };
-            for (offset, length, retract) in [(start, inserted, false), (start + inserted, deleted, true)] {
-                if length == 0 {
-                    continue;
-                }
-                state.live_rows += if retract { -(length as i64) } else { length as i64 };
-                for ((accumulator, arguments), mask) in state.accumulators.iter_mut().zip(&arguments).zip(&filters) {
-                    feed_slice(accumulator.as_mut(), arguments, mask.as_ref(), (offset, length), retract)?;
-                }
-            }
+            let state = self.keys.get_mut(key.data()).ok_or_else(|| RuntimeError::internal("a key vanished"))?;
+            state.live_rows += run.inserted as i64 - run.deleted as i64;
             state.last_update = now;
+            for (accumulator, input) in state.accumulators.iter_mut().zip(&inputs) {
+                input.feed(accumulator.as_mut(), run_index)?;
+            }
             if let Some(previous) = state.emitted.take() {
-                changes.push((Op::Delete, self.output_row(&state, &previous)?));
+                changes.push(Op::Delete, run.first, previous);
             }
             if state.live_rows > 0 {
                 let values = state.accumulators.iter_mut().map(|accumulator| accumulator.evaluate()).collect::<Result<
@@ -245,13 +181,14 @@ impl Operator for GroupAggregate {
                     _,
                 >>(
                 )?;
-                changes.push((Op::Insert, self.output_row(&state, &values)?));
-                state.emitted = Some(values);
-                self.keys.insert(key, state);
+                state.emitted = Some(values.clone());
+                changes.push(Op::Insert, run.first, values);
+            } else {
+                self.keys.remove(key.data());
             }
         }
-        if !changes.is_empty() {
-            out.push(Message::Batch(self.changes_batch(changes)?));
+        if !changes.ops.is_empty() {
+            out.push(Message::Batch(self.changes_batch(&keys, changes)?));
         }
         Ok(())
     }
@@ -385,27 +322,161 @@ fn restored_accumulators(
 }
 
 fn new_accumulators(spec: &GroupAggregateSpec) -> Result<Vec<Box<dyn Accumulator>>> {
-    spec.aggregates
-        .iter()
-        .map(|aggregate| Ok(aggregate.create_sliding_accumulator().or_else(|_| aggregate.create_accumulator())?))
-        .collect()
+    let new = |aggregate: &Arc<AggregateFunctionExpr>| match spec.input_updating {
+        true => aggregate.create_sliding_accumulator().or_else(|_| aggregate.create_accumulator()),
+        false => aggregate.create_accumulator(),
+    };
+    spec.aggregates.iter().map(|aggregate| Ok(new(aggregate)?)).collect()
+}
+
+/// One key's rows in a batch: a row holding the key, and where its inserts
+/// and then its retractions lie in the batch's permutation.
+struct Run {
+    first: u32,
+    start: usize,
+    inserted: usize,
+    deleted: usize,
+}
+
+/// Groups the rows of a batch by key: the keys in first-seen order (so the
+/// output order depends only on the input), and the permutation of row
+/// indices that puts each key's inserts, then its retractions, side by
+/// side. Two passes over the rows, no allocation per row.
+fn bucket(keys: &Rows, ops: Option<&[Op]>) -> (Vec<Run>, Vec<u32>) {
+    let mut ids: HashMap<&[u8], usize> = HashMap::new();
+    let mut runs: Vec<Run> = Vec::new();
+    let mut placed: Vec<(usize, bool)> = Vec::with_capacity(keys.num_rows());
+    for row in 0..keys.num_rows() {
+        let id = *ids.entry(keys.row(row).data()).or_insert_with(|| {
+            runs.push(Run { first: row as u32, start: 0, inserted: 0, deleted: 0 });
+            runs.len() - 1
+        });
+        let delete = ops.is_some_and(|ops| ops[row] == Op::Delete);
+        match delete {
+            true => runs[id].deleted += 1,
+            false => runs[id].inserted += 1,
+        }
+        placed.push((id, delete));
+    }
+    // Next free slot of each key's inserts and of its retractions.
+    let mut next: Vec<[usize; 2]> = Vec::with_capacity(runs.len());
+    let mut offset = 0;
+    for run in &mut runs {
+        run.start = offset;
+        next.push([offset, offset + run.inserted]);
+        offset += run.inserted + run.deleted;
+    }
+    let mut permutation = vec![0u32; keys.num_rows()];
+    for (row, (id, delete)) in placed.into_iter().enumerate() {
+        let slot = &mut next[id][usize::from(delete)];
+        permutation[*slot] = row as u32;
+        *slot += 1;
+    }
+    (runs, permutation)
+}
+
+/// What one aggregate reads from a batch: its arguments with the rows in
+/// key order and those its `FILTER (WHERE ...)` rejects left out, and
+/// where each key's inserts and retractions are in them. Filtering once
+/// per batch, not once per key, leaves each key a zero-copy slice.
+struct AggregateInput {
+    arguments: Vec<ArrayRef>,
+    /// Per run of [`bucket`]: start, inserts, retractions.
+    runs: Vec<(usize, usize, usize)>,
+}
+
+impl AggregateInput {
+    fn new(
+        aggregate: &AggregateFunctionExpr,
+        filter: Option<&Arc<dyn PhysicalExpr>>,
+        rows: &RecordBatch,
+        permutation: &[u32],
+        runs: &[Run],
+    ) -> Result<Self> {
+        let permutation = UInt32Array::from(permutation.to_vec());
+        let arguments = aggregate
+            .expressions()
+            .iter()
+            .map(|expr| Ok(take(&evaluate(expr, rows)?, &permutation, None)?))
+            .collect::<Result<Vec<_>>>()?;
+        let Some(filter) = filter else {
+            let runs = runs.iter().map(|run| (run.start, run.inserted, run.deleted)).collect();
+            return Ok(Self { arguments, runs });
+        };
+        let mask = take(evaluate(filter, rows)?.as_boolean(), &permutation, None)?;
+        let mask = mask.as_boolean();
+        // kept[i]: rows before i the filter keeps (NULL rejects).
+        let mut kept = Vec::with_capacity(mask.len() + 1);
+        kept.push(0);
+        for row in 0..mask.len() {
+            kept.push(kept[row] + usize::from(mask.is_valid(row) && mask.value(row)));
+        }
+        let arguments =
+            arguments.iter().map(|argument| Ok(filter_array(argument, mask)?)).collect::<Result<Vec<_>>>()?;
+        let runs = runs
+            .iter()
+            .map(|run| {
+                let (start, middle, end) =
+                    (run.start, run.start + run.inserted, run.start + run.inserted + run.deleted);
+                (kept[start], kept[middle] - kept[start], kept[end] - kept[middle])
+            })
+            .collect();
+        Ok(Self { arguments, runs })
+    }
+
+    /// Adds run `run`'s inserts to `accumulator` and takes its retractions
+    /// back.
+    fn feed(&self, accumulator: &mut dyn Accumulator, run: usize) -> Result<()> {
+        let Some(&(start, inserted, deleted)) = self.runs.get(run) else {
+            return Err(RuntimeError::internal("aggregate input without the run"));
+        };
+        for (offset, length, retract) in [(start, inserted, false), (start + inserted, deleted, true)] {
+            if length > 0 {
+                feed_slice(accumulator, &self.arguments, (offset, length), retract)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Result rows to emit: per row its op, a batch row holding its key, and
+/// the aggregate values.
+#[derive(Default)]
+struct Changes {
+    ops: Vec<Op>,
+    key_rows: Vec<u32>,
+    values: Vec<Vec<ScalarValue>>,
+}
+
+impl Changes {
+    fn push(&mut self, op: Op, key_row: u32, values: Vec<ScalarValue>) {
+        self.ops.push(op);
+        self.key_rows.push(key_row);
+        self.values.push(values);
+    }
 }
 
 impl GroupAggregate {
-    fn changes_batch(&self, changes: Vec<(Op, Vec<ScalarValue>)>) -> Result<StreamBatch> {
-        let ops: Vec<Op> = changes.iter().map(|(op, _)| *op).collect();
-        let columns = self
-            .spec
-            .output_schema
-            .fields()
-            .iter()
-            .enumerate()
-            .map(|(index, field)| {
-                let column = ScalarValue::iter_to_array(changes.iter().map(|(_, row)| row[index].clone()))?;
-                Ok(if column.data_type() == field.data_type() { column } else { cast(&column, field.data_type())? })
+    /// The changelog batch: key columns (all keys converted back at once),
+    /// then one column per aggregate.
+    fn changes_batch(&self, keys: &Rows, changes: Changes) -> Result<StreamBatch> {
+        let key_columns = self.converter.convert_rows(changes.key_rows.iter().map(|row| keys.row(*row as usize)))?;
+        let mut columns: Vec<ArrayRef> = key_columns.into_iter().take(self.shown_keys).collect();
+        for aggregate in 0..self.spec.aggregates.len() {
+            let values = changes.values.iter().map(|values| values.get(aggregate).cloned());
+            let values = values.collect::<Option<Vec<_>>>().ok_or_else(|| missing_accumulator(aggregate))?;
+            columns.push(ScalarValue::iter_to_array(values)?);
+        }
+        let columns = columns
+            .into_iter()
+            .zip(self.spec.output_schema.fields())
+            .map(|(column, field)| match column.data_type() == field.data_type() {
+                true => Ok(column),
+                false => Ok(cast(&column, field.data_type())?),
             })
             .collect::<Result<Vec<_>>>()?;
-        Ok(StreamBatch { rows: RecordBatch::try_new(self.spec.output_schema.clone(), columns)?, ops: Some(ops) })
+        let rows = RecordBatch::try_new(self.spec.output_schema.clone(), columns)?;
+        Ok(StreamBatch { rows, ops: Some(changes.ops) })
     }
 }
 
@@ -442,6 +513,7 @@ mod tests {
                 Field::new("total", DataType::Int64, true),
             ])),
             input_schema: input,
+            input_updating: true,
         }
     }
 
@@ -515,6 +587,7 @@ mod tests {
             filters: vec![None, None],
             output_schema: Arc::new(Schema::new(fields)),
             input_schema: input,
+            input_updating: true,
         }
     }
 
@@ -552,6 +625,69 @@ mod tests {
         };
         let straight = assert_restores(new, &updating_input(&spec));
         assert!(!straight.is_empty());
+    }
+
+    /// `key, count(*), count(DISTINCT value) FILTER (WHERE value > 1),
+    /// max(value)` by key over an append-only input (plain accumulators).
+    fn distinct_filter_max_spec() -> GroupAggregateSpec {
+        use datafusion::functions_aggregate::count::count_udaf;
+        use datafusion::functions_aggregate::min_max::max_udaf;
+        use datafusion::logical_expr::Operator as BinaryOperator;
+        use datafusion::physical_expr::expressions::{binary, lit};
+        let input = spec().input_schema;
+        let value = col("value", &input).unwrap();
+        let aggregate = |function, distinct: bool, alias: &str| {
+            let builder = AggregateExprBuilder::new(function, vec![value.clone()]).schema(input.clone()).alias(alias);
+            Arc::new(if distinct { builder.distinct() } else { builder }.build().unwrap())
+        };
+        let above_one = binary(value.clone(), BinaryOperator::Gt, lit(1_i64), &input).unwrap();
+        GroupAggregateSpec {
+            group_exprs: vec![col("key", &input).unwrap()],
+            aggregates: vec![
+                aggregate(count_udaf(), false, "rows"),
+                aggregate(count_udaf(), true, "big_values"),
+                aggregate(max_udaf(), false, "top"),
+            ],
+            filters: vec![None, Some(above_one), None],
+            output_schema: Arc::new(Schema::new(vec![
+                Field::new("key", DataType::Utf8, false),
+                Field::new("rows", DataType::Int64, false),
+                Field::new("big_values", DataType::Int64, false),
+                Field::new("top", DataType::Int64, true),
+            ])),
+            input_schema: input,
+            input_updating: false,
+        }
+    }
+
+    #[test]
+    fn an_append_only_input_gets_plain_accumulators_with_filters_applied_per_key() {
+        let spec = distinct_filter_max_spec();
+        let new = || Box::new(GroupAggregate::new(spec.clone(), None).unwrap()) as Box<dyn Operator>;
+        let append = |rows: &[(&str, i64)]| (0, Message::Batch(batch(&spec, rows, None)));
+        let input = vec![
+            append(&[("a", 1), ("b", 5), ("a", 3), ("a", 3), ("b", 1)]),
+            append(&[("c", 0)]),
+            append(&[("a", 7), ("c", 2), ("a", 1)]),
+            (0, Message::End),
+        ];
+        let straight = assert_restores(new, &input);
+        assert_eq!(
+            straight,
+            vec![
+                "+ a, 3, 1, 3",
+                "+ b, 2, 1, 5",
+                "+ c, 1, 0, 0",
+                "- a, 3, 1, 3",
+                "+ a, 5, 2, 7",
+                "- c, 1, 0, 0",
+                "+ c, 2, 1, 2",
+            ]
+        );
+        // Plain accumulators cannot take retractions back.
+        let mut operator = new();
+        let retraction = batch(&spec, &[("a", 1)], Some(vec![Op::Delete]));
+        assert!(operator.on_batch(0, retraction, &mut Vec::new()).is_err());
     }
 
     #[test]

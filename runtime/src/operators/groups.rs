@@ -123,21 +123,17 @@ pub(crate) fn feed(
     Ok(accumulator.retract_batch(&values)?)
 }
 
-/// Like [`feed`], for the rows `offset..offset + length` of arguments and
-/// mask already permuted so that each group's rows are contiguous: slices
-/// instead of a `take` per group.
+/// Like [`feed`], for the rows `offset..offset + length` of arguments
+/// already permuted so that each group's rows are contiguous (and already
+/// filtered by the aggregate's `FILTER (WHERE ...)`): slices instead of a
+/// `take` per group.
 pub(crate) fn feed_slice(
     accumulator: &mut dyn Accumulator,
     arguments: &[ArrayRef],
-    mask: Option<&BooleanArray>,
     (offset, length): (usize, usize),
     retract: bool,
 ) -> Result<()> {
-    let mut values: Vec<ArrayRef> = arguments.iter().map(|argument| argument.slice(offset, length)).collect();
-    if let Some(mask) = mask {
-        let mask = mask.slice(offset, length);
-        values = values.iter().map(|value| Ok(filter(value, &mask)?)).collect::<Result<Vec<_>>>()?;
-    }
+    let values: Vec<ArrayRef> = arguments.iter().map(|argument| argument.slice(offset, length)).collect();
     if !retract {
         return Ok(accumulator.update_batch(&values)?);
     }
