@@ -93,6 +93,10 @@ impl SluiceDb {
     pub async fn new(config: RunConfig) -> Self {
         let mut settings = Settings::new();
         settings.insert("epoch_interval".into(), config.epoch_interval.into());
+        // `collect` subscribes once the query has started (and again after a
+        // crash): a fast query may have emitted more than the default 10 000
+        // retained rows by then, and the subscriber must still see them all.
+        settings.insert("retained_rows".into(), "100000000".into());
         let Some(steps) = config.crash_after_steps else {
             return Self { engine: Arc::new(Engine::new()), settings, config, data_dir: None };
         };
