@@ -214,9 +214,10 @@ async fn an_unbounded_group_by_streams_a_changelog_with_ops() {
     }
     assert!(retractions > 0);
     result.sort_by_key(|row| row[0].as_str().unwrap().to_string());
+    // 10.0.0.3's line with status "abc" counts: the query does not read status.
     assert_eq!(
         result,
-        vec![vec![json!("10.0.0.1"), json!(5)], vec![json!("10.0.0.2"), json!(4)], vec![json!("10.0.0.3"), json!(3)]]
+        vec![vec![json!("10.0.0.1"), json!(5)], vec![json!("10.0.0.2"), json!(4)], vec![json!("10.0.0.3"), json!(4)]]
     );
 }
 

@@ -85,6 +85,7 @@ pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
         event_time,
         proctime_column,
         connector,
+        columns: None,
         status: Arc::new(SourceStatus::new(status)),
     })
 }

@@ -173,7 +173,7 @@ impl<'a> Lowering<'a> {
         Box::pin(async move {
             match logical {
                 LogicalPlan::TableScan(scan) if scan.projection.is_none() => {
-                    self.scan_source(scan.table_name.table()).await
+                    self.scan_source(scan.table_name.table(), None).await
                 }
                 LogicalPlan::TableScan(_) => self.segment(logical).await,
                 LogicalPlan::Aggregate(aggregate) => self.aggregate(aggregate).await,
@@ -233,8 +233,9 @@ impl<'a> Lowering<'a> {
     }
 
     /// A source node for a stream scan (plus window assignment for a scan
-    /// of a window TVF). Its batches have the table's full schema.
-    async fn scan_source(&mut self, table: &str) -> Result<Lowered> {
+    /// of a window TVF). Its batches have the table's full schema; a plain
+    /// stream scan that reads only `columns` decodes only those.
+    async fn scan_source(&mut self, table: &str, columns: Option<&[usize]>) -> Result<Lowered> {
         let window = self.windows.iter().find(|window| window.table == table).cloned();
         let input = match window.as_ref().and_then(|window| window.subquery_plan.as_ref()) {
             // A window over another query's rows (its watermarks flow along).
@@ -257,10 +258,14 @@ impl<'a> Lowering<'a> {
                         ))
                         .near(self.sql, self.start, table));
                     }
-                    (None, None) => self
-                        .catalog
-                        .stream(table)
-                        .ok_or_else(|| PlanError::unknown(format!("stream '{table}' not found")))?,
+                    (None, None) => {
+                        let mut source = self
+                            .catalog
+                            .stream(table)
+                            .ok_or_else(|| PlanError::unknown(format!("stream '{table}' not found")))?;
+                        source.columns = columns.map(<[usize]>::to_vec);
+                        source
+                    }
                 };
                 self.plan.sources.push(source.clone());
                 self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
@@ -325,7 +330,7 @@ impl<'a> Lowering<'a> {
                 (input, feed)
             }
             LogicalPlan::TableScan(scan) => {
-                let input = self.scan_source(scan.table_name.table()).await?;
+                let input = self.scan_source(scan.table_name.table(), scan.projection.as_deref()).await?;
                 let feed = FeedNode::new(scan.projected_schema.clone(), input.schema.clone(), scan.projection.clone());
                 (input, feed)
             }

@@ -47,7 +47,11 @@ impl StreamPlan {
         match &self.nodes[node] {
             PlanNode::Source { index } => {
                 let source = &self.sources[*index];
-                lines.push(format!("{indent}source: {} ({})", source.stream, source.connector.kind()));
+                let mut line = format!("{indent}source: {} ({})", source.stream, source.connector.kind());
+                if let Some(columns) = source.describe_columns() {
+                    line.push_str(&format!(" reading {columns}"));
+                }
+                lines.push(line);
             }
             PlanNode::Operator { spec, inputs } => {
                 match spec {

@@ -13,10 +13,17 @@
 //! only a chunk it rejects (or whose strings have surrounding spaces, which
 //! the field-by-field path trims) goes field by field. Both paths give the
 //! same rows, so results do not depend on how lines are chunked.
+//!
+//! A decoder may read only some columns (those a query reads: projection
+//! pushdown); the others come out NULL without being parsed, on every path,
+//! so a bad value in an unread column does not make its record malformed.
+//! CSV and text records must still have every field.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringBuilder};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, StringBuilder, new_null_array,
+};
 use datafusion::arrow::compute::{CastOptions, cast_with_options, concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::json::ReaderBuilder;
@@ -53,6 +60,12 @@ pub struct RecordDecoder {
     /// strings, which [`timestamp::parse_column`] then parses faster than
     /// arrow's readers; `None` when there are none.
     text_schema: Option<SchemaRef>,
+    /// The columns decoded (indices into `schema`, ascending); the others
+    /// are NULL. `None`: every column.
+    read: Option<Arc<[usize]>>,
+    /// JSON reading some columns: a decoder of just those (JSON fields are
+    /// matched by name, so the others are skipped as unknown fields).
+    projected: Option<Box<RecordDecoder>>,
 }
 
 impl RecordDecoder {
@@ -68,7 +81,56 @@ impl RecordDecoder {
                 .collect();
             Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
         });
-        Self { schema, format, text_schema }
+        Self { schema, format, text_schema, read: None, projected: None }
+    }
+
+    /// Decodes only `columns` (indices into the schema) and the NOT NULL
+    /// columns; every other column comes out NULL.
+    pub fn reading(mut self, columns: &[usize]) -> Self {
+        let read: Vec<usize> = (0..self.schema.fields().len())
+            .filter(|index| columns.contains(index) || !self.schema.field(*index).is_nullable())
+            .collect();
+        if read.is_empty() || read.len() == self.schema.fields().len() {
+            return self;
+        }
+        if self.format == Format::Json {
+            let Ok(projected) = self.schema.project(&read) else { return self };
+            self.projected = Some(Box::new(RecordDecoder::new(Arc::new(projected), Format::Json)));
+        }
+        self.read = Some(read.into());
+        self
+    }
+
+    fn reads(&self, column: usize) -> bool {
+        self.read.as_ref().is_none_or(|read| read.contains(&column))
+    }
+
+    /// The full-width batch of `columns`, one per column read; the columns
+    /// not read are NULL.
+    fn assemble(&self, columns: Vec<ArrayRef>, rows: usize) -> Result<RecordBatch> {
+        let columns = match &self.read {
+            None => columns,
+            Some(_) => {
+                let mut read = columns.into_iter();
+                let mut all = Vec::with_capacity(self.schema.fields().len());
+                for (index, field) in self.schema.fields().iter().enumerate() {
+                    match self.reads(index) {
+                        true => all.push(read.next().ok_or_else(|| RuntimeError::user("a read column is missing"))?),
+                        false => all.push(new_null_array(field.data_type(), rows)),
+                    }
+                }
+                all
+            }
+        };
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)
+            .map_err(|error| RuntimeError::user(error.to_string()))
+    }
+
+    /// What the projected JSON decoder gave, widened to the full schema.
+    fn widened(&self, decoded: Decoded) -> Result<Decoded> {
+        let rows = self.assemble(decoded.rows.columns().to_vec(), decoded.rows.num_rows())?;
+        Ok(Decoded { rows, ..decoded })
     }
 
     pub fn format(&self) -> &Format {
@@ -86,6 +148,9 @@ impl RecordDecoder {
     /// bytes as they are (arrow's decoders check UTF-8 themselves and fail
     /// on invalid text, which then goes the slow way, replaced).
     pub fn decode_bytes(&self, bytes: &[u8]) -> Result<Decoded> {
+        if let Some(projected) = &self.projected {
+            return self.widened(projected.decode_bytes(bytes)?);
+        }
         let fast = match &self.format {
             Format::Csv { delimiter, .. } => self.csv_text(bytes, &LineScan::of(bytes), *delimiter),
             Format::Json => self.json_text(bytes, &LineScan::of(bytes)),
@@ -99,6 +164,9 @@ impl RecordDecoder {
     }
 
     pub fn decode(&self, lines: &[String]) -> Result<Decoded> {
+        if let Some(projected) = &self.projected {
+            return self.widened(projected.decode(lines)?);
+        }
         match &self.format {
             Format::Text { delimiter } => {
                 self.decode_fields(lines, |line| line.split(delimiter.as_str()).map(str::to_string).collect())
@@ -126,7 +194,10 @@ impl RecordDecoder {
                 });
                 continue;
             }
-            for (builder, field) in builders.iter_mut().zip(&fields) {
+            for (index, (builder, field)) in builders.iter_mut().zip(&fields).enumerate() {
+                if !self.reads(index) {
+                    continue;
+                }
                 let field = field.trim();
                 if field.is_empty() { builder.append_null() } else { builder.append_value(field) }
             }
@@ -135,7 +206,10 @@ impl RecordDecoder {
         let options = CastOptions { safe: true, format_options: FormatOptions::default() };
         let mut keep = vec![true; sources.len()];
         let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
-        for (builder, field) in builders.iter_mut().zip(self.schema.fields()) {
+        for (index, (builder, field)) in builders.iter_mut().zip(self.schema.fields()).enumerate() {
+            if !self.reads(index) {
+                continue;
+            }
             let strings = builder.finish();
             let typed = if field.data_type() == &DataType::Utf8 {
                 Arc::new(strings) as ArrayRef
@@ -159,12 +233,7 @@ impl RecordDecoder {
             };
             columns.push(typed);
         }
-        let rows = RecordBatch::try_new_with_options(
-            self.schema.clone(),
-            columns,
-            &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(sources.len())),
-        )
-        .map_err(|error| RuntimeError::user(error.to_string()))?;
+        let rows = self.assemble(columns, sources.len())?;
         let bad = keep.iter().filter(|keep| !**keep).count();
         let rows = if bad > 0 { filter_record_batch(&rows, &BooleanArray::from(keep))? } else { rows };
         Ok(Decoded { rows, malformed: malformed + bad, problem })
@@ -184,12 +253,14 @@ impl RecordDecoder {
         let count = scan.records;
         // Room for one row more than there are records: a chunk that gives
         // more rows than it has lines is then seen, not cut off.
-        let decoder =
+        let mut builder =
             datafusion::arrow::csv::ReaderBuilder::new(self.text_schema.clone().unwrap_or(self.schema.clone()))
                 .with_delimiter(delimiter as u8)
-                .with_batch_size(count + 1)
-                .build_decoder();
-        let rows = decode_all(decoder, text)?;
+                .with_batch_size(count + 1);
+        if let Some(read) = &self.read {
+            builder = builder.with_projection(read.to_vec());
+        }
+        let rows = decode_all(builder.build_decoder(), text)?;
         if rows.num_rows() != count {
             return None;
         }
@@ -197,7 +268,8 @@ impl RecordDecoder {
         // NULL, as on the field-by-field path, and padded strings would be
         // trimmed there.
         let mut columns = Vec::with_capacity(rows.num_columns());
-        for (column, field) in rows.columns().iter().zip(self.schema.fields()) {
+        let fields = self.schema.fields().iter().enumerate().filter(|(index, _)| self.reads(*index));
+        for (column, (_, field)) in rows.columns().iter().zip(fields) {
             let Some(strings) = column.as_any().downcast_ref::<datafusion::arrow::array::StringArray>() else {
                 columns.push(column.clone());
                 continue;
@@ -220,7 +292,7 @@ impl RecordDecoder {
                 columns.push(column.clone());
             }
         }
-        RecordBatch::try_new(self.schema.clone(), columns).ok()
+        self.assemble(columns, count).ok()
     }
 
     /// `text` (its lines as `scan` found them) through arrow-json, when
@@ -611,6 +683,61 @@ mod tests {
         let text = "2016-12-06T08:58:35.318,a,1,1\n,b,2,2\n2016-12-06 08:58:36Z,c,3,3\n";
         assert_eq!(decoder.decode_text(text).unwrap().rows, arrow.decode_text(text).unwrap().rows);
         assert_eq!(decoder.decode_text(text).unwrap().rows.column(0).null_count(), 1);
+    }
+
+    /// Reading columns 0 and 2 (projection pushdown): on every path and in
+    /// every format those columns are as a full decode gives them, the
+    /// others NULL, and a bad value in an unread column is not malformed.
+    #[test]
+    fn a_decoder_reading_some_columns_leaves_the_others_null_on_every_path() {
+        let csv = [
+            "2016-12-06T08:58:35.318,37.139.9.11,404,0.026",
+            "2016-12-06T08:58:36.000,1.2.3.4,200,not-a-number",
+            "2016-12-06T08:58:37.000,\"5.6.7.8\",,1.5",
+        ];
+        let json = [
+            r#"{"ts": "2016-12-06T08:58:35.318", "ip": "37.139.9.11", "status": 404, "duration": 0.026}"#,
+            r#"{"ts": "2016-12-06T08:58:36.000", "ip": "1.2.3.4", "status": 200, "duration": "not-a-number"}"#,
+            r#"{"ts": "2016-12-06T08:58:37.000", "ip": "5.6.7.8", "duration": 1.5}"#,
+        ];
+        let text: Vec<String> = csv.iter().map(|line| line.replace(',', " ").replace('"', "")).collect();
+        let text: Vec<&str> = text.iter().map(String::as_str).collect();
+        let formats = [
+            (Format::Csv { delimiter: ',', header: false }, csv),
+            (Format::Json, json),
+            (Format::Text { delimiter: " ".into() }, [text[0], text[1], text[2]]),
+        ];
+        for (format, records) in formats {
+            let full = RecordDecoder::new(weblog_schema(), format.clone());
+            let reading = full.clone().reading(&[0, 2]);
+            let whole = reading.decode_text(&(records.join("\n") + "\n")).unwrap();
+            // A record the fast paths reject sends the chunk the slow way.
+            let mut with_bad = records.to_vec();
+            with_bad.insert(1, "2016-12-06T08:58:35.500 1.2.3.4");
+            let slow = reading.decode(&lines(&with_bad)).unwrap();
+            assert_eq!(slow.malformed, 1, "{format:?}");
+            assert_eq!(whole.malformed, 0, "{format:?}: the bad duration is not read");
+            assert_eq!(whole.rows, slow.rows, "{format:?}");
+            assert_eq!(whole.rows.num_rows(), 3, "{format:?}");
+            for column in [1, 3] {
+                assert_eq!(whole.rows.column(column).null_count(), 3, "{format:?}");
+            }
+            let good = full.decode(&lines(&[records[0], records[2]])).unwrap().rows;
+            let rows = whole.rows.project(&[0, 2]).unwrap();
+            let rows = datafusion::arrow::compute::take_record_batch(
+                &rows,
+                &datafusion::arrow::array::UInt32Array::from(vec![0, 2]),
+            )
+            .unwrap();
+            assert_eq!(rows, good.project(&[0, 2]).unwrap(), "{format:?}");
+        }
+        // NOT NULL columns are always decoded; reading everything is a full decode.
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("a", DataType::Int64, false),
+            Field::new("b", DataType::Int64, true),
+        ]));
+        let decoder = RecordDecoder::new(schema, Format::Csv { delimiter: ',', header: false }).reading(&[1]);
+        assert!(decoder.read.is_none());
     }
 
     #[test]

@@ -43,6 +43,11 @@ pub struct SourceSpec {
     /// query, not by the connector.
     pub proctime_column: Option<usize>,
     pub connector: ConnectorSpec,
+    /// The columns the query reads (indices into `schema`); `None`: all of
+    /// them. Connectors that decode records (file, socket, http) decode
+    /// only these and the event-time, primary-key and NOT NULL columns;
+    /// the others are NULL.
+    pub columns: Option<Vec<usize>>,
     /// Shared by every query reading the stream; shown by `GET /v1/streams`.
     pub status: Arc<SourceStatus>,
 }
@@ -79,6 +84,44 @@ impl SourceSpec {
             }
             None => self.schema.clone(),
         }
+    }
+
+    /// The decoded columns a query needs (indices into
+    /// [`decoded_schema`](Self::decoded_schema)), or `None` for all of them.
+    pub fn decoded_columns(&self) -> Option<Vec<usize>> {
+        let columns = self.columns.as_ref()?;
+        let decoded = self.decoded_schema();
+        let needed: Vec<usize> = (0..self.schema.fields().len())
+            .filter(|index| {
+                columns.contains(index)
+                    || self.event_time.is_some_and(|event_time| event_time.column == *index)
+                    || self.primary_key.contains(self.schema.field(*index).name())
+                    || !self.schema.field(*index).is_nullable()
+            })
+            .filter_map(|index| decoded.index_of(self.schema.field(index).name()).ok())
+            .collect();
+        (needed.len() < decoded.fields().len()).then_some(needed)
+    }
+
+    /// The decoder of this stream's records in `format`.
+    pub fn decoder(&self, format: Format) -> RecordDecoder {
+        let decoder = RecordDecoder::new(self.decoded_schema(), format);
+        match self.decoded_columns() {
+            Some(columns) => decoder.reading(&columns),
+            None => decoder,
+        }
+    }
+
+    /// The columns decoded, when not all of them are (shown by EXPLAIN).
+    pub fn describe_columns(&self) -> Option<String> {
+        if !matches!(self.connector, ConnectorSpec::File { .. } | ConnectorSpec::Socket { .. } | ConnectorSpec::Http(_))
+        {
+            return None;
+        }
+        let decoded = self.decoded_schema();
+        let names: Vec<&str> =
+            self.decoded_columns()?.into_iter().map(|index| decoded.field(index).name().as_str()).collect();
+        Some(names.join(", "))
     }
 
     /// Time comes from the clock (a PROCTIME() column and no watermark).
@@ -314,17 +357,17 @@ pub fn spawn(spec: &SourceSpec, context: SourceContext) -> tokio::task::JoinHand
 async fn run(spec: SourceSpec, http_events: Option<mpsc::Receiver<http::Posted>>, context: SourceContext) {
     match &spec.connector {
         ConnectorSpec::File { path, format, batch_rows } => {
-            file::run(path, RecordDecoder::new(spec.decoded_schema(), format.clone()), *batch_rows, context).await
+            file::run(path, spec.decoder(format.clone()), *batch_rows, context).await
         }
         ConnectorSpec::Generator(generator) => generator::run(generator, spec.decoded_schema(), context).await,
         ConnectorSpec::Nexmark(nexmark) => nexmark::run(nexmark, spec.decoded_schema(), context).await,
         ConnectorSpec::Socket { host, port, format } => {
-            let decoder = RecordDecoder::new(spec.decoded_schema(), format.clone());
+            let decoder = spec.decoder(format.clone());
             socket::run(host, *port, decoder, &spec.status, context).await
         }
         ConnectorSpec::Http(ingest) => {
             if let Some(events) = http_events {
-                let decoder = RecordDecoder::new(spec.decoded_schema(), Format::Json);
+                let decoder = spec.decoder(Format::Json);
                 http::run(ingest, events, decoder, context).await
             }
         }
