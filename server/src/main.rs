@@ -50,6 +50,10 @@ enum Command {
         source: String,
         #[arg(long, default_value = "100ms")]
         epoch_interval: String,
+        /// nexmark: run each query and its batch counterpart this many
+        /// times and report the fastest of each.
+        #[arg(long, default_value_t = 1)]
+        runs: usize,
     },
     /// An interactive SQL client of a running server.
     Repl {
@@ -89,7 +93,7 @@ fn main() -> anyhow::Result<()> {
             client.run(sluice::demo::DEMO_QUERY, &mut std::io::stdout(), stop).await?;
             Ok(())
         }),
-        Command::Bench { suite, queries, events, source, .. } if suite == "nexmark" => runtime.block_on(async {
+        Command::Bench { suite, queries, events, source, runs, .. } if suite == "nexmark" => runtime.block_on(async {
             let source = sluice::nexmark::BidSource::parse(&source)
                 .ok_or_else(|| anyhow::anyhow!("--source is generator, csv or json, not {source:?}"))?;
             let queries = if queries.is_empty() {
@@ -116,7 +120,7 @@ fn main() -> anyhow::Result<()> {
             let _ = sluice::nexmark::warm_up(events, source).await;
             let mut lines = Vec::new();
             for query in queries {
-                match sluice::nexmark::run_with(&query, events, source).await {
+                match sluice::nexmark::run_best_of(&query, events, source, runs).await {
                     Ok(result) => {
                         println!(
                             "{:<6} {:>10} {:>9.3} {:>12.0} {:>14.0} {:>12} {:>11} {:>9} {:>8} {:>8}",

@@ -252,24 +252,35 @@ pub async fn run(name: &str, events: u64) -> Result<NexmarkResult, crate::error:
 
 /// Runs Nexmark query `name` over `events` events, its bids from `source`.
 pub async fn run_with(name: &str, events: u64, source: BidSource) -> Result<NexmarkResult, crate::error::ApiError> {
-    run_measured(name, events, source, true).await
+    run_measured(name, events, source, 1, true).await
+}
+
+/// [`run_with`], the fastest of `runs` runs of the query and of its batch
+/// counterpart (the machine's noise only ever slows a run down).
+pub async fn run_best_of(
+    name: &str,
+    events: u64,
+    source: BidSource,
+    runs: usize,
+) -> Result<NexmarkResult, crate::error::ApiError> {
+    run_measured(name, events, source, runs, true).await
 }
 
 /// Runs q0 once, streaming only, so that the queries measured after it
 /// run in a process whose heap and thread pools are warm.
 pub async fn warm_up(events: u64, source: BidSource) -> Result<(), crate::error::ApiError> {
-    run_measured("q0", events, source, false).await.map(|_| ())
+    run_measured("q0", events, source, 1, false).await.map(|_| ())
 }
 
 async fn run_measured(
     name: &str,
     events: u64,
     source: BidSource,
+    runs: usize,
     compare: bool,
 ) -> Result<NexmarkResult, crate::error::ApiError> {
-    use crate::engine::{Engine, Settings, StatementResult};
+    use crate::engine::{Engine, Settings};
     use crate::error::ApiError;
-    use sluice_runtime::QueryMetrics;
 
     let (_, text) = queries()
         .into_iter()
@@ -306,10 +317,69 @@ async fn run_measured(
         Some(_) => (0..events).filter(|index| index % 50 > 3).count() as u64,
         None => events,
     };
+    // The fastest of `runs` runs on each side.
+    let mut best: Option<StreamRun> = None;
+    for _ in 0..runs.max(1) {
+        let run = stream_run(&engine, &sql, &mut settings).await?;
+        if best.as_ref().is_none_or(|best| run.seconds < best.seconds) {
+            best = Some(run);
+        }
+    }
+    let Some(best) = best else { return Err(ApiError::internal("the query did not run")) };
+    drop(engine);
+    let mut batch_events_per_sec: Option<f64> = None;
+    for _ in 0..if compare { runs.max(1) } else { 0 } {
+        let run = match (&file, source) {
+            (Some(path), BidSource::Csv) => batch_file_run(&sql, path, events, true).await,
+            (Some(path), _) => batch_file_run(&sql, path, events, false).await,
+            (None, _) => batch_run(&sql, events).await,
+        };
+        batch_events_per_sec = match (batch_events_per_sec, run) {
+            (Some(best), Some(run)) => Some(best.max(run)),
+            (best, run) => best.or(run),
+        };
+    }
+    let latency = match source {
+        _ if !compare => None,
+        BidSource::Generator => latency(&sql).await?,
+        BidSource::Csv | BidSource::Json => best.latency,
+    };
+    Ok(NexmarkResult {
+        query: name.to_string(),
+        events,
+        seconds: best.seconds,
+        rows_out: best.rows_out,
+        cores_used: best.cores_used,
+        peak_rss_bytes: best.peak_rss_bytes,
+        batch_events_per_sec,
+        latency,
+    })
+}
+
+/// One streaming run of a Nexmark query.
+struct StreamRun {
+    seconds: f64,
+    rows_out: u64,
+    cores_used: f64,
+    peak_rss_bytes: Option<u64>,
+    /// From the query's metric (epoch basis).
+    latency: Option<Latency>,
+}
+
+/// Runs `sql` on `engine` to completion.
+async fn stream_run(
+    engine: &crate::engine::Engine,
+    sql: &str,
+    settings: &mut crate::engine::Settings,
+) -> Result<StreamRun, crate::error::ApiError> {
+    use crate::engine::StatementResult;
+    use crate::error::ApiError;
+    use sluice_runtime::QueryMetrics;
+
     reset_peak_rss();
     let cpu_before = cpu_seconds();
     let started = std::time::Instant::now();
-    let results = engine.execute(&sql, &mut settings).await?;
+    let results = engine.execute(sql, settings).await?;
     let Some(StatementResult::Query { query_id, .. }) = results.last() else {
         return Err(ApiError::internal("the query did not start"));
     };
@@ -326,33 +396,11 @@ async fn run_measured(
     // measured run, from the source handing them over (epoch basis).
     let round = |value: f64| (value * 100.0).round() / 100.0;
     let metrics = &running.handle.metrics;
-    let file_latency = match (metrics.latency_ms(0.5), metrics.latency_ms(0.99)) {
+    let latency = match (metrics.latency_ms(0.5), metrics.latency_ms(0.99)) {
         (Some(p50), Some(p99)) => Some(Latency { p50_ms: round(p50), p99_ms: round(p99), basis: LatencyBasis::Epoch }),
         _ => None,
     };
-    drop(running);
-    drop(engine);
-    let batch_events_per_sec = match (&file, source) {
-        _ if !compare => None,
-        (Some(path), BidSource::Csv) => batch_file_run(&sql, path, events, true).await,
-        (Some(path), _) => batch_file_run(&sql, path, events, false).await,
-        (None, _) => batch_run(&sql, events).await,
-    };
-    let latency = match source {
-        _ if !compare => None,
-        BidSource::Generator => latency(&sql).await?,
-        BidSource::Csv | BidSource::Json => file_latency,
-    };
-    Ok(NexmarkResult {
-        query: name.to_string(),
-        events,
-        seconds,
-        rows_out,
-        cores_used,
-        peak_rss_bytes,
-        batch_events_per_sec,
-        latency,
-    })
+    Ok(StreamRun { seconds, rows_out, cores_used, peak_rss_bytes, latency })
 }
 
 /// Events per second of the paced latency run, and its length.

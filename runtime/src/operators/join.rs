@@ -29,19 +29,24 @@
 //! without a partner are emitted with NULLs at once and retracted when a
 //! partner arrives; retractions on either input retract the pairs they made.
 //!
+//! Stored rows stay in the row-format buffer their batch was converted
+//! into (entries point into it), so storing a row allocates nothing; a
+//! buffer is freed when its last row leaves the state.
+//!
 //! A checkpoint saves each side's entries (key bytes, row bytes, time and
 //! match count, in each key's order) and its `by_time` index exactly as it
 //! is, stale keys included, since the index decides the order in which the
 //! watermark emits unmatched outer rows. TTL clocks restart at a restore.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, new_null_array};
 use datafusion::arrow::compute::{cast, take};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::arrow::row::{OwnedRow, RowConverter, Rows, SortField};
+use datafusion::arrow::row::{Row, RowConverter, Rows, SortField};
+use datafusion::common::HashMap;
 use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Result, RuntimeError};
@@ -179,18 +184,31 @@ pub(crate) fn joined(schema: &SchemaRef, left: Vec<ArrayRef>, right: Vec<ArrayRe
 
 /// A stored row. Interval joins keep a key's entries in time order.
 struct Entry {
-    row: OwnedRow,
+    row: RowAt,
     time: i64,
     /// Rows of the other side this row currently joins with.
     matches: u32,
     stored_at: Instant,
 }
 
+/// Where a stored row is: its buffer in [`SideState::buffers`] and its
+/// index there.
+#[derive(Debug, Clone, Copy)]
+struct RowAt {
+    buffer: u32,
+    index: u32,
+}
+
 /// One side's rows by key.
 struct SideState {
     schema: SchemaRef,
     converter: RowConverter,
-    keys: HashMap<Box<[u8]>, Vec<Entry>>,
+    /// The row-format buffers stored rows live in, each with how many of
+    /// its rows are stored; a buffer with none left is emptied and its
+    /// slot listed in `free_buffers` for reuse.
+    buffers: Vec<(Rows, usize)>,
+    free_buffers: Vec<u32>,
+    keys: HashMap<Vec<u8>, Vec<Entry>>,
     /// Interval joins: keys with rows at each time, for purging.
     by_time: BTreeMap<i64, Vec<Box<[u8]>>>,
     rows: usize,
@@ -214,24 +232,54 @@ impl SideState {
         Ok(Self {
             schema: schema.clone(),
             converter: row_converter(schema)?,
-            keys: HashMap::new(),
+            buffers: Vec::new(),
+            free_buffers: Vec::new(),
+            keys: HashMap::default(),
             by_time: BTreeMap::new(),
             rows: 0,
         })
+    }
+
+    /// Keeps `rows` as a buffer that `live` stored rows will point into.
+    fn add_buffer(&mut self, rows: Rows, live: usize) -> u32 {
+        match self.free_buffers.pop() {
+            Some(slot) => {
+                self.buffers[slot as usize] = (rows, live);
+                slot
+            }
+            None => {
+                self.buffers.push((rows, live));
+                (self.buffers.len() - 1) as u32
+            }
+        }
+    }
+
+    fn row(&self, at: RowAt) -> Row<'_> {
+        self.buffers[at.buffer as usize].0.row(at.index as usize)
+    }
+
+    /// A stored row left the state: its buffer goes with its last row.
+    fn release(&mut self, at: RowAt) {
+        let (rows, live) = &mut self.buffers[at.buffer as usize];
+        *live = live.saturating_sub(1);
+        if *live == 0 {
+            *rows = self.converter.empty_rows(0, 0);
+            self.free_buffers.push(at.buffer);
+        }
     }
 
     /// Saves the entries as `{name}_entries` (`key`, `row`, `time`,
     /// `matches`; keys sorted, each key's entries in order) and the time
     /// index as `{name}_by_time` (`time`, `key`, in index order).
     fn snapshot(&self, name: &str, state: &mut OperatorState) -> Result<()> {
-        let mut keys: Vec<(&Box<[u8]>, &Vec<Entry>)> = self.keys.iter().collect();
+        let mut keys: Vec<(&Vec<u8>, &Vec<Entry>)> = self.keys.iter().collect();
         keys.sort_by_key(|(left, _)| *left);
         // Arrow's builders want iterators of known length.
         let entries: Vec<(&[u8], &Entry)> =
             keys.iter().flat_map(|(key, entries)| entries.iter().map(move |entry| (key.as_ref(), entry))).collect();
         let entries = batch(vec![
             ("key", rows_column(entries.iter().map(|(key, _)| *key))),
-            ("row", rows_column(entries.iter().map(|(_, entry)| entry.row.row().data()))),
+            ("row", rows_column(entries.iter().map(|(_, entry)| self.row(entry.row).data()))),
             ("time", Arc::new(Int64Array::from_iter_values(entries.iter().map(|(_, entry)| entry.time)))),
             (
                 "matches",
@@ -260,11 +308,15 @@ impl SideState {
         let matches = i64_column(&entries, "matches")?;
         let now = Instant::now();
         self.keys.clear();
+        self.buffers.clear();
+        self.free_buffers.clear();
+        let buffer = self.add_buffer(rows, entries.num_rows());
         for index in 0..entries.num_rows() {
             let matches = u32::try_from(matches.value(index))
                 .map_err(|_| RuntimeError::internal("join state has a negative match count"))?;
-            let entry = Entry { row: rows.row(index).owned(), time: times.value(index), matches, stored_at: now };
-            self.keys.entry(keys.value(index).into()).or_default().push(entry);
+            let row = RowAt { buffer, index: index as u32 };
+            let entry = Entry { row, time: times.value(index), matches, stored_at: now };
+            self.keys.entry_ref(keys.value(index)).or_default().push(entry);
         }
         self.rows = entries.num_rows();
         let by_time = state.take(&format!("{name}_by_time"))?;
@@ -362,10 +414,20 @@ impl StreamJoin {
         }
         self.last_expiry = Instant::now();
         for side in &mut self.sides {
+            let mut expired = Vec::new();
             side.keys.retain(|_, entries| {
-                entries.retain(|entry| entry.stored_at.elapsed() < ttl);
+                entries.retain(|entry| {
+                    let keep = entry.stored_at.elapsed() < ttl;
+                    if !keep {
+                        expired.push(entry.row);
+                    }
+                    keep
+                });
                 !entries.is_empty()
             });
+            for row in expired {
+                side.release(row);
+            }
             side.rows = side.keys.values().map(Vec::len).sum();
         }
     }
@@ -419,7 +481,7 @@ impl Operator for StreamJoin {
                 for index in range {
                     pair_rows.push(row as u32);
                     pair_entries.push(index as u32);
-                    other_rows.push(entries[index].row.row());
+                    other_rows.push(other.row(entries[index].row));
                 }
             }
             if other_rows.is_empty() { None } else { Some(other.converter.convert_rows(other_rows)?) }
@@ -438,6 +500,12 @@ impl Operator for StreamJoin {
         let ops = batch.ops.as_deref();
         let mut output: Vec<OutputRow> = Vec::new();
         let (this, other) = self.states(side);
+        // The batch's rows are stored where they were converted. The batch
+        // holds one count of its own until it is done, so that its rows
+        // stay readable whatever it retracts.
+        let inserts = ops.map_or(rows.num_rows(), |ops| ops.iter().filter(|op| **op == Op::Insert).count());
+        let buffer = this.add_buffer(full_rows, inserts + 1);
+        let now = Instant::now();
         let mut pair = 0;
         for row in 0..rows.num_rows() {
             let op = ops.map_or(Op::Insert, |ops| ops[row]);
@@ -471,15 +539,15 @@ impl Operator for StreamJoin {
                 }
                 pair += 1;
             }
-            let owned = full_rows.row(row);
+            let at = RowAt { buffer, index: row as u32 };
             match op {
                 Op::Insert => {
                     if this_outer && unbounded && count == 0 {
                         output.push((Op::Insert, Some(row as u32), None));
                     }
                     let time = time_of(row);
-                    let entries = this.keys.entry(Box::from(key.as_ref())).or_default();
-                    let entry = Entry { row: owned.owned(), time, matches: count, stored_at: Instant::now() };
+                    let entries = this.keys.entry_ref(key.as_ref()).or_default();
+                    let entry = Entry { row: at, time, matches: count, stored_at: now };
                     if bound.is_some() {
                         let position = entries.partition_point(|entry| entry.time <= time);
                         entries.insert(position, entry);
@@ -495,12 +563,17 @@ impl Operator for StreamJoin {
                     }
                 }
                 Op::Delete => {
+                    let retracted = this.row(at);
+                    let Some(entries) = this.keys.get(key.as_ref()) else { continue };
+                    let Some(position) = entries.iter().position(|entry| this.row(entry.row) == retracted) else {
+                        continue;
+                    };
                     let Some(entries) = this.keys.get_mut(key.as_ref()) else { continue };
-                    let Some(position) = entries.iter().position(|entry| entry.row.row() == owned) else { continue };
                     let removed = entries.remove(position);
                     if entries.is_empty() {
                         this.keys.remove(key.as_ref());
                     }
+                    this.release(removed.row);
                     this.rows -= 1;
                     if this_outer && unbounded && removed.matches == 0 {
                         output.push((Op::Delete, Some(row as u32), None));
@@ -508,6 +581,7 @@ impl Operator for StreamJoin {
                 }
             }
         }
+        this.release(RowAt { buffer, index: 0 });
         self.report_state();
         if output.is_empty() {
             return Ok(());
@@ -544,26 +618,34 @@ impl Operator for StreamJoin {
             let outer = self.spec.kind.keeps_unmatched(side);
             let state = &mut self.sides[Self::side_index(side)];
             let mut unmatched = Vec::new();
+            let mut purged = Vec::new();
             while let Some(entry) = state.by_time.first_entry() {
                 if *entry.key() >= limit {
                     break;
                 }
                 for key in entry.remove() {
-                    let Some(entries) = state.keys.get_mut(&key) else { continue };
+                    let Some(entries) = state.keys.get_mut(key.as_ref()) else { continue };
                     let expired = entries.partition_point(|entry| entry.time < limit);
                     for entry in entries.drain(..expired) {
                         if outer && entry.matches == 0 {
                             unmatched.push(entry.row);
                         }
+                        purged.push(entry.row);
                     }
                     state.rows -= expired;
                     if entries.is_empty() {
-                        state.keys.remove(&key);
+                        state.keys.remove(key.as_ref());
                     }
                 }
             }
-            if !unmatched.is_empty() {
-                let columns = state.converter.convert_rows(unmatched.iter().map(|row| row.row()))?;
+            let columns = match unmatched.is_empty() {
+                true => None,
+                false => Some(state.converter.convert_rows(unmatched.iter().map(|at| state.row(*at)))?),
+            };
+            for at in purged {
+                state.release(at);
+            }
+            if let Some(columns) = columns {
                 let other = null_columns(&self.sides[Self::side_index(side.other())].schema, unmatched.len());
                 let rows = match side {
                     Side::Left => joined(&self.spec.output_schema, columns, other)?,
@@ -742,6 +824,41 @@ mod tests {
         restored.restore(state).unwrap();
         assert_eq!(restored.state_rows(), 3);
         assert_eq!(QueryMetrics::get(&metrics.state_rows), 6);
+    }
+
+    /// Stored rows live in their batch's buffer: it is freed with the last
+    /// of them, whether retracted, purged or retracted by the batch that
+    /// stored it.
+    #[test]
+    fn a_buffer_is_freed_with_its_last_stored_row() {
+        let live_buffers = |join: &StreamJoin, side: usize| {
+            join.sides[side].buffers.iter().filter(|(rows, _)| rows.num_rows() > 0).count()
+        };
+        let mut join =
+            StreamJoin::new(join_spec(JoinKind::Inner, None, true), None, Arc::new(QueryMetrics::default())).unwrap();
+        let mut out = Vec::new();
+        join.on_batch(0, rows(vec![1, 2], vec![1, 2]), &mut out).unwrap();
+        join.on_batch(0, rows(vec![3], vec![1]), &mut out).unwrap();
+        assert_eq!(live_buffers(&join, 0), 2);
+        // One row of the first batch goes: its buffer stays for the other.
+        let (_, retract) = retractions(0, vec![1], vec![1]);
+        let Message::Batch(retract) = retract else { unreachable!() };
+        join.on_batch(0, retract, &mut out).unwrap();
+        assert_eq!((live_buffers(&join, 0), join.state_rows()), (2, 2));
+        // A batch that stores a row and retracts it and another.
+        let mixed =
+            StreamBatch { ops: Some(vec![Op::Insert, Op::Delete, Op::Delete]), ..rows(vec![4, 4, 2], vec![3, 3, 2]) };
+        join.on_batch(0, mixed, &mut out).unwrap();
+        assert_eq!((live_buffers(&join, 0), join.state_rows()), (1, 1));
+        join.on_batch(1, rows(vec![5], vec![1]), &mut out).unwrap();
+        assert_eq!(pairs(&out), vec![(3, 5)]);
+        let (_, retract) = retractions(0, vec![3], vec![1]);
+        let Message::Batch(retract) = retract else { unreachable!() };
+        join.on_batch(0, retract, &mut out).unwrap();
+        assert_eq!((live_buffers(&join, 0), join.state_rows()), (0, 1));
+        // Freed slots are reused.
+        join.on_batch(0, rows(vec![6], vec![1]), &mut out).unwrap();
+        assert_eq!(join.sides[0].buffers.len(), 3);
     }
 
     #[test]
