@@ -30,7 +30,9 @@
 //! A snapshot holds every kept row (partition key, ORDER BY key, arrival
 //! number, row bytes) and the next arrival number.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use datafusion::common::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, UInt64Array};
@@ -86,17 +88,17 @@ impl TopNSpec {
 type Position = (Box<[u8]>, u64);
 
 /// One partition's rows in rank order.
-type Partition = BTreeMap<Position, Box<[u8]>>;
+type Partition = BTreeMap<Position, Arc<[u8]>>;
 
 /// A partition's top N before a batch changed it: (arrival, row) per rank.
-type Ranked = Vec<(u64, Box<[u8]>)>;
+type Ranked = Vec<(u64, Arc<[u8]>)>;
 
 pub struct TopN {
     spec: TopNSpec,
     partition_converter: RowConverter,
     order_converter: RowConverter,
     row_converter: RowConverter,
-    partitions: HashMap<Box<[u8]>, Partition>,
+    partitions: HashMap<Vec<u8>, Partition>,
     next_arrival: u64,
     kept_rows: usize,
     metrics: Arc<QueryMetrics>,
@@ -120,7 +122,7 @@ impl TopN {
             partition_converter,
             order_converter,
             row_converter,
-            partitions: HashMap::new(),
+            partitions: HashMap::default(),
             next_arrival: 0,
             kept_rows: 0,
             metrics,
@@ -200,7 +202,7 @@ impl TopN {
 }
 
 /// A row of the output: its rank and its bytes.
-type Change = (u64, Box<[u8]>);
+type Change = (u64, Arc<[u8]>);
 
 impl Operator for TopN {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
@@ -219,7 +221,7 @@ impl Operator for TopN {
         // The top N of each partition this batch changes, before its first
         // change, in first-change order.
         let mut touched: Vec<(Box<[u8]>, Ranked)> = Vec::new();
-        let mut touched_index: HashMap<Box<[u8]>, usize> = HashMap::new();
+        let mut touched_index: HashMap<Vec<u8>, usize> = HashMap::default();
         for row in 0..rows.num_rows() {
             let arrival = self.next_arrival;
             self.next_arrival += 1;
@@ -246,7 +248,7 @@ impl Operator for TopN {
                 touched_index.insert(key.as_ref().into(), touched.len());
                 touched.push((key.as_ref().into(), before));
             }
-            let partition = self.partitions.entry(key.as_ref().into()).or_default();
+            let partition = self.partitions.entry_ref(key.as_ref()).or_default();
             match position {
                 Some(position) => {
                     partition.remove(&position);
@@ -265,13 +267,13 @@ impl Operator for TopN {
 
         let (mut deletes, mut inserts) = (Vec::new(), Vec::new());
         for (key, before) in &touched {
-            let after = match self.partitions.get(key) {
+            let after = match self.partitions.get(key.as_ref()) {
                 Some(partition) => self.ranked(partition),
                 None => Vec::new(),
             };
             self.diff(before, &after, &mut deletes, &mut inserts);
-            if self.partitions.get(key).is_some_and(BTreeMap::is_empty) {
-                self.partitions.remove(key);
+            if self.partitions.get(key.as_ref()).is_some_and(BTreeMap::is_empty) {
+                self.partitions.remove(key.as_ref());
             }
         }
         self.report_state();
@@ -287,7 +289,7 @@ impl Operator for TopN {
     /// Columns of [`ROWS_STATE`]: `partition`, `order` and `row` (row
     /// bytes) and `arrival`, in partition and rank order.
     fn snapshot(&mut self) -> Result<OperatorState> {
-        let mut partitions: Vec<(&Box<[u8]>, &Partition)> = self.partitions.iter().collect();
+        let mut partitions: Vec<(&Vec<u8>, &Partition)> = self.partitions.iter().collect();
         partitions.sort_by_key(|(key, _)| *key);
         let entries: Vec<(&[u8], &Position, &[u8])> = partitions
             .iter()
@@ -317,7 +319,7 @@ impl Operator for TopN {
         let (arrival, row) = (i64_column(&rows, "arrival")?, binary_column(&rows, "row")?);
         for index in 0..rows.num_rows() {
             let position = (Box::<[u8]>::from(order.value(index)), arrival.value(index) as u64);
-            let entry = self.partitions.entry(partition.value(index).into()).or_default();
+            let entry = self.partitions.entry_ref(partition.value(index)).or_default();
             entry.insert(position, row.value(index).into());
         }
         self.kept_rows = rows.num_rows();

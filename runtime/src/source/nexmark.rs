@@ -16,7 +16,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray};
+use std::fmt::Write;
+
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringBuilder, TimestampNanosecondArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 
@@ -128,7 +130,8 @@ pub struct NexmarkSpec {
 enum Column {
     Int(Vec<i64>),
     Time(Vec<i64>),
-    Text(Vec<String>),
+    /// Strings are written straight into the array's buffers.
+    Text(StringBuilder),
 }
 
 impl NexmarkSpec {
@@ -162,7 +165,7 @@ impl NexmarkSpec {
             .map(|name| match *name {
                 "date_time" | "expires" => Column::Time(Vec::new()),
                 "name" | "email_address" | "credit_card" | "city" | "state" | "extra" | "item_name" | "description"
-                | "channel" | "url" => Column::Text(Vec::new()),
+                | "channel" | "url" => Column::Text(StringBuilder::with_capacity(count as usize, count as usize * 32)),
                 _ => Column::Int(Vec::new()),
             })
             .collect();
@@ -182,7 +185,7 @@ impl NexmarkSpec {
                 let natural: ArrayRef = match column {
                     Column::Int(values) => Arc::new(Int64Array::from(values)),
                     Column::Time(values) => Arc::new(TimestampNanosecondArray::from(values)),
-                    Column::Text(values) => Arc::new(StringArray::from(values)),
+                    Column::Text(mut values) => Arc::new(values.finish()),
                 };
                 Ok(if natural.data_type() == field.data_type() { natural } else { cast(&natural, field.data_type())? })
             })
@@ -198,21 +201,21 @@ impl NexmarkSpec {
         for (name_of_column, column) in names.iter().zip(columns.iter_mut()) {
             match (*name_of_column, column) {
                 ("id", Column::Int(values)) => values.push(id),
-                ("name", Column::Text(values)) => values.push(name.clone()),
+                ("name", Column::Text(values)) => values.append_value(&name),
                 ("email_address", Column::Text(values)) => {
-                    values.push(format!("{}@{}.com", letters(random, 7), letters(random, 5)))
+                    values.append_value(format!("{}@{}.com", letters(random, 7), letters(random, 5)))
                 }
-                ("credit_card", Column::Text(values)) => values.push(format!(
+                ("credit_card", Column::Text(values)) => values.append_value(format!(
                     "{:04} {:04} {:04} {:04}",
                     random.below(10_000),
                     random.below(10_000),
                     random.below(10_000),
                     random.below(10_000)
                 )),
-                ("city", Column::Text(values)) => values.push(city.to_string()),
-                ("state", Column::Text(values)) => values.push(state.to_string()),
+                ("city", Column::Text(values)) => values.append_value(city),
+                ("state", Column::Text(values)) => values.append_value(state),
                 ("date_time", Column::Time(values)) => values.push(time),
-                ("extra", Column::Text(values)) => values.push(extra(random, 40)),
+                ("extra", Column::Text(values)) => values.append_value(extra(random, 40)),
                 _ => {}
             }
         }
@@ -235,15 +238,15 @@ impl NexmarkSpec {
         for (name, column) in names.iter().zip(columns.iter_mut()) {
             match (*name, column) {
                 ("id", Column::Int(values)) => values.push(id),
-                ("item_name", Column::Text(values)) => values.push(letters(random, 12)),
-                ("description", Column::Text(values)) => values.push(extra(random, 60)),
+                ("item_name", Column::Text(values)) => values.append_value(letters(random, 12)),
+                ("description", Column::Text(values)) => values.append_value(extra(random, 60)),
                 ("initial_bid", Column::Int(values)) => values.push(initial_bid),
                 ("reserve", Column::Int(values)) => values.push(reserve),
                 ("date_time", Column::Time(values)) => values.push(time),
                 ("expires", Column::Time(values)) => values.push(expires),
                 ("seller", Column::Int(values)) => values.push(seller),
                 ("category", Column::Int(values)) => values.push(category),
-                ("extra", Column::Text(values)) => values.push(extra(random, 40)),
+                ("extra", Column::Text(values)) => values.append_value(extra(random, 40)),
                 _ => {}
             }
         }
@@ -266,25 +269,34 @@ impl NexmarkSpec {
                 next_person(last_person, random)
             };
         let bid_price = price(random);
-        let (channel, url) = if random.below(2) > 0 {
-            let hot = random.below(HOT_CHANNELS.len() as u64) as usize;
-            (HOT_CHANNELS[hot].to_string(), HOT_URLS[hot].to_string())
+        // A hot channel, or channel n with a URL path of 5 letters.
+        let channel = if random.below(2) > 0 {
+            Err(random.below(HOT_CHANNELS.len() as u64) as usize)
         } else {
-            let channel = random.below(10_000);
-            (
-                format!("channel-{channel}"),
-                format!("https://www.nexmark.com/{}/item.htm?query=1&channel_id={channel}", letters(random, 5)),
-            )
+            Ok((random.below(10_000), letter_bytes::<5>(random)))
         };
         for (name, column) in names.iter().zip(columns.iter_mut()) {
             match (*name, column) {
                 ("auction", Column::Int(values)) => values.push(auction),
                 ("bidder", Column::Int(values)) => values.push(bidder),
                 ("price", Column::Int(values)) => values.push(bid_price),
-                ("channel", Column::Text(values)) => values.push(channel.clone()),
-                ("url", Column::Text(values)) => values.push(url.clone()),
+                ("channel", Column::Text(values)) => match channel {
+                    Err(hot) => values.append_value(HOT_CHANNELS[hot]),
+                    Ok((number, _)) => {
+                        let _ = write!(values, "channel-{number}");
+                        values.append_value("");
+                    }
+                },
+                ("url", Column::Text(values)) => match &channel {
+                    Err(hot) => values.append_value(HOT_URLS[*hot]),
+                    Ok((number, path)) => {
+                        let path = std::str::from_utf8(path).unwrap_or_default();
+                        let _ = write!(values, "https://www.nexmark.com/{path}/item.htm?query=1&channel_id={number}");
+                        values.append_value("");
+                    }
+                },
                 ("date_time", Column::Time(values)) => values.push(time),
-                ("extra", Column::Text(values)) => values.push(extra(random, 20)),
+                ("extra", Column::Text(values)) => values.append_value(extra(random, 20)),
                 _ => {}
             }
         }
@@ -321,10 +333,15 @@ fn letters(random: &mut Random, length: usize) -> String {
     (0..length).map(|_| (b'a' + random.below(26) as u8) as char).collect()
 }
 
-fn extra(random: &mut Random, average: u64) -> String {
+/// [`letters`] without allocating: `N` lowercase ASCII letters.
+fn letter_bytes<const N: usize>(random: &mut Random) -> [u8; N] {
+    std::array::from_fn(|_| b'a' + random.below(26) as u8)
+}
+
+fn extra(random: &mut Random, average: u64) -> &'static str {
     let length = random.below(average * 2) as usize;
     let start = random.below((PADDING.len() - length.min(PADDING.len())) as u64 + 1) as usize;
-    PADDING[start..start + length.min(PADDING.len() - start)].to_string()
+    &PADDING[start..start + length.min(PADDING.len() - start)]
 }
 
 /// SplitMix64: seedable, the same on every machine.
