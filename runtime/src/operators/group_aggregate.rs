@@ -39,7 +39,7 @@
 //! DISTINCT only the distinct values (not how often each occurred). With
 //! insert-only input they are exact.
 
-use std::collections::HashMap;
+use datafusion::common::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -109,7 +109,7 @@ impl GroupAggregate {
             shown_keys,
             converter: key_converter(&spec.group_exprs, &spec.input_schema)?,
             spec,
-            keys: HashMap::new(),
+            keys: HashMap::default(),
             state_ttl,
             last_expiry: Instant::now(),
         })
@@ -343,7 +343,7 @@ struct Run {
 /// indices that puts each key's inserts, then its retractions, side by
 /// side. Two passes over the rows, no allocation per row.
 fn bucket(keys: &Rows, ops: Option<&[Op]>) -> (Vec<Run>, Vec<u32>) {
-    let mut ids: HashMap<&[u8], usize> = HashMap::new();
+    let mut ids: HashMap<&[u8], usize> = HashMap::default();
     let mut runs: Vec<Run> = Vec::new();
     let mut placed: Vec<(usize, bool)> = Vec::with_capacity(keys.num_rows());
     for row in 0..keys.num_rows() {
@@ -462,9 +462,19 @@ impl GroupAggregate {
     fn changes_batch(&self, keys: &Rows, changes: Changes) -> Result<StreamBatch> {
         let key_columns = self.converter.convert_rows(changes.key_rows.iter().map(|row| keys.row(*row as usize)))?;
         let mut columns: Vec<ArrayRef> = key_columns.into_iter().take(self.shown_keys).collect();
-        for aggregate in 0..self.spec.aggregates.len() {
-            let values = changes.values.iter().map(|values| values.get(aggregate).cloned());
-            let values = values.collect::<Option<Vec<_>>>().ok_or_else(|| missing_accumulator(aggregate))?;
+        // The values move into one column per aggregate.
+        let aggregates = self.spec.aggregates.len();
+        let mut per_aggregate: Vec<Vec<ScalarValue>> =
+            (0..aggregates).map(|_| Vec::with_capacity(changes.values.len())).collect();
+        for values in changes.values {
+            if values.len() != aggregates {
+                return Err(missing_accumulator(values.len()));
+            }
+            for (column, value) in per_aggregate.iter_mut().zip(values) {
+                column.push(value);
+            }
+        }
+        for values in per_aggregate {
             columns.push(ScalarValue::iter_to_array(values)?);
         }
         let columns = columns
