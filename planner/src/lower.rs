@@ -59,6 +59,14 @@ pub(crate) struct Lowered {
     pub(crate) times: TimeColumns,
 }
 
+impl Lowered {
+    /// An operator's updating result: ops on every row, no windows.
+    pub(crate) fn updating(node: NodeId, schema: SchemaRef, times: TimeColumns) -> Self {
+        let (window_results, window, partition_keys) = (false, None, Vec::new());
+        Self { node, schema, window_results, window, updating: true, partition_keys, times }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub(crate) struct TimeColumns {
     pub(crate) event: Option<String>,
@@ -497,17 +505,7 @@ impl<'a> Lowering<'a> {
             input_updating: input.updating,
         };
         let node = self.push(OperatorSpec::GroupAggregate(spec), vec![input.node]);
-        let partition_keys = Vec::new();
-        let times = TimeColumns::default();
-        Ok(Lowered {
-            node,
-            schema: output_schema,
-            window_results: false,
-            window: None,
-            updating: true,
-            partition_keys,
-            times,
-        })
+        Ok(Lowered::updating(node, output_schema, TimeColumns::default()))
     }
 }
 

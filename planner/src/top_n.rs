@@ -99,15 +99,7 @@ impl Lowering<'_> {
         };
         let node = self.push(OperatorSpec::TopN(spec), vec![input.node]);
         let times = input.times.within(&output_schema);
-        Ok(Lowered {
-            node,
-            schema: output_schema,
-            window_results: false,
-            window: None,
-            updating: true,
-            partition_keys: Vec::new(),
-            times,
-        })
+        Ok(Lowered::updating(node, output_schema, times))
     }
 }
 
