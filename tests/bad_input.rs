@@ -57,7 +57,7 @@ async fn odd_statements_are_errors_not_panics() {
         // Errors are fine; a panic fails the test. Started queries are stopped.
         if let Ok(results) = engine.execute(statement, &mut settings).await {
             for result in results {
-                if let sluice::StatementResult::Query { query_id, .. } = result {
+                if let sluice::StatementResult::Query { id: query_id, .. } = result {
                     engine.drop_query(&query_id);
                 }
             }
@@ -72,7 +72,7 @@ async fn failed_statements_use_up_no_query_id() {
     sluice::demo::register(&engine).await.unwrap();
     assert!(engine.execute("SELECT nope FROM weblog", &mut Settings::new()).await.is_err());
     let results = engine.execute("SELECT ip FROM weblog", &mut Settings::new()).await.unwrap();
-    let sluice::StatementResult::Query { query_id, .. } = &results[0] else { panic!("not a query") };
+    let sluice::StatementResult::Query { id: query_id, .. } = &results[0] else { panic!("not a query") };
     assert_eq!(query_id, "q1");
     engine.drop_query(query_id);
 }

@@ -12,7 +12,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::array_value_to_string;
 use sluice::engine::{Settings, StatementResult};
-use sluice::{ApiError, Engine};
+use sluice::{Engine, EngineError};
 use sluice_runtime::OutputEvent;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
@@ -60,8 +60,8 @@ impl std::fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
-impl From<ApiError> for DbError {
-    fn from(error: ApiError) -> Self {
+impl From<EngineError> for DbError {
+    fn from(error: EngineError) -> Self {
         DbError(error.to_string())
     }
 }
@@ -226,14 +226,6 @@ fn batch_rows(batch: &RecordBatch) -> Result<Vec<Vec<String>>, DbError> {
         .collect()
 }
 
-fn json_cell(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Null => "NULL".into(),
-        serde_json::Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[async_trait::async_trait]
 impl sqllogictest::AsyncDB for SluiceDb {
     type Error = DbError;
@@ -247,14 +239,13 @@ impl sqllogictest::AsyncDB for SluiceDb {
         let sql = self.substitute(sql);
         let mut results = self.engine.execute(&sql, &mut self.settings).await?;
         match results.pop() {
-            Some(StatementResult::Query { query_id, .. }) => self.collect(&query_id).await,
-            Some(StatementResult::Rows { columns, rows }) => {
-                let width = columns.as_array().map_or(0, Vec::len);
-                let rows = rows
-                    .iter()
-                    .map(|row| row.as_array().map(|cells| cells.iter().map(json_cell).collect()).unwrap_or_default())
-                    .collect();
-                Ok(DBOutput::Rows { types: vec![DefaultColumnType::Text; width], rows })
+            Some(StatementResult::Query { id, .. }) => self.collect(&id).await,
+            Some(StatementResult::Rows { schema, batches }) => {
+                let mut rows = Vec::new();
+                for batch in &batches {
+                    rows.extend(batch_rows(batch)?);
+                }
+                Ok(DBOutput::Rows { types: vec![DefaultColumnType::Text; schema.fields().len()], rows })
             }
             Some(StatementResult::Status { .. }) | None => Ok(DBOutput::StatementComplete(0)),
         }

@@ -17,10 +17,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_runtime::OutputEvent;
 
+use crate::api_error::ApiError;
 use crate::engine::RunningQuery;
-use crate::error::ApiError;
-use crate::http::AppState;
+use crate::error::EngineError;
 use crate::json;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct SubscribeParams {
@@ -41,7 +42,7 @@ pub async fn subscribe(
 }
 
 async fn serve(mut socket: WebSocket, query: Arc<RunningQuery>, from_seq: u64) {
-    let schema = json!({"type": "schema", "columns": query.columns, "query_id": query.id});
+    let schema = json!({"type": "schema", "columns": json::columns(&query.schema), "query_id": query.id});
     if send(&mut socket, &schema).await.is_err() {
         return;
     }
@@ -62,7 +63,7 @@ async fn serve(mut socket: WebSocket, query: Arc<RunningQuery>, from_seq: u64) {
                 };
                 let (frame, last) = match frame(&event) {
                     Ok(frame) => frame,
-                    Err(error) => (json!({"type": "error", "code": error.code, "message": error.message}), true),
+                    Err(error) => (json!({"type": "error", "code": error.code.as_str(), "message": error.message}), true),
                 };
                 if let OutputEvent::Rows { seq, batch } = &event {
                     next_seq = seq + batch.num_rows() as u64;
@@ -81,7 +82,7 @@ async fn serve(mut socket: WebSocket, query: Arc<RunningQuery>, from_seq: u64) {
 }
 
 /// The frame for an event, and whether it is the last one.
-fn frame(event: &OutputEvent) -> Result<(Value, bool), ApiError> {
+fn frame(event: &OutputEvent) -> Result<(Value, bool), EngineError> {
     Ok(match event {
         OutputEvent::Rows { seq, batch } => {
             let mut frame = json!({"type": "rows", "seq": seq, "rows": json::rows(&batch.rows)?});

@@ -1,0 +1,242 @@
+//! The engine: the catalog of streams and the running queries, and the
+//! execution of SQL statements against them. HTTP handlers, the websocket,
+//! the test suites and the demo all go through [`Engine::execute`].
+//!
+//! The engine returns typed data ([`StatementResult`], [`QueryReport`],
+//! [`EngineError`]); front ends render it (JSON for HTTP and websockets,
+//! tables for the REPL).
+//!
+//! Parts:
+//! - this file: [`Engine`], opening a data directory, statement dispatch,
+//!   planning, writing the catalog;
+//! - [`streams`]: CREATE/DROP/INSERT/SHOW/DESCRIBE of streams and tables,
+//!   and events posted to `http` streams;
+//! - [`queries`]: starting, listing and dropping continuous queries;
+//! - [`status`]: a query's status as a typed report;
+//! - [`result`]: what a statement returns.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use sluice_planner::statement::Located;
+use sluice_planner::{PlanOptions, Statement, parse_statements, plan_query};
+use sluice_runtime::QuerySettings;
+use sluice_runtime::operators::window_aggregate::EarlyEmit;
+
+use crate::catalog::Catalog;
+use crate::error::{EngineError, ErrorCode};
+use crate::persist;
+
+pub mod queries;
+pub mod result;
+pub mod status;
+pub mod streams;
+
+pub use crate::settings::Settings;
+pub use queries::RunningQuery;
+pub use result::StatementResult;
+pub use status::{CheckpointStatus, Latency, MetricsReport, QueryReport};
+pub use streams::StreamInfo;
+
+/// Catalog plus queries. Cheap to share: wrap in `Arc`.
+pub struct Engine {
+    // std RwLocks: held for map look-ups and inserts only, never across an
+    // await (planning works on a snapshot of the catalog).
+    catalog: RwLock<Catalog>,
+    queries: RwLock<BTreeMap<u64, Arc<RunningQuery>>>,
+    next_query: AtomicU64,
+    /// Where the catalog is kept across restarts; `None` keeps it in memory.
+    data_dir: Option<PathBuf>,
+    // Serialises catalog writes so the file always reflects a whole state.
+    persist_lock: std::sync::Mutex<()>,
+    /// Where queries checkpoint and http streams log their events; set
+    /// before the stored catalog is replayed (unlike `data_dir`, which
+    /// turns on writing the catalog once it is whole).
+    state_dir: Option<PathBuf>,
+    /// Held from choosing a new query's id to registering it.
+    start_lock: std::sync::Mutex<()>,
+    /// Recovery tests: new (not restored) queries stop abruptly after this
+    /// many source events.
+    halt_after_steps: Option<u64>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Self {
+            catalog: RwLock::new(Catalog::default()),
+            queries: RwLock::new(BTreeMap::new()),
+            next_query: AtomicU64::new(1),
+            data_dir: None,
+            persist_lock: std::sync::Mutex::new(()),
+            state_dir: None,
+            start_lock: std::sync::Mutex::new(()),
+            halt_after_steps: None,
+        }
+    }
+
+    /// An engine whose catalog lives in `data_dir`: streams and queries
+    /// stored there are restored (queries under their old ids).
+    pub async fn open(data_dir: &Path) -> Result<Self, EngineError> {
+        let mut engine = Self::new();
+        engine.state_dir = Some(data_dir.to_path_buf());
+        let stored = persist::load(data_dir).map_err(|message| EngineError::new(ErrorCode::DataDir, message))?;
+        if let Some(stored) = stored {
+            for stream in &stored.streams {
+                engine.execute(&stream.ddl, &mut Settings::new()).await?;
+            }
+            for table in &stored.tables {
+                engine.execute(&table.ddl, &mut Settings::new()).await?;
+                for insert in &table.inserts {
+                    engine.execute(insert, &mut Settings::new()).await?;
+                }
+            }
+            for query in &stored.queries {
+                let mut settings = query.settings.clone();
+                engine.start_stored_query(query.number, &query.sql, &mut settings).await?;
+            }
+            engine.next_query.fetch_max(stored.next_query, Ordering::Relaxed);
+        }
+        engine.data_dir = Some(data_dir.to_path_buf());
+        engine.persist()?;
+        Ok(engine)
+    }
+
+    /// Recovery tests: queries submitted from now on take one source event
+    /// per epoch and stop abruptly after `steps` of them, as if the server
+    /// crashed.
+    pub fn halt_queries_after(&mut self, steps: u64) {
+        self.halt_after_steps = Some(steps);
+    }
+
+    /// Writes the catalog to the data directory, if there is one.
+    fn persist(&self) -> Result<(), EngineError> {
+        let Some(data_dir) = &self.data_dir else { return Ok(()) };
+        let _guard = self.persist_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let streams = self
+            .catalog_read()
+            .streams()
+            .map(|(name, entry)| persist::StoredStream { name: name.clone(), ddl: entry.ddl.clone() })
+            .collect();
+        let tables = self
+            .catalog_read()
+            .tables()
+            .map(|(name, entry)| persist::StoredTable {
+                name: name.clone(),
+                ddl: entry.ddl.clone(),
+                inserts: entry.inserts.clone(),
+            })
+            .collect();
+        let queries = self
+            .queries_read()
+            .iter()
+            .map(|(number, query)| persist::StoredQuery {
+                number: *number,
+                sql: query.sql.clone(),
+                settings: query.request_settings.clone(),
+            })
+            .collect();
+        let next_query = self.next_query.load(Ordering::Relaxed);
+        let catalog =
+            persist::StoredCatalog { format_version: persist::FORMAT_VERSION, streams, tables, queries, next_query };
+        persist::save(data_dir, &catalog)
+            .map_err(|error| EngineError::new(ErrorCode::DataDir, format!("cannot write the catalog: {error}")))
+    }
+
+    fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {
+        self.catalog.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn catalog_write(&self) -> std::sync::RwLockWriteGuard<'_, Catalog> {
+        self.catalog.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn queries_read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Arc<RunningQuery>>> {
+        self.queries.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn queries_write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Arc<RunningQuery>>> {
+        self.queries.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Executes every statement of `sql` in order. `settings` apply to the
+    /// queries started; `SET` statements update them for later statements.
+    pub async fn execute(&self, sql: &str, settings: &mut Settings) -> Result<Vec<StatementResult>, EngineError> {
+        let statements = parse_statements(sql)?;
+        let mut results = Vec::new();
+        for located in statements {
+            results.push(self.execute_one(sql, located, settings).await?);
+        }
+        Ok(results)
+    }
+
+    async fn execute_one(
+        &self,
+        sql: &str,
+        located: Located,
+        settings: &mut Settings,
+    ) -> Result<StatementResult, EngineError> {
+        match located.statement.clone() {
+            Statement::CreateStream(create) if create.is_static_table() => self.create_table(&create, located.text),
+            Statement::Insert { table, statement } => self.insert(sql, &located, &table, *statement).await,
+            Statement::ShowTables => self.show_tables(),
+            Statement::CreateStream(create) => self.create_stream(*create, located.text),
+            Statement::DropStream { name, if_exists } => self.drop_stream(sql, &located, name, if_exists),
+            Statement::ShowStreams => self.show_streams(),
+            Statement::ShowQueries => self.show_queries(),
+            Statement::Describe { name } => self.describe(sql, &located, &name),
+            Statement::Set { name, value } => {
+                self.query_settings(&[(name.clone(), value.clone())].into_iter().collect())?;
+                settings.insert(name.clone(), value);
+                Ok(StatementResult::status("SET", name))
+            }
+            Statement::Explain { query, emit } => {
+                let plan = self.plan(sql, &query, located.start, &self.query_settings(settings)?, emit).await?;
+                let description = plan.describe();
+                StatementResult::rows(vec![("plan", result::strings(description.lines()))])
+            }
+            Statement::Query { query, emit } => {
+                let result = self.start_query(sql, located, &query, emit, settings, None).await?;
+                self.persist()?;
+                Ok(result)
+            }
+        }
+    }
+
+    async fn plan(
+        &self,
+        sql: &str,
+        query: &sluice_planner::statement::QueryAst,
+        start: sluice_planner::statement::SqlLocation,
+        settings: &QuerySettings,
+        emit: Option<EarlyEmit>,
+    ) -> Result<sluice_runtime::StreamPlan, EngineError> {
+        // Plan against a snapshot so no lock is held across the await.
+        let snapshot = self.catalog_snapshot();
+        let options = PlanOptions {
+            allowed_lateness: settings.allowed_lateness.is_some(),
+            emit,
+            state_ttl: settings.state_ttl.is_some(),
+        };
+        Ok(plan_query(&snapshot, query, sql, start, &options).await?)
+    }
+
+    fn catalog_snapshot(&self) -> Catalog {
+        let catalog = self.catalog_read();
+        let mut snapshot = Catalog::default();
+        for (name, entry) in catalog.streams() {
+            snapshot.insert(name.clone(), entry.clone());
+        }
+        for (name, entry) in catalog.tables() {
+            snapshot.insert_table(name.clone(), entry.clone());
+        }
+        snapshot
+    }
+}
