@@ -15,10 +15,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
+use sluice::client::Subscription;
 use sluice_tests::TestServer;
-use tokio_tungstenite::tungstenite::Message;
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD";
 /// The address the child listens on (default: a free port).
@@ -121,9 +120,8 @@ fn next_seq(seen: &Seen) -> u64 {
 
 /// Reads frames until the socket closes (the server died) or the query ends.
 async fn subscribe(url: String, seen: Arc<Mutex<Seen>>) {
-    let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await else { return };
-    while let Some(Ok(Message::Text(text))) = socket.next().await {
-        let Ok(frame) = serde_json::from_str::<Value>(&text) else { return };
+    let Ok(mut subscription) = Subscription::connect(&url).await else { return };
+    while let Ok(Some(frame)) = subscription.next_json().await {
         let mut seen = seen.lock().unwrap();
         match frame["type"].as_str() {
             Some("rows") => {

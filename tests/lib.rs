@@ -314,27 +314,11 @@ impl TestServer {
 /// Reads websocket frames until `end`/`error`, the socket closes, or
 /// `row_limit` result rows have arrived; panics after two minutes.
 pub async fn read_frames(url: &str, row_limit: usize) -> Vec<serde_json::Value> {
-    use futures::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
-    let mut frames = Vec::new();
-    let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
-    let mut rows = 0;
-    while rows < row_limit {
-        let message = tokio::time::timeout_at(deadline, socket.next()).await.expect("frames arrive in time");
-        let Some(Ok(Message::Text(text))) = message else {
-            break;
-        };
-        let frame: serde_json::Value = serde_json::from_str(&text).expect("frames are JSON");
-        let last = matches!(frame["type"].as_str(), Some("end" | "error"));
-        rows += frame["rows"].as_array().map_or(0, Vec::len);
-        frames.push(frame);
-        if last {
-            break;
-        }
-    }
-    frames
+    let mut subscription = sluice::client::Subscription::connect(url).await.expect("websocket connects");
+    tokio::time::timeout(QUERY_DEADLINE, subscription.read_until(row_limit))
+        .await
+        .expect("frames arrive in time")
+        .expect("frames are JSON")
 }
 
 /// The rows of `rows` frames, each as `[values...]` in `columns` order.

@@ -2,8 +2,8 @@
 //! whose: the user's, an external system's, or Sluice's own), a message,
 //! and the line and column of the SQL it points at.
 //!
-//! No front end's types appear here: HTTP maps the code to a status
-//! ([`crate::api_error`]), the coming Postgres endpoint to a SQLSTATE.
+//! No front end's types appear here: HTTP maps the code to a status (in
+//! `api_error`), the coming Postgres endpoint to a SQLSTATE.
 
 use sluice_planner::{PlanError, PlanErrorKind};
 use sluice_runtime::RuntimeError;

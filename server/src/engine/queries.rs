@@ -9,11 +9,13 @@ use datafusion::arrow::datatypes::SchemaRef;
 use sluice_planner::statement::Located;
 use sluice_planner::{Statement, parse_statements};
 use sluice_runtime::checkpoint::CheckpointConfig;
+use sluice_runtime::driver::displayed_watermark;
 use sluice_runtime::operators::window_aggregate::EarlyEmit;
-use sluice_runtime::{ConnectorSpec, QueryHandle, QuerySettings};
+use sluice_runtime::{ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings};
 
 use super::Engine;
 use super::result::{StatementResult, counts, strings};
+use super::status::{CheckpointStatus, Latency, MetricsReport, QueryReport};
 use crate::error::EngineError;
 use crate::settings::{Settings, settings_from};
 
@@ -30,6 +32,39 @@ pub struct RunningQuery {
     pub settings: QuerySettings,
     /// The settings as the user gave them (kept with the catalog).
     pub request_settings: Settings,
+}
+
+impl RunningQuery {
+    /// What the query is doing now.
+    pub fn report(&self) -> QueryReport {
+        let metrics = &self.handle.metrics;
+        QueryReport {
+            id: self.id.clone(),
+            sql: self.sql.clone(),
+            status: self.handle.status(),
+            schema: self.schema.clone(),
+            epoch_interval: self.settings.epoch_interval,
+            started: self.started,
+            metrics: MetricsReport {
+                rows_in: QueryMetrics::get(&metrics.rows_in),
+                rows_out: QueryMetrics::get(&metrics.rows_out),
+                epochs: QueryMetrics::get(&metrics.epochs),
+                late_rows_dropped: QueryMetrics::get(&metrics.late_rows_dropped),
+                malformed_records: QueryMetrics::get(&metrics.malformed_records),
+                state_rows: QueryMetrics::get(&metrics.state_rows),
+                latency: metrics.latency_ms(0.5).map(|p50_ms| Latency { p50_ms, p99_ms: metrics.latency_ms(0.99) }),
+                last_malformed: metrics.last_malformed(),
+                watermark: displayed_watermark(metrics),
+                late_rows_by_window: metrics.late_by_window(),
+            },
+            plan: self.plan.clone(),
+            warnings: self.warnings.clone(),
+            checkpoint: CheckpointStatus {
+                interval: self.settings.checkpoint.as_ref().map(|config| config.interval),
+                report: metrics.checkpoints(),
+            },
+        }
+    }
 }
 
 /// The number in a query id `qN`; `None` for anything else (including

@@ -4,11 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use datafusion::arrow::datatypes::SchemaRef;
-use sluice_runtime::driver::displayed_watermark;
+use sluice_runtime::QueryStatus;
 use sluice_runtime::metrics::CheckpointReport;
-use sluice_runtime::{QueryMetrics, QueryStatus};
-
-use crate::engine::queries::RunningQuery;
 
 /// A snapshot of one query.
 #[derive(Debug, Clone)]
@@ -67,36 +64,4 @@ pub struct CheckpointStatus {
     /// `None` when the query does not checkpoint.
     pub interval: Option<Duration>,
     pub report: CheckpointReport,
-}
-
-impl RunningQuery {
-    pub fn report(&self) -> QueryReport {
-        let metrics = &self.handle.metrics;
-        QueryReport {
-            id: self.id.clone(),
-            sql: self.sql.clone(),
-            status: self.handle.status(),
-            schema: self.schema.clone(),
-            epoch_interval: self.settings.epoch_interval,
-            started: self.started,
-            metrics: MetricsReport {
-                rows_in: QueryMetrics::get(&metrics.rows_in),
-                rows_out: QueryMetrics::get(&metrics.rows_out),
-                epochs: QueryMetrics::get(&metrics.epochs),
-                late_rows_dropped: QueryMetrics::get(&metrics.late_rows_dropped),
-                malformed_records: QueryMetrics::get(&metrics.malformed_records),
-                state_rows: QueryMetrics::get(&metrics.state_rows),
-                latency: metrics.latency_ms(0.5).map(|p50_ms| Latency { p50_ms, p99_ms: metrics.latency_ms(0.99) }),
-                last_malformed: metrics.last_malformed(),
-                watermark: displayed_watermark(metrics),
-                late_rows_by_window: metrics.late_by_window(),
-            },
-            plan: self.plan.clone(),
-            warnings: self.warnings.clone(),
-            checkpoint: CheckpointStatus {
-                interval: self.settings.checkpoint.as_ref().map(|config| config.interval),
-                report: metrics.checkpoints(),
-            },
-        }
-    }
 }
