@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -32,9 +33,18 @@ pub struct SubscribeParams {
 pub async fn subscribe(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Query(params): Query<SubscribeParams>,
+    params: Result<Query<SubscribeParams>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // A `from_seq` that is not a row number gets the API's JSON error, not
+    // axum's plain-text rejection.
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            let message = format!("from_seq must be a row number (0 to {}): {}", u64::MAX, rejection.body_text());
+            return ApiError::bad_request(message).into_response();
+        }
+    };
     let Some(query) = state.engine.query(&id) else {
         return ApiError::not_found(format!("query {id:?} not found")).into_response();
     };
