@@ -163,3 +163,31 @@ pub fn stream(stream: &StreamInfo) -> Value {
         "ddl": stream.ddl,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::result::{booleans, counts, optional_strings, strings};
+
+    /// Finite results keep the JSON the API always gave: columns listed as
+    /// VARCHAR, values with their JSON types, nulls explicit.
+    #[test]
+    fn finite_results_render_as_before() {
+        let result = StatementResult::rows(vec![
+            ("column", strings(["a", "b"])),
+            ("rows", counts([2, 0])),
+            ("nullable", booleans([true, false])),
+            ("key", optional_strings([None, Some("PRIMARY KEY".to_string())])),
+        ])
+        .unwrap();
+        let expected = r#"{"columns":[{"name":"column","type":"VARCHAR"},{"name":"rows","type":"VARCHAR"},{"name":"nullable","type":"VARCHAR"},{"name":"key","type":"VARCHAR"}],"rows":[["a",2,true,null],["b",0,false,"PRIMARY KEY"]]}"#;
+        assert_eq!(statement_result(&result).unwrap().to_string(), expected);
+        let empty = StatementResult::rows(vec![("plan", strings(Vec::<String>::new()))]).unwrap();
+        assert_eq!(
+            statement_result(&empty).unwrap().to_string(),
+            r#"{"columns":[{"name":"plan","type":"VARCHAR"}],"rows":[]}"#
+        );
+        let status = StatementResult::Status { tag: "SET".into(), name: None };
+        assert_eq!(statement_result(&status).unwrap().to_string(), r#"{"status":"SET"}"#);
+    }
+}
