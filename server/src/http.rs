@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_runtime::QueryMetrics;
 
 use crate::api_error::ApiError;
+use crate::engine::{MetricsReport, QueryReport};
 use crate::json;
 use crate::settings::Settings;
 use crate::state::AppState;
@@ -107,28 +107,28 @@ async fn post_events(
 /// Prometheus text exposition.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut text = String::new();
-    type Counter = (&'static str, &'static str, fn(&QueryMetrics) -> u64);
+    type Counter = (&'static str, &'static str, fn(&MetricsReport) -> u64);
     let counters: [Counter; 5] = [
-        ("sluice_query_rows_in_total", "Rows read by the query's sources.", |m| QueryMetrics::get(&m.rows_in)),
-        ("sluice_query_rows_out_total", "Result rows emitted.", |m| QueryMetrics::get(&m.rows_out)),
-        ("sluice_query_epochs_total", "Epochs run.", |m| QueryMetrics::get(&m.epochs)),
+        ("sluice_query_rows_in_total", "Rows read by the query's sources.", |m| m.rows_in),
+        ("sluice_query_rows_out_total", "Result rows emitted.", |m| m.rows_out),
+        ("sluice_query_epochs_total", "Epochs run.", |m| m.epochs),
         ("sluice_query_late_rows_dropped_total", "Rows dropped for arriving below the watermark.", |m| {
-            QueryMetrics::get(&m.late_rows_dropped)
+            m.late_rows_dropped
         }),
         ("sluice_query_malformed_records_total", "Records skipped because they did not parse.", |m| {
-            QueryMetrics::get(&m.malformed_records)
+            m.malformed_records
         }),
     ];
-    let queries = state.engine.queries();
+    let reports: Vec<QueryReport> = state.engine.queries().iter().map(|query| query.report()).collect();
     for (name, help, read) in counters {
         text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-        for query in &queries {
-            text.push_str(&format!("{name}{{query=\"{}\"}} {}\n", query.id, read(&query.handle.metrics)));
+        for report in &reports {
+            text.push_str(&format!("{name}{{query=\"{}\"}} {}\n", report.id, read(&report.metrics)));
         }
     }
     text.push_str("# HELP sluice_queries Queries by status.\n# TYPE sluice_queries gauge\n");
     for status in ["running", "finished", "failed", "cancelled"] {
-        let count = queries.iter().filter(|query| query.handle.status().name() == status).count();
+        let count = reports.iter().filter(|report| report.status.name() == status).count();
         text.push_str(&format!("sluice_queries{{status=\"{status}\"}} {count}\n"));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
