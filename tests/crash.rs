@@ -6,8 +6,11 @@
 //! again after a recovery are identical to the first time (same `seq`, same
 //! contents), and that the final results equal a run without crashes.
 //!
-//! The child is this test binary run again with `SLUICE_CRASH_CHILD` set,
-//! which makes [`crash_child_server`] start a server and wait forever.
+//! The child is this test binary run again with `--ignored --exact
+//! crash::crash_child_server` and `SLUICE_CRASH_CHILD` set, which makes
+//! [`crash_child_server`] start a server and wait forever. Ignored, it is no
+//! test of its own: a plain `cargo test` never runs it, and run without the
+//! variable it fails.
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
@@ -15,10 +18,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
+use sluice::client::Subscription;
 use sluice_tests::TestServer;
-use tokio_tungstenite::tungstenite::Message;
 
 const CHILD_ENV: &str = "SLUICE_CRASH_CHILD";
 /// The address the child listens on (default: a free port).
@@ -26,8 +28,9 @@ const ADDRESS_ENV: &str = "SLUICE_CRASH_ADDRESS";
 
 /// Not a test by itself: the server the crash test kills.
 #[test]
+#[ignore = "the crash test's child server; run by the crash tests only"]
 fn crash_child_server() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let dir = std::env::var(CHILD_ENV).expect("run by the crash test, which sets SLUICE_CRASH_CHILD");
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async move {
         let address = std::env::var(ADDRESS_ENV).unwrap_or_else(|_| "127.0.0.1:0".into());
@@ -78,7 +81,7 @@ impl ChildServer {
 
     fn start_at(dir: &std::path::Path, address: &str) -> Self {
         let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-            .args(["--exact", "crash::crash_child_server", "--nocapture", "--test-threads", "1"])
+            .args(["--ignored", "--exact", "crash::crash_child_server", "--nocapture", "--test-threads", "1"])
             .env(CHILD_ENV, dir)
             .env(ADDRESS_ENV, address)
             .stdout(Stdio::piped())
@@ -121,9 +124,8 @@ fn next_seq(seen: &Seen) -> u64 {
 
 /// Reads frames until the socket closes (the server died) or the query ends.
 async fn subscribe(url: String, seen: Arc<Mutex<Seen>>) {
-    let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&url).await else { return };
-    while let Some(Ok(Message::Text(text))) = socket.next().await {
-        let Ok(frame) = serde_json::from_str::<Value>(&text) else { return };
+    let Ok(mut subscription) = Subscription::connect(&url).await else { return };
+    while let Ok(Some(frame)) = subscription.next_json().await {
         let mut seen = seen.lock().unwrap();
         match frame["type"].as_str() {
             Some("rows") => {

@@ -311,21 +311,13 @@ async fn emit_on_update_sends_early_results_before_the_window_closes() {
                  GROUP BY window_start, window_end EMIT ON UPDATE";
     let (status, body) = server.sql_with(query, json!({"epoch_interval": "0"})).await;
     assert_eq!(status, 200, "{body}");
-    let (mut socket, _) = tokio_tungstenite::connect_async(server.ws_url("/v1/queries/q1/ws")).await.unwrap();
+    let mut socket = sluice::client::Subscription::connect(&server.ws_url("/v1/queries/q1/ws")).await.unwrap();
     let mut changes: Vec<(Value, Value)> = Vec::new();
     // Reads frames until `count` changes have arrived.
-    async fn read_changes(
-        socket: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-        changes: &mut Vec<(Value, Value)>,
-        count: usize,
-    ) {
-        use futures::StreamExt;
+    async fn read_changes(socket: &mut sluice::client::Subscription, changes: &mut Vec<(Value, Value)>, count: usize) {
         while changes.len() < count {
-            let message = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next()).await.unwrap();
-            let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(text))) = message else {
-                panic!("socket closed")
-            };
-            let frame: Value = serde_json::from_str(&text).unwrap();
+            let message = tokio::time::timeout(std::time::Duration::from_secs(60), socket.next_json()).await.unwrap();
+            let Some(frame) = message.unwrap() else { panic!("socket closed") };
             if frame["type"] == "rows" {
                 let ops = frame["ops"].as_array().unwrap().clone();
                 for (row, op) in frame["rows"].as_array().unwrap().iter().zip(ops) {

@@ -12,7 +12,7 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::array_value_to_string;
 use sluice::engine::{Settings, StatementResult};
-use sluice::{ApiError, Engine};
+use sluice::{Engine, EngineError};
 use sluice_runtime::OutputEvent;
 use sqllogictest::{DBOutput, DefaultColumnType};
 
@@ -60,8 +60,8 @@ impl std::fmt::Display for DbError {
 
 impl std::error::Error for DbError {}
 
-impl From<ApiError> for DbError {
-    fn from(error: ApiError) -> Self {
+impl From<EngineError> for DbError {
+    fn from(error: EngineError) -> Self {
         DbError(error.to_string())
     }
 }
@@ -226,14 +226,6 @@ fn batch_rows(batch: &RecordBatch) -> Result<Vec<Vec<String>>, DbError> {
         .collect()
 }
 
-fn json_cell(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Null => "NULL".into(),
-        serde_json::Value::String(text) => text.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[async_trait::async_trait]
 impl sqllogictest::AsyncDB for SluiceDb {
     type Error = DbError;
@@ -247,14 +239,13 @@ impl sqllogictest::AsyncDB for SluiceDb {
         let sql = self.substitute(sql);
         let mut results = self.engine.execute(&sql, &mut self.settings).await?;
         match results.pop() {
-            Some(StatementResult::Query { query_id, .. }) => self.collect(&query_id).await,
-            Some(StatementResult::Rows { columns, rows }) => {
-                let width = columns.as_array().map_or(0, Vec::len);
-                let rows = rows
-                    .iter()
-                    .map(|row| row.as_array().map(|cells| cells.iter().map(json_cell).collect()).unwrap_or_default())
-                    .collect();
-                Ok(DBOutput::Rows { types: vec![DefaultColumnType::Text; width], rows })
+            Some(StatementResult::Query { id, .. }) => self.collect(&id).await,
+            Some(StatementResult::Rows { schema, batches }) => {
+                let mut rows = Vec::new();
+                for batch in &batches {
+                    rows.extend(batch_rows(batch)?);
+                }
+                Ok(DBOutput::Rows { types: vec![DefaultColumnType::Text; schema.fields().len()], rows })
             }
             Some(StatementResult::Status { .. }) | None => Ok(DBOutput::StatementComplete(0)),
         }
@@ -323,27 +314,11 @@ impl TestServer {
 /// Reads websocket frames until `end`/`error`, the socket closes, or
 /// `row_limit` result rows have arrived; panics after two minutes.
 pub async fn read_frames(url: &str, row_limit: usize) -> Vec<serde_json::Value> {
-    use futures::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-
-    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("websocket connects");
-    let mut frames = Vec::new();
-    let deadline = tokio::time::Instant::now() + QUERY_DEADLINE;
-    let mut rows = 0;
-    while rows < row_limit {
-        let message = tokio::time::timeout_at(deadline, socket.next()).await.expect("frames arrive in time");
-        let Some(Ok(Message::Text(text))) = message else {
-            break;
-        };
-        let frame: serde_json::Value = serde_json::from_str(&text).expect("frames are JSON");
-        let last = matches!(frame["type"].as_str(), Some("end" | "error"));
-        rows += frame["rows"].as_array().map_or(0, Vec::len);
-        frames.push(frame);
-        if last {
-            break;
-        }
-    }
-    frames
+    let mut subscription = sluice::client::Subscription::connect(url).await.expect("websocket connects");
+    tokio::time::timeout(QUERY_DEADLINE, subscription.read_until(row_limit))
+        .await
+        .expect("frames arrive in time")
+        .expect("frames are JSON")
 }
 
 /// The rows of `rows` frames, each as `[values...]` in `columns` order.

@@ -7,6 +7,14 @@
 //! - `repl`: the REPL client against a live server.
 //! - `joins`: joins through the server (changelogs, INSERTs, restarts).
 //! - `top_n`: ROW_NUMBER() Top-N changelogs over the websocket and the REPL.
+//! - `bad_input`: odd statements and out-of-range numbers get errors, never
+//!   panics; started queries fail only with the user's errors.
+//! - `crash`: a child server killed with SIGKILL and restarted loses and
+//!   duplicates no row.
+//! - `restart`: streams and queries survive a restart.
+//! - `queries`: every ready-made query under `queries/` plans.
+//! - `nexmark`: the Nexmark queries plan and give DataFusion's rows.
+//! - `property`: windows and joins on random data equal DataFusion batch SQL.
 
 mod bad_input;
 mod crash;

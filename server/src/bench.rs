@@ -10,7 +10,7 @@ use serde_json::json;
 use sluice_runtime::{QueryMetrics, QueryStatus};
 
 use crate::engine::{Engine, Settings, StatementResult};
-use crate::error::ApiError;
+use crate::error::EngineError;
 
 /// The queries the harness knows, by name.
 pub const QUERIES: [(&str, &str); 9] = [
@@ -93,12 +93,12 @@ impl BenchResult {
 
 /// Runs `query` (a name from [`QUERIES`]) over `events` generated records
 /// (1000 per second of event time, `keys` distinct IPs) with `epoch_interval`.
-pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> Result<BenchResult, ApiError> {
+pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> Result<BenchResult, EngineError> {
     let sql = QUERIES
         .iter()
         .find(|(name, _)| *name == query)
         .map(|(_, sql)| *sql)
-        .ok_or_else(|| ApiError::bad_request("invalid", format!("unknown bench query {query:?}")))?;
+        .ok_or_else(|| EngineError::invalid(format!("unknown bench query {query:?}")))?;
     let engine = Engine::new();
     let mut settings = Settings::new();
     settings.insert("epoch_interval".into(), epoch_interval.into());
@@ -115,10 +115,10 @@ pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> R
     }
     let started = Instant::now();
     let results = engine.execute(sql, &mut settings).await?;
-    let Some(StatementResult::Query { query_id, .. }) = results.last() else {
-        return Err(ApiError::internal("bench query did not start"));
+    let Some(StatementResult::Query { id: query_id, .. }) = results.last() else {
+        return Err(EngineError::internal("bench query did not start"));
     };
-    let running = engine.query(query_id).ok_or_else(|| ApiError::internal("bench query vanished"))?;
+    let running = engine.query(query_id).ok_or_else(|| EngineError::internal("bench query vanished"))?;
     // Count rows from the query's metrics: the harness measures the query,
     // not a websocket subscriber.
     let mut peak_state_rows = 0;
@@ -143,14 +143,14 @@ pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> R
 pub async fn wait_until_finished(
     running: &crate::engine::RunningQuery,
     mut sample: impl FnMut(&QueryMetrics),
-) -> Result<(), ApiError> {
+) -> Result<(), EngineError> {
     loop {
         sample(&running.handle.metrics);
         match running.handle.status() {
             QueryStatus::Running => tokio::time::sleep(std::time::Duration::from_millis(2)).await,
             QueryStatus::Finished => return Ok(()),
-            QueryStatus::Failed(message) => return Err(ApiError::internal(message)),
-            QueryStatus::Cancelled => return Err(ApiError::internal("the query was cancelled")),
+            QueryStatus::Failed(message) => return Err(EngineError::internal(message)),
+            QueryStatus::Cancelled => return Err(EngineError::internal("the query was cancelled")),
         }
     }
 }
@@ -192,7 +192,7 @@ pub const CHECKPOINT_QUERY: &str =
 /// ended, holding every key), then opens the data directory again and
 /// times the recovery: catalog, plan, reading and checking the checkpoint,
 /// restoring every operator, until the query runs (here: is finished).
-pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, ApiError> {
+pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, EngineError> {
     let dir = std::env::temp_dir().join(format!("sluice-bench-checkpoint-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut settings = Settings::new();
@@ -207,21 +207,21 @@ pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, ApiError> {
         );
         engine.execute(&ddl, &mut settings).await?;
         let results = engine.execute(CHECKPOINT_QUERY, &mut settings).await?;
-        let Some(StatementResult::Query { query_id, .. }) = results.last() else {
-            return Err(ApiError::internal("bench query did not start"));
+        let Some(StatementResult::Query { id: query_id, .. }) = results.last() else {
+            return Err(EngineError::internal("bench query did not start"));
         };
-        let running = engine.query(query_id).ok_or_else(|| ApiError::internal("bench query vanished"))?;
+        let running = engine.query(query_id).ok_or_else(|| EngineError::internal("bench query vanished"))?;
         wait_until_finished(&running, |_| {}).await?;
         (query_id.clone(), running.handle.metrics.checkpoints())
     };
     let started = Instant::now();
     let engine = Engine::open(&dir).await?;
-    let running = engine.query(&query_id).ok_or_else(|| ApiError::internal("the query was not restored"))?;
+    let running = engine.query(&query_id).ok_or_else(|| EngineError::internal("the query was not restored"))?;
     wait_until_finished(&running, |_| {}).await?;
     let recovery_ms = started.elapsed().as_secs_f64() * 1000.0;
     let report = running.handle.metrics.checkpoints();
     if report.restored_from.is_none() {
-        return Err(ApiError::internal(format!("the query did not restore its checkpoint: {report:?}")));
+        return Err(EngineError::internal(format!("the query did not restore its checkpoint: {report:?}")));
     }
     // The figures of the first run's final checkpoint.
     let result = CheckpointBench {

@@ -3,7 +3,7 @@
 //! the same client IPs), and a query that shows live windows.
 
 use crate::engine::{Engine, Settings};
-use crate::error::ApiError;
+use crate::error::EngineError;
 
 pub const DEMO_STREAMS: &str = "
 CREATE STREAM IF NOT EXISTS weblog (
@@ -19,6 +19,6 @@ CREATE STREAM IF NOT EXISTS weblog_b (
 /// The query `sluice demo` runs: requests and errors per 5-second window.
 pub const DEMO_QUERY: &str = include_str!("../../queries/weblog/top_error_ips.sql");
 
-pub async fn register(engine: &Engine) -> Result<(), ApiError> {
+pub async fn register(engine: &Engine) -> Result<(), EngineError> {
     engine.execute(DEMO_STREAMS, &mut Settings::new()).await.map(|_| ())
 }

@@ -13,16 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_runtime::QueryMetrics;
 
-use crate::engine::{Engine, Settings};
-use crate::error::ApiError;
+use crate::api_error::ApiError;
+use crate::engine::{MetricsReport, QueryReport};
+use crate::json;
+use crate::settings::Settings;
+use crate::state::AppState;
 use crate::ws;
-
-/// Shared state of every handler.
-pub struct AppState {
-    pub engine: Arc<Engine>,
-}
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -51,7 +48,7 @@ async fn sql(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         Ok(request) => request,
         Err(error) => {
             let message = format!("expected a JSON body {{\"sql\": \"...\"}}: {error}");
-            return ApiError::bad_request("bad_request", message).into_response();
+            return ApiError::bad_request(message).into_response();
         }
     };
     let mut settings: Settings = request
@@ -59,20 +56,24 @@ async fn sql(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
         .into_iter()
         .map(|(name, value)| (name, value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string())))
         .collect();
-    match state.engine.execute(&request.sql, &mut settings).await {
-        Ok(mut results) if results.len() == 1 => Json(json!(results.remove(0))).into_response(),
+    let rendered = match state.engine.execute(&request.sql, &mut settings).await {
+        Ok(results) => results.iter().map(json::statement_result).collect::<Result<Vec<_>, _>>(),
+        Err(error) => Err(error),
+    };
+    match rendered {
+        Ok(mut results) if results.len() == 1 => Json(results.remove(0)).into_response(),
         Ok(results) => Json(json!({ "results": results })).into_response(),
-        Err(error) => error.into_response(),
+        Err(error) => ApiError::from(error).into_response(),
     }
 }
 
 async fn list_queries(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(Value::Array(state.engine.queries().iter().map(|query| query.status_json()).collect()))
+    Json(Value::Array(state.engine.queries().iter().map(|query| json::query_report(&query.report())).collect()))
 }
 
 async fn get_query(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let query = state.engine.query(&id).ok_or_else(|| ApiError::not_found(format!("query {id:?} not found")))?;
-    Ok(Json(query.status_json()))
+    Ok(Json(json::query_report(&query.report())))
 }
 
 async fn delete_query(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -81,7 +82,7 @@ async fn delete_query(State(state): State<Arc<AppState>>, Path(id): Path<String>
 }
 
 async fn list_streams(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(Value::Array(state.engine.streams_json()))
+    Json(Value::Array(state.engine.streams().iter().map(json::stream).collect()))
 }
 
 /// A JSON array of objects, or JSON lines.
@@ -93,41 +94,41 @@ async fn post_events(
     let trimmed = body.trim_start();
     let lines: Vec<String> = if trimmed.starts_with('[') {
         let events: Vec<Value> = serde_json::from_str(trimmed)
-            .map_err(|error| ApiError::bad_request("bad_request", format!("invalid JSON array: {error}")))?;
+            .map_err(|error| ApiError::bad_request(format!("invalid JSON array: {error}")))?;
         events.iter().map(Value::to_string).collect()
     } else {
         body.lines().filter(|line| !line.trim().is_empty()).map(str::to_string).collect()
     };
     let count = lines.len();
-    let queries = state.engine.ingest(&name.to_ascii_lowercase(), lines).await?;
+    let queries = state.engine.ingest(&name.to_ascii_lowercase(), lines).await.map_err(ApiError::from)?;
     Ok(Json(json!({"accepted": count, "queries": queries})))
 }
 
 /// Prometheus text exposition.
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut text = String::new();
-    type Counter = (&'static str, &'static str, fn(&QueryMetrics) -> u64);
+    type Counter = (&'static str, &'static str, fn(&MetricsReport) -> u64);
     let counters: [Counter; 5] = [
-        ("sluice_query_rows_in_total", "Rows read by the query's sources.", |m| QueryMetrics::get(&m.rows_in)),
-        ("sluice_query_rows_out_total", "Result rows emitted.", |m| QueryMetrics::get(&m.rows_out)),
-        ("sluice_query_epochs_total", "Epochs run.", |m| QueryMetrics::get(&m.epochs)),
+        ("sluice_query_rows_in_total", "Rows read by the query's sources.", |m| m.rows_in),
+        ("sluice_query_rows_out_total", "Result rows emitted.", |m| m.rows_out),
+        ("sluice_query_epochs_total", "Epochs run.", |m| m.epochs),
         ("sluice_query_late_rows_dropped_total", "Rows dropped for arriving below the watermark.", |m| {
-            QueryMetrics::get(&m.late_rows_dropped)
+            m.late_rows_dropped
         }),
         ("sluice_query_malformed_records_total", "Records skipped because they did not parse.", |m| {
-            QueryMetrics::get(&m.malformed_records)
+            m.malformed_records
         }),
     ];
-    let queries = state.engine.queries();
+    let reports: Vec<QueryReport> = state.engine.queries().iter().map(|query| query.report()).collect();
     for (name, help, read) in counters {
         text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
-        for query in &queries {
-            text.push_str(&format!("{name}{{query=\"{}\"}} {}\n", query.id, read(&query.handle.metrics)));
+        for report in &reports {
+            text.push_str(&format!("{name}{{query=\"{}\"}} {}\n", report.id, read(&report.metrics)));
         }
     }
     text.push_str("# HELP sluice_queries Queries by status.\n# TYPE sluice_queries gauge\n");
     for status in ["running", "finished", "failed", "cancelled"] {
-        let count = queries.iter().filter(|query| query.handle.status().name() == status).count();
+        let count = reports.iter().filter(|report| report.status.name() == status).count();
         text.push_str(&format!("sluice_queries{{status=\"{status}\"}} {count}\n"));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()

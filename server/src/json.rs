@@ -1,12 +1,17 @@
-//! Arrow batches and schemas as JSON, for the HTTP API and websocket frames.
+//! The engine's typed results as JSON, for the HTTP API and websocket
+//! frames: Arrow batches and schemas, statement results, query reports and
+//! stream listings. Only HTTP and the websocket render JSON; the engine
+//! never does.
 
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Schema, TimeUnit};
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::json::WriterBuilder;
 use datafusion::arrow::json::writer::JsonArray;
 use serde_json::{Map, Value, json};
 
-use crate::error::ApiError;
+use crate::engine::{CheckpointStatus, QueryReport, StatementResult, StreamInfo};
+use crate::error::EngineError;
+pub use crate::sql_type::sql_type;
 
 /// `[{"name", "type"}]`, with SQL type names.
 pub fn columns(schema: &Schema) -> Value {
@@ -19,43 +24,20 @@ pub fn columns(schema: &Schema) -> Value {
     )
 }
 
-pub fn sql_type(data_type: &DataType) -> String {
-    match data_type {
-        DataType::Boolean => "BOOLEAN".into(),
-        DataType::Int8 => "TINYINT".into(),
-        DataType::Int16 => "SMALLINT".into(),
-        DataType::Int32 => "INT".into(),
-        DataType::Int64 => "BIGINT".into(),
-        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => "BIGINT UNSIGNED".into(),
-        DataType::Float16 | DataType::Float32 => "REAL".into(),
-        DataType::Float64 => "DOUBLE".into(),
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
-        DataType::Date32 | DataType::Date64 => "DATE".into(),
-        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
-        DataType::Timestamp(_, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
-        DataType::Duration(TimeUnit::Nanosecond) | DataType::Interval(_) => "INTERVAL".into(),
-        DataType::Decimal128(precision, scale) => format!("DECIMAL({precision},{scale})"),
-        DataType::List(field) | DataType::LargeList(field) => {
-            format!("{}[]", sql_type(field.data_type()))
-        }
-        other => other.to_string(),
-    }
-}
-
 /// Rows as JSON objects keyed by column name; nulls are explicit.
-pub fn rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, ApiError> {
+pub fn rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, EngineError> {
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
     }
     let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(Vec::new());
-    writer.write(batch).map_err(|error| ApiError::internal(error.to_string()))?;
-    writer.finish().map_err(|error| ApiError::internal(error.to_string()))?;
+    writer.write(batch).map_err(|error| EngineError::internal(error.to_string()))?;
+    writer.finish().map_err(|error| EngineError::internal(error.to_string()))?;
     let bytes = writer.into_inner();
-    serde_json::from_slice(&bytes).map_err(|error| ApiError::internal(error.to_string()))
+    serde_json::from_slice(&bytes).map_err(|error| EngineError::internal(error.to_string()))
 }
 
 /// Rows as arrays of values in column order (for tabular results).
-pub fn row_values(batch: &RecordBatch) -> Result<Vec<Value>, ApiError> {
+pub fn row_values(batch: &RecordBatch) -> Result<Vec<Value>, EngineError> {
     let names: Vec<String> = batch.schema().fields().iter().map(|field| field.name().clone()).collect();
     Ok(rows(batch)?
         .into_iter()
@@ -69,5 +51,143 @@ pub fn timestamp(nanos: i64) -> Value {
     match datafusion::arrow::util::display::array_value_to_string(&array, 0) {
         Ok(text) => Value::String(text),
         Err(_) => Value::Null,
+    }
+}
+
+/// Where a query's results are subscribed to.
+pub fn subscribe_path(query_id: &str) -> String {
+    format!("/v1/queries/{query_id}/ws")
+}
+
+/// `{"status", "name"?}`, `{"columns", "rows"}` or
+/// `{"query_id", "columns", "subscribe", "warnings"?}`.
+///
+/// The columns of a finite result are listed as `VARCHAR` whatever their
+/// Arrow type, as the API always has; their values keep their JSON types.
+pub fn statement_result(result: &StatementResult) -> Result<Value, EngineError> {
+    Ok(match result {
+        StatementResult::Status { tag, name } => {
+            let mut value = json!({"status": tag});
+            if let Some(name) = name {
+                value["name"] = json!(name);
+            }
+            value
+        }
+        StatementResult::Rows { schema, batches } => {
+            let columns: Vec<Value> =
+                schema.fields().iter().map(|field| json!({"name": field.name(), "type": "VARCHAR"})).collect();
+            let mut rows = Vec::new();
+            for batch in batches {
+                rows.extend(row_values(batch)?);
+            }
+            json!({"columns": columns, "rows": rows})
+        }
+        StatementResult::Query { id, schema, warnings } => {
+            let mut value = json!({"query_id": id, "columns": columns(schema), "subscribe": subscribe_path(id)});
+            if !warnings.is_empty() {
+                value["warnings"] = json!(warnings);
+            }
+            value
+        }
+    })
+}
+
+/// What `GET /v1/queries/{id}` returns.
+pub fn query_report(report: &QueryReport) -> Value {
+    let metrics = &report.metrics;
+    let mut value = json!({
+        "query_id": report.id,
+        "sql": report.sql,
+        "status": report.status.name(),
+        "columns": columns(&report.schema),
+        "subscribe": subscribe_path(&report.id),
+        "epoch_interval_ms": report.epoch_interval.as_millis() as u64,
+        "started_at_ms": report
+            .started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64),
+        "metrics": {
+            "rows_in": metrics.rows_in,
+            "rows_out": metrics.rows_out,
+            "epochs": metrics.epochs,
+            "late_rows_dropped": metrics.late_rows_dropped,
+            "malformed_records": metrics.malformed_records,
+            "state_rows": metrics.state_rows,
+            "latency_ms": metrics.latency.map(|latency| json!({
+                "p50": latency.p50_ms,
+                "p99": latency.p99_ms,
+            })),
+            "last_malformed": metrics.last_malformed,
+            "watermark": metrics.watermark.map(timestamp),
+            "late_rows_by_window": metrics
+                .late_rows_by_window
+                .iter()
+                .map(|(start, rows)| json!({"window_start": timestamp(*start), "rows": rows}))
+                .collect::<Vec<_>>(),
+        },
+        "plan": report.plan,
+        "warnings": report.warnings,
+        "checkpoint": checkpoint(&report.checkpoint),
+    });
+    if let Some(error) = report.error() {
+        value["error"] = json!(error);
+    }
+    value
+}
+
+/// The checkpoint part of a query's status.
+fn checkpoint(status: &CheckpointStatus) -> Value {
+    let report = &status.report;
+    json!({
+        "enabled": status.interval.is_some(),
+        "interval_ms": status.interval.map(|interval| interval.as_millis() as u64),
+        "last_id": report.last_id,
+        "last_at": report.last_taken_at_ms.map(|ms| timestamp((ms as i64).saturating_mul(1_000_000))),
+        "last_bytes": report.last_bytes,
+        "last_duration_ms": report.last_duration_ms,
+        "restored_from": report.restored_from,
+        "replayed_steps": report.replayed_steps,
+        "warnings": report.warnings,
+    })
+}
+
+/// One entry of `GET /v1/streams`.
+pub fn stream(stream: &StreamInfo) -> Value {
+    json!({
+        "name": stream.name,
+        "connector": stream.connector,
+        "bounded": stream.bounded,
+        "columns": columns(&stream.schema),
+        "watermark": stream.watermark,
+        "status": stream.status,
+        "ddl": stream.ddl,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::result::{booleans, counts, optional_strings, strings};
+
+    /// Finite results keep the JSON the API always gave: columns listed as
+    /// VARCHAR, values with their JSON types, nulls explicit.
+    #[test]
+    fn finite_results_render_as_before() {
+        let result = StatementResult::rows(vec![
+            ("column", strings(["a", "b"])),
+            ("rows", counts([2, 0])),
+            ("nullable", booleans([true, false])),
+            ("key", optional_strings([None, Some("PRIMARY KEY".to_string())])),
+        ])
+        .unwrap();
+        let expected = r#"{"columns":[{"name":"column","type":"VARCHAR"},{"name":"rows","type":"VARCHAR"},{"name":"nullable","type":"VARCHAR"},{"name":"key","type":"VARCHAR"}],"rows":[["a",2,true,null],["b",0,false,"PRIMARY KEY"]]}"#;
+        assert_eq!(statement_result(&result).unwrap().to_string(), expected);
+        let empty = StatementResult::rows(vec![("plan", strings(Vec::<String>::new()))]).unwrap();
+        assert_eq!(
+            statement_result(&empty).unwrap().to_string(),
+            r#"{"columns":[{"name":"plan","type":"VARCHAR"}],"rows":[]}"#
+        );
+        let status = StatementResult::Status { tag: "SET".into(), name: None };
+        assert_eq!(statement_result(&status).unwrap().to_string(), r#"{"status":"SET"}"#);
     }
 }

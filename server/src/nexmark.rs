@@ -246,12 +246,12 @@ fn bid_file(events: u64, source: BidSource) -> Result<std::path::PathBuf, String
 }
 
 /// Runs Nexmark query `name` over `events` generated events.
-pub async fn run(name: &str, events: u64) -> Result<NexmarkResult, crate::error::ApiError> {
+pub async fn run(name: &str, events: u64) -> Result<NexmarkResult, crate::error::EngineError> {
     run_with(name, events, BidSource::Generator).await
 }
 
 /// Runs Nexmark query `name` over `events` events, its bids from `source`.
-pub async fn run_with(name: &str, events: u64, source: BidSource) -> Result<NexmarkResult, crate::error::ApiError> {
+pub async fn run_with(name: &str, events: u64, source: BidSource) -> Result<NexmarkResult, crate::error::EngineError> {
     run_measured(name, events, source, 1, true).await
 }
 
@@ -262,13 +262,13 @@ pub async fn run_best_of(
     events: u64,
     source: BidSource,
     runs: usize,
-) -> Result<NexmarkResult, crate::error::ApiError> {
+) -> Result<NexmarkResult, crate::error::EngineError> {
     run_measured(name, events, source, runs, true).await
 }
 
 /// Runs q0 once, streaming only, so that the queries measured after it
 /// run in a process whose heap and thread pools are warm.
-pub async fn warm_up(events: u64, source: BidSource) -> Result<(), crate::error::ApiError> {
+pub async fn warm_up(events: u64, source: BidSource) -> Result<(), crate::error::EngineError> {
     run_measured("q0", events, source, 1, false).await.map(|_| ())
 }
 
@@ -278,14 +278,14 @@ async fn run_measured(
     source: BidSource,
     runs: usize,
     compare: bool,
-) -> Result<NexmarkResult, crate::error::ApiError> {
+) -> Result<NexmarkResult, crate::error::EngineError> {
     use crate::engine::{Engine, Settings};
-    use crate::error::ApiError;
+    use crate::error::EngineError;
 
     let (_, text) = queries()
         .into_iter()
         .find(|(query, _)| query == name)
-        .ok_or_else(|| ApiError::bad_request("invalid", format!("unknown Nexmark query {name:?}: q0 ... q22")))?;
+        .ok_or_else(|| EngineError::invalid(format!("unknown Nexmark query {name:?}: q0 ... q22")))?;
     let sql = statement(&text);
     let engine = Engine::new();
     let mut settings = Settings::new();
@@ -295,10 +295,10 @@ async fn run_measured(
     let file = match source {
         BidSource::Generator => None,
         _ if reads_people_or_auctions(&sql) => {
-            return Err(ApiError::bad_request("invalid", "the file runs read bids only; this query reads more"));
+            return Err(EngineError::invalid("the file runs read bids only; this query reads more"));
         }
         _ => {
-            let path = bid_file(events, source).map_err(ApiError::internal)?;
+            let path = bid_file(events, source).map_err(EngineError::internal)?;
             let format = if source == BidSource::Csv { "format = 'csv', header = 'true'" } else { "format = 'json'" };
             let ddl = format!(
                 "DROP STREAM bid;
@@ -325,7 +325,7 @@ async fn run_measured(
             best = Some(run);
         }
     }
-    let Some(best) = best else { return Err(ApiError::internal("the query did not run")) };
+    let Some(best) = best else { return Err(EngineError::internal("the query did not run")) };
     drop(engine);
     let mut batch_events_per_sec: Option<f64> = None;
     for _ in 0..if compare { runs.max(1) } else { 0 } {
@@ -371,19 +371,19 @@ async fn stream_run(
     engine: &crate::engine::Engine,
     sql: &str,
     settings: &mut crate::engine::Settings,
-) -> Result<StreamRun, crate::error::ApiError> {
+) -> Result<StreamRun, crate::error::EngineError> {
     use crate::engine::StatementResult;
-    use crate::error::ApiError;
+    use crate::error::EngineError;
     use sluice_runtime::QueryMetrics;
 
     reset_peak_rss();
     let cpu_before = cpu_seconds();
     let started = std::time::Instant::now();
     let results = engine.execute(sql, settings).await?;
-    let Some(StatementResult::Query { query_id, .. }) = results.last() else {
-        return Err(ApiError::internal("the query did not start"));
+    let Some(StatementResult::Query { id: query_id, .. }) = results.last() else {
+        return Err(EngineError::internal("the query did not start"));
     };
-    let running = engine.query(query_id).ok_or_else(|| ApiError::internal("the query vanished"))?;
+    let running = engine.query(query_id).ok_or_else(|| EngineError::internal("the query vanished"))?;
     crate::bench::wait_until_finished(&running, |_| {}).await?;
     let seconds = started.elapsed().as_secs_f64();
     let cores_used = match (cpu_before, cpu_seconds()) {
@@ -413,9 +413,9 @@ const LATENCY_SECONDS: f64 = 5.0;
 /// was emitted; for other results, how long after the oldest event of the
 /// epoch that produced them (the query's `latency_ms` metric). `None` when
 /// the query gave no result.
-async fn latency(sql: &str) -> Result<Option<Latency>, crate::error::ApiError> {
+async fn latency(sql: &str) -> Result<Option<Latency>, crate::error::EngineError> {
     use crate::engine::{Engine, Settings, StatementResult};
-    use crate::error::ApiError;
+    use crate::error::EngineError;
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::TimestampNanosecondType;
     use sluice_runtime::OutputEvent;
@@ -428,10 +428,10 @@ async fn latency(sql: &str) -> Result<Option<Latency>, crate::error::ApiError> {
     engine.execute(&side_input_rows(), &mut settings).await?;
     let released = std::time::Instant::now();
     let results = engine.execute(sql, &mut settings).await?;
-    let Some(StatementResult::Query { query_id, .. }) = results.last() else {
-        return Err(ApiError::internal("the query did not start"));
+    let Some(StatementResult::Query { id: query_id, .. }) = results.last() else {
+        return Err(EngineError::internal("the query did not start"));
     };
-    let running = engine.query(query_id).ok_or_else(|| ApiError::internal("the query vanished"))?;
+    let running = engine.query(query_id).ok_or_else(|| EngineError::internal("the query vanished"))?;
     // Append-only rows with a date_time are timed from that event; other
     // rows (updating results, whose retractions carry old rows, and rows
     // without the column) by the query's epoch-based metric.

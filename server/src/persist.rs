@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Settings;
+use crate::settings::Settings;
 
 /// Bumped when the layout changes; an older server refuses a newer catalog.
 pub const FORMAT_VERSION: u32 = 1;

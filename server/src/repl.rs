@@ -7,7 +7,8 @@
 //! the prompt. `SET name = value` is remembered for the session. Errors are
 //! printed with a caret under the position they point at.
 //!
-//! [`Client`] is the library API the binary and the tests share.
+//! [`Client`] is the library API the binary and the tests share; it
+//! subscribes through [`crate::client`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -15,9 +16,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use comfy_table::{Table, presets};
-use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::{ClientError, Frame, Subscription};
 
 /// What can go wrong talking to the server (the server's own errors are
 /// printed, not returned).
@@ -117,50 +118,39 @@ impl Client {
     ) -> Result<u64, ReplError> {
         let path = result["subscribe"].as_str().unwrap_or_default();
         let ws_url = format!("{}{path}", self.base_url.replacen("http", "ws", 1));
-        let (mut socket, _) = tokio_tungstenite::connect_async(ws_url.as_str())
-            .await
-            .map_err(|error| ReplError(format!("cannot subscribe to {ws_url}: {error}")))?;
+        let mut subscription = Subscription::connect(&ws_url).await.map_err(|error| match error {
+            ClientError::NotFound => ReplError(format!("cannot subscribe to {ws_url}: no such query")),
+            other => ReplError(other.to_string()),
+        })?;
         let columns = column_names(&result["columns"]);
         writeln!(out, "query {query_id} running; results appear as they are emitted (Ctrl-C to stop)").map_err(io)?;
         let mut printed = 0u64;
-        // The seq of the next row: where to resume if the server goes away.
-        let mut next_seq = 0u64;
         loop {
             tokio::select! {
                 _ = stop.as_mut() => {
-                    let _ = socket.close(None).await;
+                    subscription.close().await;
                     let _ = self.http.delete(format!("{}/v1/queries/{query_id}", self.base_url)).send().await;
                     writeln!(out, "(subscription ended; query {query_id} cancelled after {printed} rows)").map_err(io)?;
                     return Ok(printed);
                 }
-                message = socket.next() => {
-                    let text = match message {
-                        Some(Ok(Message::Text(text))) => text.to_string(),
-                        Some(Ok(_)) if !matches!(message, Some(Ok(Message::Close(_)))) => continue,
+                frame = subscription.next_frame() => {
+                    let frame = match frame.map_err(|error| ReplError(error.to_string()))? {
+                        Some(frame) => frame,
                         // The server went away (a restart, a crash): a
                         // recovered query numbers its rows as before, so
                         // resuming after the last one shows each row once.
-                        _ => {
+                        None => {
+                            let next_seq = subscription.next_seq();
                             writeln!(out, "(connection lost; resuming from row {next_seq} when the server is back)").map_err(io)?;
-                            let url = format!("{ws_url}?from_seq={next_seq}");
-                            match self.reconnect(&url, stop.as_mut()).await {
-                                Some(resumed) => {
-                                    socket = resumed;
-                                    continue;
-                                }
-                                None => {
-                                    writeln!(out, "(connection closed)").map_err(io)?;
-                                    return Ok(printed);
-                                }
+                            if reconnect(&mut subscription, stop.as_mut()).await {
+                                continue;
                             }
+                            writeln!(out, "(connection closed)").map_err(io)?;
+                            return Ok(printed);
                         }
                     };
-                    let frame: Value = serde_json::from_str(&text).map_err(|error| ReplError(format!("bad frame: {error}")))?;
-                    match frame["type"].as_str() {
-                        Some("rows") => {
-                            let rows = frame["rows"].as_array().cloned().unwrap_or_default();
-                            next_seq = frame["seq"].as_u64().unwrap_or(next_seq) + rows.len() as u64;
-                            let ops = frame["ops"].as_array().cloned();
+                    match frame {
+                        Frame::Rows { rows, ops, .. } => {
                             let mut header = columns.clone();
                             if ops.is_some() {
                                 header.insert(0, "op".into());
@@ -169,9 +159,10 @@ impl Client {
                                 .iter()
                                 .enumerate()
                                 .map(|(index, row)| {
-                                    let mut cells: Vec<String> = columns.iter().map(|name| cell(&row[name])).collect();
+                                    let mut cells: Vec<String> =
+                                        columns.iter().map(|name| cell(row.get(name).unwrap_or(&Value::Null))).collect();
                                     if let Some(ops) = &ops {
-                                        cells.insert(0, cell(&ops[index]));
+                                        cells.insert(0, ops.get(index).cloned().unwrap_or_default());
                                     }
                                     cells
                                 })
@@ -180,12 +171,13 @@ impl Client {
                             writeln!(out, "{}", table(&header, &values)).map_err(io)?;
                             out.flush().map_err(io)?;
                         }
-                        Some("end") => {
+                        Frame::End => {
                             writeln!(out, "(query {query_id} finished: {printed} rows)").map_err(io)?;
                             return Ok(printed);
                         }
-                        Some("error") => {
-                            writeln!(out, "ERROR: {}", frame["message"].as_str().unwrap_or("query failed")).map_err(io)?;
+                        Frame::Error { message, .. } => {
+                            let message = if message.is_empty() { "query failed".to_string() } else { message };
+                            writeln!(out, "ERROR: {message}").map_err(io)?;
                             return Ok(printed);
                         }
                         _ => {}
@@ -196,27 +188,23 @@ impl Client {
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-impl Client {
-    /// Tries `url` every half second for up to [`RECONNECT_FOR`]; `None`
-    /// if the server stays away, the query is gone, or the user stops.
-    async fn reconnect(&self, url: &str, mut stop: std::pin::Pin<&mut impl Future<Output = ()>>) -> Option<Socket> {
-        let deadline = tokio::time::Instant::now() + RECONNECT_FOR;
-        while tokio::time::Instant::now() < deadline {
-            tokio::select! {
-                _ = stop.as_mut() => return None,
-                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-            match tokio_tungstenite::connect_async(url).await {
-                Ok((socket, _)) => return Some(socket),
-                // The server is up but has no such query.
-                Err(tokio_tungstenite::tungstenite::Error::Http(response)) if response.status() == 404 => return None,
-                Err(_) => {}
-            }
+/// Tries to resume every half second for up to [`RECONNECT_FOR`]; `false`
+/// if the server stays away, the query is gone, or the user stops.
+async fn reconnect(subscription: &mut Subscription, mut stop: std::pin::Pin<&mut impl Future<Output = ()>>) -> bool {
+    let deadline = tokio::time::Instant::now() + RECONNECT_FOR;
+    while tokio::time::Instant::now() < deadline {
+        tokio::select! {
+            _ = stop.as_mut() => return false,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
         }
-        None
+        match subscription.resume().await {
+            Ok(()) => return true,
+            // The server is up but has no such query.
+            Err(ClientError::NotFound) => return false,
+            Err(_) => {}
+        }
     }
+    false
 }
 
 /// How long the REPL waits for a server that went away to come back.

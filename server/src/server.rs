@@ -9,7 +9,8 @@ use tokio::task::JoinHandle;
 
 use crate::demo;
 use crate::engine::Engine;
-use crate::http::{AppState, router};
+use crate::http::router;
+use crate::state::AppState;
 
 /// A server running in this process.
 pub struct RunningServer {

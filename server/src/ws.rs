@@ -10,6 +10,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
@@ -17,10 +18,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_runtime::OutputEvent;
 
+use crate::api_error::ApiError;
 use crate::engine::RunningQuery;
-use crate::error::ApiError;
-use crate::http::AppState;
+use crate::error::EngineError;
 use crate::json;
+use crate::state::AppState;
 
 #[derive(Debug, Deserialize)]
 pub struct SubscribeParams {
@@ -31,9 +33,18 @@ pub struct SubscribeParams {
 pub async fn subscribe(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    Query(params): Query<SubscribeParams>,
+    params: Result<Query<SubscribeParams>, QueryRejection>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    // A `from_seq` that is not a row number gets the API's JSON error, not
+    // axum's plain-text rejection.
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => {
+            let message = format!("from_seq must be a row number (0 to {}): {}", u64::MAX, rejection.body_text());
+            return ApiError::bad_request(message).into_response();
+        }
+    };
     let Some(query) = state.engine.query(&id) else {
         return ApiError::not_found(format!("query {id:?} not found")).into_response();
     };
@@ -41,7 +52,7 @@ pub async fn subscribe(
 }
 
 async fn serve(mut socket: WebSocket, query: Arc<RunningQuery>, from_seq: u64) {
-    let schema = json!({"type": "schema", "columns": query.columns, "query_id": query.id});
+    let schema = json!({"type": "schema", "columns": json::columns(&query.schema), "query_id": query.id});
     if send(&mut socket, &schema).await.is_err() {
         return;
     }
@@ -62,7 +73,7 @@ async fn serve(mut socket: WebSocket, query: Arc<RunningQuery>, from_seq: u64) {
                 };
                 let (frame, last) = match frame(&event) {
                     Ok(frame) => frame,
-                    Err(error) => (json!({"type": "error", "code": error.code, "message": error.message}), true),
+                    Err(error) => (json!({"type": "error", "code": error.code.as_str(), "message": error.message}), true),
                 };
                 if let OutputEvent::Rows { seq, batch } = &event {
                     next_seq = seq + batch.num_rows() as u64;
@@ -81,7 +92,7 @@ async fn serve(mut socket: WebSocket, query: Arc<RunningQuery>, from_seq: u64) {
 }
 
 /// The frame for an event, and whether it is the last one.
-fn frame(event: &OutputEvent) -> Result<(Value, bool), ApiError> {
+fn frame(event: &OutputEvent) -> Result<(Value, bool), EngineError> {
     Ok(match event {
         OutputEvent::Rows { seq, batch } => {
             let mut frame = json!({"type": "rows", "seq": seq, "rows": json::rows(&batch.rows)?});

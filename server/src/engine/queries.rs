@@ -1,0 +1,214 @@
+//! Continuous queries: starting them (new or restored under their id),
+//! listing, looking up and dropping them, and the settings they run with.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::SystemTime;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use sluice_planner::statement::Located;
+use sluice_planner::{Statement, parse_statements};
+use sluice_runtime::checkpoint::CheckpointConfig;
+use sluice_runtime::driver::displayed_watermark;
+use sluice_runtime::operators::window_aggregate::EarlyEmit;
+use sluice_runtime::{ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings};
+
+use super::Engine;
+use super::result::{StatementResult, counts, strings};
+use super::status::{CheckpointStatus, Latency, MetricsReport, QueryReport};
+use crate::error::EngineError;
+use crate::settings::{Settings, settings_from};
+
+/// A continuous query the engine started.
+pub struct RunningQuery {
+    pub id: String,
+    pub sql: String,
+    pub handle: QueryHandle,
+    /// The schema of the query's result rows.
+    pub schema: SchemaRef,
+    pub plan: String,
+    pub warnings: Vec<String>,
+    pub started: SystemTime,
+    pub settings: QuerySettings,
+    /// The settings as the user gave them (kept with the catalog).
+    pub request_settings: Settings,
+}
+
+impl RunningQuery {
+    /// What the query is doing now.
+    pub fn report(&self) -> QueryReport {
+        let metrics = &self.handle.metrics;
+        QueryReport {
+            id: self.id.clone(),
+            sql: self.sql.clone(),
+            status: self.handle.status(),
+            schema: self.schema.clone(),
+            epoch_interval: self.settings.epoch_interval,
+            started: self.started,
+            metrics: MetricsReport {
+                rows_in: QueryMetrics::get(&metrics.rows_in),
+                rows_out: QueryMetrics::get(&metrics.rows_out),
+                epochs: QueryMetrics::get(&metrics.epochs),
+                late_rows_dropped: QueryMetrics::get(&metrics.late_rows_dropped),
+                malformed_records: QueryMetrics::get(&metrics.malformed_records),
+                state_rows: QueryMetrics::get(&metrics.state_rows),
+                latency: metrics.latency_ms(0.5).map(|p50_ms| Latency { p50_ms, p99_ms: metrics.latency_ms(0.99) }),
+                last_malformed: metrics.last_malformed(),
+                watermark: displayed_watermark(metrics),
+                late_rows_by_window: metrics.late_by_window(),
+            },
+            plan: self.plan.clone(),
+            warnings: self.warnings.clone(),
+            checkpoint: CheckpointStatus {
+                interval: self.settings.checkpoint.as_ref().map(|config| config.interval),
+                report: metrics.checkpoints(),
+            },
+        }
+    }
+}
+
+/// The number in a query id `qN`; `None` for anything else (including
+/// numbers too large to be an id).
+fn query_number(id: &str) -> Option<u64> {
+    id.strip_prefix('q')?.parse().ok()
+}
+
+impl Engine {
+    /// Restarts a stored query under its id.
+    pub(super) async fn start_stored_query(
+        &self,
+        number: u64,
+        sql: &str,
+        settings: &mut Settings,
+    ) -> Result<(), EngineError> {
+        let mut statements = parse_statements(sql)?;
+        let Some(located) = statements.pop() else { return Ok(()) };
+        let Statement::Query { query, emit } = located.statement.clone() else {
+            return Err(EngineError::internal(format!("stored query q{number} is not a query")));
+        };
+        self.next_query.fetch_max(number.saturating_add(1), Ordering::Relaxed);
+        self.start_query(sql, located, &query, emit, settings, Some(number)).await.map(|_| ())
+    }
+
+    pub(super) async fn start_query(
+        &self,
+        sql: &str,
+        located: Located,
+        query: &sluice_planner::statement::QueryAst,
+        emit: Option<EarlyEmit>,
+        settings: &mut Settings,
+        number: Option<u64>,
+    ) -> Result<StatementResult, EngineError> {
+        let restored_query = number.is_some();
+        let mut query_settings = self.query_settings(settings)?;
+        if !restored_query && let Some(halt) = self.halt_after_steps {
+            query_settings.halt_after_steps = Some(halt);
+            query_settings.max_steps_per_epoch = Some(1);
+        }
+        let plan = self.plan(sql, query, located.start, &query_settings, emit).await?;
+        let schema = plan.schema.clone();
+        let description = plan.describe();
+        let warnings = plan.warnings.clone();
+        // Numbered once it runs, so failed statements use up no id.
+        let guard = self.start_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let number = number.unwrap_or_else(|| self.next_query.load(Ordering::Relaxed));
+        let id = format!("q{number}");
+        if let Some(state_dir) = &self.state_dir
+            && let Some(interval) = query_settings.checkpoint_interval
+        {
+            let dir = state_dir.join("queries").join(&id);
+            if !restored_query {
+                // Ids are never reused; this is a leftover of a crash.
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            query_settings.checkpoint = Some(CheckpointConfig { dir, interval });
+        }
+        let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
+        self.next_query.fetch_max(number.saturating_add(1), Ordering::Relaxed);
+        drop(guard);
+        let query = Arc::new(RunningQuery {
+            id: id.clone(),
+            sql: located.text,
+            handle,
+            schema: schema.clone(),
+            plan: description,
+            warnings: warnings.clone(),
+            started: SystemTime::now(),
+            settings: query_settings,
+            request_settings: settings.clone(),
+        });
+        self.queries_write().insert(number, query);
+        Ok(StatementResult::Query { id, schema, warnings })
+    }
+
+    /// Query settings from a request's settings, with streams resolved.
+    pub fn query_settings(&self, settings: &Settings) -> Result<QuerySettings, EngineError> {
+        let mut query = settings_from(settings)?;
+        if let Some(stream) = settings.get("late_rows_to") {
+            let name = stream.to_ascii_lowercase();
+            let spec = self.stream(&name).ok_or_else(|| {
+                EngineError::new(
+                    crate::error::ErrorCode::UnknownObject,
+                    format!("late_rows_to names unknown stream {name:?}"),
+                )
+            })?;
+            match spec.connector {
+                ConnectorSpec::Http(ingest) => query.late_rows_to = Some(ingest),
+                other => {
+                    return Err(EngineError::invalid(format!(
+                        "late_rows_to needs an 'http' stream for other queries to read; {name:?} is {}",
+                        other.kind()
+                    )));
+                }
+            }
+        }
+        Ok(query)
+    }
+
+    pub fn queries(&self) -> Vec<Arc<RunningQuery>> {
+        self.queries_read().values().cloned().collect()
+    }
+
+    pub fn query(&self, id: &str) -> Option<Arc<RunningQuery>> {
+        self.queries_read().get(&query_number(id)?).cloned()
+    }
+
+    /// Cancels and forgets a query.
+    pub fn drop_query(&self, id: &str) -> Option<Arc<RunningQuery>> {
+        let query = self.queries_write().remove(&query_number(id)?)?;
+        query.handle.cancel();
+        if let Some(checkpoint) = &query.settings.checkpoint {
+            let _ = std::fs::remove_dir_all(&checkpoint.dir);
+        }
+        if let Err(error) = self.persist() {
+            tracing::error!("{error}");
+        }
+        Some(query)
+    }
+
+    /// `SHOW QUERIES`.
+    pub(super) fn show_queries(&self) -> Result<StatementResult, EngineError> {
+        let reports: Vec<_> = self.queries().iter().map(|query| query.report()).collect();
+        StatementResult::rows(vec![
+            ("query_id", strings(reports.iter().map(|report| &report.id))),
+            ("status", strings(reports.iter().map(|report| report.status.name()))),
+            ("rows_in", counts(reports.iter().map(|report| report.metrics.rows_in))),
+            ("rows_out", counts(reports.iter().map(|report| report.metrics.rows_out))),
+            ("late_rows_dropped", counts(reports.iter().map(|report| report.metrics.late_rows_dropped))),
+            ("malformed_records", counts(reports.iter().map(|report| report.metrics.malformed_records))),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_ids() {
+        assert_eq!(query_number("q7"), Some(7));
+        assert_eq!(query_number("q99999999999999999999"), None);
+        assert_eq!(query_number("7"), None);
+        assert_eq!(query_number("q-1"), None);
+    }
+}

@@ -1,0 +1,135 @@
+//! Per-request settings (`SET name = value` and the `settings` of a request
+//! body) and their reading into the runtime's [`QuerySettings`].
+//!
+//! Every number here comes from a user, so every conversion is checked:
+//! durations are at most [`MAX_DURATION`], whole numbers must fit.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use sluice_runtime::QuerySettings;
+
+use crate::error::EngineError;
+
+/// Per-request settings, from the request body and `SET` statements.
+pub type Settings = BTreeMap<String, String>;
+
+/// The longest duration a setting takes: 365 days. Longer epochs,
+/// timeouts, lateness or state lifetimes mean a mistake, and would overflow
+/// the nanosecond and timer arithmetic downstream.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Reads query settings; unknown names and bad values are errors.
+/// (`late_rows_to` names a stream and is resolved by the engine.)
+pub fn settings_from(settings: &Settings) -> Result<QuerySettings, EngineError> {
+    let mut query = QuerySettings::default();
+    for (name, value) in settings {
+        let duration = || {
+            parse_duration(value, name == "epoch_interval_ms").map_err(|problem| {
+                EngineError::invalid(match problem {
+                    DurationError::Malformed => {
+                        format!("{name} must be a duration such as '500ms' or '5s', not {value:?}")
+                    }
+                    DurationError::TooLong => format!(
+                        "{name} = {value:?} is too long: durations are at most {} days",
+                        MAX_DURATION.as_secs() / 86_400
+                    ),
+                })
+            })
+        };
+        // Zero turns an optional duration off.
+        let optional = || duration().map(|duration| (!duration.is_zero()).then_some(duration));
+        match name.as_str() {
+            "epoch_interval" | "epoch_interval_ms" => query.epoch_interval = duration()?,
+            "idle_timeout" => query.idle_timeout = optional()?,
+            "allowed_lateness" => query.allowed_lateness = optional()?,
+            "checkpoint_interval" => query.checkpoint_interval = optional()?,
+            "state_ttl" => query.state_ttl = optional()?,
+            "retained_rows" => {
+                query.retained_rows = value.parse().map_err(|_| {
+                    EngineError::invalid(format!("retained_rows must be a whole number, not {value:?}"))
+                })?;
+            }
+            // Resolved against the catalog by `Engine::query_settings`.
+            "late_rows_to" => {}
+            other => {
+                return Err(EngineError::invalid(format!(
+                    "unknown setting {other:?}; known: allowed_lateness, checkpoint_interval, epoch_interval, idle_timeout, late_rows_to, retained_rows, state_ttl"
+                )));
+            }
+        }
+    }
+    Ok(query)
+}
+
+/// Why a duration setting was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationError {
+    /// Not a number with a known unit.
+    Malformed,
+    /// Longer than [`MAX_DURATION`].
+    TooLong,
+}
+
+/// `100ms`, `1s`, `0`, `2.5s`, or a bare number of milliseconds; at most
+/// [`MAX_DURATION`].
+pub fn parse_duration(text: &str, bare_is_millis: bool) -> Result<Duration, DurationError> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().map_err(|_| DurationError::Malformed)?;
+    let millis = match unit.trim() {
+        "" if bare_is_millis || number == 0.0 => number,
+        "" => number,
+        "ms" => number,
+        "s" | "sec" | "second" | "seconds" => number * 1000.0,
+        "m" | "min" | "minute" | "minutes" => number * 60_000.0,
+        "h" | "hour" | "hours" => number * 3_600_000.0,
+        _ => return Err(DurationError::Malformed),
+    };
+    if !(millis.is_finite() && millis >= 0.0) {
+        return Err(DurationError::Malformed);
+    }
+    // Compared before converting: `Duration::from_secs_f64` panics on
+    // values it cannot hold.
+    if millis > MAX_DURATION.as_millis() as f64 {
+        return Err(DurationError::TooLong);
+    }
+    Duration::try_from_secs_f64(millis / 1000.0).map_err(|_| DurationError::TooLong)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("100ms", false), Ok(Duration::from_millis(100)));
+        assert_eq!(parse_duration("1s", false), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("0", false), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("10", true), Ok(Duration::from_millis(10)));
+        assert_eq!(parse_duration("fast", false), Err(DurationError::Malformed));
+        assert_eq!(parse_duration("365 days", false), Err(DurationError::Malformed));
+    }
+
+    /// Used to panic in `Duration::from_secs_f64` (issue 13).
+    #[test]
+    fn huge_durations_are_refused_not_panics() {
+        assert_eq!(parse_duration("99999999999999999999999h", false), Err(DurationError::TooLong));
+        assert_eq!(parse_duration("1e400", false), Err(DurationError::Malformed));
+        assert_eq!(parse_duration("8761h", false), Err(DurationError::TooLong));
+        assert_eq!(parse_duration("8760h", false), Ok(MAX_DURATION));
+        for name in [
+            "epoch_interval",
+            "epoch_interval_ms",
+            "idle_timeout",
+            "allowed_lateness",
+            "checkpoint_interval",
+            "state_ttl",
+        ] {
+            let settings: Settings = [(name.to_string(), "99999999999999999999999h".to_string())].into_iter().collect();
+            let error = settings_from(&settings).unwrap_err();
+            assert!(error.message.contains("at most 365 days"), "{name}: {}", error.message);
+        }
+    }
+}
