@@ -18,7 +18,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use datafusion::arrow::array::{RecordBatch, TimestampNanosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
@@ -26,20 +26,22 @@ use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{self, CheckpointConfig, CheckpointStore, Counters, Manifest, SourceCheckpoint, Step};
+use crate::checkpoint::{self, CheckpointStore, Counters, Manifest, SourceCheckpoint, Step};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::OperatorContext;
-use crate::operator::OperatorSpec;
+use crate::operators::OperatorSpec;
 use crate::operators::window_assign::WindowKind;
 use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
 use crate::plan::{PlanNode, StreamPlan};
-use crate::source::{self, ConnectorSpec, HttpIngest, Malformed, Resume, SourceContext, SourceEvent};
+use crate::settings::QuerySettings;
+use crate::source::{self, ConnectorSpec, Malformed, Resume, SourceContext, SourceEvent};
 use crate::time::{WatermarkTracker, event_times};
 
-/// The error of a query stopped by [`QuerySettings::halt_after_steps`].
+/// The error of a query stopped by
+/// [`QuerySettings::halt_after_steps`](crate::settings::QuerySettings::halt_after_steps).
 pub const HALTED: &str = "halted to simulate a crash";
 
 /// Chunks of late rows waiting to be posted to the late-rows stream.
@@ -47,59 +49,6 @@ const LATE_ROWS_QUEUE: usize = 256;
 
 /// Source events buffered between a query's sources and its driver.
 const SOURCE_QUEUE: usize = 64;
-
-/// Per-query settings.
-#[derive(Debug, Clone)]
-pub struct QuerySettings {
-    /// Time between epochs; zero runs an epoch whenever data arrives.
-    pub epoch_interval: Duration,
-    /// Result rows kept for subscribers that join late or reconnect.
-    pub retained_rows: usize,
-    /// Keys of an unbounded GROUP BY not updated for this long (processing
-    /// time) are forgotten; `None` keeps them forever.
-    pub state_ttl: Option<Duration>,
-    /// An input with event time that sends nothing for this long stops
-    /// holding back the query's watermark; `None` waits for it forever.
-    pub idle_timeout: Option<Duration>,
-    /// How long after a tumbling window fired late rows may still update it
-    /// (its result is then retracted and emitted again); `None` drops them.
-    pub allowed_lateness: Option<Duration>,
-    /// Where late rows go besides being counted: an `http` stream other
-    /// queries read (the "route" late-data policy).
-    pub late_rows_to: Option<Arc<HttpIngest>>,
-    /// Where and how often to checkpoint; `None` runs without (a server
-    /// without a data directory, tests, benchmarks). Set by the server from
-    /// `checkpoint_interval` and the query's id.
-    pub checkpoint: Option<CheckpointConfig>,
-    /// `SET checkpoint_interval`: how often a query of a server with a data
-    /// directory checkpoints; `None` turns checkpoints off.
-    pub checkpoint_interval: Option<Duration>,
-    /// Stops the query abruptly after this many steps (source events taken),
-    /// as a crash would: in the middle of an epoch, without publishing it,
-    /// without a final checkpoint. For recovery tests only.
-    pub halt_after_steps: Option<u64>,
-    /// At most this many source events per epoch (the rest wait for the
-    /// next one); `None` takes everything that arrived. Recovery tests use
-    /// 1 so that a checkpoint can fall between any two events.
-    pub max_steps_per_epoch: Option<usize>,
-}
-
-impl Default for QuerySettings {
-    fn default() -> Self {
-        Self {
-            epoch_interval: Duration::from_millis(100),
-            retained_rows: 10_000,
-            state_ttl: None,
-            idle_timeout: None,
-            allowed_lateness: None,
-            late_rows_to: None,
-            checkpoint: None,
-            checkpoint_interval: Some(Duration::from_secs(5)),
-            halt_after_steps: None,
-            max_steps_per_epoch: None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryStatus {

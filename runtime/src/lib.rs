@@ -14,15 +14,17 @@
 //! - [`message`]: the one enum that flows between operators (batch,
 //!   watermark, barrier, end).
 //! - [`time`]: watermark tracking and the per-row lateness decision.
-//! - [`operator`]: the [`Operator`] trait and the immutable [`OperatorSpec`]s.
+//! - [`operator`]: the [`Operator`] trait, the contract of a running operator.
 //! - [`operators`]: the operators themselves (stateless DataFusion segments,
-//!   window assignment, window aggregation, joins, union, limit).
+//!   window assignment, window aggregation, joins, union, limit) and
+//!   [`OperatorSpec`], the immutable spec of each.
 //! - [`plan`]: [`StreamPlan`], the DAG of specs plus its sources.
 //! - [`pipeline`]: the running DAG.
 //! - [`table`]: static tables (file or `INSERT INTO`) that streams join.
 //! - [`source`]: connectors (socket, file, generator, http) and record decoding.
 //! - [`output`]: the per-query output log that subscribers read.
 //! - [`metrics`]: counters every query exposes.
+//! - [`settings`]: [`QuerySettings`], how a query runs (never what it computes).
 //! - [`driver`]: the epoch loop of one query.
 
 pub mod checkpoint;
@@ -35,18 +37,21 @@ pub mod operators;
 pub mod output;
 pub mod pipeline;
 pub mod plan;
+pub mod settings;
 pub mod source;
 pub mod state;
 pub mod table;
 pub mod time;
 
 pub use datafusion;
-pub use driver::{QueryHandle, QuerySettings, QueryStatus, spawn_query};
+pub use driver::{QueryHandle, QueryStatus, spawn_query};
 pub use error::{Result, RuntimeError};
 pub use message::{Message, Op, StreamBatch, Watermark};
 pub use metrics::QueryMetrics;
-pub use operator::{Operator, OperatorSpec};
+pub use operator::Operator;
+pub use operators::OperatorSpec;
 pub use output::{OutputEvent, QueryOutput};
 pub use plan::{NodeId, PlanNode, StreamPlan};
+pub use settings::QuerySettings;
 pub use source::{ConnectorSpec, Format, SourceSpec};
 pub use table::{StaticTable, TableRef};

@@ -2,7 +2,7 @@
 
 use datafusion::arrow::datatypes::SchemaRef;
 
-use crate::operator::OperatorSpec;
+use crate::operators::OperatorSpec;
 use crate::source::SourceSpec;
 
 /// Index of a node in [`StreamPlan::nodes`].
