@@ -28,10 +28,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{self, CheckpointStore, Counters, Manifest, SourceCheckpoint, Step};
 use crate::error::{Result, RuntimeError};
-use crate::message::{Message, StreamBatch, Watermark};
+use crate::message::{Message, StreamBatch, Watermark, duration_nanos};
 use crate::metrics::QueryMetrics;
 use crate::operator::OperatorContext;
-use crate::operators::OperatorSpec;
 use crate::operators::window_assign::WindowKind;
 use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
@@ -103,7 +102,7 @@ impl Drop for QueryHandle {
 /// Starts a query: its source tasks and its driver task.
 pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHandle> {
     let metrics = Arc::new(QueryMetrics::default());
-    let context = OperatorContext { settings: settings.clone(), metrics: metrics.clone() };
+    let context = OperatorContext { metrics: metrics.clone() };
     let pipeline = Pipeline::new(&plan, &context)?;
     let output = Arc::new(QueryOutput::new(plan.schema.clone(), settings.retained_rows));
     let status = Arc::new(Mutex::new(QueryStatus::Running));
@@ -188,7 +187,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         source::spawn(spec, context);
     }
     drop(events);
-    let allowed_lateness = settings.allowed_lateness.map_or(0, |lateness| lateness.as_nanos() as i64);
+    let allowed_lateness = plan.allowed_lateness.map_or(0, duration_nanos);
     // Late rows are handed to a task that posts them, in order, to their
     // stream; a full queue drops them (they are counted as late anyway).
     let late_rows = settings.late_rows_to.clone().map(|ingest| {
@@ -220,7 +219,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
                 proctime_column: spec.proctime_column,
                 schema: spec.schema.clone(),
                 processing_time: spec.is_processing_time(),
-                window: window_of_source(&plan, index),
+                window: plan.source_windows.get(index).copied().flatten(),
                 position: resumes[index].position,
                 replayable: !matches!(spec.connector, ConnectorSpec::Socket { .. }),
             })
@@ -765,18 +764,6 @@ fn plan_names(plan: &StreamPlan) -> Vec<String> {
             PlanNode::Operator { spec, .. } => spec.name().to_string(),
         })
         .collect()
-}
-
-/// The window kind of the window assignment reading source `index`, if any.
-fn window_of_source(plan: &StreamPlan, index: usize) -> Option<WindowKind> {
-    let node =
-        plan.nodes.iter().position(|node| matches!(node, PlanNode::Source { index: source } if *source == index))?;
-    plan.nodes.iter().find_map(|candidate| match candidate {
-        PlanNode::Operator { spec: OperatorSpec::WindowAssign(spec), inputs } if inputs.contains(&node) => {
-            Some(spec.kind)
-        }
-        _ => None,
-    })
 }
 
 /// Inserts a PROCTIME() column holding `now` at `column`, giving the

@@ -73,6 +73,5 @@ pub trait Operator: Send {
 /// operator computes comes through here; that is the spec's to say.
 #[derive(Debug, Clone, Default)]
 pub struct OperatorContext {
-    pub settings: crate::settings::QuerySettings,
     pub metrics: Arc<QueryMetrics>,
 }

@@ -24,6 +24,7 @@ pub mod window_join;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::error::Result;
+use crate::message::duration_nanos;
 use crate::operator::{Operator, OperatorContext};
 use group_aggregate::{GroupAggregate, GroupAggregateSpec};
 use join::{StreamJoin, StreamJoinSpec};
@@ -74,28 +75,29 @@ pub enum OperatorSpec {
 }
 
 impl OperatorSpec {
-    /// Creates the running operator for the query described by `context`.
+    /// Creates the running operator of this spec. Everything that decides
+    /// what it computes comes from the spec; `context` only lends it the
+    /// query's metrics.
     pub fn instantiate(&self, context: &OperatorContext) -> Result<Box<dyn Operator>> {
-        let settings = &context.settings;
         Ok(match self {
             OperatorSpec::Stateless(spec) => Box::new(Stateless::new(spec.clone())),
             OperatorSpec::WindowAssign(spec) => Box::new(WindowAssign::new(spec.clone())),
             OperatorSpec::WindowAggregate(spec) => {
-                let lateness = settings.allowed_lateness.map_or(0, |lateness| lateness.as_nanos() as i64);
+                let lateness = spec.allowed_lateness.map_or(0, duration_nanos);
                 let operator =
                     WindowAggregate::new(spec.clone())?.with_metrics(context.metrics.clone()).with_emit(spec.emit);
                 Box::new(operator.with_allowed_lateness(lateness))
             }
             OperatorSpec::PaneWindow(spec) => Box::new(PaneWindow::new(spec.clone(), context.metrics.clone())?),
             OperatorSpec::SessionWindow(spec) => {
-                let lateness = settings.allowed_lateness.map_or(0, |lateness| lateness.as_nanos() as i64);
+                let lateness = spec.allowed_lateness.map_or(0, duration_nanos);
                 Box::new(SessionWindow::new(spec.clone(), context.metrics.clone())?.with_allowed_lateness(lateness))
             }
-            OperatorSpec::GroupAggregate(spec) => Box::new(GroupAggregate::new(spec.clone(), settings.state_ttl)?),
+            OperatorSpec::GroupAggregate(spec) => Box::new(GroupAggregate::new(spec.clone())?),
             OperatorSpec::Union(spec) => Box::new(Union::new(spec.clone())),
             OperatorSpec::Limit(spec) => Box::new(Limit::new(spec.clone())),
             OperatorSpec::StreamJoin(spec) => {
-                Box::new(StreamJoin::new(spec.clone(), settings.state_ttl, context.metrics.clone())?)
+                Box::new(StreamJoin::new(spec.clone(), spec.state_ttl, context.metrics.clone())?)
             }
             OperatorSpec::WindowJoin(spec) => Box::new(WindowJoin::new(spec.clone(), context.metrics.clone())),
             OperatorSpec::LookupJoin(spec) => Box::new(LookupJoin::new(spec.clone())?),
