@@ -15,8 +15,12 @@
 //! source queue is full (the sources would otherwise stall until the tick)
 //! or a source has ended. Results never depend on the interval: lateness is decided row by
 //! row (see [`crate::time`]), and windows close on watermarks only.
+//!
+//! A query with a data directory checkpoints every `checkpoint_interval`
+//! and logs each step it takes; starting from a checkpoint and replaying
+//! that log is [`crate::recovery`]'s.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -35,8 +39,9 @@ use crate::operators::window_assign::WindowKind;
 use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
 use crate::plan::{PlanNode, StreamPlan};
+use crate::recovery::{Chunk, Recovery, Replay};
 use crate::settings::QuerySettings;
-use crate::source::{self, ConnectorSpec, Malformed, Resume, SourceContext, SourceEvent};
+use crate::source::{self, ConnectorSpec, SourceContext, SourceEvent};
 use crate::time::{WatermarkTracker, event_times};
 
 /// The error of a query stopped by
@@ -109,72 +114,10 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
     let cancel = CancellationToken::new();
     let plan_names = plan_names(&plan);
     let mut pipeline = pipeline;
-    // Recovery: the newest good checkpoint, and the steps logged after it.
-    let (store, restored) = match &settings.checkpoint {
-        Some(config) => {
-            let mut store = CheckpointStore::new(config.clone())?;
-            let (restored, warnings) = store.load(&plan_names)?;
-            metrics.update_checkpoints(|report| report.warnings = warnings);
-            (Some(store), restored)
-        }
-        None => (None, None),
-    };
-    let mut replay = None;
-    let mut resumes: Vec<Resume> = plan
-        .sources
-        .iter()
-        .map(|spec| Resume {
-            // A new query reads an http stream from what is posted next.
-            position: match &spec.connector {
-                ConnectorSpec::Http(ingest) => ingest.position(),
-                _ => 0,
-            },
-            boundaries: Default::default(),
-        })
-        .collect();
-    if let Some(restored) = &restored {
-        pipeline.restore(restored.nodes.clone())?;
-        output.restore(restored.output.clone())?;
-        for (resume, checkpoint) in resumes.iter_mut().zip(&restored.manifest.sources) {
-            resume.position = checkpoint.position;
-        }
-        for step in &restored.replay {
-            if let Step::Rows { source, position, .. } = step
-                && let Some(resume) = resumes.get_mut(*source)
-            {
-                resume.boundaries.push_back(*position);
-            }
-        }
-        replay = (!restored.replay.is_empty()).then(|| Replay {
-            steps: restored.replay.clone(),
-            queues: plan.sources.iter().map(|_| VecDeque::new()).collect(),
-        });
-        let counters = &restored.manifest.counters;
-        for (counter, value) in [
-            (&metrics.rows_in, counters.rows_in),
-            (&metrics.rows_out, counters.rows_out),
-            (&metrics.epochs, counters.epochs),
-            (&metrics.late_rows_dropped, counters.late_rows_dropped),
-            (&metrics.malformed_records, counters.malformed_records),
-        ] {
-            QueryMetrics::add(counter, value);
-        }
-        metrics.set_watermark(Watermark(counters.watermark));
-        if counters.watermark != Watermark::MIN.0 {
-            output.progress(Watermark(counters.watermark));
-        }
-        metrics.update_checkpoints(|report| {
-            report.restored_from = Some(restored.manifest.id);
-            report.replayed_steps = restored.replay.len() as u64;
-        });
-    }
+    let recovery = Recovery::start(&plan, &settings, &plan_names, &mut pipeline, &output, &metrics)?;
     let (events, receiver) = mpsc::channel(SOURCE_QUEUE);
     for (index, spec) in plan.sources.iter().enumerate() {
-        let ended = restored
-            .as_ref()
-            .and_then(|restored| restored.manifest.sources.get(index))
-            .is_some_and(|source| source.ended);
-        if ended {
+        if recovery.source(index).is_some_and(|source| source.ended) {
             continue;
         }
         let context = SourceContext {
@@ -182,7 +125,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
             events: events.clone(),
             metrics: metrics.clone(),
             cancel: cancel.child_token(),
-            resume: resumes[index].clone(),
+            resume: recovery.resumes[index].clone(),
         };
         source::spawn(spec, context);
     }
@@ -203,24 +146,26 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         });
         sender
     });
-    let mut driver = Driver {
+    let driver = Driver {
         sources: plan
             .sources
             .iter()
             .enumerate()
             .map(|(index, spec)| SourceState {
                 event_time_column: spec.event_time.map(|event_time| event_time.column),
-                tracker: spec
-                    .event_time
-                    .map(|event_time| WatermarkTracker::new(event_time.delay).with_allowed_lateness(allowed_lateness)),
-                ended: false,
+                tracker: spec.event_time.map(|event_time| {
+                    let mut tracker = WatermarkTracker::new(event_time.delay).with_allowed_lateness(allowed_lateness);
+                    tracker.restore(recovery.source(index).and_then(|source| source.max_event_time));
+                    tracker
+                }),
+                ended: recovery.source(index).is_some_and(|source| source.ended),
                 last_active: Instant::now(),
-                idle: false,
+                idle: recovery.source(index).is_some_and(|source| source.idle),
                 proctime_column: spec.proctime_column,
                 schema: spec.schema.clone(),
                 processing_time: spec.is_processing_time(),
                 window: plan.source_windows.get(index).copied().flatten(),
-                position: resumes[index].position,
+                position: recovery.resumes[index].position,
                 replayable: !matches!(spec.connector, ConnectorSpec::Socket { .. }),
             })
             .collect(),
@@ -229,23 +174,13 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         output: output.clone(),
         settings,
         late_rows,
-        last_clock: 0,
-        store,
-        replay,
+        last_clock: recovery.last_clock(),
+        restored: recovery.restored.is_some(),
+        store: recovery.store,
+        replay: recovery.replay,
         plan_names,
-        restored: restored.is_some(),
         steps: 0,
     };
-    if let Some(restored) = &restored {
-        driver.last_clock = restored.manifest.last_clock;
-        for (state, checkpoint) in driver.sources.iter_mut().zip(&restored.manifest.sources) {
-            if let Some(tracker) = &mut state.tracker {
-                tracker.restore(checkpoint.max_event_time);
-            }
-            state.ended = checkpoint.ended;
-            state.idle = checkpoint.idle;
-        }
-    }
     let task_status = status.clone();
     let output_for_task = output.clone();
     let task_cancel = cancel.clone();
@@ -289,16 +224,6 @@ struct SourceState {
     position: u64,
     /// The source can be rewound to a position (all but sockets).
     replayable: bool,
-}
-
-/// A source's rows (if any decoded) and malformed records.
-type Chunk = (Option<RecordBatch>, Malformed);
-
-/// Recovery in progress: the logged steps still to take again, and what the
-/// sources sent meanwhile, per source.
-struct Replay {
-    steps: VecDeque<Step>,
-    queues: Vec<VecDeque<SourceEvent>>,
 }
 
 struct Driver {
@@ -466,56 +391,12 @@ impl Driver {
             }
             return Ok(steps);
         };
-        for event in events {
-            let source = match &event {
-                SourceEvent::Rows { source, .. } | SourceEvent::End { source } => *source,
-                SourceEvent::Failed { source, message } => {
-                    return Err(RuntimeError::external(format!("source {source} failed: {message}")));
-                }
-            };
-            replay.queues[source].push_back(event);
-        }
-        let mut steps = Vec::new();
-        while let Some(step) = replay.steps.front().cloned() {
-            match step {
-                Step::Rows { source, position, .. } if !self.sources[source].replayable => {
-                    // A socket's rows are gone: at-most-once.
-                    let _ = position;
-                }
-                Step::Rows { source, position, .. } => match replay.queues[source].pop_front() {
-                    None => break,
-                    Some(SourceEvent::Rows { rows, position: got, malformed, .. }) if got == position => {
-                        steps.push((step, Some((rows, malformed)), true));
-                    }
-                    Some(other) => {
-                        return Err(RuntimeError::user(format!(
-                            "recovery cannot replay source {source}: the input log has rows up to position {position}, the source gave {} (did its data change?)",
-                            match other {
-                                SourceEvent::Rows { position, .. } => format!("rows up to {position}"),
-                                _ => "its end".to_string(),
-                            }
-                        )));
-                    }
-                },
-                Step::End { source } if self.sources[source].replayable => match replay.queues[source].pop_front() {
-                    None => break,
-                    Some(SourceEvent::End { .. }) => steps.push((step, None, true)),
-                    Some(_) => {
-                        return Err(RuntimeError::user(format!(
-                            "recovery cannot replay source {source}: the input log has its end, the source gave more rows (did its data change?)"
-                        )));
-                    }
-                },
-                Step::End { .. } => {}
-                Step::Idle { .. } | Step::Clock { .. } => steps.push((step, None, true)),
-            }
-            replay.steps.pop_front();
-        }
-        if replay.steps.is_empty() {
+        let replayable: Vec<bool> = self.sources.iter().map(|source| source.replayable).collect();
+        let mut steps = replay.steps(events, &replayable)?;
+        if replay.caught_up() {
             // Caught up: what the sources sent beyond the log runs as usual.
-            let queues = std::mem::take(&mut replay.queues);
-            self.replay = None;
-            for event in queues.into_iter().flatten() {
+            let unlogged = self.replay.take().map(Replay::into_unlogged).unwrap_or_default();
+            for event in unlogged {
                 steps.push(self.step_of(event)?);
             }
         }

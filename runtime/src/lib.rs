@@ -37,6 +37,7 @@ pub mod operators;
 pub mod output;
 pub mod pipeline;
 pub mod plan;
+pub(crate) mod recovery;
 pub mod settings;
 pub mod source;
 pub mod state;
