@@ -477,7 +477,11 @@ impl Driver {
     }
 
     fn write_checkpoint(&mut self) -> Result<(u64, u64, u64)> {
-        let nodes = self.pipeline.snapshot()?;
+        let Some(barrier) = self.store.as_ref().map(CheckpointStore::next_id) else {
+            return Err(RuntimeError::internal("no checkpoint store"));
+        };
+        // The barrier has reached the result when this returns.
+        let nodes = self.pipeline.checkpoint(barrier)?;
         let output = self.output.snapshot()?;
         let metrics = &self.metrics;
         let manifest = Manifest {

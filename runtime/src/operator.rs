@@ -52,8 +52,10 @@ pub trait Operator: Send {
         false
     }
 
-    /// The operator's state at a checkpoint (between two messages), such
-    /// that [`restore`](Operator::restore) on a fresh operator of the same
+    /// The operator's state at a checkpoint, taken when the checkpoint's
+    /// barrier has arrived on every input that has not ended (so between
+    /// two messages: see [`crate::pipeline`]), such that
+    /// [`restore`](Operator::restore) on a fresh operator of the same
     /// spec continues exactly as this one would. Stateless operators keep
     /// the default (nothing). May reorganise internal structures but must
     /// not change what the operator does next.

@@ -16,6 +16,9 @@ pub type NodeId = usize;
 
 /// A node of the plan DAG.
 #[derive(Debug, Clone)]
+// A plan has a handful of nodes, built once per query: boxing the spec
+// would buy nothing but an indirection in every planner match.
+#[allow(clippy::large_enum_variant)]
 pub enum PlanNode {
     /// Rows of `plan.sources[index]`, after watermarking and the lateness check.
     Source { index: usize },
@@ -128,7 +131,7 @@ fn human(duration: Duration) -> String {
     let nanos = duration.as_nanos();
     let units: [(u128, &str); 4] =
         [(3_600_000_000_000, "h"), (60_000_000_000, "min"), (1_000_000_000, "s"), (1_000_000, "ms")];
-    match units.iter().find(|(unit, _)| nanos > 0 && nanos % unit == 0) {
+    match units.iter().find(|(unit, _)| nanos > 0 && nanos.is_multiple_of(*unit)) {
         Some((unit, name)) => format!("{}{name}", nanos / unit),
         None => format!("{duration:?}"),
     }
