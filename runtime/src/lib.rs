@@ -8,24 +8,33 @@
 //! A running query is driven in **epochs** (micro-batches): every epoch the
 //! [`driver`] collects what each source produced since the last one, assigns
 //! event-time watermarks row by row, pushes the batches through the
-//! [`pipeline`] of operators and hands the output to a [`Sink`].
+//! [`pipeline`] of operators and hands the result to the query's
+//! [`QueryOutput`], which subscribers read.
 //!
-//! Parts:
-//! - [`message`]: the one enum that flows between operators (batch,
-//!   watermark, barrier, end).
-//! - [`time`]: watermark tracking and the per-row lateness decision.
+//! Parts, from what the planner hands over to what runs it:
+//! - [`plan`]: [`StreamPlan`], the DAG of specs plus its sources: the whole
+//!   contract between planner and runtime.
+//! - [`operators`]: the operators (stateless DataFusion segments, window
+//!   assignment, window aggregation, joins, union, limit, top-N), each with
+//!   its immutable spec, and [`OperatorSpec`], the enum listing them.
 //! - [`operator`]: the [`Operator`] trait, the contract of a running operator.
-//! - [`operators`]: the operators themselves (stateless DataFusion segments,
-//!   window assignment, window aggregation, joins, union, limit) and
-//!   [`OperatorSpec`], the immutable spec of each.
-//! - [`plan`]: [`StreamPlan`], the DAG of specs plus its sources.
-//! - [`pipeline`]: the running DAG.
+//! - [`message`]: the one enum that flows between operators (batch,
+//!   watermark, idle, checkpoint barrier, end).
+//! - [`time`]: watermark tracking and the per-row lateness decision.
+//! - [`source`]: connectors (socket, file, generator, Nexmark, http) and
+//!   record decoding.
 //! - [`table`]: static tables (file or `INSERT INTO`) that streams join.
-//! - [`source`]: connectors (socket, file, generator, http) and record decoding.
-//! - [`output`]: the per-query output log that subscribers read.
-//! - [`metrics`]: counters every query exposes.
+//! - [`pipeline`]: the running DAG, and how checkpoint barriers cross it.
 //! - [`settings`]: [`QuerySettings`], how a query runs (never what it computes).
 //! - [`driver`]: the epoch loop of one query.
+//! - [`recovery`]: starting a query from its newest checkpoint and replaying
+//!   the steps logged after it.
+//! - [`checkpoint`]: checkpoint files, manifests and the input log.
+//! - [`state`]: an operator's snapshot ([`state::OperatorState`]) and its
+//!   Arrow IPC encoding.
+//! - [`output`]: the per-query output log that subscribers read.
+//! - [`metrics`]: counters every query exposes.
+//! - [`error`]: [`RuntimeError`], whose fault it is (user, external, internal).
 
 pub mod checkpoint;
 pub mod driver;
@@ -37,7 +46,7 @@ pub mod operators;
 pub mod output;
 pub mod pipeline;
 pub mod plan;
-pub(crate) mod recovery;
+pub mod recovery;
 pub mod settings;
 pub mod source;
 pub mod state;

@@ -14,7 +14,7 @@
 //!   source 1 ─┘   min(wm0, wm1)
 //! ```
 //!
-//! Each edge, as its consumer sees it, is [`EdgeState`]`::Active`, `Idle` or
+//! Each edge, as its consumer sees it, is `EdgeState::Active`, `Idle` or
 //! `Ended`; an input's state and watermark change in one place
 //! (`Input::step`), whatever message arrives.
 //!
