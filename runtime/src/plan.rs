@@ -136,3 +136,63 @@ fn human(duration: Duration) -> String {
         None => format!("{duration:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+    use crate::operators::union::UnionSpec;
+    use crate::operators::window_assign::WindowAssignSpec;
+    use crate::source::ConnectorSpec;
+
+    #[test]
+    fn the_plan_says_which_windows_each_source_feeds() {
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false)]));
+        let source = |stream: &str| SourceSpec {
+            stream: stream.into(),
+            primary_key: Vec::new(),
+            schema: schema.clone(),
+            event_time: None,
+            proctime_column: None,
+            connector: ConnectorSpec::Http(Arc::default()),
+            columns: None,
+            status: Arc::default(),
+        };
+        let kind = WindowKind::Tumble { size: 10, offset: 0 };
+        let assign = WindowAssignSpec::new(kind, 0, &schema);
+        let plan = StreamPlan {
+            sources: vec![source("a"), source("b")],
+            nodes: vec![
+                PlanNode::Source { index: 0 },
+                PlanNode::Operator { spec: OperatorSpec::WindowAssign(assign.clone()), inputs: vec![0] },
+                PlanNode::Source { index: 1 },
+                PlanNode::Operator {
+                    spec: OperatorSpec::Union(UnionSpec { schema: assign.output_schema.clone() }),
+                    inputs: vec![1, 2],
+                },
+            ],
+            root: 3,
+            schema: assign.output_schema.clone(),
+            append_only: true,
+            warnings: Vec::new(),
+            allowed_lateness: None,
+            source_windows: Vec::new(),
+        }
+        .with_source_windows();
+        assert!(matches!(plan.source_windows.as_slice(), [Some(WindowKind::Tumble { size: 10, .. }), None]));
+    }
+
+    #[test]
+    fn durations_show_in_the_unit_set_takes() {
+        assert_eq!(describe("state ttl", None), "");
+        assert_eq!(describe("state ttl", Some(Duration::from_secs(3600))), " (state ttl 1h)");
+        assert_eq!(human(Duration::from_secs(90)), "90s");
+        assert_eq!(human(Duration::from_millis(250)), "250ms");
+        assert_eq!(human(Duration::from_secs(120)), "2min");
+        assert_eq!(human(Duration::from_nanos(1_500)), "1.5µs");
+    }
+}
