@@ -79,7 +79,11 @@ pub enum Message {
     /// This edge's input has been idle for the idle timeout: leave it out
     /// of the minimum watermark until it sends rows or a watermark again.
     Idle,
-    /// A checkpoint barrier: state written after every message before it.
+    /// Checkpoint barrier `id`, pushed by the driver into every source that
+    /// has not ended: a node's state is taken once it has the barrier from
+    /// every input that has not ended, so the checkpoint holds the effect of
+    /// every message before the barrier and of none after it (see
+    /// [`crate::pipeline`]).
     Barrier(u64),
     /// The input is exhausted; nothing follows.
     End,
