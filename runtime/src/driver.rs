@@ -517,9 +517,7 @@ impl Driver {
 
     /// Processing time, in nanoseconds since the epoch, never going back.
     fn clock(&mut self) -> i64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos() as i64);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, duration_nanos);
         self.last_clock = self.last_clock.max(now);
         self.last_clock
     }
