@@ -16,9 +16,12 @@
 //! or a source has ended. Results never depend on the interval: lateness is decided row by
 //! row (see [`crate::time`]), and windows close on watermarks only.
 //!
-//! A query with a data directory checkpoints every `checkpoint_interval`
-//! and logs each step it takes; starting from a checkpoint and replaying
-//! that log is [`crate::recovery`]'s.
+//! A query with a data directory checkpoints every `checkpoint_interval`,
+//! between two epochs: the driver sends a barrier through the pipeline
+//! ([`Pipeline::checkpoint`]: each node's state is taken as the barrier
+//! passes it) and, once the barrier is out of the root, writes those states
+//! with the sources' positions. It also logs each step it takes; starting
+//! from a checkpoint and replaying that log is [`crate::recovery`]'s.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
