@@ -130,7 +130,7 @@ impl Lowering<'_> {
             return Err(PlanError::unsupported("an interval join reads append-only inputs, not updating results")
                 .near(self.sql, self.start, "JOIN"));
         }
-        if bound.is_none() && !self.options.state_ttl {
+        if bound.is_none() && self.options.state_ttl.is_none() {
             self.plan.warnings.push(
                 "this join has no time bound, so its state grows without bound: add one (b.ts BETWEEN a.ts - INTERVAL ... AND a.ts + INTERVAL ...), or SET state_ttl"
                     .into(),
@@ -147,6 +147,7 @@ impl Lowering<'_> {
             bound,
             output_schema: output_schema.clone(),
             updating,
+            state_ttl: self.options.state_ttl,
         };
         let node = self.push(OperatorSpec::StreamJoin(spec), vec![left.node, right.node]);
         Ok(Lowered {

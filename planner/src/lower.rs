@@ -160,6 +160,8 @@ impl<'a> Lowering<'a> {
             schema: Arc::new(Schema::empty()),
             append_only: true,
             warnings: Vec::new(),
+            allowed_lateness: options.allowed_lateness,
+            source_windows: Vec::new(),
         };
         Self { state, catalog, windows, temporal, sql, start, options, plan, expand_windows: false }
     }
@@ -169,7 +171,7 @@ impl<'a> Lowering<'a> {
         self.plan.root = root.node;
         self.plan.schema = root.schema;
         self.plan.append_only = !root.updating;
-        Ok(self.plan.clone())
+        Ok(self.plan.clone().with_source_windows())
     }
 
     pub(crate) fn push(&mut self, spec: OperatorSpec, inputs: Vec<NodeId>) -> NodeId {
@@ -477,11 +479,12 @@ impl<'a> Lowering<'a> {
                 filters,
                 output_schema: output_schema.clone(),
                 emit: self.options.emit,
+                allowed_lateness: self.options.allowed_lateness,
             };
             let node = self.push(OperatorSpec::WindowAggregate(spec), vec![input.node]);
             // Late rows (allowed lateness) and early results (EMIT) make
             // later rows correct emitted ones.
-            let updating = self.options.allowed_lateness || self.options.emit.is_some();
+            let updating = self.options.allowed_lateness.is_some() || self.options.emit.is_some();
             let (window_results, partition_keys) = (!updating, Vec::new());
             let times = TimeColumns::windows(&output_schema);
             return Ok(Lowered {
@@ -503,6 +506,7 @@ impl<'a> Lowering<'a> {
             filters,
             output_schema: output_schema.clone(),
             input_updating: input.updating,
+            state_ttl: self.options.state_ttl,
         };
         let node = self.push(OperatorSpec::GroupAggregate(spec), vec![input.node]);
         Ok(Lowered::updating(node, output_schema, TimeColumns::default()))
@@ -589,11 +593,12 @@ impl Lowering<'_> {
                 filters,
                 output_schema: output_schema.clone(),
                 emit: self.options.emit,
+                allowed_lateness: self.options.allowed_lateness,
             };
             let node = self.push(OperatorSpec::SessionWindow(spec), vec![input.node]);
             // Sessions of many keys close together: one batch is not one window.
             let (window_results, partition_keys) = (false, Vec::new());
-            let updating = self.options.emit.is_some() || self.options.allowed_lateness;
+            let updating = self.options.emit.is_some() || self.options.allowed_lateness.is_some();
             let schema = output_schema;
             let times = TimeColumns::default();
             return Ok(Some(Lowered { node, schema, window_results, window: None, updating, partition_keys, times }));
@@ -621,7 +626,7 @@ impl Lowering<'_> {
     /// HOP and CUMULATE rows are then copied into each of their windows
     /// rather than aggregated by pane.
     fn whole_windows(&self) -> bool {
-        self.options.emit.is_some() || self.options.allowed_lateness || self.expand_windows
+        self.options.emit.is_some() || self.options.allowed_lateness.is_some() || self.expand_windows
     }
 }
 

@@ -41,13 +41,13 @@ use crate::window_tvf::rewrite_windows;
 /// Query settings that change the plan.
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
-    /// Late rows may update fired tumbling windows, so their results are
-    /// updating (retractions), not emitted once.
-    pub allowed_lateness: bool,
+    /// Late rows may update fired tumbling windows for this long, so their
+    /// results are updating (retractions), not emitted once.
+    pub allowed_lateness: Option<std::time::Duration>,
     /// The query's EMIT clause.
     pub emit: Option<EarlyEmit>,
-    /// `state_ttl` is set: unbounded state is forgotten after a while.
-    pub state_ttl: bool,
+    /// Unbounded state not updated for this long is forgotten.
+    pub state_ttl: Option<std::time::Duration>,
 }
 
 /// What the planner needs to know about the server's catalog.

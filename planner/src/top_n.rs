@@ -81,7 +81,7 @@ impl Lowering<'_> {
             let expr = Arc::new(Literal::new(ScalarValue::Boolean(Some(true))));
             order.push(PhysicalSortExpr { expr, options: sort_options(true, false) });
         }
-        if input.updating && !self.options.state_ttl {
+        if input.updating && self.options.state_ttl.is_none() {
             self.plan.warnings.push(
                 "ROW_NUMBER() over an updating result keeps all of that result's current rows, not only the top N (a retraction lets the next row in)"
                     .into(),

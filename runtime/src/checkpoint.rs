@@ -11,8 +11,10 @@
 //!
 //! # Algorithm
 //!
-//! A checkpoint is taken between two epochs, so no barrier alignment is
-//! needed: the pipeline runs on one task. Every file is written and synced,
+//! A checkpoint is taken between two epochs: the driver sends a barrier
+//! through the pipeline, each node's state is taken as the barrier passes
+//! it, and once the barrier is out of the root (alignment is trivial on
+//! one task: see [`crate::pipeline`]) every file is written and synced,
 //! then `manifest.json` (file names, sizes, CRC-32s, source positions,
 //! watermark trackers) is written to a temporary name, synced and renamed:
 //! a crash at any instant leaves the previous checkpoint whole. The two
@@ -206,6 +208,12 @@ impl CheckpointStore {
         std::fs::create_dir_all(&config.dir).map_err(|error| io_error("create", &config.dir, error))?;
         let next_id = ids(&config.dir, "checkpoint-", "").last().map_or(0, |id| id + 1);
         Ok(Self { config, next_id, log: None, last: Instant::now() })
+    }
+
+    /// The id the next checkpoint [`write`](Self::write) gives (the
+    /// checkpoint barrier's id).
+    pub fn next_id(&self) -> u64 {
+        self.next_id
     }
 
     pub fn due(&self) -> bool {

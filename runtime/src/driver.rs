@@ -15,10 +15,17 @@
 //! source queue is full (the sources would otherwise stall until the tick)
 //! or a source has ended. Results never depend on the interval: lateness is decided row by
 //! row (see [`crate::time`]), and windows close on watermarks only.
+//!
+//! A query with a data directory checkpoints every `checkpoint_interval`,
+//! between two epochs: the driver sends a barrier through the pipeline
+//! ([`Pipeline::checkpoint`]: each node's state is taken as the barrier
+//! passes it) and, once the barrier is out of the root, writes those states
+//! with the sources' positions. It also logs each step it takes; starting
+//! from a checkpoint and replaying that log is [`crate::recovery`]'s.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use datafusion::arrow::array::{RecordBatch, TimestampNanosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
@@ -26,20 +33,22 @@ use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{self, CheckpointConfig, CheckpointStore, Counters, Manifest, SourceCheckpoint, Step};
+use crate::checkpoint::{self, CheckpointStore, Counters, Manifest, SourceCheckpoint, Step};
 use crate::error::{Result, RuntimeError};
-use crate::message::{Message, StreamBatch, Watermark};
+use crate::message::{Message, StreamBatch, Watermark, duration_nanos};
 use crate::metrics::QueryMetrics;
 use crate::operator::OperatorContext;
-use crate::operator::OperatorSpec;
 use crate::operators::window_assign::WindowKind;
 use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
 use crate::plan::{PlanNode, StreamPlan};
-use crate::source::{self, ConnectorSpec, HttpIngest, Malformed, Resume, SourceContext, SourceEvent};
+use crate::recovery::{Chunk, Recovery, Replay};
+use crate::settings::QuerySettings;
+use crate::source::{self, ConnectorSpec, SourceContext, SourceEvent};
 use crate::time::{WatermarkTracker, event_times};
 
-/// The error of a query stopped by [`QuerySettings::halt_after_steps`].
+/// The error of a query stopped by
+/// [`QuerySettings::halt_after_steps`](crate::settings::QuerySettings::halt_after_steps).
 pub const HALTED: &str = "halted to simulate a crash";
 
 /// Chunks of late rows waiting to be posted to the late-rows stream.
@@ -47,59 +56,6 @@ const LATE_ROWS_QUEUE: usize = 256;
 
 /// Source events buffered between a query's sources and its driver.
 const SOURCE_QUEUE: usize = 64;
-
-/// Per-query settings.
-#[derive(Debug, Clone)]
-pub struct QuerySettings {
-    /// Time between epochs; zero runs an epoch whenever data arrives.
-    pub epoch_interval: Duration,
-    /// Result rows kept for subscribers that join late or reconnect.
-    pub retained_rows: usize,
-    /// Keys of an unbounded GROUP BY not updated for this long (processing
-    /// time) are forgotten; `None` keeps them forever.
-    pub state_ttl: Option<Duration>,
-    /// An input with event time that sends nothing for this long stops
-    /// holding back the query's watermark; `None` waits for it forever.
-    pub idle_timeout: Option<Duration>,
-    /// How long after a tumbling window fired late rows may still update it
-    /// (its result is then retracted and emitted again); `None` drops them.
-    pub allowed_lateness: Option<Duration>,
-    /// Where late rows go besides being counted: an `http` stream other
-    /// queries read (the "route" late-data policy).
-    pub late_rows_to: Option<Arc<HttpIngest>>,
-    /// Where and how often to checkpoint; `None` runs without (a server
-    /// without a data directory, tests, benchmarks). Set by the server from
-    /// `checkpoint_interval` and the query's id.
-    pub checkpoint: Option<CheckpointConfig>,
-    /// `SET checkpoint_interval`: how often a query of a server with a data
-    /// directory checkpoints; `None` turns checkpoints off.
-    pub checkpoint_interval: Option<Duration>,
-    /// Stops the query abruptly after this many steps (source events taken),
-    /// as a crash would: in the middle of an epoch, without publishing it,
-    /// without a final checkpoint. For recovery tests only.
-    pub halt_after_steps: Option<u64>,
-    /// At most this many source events per epoch (the rest wait for the
-    /// next one); `None` takes everything that arrived. Recovery tests use
-    /// 1 so that a checkpoint can fall between any two events.
-    pub max_steps_per_epoch: Option<usize>,
-}
-
-impl Default for QuerySettings {
-    fn default() -> Self {
-        Self {
-            epoch_interval: Duration::from_millis(100),
-            retained_rows: 10_000,
-            state_ttl: None,
-            idle_timeout: None,
-            allowed_lateness: None,
-            late_rows_to: None,
-            checkpoint: None,
-            checkpoint_interval: Some(Duration::from_secs(5)),
-            halt_after_steps: None,
-            max_steps_per_epoch: None,
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryStatus {
@@ -154,79 +110,17 @@ impl Drop for QueryHandle {
 /// Starts a query: its source tasks and its driver task.
 pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHandle> {
     let metrics = Arc::new(QueryMetrics::default());
-    let context = OperatorContext { settings: settings.clone(), metrics: metrics.clone() };
+    let context = OperatorContext { metrics: metrics.clone() };
     let pipeline = Pipeline::new(&plan, &context)?;
     let output = Arc::new(QueryOutput::new(plan.schema.clone(), settings.retained_rows));
     let status = Arc::new(Mutex::new(QueryStatus::Running));
     let cancel = CancellationToken::new();
     let plan_names = plan_names(&plan);
     let mut pipeline = pipeline;
-    // Recovery: the newest good checkpoint, and the steps logged after it.
-    let (store, restored) = match &settings.checkpoint {
-        Some(config) => {
-            let mut store = CheckpointStore::new(config.clone())?;
-            let (restored, warnings) = store.load(&plan_names)?;
-            metrics.update_checkpoints(|report| report.warnings = warnings);
-            (Some(store), restored)
-        }
-        None => (None, None),
-    };
-    let mut replay = None;
-    let mut resumes: Vec<Resume> = plan
-        .sources
-        .iter()
-        .map(|spec| Resume {
-            // A new query reads an http stream from what is posted next.
-            position: match &spec.connector {
-                ConnectorSpec::Http(ingest) => ingest.position(),
-                _ => 0,
-            },
-            boundaries: Default::default(),
-        })
-        .collect();
-    if let Some(restored) = &restored {
-        pipeline.restore(restored.nodes.clone())?;
-        output.restore(restored.output.clone())?;
-        for (resume, checkpoint) in resumes.iter_mut().zip(&restored.manifest.sources) {
-            resume.position = checkpoint.position;
-        }
-        for step in &restored.replay {
-            if let Step::Rows { source, position, .. } = step
-                && let Some(resume) = resumes.get_mut(*source)
-            {
-                resume.boundaries.push_back(*position);
-            }
-        }
-        replay = (!restored.replay.is_empty()).then(|| Replay {
-            steps: restored.replay.clone(),
-            queues: plan.sources.iter().map(|_| VecDeque::new()).collect(),
-        });
-        let counters = &restored.manifest.counters;
-        for (counter, value) in [
-            (&metrics.rows_in, counters.rows_in),
-            (&metrics.rows_out, counters.rows_out),
-            (&metrics.epochs, counters.epochs),
-            (&metrics.late_rows_dropped, counters.late_rows_dropped),
-            (&metrics.malformed_records, counters.malformed_records),
-        ] {
-            QueryMetrics::add(counter, value);
-        }
-        metrics.set_watermark(Watermark(counters.watermark));
-        if counters.watermark != Watermark::MIN.0 {
-            output.progress(Watermark(counters.watermark));
-        }
-        metrics.update_checkpoints(|report| {
-            report.restored_from = Some(restored.manifest.id);
-            report.replayed_steps = restored.replay.len() as u64;
-        });
-    }
+    let recovery = Recovery::start(&plan, &settings, &plan_names, &mut pipeline, &output, &metrics)?;
     let (events, receiver) = mpsc::channel(SOURCE_QUEUE);
     for (index, spec) in plan.sources.iter().enumerate() {
-        let ended = restored
-            .as_ref()
-            .and_then(|restored| restored.manifest.sources.get(index))
-            .is_some_and(|source| source.ended);
-        if ended {
+        if recovery.source(index).is_some_and(|source| source.ended) {
             continue;
         }
         let context = SourceContext {
@@ -234,12 +128,12 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
             events: events.clone(),
             metrics: metrics.clone(),
             cancel: cancel.child_token(),
-            resume: resumes[index].clone(),
+            resume: recovery.resumes[index].clone(),
         };
         source::spawn(spec, context);
     }
     drop(events);
-    let allowed_lateness = settings.allowed_lateness.map_or(0, |lateness| lateness.as_nanos() as i64);
+    let allowed_lateness = plan.allowed_lateness.map_or(0, duration_nanos);
     // Late rows are handed to a task that posts them, in order, to their
     // stream; a full queue drops them (they are counted as late anyway).
     let late_rows = settings.late_rows_to.clone().map(|ingest| {
@@ -255,24 +149,26 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         });
         sender
     });
-    let mut driver = Driver {
+    let driver = Driver {
         sources: plan
             .sources
             .iter()
             .enumerate()
             .map(|(index, spec)| SourceState {
                 event_time_column: spec.event_time.map(|event_time| event_time.column),
-                tracker: spec
-                    .event_time
-                    .map(|event_time| WatermarkTracker::new(event_time.delay).with_allowed_lateness(allowed_lateness)),
-                ended: false,
+                tracker: spec.event_time.map(|event_time| {
+                    let mut tracker = WatermarkTracker::new(event_time.delay).with_allowed_lateness(allowed_lateness);
+                    tracker.restore(recovery.source(index).and_then(|source| source.max_event_time));
+                    tracker
+                }),
+                ended: recovery.source(index).is_some_and(|source| source.ended),
                 last_active: Instant::now(),
-                idle: false,
+                idle: recovery.source(index).is_some_and(|source| source.idle),
                 proctime_column: spec.proctime_column,
                 schema: spec.schema.clone(),
                 processing_time: spec.is_processing_time(),
-                window: window_of_source(&plan, index),
-                position: resumes[index].position,
+                window: plan.source_windows.get(index).copied().flatten(),
+                position: recovery.resumes[index].position,
                 replayable: !matches!(spec.connector, ConnectorSpec::Socket { .. }),
             })
             .collect(),
@@ -281,23 +177,13 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         output: output.clone(),
         settings,
         late_rows,
-        last_clock: 0,
-        store,
-        replay,
+        last_clock: recovery.last_clock(),
+        restored: recovery.restored.is_some(),
+        store: recovery.store,
+        replay: recovery.replay,
         plan_names,
-        restored: restored.is_some(),
         steps: 0,
     };
-    if let Some(restored) = &restored {
-        driver.last_clock = restored.manifest.last_clock;
-        for (state, checkpoint) in driver.sources.iter_mut().zip(&restored.manifest.sources) {
-            if let Some(tracker) = &mut state.tracker {
-                tracker.restore(checkpoint.max_event_time);
-            }
-            state.ended = checkpoint.ended;
-            state.idle = checkpoint.idle;
-        }
-    }
     let task_status = status.clone();
     let output_for_task = output.clone();
     let task_cancel = cancel.clone();
@@ -341,16 +227,6 @@ struct SourceState {
     position: u64,
     /// The source can be rewound to a position (all but sockets).
     replayable: bool,
-}
-
-/// A source's rows (if any decoded) and malformed records.
-type Chunk = (Option<RecordBatch>, Malformed);
-
-/// Recovery in progress: the logged steps still to take again, and what the
-/// sources sent meanwhile, per source.
-struct Replay {
-    steps: VecDeque<Step>,
-    queues: Vec<VecDeque<SourceEvent>>,
 }
 
 struct Driver {
@@ -518,56 +394,12 @@ impl Driver {
             }
             return Ok(steps);
         };
-        for event in events {
-            let source = match &event {
-                SourceEvent::Rows { source, .. } | SourceEvent::End { source } => *source,
-                SourceEvent::Failed { source, message } => {
-                    return Err(RuntimeError::external(format!("source {source} failed: {message}")));
-                }
-            };
-            replay.queues[source].push_back(event);
-        }
-        let mut steps = Vec::new();
-        while let Some(step) = replay.steps.front().cloned() {
-            match step {
-                Step::Rows { source, position, .. } if !self.sources[source].replayable => {
-                    // A socket's rows are gone: at-most-once.
-                    let _ = position;
-                }
-                Step::Rows { source, position, .. } => match replay.queues[source].pop_front() {
-                    None => break,
-                    Some(SourceEvent::Rows { rows, position: got, malformed, .. }) if got == position => {
-                        steps.push((step, Some((rows, malformed)), true));
-                    }
-                    Some(other) => {
-                        return Err(RuntimeError::user(format!(
-                            "recovery cannot replay source {source}: the input log has rows up to position {position}, the source gave {} (did its data change?)",
-                            match other {
-                                SourceEvent::Rows { position, .. } => format!("rows up to {position}"),
-                                _ => "its end".to_string(),
-                            }
-                        )));
-                    }
-                },
-                Step::End { source } if self.sources[source].replayable => match replay.queues[source].pop_front() {
-                    None => break,
-                    Some(SourceEvent::End { .. }) => steps.push((step, None, true)),
-                    Some(_) => {
-                        return Err(RuntimeError::user(format!(
-                            "recovery cannot replay source {source}: the input log has its end, the source gave more rows (did its data change?)"
-                        )));
-                    }
-                },
-                Step::End { .. } => {}
-                Step::Idle { .. } | Step::Clock { .. } => steps.push((step, None, true)),
-            }
-            replay.steps.pop_front();
-        }
-        if replay.steps.is_empty() {
+        let replayable: Vec<bool> = self.sources.iter().map(|source| source.replayable).collect();
+        let mut steps = replay.steps(events, &replayable)?;
+        if replay.caught_up() {
             // Caught up: what the sources sent beyond the log runs as usual.
-            let queues = std::mem::take(&mut replay.queues);
-            self.replay = None;
-            for event in queues.into_iter().flatten() {
+            let unlogged = self.replay.take().map(Replay::into_unlogged).unwrap_or_default();
+            for event in unlogged {
                 steps.push(self.step_of(event)?);
             }
         }
@@ -648,7 +480,11 @@ impl Driver {
     }
 
     fn write_checkpoint(&mut self) -> Result<(u64, u64, u64)> {
-        let nodes = self.pipeline.snapshot()?;
+        let Some(barrier) = self.store.as_ref().map(CheckpointStore::next_id) else {
+            return Err(RuntimeError::internal("no checkpoint store"));
+        };
+        // The barrier has reached the result when this returns.
+        let nodes = self.pipeline.checkpoint(barrier)?;
         let output = self.output.snapshot()?;
         let metrics = &self.metrics;
         let manifest = Manifest {
@@ -684,9 +520,7 @@ impl Driver {
 
     /// Processing time, in nanoseconds since the epoch, never going back.
     fn clock(&mut self) -> i64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |since| since.as_nanos() as i64);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, duration_nanos);
         self.last_clock = self.last_clock.max(now);
         self.last_clock
     }
@@ -816,18 +650,6 @@ fn plan_names(plan: &StreamPlan) -> Vec<String> {
             PlanNode::Operator { spec, .. } => spec.name().to_string(),
         })
         .collect()
-}
-
-/// The window kind of the window assignment reading source `index`, if any.
-fn window_of_source(plan: &StreamPlan, index: usize) -> Option<WindowKind> {
-    let node =
-        plan.nodes.iter().position(|node| matches!(node, PlanNode::Source { index: source } if *source == index))?;
-    plan.nodes.iter().find_map(|candidate| match candidate {
-        PlanNode::Operator { spec: OperatorSpec::WindowAssign(spec), inputs } if inputs.contains(&node) => {
-            Some(spec.kind)
-        }
-        _ => None,
-    })
 }
 
 /// Inserts a PROCTIME() column holding `now` at `column`, giving the

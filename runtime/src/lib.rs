@@ -8,22 +8,33 @@
 //! A running query is driven in **epochs** (micro-batches): every epoch the
 //! [`driver`] collects what each source produced since the last one, assigns
 //! event-time watermarks row by row, pushes the batches through the
-//! [`pipeline`] of operators and hands the output to a [`Sink`].
+//! [`pipeline`] of operators and hands the result to the query's
+//! [`QueryOutput`], which subscribers read.
 //!
-//! Parts:
+//! Parts, from what the planner hands over to what runs it:
+//! - [`plan`]: [`StreamPlan`], the DAG of specs plus its sources: the whole
+//!   contract between planner and runtime.
+//! - [`operators`]: the operators (stateless DataFusion segments, window
+//!   assignment, window aggregation, joins, union, limit, top-N), each with
+//!   its immutable spec, and [`OperatorSpec`], the enum listing them.
+//! - [`operator`]: the [`Operator`] trait, the contract of a running operator.
 //! - [`message`]: the one enum that flows between operators (batch,
-//!   watermark, barrier, end).
+//!   watermark, idle, checkpoint barrier, end).
 //! - [`time`]: watermark tracking and the per-row lateness decision.
-//! - [`operator`]: the [`Operator`] trait and the immutable [`OperatorSpec`]s.
-//! - [`operators`]: the operators themselves (stateless DataFusion segments,
-//!   window assignment, window aggregation, joins, union, limit).
-//! - [`plan`]: [`StreamPlan`], the DAG of specs plus its sources.
-//! - [`pipeline`]: the running DAG.
+//! - [`source`]: connectors (socket, file, generator, Nexmark, http) and
+//!   record decoding.
 //! - [`table`]: static tables (file or `INSERT INTO`) that streams join.
-//! - [`source`]: connectors (socket, file, generator, http) and record decoding.
+//! - [`pipeline`]: the running DAG, and how checkpoint barriers cross it.
+//! - [`settings`]: [`QuerySettings`], how a query runs (never what it computes).
+//! - [`driver`]: the epoch loop of one query.
+//! - [`recovery`]: starting a query from its newest checkpoint and replaying
+//!   the steps logged after it.
+//! - [`checkpoint`]: checkpoint files, manifests and the input log.
+//! - [`state`]: an operator's snapshot ([`state::OperatorState`]) and its
+//!   Arrow IPC encoding.
 //! - [`output`]: the per-query output log that subscribers read.
 //! - [`metrics`]: counters every query exposes.
-//! - [`driver`]: the epoch loop of one query.
+//! - [`error`]: [`RuntimeError`], whose fault it is (user, external, internal).
 
 pub mod checkpoint;
 pub mod driver;
@@ -35,18 +46,22 @@ pub mod operators;
 pub mod output;
 pub mod pipeline;
 pub mod plan;
+pub mod recovery;
+pub mod settings;
 pub mod source;
 pub mod state;
 pub mod table;
 pub mod time;
 
 pub use datafusion;
-pub use driver::{QueryHandle, QuerySettings, QueryStatus, spawn_query};
+pub use driver::{QueryHandle, QueryStatus, spawn_query};
 pub use error::{Result, RuntimeError};
 pub use message::{Message, Op, StreamBatch, Watermark};
 pub use metrics::QueryMetrics;
-pub use operator::{Operator, OperatorSpec};
+pub use operator::Operator;
+pub use operators::OperatorSpec;
 pub use output::{OutputEvent, QueryOutput};
 pub use plan::{NodeId, PlanNode, StreamPlan};
+pub use settings::QuerySettings;
 pub use source::{ConnectorSpec, Format, SourceSpec};
 pub use table::{StaticTable, TableRef};

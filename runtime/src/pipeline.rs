@@ -13,6 +13,35 @@
 //!             ├─► union ─► stateless ─► window_aggregate ─► stateless ─► result
 //!   source 1 ─┘   min(wm0, wm1)
 //! ```
+//!
+//! Each edge, as its consumer sees it, is `EdgeState::Active`, `Idle` or
+//! `Ended`; an input's state and watermark change in one place
+//! (`Input::step`), whatever message arrives.
+//!
+//! ## Checkpoint barriers
+//!
+//! At a checkpoint the driver calls [`Pipeline::checkpoint`], which pushes
+//! `Barrier(id)` into every source node that has not ended. A node with one
+//! input takes its state (its operator's snapshot plus its edges'
+//! states) and forwards the barrier at once. A node with several inputs
+//! *aligns*: it notes the barrier per input and, once it has it from every
+//! input that has not ended, takes its state and forwards the barrier once.
+//! The checkpoint is complete when the barrier comes out of the root.
+//!
+//! ```text
+//!   source 0 ─B─┐
+//!               ├─► join: B on port 0 ... B on port 1 → state, then B ─► root ─B─► done
+//!   source 1 ─B─┘
+//! ```
+//!
+//! Alignment is trivial here: the pipeline runs on one task and delivers
+//! in FIFO order, and the driver pushes nothing but the barriers until
+//! `checkpoint` returns, so by the time a barrier reaches a node every
+//! message before it on that input has been taken and nothing after it can
+//! arrive before the barrier's copies on the other inputs (a message that
+//! did is an internal error, not a mixed checkpoint). No input ever needs
+//! to be blocked or buffered. Ended nodes, which the barrier cannot reach,
+//! no longer change: their state is taken as it is.
 
 use std::collections::VecDeque;
 
@@ -22,18 +51,114 @@ use crate::operator::{Operator, OperatorContext};
 use crate::plan::{NodeId, PlanNode, StreamPlan};
 use crate::state::OperatorState;
 
+/// Where an edge of the DAG stands, as the node reading it sees it: the
+/// state of each input of a node, and of a node's own output (what its
+/// consumer's input becomes).
+///
+/// ```text
+///   Active ──Idle──► Idle ──Batch / Watermark──► Active
+///     │               │
+///     └──────End──────┴──► Ended (final; its watermark is +∞)
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum EdgeState {
+    /// Sending rows or watermarks: it holds the node's watermark back.
+    Active,
+    /// Idle for the idle timeout: left out of the node's watermark until it
+    /// sends rows or a watermark again.
+    Idle,
+    /// Exhausted: nothing follows.
+    Ended,
+}
+
+impl EdgeState {
+    /// The state after `message` passed along the edge. The one place the
+    /// states change.
+    fn step(self, message: &Message) -> EdgeState {
+        match (self, message) {
+            (EdgeState::Ended, _) => EdgeState::Ended,
+            (_, Message::End) => EdgeState::Ended,
+            (_, Message::Idle) => EdgeState::Idle,
+            (_, Message::Batch(_) | Message::Watermark(_)) => EdgeState::Active,
+            (state, Message::Barrier(_)) => state,
+        }
+    }
+}
+
+/// One input of a node.
+#[derive(Debug, Clone)]
+struct Input {
+    state: EdgeState,
+    /// The largest watermark it sent (`+∞` once it ended).
+    watermark: Watermark,
+    /// The checkpoint barrier it delivered, while the node waits for the
+    /// same barrier on its other inputs (see the module's `# Algorithm`).
+    barrier: Option<u64>,
+}
+
+impl Input {
+    fn step(&mut self, message: &Message) {
+        self.state = self.state.step(message);
+        match message {
+            Message::Watermark(watermark) => self.watermark = self.watermark.max(*watermark),
+            Message::End => self.watermark = Watermark::MAX,
+            _ => {}
+        }
+    }
+}
+
 struct RunningNode {
     /// `None` for sources, which pass messages through unchanged.
     operator: Option<Box<dyn Operator>>,
     /// The consumer of this node's output and the port it reads it on.
     consumer: Option<(NodeId, usize)>,
-    input_watermarks: Vec<Watermark>,
-    inputs_ended: Vec<bool>,
-    inputs_idle: Vec<bool>,
-    /// This node told its consumer it is idle (and has not sent since).
-    idle: bool,
+    inputs: Vec<Input>,
+    /// This node's output: `Idle` once it told its consumer it is idle (and
+    /// has not sent since), `Ended` once it sent `End`.
+    output: EdgeState,
     watermark: Watermark,
-    ended: bool,
+}
+
+impl RunningNode {
+    /// The node's state at a checkpoint: its operator's state plus the
+    /// watermarks, idleness and ends of its inputs and of its output.
+    fn snapshot(&mut self) -> Result<OperatorState> {
+        let mut state = match &mut self.operator {
+            Some(operator) => operator.snapshot()?,
+            None => OperatorState::default(),
+        };
+        for (port, input) in self.inputs.iter().enumerate() {
+            state.put_value(&format!("__input_watermark_{port}"), input.watermark.0);
+            state.put_value(&format!("__input_ended_{port}"), i64::from(input.state == EdgeState::Ended));
+            state.put_value(&format!("__input_idle_{port}"), i64::from(input.state == EdgeState::Idle));
+        }
+        state.put_value("__idle", i64::from(self.output == EdgeState::Idle));
+        state.put_value("__watermark", self.watermark.0);
+        state.put_value("__ended", i64::from(self.output == EdgeState::Ended));
+        Ok(state)
+    }
+
+    /// Loads a [`snapshot`](RunningNode::snapshot) (of this format or of
+    /// the one before edge states, which kept a flag per state: an ended
+    /// edge that was also flagged idle is ended, as it always behaved).
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        let edge = |ended: i64, idle: i64| match (ended != 0, idle != 0) {
+            (true, _) => EdgeState::Ended,
+            (false, true) => EdgeState::Idle,
+            (false, false) => EdgeState::Active,
+        };
+        for (port, input) in self.inputs.iter_mut().enumerate() {
+            input.watermark = Watermark(state.value(&format!("__input_watermark_{port}"))?);
+            input.state =
+                edge(state.value(&format!("__input_ended_{port}"))?, state.value(&format!("__input_idle_{port}"))?);
+        }
+        self.output = edge(state.value("__ended")?, state.value("__idle")?);
+        self.watermark = Watermark(state.value("__watermark")?);
+        if let Some(operator) = &mut self.operator {
+            operator.restore(state)?;
+        }
+        Ok(())
+    }
 }
 
 /// A running pipeline: push messages in at source nodes, collect the root's
@@ -43,6 +168,9 @@ pub struct Pipeline {
     root: NodeId,
     /// Node id of each source, by source index.
     source_nodes: Vec<NodeId>,
+    /// During [`checkpoint`](Pipeline::checkpoint): each node's state, taken
+    /// when the barrier passed it.
+    barrier_states: Vec<Option<OperatorState>>,
 }
 
 impl Pipeline {
@@ -57,15 +185,13 @@ impl Pipeline {
                 }
                 PlanNode::Operator { spec, inputs } => (Some(spec.instantiate(context)?), inputs.len()),
             };
+            let input = Input { state: EdgeState::Active, watermark: Watermark::MIN, barrier: None };
             nodes.push(RunningNode {
                 operator,
                 consumer: None,
-                input_watermarks: vec![Watermark::MIN; inputs],
-                inputs_ended: vec![false; inputs],
-                inputs_idle: vec![false; inputs],
-                idle: false,
+                inputs: vec![input; inputs],
+                output: EdgeState::Active,
                 watermark: Watermark::MIN,
-                ended: false,
             });
         }
         for (id, node) in plan.nodes.iter().enumerate() {
@@ -81,33 +207,60 @@ impl Pipeline {
             let message = format!("plan node {orphan} feeds nothing:\n{}", plan.describe());
             return Err(RuntimeError::internal(message));
         }
-        Ok(Self { nodes, root: plan.root, source_nodes })
+        let barrier_states = nodes.iter().map(|_| None).collect();
+        Ok(Self { nodes, root: plan.root, source_nodes, barrier_states })
     }
 
-    /// Every node's state at a checkpoint, by node id: its operator's
-    /// state plus the watermarks, idleness and ends of its inputs.
-    pub fn snapshot(&mut self) -> Result<Vec<OperatorState>> {
-        self.nodes
-            .iter_mut()
-            .map(|node| {
-                let mut state = match &mut node.operator {
-                    Some(operator) => operator.snapshot()?,
-                    None => OperatorState::default(),
-                };
-                for port in 0..node.input_watermarks.len() {
-                    state.put_value(&format!("__input_watermark_{port}"), node.input_watermarks[port].0);
-                    state.put_value(&format!("__input_ended_{port}"), i64::from(node.inputs_ended[port]));
-                    state.put_value(&format!("__input_idle_{port}"), i64::from(node.inputs_idle[port]));
+    /// Checkpoint `barrier`: pushes `Message::Barrier(barrier)` into every
+    /// source node that has not ended and returns every node's state, by
+    /// node id, as the barrier found it (see the module's `# Algorithm`).
+    /// Call it between two pushes of other messages.
+    pub fn checkpoint(&mut self, barrier: u64) -> Result<Vec<OperatorState>> {
+        let result = self.pass_barrier(barrier);
+        // A failed checkpoint leaves no barrier behind: the query goes on.
+        for node in &mut self.nodes {
+            for input in &mut node.inputs {
+                input.barrier = None;
+            }
+        }
+        let states = std::mem::replace(&mut self.barrier_states, self.nodes.iter().map(|_| None).collect());
+        result?;
+        states
+            .into_iter()
+            .zip(self.nodes.iter_mut())
+            .enumerate()
+            .map(|(id, (state, node))| match state {
+                Some(state) => Ok(state),
+                // Ended: the barrier stops short of it, and it no longer
+                // changes.
+                None if node.output == EdgeState::Ended => node.snapshot(),
+                None => {
+                    Err(RuntimeError::internal(format!("checkpoint barrier {barrier} never reached plan node {id}")))
                 }
-                state.put_value("__idle", i64::from(node.idle));
-                state.put_value("__watermark", node.watermark.0);
-                state.put_value("__ended", i64::from(node.ended));
-                Ok(state)
             })
             .collect()
     }
 
-    /// Loads a [`snapshot`](Pipeline::snapshot) into this fresh pipeline.
+    fn pass_barrier(&mut self, barrier: u64) -> Result<()> {
+        let mut output = Vec::new();
+        for source in 0..self.source_nodes.len() {
+            if self.nodes[self.source_nodes[source]].output != EdgeState::Ended {
+                self.push_source(source, Message::Barrier(barrier), &mut output)?;
+            }
+        }
+        // Only the barrier moved: no operator emits anything for it.
+        if let Some(other) = output.iter().find(|message| !matches!(message, Message::Barrier(_))) {
+            return Err(RuntimeError::internal(format!("a checkpoint barrier made the pipeline emit {other:?}")));
+        }
+        let reached_root = output.iter().any(|message| matches!(message, Message::Barrier(id) if *id == barrier));
+        if !reached_root && !self.is_finished() {
+            return Err(RuntimeError::internal(format!("checkpoint barrier {barrier} never reached the result")));
+        }
+        Ok(())
+    }
+
+    /// Loads the states of a [`checkpoint`](Pipeline::checkpoint) into this
+    /// fresh pipeline.
     pub fn restore(&mut self, states: Vec<OperatorState>) -> Result<()> {
         if states.len() != self.nodes.len() {
             return Err(RuntimeError::internal(format!(
@@ -117,23 +270,13 @@ impl Pipeline {
             )));
         }
         for (node, state) in self.nodes.iter_mut().zip(states) {
-            for port in 0..node.input_watermarks.len() {
-                node.input_watermarks[port] = Watermark(state.value(&format!("__input_watermark_{port}"))?);
-                node.inputs_ended[port] = state.value(&format!("__input_ended_{port}"))? != 0;
-                node.inputs_idle[port] = state.value(&format!("__input_idle_{port}"))? != 0;
-            }
-            node.idle = state.value("__idle")? != 0;
-            node.watermark = Watermark(state.value("__watermark")?);
-            node.ended = state.value("__ended")? != 0;
-            if let Some(operator) = &mut node.operator {
-                operator.restore(state)?;
-            }
+            node.restore(state)?;
         }
         Ok(())
     }
 
     pub fn is_finished(&self) -> bool {
-        self.nodes[self.root].ended
+        self.nodes[self.root].output == EdgeState::Ended
     }
 
     /// Pushes `message` into the pipeline at source `source`; the root's
@@ -147,7 +290,7 @@ impl Pipeline {
             let consumer = self.nodes[node].consumer;
             for message in emitted.drain(..) {
                 if matches!(message, Message::End) {
-                    self.nodes[node].ended = true;
+                    self.nodes[node].output = EdgeState::Ended;
                 }
                 match consumer {
                     Some((consumer, port)) => queue.push_back((consumer, port, message)),
@@ -160,36 +303,37 @@ impl Pipeline {
 
     fn deliver(&mut self, id: NodeId, port: usize, message: Message, out: &mut Vec<Message>) -> Result<()> {
         let node = &mut self.nodes[id];
-        if node.ended {
+        if node.output == EdgeState::Ended {
             return Ok(());
         }
+        let input = &mut node.inputs[port];
+        if input.barrier.is_some() && !matches!(message, Message::Barrier(_)) {
+            // Cannot happen on one task (see `# Algorithm`); if it did, the
+            // checkpoint would mix states from before and after.
+            return Err(RuntimeError::internal(format!("{message:?} overtook a checkpoint barrier at plan node {id}")));
+        }
+        input.step(&message);
         if matches!(message, Message::Batch(_) | Message::Watermark(_)) {
-            node.inputs_idle[port] = false;
-            node.idle = false;
+            node.output = node.output.step(&message);
         }
         match message {
             Message::Batch(batch) => match &mut node.operator {
                 Some(operator) => operator.on_batch(port, batch, out)?,
                 None => out.push(Message::Batch(batch)),
             },
-            Message::Watermark(watermark) => {
-                node.input_watermarks[port] = node.input_watermarks[port].max(watermark);
-                advance(node, out)?;
-            }
+            Message::Watermark(_) => advance(node, out)?,
             Message::Idle => {
-                node.inputs_idle[port] = true;
                 advance(node, out)?;
-                let waiting = (0..node.inputs_idle.len()).filter(|input| !node.inputs_ended[*input]);
-                if !node.idle && waiting.clone().count() > 0 && waiting.clone().all(|input| node.inputs_idle[input]) {
-                    node.idle = true;
+                let mut waiting = node.inputs.iter().filter(|input| input.state != EdgeState::Ended).peekable();
+                let all_idle = waiting.peek().is_some() && waiting.all(|input| input.state == EdgeState::Idle);
+                if node.output != EdgeState::Idle && all_idle {
+                    node.output = EdgeState::Idle;
                     out.push(Message::Idle);
                 }
             }
             Message::End => {
-                node.inputs_ended[port] = true;
-                node.input_watermarks[port] = Watermark::MAX;
                 advance(node, out)?;
-                if node.inputs_ended.iter().all(|ended| *ended) {
+                if node.inputs.iter().all(|input| input.state == EdgeState::Ended) {
                     if let Some(operator) = &mut node.operator {
                         operator.on_end(out)?;
                     }
@@ -197,7 +341,18 @@ impl Pipeline {
                     return Ok(());
                 }
             }
-            Message::Barrier(id) => out.push(Message::Barrier(id)),
+            Message::Barrier(barrier) => {
+                node.inputs[port].barrier = Some(barrier);
+                let aligned =
+                    node.inputs.iter().all(|input| input.state == EdgeState::Ended || input.barrier == Some(barrier));
+                if aligned {
+                    for input in &mut node.inputs {
+                        input.barrier = None;
+                    }
+                    self.barrier_states[id] = Some(node.snapshot()?);
+                    out.push(Message::Barrier(barrier));
+                }
+            }
         }
         if node.operator.as_ref().is_some_and(|operator| operator.is_finished()) {
             out.push(Message::End);
@@ -207,13 +362,12 @@ impl Pipeline {
 }
 
 /// Passes the node's combined watermark to its operator when it advanced:
-/// the minimum over inputs that have neither ended nor gone idle.
+/// the minimum over inputs that are active (neither ended nor idle).
 fn advance(node: &mut RunningNode, out: &mut Vec<Message>) -> Result<()> {
-    let inputs = 0..node.input_watermarks.len();
-    let active = inputs.filter(|input| !node.inputs_idle[*input] && !node.inputs_ended[*input]);
-    let combined = match active.map(|input| node.input_watermarks[input]).min() {
+    let active = node.inputs.iter().filter(|input| input.state == EdgeState::Active);
+    let combined = match active.map(|input| input.watermark).min() {
         Some(watermark) => watermark,
-        None if node.inputs_ended.iter().all(|ended| *ended) => Watermark::MAX,
+        None if node.inputs.iter().all(|input| input.state == EdgeState::Ended) => Watermark::MAX,
         // Every input still running is idle: hold the watermark.
         None => return Ok(()),
     };
@@ -225,4 +379,127 @@ fn advance(node: &mut RunningNode, out: &mut Vec<Message>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{Int64Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+    use super::*;
+    use crate::message::StreamBatch;
+    use crate::operators::OperatorSpec;
+    use crate::operators::union::UnionSpec;
+    use crate::source::{ConnectorSpec, SourceSpec};
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]))
+    }
+
+    /// Two sources into a union (node 2), the result.
+    fn union_of_two() -> Pipeline {
+        let source = |stream: &str| SourceSpec {
+            stream: stream.into(),
+            primary_key: Vec::new(),
+            schema: schema(),
+            event_time: None,
+            proctime_column: None,
+            connector: ConnectorSpec::Http(Arc::default()),
+            columns: None,
+            status: Arc::default(),
+        };
+        let plan = StreamPlan {
+            sources: vec![source("a"), source("b")],
+            nodes: vec![
+                PlanNode::Source { index: 0 },
+                PlanNode::Source { index: 1 },
+                PlanNode::Operator { spec: OperatorSpec::Union(UnionSpec { schema: schema() }), inputs: vec![0, 1] },
+            ],
+            root: 2,
+            schema: schema(),
+            append_only: true,
+            warnings: Vec::new(),
+            allowed_lateness: None,
+            source_windows: vec![None, None],
+        };
+        Pipeline::new(&plan, &OperatorContext::default()).unwrap()
+    }
+
+    fn rows(values: Vec<i64>) -> Message {
+        let batch = RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(values))]).unwrap();
+        Message::Batch(StreamBatch::inserts(batch))
+    }
+
+    #[test]
+    fn the_barrier_is_aligned_at_a_join_point_and_comes_out_of_the_root_once() {
+        let mut pipeline = union_of_two();
+        let mut output = Vec::new();
+        pipeline.push_source(0, rows(vec![1, 2]), &mut output).unwrap();
+        pipeline.push_source(0, Message::Watermark(Watermark(10)), &mut output).unwrap();
+        pipeline.push_source(1, Message::Watermark(Watermark(7)), &mut output).unwrap();
+        output.clear();
+        // The union waits for the barrier on both inputs, then forwards it.
+        pipeline.push_source(0, Message::Barrier(4), &mut output).unwrap();
+        assert!(output.is_empty(), "{output:?}");
+        pipeline.push_source(1, Message::Barrier(4), &mut output).unwrap();
+        assert!(matches!(output.as_slice(), [Message::Barrier(4)]), "{output:?}");
+        // Nothing may overtake a barrier on an input still waiting for the
+        // others' barrier.
+        let mut pipeline = union_of_two();
+        pipeline.push_source(0, Message::Barrier(5), &mut Vec::new()).unwrap();
+        assert!(pipeline.push_source(0, rows(vec![3]), &mut Vec::new()).is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_takes_each_nodes_state_and_restores_it() {
+        let mut pipeline = union_of_two();
+        let mut output = Vec::new();
+        pipeline.push_source(0, Message::Watermark(Watermark(10)), &mut output).unwrap();
+        pipeline.push_source(1, Message::Watermark(Watermark(7)), &mut output).unwrap();
+        pipeline.push_source(1, Message::Idle, &mut output).unwrap();
+        let states = pipeline.checkpoint(1).unwrap();
+        assert_eq!(states.len(), 3);
+        let union = &states[2];
+        assert_eq!(union.value("__input_watermark_0").unwrap(), 10);
+        assert_eq!(union.value("__input_idle_1").unwrap(), 1);
+        assert_eq!(union.value("__watermark").unwrap(), 10);
+        // A source that ended gets no barrier; its state is taken as it is.
+        pipeline.push_source(0, Message::End, &mut output).unwrap();
+        let states = pipeline.checkpoint(2).unwrap();
+        assert_eq!(states[0].value("__ended").unwrap(), 1);
+        assert_eq!(states[2].value("__input_ended_0").unwrap(), 1);
+        let mut restored = union_of_two();
+        restored.restore(states.clone()).unwrap();
+        let again = restored.checkpoint(3).unwrap();
+        let encoded = |states: &[OperatorState]| states.iter().map(|state| state.encode().unwrap()).collect::<Vec<_>>();
+        assert_eq!(encoded(&again), encoded(&states));
+        // The restored pipeline goes on as the original would.
+        let (mut left, mut right) = (Vec::new(), Vec::new());
+        pipeline.push_source(1, Message::End, &mut left).unwrap();
+        restored.push_source(1, Message::End, &mut right).unwrap();
+        assert_eq!(format!("{left:?}"), format!("{right:?}"));
+        assert!(pipeline.is_finished() && restored.is_finished());
+        // Once finished, a checkpoint still has every node.
+        assert_eq!(pipeline.checkpoint(4).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_snapshot_that_flagged_an_ended_input_idle_too_restores_it_ended() {
+        let mut pipeline = union_of_two();
+        let mut states = pipeline.checkpoint(1).unwrap();
+        states[2].put_value("__input_ended_0", 1);
+        states[2].put_value("__input_idle_0", 1);
+        states[2].put_value("__input_watermark_0", Watermark::MAX.0);
+        let mut restored = union_of_two();
+        restored.restore(states).unwrap();
+        let mut output = Vec::new();
+        // Input 0 ended: the union's watermark follows input 1 alone.
+        restored.push_source(1, Message::Watermark(Watermark(5)), &mut output).unwrap();
+        assert!(matches!(output.as_slice(), [Message::Watermark(Watermark(5))]), "{output:?}");
+        let states = restored.checkpoint(2).unwrap();
+        assert_eq!(states[2].value("__input_ended_0").unwrap(), 1);
+        assert_eq!(states[2].value("__input_idle_0").unwrap(), 0);
+    }
 }

@@ -1,8 +1,14 @@
-//! [`StreamPlan`]: what the planner hands the runtime for one query.
+//! [`StreamPlan`]: what the planner hands the runtime for one query. The
+//! plan is the whole contract: with the sources' own specs it says
+//! everything that decides the query's results (no query setting reaches an
+//! operator except through its spec), and EXPLAIN renders it.
+
+use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 
-use crate::operator::OperatorSpec;
+use crate::operators::OperatorSpec;
+use crate::operators::window_assign::WindowKind;
 use crate::source::SourceSpec;
 
 /// Index of a node in [`StreamPlan::nodes`].
@@ -10,6 +16,9 @@ pub type NodeId = usize;
 
 /// A node of the plan DAG.
 #[derive(Debug, Clone)]
+// A plan has a handful of nodes, built once per query: boxing the spec
+// would buy nothing but an indirection in every planner match.
+#[allow(clippy::large_enum_variant)]
 pub enum PlanNode {
     /// Rows of `plan.sources[index]`, after watermarking and the lateness check.
     Source { index: usize },
@@ -31,9 +40,35 @@ pub struct StreamPlan {
     /// What the user should know about how the query will run (state that
     /// grows without bound, ...).
     pub warnings: Vec<String>,
+    /// Rows this far below their source's watermark are still let in (to
+    /// update windows that fired); `None` drops every row below it.
+    pub allowed_lateness: Option<Duration>,
+    /// Per source (by index), the windows a window assignment reading it
+    /// directly puts its rows in, so the driver can count late rows per
+    /// window. Filled by [`with_source_windows`](StreamPlan::with_source_windows).
+    pub source_windows: Vec<Option<WindowKind>>,
 }
 
 impl StreamPlan {
+    /// Fills [`source_windows`](StreamPlan::source_windows) from the nodes:
+    /// the planner calls it on the finished plan.
+    pub fn with_source_windows(mut self) -> Self {
+        let mut windows = vec![None; self.sources.len()];
+        for node in &self.nodes {
+            let PlanNode::Operator { spec: OperatorSpec::WindowAssign(spec), inputs } = node else { continue };
+            for input in inputs {
+                if let Some(PlanNode::Source { index }) = self.nodes.get(*input)
+                    && let Some(window) = windows.get_mut(*index)
+                {
+                    // The first assignment reading the source, as before.
+                    window.get_or_insert(spec.kind);
+                }
+            }
+        }
+        self.source_windows = windows;
+        self
+    }
+
     /// A one-line-per-node rendering, for EXPLAIN and errors.
     pub fn describe(&self) -> String {
         let mut lines = Vec::new();
@@ -66,12 +101,98 @@ impl StreamPlan {
                         }
                     }
                     OperatorSpec::TopN(spec) => lines.push(format!("{indent}top_n: {}", spec.describe())),
-                    other => lines.push(format!("{indent}{}", other.name())),
+                    other => {
+                        let settings = match other {
+                            OperatorSpec::WindowAggregate(spec) => describe("allowed lateness", spec.allowed_lateness),
+                            OperatorSpec::SessionWindow(spec) => describe("allowed lateness", spec.allowed_lateness),
+                            OperatorSpec::GroupAggregate(spec) => describe("state ttl", spec.state_ttl),
+                            OperatorSpec::StreamJoin(spec) => describe("state ttl", spec.state_ttl),
+                            _ => String::new(),
+                        };
+                        lines.push(format!("{indent}{}{settings}", other.name()));
+                    }
                 }
                 for input in inputs {
                     self.describe_node(*input, depth + 1, lines);
                 }
             }
         }
+    }
+}
+
+/// ` (what 5s)` for a duration that is set, nothing otherwise.
+fn describe(what: &str, duration: Option<Duration>) -> String {
+    duration.map_or_else(String::new, |duration| format!(" ({what} {})", human(duration)))
+}
+
+/// A duration in the largest unit that shows it exactly, as `SET` takes it
+/// (`1h`, `90s`, `250ms`); other durations as Rust prints them.
+fn human(duration: Duration) -> String {
+    let nanos = duration.as_nanos();
+    let units: [(u128, &str); 4] =
+        [(3_600_000_000_000, "h"), (60_000_000_000, "min"), (1_000_000_000, "s"), (1_000_000, "ms")];
+    match units.iter().find(|(unit, _)| nanos > 0 && nanos.is_multiple_of(*unit)) {
+        Some((unit, name)) => format!("{}{name}", nanos / unit),
+        None => format!("{duration:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+
+    use super::*;
+    use crate::operators::union::UnionSpec;
+    use crate::operators::window_assign::WindowAssignSpec;
+    use crate::source::ConnectorSpec;
+
+    #[test]
+    fn the_plan_says_which_windows_each_source_feeds() {
+        let schema =
+            Arc::new(Schema::new(vec![Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false)]));
+        let source = |stream: &str| SourceSpec {
+            stream: stream.into(),
+            primary_key: Vec::new(),
+            schema: schema.clone(),
+            event_time: None,
+            proctime_column: None,
+            connector: ConnectorSpec::Http(Arc::default()),
+            columns: None,
+            status: Arc::default(),
+        };
+        let kind = WindowKind::Tumble { size: 10, offset: 0 };
+        let assign = WindowAssignSpec::new(kind, 0, &schema);
+        let plan = StreamPlan {
+            sources: vec![source("a"), source("b")],
+            nodes: vec![
+                PlanNode::Source { index: 0 },
+                PlanNode::Operator { spec: OperatorSpec::WindowAssign(assign.clone()), inputs: vec![0] },
+                PlanNode::Source { index: 1 },
+                PlanNode::Operator {
+                    spec: OperatorSpec::Union(UnionSpec { schema: assign.output_schema.clone() }),
+                    inputs: vec![1, 2],
+                },
+            ],
+            root: 3,
+            schema: assign.output_schema.clone(),
+            append_only: true,
+            warnings: Vec::new(),
+            allowed_lateness: None,
+            source_windows: Vec::new(),
+        }
+        .with_source_windows();
+        assert!(matches!(plan.source_windows.as_slice(), [Some(WindowKind::Tumble { size: 10, .. }), None]));
+    }
+
+    #[test]
+    fn durations_show_in_the_unit_set_takes() {
+        assert_eq!(describe("state ttl", None), "");
+        assert_eq!(describe("state ttl", Some(Duration::from_secs(3600))), " (state ttl 1h)");
+        assert_eq!(human(Duration::from_secs(90)), "90s");
+        assert_eq!(human(Duration::from_millis(250)), "250ms");
+        assert_eq!(human(Duration::from_secs(120)), "2min");
+        assert_eq!(human(Duration::from_nanos(1_500)), "1.5µs");
     }
 }

@@ -220,11 +220,7 @@ impl Engine {
     ) -> Result<sluice_runtime::StreamPlan, EngineError> {
         // Plan against a snapshot so no lock is held across the await.
         let snapshot = self.catalog_snapshot();
-        let options = PlanOptions {
-            allowed_lateness: settings.allowed_lateness.is_some(),
-            emit,
-            state_ttl: settings.state_ttl.is_some(),
-        };
+        let options = PlanOptions { allowed_lateness: settings.allowed_lateness, emit, state_ttl: settings.state_ttl };
         Ok(plan_query(&snapshot, query, sql, start, &options).await?)
     }
 

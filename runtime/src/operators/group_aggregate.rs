@@ -77,6 +77,9 @@ pub struct GroupAggregateSpec {
     /// keep far less (COUNT DISTINCT a set of native values instead of a
     /// map of `ScalarValue`s, MAX one value instead of every value seen).
     pub input_updating: bool,
+    /// Keys not updated for this long (processing time) are forgotten;
+    /// `None` keeps them forever.
+    pub state_ttl: Option<Duration>,
 }
 
 struct KeyState {
@@ -96,12 +99,11 @@ pub struct GroupAggregate {
     shown_keys: usize,
     converter: RowConverter,
     keys: HashMap<Box<[u8]>, KeyState>,
-    state_ttl: Option<Duration>,
     last_expiry: Instant,
 }
 
 impl GroupAggregate {
-    pub fn new(mut spec: GroupAggregateSpec, state_ttl: Option<Duration>) -> Result<Self> {
+    pub fn new(mut spec: GroupAggregateSpec) -> Result<Self> {
         // Without GROUP BY there is one group, keyed by a constant not shown.
         let shown_keys = spec.group_exprs.len();
         spec.group_exprs = grouping_keys(&spec.group_exprs);
@@ -110,7 +112,6 @@ impl GroupAggregate {
             converter: key_converter(&spec.group_exprs, &spec.input_schema)?,
             spec,
             keys: HashMap::default(),
-            state_ttl,
             last_expiry: Instant::now(),
         })
     }
@@ -121,7 +122,7 @@ impl GroupAggregate {
     }
 
     fn expire(&mut self, now: Instant) {
-        let Some(ttl) = self.state_ttl else { return };
+        let Some(ttl) = self.spec.state_ttl else { return };
         // Scanning every key is O(keys); do it at most once per tenth of the TTL.
         if now.duration_since(self.last_expiry) < ttl / 10 {
             return;
@@ -524,6 +525,7 @@ mod tests {
             ])),
             input_schema: input,
             input_updating: true,
+            state_ttl: None,
         }
     }
 
@@ -554,7 +556,7 @@ mod tests {
     #[test]
     fn emits_retraction_and_new_row_for_changed_keys_only() {
         let spec = spec();
-        let mut operator = GroupAggregate::new(spec.clone(), None).unwrap();
+        let mut operator = GroupAggregate::new(spec.clone()).unwrap();
         let mut out = Vec::new();
         operator.on_batch(0, batch(&spec, &[("a", 1), ("b", 2), ("a", 3)], None), &mut out).unwrap();
         operator.on_batch(0, batch(&spec, &[("b", 5)], None), &mut out).unwrap();
@@ -567,7 +569,7 @@ mod tests {
     #[test]
     fn retractions_from_an_updating_input_remove_keys() {
         let spec = spec();
-        let mut operator = GroupAggregate::new(spec.clone(), None).unwrap();
+        let mut operator = GroupAggregate::new(spec.clone()).unwrap();
         let mut out = Vec::new();
         operator.on_batch(0, batch(&spec, &[("a", 1), ("a", 2)], None), &mut out).unwrap();
         out.clear();
@@ -598,6 +600,7 @@ mod tests {
             output_schema: Arc::new(Schema::new(fields)),
             input_schema: input,
             input_updating: true,
+            state_ttl: None,
         }
     }
 
@@ -621,7 +624,7 @@ mod tests {
     #[test]
     fn restores_keys_accumulators_and_emitted_rows() {
         let spec = sum_and_average_spec(true);
-        let new = || Box::new(GroupAggregate::new(spec.clone(), None).unwrap()) as Box<dyn Operator>;
+        let new = || Box::new(GroupAggregate::new(spec.clone()).unwrap()) as Box<dyn Operator>;
         let straight = assert_restores(new, &updating_input(&spec));
         assert!(straight.iter().any(|row| row.starts_with("- c")), "{straight:?}");
         assert!(straight.contains(&"+ c, 9, 9.0".to_string()), "{straight:?}");
@@ -631,7 +634,10 @@ mod tests {
     fn restores_a_global_aggregate() {
         let spec = sum_and_average_spec(false);
         let new = || {
-            Box::new(GroupAggregate::new(spec.clone(), Some(Duration::from_secs(3600))).unwrap()) as Box<dyn Operator>
+            Box::new(
+                GroupAggregate::new(GroupAggregateSpec { state_ttl: Some(Duration::from_secs(3600)), ..spec.clone() })
+                    .unwrap(),
+            ) as Box<dyn Operator>
         };
         let straight = assert_restores(new, &updating_input(&spec));
         assert!(!straight.is_empty());
@@ -667,13 +673,14 @@ mod tests {
             ])),
             input_schema: input,
             input_updating: false,
+            state_ttl: None,
         }
     }
 
     #[test]
     fn an_append_only_input_gets_plain_accumulators_with_filters_applied_per_key() {
         let spec = distinct_filter_max_spec();
-        let new = || Box::new(GroupAggregate::new(spec.clone(), None).unwrap()) as Box<dyn Operator>;
+        let new = || Box::new(GroupAggregate::new(spec.clone()).unwrap()) as Box<dyn Operator>;
         let append = |rows: &[(&str, i64)]| (0, Message::Batch(batch(&spec, rows, None)));
         let input = vec![
             append(&[("a", 1), ("b", 5), ("a", 3), ("a", 3), ("b", 1)]),
@@ -703,7 +710,9 @@ mod tests {
     #[test]
     fn state_ttl_forgets_idle_keys() {
         let spec = spec();
-        let mut operator = GroupAggregate::new(spec.clone(), Some(Duration::from_millis(20))).unwrap();
+        let mut operator =
+            GroupAggregate::new(GroupAggregateSpec { state_ttl: Some(Duration::from_millis(20)), ..spec.clone() })
+                .unwrap();
         let mut out = Vec::new();
         operator.on_batch(0, batch(&spec, &[("a", 1)], None), &mut out).unwrap();
         std::thread::sleep(Duration::from_millis(40));

@@ -124,6 +124,9 @@ pub struct StreamJoinSpec {
     pub output_schema: SchemaRef,
     /// Whether output rows carry ops (the planner's decision).
     pub updating: bool,
+    /// Stored rows older than this (processing time) are forgotten; `None`
+    /// keeps them until the watermark purges them, or forever.
+    pub state_ttl: Option<Duration>,
 }
 
 /// Evaluates join keys into the row format; both sides use one converter
@@ -739,6 +742,7 @@ mod tests {
             bound,
             output_schema: Arc::new(Schema::new(fields)),
             updating,
+            state_ttl: None,
         }
     }
 

@@ -1,5 +1,7 @@
 //! The operators a pipeline runs. Each file holds one operator: its spec
-//! (what the planner produces) and the running instance.
+//! (what the planner produces) and the running instance. [`OperatorSpec`]
+//! lists them all and dispatches to them: creating the running operator,
+//! its name (in EXPLAIN and checkpoints) and its output schema.
 
 pub mod group_aggregate;
 pub(crate) mod groups;
@@ -18,3 +20,126 @@ pub mod union;
 pub mod window_aggregate;
 pub mod window_assign;
 pub mod window_join;
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+use crate::error::Result;
+use crate::message::duration_nanos;
+use crate::operator::{Operator, OperatorContext};
+use group_aggregate::{GroupAggregate, GroupAggregateSpec};
+use join::{StreamJoin, StreamJoinSpec};
+use limit::{Limit, LimitSpec};
+use lookup_join::{LookupJoin, LookupJoinSpec};
+use pane_window::{PaneWindow, PaneWindowSpec};
+use session_window::{SessionWindow, SessionWindowSpec};
+use stateless::{Stateless, StatelessSpec};
+use temporal_join::{TemporalJoin, TemporalJoinSpec};
+use top_n::{TopN, TopNSpec};
+use union::{Union, UnionSpec};
+use window_aggregate::{WindowAggregate, WindowAggregateSpec};
+use window_assign::{WindowAssign, WindowAssignSpec};
+use window_join::{WindowJoin, WindowJoinSpec};
+
+/// What the planner asks the runtime to run at one node.
+#[derive(Debug, Clone)]
+pub enum OperatorSpec {
+    /// Filters, projections, scalar functions, UNNEST, and the per-window
+    /// sort/limit: a DataFusion physical plan executed once per batch.
+    Stateless(StatelessSpec),
+    /// Adds `window_start`, `window_end` and `window_time` to each row.
+    WindowAssign(WindowAssignSpec),
+    /// GROUP BY a window plus keys; emits each window once it closes.
+    WindowAggregate(WindowAggregateSpec),
+    /// GROUP BY a HOP or CUMULATE window plus keys, from panes.
+    PaneWindow(PaneWindowSpec),
+    /// GROUP BY a SESSION window plus keys.
+    SessionWindow(SessionWindowSpec),
+    /// GROUP BY without a window: running state per key, a changelog out.
+    GroupAggregate(GroupAggregateSpec),
+    /// UNION ALL of several inputs.
+    Union(UnionSpec),
+    /// LIMIT on an unbounded input: the first rows, then the end.
+    Limit(LimitSpec),
+    /// Stream-stream join, interval or unbounded (two inputs).
+    StreamJoin(StreamJoinSpec),
+    /// Two windowed inputs joined per window (two inputs).
+    WindowJoin(WindowJoinSpec),
+    /// Stream joined with a static table (one input).
+    LookupJoin(LookupJoinSpec),
+    /// Stream joined with a versioned table's version at each row's time
+    /// (left: the stream, right: the table's changelog).
+    TemporalJoin(TemporalJoinSpec),
+    /// ROW_NUMBER() ... <= N over a whole stream: the top rows of each
+    /// partition, as a changelog.
+    TopN(TopNSpec),
+}
+
+impl OperatorSpec {
+    /// Creates the running operator of this spec. Everything that decides
+    /// what it computes comes from the spec; `context` only lends it the
+    /// query's metrics.
+    pub fn instantiate(&self, context: &OperatorContext) -> Result<Box<dyn Operator>> {
+        Ok(match self {
+            OperatorSpec::Stateless(spec) => Box::new(Stateless::new(spec.clone())),
+            OperatorSpec::WindowAssign(spec) => Box::new(WindowAssign::new(spec.clone())),
+            OperatorSpec::WindowAggregate(spec) => {
+                let lateness = spec.allowed_lateness.map_or(0, duration_nanos);
+                let operator =
+                    WindowAggregate::new(spec.clone())?.with_metrics(context.metrics.clone()).with_emit(spec.emit);
+                Box::new(operator.with_allowed_lateness(lateness))
+            }
+            OperatorSpec::PaneWindow(spec) => Box::new(PaneWindow::new(spec.clone(), context.metrics.clone())?),
+            OperatorSpec::SessionWindow(spec) => {
+                let lateness = spec.allowed_lateness.map_or(0, duration_nanos);
+                Box::new(SessionWindow::new(spec.clone(), context.metrics.clone())?.with_allowed_lateness(lateness))
+            }
+            OperatorSpec::GroupAggregate(spec) => Box::new(GroupAggregate::new(spec.clone())?),
+            OperatorSpec::Union(spec) => Box::new(Union::new(spec.clone())),
+            OperatorSpec::Limit(spec) => Box::new(Limit::new(spec.clone())),
+            OperatorSpec::StreamJoin(spec) => {
+                Box::new(StreamJoin::new(spec.clone(), spec.state_ttl, context.metrics.clone())?)
+            }
+            OperatorSpec::WindowJoin(spec) => Box::new(WindowJoin::new(spec.clone(), context.metrics.clone())),
+            OperatorSpec::LookupJoin(spec) => Box::new(LookupJoin::new(spec.clone())?),
+            OperatorSpec::TemporalJoin(spec) => Box::new(TemporalJoin::new(spec.clone(), context.metrics.clone())?),
+            OperatorSpec::TopN(spec) => Box::new(TopN::new(spec.clone(), context.metrics.clone())?),
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            OperatorSpec::Stateless(_) => "stateless",
+            OperatorSpec::WindowAssign(_) => "window_assign",
+            OperatorSpec::WindowAggregate(_) => "window_aggregate",
+            OperatorSpec::GroupAggregate(_) => "group_aggregate",
+            OperatorSpec::PaneWindow(_) => "pane_window",
+            OperatorSpec::SessionWindow(_) => "session_window",
+            OperatorSpec::Union(_) => "union",
+            OperatorSpec::Limit(_) => "limit",
+            OperatorSpec::StreamJoin(spec) if spec.bound.is_some() => "interval_join",
+            OperatorSpec::StreamJoin(_) => "unbounded_join",
+            OperatorSpec::WindowJoin(_) => "window_join",
+            OperatorSpec::LookupJoin(_) => "lookup_join",
+            OperatorSpec::TemporalJoin(_) => "temporal_join",
+            OperatorSpec::TopN(_) => "top_n",
+        }
+    }
+
+    pub fn output_schema(&self) -> SchemaRef {
+        match self {
+            OperatorSpec::Stateless(spec) => spec.output_schema(),
+            OperatorSpec::WindowAssign(spec) => spec.output_schema.clone(),
+            OperatorSpec::WindowAggregate(spec) => spec.output_schema.clone(),
+            OperatorSpec::GroupAggregate(spec) => spec.output_schema.clone(),
+            OperatorSpec::PaneWindow(spec) => spec.output_schema.clone(),
+            OperatorSpec::SessionWindow(spec) => spec.output_schema.clone(),
+            OperatorSpec::Union(spec) => spec.schema.clone(),
+            OperatorSpec::Limit(spec) => spec.schema.clone(),
+            OperatorSpec::StreamJoin(spec) => spec.output_schema.clone(),
+            OperatorSpec::WindowJoin(spec) => spec.output_schema(),
+            OperatorSpec::LookupJoin(spec) => spec.output_schema.clone(),
+            OperatorSpec::TemporalJoin(spec) => spec.output_schema.clone(),
+            OperatorSpec::TopN(spec) => spec.output_schema.clone(),
+        }
+    }
+}

@@ -66,6 +66,9 @@ pub struct SessionWindowSpec {
     pub output_schema: SchemaRef,
     /// Early results (the EMIT clause), if any.
     pub emit: Option<EarlyEmit>,
+    /// How long after a session fired late rows may still reopen it (its
+    /// row is then retracted and emitted again); `None` drops them.
+    pub allowed_lateness: Option<std::time::Duration>,
 }
 
 struct Session {
@@ -486,6 +489,7 @@ mod tests {
             filters: vec![None],
             output_schema: output,
             emit,
+            allowed_lateness: None,
         };
         let operator = SessionWindow::new(spec, Arc::default()).unwrap().with_allowed_lateness(allowed_lateness);
         (operator, input)

@@ -58,6 +58,9 @@ pub struct WindowAggregateSpec {
     pub output_schema: SchemaRef,
     /// Early results (the EMIT clause), if any.
     pub emit: Option<EarlyEmit>,
+    /// How long after a window fired late rows may still update it (its
+    /// result is then retracted and emitted again); `None` drops them.
+    pub allowed_lateness: Option<std::time::Duration>,
 }
 
 /// When open windows emit early results (the EMIT clause). Early results
@@ -406,6 +409,7 @@ mod tests {
             output_schema: output,
             input_schema: input,
             emit: None,
+            allowed_lateness: None,
         }
     }
 
@@ -500,5 +504,24 @@ mod tests {
         let mut restored = WindowAggregate::new(spec.clone()).unwrap().with_emit(every);
         restored.restore(state).unwrap();
         assert_eq!(restored.dirty, std::collections::BTreeSet::from([10, 20]));
+    }
+
+    #[test]
+    fn a_huge_allowed_lateness_in_the_spec_keeps_fired_windows_open() {
+        // 300 years is more nanoseconds than an i64 holds: converted with
+        // `as i64` it wrapped negative and late rows were dropped.
+        let lateness = std::time::Duration::from_secs(300 * 365 * 86_400);
+        let spec = WindowAggregateSpec { allowed_lateness: Some(lateness), ..spec() };
+        let context = crate::operator::OperatorContext::default();
+        let mut operator = crate::operators::OperatorSpec::WindowAggregate(spec.clone()).instantiate(&context).unwrap();
+        let mut out = Vec::new();
+        operator.on_batch(0, batch(&spec, &[("a", 1, 10)]), &mut out).unwrap();
+        operator.on_watermark(Watermark(1_000), &mut out).unwrap();
+        operator.on_batch(0, batch(&spec, &[("a", 2, 10)]), &mut out).unwrap();
+        let retracted = out.iter().any(|message| match message {
+            Message::Batch(batch) => batch.ops.as_ref().is_some_and(|ops| ops.contains(&crate::message::Op::Delete)),
+            _ => false,
+        });
+        assert!(retracted, "the late row did not update the fired window: {out:?}");
     }
 }

@@ -47,6 +47,10 @@ pub struct HttpIngest {
     log_path: OnceLock<PathBuf>,
     /// Records posted, the position of a stream without a log.
     posted: std::sync::atomic::AtomicU64,
+    /// The log's length after its last whole record: where a query
+    /// starting now reads from. Kept apart from `log` so that taking it
+    /// never waits for, nor guesses around, a POST holding the log.
+    log_end: std::sync::atomic::AtomicU64,
 }
 
 impl HttpIngest {
@@ -66,16 +70,22 @@ impl HttpIngest {
         file.seek(SeekFrom::End(0))?;
         let mut log = self.log.try_lock().map_err(std::io::Error::other)?;
         *log = Some(EventLog { file, length });
+        self.log_end.store(length, std::sync::atomic::Ordering::SeqCst);
         let _ = self.log_path.set(path.to_path_buf());
         Ok(())
     }
 
-    /// The position a query starting now reads from.
+    /// The position a query starting now reads from: the end of the log's
+    /// last whole record (with a log), else the number of records posted.
+    ///
+    /// While a POST holds the log this is the end before its record or,
+    /// once appended, after it; a query starting at the one before still
+    /// gets the record, from the file or live (it registers before reading
+    /// the file, and a POST appends before it picks its readers).
     pub fn position(&self) -> u64 {
-        match self.log.try_lock() {
-            Ok(log) if log.is_some() => log.as_ref().map_or(0, |log| log.length),
-            // A POST is being appended: the records before it.
-            _ => self.posted.load(std::sync::atomic::Ordering::SeqCst),
+        match self.log_path.get() {
+            Some(_) => self.log_end.load(std::sync::atomic::Ordering::SeqCst),
+            None => self.posted.load(std::sync::atomic::Ordering::SeqCst),
         }
     }
 
@@ -101,6 +111,7 @@ impl HttpIngest {
                 record.extend_from_slice(payload.as_bytes());
                 log.file.write_all(&record)?;
                 log.length += record.len() as u64;
+                self.log_end.store(log.length, std::sync::atomic::Ordering::SeqCst);
                 log.length
             }
             None => self.posted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
@@ -210,6 +221,24 @@ mod tests {
         reopened.open_log(&path).unwrap();
         assert_eq!(reopened.position(), end);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), end);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn a_query_starting_while_a_post_holds_the_log_starts_at_its_end() {
+        let path = std::env::temp_dir().join(format!("sluice-http-log-held-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let ingest = HttpIngest::default();
+        ingest.open_log(&path).unwrap();
+        ingest.publish(vec!["{\"x\":1}".into()]).await.unwrap();
+        ingest.publish(vec!["{\"x\":2}".into()]).await.unwrap();
+        let end = ingest.position();
+        assert!(end > 0);
+        // A POST in progress holds the log across append and delivery.
+        let held = ingest.log.lock().await;
+        assert_eq!(ingest.position(), end, "not the whole history again");
+        drop(held);
+        assert!(ingest.logged_since(ingest.position()).unwrap().is_empty());
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -1,0 +1,69 @@
+//! [`QuerySettings`]: how one query runs (epochs, retention, checkpoints,
+//! idle inputs), as opposed to *what* it computes, which its
+//! [`StreamPlan`](crate::plan::StreamPlan) alone says.
+//!
+//! A leaf module: the driver reads these settings, operators never do (the
+//! durations that change results, allowed lateness and state TTL, reach
+//! them through their specs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::checkpoint::CheckpointConfig;
+use crate::source::HttpIngest;
+
+/// Per-query settings.
+#[derive(Debug, Clone)]
+pub struct QuerySettings {
+    /// Time between epochs; zero runs an epoch whenever data arrives.
+    pub epoch_interval: Duration,
+    /// Result rows kept for subscribers that join late or reconnect.
+    pub retained_rows: usize,
+    /// Keys of an unbounded GROUP BY not updated for this long (processing
+    /// time) are forgotten; `None` keeps them forever. Planned into the
+    /// specs that keep such state; the runtime never reads it from here.
+    pub state_ttl: Option<Duration>,
+    /// An input with event time that sends nothing for this long stops
+    /// holding back the query's watermark; `None` waits for it forever.
+    pub idle_timeout: Option<Duration>,
+    /// How long after a tumbling window fired late rows may still update it
+    /// (its result is then retracted and emitted again); `None` drops them.
+    /// Planned into the window specs and [`StreamPlan::allowed_lateness`](crate::plan::StreamPlan::allowed_lateness);
+    /// the runtime never reads it from here.
+    pub allowed_lateness: Option<Duration>,
+    /// Where late rows go besides being counted: an `http` stream other
+    /// queries read (the "route" late-data policy).
+    pub late_rows_to: Option<Arc<HttpIngest>>,
+    /// Where and how often to checkpoint; `None` runs without (a server
+    /// without a data directory, tests, benchmarks). Set by the server from
+    /// `checkpoint_interval` and the query's id.
+    pub checkpoint: Option<CheckpointConfig>,
+    /// `SET checkpoint_interval`: how often a query of a server with a data
+    /// directory checkpoints; `None` turns checkpoints off.
+    pub checkpoint_interval: Option<Duration>,
+    /// Stops the query abruptly after this many steps (source events taken),
+    /// as a crash would: in the middle of an epoch, without publishing it,
+    /// without a final checkpoint. For recovery tests only.
+    pub halt_after_steps: Option<u64>,
+    /// At most this many source events per epoch (the rest wait for the
+    /// next one); `None` takes everything that arrived. Recovery tests use
+    /// 1 so that a checkpoint can fall between any two events.
+    pub max_steps_per_epoch: Option<usize>,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        Self {
+            epoch_interval: Duration::from_millis(100),
+            retained_rows: 10_000,
+            state_ttl: None,
+            idle_timeout: None,
+            allowed_lateness: None,
+            late_rows_to: None,
+            checkpoint: None,
+            checkpoint_interval: Some(Duration::from_secs(5)),
+            halt_after_steps: None,
+            max_steps_per_epoch: None,
+        }
+    }
+}
