@@ -15,12 +15,12 @@ use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operators::{
     group_aggregate::{GroupAggregate, GroupAggregateSpec},
-    join::{StreamJoin, StreamJoinSpec},
     limit::{Limit, LimitSpec},
     lookup_join::{LookupJoin, LookupJoinSpec},
     pane_window::{PaneWindow, PaneWindowSpec},
     session_window::{SessionWindow, SessionWindowSpec},
     stateless::{Stateless, StatelessSpec},
+    stream_join::{StreamJoin, StreamJoinSpec},
     temporal_join::{TemporalJoin, TemporalJoinSpec},
     top_n::{TopN, TopNSpec},
     union::{Union, UnionSpec},

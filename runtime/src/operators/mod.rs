@@ -3,7 +3,7 @@
 
 pub mod group_aggregate;
 pub(crate) mod groups;
-pub mod join;
+pub mod join_condition;
 pub mod limit;
 pub mod lookup_join;
 pub mod pane_window;
@@ -12,6 +12,7 @@ pub(crate) mod restore_check;
 pub mod session_window;
 pub(crate) mod sliding;
 pub mod stateless;
+pub mod stream_join;
 pub mod temporal_join;
 pub mod top_n;
 pub mod union;
