@@ -37,7 +37,8 @@ use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
 use crate::plan::{PlanNode, StreamPlan};
 use crate::source::{self, ConnectorSpec, HttpIngest, Malformed, Resume, SourceContext, SourceEvent};
-use crate::time::{WatermarkTracker, event_times};
+use crate::time::event_times;
+use crate::watermark::WatermarkTracker;
 
 /// The error of a query stopped by [`QuerySettings::halt_after_steps`].
 pub const HALTED: &str = "halted to simulate a crash";

@@ -13,7 +13,9 @@
 //! Parts:
 //! - [`message`]: the one enum that flows between operators (batch,
 //!   watermark, barrier, end).
-//! - [`time`]: watermark tracking and the per-row lateness decision.
+//! - [`watermark`]: the watermark, its tracking per source and the per-row
+//!   lateness decision.
+//! - [`time`]: reading event times from a column.
 //! - [`operator`]: the [`Operator`] trait and the immutable [`OperatorSpec`]s.
 //! - [`operators`]: the operators themselves (stateless DataFusion segments,
 //!   window assignment, window aggregation, joins, union, limit).
@@ -39,6 +41,7 @@ pub mod source;
 pub mod state;
 pub mod table;
 pub mod time;
+pub mod watermark;
 
 pub use datafusion;
 pub use driver::{QueryHandle, QuerySettings, QueryStatus, spawn_query};

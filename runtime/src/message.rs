@@ -5,17 +5,7 @@ use datafusion::arrow::array::RecordBatch;
 /// Event time in nanoseconds since the Unix epoch (UTC).
 pub type EventTime = i64;
 
-/// A watermark: the promise that no more rows with an event time below it
-/// will arrive. Windows whose end is at or below it can be closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Watermark(pub EventTime);
-
-impl Watermark {
-    /// Before any row has been seen.
-    pub const MIN: Watermark = Watermark(i64::MIN);
-    /// After the end of a bounded input: every window can close.
-    pub const MAX: Watermark = Watermark(i64::MAX);
-}
+pub use crate::watermark::Watermark;
 
 /// What a row of an updating result does to the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
