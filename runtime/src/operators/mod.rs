@@ -19,3 +19,4 @@ pub mod union;
 pub mod window_aggregate;
 pub mod window_assign;
 pub mod window_join;
+pub(crate) mod window_rows;

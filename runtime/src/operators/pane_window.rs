@@ -46,9 +46,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, TimestampNanosecondArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, TimestampNanosecondArray};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -58,10 +57,11 @@ use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
 use crate::operators::groups::{
-    AggregateInputs, Groups, Partial, evaluate, grouping_keys, key_converter, output_batch, reject_retractions,
+    AggregateInputs, Groups, Partial, grouping_keys, key_converter, output_batch, reject_retractions,
 };
 use crate::operators::sliding::{PaneRows, Running, all_invertible};
 use crate::operators::window_assign::WindowKind;
+use crate::operators::window_rows::{Slices, for_each_on_time_row, push_row, window_times};
 use crate::state::{OperatorState, i64_column};
 use crate::state::{i64_batch, put_indexed, take_indexed};
 
@@ -362,8 +362,7 @@ impl Operator for PaneWindow {
         if rows.num_rows() == 0 {
             return Ok(());
         }
-        let starts = cast(&evaluate(&self.spec.pane_start, rows)?, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
-        let starts = starts.as_primitive::<TimestampNanosecondType>();
+        let starts = window_times(&self.spec.pane_start, rows)?;
         let inputs = AggregateInputs::evaluate(
             &self.converter,
             &self.spec.key_exprs,
@@ -371,25 +370,13 @@ impl Operator for PaneWindow {
             &self.spec.filters,
             rows,
         )?;
-        let mut slices: Vec<(i64, Vec<u32>)> = Vec::new();
-        let mut late_rows = 0;
-        for row in 0..rows.num_rows() {
-            if starts.is_null(row) {
-                continue;
-            }
-            let start = starts.value(row);
-            if self.next_pane.is_some_and(|next| start < next) {
-                late_rows += 1;
-                continue;
-            }
-            match slices.iter_mut().find(|(pane, _)| *pane == start) {
-                Some((_, indices)) => indices.push(row as u32),
-                None => slices.push((start, vec![row as u32])),
-            }
-        }
-        if late_rows > 0 {
-            QueryMetrics::add(&self.metrics.late_rows_dropped, late_rows);
-        }
+        let mut slices = Slices::new();
+        let next_pane = self.next_pane;
+        let is_late = |start: i64| next_pane.is_some_and(|next| start < next);
+        for_each_on_time_row(&starts, &self.metrics, is_late, |row, start| {
+            push_row(&mut slices, start, row);
+            Ok(())
+        })?;
         for (start, indices) in slices {
             self.add_rows(start, &inputs, &indices)?;
         }
@@ -521,7 +508,7 @@ impl Operator for PaneWindow {
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{Float64Array, StringArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::functions_aggregate::average::avg_udaf;
     use datafusion::functions_aggregate::count::count_udaf;
     use datafusion::functions_aggregate::min_max::max_udaf;
