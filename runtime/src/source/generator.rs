@@ -18,6 +18,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::SourceContext;
+use super::random::SplitMix64;
 use crate::error::{Result, RuntimeError};
 
 /// The largest batch the generator sends at once.
@@ -95,7 +96,7 @@ impl GeneratorSpec {
     }
 
     fn weblog(&self, index: u64) -> WeblogRecord {
-        let mut random = SplitMix64(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut random = SplitMix64::for_row(self.seed, index);
         let spacing = 1e9 / self.rate;
         let mut ts = self.start + (index as f64 * spacing) as i64;
         let disorder = random.next_f64();
@@ -136,26 +137,8 @@ struct WeblogRecord {
 }
 
 fn page_name(page: u64) -> String {
-    let mut random = SplitMix64(page.wrapping_add(17));
+    let mut random = SplitMix64::new(page.wrapping_add(17));
     (0..12).map(|_| (b'A' + (random.next_u64() % 26) as u8) as char).collect()
-}
-
-/// A tiny, fast, seedable generator (SplitMix64): the data must be the same
-/// on every machine, so no OS randomness.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 pub async fn run(spec: &GeneratorSpec, schema: SchemaRef, context: SourceContext) {

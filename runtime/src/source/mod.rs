@@ -12,6 +12,7 @@ pub mod file;
 pub mod generator;
 pub mod http;
 pub mod nexmark;
+pub(crate) mod random;
 pub mod socket;
 pub mod timestamp;
 
