@@ -409,7 +409,8 @@ impl Operator for PaneWindow {
             let mut pane = self.next_pane.unwrap_or(end);
             while pane < end {
                 self.seal_and_push(pane)?;
-                pane += kind.pane_size();
+                // Saturates at `i64::MAX`, where `end` stops the loop.
+                pane = pane.saturating_add(kind.pane_size().max(1));
             }
             self.next_pane = Some(pane);
             let start = kind.start_of_window_ending(end);
@@ -417,7 +418,12 @@ impl Operator for PaneWindow {
             if let Some((keys, values)) = self.window_values()? {
                 out.push(Message::Batch(StreamBatch::inserts(self.emit(keys, values, start, end)?)));
             }
-            let next_end = end + kind.end_step();
+            let Some(next_end) = end.checked_add(kind.end_step().max(1)) else {
+                // The window ending at `i64::MAX` is the last there can be.
+                self.clear_queue();
+                self.next_end = None;
+                break;
+            };
             let next_start = kind.start_of_window_ending(next_end);
             if self.live_panes.iter().any(|pane| *pane >= next_start) {
                 self.next_end = Some(next_end);
@@ -618,6 +624,27 @@ mod tests {
                 let new = || Box::new(window(kind, with_max)) as Box<dyn Operator>;
                 let output = crate::operators::restore_check::assert_restores(new, &messages);
                 assert!(output.iter().any(|line| line.starts_with("+ ")), "{output:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn windows_near_i64_max_fire_without_overflow() {
+        let kinds = [
+            WindowKind::Hop { size: 6, slide: 2, offset: 0 },
+            WindowKind::Cumulate { step: 2, max_size: 6, offset: 0 },
+            WindowKind::Hop { size: 1 << 62, slide: 1 << 61, offset: 0 },
+        ];
+        for kind in kinds {
+            for with_max in [false, true] {
+                let mut operator = window(kind, with_max);
+                let mut out = Vec::new();
+                let rows = rows(kind, &[("a", 1, 0.1, i64::MAX - 3), ("a", 2, 0.2, i64::MAX), ("b", 3, 0.3, 0)]);
+                let Message::Batch(batch) = rows.1 else { unreachable!() };
+                operator.on_batch(0, batch, &mut out).unwrap();
+                operator.on_watermark(Watermark(i64::MAX - 1), &mut out).unwrap();
+                operator.on_watermark(Watermark::MAX, &mut out).unwrap();
+                assert!(out.iter().any(|message| matches!(message, Message::Batch(_))), "{kind:?}");
             }
         }
     }
