@@ -193,4 +193,16 @@ mod tests {
         let tracker = WatermarkTracker::new(1_000);
         assert_eq!(tracker.watermark(), Watermark::MIN);
     }
+
+    #[test]
+    fn a_delay_larger_than_the_event_time_saturates() {
+        let mut tracker = WatermarkTracker::new(i64::MAX).with_allowed_lateness(i64::MAX);
+        let verdict = tracker.observe(&[Some(i64::MIN + 1), Some(-5), Some(i64::MAX), Some(i64::MIN)]);
+        // Only i64::MIN is more than i64::MAX below the watermark (0).
+        assert_eq!(verdict.late_rows, 1);
+        assert_eq!(tracker.watermark(), Watermark(0));
+        let mut tracker = WatermarkTracker::new(10);
+        tracker.observe(&[Some(i64::MIN + 3)]);
+        assert_eq!(tracker.watermark(), Watermark::MIN);
+    }
 }

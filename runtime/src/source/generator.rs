@@ -98,12 +98,13 @@ impl GeneratorSpec {
     fn weblog(&self, index: u64) -> WeblogRecord {
         let mut random = SplitMix64::for_row(self.seed, index);
         let spacing = 1e9 / self.rate;
-        let mut ts = self.start + (index as f64 * spacing) as i64;
+        // `as` from f64 saturates; the sums must too (a user-given start).
+        let mut ts = self.start.saturating_add((index as f64 * spacing) as i64);
         let disorder = random.next_f64();
         if disorder < 0.005 {
-            ts -= 6_000_000_000;
+            ts = ts.saturating_sub(6_000_000_000);
         } else if disorder < 0.1 {
-            ts -= (random.next_f64() * 800_000_000.0) as i64;
+            ts = ts.saturating_sub((random.next_f64() * 800_000_000.0) as i64);
         }
         // A skewed choice: low-numbered hosts are far more frequent.
         let host = (random.next_f64().powi(3) * self.hosts as f64) as u64;
@@ -182,5 +183,16 @@ mod tests {
     fn unknown_columns_are_rejected() {
         let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("nope", DataType::Utf8, false)]));
         assert!(spec().validate(&schema).unwrap_err().to_string().contains("no column \"nope\""));
+    }
+
+    #[test]
+    fn starts_near_the_ends_of_time_saturate() {
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false)]));
+        for start in [i64::MAX - 10, i64::MIN + 10] {
+            let spec = GeneratorSpec { start, rate: 1e-6, ..spec() };
+            assert_eq!(spec.batch(&schema, 0, 100).unwrap().num_rows(), 100);
+            assert_eq!(spec.batch(&schema, u64::MAX - 100, 100).unwrap().num_rows(), 100);
+        }
     }
 }

@@ -155,7 +155,8 @@ impl NexmarkSpec {
     }
 
     fn time_of(&self, index: u64) -> i64 {
-        self.start + (index as f64 * 1e9 / self.event_rate) as i64
+        // `as` from f64 saturates; the sum must too (a user-given start).
+        self.start.saturating_add((index as f64 * 1e9 / self.event_rate) as i64)
     }
 
     /// This stream's rows among events `first..first + count`.
@@ -235,7 +236,7 @@ impl NexmarkSpec {
             };
         let category = FIRST_CATEGORY_ID + random.below(NUM_CATEGORIES) as i64;
         // Auctions last a few seconds to a couple of minutes of event time.
-        let expires = time + (2_000 + random.below(118_000)) as i64 * 1_000_000;
+        let expires = time.saturating_add((2_000 + random.below(118_000)) as i64 * 1_000_000);
         for (name, column) in names.iter().zip(columns.iter_mut()) {
             match (*name, column) {
                 ("id", Column::Int(values)) => values.push(id),
@@ -406,5 +407,17 @@ mod tests {
         let parts = [bid.batch(&columns, 0, 123).unwrap(), bid.batch(&columns, 123, 377).unwrap()];
         let joined = datafusion::arrow::compute::concat_batches(&columns, &parts).unwrap();
         assert_eq!(whole, joined);
+    }
+
+    #[test]
+    fn a_start_near_i64_max_saturates_event_times() {
+        let times = schema(&[
+            ("date_time", DataType::Timestamp(TimeUnit::Nanosecond, None)),
+            ("expires", DataType::Timestamp(TimeUnit::Nanosecond, None)),
+        ]);
+        let spec = NexmarkSpec { start: i64::MAX - 1_000, event_rate: 1e-9, ..spec(NexmarkTable::Auction) };
+        assert!(spec.batch(&times, 0, 200).unwrap().num_rows() > 0);
+        let spec = NexmarkSpec { start: i64::MAX - 1_000, event_rate: 1.0, ..spec };
+        assert!(spec.batch(&times, u64::MAX - 200, 200).unwrap().num_rows() > 0);
     }
 }
