@@ -37,7 +37,7 @@ use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
 use crate::plan::{PlanNode, StreamPlan};
 use crate::source::{self, ConnectorSpec, HttpIngest, Malformed, Resume, SourceContext, SourceEvent};
-use crate::time::event_times;
+use crate::time::{duration_nanos, event_times};
 use crate::watermark::WatermarkTracker;
 
 /// The error of a query stopped by [`QuerySettings::halt_after_steps`].
@@ -240,7 +240,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         source::spawn(spec, context);
     }
     drop(events);
-    let allowed_lateness = settings.allowed_lateness.map_or(0, |lateness| lateness.as_nanos() as i64);
+    let allowed_lateness = settings.allowed_lateness.map_or(0, duration_nanos);
     // Late rows are handed to a task that posts them, in order, to their
     // stream; a full queue drops them (they are counted as late anyway).
     let late_rows = settings.late_rows_to.clone().map(|ingest| {

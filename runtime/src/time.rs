@@ -3,6 +3,7 @@
 //! [`watermark`](crate::watermark).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion::arrow::array::{ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
@@ -10,6 +11,13 @@ use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampNanosecondType};
 
 use crate::error::{Result, RuntimeError};
 use crate::message::EventTime;
+
+/// `duration` in nanoseconds, saturating at `i64::MAX` (about 292 years):
+/// durations are user input (`SET allowed_lateness = ...`), and
+/// `as_nanos() as i64` would wrap a huge one to a negative value.
+pub fn duration_nanos(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
+}
 
 /// Reads an event-time column of any timestamp unit (or date) as nanoseconds.
 pub fn event_times(column: &ArrayRef) -> Result<Vec<Option<EventTime>>> {
@@ -23,4 +31,16 @@ pub fn event_times(column: &ArrayRef) -> Result<Vec<Option<EventTime>>> {
         }
     };
     Ok(nanos.as_primitive::<TimestampNanosecondType>().iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_durations_saturate_instead_of_wrapping() {
+        assert_eq!(duration_nanos(Duration::from_millis(5)), 5_000_000);
+        assert_eq!(duration_nanos(Duration::from_secs(u64::MAX)), i64::MAX);
+        assert_eq!(duration_nanos(Duration::from_nanos(u64::MAX)), i64::MAX);
+    }
 }
