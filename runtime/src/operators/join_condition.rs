@@ -75,6 +75,7 @@ impl JoinCondition {
     }
 }
 
+/// Evaluates join keys into the row format; both sides use one converter
 /// so equal keys have equal bytes.
 pub(crate) struct JoinKeys {
     converter: RowConverter,
@@ -130,6 +131,7 @@ pub(crate) fn joined(schema: &SchemaRef, left: Vec<ArrayRef>, right: Vec<ArrayRe
     output_batch(schema, columns)
 }
 
+/// A row-format converter for whole rows of `schema`.
 pub(crate) fn row_converter(schema: &SchemaRef) -> Result<RowConverter> {
     let fields = schema.fields().iter().map(|field| SortField::new(field.data_type().clone())).collect();
     Ok(RowConverter::new(fields)?)

@@ -92,8 +92,6 @@ pub struct StreamJoinSpec {
     pub updating: bool,
 }
 
-/// Evaluates join keys into the row format; both sides use one converter
-
 /// A stored row. Interval joins keep a key's entries in time order.
 struct Entry {
     row: RowAt,
@@ -125,8 +123,6 @@ struct SideState {
     by_time: BTreeMap<i64, Vec<Box<[u8]>>>,
     rows: usize,
 }
-
-/// A row-format converter for whole rows of `schema`.
 
 impl SideState {
     fn new(schema: &SchemaRef) -> Result<Self> {
