@@ -1,5 +1,9 @@
 //! The operators a pipeline runs. Each file holds one operator: its spec
-//! (what the planner produces) and the running instance.
+//! (what the planner produces) and the running instance. A few files hold
+//! what several operators share instead: `groups` (aggregate state per
+//! group), `sliding` (running aggregates over panes), `join_condition` (the
+//! ON condition of the stream, lookup and temporal joins) and `window_rows`
+//! (splitting a batch by window and dropping late rows).
 
 pub mod group_aggregate;
 pub(crate) mod groups;
