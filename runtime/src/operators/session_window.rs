@@ -600,4 +600,17 @@ mod tests {
         assert_eq!(dirty(&restored), vec![(1, 6, true), (3, 8, true)]);
         assert_eq!(dirty(&restored), dirty(&operator));
     }
+
+    #[test]
+    fn sessions_near_i64_max_close_without_overflow() {
+        let (mut operator, schema) = window(i64::MAX);
+        let mut out = Vec::new();
+        operator
+            .on_batch(0, rows(&schema, &[("a", i64::MAX - 2), ("a", i64::MAX), ("b", i64::MIN)]), &mut out)
+            .unwrap();
+        operator.on_watermark(Watermark(i64::MAX - 1), &mut out).unwrap();
+        operator.on_watermark(Watermark::MAX, &mut out).unwrap();
+        let changes = changes(&out);
+        assert!(changes.iter().any(|line| line.ends_with("| a | 2 |")), "{changes:?}");
+    }
 }
