@@ -22,9 +22,10 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, Extension, Join, JoinT
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Column as ColumnExpr;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, PhysicalPlanner};
-use sluice_runtime::operators::join::{JoinKind, Side, StreamJoinSpec, TimeBound};
+use sluice_runtime::operators::join_condition::{JoinCondition, JoinKind, Side};
 use sluice_runtime::operators::lookup_join::LookupJoinSpec;
 use sluice_runtime::operators::stateless::StatelessSpec;
+use sluice_runtime::operators::stream_join::{StreamJoinSpec, TimeBound};
 use sluice_runtime::operators::temporal_join::TemporalJoinSpec;
 use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WindowKind};
 use sluice_runtime::operators::window_join::WindowJoinSpec;
@@ -141,9 +142,7 @@ impl Lowering<'_> {
             kind,
             left_schema: left.schema.clone(),
             right_schema: right.schema.clone(),
-            left_keys,
-            right_keys,
-            filter,
+            condition: JoinCondition { left_keys, right_keys, filter },
             bound,
             output_schema: output_schema.clone(),
             updating,
@@ -343,10 +342,6 @@ impl Lowering<'_> {
         let stream = self.lower(stream_plan).await?;
         let table_side = self.table_segment(table_plan, &table).await?;
         let (left_keys, right_keys) = self.join_keys(join)?;
-        let (stream_keys, table_keys) = match stream_side {
-            Side::Left => (left_keys, right_keys),
-            Side::Right => (right_keys, left_keys),
-        };
         let filter = match &join.filter {
             Some(filter) => Some(self.state.create_physical_expr(filter.clone(), &join.schema)?),
             None => None,
@@ -358,9 +353,7 @@ impl Lowering<'_> {
             table,
             table_plan: table_side,
             stream_schema: stream.schema.clone(),
-            stream_keys,
-            table_keys,
-            filter,
+            condition: JoinCondition { left_keys, right_keys, filter },
             output_schema: output_schema.clone(),
         };
         let node = self.push(OperatorSpec::LookupJoin(spec), vec![stream.node]);
@@ -501,9 +494,7 @@ impl Lowering<'_> {
             kind,
             left_schema: left.schema.clone(),
             right_schema: right_schema.clone(),
-            left_keys,
-            right_keys,
-            filter,
+            condition: JoinCondition { left_keys, right_keys, filter },
             left_time,
             right_time,
             right_output: projection

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{self, CheckpointStore, Counters, Manifest, SourceCheckpoint, Step};
 use crate::error::{Result, RuntimeError};
-use crate::message::{Message, StreamBatch, Watermark, duration_nanos};
+use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::OperatorContext;
 use crate::operators::window_assign::WindowKind;
@@ -45,7 +45,8 @@ use crate::plan::{PlanNode, StreamPlan};
 use crate::recovery::{Chunk, Recovery, Replay};
 use crate::settings::QuerySettings;
 use crate::source::{self, ConnectorSpec, SourceContext, SourceEvent};
-use crate::time::{WatermarkTracker, event_times};
+use crate::time::{duration_nanos, event_times};
+use crate::watermark::WatermarkTracker;
 
 /// The error of a query stopped by
 /// [`QuerySettings::halt_after_steps`](crate::settings::QuerySettings::halt_after_steps).

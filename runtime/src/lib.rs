@@ -20,7 +20,9 @@
 //! - [`operator`]: the [`Operator`] trait, the contract of a running operator.
 //! - [`message`]: the one enum that flows between operators (batch,
 //!   watermark, idle, checkpoint barrier, end).
-//! - [`time`]: watermark tracking and the per-row lateness decision.
+//! - [`watermark`]: the watermark, its tracking per source and the per-row
+//!   lateness decision.
+//! - [`time`]: reading event times from a column, durations as nanoseconds.
 //! - [`source`]: connectors (socket, file, generator, Nexmark, http) and
 //!   record decoding.
 //! - [`table`]: static tables (file or `INSERT INTO`) that streams join.
@@ -52,6 +54,7 @@ pub mod source;
 pub mod state;
 pub mod table;
 pub mod time;
+pub mod watermark;
 
 pub use datafusion;
 pub use driver::{QueryHandle, QueryStatus, spawn_query};

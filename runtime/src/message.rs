@@ -1,30 +1,11 @@
 //! The one message enum that flows between operators.
 
-use std::time::Duration;
-
 use datafusion::arrow::array::RecordBatch;
 
 /// Event time in nanoseconds since the Unix epoch (UTC).
 pub type EventTime = i64;
 
-/// A span of event time in nanoseconds for a duration a user gave (allowed
-/// lateness, ...): saturates at `i64::MAX` (about 292 years, "forever" for
-/// event time) instead of wrapping to a negative span as `as i64` would.
-pub fn duration_nanos(duration: Duration) -> i64 {
-    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
-}
-
-/// A watermark: the promise that no more rows with an event time below it
-/// will arrive. Windows whose end is at or below it can be closed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Watermark(pub EventTime);
-
-impl Watermark {
-    /// Before any row has been seen.
-    pub const MIN: Watermark = Watermark(i64::MIN);
-    /// After the end of a bounded input: every window can close.
-    pub const MAX: Watermark = Watermark(i64::MAX);
-}
+pub use crate::watermark::Watermark;
 
 /// What a row of an updating result does to the result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,18 +68,4 @@ pub enum Message {
     Barrier(u64),
     /// The input is exhausted; nothing follows.
     End,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_huge_duration_saturates_instead_of_wrapping_negative() {
-        assert_eq!(duration_nanos(Duration::from_secs(5)), 5_000_000_000);
-        // 300 years: more nanoseconds than an i64 holds.
-        let centuries = Duration::from_secs(300 * 365 * 86_400);
-        assert_eq!(duration_nanos(centuries), i64::MAX);
-        assert_eq!(duration_nanos(Duration::MAX), i64::MAX);
-    }
 }

@@ -1,117 +1,22 @@
-//! Event time: watermarks and the per-row lateness decision.
-//!
-//! # Algorithm
-//!
-//! A source's watermark is `max(event time seen) - delay`. Rows are examined
-//! in arrival order, and a row is *late* when its event time is below the
-//! watermark in force just before it arrived:
-//!
-//! ```text
-//!   rows:       t=10  t=12  t=7   t=15  t=11      (delay 2)
-//!   watermark:  MIN   8     10    10    13
-//!   late?       no    no    yes   no    yes
-//! ```
-//!
-//! Because the decision depends only on the order of rows, never on where
-//! epoch or batch boundaries fall, every query result built on it is the
-//! same whatever the epoch interval.
+//! Event time: reading a row's event time from its column, in any
+//! timestamp unit, as nanoseconds. What the watermark makes of it is in
+//! [`watermark`](crate::watermark).
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
+use datafusion::arrow::array::{ArrayRef, AsArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampNanosecondType};
 
 use crate::error::{Result, RuntimeError};
-use crate::message::{EventTime, Watermark};
+use crate::message::EventTime;
 
-/// Tracks one source's watermark.
-#[derive(Debug, Clone)]
-pub struct WatermarkTracker {
-    delay: i64,
-    /// Rows this far below the watermark are still let in (to update
-    /// windows that already fired); only rows below that are late.
-    allowed_lateness: i64,
-    max_event_time: Option<EventTime>,
-}
-
-/// Which rows of a batch to keep, and why the others were dropped.
-#[derive(Debug)]
-pub struct LatenessVerdict {
-    /// `true` for rows that are on time and carry an event time.
-    pub keep: BooleanArray,
-    /// `true` for the late rows.
-    pub late: BooleanArray,
-    pub late_rows: usize,
-    pub rows_without_event_time: usize,
-}
-
-impl WatermarkTracker {
-    /// `delay` in nanoseconds: how far behind the largest event time seen the
-    /// watermark trails, to let out-of-order rows in.
-    pub fn new(delay: i64) -> Self {
-        Self { delay, allowed_lateness: 0, max_event_time: None }
-    }
-
-    /// Lets in rows up to `allowed_lateness` (nanoseconds) below the watermark.
-    pub fn with_allowed_lateness(mut self, allowed_lateness: i64) -> Self {
-        self.allowed_lateness = allowed_lateness.max(0);
-        self
-    }
-
-    pub fn watermark(&self) -> Watermark {
-        match self.max_event_time {
-            Some(max) => Watermark(max.saturating_sub(self.delay)),
-            None => Watermark::MIN,
-        }
-    }
-
-    pub fn delay(&self) -> i64 {
-        self.delay
-    }
-
-    /// The largest event time seen so far (for checkpoints).
-    pub fn max_event_time(&self) -> Option<EventTime> {
-        self.max_event_time
-    }
-
-    pub fn restore(&mut self, max_event_time: Option<EventTime>) {
-        self.max_event_time = max_event_time;
-    }
-
-    /// Decides lateness row by row and advances the watermark over `times`
-    /// (nanoseconds since the epoch; null means the row has no event time).
-    pub fn observe(&mut self, times: &[Option<EventTime>]) -> LatenessVerdict {
-        let mut late_rows = 0;
-        let mut rows_without_event_time = 0;
-        let mut late = Vec::with_capacity(times.len());
-        let keep = times
-            .iter()
-            .map(|time| match time {
-                None => {
-                    rows_without_event_time += 1;
-                    late.push(false);
-                    false
-                }
-                Some(time) if Watermark(time.saturating_add(self.allowed_lateness)) < self.watermark() => {
-                    late_rows += 1;
-                    late.push(true);
-                    false
-                }
-                Some(time) => {
-                    late.push(false);
-                    self.max_event_time = Some(self.max_event_time.map_or(*time, |max| max.max(*time)));
-                    true
-                }
-            })
-            .collect::<Vec<_>>();
-        LatenessVerdict {
-            keep: BooleanArray::from(keep),
-            late: BooleanArray::from(late),
-            late_rows,
-            rows_without_event_time,
-        }
-    }
+/// `duration` in nanoseconds, saturating at `i64::MAX` (about 292 years):
+/// durations are user input (`SET allowed_lateness = ...`), and
+/// `as_nanos() as i64` would wrap a huge one to a negative value.
+pub fn duration_nanos(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos()).unwrap_or(i64::MAX)
 }
 
 /// Reads an event-time column of any timestamp unit (or date) as nanoseconds.
@@ -133,42 +38,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lateness_is_decided_row_by_row() {
-        let mut tracker = WatermarkTracker::new(2);
-        let verdict = tracker.observe(&[Some(10), Some(12), Some(7), Some(15), Some(11), None]);
-        let kept: Vec<bool> = verdict.keep.iter().map(|keep| keep.unwrap()).collect();
-        assert_eq!(kept, vec![true, true, false, true, false, false]);
-        assert_eq!(verdict.late_rows, 2);
-        assert_eq!(verdict.rows_without_event_time, 1);
-        assert_eq!(tracker.watermark(), Watermark(13));
-    }
-
-    #[test]
-    fn batch_boundaries_do_not_change_the_verdict() {
-        let times: Vec<Option<i64>> = [5, 9, 3, 8, 14, 10, 12, 1, 20, 17].map(Some).to_vec();
-        let mut whole = WatermarkTracker::new(3);
-        let expected: Vec<bool> = whole.observe(&times).keep.iter().flatten().collect();
-        for split in 1..times.len() {
-            let mut tracker = WatermarkTracker::new(3);
-            let mut kept: Vec<bool> = tracker.observe(&times[..split]).keep.iter().flatten().collect();
-            kept.extend(tracker.observe(&times[split..]).keep.iter().flatten());
-            assert_eq!(kept, expected, "split at {split}");
-            assert_eq!(tracker.watermark(), whole.watermark());
-        }
-    }
-
-    #[test]
-    fn allowed_lateness_lets_rows_in_below_the_watermark() {
-        let mut tracker = WatermarkTracker::new(2).with_allowed_lateness(3);
-        let verdict = tracker.observe(&[Some(20), Some(16), Some(15), Some(14)]);
-        let kept: Vec<bool> = verdict.keep.iter().flatten().collect();
-        assert_eq!(kept, vec![true, true, true, false]);
-        assert_eq!(tracker.watermark(), Watermark(18));
-    }
-
-    #[test]
-    fn watermark_starts_at_min() {
-        let tracker = WatermarkTracker::new(1_000);
-        assert_eq!(tracker.watermark(), Watermark::MIN);
+    fn huge_durations_saturate_instead_of_wrapping() {
+        assert_eq!(duration_nanos(Duration::from_millis(5)), 5_000_000);
+        assert_eq!(duration_nanos(Duration::from_secs(u64::MAX)), i64::MAX);
+        assert_eq!(duration_nanos(Duration::from_nanos(u64::MAX)), i64::MAX);
     }
 }

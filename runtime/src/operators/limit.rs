@@ -29,11 +29,13 @@ impl Limit {
 
 impl Operator for Limit {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
-        let end = self.spec.skip + self.spec.fetch;
+        // LIMIT and OFFSET are user input: `LIMIT 18446744073709551615 OFFSET 1`
+        // must not overflow.
+        let end = self.spec.skip.saturating_add(self.spec.fetch);
         let rows = batch.num_rows();
         let first = self.spec.skip.saturating_sub(self.seen).min(rows);
         let last = end.saturating_sub(self.seen).min(rows);
-        self.seen += rows;
+        self.seen = self.seen.saturating_add(rows);
         if last > first {
             out.push(Message::Batch(batch.slice(first, last - first)));
         }
@@ -41,7 +43,7 @@ impl Operator for Limit {
     }
 
     fn is_finished(&self) -> bool {
-        self.seen >= self.spec.skip + self.spec.fetch
+        self.seen >= self.spec.skip.saturating_add(self.spec.fetch)
     }
 
     fn snapshot(&mut self) -> Result<OperatorState> {
@@ -101,5 +103,16 @@ mod tests {
         let new = || Box::new(Limit::new(spec.clone())) as Box<dyn Operator>;
         let straight = crate::operators::restore_check::assert_restores(new, &messages);
         assert_eq!(straight, vec!["+ 2", "+ 3", "+ 4", "+ 5"]);
+    }
+
+    #[test]
+    fn a_huge_limit_and_offset_do_not_overflow() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let mut limit = Limit::new(LimitSpec { schema: schema.clone(), skip: 1, fetch: usize::MAX });
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))]).unwrap();
+        let mut out = Vec::new();
+        limit.on_batch(0, StreamBatch::inserts(batch), &mut out).unwrap();
+        assert!(matches!(&out[..], [Message::Batch(batch)] if batch.num_rows() == 2));
+        assert!(!limit.is_finished());
     }
 }

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::physical_expr::PhysicalExpr;
 
 use datafusion::arrow::compute::concat_batches;
 use datafusion::execution::TaskContext;
@@ -25,7 +24,7 @@ use datafusion::execution::TaskContext;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch};
 use crate::operator::Operator;
-use crate::operators::join::{JoinKeys, JoinKind, Side, filter_mask, joined, take_columns};
+use crate::operators::join_condition::{JoinCondition, JoinKeys, JoinKind, Side, joined, take_columns};
 use crate::operators::stateless::{StatelessSpec, run_plan};
 use crate::table::TableRef;
 
@@ -40,11 +39,10 @@ pub struct LookupJoinSpec {
     /// DataFusion plan run on the table's rows whenever they change.
     pub table_plan: StatelessSpec,
     pub stream_schema: SchemaRef,
-    pub stream_keys: Vec<Arc<dyn PhysicalExpr>>,
-    /// Over `table_plan`'s output.
-    pub table_keys: Vec<Arc<dyn PhysicalExpr>>,
-    /// The rest of the ON condition, over the output schema.
-    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The ON condition by the join's sides: the stream's keys are
+    /// `condition.keys(stream_side)`, the table's (over `table_plan`'s
+    /// output) the other side's.
+    pub condition: JoinCondition,
     pub output_schema: SchemaRef,
 }
 
@@ -59,7 +57,7 @@ pub struct LookupJoin {
 
 impl LookupJoin {
     pub fn new(spec: LookupJoinSpec) -> Result<Self> {
-        let keys = JoinKeys::new(&spec.stream_keys, &spec.stream_schema)?;
+        let keys = JoinKeys::new(spec.condition.keys(spec.stream_side), &spec.stream_schema)?;
         Ok(Self {
             spec,
             keys,
@@ -80,7 +78,7 @@ impl LookupJoin {
         feed.map_err(|_| RuntimeError::internal("feed slot poisoned"))?;
         let plan = &self.spec.table_plan.plan;
         let rows = concat_batches(&plan.schema(), &run_plan(plan, &self.task)?)?;
-        let (keys, valid) = self.keys.rows(&self.spec.table_keys, &rows)?;
+        let (keys, valid) = self.keys.rows(self.spec.condition.keys(self.spec.stream_side.other()), &rows)?;
         self.index.clear();
         for row in (0..rows.num_rows()).filter(|row| valid[*row]) {
             self.index.entry(Box::from(keys.row(row).as_ref())).or_default().push(row as u32);
@@ -107,7 +105,7 @@ impl Operator for LookupJoin {
         self.refresh()?;
         let Some(table) = &self.rows else { return Ok(()) };
         let stream = &batch.rows;
-        let (keys, valid) = self.keys.rows(&self.spec.stream_keys, stream)?;
+        let (keys, valid) = self.keys.rows(self.spec.condition.keys(self.spec.stream_side), stream)?;
         let (mut pair_stream, mut pair_table) = (Vec::new(), Vec::new());
         for row in (0..stream.num_rows()).filter(|row| valid[*row]) {
             if let Some(matches) = self.index.get(keys.row(row).as_ref()) {
@@ -122,7 +120,7 @@ impl Operator for LookupJoin {
         } else {
             let candidates = self
                 .assemble(take_columns(stream.columns(), &pair_stream)?, take_columns(table.columns(), &pair_table)?)?;
-            filter_mask(self.spec.filter.as_ref(), &candidates)?
+            self.spec.condition.filter_mask(&candidates)?
         };
         let outer = self.spec.kind.keeps_unmatched(self.spec.stream_side);
         let (mut picks_stream, mut picks_table) = (Vec::new(), Vec::new());

@@ -1,11 +1,15 @@
 //! The operators a pipeline runs. Each file holds one operator: its spec
 //! (what the planner produces) and the running instance. [`OperatorSpec`]
 //! lists them all and dispatches to them: creating the running operator,
-//! its name (in EXPLAIN and checkpoints) and its output schema.
+//! its name (in EXPLAIN and checkpoints) and its output schema. A few files
+//! hold what several operators share instead: `groups` (aggregate state per
+//! group), `sliding` (running aggregates over panes), `join_condition` (the
+//! ON condition of the stream, lookup and temporal joins) and `window_rows`
+//! (splitting a batch by window and dropping late rows).
 
 pub mod group_aggregate;
 pub(crate) mod groups;
-pub mod join;
+pub mod join_condition;
 pub mod limit;
 pub mod lookup_join;
 pub mod pane_window;
@@ -14,25 +18,27 @@ pub(crate) mod restore_check;
 pub mod session_window;
 pub(crate) mod sliding;
 pub mod stateless;
+pub mod stream_join;
 pub mod temporal_join;
 pub mod top_n;
 pub mod union;
 pub mod window_aggregate;
 pub mod window_assign;
 pub mod window_join;
+pub(crate) mod window_rows;
 
 use datafusion::arrow::datatypes::SchemaRef;
 
 use crate::error::Result;
-use crate::message::duration_nanos;
 use crate::operator::{Operator, OperatorContext};
+use crate::time::duration_nanos;
 use group_aggregate::{GroupAggregate, GroupAggregateSpec};
-use join::{StreamJoin, StreamJoinSpec};
 use limit::{Limit, LimitSpec};
 use lookup_join::{LookupJoin, LookupJoinSpec};
 use pane_window::{PaneWindow, PaneWindowSpec};
 use session_window::{SessionWindow, SessionWindowSpec};
 use stateless::{Stateless, StatelessSpec};
+use stream_join::{StreamJoin, StreamJoinSpec};
 use temporal_join::{TemporalJoin, TemporalJoinSpec};
 use top_n::{TopN, TopNSpec};
 use union::{Union, UnionSpec};

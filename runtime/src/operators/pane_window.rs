@@ -46,9 +46,8 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch, TimestampNanosecondArray};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, TimestampNanosecondArray};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -58,10 +57,11 @@ use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
 use crate::operators::groups::{
-    AggregateInputs, Groups, Partial, evaluate, grouping_keys, key_converter, output_batch, reject_retractions,
+    AggregateInputs, Groups, Partial, grouping_keys, key_converter, output_batch, reject_retractions,
 };
 use crate::operators::sliding::{PaneRows, Running, all_invertible};
 use crate::operators::window_assign::WindowKind;
+use crate::operators::window_rows::{Slices, for_each_on_time_row, push_row, window_times};
 use crate::state::{OperatorState, i64_column};
 use crate::state::{i64_batch, put_indexed, take_indexed};
 
@@ -362,8 +362,7 @@ impl Operator for PaneWindow {
         if rows.num_rows() == 0 {
             return Ok(());
         }
-        let starts = cast(&evaluate(&self.spec.pane_start, rows)?, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
-        let starts = starts.as_primitive::<TimestampNanosecondType>();
+        let starts = window_times(&self.spec.pane_start, rows)?;
         let inputs = AggregateInputs::evaluate(
             &self.converter,
             &self.spec.key_exprs,
@@ -371,25 +370,13 @@ impl Operator for PaneWindow {
             &self.spec.filters,
             rows,
         )?;
-        let mut slices: Vec<(i64, Vec<u32>)> = Vec::new();
-        let mut late_rows = 0;
-        for row in 0..rows.num_rows() {
-            if starts.is_null(row) {
-                continue;
-            }
-            let start = starts.value(row);
-            if self.next_pane.is_some_and(|next| start < next) {
-                late_rows += 1;
-                continue;
-            }
-            match slices.iter_mut().find(|(pane, _)| *pane == start) {
-                Some((_, indices)) => indices.push(row as u32),
-                None => slices.push((start, vec![row as u32])),
-            }
-        }
-        if late_rows > 0 {
-            QueryMetrics::add(&self.metrics.late_rows_dropped, late_rows);
-        }
+        let mut slices = Slices::new();
+        let next_pane = self.next_pane;
+        let is_late = |start: i64| next_pane.is_some_and(|next| start < next);
+        for_each_on_time_row(&starts, &self.metrics, is_late, |row, start| {
+            push_row(&mut slices, start, row);
+            Ok(())
+        })?;
         for (start, indices) in slices {
             self.add_rows(start, &inputs, &indices)?;
         }
@@ -422,7 +409,8 @@ impl Operator for PaneWindow {
             let mut pane = self.next_pane.unwrap_or(end);
             while pane < end {
                 self.seal_and_push(pane)?;
-                pane += kind.pane_size();
+                // Saturates at `i64::MAX`, where `end` stops the loop.
+                pane = pane.saturating_add(kind.pane_size().max(1));
             }
             self.next_pane = Some(pane);
             let start = kind.start_of_window_ending(end);
@@ -430,7 +418,12 @@ impl Operator for PaneWindow {
             if let Some((keys, values)) = self.window_values()? {
                 out.push(Message::Batch(StreamBatch::inserts(self.emit(keys, values, start, end)?)));
             }
-            let next_end = end + kind.end_step();
+            let Some(next_end) = end.checked_add(kind.end_step().max(1)) else {
+                // The window ending at `i64::MAX` is the last there can be.
+                self.clear_queue();
+                self.next_end = None;
+                break;
+            };
             let next_start = kind.start_of_window_ending(next_end);
             if self.live_panes.iter().any(|pane| *pane >= next_start) {
                 self.next_end = Some(next_end);
@@ -521,7 +514,7 @@ impl Operator for PaneWindow {
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{Float64Array, StringArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::functions_aggregate::average::avg_udaf;
     use datafusion::functions_aggregate::count::count_udaf;
     use datafusion::functions_aggregate::min_max::max_udaf;
@@ -631,6 +624,27 @@ mod tests {
                 let new = || Box::new(window(kind, with_max)) as Box<dyn Operator>;
                 let output = crate::operators::restore_check::assert_restores(new, &messages);
                 assert!(output.iter().any(|line| line.starts_with("+ ")), "{output:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn windows_near_i64_max_fire_without_overflow() {
+        let kinds = [
+            WindowKind::Hop { size: 6, slide: 2, offset: 0 },
+            WindowKind::Cumulate { step: 2, max_size: 6, offset: 0 },
+            WindowKind::Hop { size: 1 << 62, slide: 1 << 61, offset: 0 },
+        ];
+        for kind in kinds {
+            for with_max in [false, true] {
+                let mut operator = window(kind, with_max);
+                let mut out = Vec::new();
+                let rows = rows(kind, &[("a", 1, 0.1, i64::MAX - 3), ("a", 2, 0.2, i64::MAX), ("b", 3, 0.3, 0)]);
+                let Message::Batch(batch) = rows.1 else { unreachable!() };
+                operator.on_batch(0, batch, &mut out).unwrap();
+                operator.on_watermark(Watermark(i64::MAX - 1), &mut out).unwrap();
+                operator.on_watermark(Watermark::MAX, &mut out).unwrap();
+                assert!(out.iter().any(|message| matches!(message, Message::Batch(_))), "{kind:?}");
             }
         }
     }

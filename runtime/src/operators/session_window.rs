@@ -30,9 +30,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array, RecordBatch};
-use datafusion::arrow::compute::{cast, concat_batches};
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::compute::concat_batches;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -46,6 +46,7 @@ use crate::operators::groups::{
 };
 use crate::operators::pane_window::{GroupColumn, window_rows};
 use crate::operators::window_aggregate::EarlyEmit;
+use crate::operators::window_rows::{for_each_on_time_row, window_times};
 use crate::state::with_schema;
 use crate::state::{OperatorState, binary_column, i64_column, rows_column};
 
@@ -178,8 +179,7 @@ impl Operator for SessionWindow {
             return Ok(());
         }
         let gap = self.spec.gap;
-        let times = cast(&evaluate(&self.spec.time, rows)?, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
-        let times = times.as_primitive::<TimestampNanosecondType>();
+        let times = window_times(&self.spec.time, rows)?;
         let partition_columns =
             self.spec.partition_exprs.iter().map(|expr| evaluate(expr, rows)).collect::<Result<Vec<_>>>()?;
         let partitions = self.partition_converter.convert_columns(&partition_columns)?;
@@ -190,17 +190,10 @@ impl Operator for SessionWindow {
             &self.spec.filters,
             rows,
         )?;
-        let mut late_rows = 0;
         let mut touched: Vec<Box<[u8]>> = Vec::new();
-        for row in 0..rows.num_rows() {
-            if times.is_null(row) {
-                continue;
-            }
-            let ts = times.value(row);
-            if Watermark(ts.saturating_add(gap).saturating_add(self.allowed_lateness)) <= self.watermark {
-                late_rows += 1;
-                continue;
-            }
+        let (watermark, allowed_lateness) = (self.watermark, self.allowed_lateness);
+        let is_late = |ts: i64| Watermark(ts.saturating_add(gap).saturating_add(allowed_lateness)) <= watermark;
+        for_each_on_time_row(&times, &self.metrics, is_late, |row, ts| {
             let partition: Box<[u8]> = partitions.row(row).as_ref().into();
             if !touched.contains(&partition) {
                 touched.push(partition.clone());
@@ -261,10 +254,8 @@ impl Operator for SessionWindow {
             session.pending.push(row as u32);
             session.dirty = true;
             sessions.push(session);
-        }
-        if late_rows > 0 {
-            QueryMetrics::add(&self.metrics.late_rows_dropped, late_rows);
-        }
+            Ok(())
+        })?;
         for partition in touched {
             for session in self.sessions.get_mut(&partition).into_iter().flatten() {
                 if !session.pending.is_empty() {
@@ -612,5 +603,18 @@ mod tests {
         restored.restore(state).unwrap();
         assert_eq!(dirty(&restored), vec![(1, 6, true), (3, 8, true)]);
         assert_eq!(dirty(&restored), dirty(&operator));
+    }
+
+    #[test]
+    fn sessions_near_i64_max_close_without_overflow() {
+        let (mut operator, schema) = window(i64::MAX);
+        let mut out = Vec::new();
+        operator
+            .on_batch(0, rows(&schema, &[("a", i64::MAX - 2), ("a", i64::MAX), ("b", i64::MIN)]), &mut out)
+            .unwrap();
+        operator.on_watermark(Watermark(i64::MAX - 1), &mut out).unwrap();
+        operator.on_watermark(Watermark::MAX, &mut out).unwrap();
+        let changes = changes(&out);
+        assert!(changes.iter().any(|line| line.ends_with("| a | 2 |")), "{changes:?}");
     }
 }

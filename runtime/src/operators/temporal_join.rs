@@ -35,8 +35,8 @@ use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::join::{
-    JoinKeys, JoinKind, Side, filter_mask, joined, null_columns, nullable, row_converter, take_columns,
+use crate::operators::join_condition::{
+    JoinCondition, JoinKeys, JoinKind, Side, filter_mask, joined, null_columns, nullable, row_converter, take_columns,
 };
 use crate::state::{OperatorState, batch, binary_column, i64_column, rows_column, rows_from_column};
 use crate::time::event_times;
@@ -51,11 +51,9 @@ pub struct TemporalJoinSpec {
     pub kind: JoinKind,
     pub left_schema: SchemaRef,
     pub right_schema: SchemaRef,
-    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
-    /// The table's primary key columns, pairwise equal to `left_keys`.
-    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
-    /// The rest of the ON condition, over the output schema.
-    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// The ON condition; its `right_keys` are the table's primary key
+    /// columns, pairwise equal to `left_keys`.
+    pub condition: JoinCondition,
     /// The left column whose time picks the version; `None`: processing
     /// time, the latest version.
     pub left_time: Option<usize>,
@@ -96,7 +94,7 @@ impl TemporalJoin {
         Ok(Self {
             candidate_schema: nullable(&spec.output_schema),
             right_filter,
-            keys: JoinKeys::new(&spec.left_keys, &spec.left_schema)?,
+            keys: JoinKeys::new(&spec.condition.left_keys, &spec.left_schema)?,
             left_rows: row_converter(&spec.left_schema)?,
             right_rows: row_converter(&spec.right_schema)?,
             spec,
@@ -124,7 +122,7 @@ impl TemporalJoin {
     }
 
     fn add_versions(&mut self, rows: &RecordBatch) -> Result<()> {
-        let (keys, valid) = self.keys.rows(&self.spec.right_keys, rows)?;
+        let (keys, valid) = self.keys.rows(&self.spec.condition.right_keys, rows)?;
         let times = event_times(rows.column(self.spec.right_time))?;
         let full = self.right_rows.convert_columns(rows.columns())?;
         let processing_time = self.spec.left_time.is_none();
@@ -143,7 +141,7 @@ impl TemporalJoin {
 
     /// Joins left rows, each at its time (`None`: the latest version).
     fn join(&self, left: &RecordBatch, times: &[Option<i64>], out: &mut Vec<Message>) -> Result<()> {
-        let (keys, valid) = self.keys.rows(&self.spec.left_keys, left)?;
+        let (keys, valid) = self.keys.rows(&self.spec.condition.left_keys, left)?;
         let mut found = Vec::new();
         let mut picks: Vec<Option<u32>> = Vec::with_capacity(left.num_rows());
         for row in 0..left.num_rows() {
@@ -179,7 +177,7 @@ impl TemporalJoin {
             passing_right = filter_mask(Some(filter), &rows)?;
         }
         let candidates = joined(&self.candidate_schema, left.columns().to_vec(), right)?;
-        let mut passing = filter_mask(self.spec.filter.as_ref(), &candidates)?;
+        let mut passing = self.spec.condition.filter_mask(&candidates)?;
         for (passes, right_passes) in passing.iter_mut().zip(passing_right) {
             *passes &= right_passes;
         }
@@ -346,9 +344,7 @@ mod tests {
         fields.extend(right.fields().iter().map(|field| Arc::new(field.as_ref().clone().with_nullable(true))));
         TemporalJoinSpec {
             kind: JoinKind::Left,
-            left_keys: vec![key(&left)],
-            right_keys: vec![key(&right)],
-            filter: None,
+            condition: JoinCondition { left_keys: vec![key(&left)], right_keys: vec![key(&right)], filter: None },
             left_time: event_time.then_some(0),
             right_time: 0,
             right_output: vec![Some(0), Some(1), Some(2)],

@@ -28,9 +28,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::RowConverter;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -40,8 +39,9 @@ use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
 use crate::operators::groups::{
-    AggregateInputs, Groups, Partial, changelog, evaluate, key_converter, output_batch, reject_retractions,
+    AggregateInputs, Groups, Partial, changelog, key_converter, output_batch, reject_retractions,
 };
+use crate::operators::window_rows::{Slices, for_each_on_time_row, push_row, window_times};
 use crate::state::{OperatorState, i64_batch, i64_column, put_indexed, take_indexed, with_schema};
 
 #[derive(Debug, Clone)]
@@ -213,8 +213,7 @@ impl Operator for WindowAggregate {
         if num_rows == 0 {
             return Ok(());
         }
-        let ends = cast(&evaluate(&self.spec.window_end, rows)?, &DataType::Timestamp(TimeUnit::Nanosecond, None))?;
-        let ends = ends.as_primitive::<TimestampNanosecondType>();
+        let ends = window_times(&self.spec.window_end, rows)?;
         let inputs = AggregateInputs::evaluate(
             &self.converter,
             &self.spec.group_exprs,
@@ -224,36 +223,19 @@ impl Operator for WindowAggregate {
         )?;
 
         // Split the rows by window, keeping arrival order within each window.
-        let mut slices: Vec<(i64, Vec<u32>)> = Vec::new();
-        let mut late_slices: Vec<(i64, Vec<u32>)> = Vec::new();
-        let mut late_rows = 0;
-        for row in 0..num_rows {
-            if ends.is_null(row) {
-                continue;
-            }
-            let end = ends.value(row);
-            if Watermark(end) <= self.watermark {
-                if self.fired.contains_key(&end) {
-                    match late_slices.iter_mut().find(|(window_end, _)| *window_end == end) {
-                        Some((_, indices)) => indices.push(row as u32),
-                        None => late_slices.push((end, vec![row as u32])),
-                    }
-                } else {
-                    // Past the allowed lateness, or late for this operator
-                    // though not for its source (an input back from idleness).
-                    late_rows += 1;
-                }
-                continue;
-            }
-            match slices.iter_mut().find(|(window_end, _)| *window_end == end) {
-                Some((_, indices)) => indices.push(row as u32),
-                None => slices.push((end, vec![row as u32])),
-            }
-        }
+        let mut slices = Slices::new();
+        let mut late_slices = Slices::new();
+        let (watermark, fired) = (self.watermark, &self.fired);
+        // Behind the watermark and not a fired window that still takes late
+        // rows: past the allowed lateness, or late for this operator though
+        // not for its source (an input back from idleness).
+        let is_late = |end: i64| Watermark(end) <= watermark && !fired.contains_key(&end);
+        for_each_on_time_row(&ends, &self.metrics, is_late, |row, end| {
+            let into = if Watermark(end) <= watermark { &mut late_slices } else { &mut slices };
+            push_row(into, end, row);
+            Ok(())
+        })?;
 
-        if late_rows > 0 {
-            QueryMetrics::add(&self.metrics.late_rows_dropped, late_rows);
-        }
         for (end, indices) in late_slices {
             if let Some(changes) = self.update_fired(end, &inputs, &indices)? {
                 out.push(Message::Batch(changes));
@@ -370,7 +352,7 @@ pub(crate) fn group_count(operator: &WindowAggregate) -> usize {
 mod tests {
     use datafusion::arrow::array::ArrayRef;
     use datafusion::arrow::array::{Int64Array, StringArray, TimestampNanosecondArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
     use datafusion::arrow::util::pretty::pretty_format_batches;
     use datafusion::functions_aggregate::count::count_udaf;
     use datafusion::functions_aggregate::sum::sum_udaf;

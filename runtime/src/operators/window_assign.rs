@@ -17,6 +17,11 @@
 //! For HOP and CUMULATE a row belongs to several windows; here it gets the
 //! bounds of its *pane* (see [`WindowKind::pane_size`]), and the pane
 //! window aggregate turns panes into windows.
+//!
+//! Window arithmetic saturates: event times and sizes are user input and
+//! may lie near the ends of `i64` nanoseconds. A window whose end would
+//! pass `i64::MAX` ends at `i64::MAX` (it fires when the input ends), one
+//! whose start would fall below `i64::MIN` starts there; nothing wraps.
 
 use std::sync::Arc;
 
@@ -50,8 +55,19 @@ pub enum WindowKind {
     Session { gap: i64 },
 }
 
-fn align_down(ts: i64, every: i64, offset: i64) -> i64 {
-    ts - (ts - offset).rem_euclid(every)
+/// The largest `offset + k·every` at or below `ts`, in `i128` so that no
+/// step overflows. A size that is not positive (the planner refuses those)
+/// aligns nothing.
+fn align_down(ts: i128, every: i64, offset: i64) -> i128 {
+    if every <= 0 {
+        return ts;
+    }
+    ts - (ts - i128::from(offset)).rem_euclid(i128::from(every))
+}
+
+/// `value` clamped into `i64`.
+fn clamp(value: i128) -> i64 {
+    i64::try_from(value).unwrap_or(if value < 0 { i64::MIN } else { i64::MAX })
 }
 
 pub fn gcd(a: i64, b: i64) -> i64 {
@@ -84,7 +100,7 @@ impl WindowKind {
         if let WindowKind::Session { .. } = self {
             return ts;
         }
-        align_down(ts, self.pane_size(), self.offset())
+        clamp(align_down(i128::from(ts), self.pane_size(), self.offset()))
     }
 
     /// The longest window.
@@ -106,17 +122,25 @@ impl WindowKind {
         }
     }
 
-    /// The first window end after `ts`.
+    /// The first window end after `ts` (`i64::MAX` if it would pass it).
     pub fn first_end_after(&self, ts: i64) -> i64 {
-        align_down(ts, self.end_step(), self.offset()) + self.end_step()
+        clamp(self.first_end_after_wide(i128::from(ts)))
     }
 
     /// The start of the window that ends at `end`.
     pub fn start_of_window_ending(&self, end: i64) -> i64 {
+        clamp(self.start_of_window_ending_wide(i128::from(end)))
+    }
+
+    fn first_end_after_wide(&self, ts: i128) -> i128 {
+        align_down(ts, self.end_step(), self.offset()) + i128::from(self.end_step())
+    }
+
+    fn start_of_window_ending_wide(&self, end: i128) -> i128 {
         match *self {
-            WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => end - size,
-            WindowKind::Cumulate { step, max_size, offset } => align_down(end - step, max_size, offset),
-            WindowKind::Session { gap } => end - gap,
+            WindowKind::Tumble { size, .. } | WindowKind::Hop { size, .. } => end - i128::from(size),
+            WindowKind::Cumulate { step, max_size, offset } => align_down(end - i128::from(step), max_size, offset),
+            WindowKind::Session { gap } => end - i128::from(gap),
         }
     }
 }
@@ -151,20 +175,27 @@ impl WindowAssignSpec {
 }
 
 impl WindowKind {
-    /// Every window `(start, end)` holding event time `ts`.
+    /// Every window `(start, end)` holding event time `ts`. Computed in
+    /// `i128`; a window whose end passes `i64::MAX` ends there and is the
+    /// last one listed (later ones could never close before it).
     pub fn windows_of(&self, ts: i64) -> Vec<(i64, i64)> {
+        let ts = i128::from(ts);
+        let step = i128::from(self.end_step().max(1));
         let mut windows = Vec::new();
-        let mut end = self.first_end_after(ts);
+        let mut end = self.first_end_after_wide(ts);
         loop {
-            let start = self.start_of_window_ending(end);
+            let start = self.start_of_window_ending_wide(end);
             if start > ts {
                 break;
             }
-            windows.push((start, end));
+            windows.push((clamp(start), clamp(end)));
             if let WindowKind::Tumble { .. } | WindowKind::Session { .. } = self {
                 break;
             }
-            end += self.end_step();
+            if end >= i128::from(i64::MAX) {
+                break;
+            }
+            end += step;
         }
         windows
     }
@@ -201,7 +232,7 @@ impl Operator for WindowAssign {
                 .iter()
                 .map(|column| Ok(datafusion::arrow::compute::take(column, &indices, None)?))
                 .collect::<Result<Vec<ArrayRef>>>()?;
-            let window_times: Vec<i64> = ends.iter().map(|end| end - 1).collect();
+            let window_times: Vec<i64> = ends.iter().map(|end| end.saturating_sub(1)).collect();
             for values in [starts, ends, window_times] {
                 columns.push(Arc::new(TimestampNanosecondArray::from(values)));
             }
@@ -213,7 +244,7 @@ impl Operator for WindowAssign {
         // Sources drop rows without an event time, so a null cannot reach here.
         let starts: Vec<i64> = times.iter().map(|ts| self.spec.kind.pane_start(ts.unwrap_or_default())).collect();
         let ends: Vec<i64> = starts.iter().map(|start| start.saturating_add(size)).collect();
-        let window_times: Vec<i64> = ends.iter().map(|end| end - 1).collect();
+        let window_times: Vec<i64> = ends.iter().map(|end| end.saturating_sub(1)).collect();
         let mut columns: Vec<ArrayRef> = batch.rows.columns().to_vec();
         for values in [starts, ends, window_times] {
             columns.push(Arc::new(TimestampNanosecondArray::from(values)));
@@ -268,5 +299,54 @@ mod tests {
         assert_eq!(kind.pane_start(3), 3);
         assert_eq!(kind.pane_start(12), 3);
         assert_eq!(kind.pane_start(13), 13);
+    }
+
+    #[test]
+    fn windows_near_the_ends_of_time_saturate_instead_of_overflowing() {
+        let near_max = i64::MAX - 5;
+        let tumble = WindowKind::Tumble { size: 10, offset: 0 };
+        assert_eq!(tumble.windows_of(near_max), vec![(tumble.pane_start(near_max), i64::MAX)]);
+        assert_eq!(tumble.first_end_after(near_max), i64::MAX);
+        let hop = WindowKind::Hop { size: 10, slide: 4, offset: 0 };
+        let windows = hop.windows_of(near_max);
+        assert!(!windows.is_empty() && windows.iter().all(|(start, end)| start <= &near_max && end > &near_max));
+        assert_eq!(windows.last().map(|window| window.1), Some(i64::MAX));
+        let cumulate = WindowKind::Cumulate { step: 4, max_size: 12, offset: 0 };
+        assert!(cumulate.windows_of(near_max).iter().all(|(start, end)| start <= &near_max && end > &near_max));
+        // Sizes near i64::MAX, times near i64::MIN, offsets that overflow `ts - offset`.
+        let huge = WindowKind::Tumble { size: i64::MAX - 1, offset: 0 };
+        assert_eq!(huge.pane_start(i64::MIN + 1), i64::MIN);
+        assert_eq!(huge.windows_of(i64::MAX - 1).len(), 1);
+        let offset = WindowKind::Tumble { size: 10, offset: i64::MAX };
+        assert!(offset.pane_start(i64::MIN) <= i64::MIN + 10);
+        let hop = WindowKind::Hop { size: i64::MAX, slide: i64::MAX / 2, offset: 0 };
+        assert!(!hop.windows_of(i64::MAX - 1).is_empty());
+        assert_eq!(WindowKind::Session { gap: i64::MAX }.windows_of(i64::MAX).len(), 1);
+    }
+
+    #[test]
+    fn assigning_rows_near_i64_max_does_not_overflow() {
+        use datafusion::arrow::datatypes::Field;
+        let schema = Schema::new(vec![Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false)]);
+        let rows = RecordBatch::try_new(
+            Arc::new(schema.clone()),
+            vec![Arc::new(TimestampNanosecondArray::from(vec![i64::MAX, i64::MIN, 0]))],
+        )
+        .unwrap();
+        for kind in [
+            WindowKind::Tumble { size: i64::MAX, offset: 0 },
+            WindowKind::Hop { size: 6, slide: 2, offset: 1 },
+            WindowKind::Cumulate { step: i64::MAX / 3, max_size: i64::MAX, offset: 0 },
+        ] {
+            for expand in [false, true] {
+                let mut spec = WindowAssignSpec::new(kind, 0, &schema);
+                if expand {
+                    spec = spec.expanded();
+                }
+                let mut out = Vec::new();
+                WindowAssign::new(spec).on_batch(0, StreamBatch::inserts(rows.clone()), &mut out).unwrap();
+                assert_eq!(out.len(), 1, "{kind:?}");
+            }
+        }
     }
 }

@@ -18,6 +18,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::SourceContext;
+use super::random::SplitMix64;
 use crate::error::{Result, RuntimeError};
 
 /// The largest batch the generator sends at once.
@@ -95,14 +96,15 @@ impl GeneratorSpec {
     }
 
     fn weblog(&self, index: u64) -> WeblogRecord {
-        let mut random = SplitMix64(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut random = SplitMix64::for_row(self.seed, index);
         let spacing = 1e9 / self.rate;
-        let mut ts = self.start + (index as f64 * spacing) as i64;
+        // `as` from f64 saturates; the sums must too (a user-given start).
+        let mut ts = self.start.saturating_add((index as f64 * spacing) as i64);
         let disorder = random.next_f64();
         if disorder < 0.005 {
-            ts -= 6_000_000_000;
+            ts = ts.saturating_sub(6_000_000_000);
         } else if disorder < 0.1 {
-            ts -= (random.next_f64() * 800_000_000.0) as i64;
+            ts = ts.saturating_sub((random.next_f64() * 800_000_000.0) as i64);
         }
         // A skewed choice: low-numbered hosts are far more frequent.
         let host = (random.next_f64().powi(3) * self.hosts as f64) as u64;
@@ -136,26 +138,8 @@ struct WeblogRecord {
 }
 
 fn page_name(page: u64) -> String {
-    let mut random = SplitMix64(page.wrapping_add(17));
+    let mut random = SplitMix64::new(page.wrapping_add(17));
     (0..12).map(|_| (b'A' + (random.next_u64() % 26) as u8) as char).collect()
-}
-
-/// A tiny, fast, seedable generator (SplitMix64): the data must be the same
-/// on every machine, so no OS randomness.
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 pub async fn run(spec: &GeneratorSpec, schema: SchemaRef, context: SourceContext) {
@@ -199,5 +183,16 @@ mod tests {
     fn unknown_columns_are_rejected() {
         let schema: SchemaRef = Arc::new(Schema::new(vec![Field::new("nope", DataType::Utf8, false)]));
         assert!(spec().validate(&schema).unwrap_err().to_string().contains("no column \"nope\""));
+    }
+
+    #[test]
+    fn starts_near_the_ends_of_time_saturate() {
+        let schema: SchemaRef =
+            Arc::new(Schema::new(vec![Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false)]));
+        for start in [i64::MAX - 10, i64::MIN + 10] {
+            let spec = GeneratorSpec { start, rate: 1e-6, ..spec() };
+            assert_eq!(spec.batch(&schema, 0, 100).unwrap().num_rows(), 100);
+            assert_eq!(spec.batch(&schema, u64::MAX - 100, 100).unwrap().num_rows(), 100);
+        }
     }
 }

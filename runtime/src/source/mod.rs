@@ -12,6 +12,7 @@ pub mod file;
 pub mod generator;
 pub mod http;
 pub mod nexmark;
+pub(crate) mod random;
 pub mod socket;
 pub mod timestamp;
 
@@ -312,7 +313,8 @@ pub(crate) async fn run_numbered(
         let due = if let Some(boundary) = boundaries.pop_front() {
             boundary.saturating_sub(next).min(remaining)
         } else if realtime {
-            let due = first + (started.elapsed().as_secs_f64() * rate) as u64;
+            // `as` from f64 saturates (a huge rate); so must the sum.
+            let due = first.saturating_add((started.elapsed().as_secs_f64() * rate) as u64);
             due.saturating_sub(next).min(remaining).min(max_batch)
         } else {
             remaining.min(max_batch)

@@ -23,6 +23,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
 
 use super::SourceContext;
+use super::random::SplitMix64;
 use crate::error::{Result, RuntimeError};
 
 /// The largest batch the generator sends at once.
@@ -154,7 +155,8 @@ impl NexmarkSpec {
     }
 
     fn time_of(&self, index: u64) -> i64 {
-        self.start + (index as f64 * 1e9 / self.event_rate) as i64
+        // `as` from f64 saturates; the sum must too (a user-given start).
+        self.start.saturating_add((index as f64 * 1e9 / self.event_rate) as i64)
     }
 
     /// This stream's rows among events `first..first + count`.
@@ -170,7 +172,7 @@ impl NexmarkSpec {
             })
             .collect();
         for index in (first..first + count).filter(|index| self.table.owns(*index)) {
-            let mut random = Random(self.seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut random = SplitMix64::for_row(self.seed, index);
             let time = self.time_of(index);
             match self.table {
                 NexmarkTable::Person => self.person(index, time, &mut random, &names, &mut columns),
@@ -193,7 +195,7 @@ impl NexmarkSpec {
         Ok(RecordBatch::try_new(schema.clone(), arrays)?)
     }
 
-    fn person(&self, index: u64, time: i64, random: &mut Random, names: &[&str], columns: &mut [Column]) {
+    fn person(&self, index: u64, time: i64, random: &mut SplitMix64, names: &[&str], columns: &mut [Column]) {
         let id = FIRST_PERSON_ID + persons_before(index) as i64;
         let name = format!("{} {}", pick(random, &FIRST_NAMES), pick(random, &LAST_NAMES));
         let state = pick(random, &US_STATES);
@@ -221,7 +223,7 @@ impl NexmarkSpec {
         }
     }
 
-    fn auction(&self, index: u64, time: i64, random: &mut Random, names: &[&str], columns: &mut [Column]) {
+    fn auction(&self, index: u64, time: i64, random: &mut SplitMix64, names: &[&str], columns: &mut [Column]) {
         let id = FIRST_AUCTION_ID + auctions_before(index) as i64;
         let initial_bid = price(random);
         let reserve = initial_bid + price(random);
@@ -234,7 +236,7 @@ impl NexmarkSpec {
             };
         let category = FIRST_CATEGORY_ID + random.below(NUM_CATEGORIES) as i64;
         // Auctions last a few seconds to a couple of minutes of event time.
-        let expires = time + (2_000 + random.below(118_000)) as i64 * 1_000_000;
+        let expires = time.saturating_add((2_000 + random.below(118_000)) as i64 * 1_000_000);
         for (name, column) in names.iter().zip(columns.iter_mut()) {
             match (*name, column) {
                 ("id", Column::Int(values)) => values.push(id),
@@ -252,7 +254,7 @@ impl NexmarkSpec {
         }
     }
 
-    fn bid(&self, index: u64, time: i64, random: &mut Random, names: &[&str], columns: &mut [Column]) {
+    fn bid(&self, index: u64, time: i64, random: &mut SplitMix64, names: &[&str], columns: &mut [Column]) {
         let last_auction = auctions_before(index).saturating_sub(1) as i64;
         let auction = FIRST_AUCTION_ID
             + if random.below(HOT_AUCTION_RATIO) > 0 {
@@ -314,55 +316,34 @@ fn auctions_before(index: u64) -> u64 {
 }
 
 /// One of the recently active people (or a few not yet created, as in Nexmark).
-fn next_person(last_person: i64, random: &mut Random) -> i64 {
+fn next_person(last_person: i64, random: &mut SplitMix64) -> i64 {
     let people = last_person + 1;
     let active = people.min(NUM_ACTIVE_PEOPLE);
     people - active + random.below((active + PERSON_ID_LEAD) as u64) as i64
 }
 
 /// Log-uniform between $1 and $1 000 000, in cents (Nexmark's `priceForNewBid`).
-fn price(random: &mut Random) -> i64 {
-    (10f64.powf(random.unit() * 6.0) * 100.0).round() as i64
+fn price(random: &mut SplitMix64) -> i64 {
+    (10f64.powf(random.next_f64() * 6.0) * 100.0).round() as i64
 }
 
-fn pick<'a>(random: &mut Random, choices: &[&'a str]) -> &'a str {
+fn pick<'a>(random: &mut SplitMix64, choices: &[&'a str]) -> &'a str {
     choices[random.below(choices.len() as u64) as usize]
 }
 
-fn letters(random: &mut Random, length: usize) -> String {
+fn letters(random: &mut SplitMix64, length: usize) -> String {
     (0..length).map(|_| (b'a' + random.below(26) as u8) as char).collect()
 }
 
 /// [`letters`] without allocating: `N` lowercase ASCII letters.
-fn letter_bytes<const N: usize>(random: &mut Random) -> [u8; N] {
+fn letter_bytes<const N: usize>(random: &mut SplitMix64) -> [u8; N] {
     std::array::from_fn(|_| b'a' + random.below(26) as u8)
 }
 
-fn extra(random: &mut Random, average: u64) -> &'static str {
+fn extra(random: &mut SplitMix64, average: u64) -> &'static str {
     let length = random.below(average * 2) as usize;
     let start = random.below((PADDING.len() - length.min(PADDING.len())) as u64 + 1) as usize;
     &PADDING[start..start + length.min(PADDING.len() - start)]
-}
-
-/// SplitMix64: seedable, the same on every machine.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        if bound == 0 { 0 } else { self.next() % bound }
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 pub async fn run(spec: &NexmarkSpec, schema: SchemaRef, context: SourceContext) {
@@ -426,5 +407,17 @@ mod tests {
         let parts = [bid.batch(&columns, 0, 123).unwrap(), bid.batch(&columns, 123, 377).unwrap()];
         let joined = datafusion::arrow::compute::concat_batches(&columns, &parts).unwrap();
         assert_eq!(whole, joined);
+    }
+
+    #[test]
+    fn a_start_near_i64_max_saturates_event_times() {
+        let times = schema(&[
+            ("date_time", DataType::Timestamp(TimeUnit::Nanosecond, None)),
+            ("expires", DataType::Timestamp(TimeUnit::Nanosecond, None)),
+        ]);
+        let spec = NexmarkSpec { start: i64::MAX - 1_000, event_rate: 1e-9, ..spec(NexmarkTable::Auction) };
+        assert!(spec.batch(&times, 0, 200).unwrap().num_rows() > 0);
+        let spec = NexmarkSpec { start: i64::MAX - 1_000, event_rate: 1.0, ..spec };
+        assert!(spec.batch(&times, u64::MAX - 200, 200).unwrap().num_rows() > 0);
     }
 }

@@ -1,6 +1,10 @@
 //! Stream-stream joins that remember the past: the **interval join** (a
 //! time bound between the two rows) and the **unbounded join** (no bound:
-//! every row is kept, or kept for the state TTL).
+//! every row is kept, or kept for the state TTL). One operator,
+//! [`StreamJoin`], runs both: they share the per-side state and the probe,
+//! and differ only in what purges state and whether outer rows wait.
+//! The ON condition and its helpers are in
+//! [`join_condition`](crate::operators::join_condition).
 //!
 //! # Algorithm
 //!
@@ -42,55 +46,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, UInt32Array, new_null_array};
-use datafusion::arrow::compute::{cast, take};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
-use datafusion::arrow::row::{Row, RowConverter, Rows, SortField};
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::row::{Row, RowConverter, Rows};
 use datafusion::common::HashMap;
-use datafusion::physical_expr::PhysicalExpr;
 
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
 use crate::operator::Operator;
-use crate::operators::groups::output_batch;
+use crate::operators::join_condition::{
+    JoinCondition, JoinKeys, JoinKind, Side, joined, null_columns, row_converter, take_columns,
+};
 use crate::state::{OperatorState, batch, binary_column, i64_column, rows_column, rows_from_column};
 use crate::time::event_times;
-
-/// Which rows without a partner a join keeps (with NULLs for the other side).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JoinKind {
-    Inner,
-    Left,
-    Right,
-    Full,
-}
-
-impl JoinKind {
-    pub fn keeps_unmatched(self, side: Side) -> bool {
-        matches!((self, side), (JoinKind::Full, _) | (JoinKind::Left, Side::Left) | (JoinKind::Right, Side::Right))
-    }
-}
-
-/// The two inputs of a join: port 0 is the left, port 1 the right.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    Left,
-    Right,
-}
-
-impl Side {
-    pub fn of_port(port: usize) -> Side {
-        if port == 0 { Side::Left } else { Side::Right }
-    }
-
-    pub fn other(self) -> Side {
-        match self {
-            Side::Left => Side::Right,
-            Side::Right => Side::Left,
-        }
-    }
-}
 
 /// `right.time - left.time` must lie in `[lower, upper]` (nanoseconds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,11 +83,8 @@ pub struct StreamJoinSpec {
     pub kind: JoinKind,
     pub left_schema: SchemaRef,
     pub right_schema: SchemaRef,
-    /// Equality keys, pairwise: `left_keys[i] = right_keys[i]`.
-    pub left_keys: Vec<Arc<dyn PhysicalExpr>>,
-    pub right_keys: Vec<Arc<dyn PhysicalExpr>>,
-    /// The rest of the ON condition, over the output schema (left ++ right).
-    pub filter: Option<Arc<dyn PhysicalExpr>>,
+    /// Equality keys and the rest of the ON condition.
+    pub condition: JoinCondition,
     /// `Some` for an interval join.
     pub bound: Option<TimeBound>,
     pub output_schema: SchemaRef,
@@ -127,62 +93,6 @@ pub struct StreamJoinSpec {
     /// Stored rows older than this (processing time) are forgotten; `None`
     /// keeps them until the watermark purges them, or forever.
     pub state_ttl: Option<Duration>,
-}
-
-/// Evaluates join keys into the row format; both sides use one converter
-/// so equal keys have equal bytes.
-pub(crate) struct JoinKeys {
-    converter: RowConverter,
-    types: Vec<DataType>,
-}
-
-impl JoinKeys {
-    pub fn new(exprs: &[Arc<dyn PhysicalExpr>], schema: &SchemaRef) -> Result<Self> {
-        let types = exprs.iter().map(|expr| Ok(expr.data_type(schema)?)).collect::<Result<Vec<_>>>()?;
-        let converter = RowConverter::new(types.iter().map(|data_type| SortField::new(data_type.clone())).collect())?;
-        Ok(Self { converter, types })
-    }
-
-    /// The key of each row, and whether it can match at all (SQL: a NULL
-    /// key equals nothing).
-    pub fn rows(&self, exprs: &[Arc<dyn PhysicalExpr>], batch: &RecordBatch) -> Result<(Rows, Vec<bool>)> {
-        let mut columns = Vec::with_capacity(exprs.len());
-        for (expr, data_type) in exprs.iter().zip(&self.types) {
-            let column = expr.evaluate(batch)?.into_array(batch.num_rows())?;
-            columns.push(if column.data_type() == data_type { column } else { cast(&column, data_type)? });
-        }
-        let valid = (0..batch.num_rows()).map(|row| columns.iter().all(|column| column.is_valid(row))).collect();
-        Ok((self.converter.convert_columns(&columns)?, valid))
-    }
-}
-
-/// Evaluates a join's residual condition: `true` where it holds.
-pub(crate) fn filter_mask(filter: Option<&Arc<dyn PhysicalExpr>>, batch: &RecordBatch) -> Result<Vec<bool>> {
-    let Some(filter) = filter else { return Ok(vec![true; batch.num_rows()]) };
-    let mask = filter.evaluate(batch)?.into_array(batch.num_rows())?;
-    let mask = mask
-        .as_any()
-        .downcast_ref::<BooleanArray>()
-        .ok_or_else(|| RuntimeError::internal("a join condition did not evaluate to booleans"))?;
-    Ok((0..mask.len()).map(|row| mask.is_valid(row) && mask.value(row)).collect())
-}
-
-/// `columns` picked at `indices`; `None` gives NULL.
-pub(crate) fn take_columns(columns: &[ArrayRef], indices: &[Option<u32>]) -> Result<Vec<ArrayRef>> {
-    let indices = UInt32Array::from(indices.to_vec());
-    columns.iter().map(|column| Ok(take(column.as_ref(), &indices, None)?)).collect()
-}
-
-/// NULL columns of `schema`'s types.
-pub(crate) fn null_columns(schema: &SchemaRef, rows: usize) -> Vec<ArrayRef> {
-    schema.fields().iter().map(|field| new_null_array(field.data_type(), rows)).collect()
-}
-
-/// A joined batch from the columns of each side.
-pub(crate) fn joined(schema: &SchemaRef, left: Vec<ArrayRef>, right: Vec<ArrayRef>) -> Result<RecordBatch> {
-    let mut columns = left;
-    columns.extend(right);
-    output_batch(schema, columns)
 }
 
 /// A stored row. Interval joins keep a key's entries in time order.
@@ -215,19 +125,6 @@ struct SideState {
     /// Interval joins: keys with rows at each time, for purging.
     by_time: BTreeMap<i64, Vec<Box<[u8]>>>,
     rows: usize,
-}
-
-/// A row-format converter for whole rows of `schema`.
-pub(crate) fn row_converter(schema: &SchemaRef) -> Result<RowConverter> {
-    let fields = schema.fields().iter().map(|field| SortField::new(field.data_type().clone())).collect();
-    Ok(RowConverter::new(fields)?)
-}
-
-/// `schema` with every column nullable (for candidate pairs, where a side
-/// may be missing).
-pub(crate) fn nullable(schema: &SchemaRef) -> SchemaRef {
-    let fields = schema.fields().iter().map(|field| field.as_ref().clone().with_nullable(true));
-    Arc::new(datafusion::arrow::datatypes::Schema::new(fields.collect::<Vec<_>>()))
 }
 
 impl SideState {
@@ -353,7 +250,7 @@ type OutputRow = (Op, Option<u32>, Option<u32>);
 
 impl StreamJoin {
     pub fn new(spec: StreamJoinSpec, state_ttl: Option<Duration>, metrics: Arc<QueryMetrics>) -> Result<Self> {
-        let keys = JoinKeys::new(&spec.left_keys, &spec.left_schema)?;
+        let keys = JoinKeys::new(&spec.condition.left_keys, &spec.left_schema)?;
         let sides = [SideState::new(&spec.left_schema)?, SideState::new(&spec.right_schema)?];
         Ok(Self {
             spec,
@@ -444,7 +341,7 @@ impl Operator for StreamJoin {
             return Ok(());
         }
         self.expire_by_ttl();
-        let key_exprs = if side == Side::Left { &self.spec.left_keys } else { &self.spec.right_keys };
+        let key_exprs = self.spec.condition.keys(side);
         let (keys, valid) = self.keys.rows(key_exprs, rows)?;
         let bound = self.spec.bound;
         let times = match bound {
@@ -494,7 +391,7 @@ impl Operator for StreamJoin {
                 let this_columns =
                     take_columns(rows.columns(), &pair_rows.iter().map(|row| Some(*row)).collect::<Vec<_>>())?;
                 let candidates = self.assemble(side, this_columns, other_columns.clone())?;
-                filter_mask(self.spec.filter.as_ref(), &candidates)?
+                self.spec.condition.filter_mask(&candidates)?
             }
             None => Vec::new(),
         };
@@ -691,8 +588,10 @@ impl Operator for StreamJoin {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::Array;
     use datafusion::arrow::array::{AsArray, Int64Array, TimestampNanosecondArray};
-    use datafusion::arrow::datatypes::{Field, Int64Type, Schema, TimeUnit};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimeUnit};
+    use datafusion::physical_expr::PhysicalExpr;
     use datafusion::physical_expr::expressions::Column;
 
     fn schema(nullable: bool) -> SchemaRef {
@@ -736,9 +635,11 @@ mod tests {
             kind,
             left_schema: schema(false),
             right_schema: schema(false),
-            left_keys: vec![key(&schema(false))],
-            right_keys: vec![key(&schema(false))],
-            filter: None,
+            condition: JoinCondition {
+                left_keys: vec![key(&schema(false))],
+                right_keys: vec![key(&schema(false))],
+                filter: None,
+            },
             bound,
             output_schema: Arc::new(Schema::new(fields)),
             updating,
