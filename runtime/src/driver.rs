@@ -25,7 +25,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::array::{RecordBatch, TimestampNanosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
@@ -57,6 +57,10 @@ const LATE_ROWS_QUEUE: usize = 256;
 
 /// Source events buffered between a query's sources and its driver.
 const SOURCE_QUEUE: usize = 64;
+
+/// How often a query without an epoch ticker (`epoch_interval = 0`) moves
+/// the watermark of its processing-time sources on when no rows arrive.
+const PROCESSING_TIME_TICK: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryStatus {
@@ -280,17 +284,32 @@ impl Driver {
                     }
                 }
                 None if !pending.is_empty() => {}
-                None => match receiver.recv().await {
-                    Some(event) => pending.push(event),
-                    None if self.replay.is_some() => {
-                        return Err(RuntimeError::user(
-                            "recovery cannot replay: the sources ended before the input log did (did their data change?)",
-                        ));
+                // Without a ticker an epoch runs per source event, and also
+                // when a source is due to be declared idle or the clock of a
+                // processing-time source has moved on.
+                None => {
+                    let wake = self.next_wake();
+                    let wait = async {
+                        match wake {
+                            Some(wake) => tokio::time::sleep_until(wake.into()).await,
+                            None => std::future::pending().await,
+                        }
+                    };
+                    tokio::select! {
+                        event = receiver.recv() => match event {
+                            Some(event) => pending.push(event),
+                            None if self.replay.is_some() => {
+                                return Err(RuntimeError::user(
+                                    "recovery cannot replay: the sources ended before the input log did (did their data change?)",
+                                ));
+                            }
+                            None => {
+                                return Err(RuntimeError::internal("every source stopped without ending"));
+                            }
+                        },
+                        _ = wait => {}
                     }
-                    None => {
-                        return Err(RuntimeError::internal("every source stopped without ending"));
-                    }
-                },
+                }
             }
             while let Ok(event) = receiver.try_recv() {
                 pending.push(event);
@@ -517,6 +536,26 @@ impl Driver {
         let Some(store) = &mut self.store else { return Err(RuntimeError::internal("no checkpoint store")) };
         let (manifest, bytes) = store.write(manifest, &nodes, &output)?;
         Ok((manifest.id, manifest.taken_at_ms, bytes))
+    }
+
+    /// When a query without an epoch ticker must run an epoch although no
+    /// source sent anything: when the first active event-time source reaches
+    /// the idle timeout, and every [`PROCESSING_TIME_TICK`] while a
+    /// processing-time source runs. `None` while replaying (the input log
+    /// says when those steps happened).
+    fn next_wake(&self) -> Option<Instant> {
+        if self.replay.is_some() {
+            return None;
+        }
+        let running = || self.sources.iter().filter(|source| !source.ended);
+        let idle = self.settings.idle_timeout.and_then(|timeout| {
+            running()
+                .filter(|source| source.tracker.is_some() && !source.idle)
+                .map(|source| source.last_active + timeout)
+                .min()
+        });
+        let clock = running().any(|source| source.processing_time).then(|| Instant::now() + PROCESSING_TIME_TICK);
+        idle.into_iter().chain(clock).min()
     }
 
     /// Processing time, in nanoseconds since the epoch, never going back.

@@ -362,13 +362,14 @@ impl Pipeline {
 }
 
 /// Passes the node's combined watermark to its operator when it advanced:
-/// the minimum over inputs that are active (neither ended nor idle).
+/// the minimum over inputs that are not idle, an ended input counting as
+/// `+∞` (so once the only inputs left are idle, an ended one releases the
+/// node, whichever of the two happened first).
 fn advance(node: &mut RunningNode, out: &mut Vec<Message>) -> Result<()> {
-    let active = node.inputs.iter().filter(|input| input.state == EdgeState::Active);
-    let combined = match active.map(|input| input.watermark).min() {
+    let not_idle = node.inputs.iter().filter(|input| input.state != EdgeState::Idle);
+    let combined = match not_idle.map(|input| input.watermark).min() {
         Some(watermark) => watermark,
-        None if node.inputs.iter().all(|input| input.state == EdgeState::Ended) => Watermark::MAX,
-        // Every input still running is idle: hold the watermark.
+        // Every input is idle: hold the watermark.
         None => return Ok(()),
     };
     if combined > node.watermark {
@@ -501,5 +502,42 @@ mod tests {
         let states = restored.checkpoint(2).unwrap();
         assert_eq!(states[2].value("__input_ended_0").unwrap(), 1);
         assert_eq!(states[2].value("__input_idle_0").unwrap(), 0);
+    }
+
+    #[test]
+    fn an_ended_input_releases_a_node_whose_other_inputs_are_idle_in_either_order() {
+        let watermarks = |output: &[Message]| {
+            output
+                .iter()
+                .filter_map(|message| match message {
+                    Message::Watermark(watermark) => Some(*watermark),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        // The idle input goes idle first, then the other one ends.
+        let mut pipeline = union_of_two();
+        let mut output = Vec::new();
+        pipeline.push_source(0, Message::Watermark(Watermark(10)), &mut output).unwrap();
+        pipeline.push_source(1, Message::Idle, &mut output).unwrap();
+        pipeline.push_source(0, Message::End, &mut output).unwrap();
+        assert_eq!(watermarks(&output), [Watermark(10), Watermark::MAX]);
+        // The other input ends first (its end holds nothing), then the
+        // quiet one goes idle.
+        let mut pipeline = union_of_two();
+        let mut output = Vec::new();
+        pipeline.push_source(0, Message::Watermark(Watermark(10)), &mut output).unwrap();
+        pipeline.push_source(0, Message::End, &mut output).unwrap();
+        assert_eq!(watermarks(&output), []);
+        pipeline.push_source(1, Message::Idle, &mut output).unwrap();
+        assert_eq!(watermarks(&output), [Watermark::MAX]);
+        // Idle alone holds the watermark.
+        let mut pipeline = union_of_two();
+        let mut output = Vec::new();
+        pipeline.push_source(0, Message::Watermark(Watermark(10)), &mut output).unwrap();
+        pipeline.push_source(1, Message::Watermark(Watermark(3)), &mut output).unwrap();
+        pipeline.push_source(0, Message::Idle, &mut output).unwrap();
+        pipeline.push_source(1, Message::Idle, &mut output).unwrap();
+        assert_eq!(watermarks(&output), [Watermark(3)]);
     }
 }
