@@ -2,9 +2,7 @@
 
 use datafusion::arrow::array::RecordBatch;
 
-/// Event time in nanoseconds since the Unix epoch (UTC).
-pub type EventTime = i64;
-
+pub use crate::time::EventTime;
 pub use crate::watermark::Watermark;
 
 /// What a row of an updating result does to the result.

@@ -10,7 +10,9 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampNanosecondType};
 
 use crate::error::{Result, RuntimeError};
-use crate::message::EventTime;
+
+/// Event time in nanoseconds since the Unix epoch (UTC).
+pub type EventTime = i64;
 
 /// `duration` in nanoseconds, saturating at `i64::MAX` (about 292 years):
 /// durations are user input (`SET allowed_lateness = ...`), and

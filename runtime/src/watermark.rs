@@ -47,7 +47,7 @@
 
 use datafusion::arrow::array::BooleanArray;
 
-use crate::message::EventTime;
+use crate::time::EventTime;
 
 /// A watermark: the promise that no more rows with an event time below it
 /// will arrive. Windows whose end is at or below it can be closed.
