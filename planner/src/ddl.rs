@@ -27,8 +27,8 @@ use sluice_runtime::source::{ConnectorSpec, EventTimeSpec, Format, HttpIngest, S
 use sluice_runtime::table::StaticTable;
 
 use crate::error::{PlanError, Result};
-use crate::statement::ident_name;
-use crate::window_tvf::interval_nanos;
+use crate::interval::interval_nanos;
+use crate::names::ident_name;
 
 #[derive(Debug, Clone)]
 pub struct CreateStream {

@@ -35,7 +35,7 @@ use sluice_runtime::{OperatorSpec, PlanNode};
 use crate::error::{PlanError, Result};
 use crate::feed::{FeedNode, FeedPlanner};
 use crate::lower::{Lowered, Lowering, TimeColumns};
-use crate::window_tvf::{AS_OF_COLUMN, TemporalTable};
+use crate::rewritten::{AS_OF_COLUMN, TemporalTable};
 
 impl Lowering<'_> {
     pub(crate) async fn join(&mut self, join: &Join) -> Result<Lowered> {

@@ -21,19 +21,26 @@
 //! - [`lower`]: `LogicalPlan` → `StreamPlan`; `join` lowers joins, `top_n`
 //!   ROW_NUMBER() over a stream.
 
+pub mod catalog;
 pub mod ddl;
 pub mod dialect;
 pub mod error;
 pub mod feed;
+pub mod interval;
 mod join;
 pub mod lower;
+pub mod names;
+pub mod options;
 pub mod query;
+pub mod rewritten;
 pub mod statement;
 mod top_n;
 pub mod unnest;
 pub mod window_tvf;
 
+pub use catalog::Catalog;
 pub use ddl::{CreateStream, stream_source_spec};
 pub use error::{PlanError, PlanErrorKind};
-pub use query::{Catalog, PlanOptions, evaluate_insert, plan_query};
+pub use options::PlanOptions;
+pub use query::{evaluate_insert, plan_query};
 pub use statement::{Statement, parse_statements};

@@ -36,10 +36,11 @@ use sluice_runtime::operators::window_aggregate::WindowAggregateSpec;
 use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssignSpec, WindowKind};
 use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
 
+use crate::catalog::Catalog;
 use crate::error::{PlanError, Result};
 use crate::feed::{FeedNode, FeedPlanner};
-use crate::query::{Catalog, PlanOptions};
-use crate::window_tvf::{TemporalTable, WindowTable};
+use crate::options::PlanOptions;
+use crate::rewritten::{TemporalTable, WindowTable};
 
 /// What a lowered subtree produces.
 #[derive(Debug, Clone)]

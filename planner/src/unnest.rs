@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{PlanError, Result};
-use crate::statement::{ident_name, parse_table_factor};
+use crate::names::{ident_name, parse_table_factor};
 
 pub fn rewrite_lateral_unnest(query: &mut ast::Query) -> Result<()> {
     if let Some(with) = &mut query.with {

@@ -16,71 +16,18 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{
-    self, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SetExpr, Spanned, TableAlias,
-    TableFactor, Value,
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SetExpr, Spanned, TableAlias, TableFactor,
+    Value,
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 use sluice_runtime::operators::window_assign::WindowKind;
-use sluice_runtime::source::SourceSpec;
 
+use crate::catalog::Catalog;
 use crate::dialect::PARTITIONED;
 use crate::error::{PlanError, Result};
-use crate::query::Catalog;
-use crate::statement::{ident_name, object_name, parse_table_factor};
-
-/// A window TVF the rewrite replaced.
-#[derive(Debug, Clone)]
-pub struct WindowTable {
-    /// The planner-made table name (`__window_N`).
-    pub table: String,
-    /// The stream windowed, or `None` for a query's rows (`subquery`).
-    pub source: Option<SourceSpec>,
-    /// `TABLE (SELECT ...)`: windows over another query's results.
-    pub subquery: Option<Box<ast::Query>>,
-    /// The time column's name (for a subquery, resolved when planning).
-    pub time_name: String,
-    /// The subquery's plan, once planned.
-    pub subquery_plan: Option<datafusion::logical_expr::LogicalPlan>,
-    pub kind: WindowKind,
-    /// Index of the time column in the stream.
-    pub time_column: usize,
-    /// `PARTITION BY` columns of a SESSION window.
-    pub partition_keys: Vec<String>,
-}
-
-/// A versioned table read `FOR SYSTEM_TIME AS OF` (a temporal join), which
-/// the rewrite replaced by a scan of a planner-made table.
-#[derive(Debug, Clone)]
-pub struct TemporalTable {
-    /// The planner-made table name (`__temporal_N`).
-    pub table: String,
-    /// The stream whose rows are the table's versions.
-    pub source: SourceSpec,
-    /// The `AS OF` expression: the probing row's time attribute.
-    pub as_of: Expr,
-}
-
-/// The column of a versioned table's scan that the `AS OF` time is equated
-/// with in the ON condition, so that the planner keeps the probing side's
-/// time column and the lowering finds it.
-pub const AS_OF_COLUMN: &str = "__as_of";
-
-impl TemporalTable {
-    /// The scan's schema: the stream's columns and [`AS_OF_COLUMN`].
-    pub fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
-        use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
-        let mut fields: Vec<Field> = self.source.schema.fields().iter().map(|field| field.as_ref().clone()).collect();
-        fields.push(Field::new(AS_OF_COLUMN, DataType::Timestamp(TimeUnit::Nanosecond, None), true));
-        std::sync::Arc::new(Schema::new(fields))
-    }
-}
-
-/// What the rewrite replaced.
-#[derive(Debug, Clone, Default)]
-pub struct Rewritten {
-    pub windows: Vec<WindowTable>,
-    pub temporal: Vec<TemporalTable>,
-}
+use crate::interval::interval_nanos;
+use crate::names::{ident_name, object_name, parse_table_factor};
+use crate::rewritten::{AS_OF_COLUMN, Rewritten, TemporalTable, WindowTable};
 
 /// Replaces every window TVF of `query` (and its subqueries) by a scan, and
 /// every `stream FOR SYSTEM_TIME AS OF ...` by a scan of a versioned table.
@@ -488,91 +435,4 @@ fn scan_of(table: &str, alias: TableAlias) -> Result<TableFactor> {
         *slot = Some(alias);
     }
     Ok(factor)
-}
-
-/// The length of an `INTERVAL '...' <unit>` literal in nanoseconds.
-pub fn interval_nanos(expr: &Expr) -> Result<i64> {
-    let invalid = || PlanError::invalid("expected an interval such as INTERVAL '2' SECOND").at(expr.span());
-    let Expr::Interval(interval) = expr else {
-        return Err(invalid());
-    };
-    let text = match interval.value.as_ref() {
-        Expr::Value(value) => match &value.value {
-            Value::SingleQuotedString(text) | Value::Number(text, _) => text.clone(),
-            _ => return Err(invalid()),
-        },
-        _ => return Err(invalid()),
-    };
-    let (amount, unit) = match &interval.leading_field {
-        Some(field) => (text.trim().to_string(), unit_nanos_of_field(field).ok_or_else(invalid)?),
-        None => {
-            let mut parts = text.split_whitespace();
-            let amount = parts.next().ok_or_else(invalid)?.to_string();
-            let unit = parts.next().and_then(unit_nanos_of_word).ok_or_else(invalid)?;
-            if parts.next().is_some() {
-                return Err(
-                    PlanError::unsupported("compound intervals are not supported; use one unit").at(expr.span())
-                );
-            }
-            (amount, unit)
-        }
-    };
-    let amount: f64 = amount.parse().map_err(|_| invalid())?;
-    let nanos = amount * unit as f64;
-    if !nanos.is_finite() || nanos.abs() > i64::MAX as f64 {
-        return Err(invalid());
-    }
-    Ok(nanos.round() as i64)
-}
-
-const SECOND: i64 = 1_000_000_000;
-
-fn unit_nanos_of_field(field: &DateTimeField) -> Option<i64> {
-    Some(match field {
-        DateTimeField::Nanosecond | DateTimeField::Nanoseconds => 1,
-        DateTimeField::Microsecond | DateTimeField::Microseconds => 1_000,
-        DateTimeField::Millisecond | DateTimeField::Milliseconds => 1_000_000,
-        DateTimeField::Second | DateTimeField::Seconds => SECOND,
-        DateTimeField::Minute | DateTimeField::Minutes => 60 * SECOND,
-        DateTimeField::Hour | DateTimeField::Hours => 3600 * SECOND,
-        DateTimeField::Day | DateTimeField::Days => 86_400 * SECOND,
-        DateTimeField::Week(_) | DateTimeField::Weeks => 7 * 86_400 * SECOND,
-        _ => return None,
-    })
-}
-
-fn unit_nanos_of_word(word: &str) -> Option<i64> {
-    Some(match word.to_ascii_lowercase().trim_end_matches('s') {
-        "nanosecond" | "n" => 1,
-        "microsecond" | "u" => 1_000,
-        "millisecond" | "m" => 1_000_000,
-        "second" | "sec" => SECOND,
-        "minute" | "min" => 60 * SECOND,
-        "hour" | "h" => 3600 * SECOND,
-        "day" | "d" => 86_400 * SECOND,
-        "week" | "w" => 7 * 86_400 * SECOND,
-        _ => return None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use datafusion::sql::sqlparser::parser::Parser;
-
-    use super::*;
-    use crate::dialect::SluiceDialect;
-
-    fn interval(sql: &str) -> Result<i64> {
-        let expr = Parser::new(&SluiceDialect::default()).try_with_sql(sql)?.parse_expr()?;
-        interval_nanos(&expr)
-    }
-
-    #[test]
-    fn intervals() {
-        assert_eq!(interval("INTERVAL '2' SECOND").unwrap(), 2 * SECOND);
-        assert_eq!(interval("INTERVAL '1.5' MINUTE").unwrap(), 90 * SECOND);
-        assert_eq!(interval("INTERVAL '10 seconds'").unwrap(), 10 * SECOND);
-        assert_eq!(interval("INTERVAL '250' MILLISECOND").unwrap(), SECOND / 4);
-        assert!(interval("5").is_err());
-    }
 }
