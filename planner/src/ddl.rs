@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::sql::sqlparser::ast::{self, BinaryOperator, ColumnDef, ColumnOption, Expr, Ident, Spanned};
+use datafusion::sql::sqlparser::ast::{self, ColumnDef, ColumnOption, Expr, Ident};
 use datafusion::sql::sqlparser::tokenizer::Location;
 use sluice_runtime::source::generator::{DEFAULT_START_NANOS, GeneratorKind, GeneratorSpec};
 use sluice_runtime::source::nexmark::{NexmarkSpec, NexmarkTable};
@@ -27,8 +27,8 @@ use sluice_runtime::source::{ConnectorSpec, EventTimeSpec, Format, HttpIngest, S
 use sluice_runtime::table::StaticTable;
 
 use crate::error::{PlanError, Result};
-use crate::interval::interval_nanos;
 use crate::names::ident_name;
+use crate::watermark::event_time;
 
 #[derive(Debug, Clone)]
 pub struct CreateStream {
@@ -172,35 +172,6 @@ fn decoded_schema(schema: &Schema, proctime_column: Option<usize>) -> Schema {
     }
 }
 
-fn event_time(schema: &Schema, column: &Ident, expr: &Expr) -> Result<EventTimeSpec> {
-    let name = ident_name(column);
-    let index = schema
-        .index_of(&name)
-        .map_err(|_| PlanError::unknown(format!("WATERMARK FOR names unknown column {name:?}")).at(column.span))?;
-    if !matches!(schema.field(index).data_type(), DataType::Timestamp(_, _)) {
-        return Err(PlanError::invalid(format!(
-            "the event-time column {name:?} must be a TIMESTAMP, not {}",
-            schema.field(index).data_type()
-        ))
-        .at(column.span));
-    }
-    let refers_to_column = |expr: &Expr| matches!(expr, Expr::Identifier(ident) if ident_name(ident) == name);
-    let delay = match expr {
-        expr if refers_to_column(expr) => 0,
-        Expr::BinaryOp { left, op: BinaryOperator::Minus, right } if refers_to_column(left) => interval_nanos(right)?,
-        other => {
-            return Err(PlanError::unsupported(format!(
-                "a watermark must be `{name}` or `{name} - INTERVAL '...' <unit>`"
-            ))
-            .at(other.span()));
-        }
-    };
-    if delay < 0 {
-        return Err(PlanError::invalid("the watermark delay cannot be negative").at(expr.span()));
-    }
-    Ok(EventTimeSpec { column: index, delay })
-}
-
 /// SQL column types to Arrow types.
 pub fn arrow_type(data_type: &ast::DataType) -> Result<DataType> {
     use ast::DataType as Sql;
@@ -285,6 +256,17 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// The `start` option of the generators: the first row's event time
+    /// (a timestamp), [`DEFAULT_START_NANOS`] when not given.
+    fn start(&self) -> Result<i64> {
+        match self.get("start") {
+            None => Ok(DEFAULT_START_NANOS),
+            Some((start, location)) => parse_timestamp(start).ok_or_else(|| {
+                PlanError::invalid(format!("option start must be a timestamp, not {start:?}")).at_location(location)
+            }),
+        }
+    }
+
     fn reject_unused(&self) -> Result<()> {
         let used = self.used.borrow();
         match self.options.iter().zip(used.iter()).find(|(_, used)| !**used) {
@@ -326,12 +308,7 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
                         .at_location(location));
                 }
             };
-            let start = match options.get("start") {
-                None => DEFAULT_START_NANOS,
-                Some((start, location)) => parse_timestamp(start).ok_or_else(|| {
-                    PlanError::invalid(format!("option start must be a timestamp, not {start:?}")).at_location(location)
-                })?,
-            };
+            let start = options.start()?;
             let spec = GeneratorSpec {
                 kind,
                 seed: options.parse("seed", "a whole number")?.unwrap_or(0),
@@ -355,12 +332,7 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
                         .at_location(location)
                 })?,
             };
-            let start = match options.get("start") {
-                None => DEFAULT_START_NANOS,
-                Some((start, location)) => parse_timestamp(start).ok_or_else(|| {
-                    PlanError::invalid(format!("option start must be a timestamp, not {start:?}")).at_location(location)
-                })?,
-            };
+            let start = options.start()?;
             let spec = NexmarkSpec {
                 table,
                 seed: options.parse("seed", "a whole number")?.unwrap_or(0),

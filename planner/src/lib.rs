@@ -36,6 +36,7 @@ pub mod rewritten;
 pub mod statement;
 mod top_n;
 pub mod unnest;
+pub mod watermark;
 pub mod window_tvf;
 
 pub use catalog::Catalog;

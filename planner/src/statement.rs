@@ -32,6 +32,7 @@ use crate::dialect::SluiceDialect;
 use crate::error::{PlanError, Result, location_of, offset_of};
 use crate::interval::interval_nanos;
 use crate::names::object_name;
+use crate::watermark::parse_watermark;
 
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -215,14 +216,11 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
         let token = parser.peek_token();
         if word_is(&token, "WATERMARK") {
             parser.next_token();
-            parser.expect_keyword(Keyword::FOR)?;
-            let column = parser.parse_identifier()?;
-            parser.expect_keyword(Keyword::AS)?;
-            let expr = parser.parse_expr()?;
+            let declared = parse_watermark(parser)?;
             if watermark.is_some() {
                 return Err(PlanError::invalid("a stream has at most one WATERMARK").at(token.span));
             }
-            watermark = Some((column, expr));
+            watermark = Some(declared);
         } else if parser.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
             parser.expect_token(&Token::LParen)?;
             primary_key = parser.parse_comma_separated(|parser| parser.parse_identifier())?;
