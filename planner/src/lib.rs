@@ -26,6 +26,7 @@ pub mod ddl;
 pub mod dialect;
 pub mod error;
 pub mod feed;
+mod from_walk;
 pub mod interval;
 mod join;
 pub mod lower;

@@ -16,8 +16,7 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{
-    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SetExpr, Spanned, TableAlias, TableFactor,
-    Value,
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Spanned, TableAlias, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
 use sluice_runtime::operators::window_assign::WindowKind;
@@ -25,6 +24,7 @@ use sluice_runtime::operators::window_assign::WindowKind;
 use crate::catalog::Catalog;
 use crate::dialect::PARTITIONED;
 use crate::error::{PlanError, Result};
+use crate::from_walk::{FromRewrite, walk_query};
 use crate::interval::interval_nanos;
 use crate::names::{ident_name, object_name, parse_table_factor};
 use crate::rewritten::{AS_OF_COLUMN, Rewritten, TemporalTable, WindowTable};
@@ -35,7 +35,7 @@ use crate::rewritten::{AS_OF_COLUMN, Rewritten, TemporalTable, WindowTable};
 /// is: its rows at the time each stream row arrives.
 pub fn rewrite_windows(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Rewritten> {
     let mut rewriter = Rewriter { catalog, tables: Vec::new(), temporal: Vec::new() };
-    rewriter.query(query)?;
+    walk_query(query, &mut rewriter)?;
     Ok(Rewritten { windows: rewriter.tables, temporal: rewriter.temporal })
 }
 
@@ -47,93 +47,75 @@ struct Rewriter<'a> {
 
 const WINDOW_FUNCTIONS: [&str; 4] = ["tumble", "hop", "session", "cumulate"];
 
-impl Rewriter<'_> {
-    fn query(&mut self, query: &mut ast::Query) -> Result<()> {
-        if let Some(with) = &mut query.with {
-            for cte in &mut with.cte_tables {
-                self.query(&mut cte.query)?;
+impl FromRewrite for Rewriter<'_> {
+    /// After a versioned table's scan replaced `t FOR SYSTEM_TIME AS OF x`:
+    /// the join's condition equates `x` with the scan's [`AS_OF_COLUMN`].
+    fn join(&mut self, join: &mut ast::Join) -> Result<()> {
+        // `ON cond` becomes `ON cond AND <as of> = alias.__as_of`.
+        let TableFactor::Table { name, alias, .. } = &join.relation else {
+            return Ok(());
+        };
+        let scan = object_name(name);
+        let Some(temporal) = self.temporal.iter().find(|temporal| temporal.table == scan) else {
+            return Ok(());
+        };
+        let Some(alias) = alias.as_ref().map(|alias| alias.name.clone()) else {
+            return Err(PlanError::invalid("internal: a temporal table without alias"));
+        };
+        let as_of = temporal.as_of.clone();
+        let as_of = Expr::Cast {
+            kind: ast::CastKind::Cast,
+            expr: Box::new(as_of),
+            data_type: ast::DataType::Timestamp(None, ast::TimezoneInfo::None),
+            array: false,
+            format: None,
+        };
+        let equality = Expr::BinaryOp {
+            left: Box::new(as_of),
+            op: ast::BinaryOperator::Eq,
+            right: Box::new(Expr::CompoundIdentifier(vec![alias, Ident::new(AS_OF_COLUMN)])),
+        };
+        let constraint = match &mut join.join_operator {
+            ast::JoinOperator::Join(constraint)
+            | ast::JoinOperator::Inner(constraint)
+            | ast::JoinOperator::Left(constraint)
+            | ast::JoinOperator::LeftOuter(constraint)
+            | ast::JoinOperator::Right(constraint)
+            | ast::JoinOperator::RightOuter(constraint)
+            | ast::JoinOperator::FullOuter(constraint) => constraint,
+            _ => {
+                return Err(
+                    PlanError::unsupported("a temporal join is JOIN or LEFT JOIN ... ON ...").at(join.relation.span())
+                );
             }
-        }
-        self.set_expr(&mut query.body)
-    }
-
-    fn set_expr(&mut self, body: &mut SetExpr) -> Result<()> {
-        match body {
-            SetExpr::Select(select) => {
-                for from in &mut select.from {
-                    self.table_with_joins(from)?;
-                }
-                Ok(())
+        };
+        match constraint {
+            ast::JoinConstraint::On(condition) => {
+                let condition_expr = std::mem::replace(condition, Expr::Value(Value::Null.into()));
+                *condition = Expr::BinaryOp {
+                    left: Box::new(Expr::Nested(Box::new(condition_expr))),
+                    op: ast::BinaryOperator::And,
+                    right: Box::new(equality),
+                };
             }
-            SetExpr::Query(query) => self.query(query),
-            SetExpr::SetOperation { left, right, .. } => {
-                self.set_expr(left)?;
-                self.set_expr(right)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn table_with_joins(&mut self, from: &mut ast::TableWithJoins) -> Result<()> {
-        self.factor(&mut from.relation)?;
-        for join in &mut from.joins {
-            let temporal_before = self.temporal.len();
-            self.factor(&mut join.relation)?;
-            if self.temporal.len() > temporal_before {
-                // `ON cond` becomes `ON cond AND <as of> = alias.__as_of`.
-                let alias = match &join.relation {
-                    TableFactor::Table { alias: Some(alias), .. } => alias.name.clone(),
-                    _ => return Err(PlanError::invalid("internal: a temporal table without alias")),
-                };
-                let as_of = self.temporal[temporal_before].as_of.clone();
-                let as_of = Expr::Cast {
-                    kind: ast::CastKind::Cast,
-                    expr: Box::new(as_of),
-                    data_type: ast::DataType::Timestamp(None, ast::TimezoneInfo::None),
-                    array: false,
-                    format: None,
-                };
-                let equality = Expr::BinaryOp {
-                    left: Box::new(as_of),
-                    op: ast::BinaryOperator::Eq,
-                    right: Box::new(Expr::CompoundIdentifier(vec![alias, Ident::new(AS_OF_COLUMN)])),
-                };
-                let constraint = match &mut join.join_operator {
-                    ast::JoinOperator::Join(constraint)
-                    | ast::JoinOperator::Inner(constraint)
-                    | ast::JoinOperator::Left(constraint)
-                    | ast::JoinOperator::LeftOuter(constraint)
-                    | ast::JoinOperator::Right(constraint)
-                    | ast::JoinOperator::RightOuter(constraint)
-                    | ast::JoinOperator::FullOuter(constraint) => constraint,
-                    _ => {
-                        return Err(PlanError::unsupported("a temporal join is JOIN or LEFT JOIN ... ON ...")
-                            .at(join.relation.span()));
-                    }
-                };
-                match constraint {
-                    ast::JoinConstraint::On(condition) => {
-                        let condition_expr = std::mem::replace(condition, Expr::Value(Value::Null.into()));
-                        *condition = Expr::BinaryOp {
-                            left: Box::new(Expr::Nested(Box::new(condition_expr))),
-                            op: ast::BinaryOperator::And,
-                            right: Box::new(equality),
-                        };
-                    }
-                    _ => {
-                        return Err(PlanError::invalid("a temporal join needs ON <stream key> = <table primary key>")
-                            .at(join.relation.span()));
-                    }
-                }
+            _ => {
+                return Err(PlanError::invalid("a temporal join needs ON <stream key> = <table primary key>")
+                    .at(join.relation.span()));
             }
         }
         Ok(())
     }
 
     fn factor(&mut self, factor: &mut TableFactor) -> Result<()> {
+        self.replace_factor(factor)
+    }
+}
+
+impl Rewriter<'_> {
+    /// `factor` replaced by a scan, if it is a window TVF or a versioned
+    /// table; the walk enters derived tables and nested joins.
+    fn replace_factor(&mut self, factor: &mut TableFactor) -> Result<()> {
         let replacement = match factor {
-            TableFactor::Derived { subquery, .. } => return self.query(subquery),
-            TableFactor::NestedJoin { table_with_joins, .. } => return self.table_with_joins(table_with_joins),
             TableFactor::TableFunction { expr: Expr::Function(function), alias } => {
                 let name = object_name(&function.name);
                 if !WINDOW_FUNCTIONS.contains(&name.as_str()) {
@@ -312,7 +294,7 @@ impl Rewriter<'_> {
         span: Span,
     ) -> Result<TableFactor> {
         let mut subquery = Box::new(subquery.clone());
-        self.query(&mut subquery)?;
+        walk_query(&mut subquery, self)?;
         let time_arg = arguments.required(1, "the time column (DESCRIPTOR(col))")?;
         let time_name = ident_name(&descriptor_column(time_arg)?);
         let kind = window_kind(function, arguments)?;
