@@ -194,10 +194,8 @@ pub fn arrow_type(data_type: &ast::DataType) -> Result<DataType> {
             _ => DataType::Timestamp(TimeUnit::Nanosecond, None),
         },
         Sql::Decimal(info) | Sql::Numeric(info) => match info {
-            ast::ExactNumberInfo::PrecisionAndScale(precision, scale) => {
-                DataType::Decimal128(*precision as u8, *scale as i8)
-            }
-            ast::ExactNumberInfo::Precision(precision) => DataType::Decimal128(*precision as u8, 0),
+            ast::ExactNumberInfo::PrecisionAndScale(precision, scale) => decimal(*precision, *scale)?,
+            ast::ExactNumberInfo::Precision(precision) => decimal(*precision, 0)?,
             ast::ExactNumberInfo::None => DataType::Decimal128(38, 10),
         },
         Sql::Array(element) => {
@@ -215,6 +213,20 @@ pub fn arrow_type(data_type: &ast::DataType) -> Result<DataType> {
             return Err(PlanError::unsupported(format!("column type {other} is not supported")));
         }
     })
+}
+
+/// `DECIMAL(precision, scale)`, checked: the precision is 1 to 38 (a
+/// 128-bit decimal), the scale 0 to the precision.
+fn decimal(precision: u64, scale: i64) -> Result<DataType> {
+    let max = datafusion::arrow::datatypes::DECIMAL128_MAX_PRECISION;
+    let precision = u8::try_from(precision)
+        .ok()
+        .filter(|precision| (1..=max).contains(precision))
+        .ok_or_else(|| PlanError::invalid(format!("the DECIMAL precision must be 1 to {max}, not {precision}")))?;
+    let scale = i8::try_from(scale).ok().filter(|scale| (0..=precision as i8).contains(scale)).ok_or_else(|| {
+        PlanError::invalid(format!("the DECIMAL scale must be 0 to its precision {precision}, not {scale}"))
+    })?;
+    Ok(DataType::Decimal128(precision, scale))
 }
 
 /// Connector options, tracking which were used so unknown ones are errors.
@@ -414,5 +426,22 @@ mod tests {
         assert!(error.message.contains("must be a TIMESTAMP"));
         let error = create("CREATE STREAM s (ts TIMESTAMP) WITH (connector = 'http', colour = 'red')").unwrap_err();
         assert!(error.message.contains("unknown option \"colour\""));
+    }
+
+    #[test]
+    fn decimal_precision_and_scale_are_checked_not_wrapped() {
+        let spec = create("CREATE STREAM s (d DECIMAL(10, 2)) WITH (connector = 'http')").unwrap();
+        assert_eq!(spec.schema.field(0).data_type(), &DataType::Decimal128(10, 2));
+        // 257 used to wrap to a precision of 1, 300 to a scale of 44.
+        for (sql, message) in [
+            ("DECIMAL(257, 0)", "precision must be 1 to 38, not 257"),
+            ("DECIMAL(0)", "precision must be 1 to 38, not 0"),
+            ("DECIMAL(10, 300)", "scale must be 0 to its precision 10, not 300"),
+            ("DECIMAL(10, 11)", "scale must be 0 to its precision 10, not 11"),
+        ] {
+            let error = create(&format!("CREATE STREAM s (\n  d {sql}) WITH (connector = 'http')")).unwrap_err();
+            assert!(error.message.contains(message), "{sql}: {}", error.message);
+            assert_eq!((error.line, error.column), (Some(2), Some(3)), "{sql}");
+        }
     }
 }

@@ -19,7 +19,7 @@ use datafusion::sql::sqlparser::ast::{
     self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Spanned, TableAlias, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
-use sluice_runtime::operators::window_assign::WindowKind;
+use sluice_runtime::operators::window_assign::{WindowKind, gcd};
 
 use crate::catalog::Catalog;
 use crate::dialect::PARTITIONED;
@@ -331,6 +331,12 @@ fn window_kind(function: &str, arguments: &Arguments) -> Result<WindowKind> {
             let slide = positive(2, "window slide")?;
             let size = positive(3, "window size")?;
             let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
+            // Each row is in ceil(size / slide) windows; a window spans
+            // size / gcd(size, slide) panes.
+            let windows = size / slide + i64::from(size % slide != 0);
+            let panes = size / gcd(size, slide);
+            check_ratio("HOP", "slide", windows, "windows per row (size / slide)", arguments.span)?;
+            check_ratio("HOP", "slide", panes, "panes per window (size / gcd(size, slide))", arguments.span)?;
             WindowKind::Hop { size, slide, offset }
         }
         "session" => WindowKind::Session { gap: positive(2, "session gap")? },
@@ -344,6 +350,14 @@ fn window_kind(function: &str, arguments: &Arguments) -> Result<WindowKind> {
                 );
             }
             let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
+            // Each row is in up to size / step windows of size / step panes.
+            check_ratio(
+                "CUMULATE",
+                "step",
+                max_size / step,
+                "windows per row and panes per window (size / step)",
+                arguments.span,
+            )?;
             WindowKind::Cumulate { step, max_size, offset }
         }
         _ => {
@@ -353,6 +367,27 @@ fn window_kind(function: &str, arguments: &Arguments) -> Result<WindowKind> {
         }
     };
     Ok(kind)
+}
+
+/// The most windows one HOP or CUMULATE row belongs to, and the most panes
+/// one of their windows spans. A row is copied into each of its windows
+/// (under EMIT, allowed lateness and window joins) and a closing window
+/// merges each of its panes, so this bounds the memory and time one row
+/// costs: `HOP(..., INTERVAL '1' NANOSECOND, INTERVAL '1' DAY)` would put
+/// every row into 86 400 000 000 000 windows. 10 000 leaves room for
+/// `HOP(..., INTERVAL '1' SECOND, INTERVAL '1' HOUR)` (3 600).
+pub const MAX_WINDOWS_PER_ROW: i64 = 10_000;
+
+/// Refuses a HOP or CUMULATE whose `count` of windows or panes (`what`)
+/// is beyond [`MAX_WINDOWS_PER_ROW`], pointing at the call.
+fn check_ratio(function: &str, step: &str, count: i64, what: &str, span: Span) -> Result<()> {
+    if count <= MAX_WINDOWS_PER_ROW {
+        return Ok(());
+    }
+    Err(PlanError::invalid(format!(
+        "this {function} window has {count} {what}; at most {MAX_WINDOWS_PER_ROW} are allowed: use a longer {step} or a shorter size"
+    ))
+    .at(span))
 }
 
 /// The column of `DESCRIPTOR(col)` or of a bare `col`.
