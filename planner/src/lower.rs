@@ -214,9 +214,9 @@ impl<'a> Lowering<'a> {
                         return Err(PlanError::unsupported("LIMIT and OFFSET must be constants")
                             .near(self.sql, self.start, "LIMIT"));
                     };
-                    let Some(fetch) = fetch else {
+                    if skip == 0 && fetch.is_none() {
                         return self.lower(&limit.input).await;
-                    };
+                    }
                     let input = self.lower(&limit.input).await?;
                     if input.updating {
                         return Err(PlanError::unsupported("LIMIT over an updating result is not supported")
