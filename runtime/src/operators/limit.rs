@@ -30,6 +30,16 @@ impl Limit {
         Self { spec, seen: 0 }
     }
 
+    /// What EXPLAIN shows after `limit`: ` (fetch 3, skip 2)` for `LIMIT 3
+    /// OFFSET 2`, as DataFusion's limits say it.
+    pub(crate) fn describe(spec: &LimitSpec) -> String {
+        match (spec.fetch, spec.skip) {
+            (Some(fetch), 0) => format!(" (fetch {fetch})"),
+            (Some(fetch), skip) => format!(" (fetch {fetch}, skip {skip})"),
+            (None, skip) => format!(" (skip {skip})"),
+        }
+    }
+
     /// One past the last row passed: `skip + fetch`, unbounded without a
     /// LIMIT.
     fn end(&self) -> Option<usize> {
