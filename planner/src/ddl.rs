@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::sql::sqlparser::ast::{self, BinaryOperator, ColumnDef, ColumnOption, Expr, Ident, Spanned};
+use datafusion::sql::sqlparser::ast::{self, ColumnDef, ColumnOption, Expr, Ident};
 use datafusion::sql::sqlparser::tokenizer::Location;
 use sluice_runtime::source::generator::{DEFAULT_START_NANOS, GeneratorKind, GeneratorSpec};
 use sluice_runtime::source::nexmark::{NexmarkSpec, NexmarkTable};
@@ -27,8 +27,8 @@ use sluice_runtime::source::{ConnectorSpec, EventTimeSpec, Format, HttpIngest, S
 use sluice_runtime::table::StaticTable;
 
 use crate::error::{PlanError, Result};
-use crate::statement::ident_name;
-use crate::window_tvf::interval_nanos;
+use crate::names::ident_name;
+use crate::watermark::event_time;
 
 #[derive(Debug, Clone)]
 pub struct CreateStream {
@@ -172,35 +172,6 @@ fn decoded_schema(schema: &Schema, proctime_column: Option<usize>) -> Schema {
     }
 }
 
-fn event_time(schema: &Schema, column: &Ident, expr: &Expr) -> Result<EventTimeSpec> {
-    let name = ident_name(column);
-    let index = schema
-        .index_of(&name)
-        .map_err(|_| PlanError::unknown(format!("WATERMARK FOR names unknown column {name:?}")).at(column.span))?;
-    if !matches!(schema.field(index).data_type(), DataType::Timestamp(_, _)) {
-        return Err(PlanError::invalid(format!(
-            "the event-time column {name:?} must be a TIMESTAMP, not {}",
-            schema.field(index).data_type()
-        ))
-        .at(column.span));
-    }
-    let refers_to_column = |expr: &Expr| matches!(expr, Expr::Identifier(ident) if ident_name(ident) == name);
-    let delay = match expr {
-        expr if refers_to_column(expr) => 0,
-        Expr::BinaryOp { left, op: BinaryOperator::Minus, right } if refers_to_column(left) => interval_nanos(right)?,
-        other => {
-            return Err(PlanError::unsupported(format!(
-                "a watermark must be `{name}` or `{name} - INTERVAL '...' <unit>`"
-            ))
-            .at(other.span()));
-        }
-    };
-    if delay < 0 {
-        return Err(PlanError::invalid("the watermark delay cannot be negative").at(expr.span()));
-    }
-    Ok(EventTimeSpec { column: index, delay })
-}
-
 /// SQL column types to Arrow types.
 pub fn arrow_type(data_type: &ast::DataType) -> Result<DataType> {
     use ast::DataType as Sql;
@@ -223,10 +194,8 @@ pub fn arrow_type(data_type: &ast::DataType) -> Result<DataType> {
             _ => DataType::Timestamp(TimeUnit::Nanosecond, None),
         },
         Sql::Decimal(info) | Sql::Numeric(info) => match info {
-            ast::ExactNumberInfo::PrecisionAndScale(precision, scale) => {
-                DataType::Decimal128(*precision as u8, *scale as i8)
-            }
-            ast::ExactNumberInfo::Precision(precision) => DataType::Decimal128(*precision as u8, 0),
+            ast::ExactNumberInfo::PrecisionAndScale(precision, scale) => decimal(*precision, *scale)?,
+            ast::ExactNumberInfo::Precision(precision) => decimal(*precision, 0)?,
             ast::ExactNumberInfo::None => DataType::Decimal128(38, 10),
         },
         Sql::Array(element) => {
@@ -244,6 +213,20 @@ pub fn arrow_type(data_type: &ast::DataType) -> Result<DataType> {
             return Err(PlanError::unsupported(format!("column type {other} is not supported")));
         }
     })
+}
+
+/// `DECIMAL(precision, scale)`, checked: the precision is 1 to 38 (a
+/// 128-bit decimal), the scale 0 to the precision.
+fn decimal(precision: u64, scale: i64) -> Result<DataType> {
+    let max = datafusion::arrow::datatypes::DECIMAL128_MAX_PRECISION;
+    let precision = u8::try_from(precision)
+        .ok()
+        .filter(|precision| (1..=max).contains(precision))
+        .ok_or_else(|| PlanError::invalid(format!("the DECIMAL precision must be 1 to {max}, not {precision}")))?;
+    let scale = i8::try_from(scale).ok().filter(|scale| (0..=precision as i8).contains(scale)).ok_or_else(|| {
+        PlanError::invalid(format!("the DECIMAL scale must be 0 to its precision {precision}, not {scale}"))
+    })?;
+    Ok(DataType::Decimal128(precision, scale))
 }
 
 /// Connector options, tracking which were used so unknown ones are errors.
@@ -282,6 +265,17 @@ impl<'a> Options<'a> {
                 _ => Err(PlanError::invalid(format!("option {key} must be true or false, not {value:?}"))
                     .at_location(location)),
             },
+        }
+    }
+
+    /// The `start` option of the generators: the first row's event time
+    /// (a timestamp), [`DEFAULT_START_NANOS`] when not given.
+    fn start(&self) -> Result<i64> {
+        match self.get("start") {
+            None => Ok(DEFAULT_START_NANOS),
+            Some((start, location)) => parse_timestamp(start).ok_or_else(|| {
+                PlanError::invalid(format!("option start must be a timestamp, not {start:?}")).at_location(location)
+            }),
         }
     }
 
@@ -326,12 +320,7 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
                         .at_location(location));
                 }
             };
-            let start = match options.get("start") {
-                None => DEFAULT_START_NANOS,
-                Some((start, location)) => parse_timestamp(start).ok_or_else(|| {
-                    PlanError::invalid(format!("option start must be a timestamp, not {start:?}")).at_location(location)
-                })?,
-            };
+            let start = options.start()?;
             let spec = GeneratorSpec {
                 kind,
                 seed: options.parse("seed", "a whole number")?.unwrap_or(0),
@@ -355,12 +344,7 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
                         .at_location(location)
                 })?,
             };
-            let start = match options.get("start") {
-                None => DEFAULT_START_NANOS,
-                Some((start, location)) => parse_timestamp(start).ok_or_else(|| {
-                    PlanError::invalid(format!("option start must be a timestamp, not {start:?}")).at_location(location)
-                })?,
-            };
+            let start = options.start()?;
             let spec = NexmarkSpec {
                 table,
                 seed: options.parse("seed", "a whole number")?.unwrap_or(0),
@@ -442,5 +426,22 @@ mod tests {
         assert!(error.message.contains("must be a TIMESTAMP"));
         let error = create("CREATE STREAM s (ts TIMESTAMP) WITH (connector = 'http', colour = 'red')").unwrap_err();
         assert!(error.message.contains("unknown option \"colour\""));
+    }
+
+    #[test]
+    fn decimal_precision_and_scale_are_checked_not_wrapped() {
+        let spec = create("CREATE STREAM s (d DECIMAL(10, 2)) WITH (connector = 'http')").unwrap();
+        assert_eq!(spec.schema.field(0).data_type(), &DataType::Decimal128(10, 2));
+        // 257 used to wrap to a precision of 1, 300 to a scale of 44.
+        for (sql, message) in [
+            ("DECIMAL(257, 0)", "precision must be 1 to 38, not 257"),
+            ("DECIMAL(0)", "precision must be 1 to 38, not 0"),
+            ("DECIMAL(10, 300)", "scale must be 0 to its precision 10, not 300"),
+            ("DECIMAL(10, 11)", "scale must be 0 to its precision 10, not 11"),
+        ] {
+            let error = create(&format!("CREATE STREAM s (\n  d {sql}) WITH (connector = 'http')")).unwrap_err();
+            assert!(error.message.contains(message), "{sql}: {}", error.message);
+            assert_eq!((error.line, error.column), (Some(2), Some(3)), "{sql}");
+        }
     }
 }

@@ -34,8 +34,9 @@ use sluice_runtime::{OperatorSpec, PlanNode};
 
 use crate::error::{PlanError, Result};
 use crate::feed::{FeedNode, FeedPlanner};
+use crate::interval::{MAX_INTERVAL_DAYS, MAX_INTERVAL_NANOS};
 use crate::lower::{Lowered, Lowering, TimeColumns};
-use crate::window_tvf::{AS_OF_COLUMN, TemporalTable};
+use crate::rewritten::{AS_OF_COLUMN, TemporalTable};
 
 impl Lowering<'_> {
     pub(crate) async fn join(&mut self, join: &Join) -> Result<Lowered> {
@@ -223,6 +224,16 @@ impl Lowering<'_> {
                 (self.event_time_index(left, &left_column), self.event_time_index(right, &right_column))
             else {
                 continue;
+            };
+            // The bound is user input: at most MAX_INTERVAL_DAYS either way.
+            let k = match i64::try_from(k) {
+                Ok(k) if k.unsigned_abs() <= MAX_INTERVAL_NANOS.unsigned_abs() => k,
+                _ => {
+                    return Err(PlanError::invalid(format!(
+                        "the join's time bound is too long: intervals are at most {MAX_INTERVAL_DAYS} days"
+                    ))
+                    .near(self.sql, self.start, "INTERVAL"));
+                }
             };
             columns = Some((left_time, right_time));
             match op {
@@ -547,42 +558,43 @@ fn flip(op: Operator) -> Operator {
     }
 }
 
-/// `column + offset` (nanoseconds) for `column`, `column ± INTERVAL`.
-fn linear(expr: &Expr) -> Option<(Column, i64)> {
+/// `column + offset` (nanoseconds) for `column`, `column ± INTERVAL`. The
+/// offset is an `i128`: sums of user-given intervals cannot overflow it.
+fn linear(expr: &Expr) -> Option<(Column, i128)> {
     match expr {
         Expr::Column(column) => Some((column.clone(), 0)),
         Expr::Cast(cast) => linear(&cast.expr),
         Expr::TryCast(cast) => linear(&cast.expr),
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Plus, right }) => match (linear(left), interval(right)) {
-            (Some((column, offset)), Some(nanos)) => Some((column, offset + nanos)),
+            (Some((column, offset)), Some(nanos)) => Some((column, offset.checked_add(nanos)?)),
             _ => match (interval(left), linear(right)) {
-                (Some(nanos), Some((column, offset))) => Some((column, offset + nanos)),
+                (Some(nanos), Some((column, offset))) => Some((column, offset.checked_add(nanos)?)),
                 _ => None,
             },
         },
         Expr::BinaryExpr(BinaryExpr { left, op: Operator::Minus, right }) => {
             let (column, offset) = linear(left)?;
-            Some((column, offset - interval(right)?))
+            Some((column, offset.checked_sub(interval(right)?)?))
         }
         _ => None,
     }
 }
 
 /// The length of a constant interval or duration, in nanoseconds.
-fn interval(expr: &Expr) -> Option<i64> {
-    const DAY: i64 = 86_400_000_000_000;
+fn interval(expr: &Expr) -> Option<i128> {
+    const DAY: i128 = 86_400_000_000_000;
     let Expr::Literal(value, _) = expr else { return None };
     match value {
         ScalarValue::IntervalMonthDayNano(Some(interval)) if interval.months == 0 => {
-            Some(interval.days as i64 * DAY + interval.nanoseconds)
+            Some(i128::from(interval.days) * DAY + i128::from(interval.nanoseconds))
         }
         ScalarValue::IntervalDayTime(Some(interval)) => {
-            Some(interval.days as i64 * DAY + interval.milliseconds as i64 * 1_000_000)
+            Some(i128::from(interval.days) * DAY + i128::from(interval.milliseconds) * 1_000_000)
         }
-        ScalarValue::DurationNanosecond(Some(nanos)) => Some(*nanos),
-        ScalarValue::DurationMicrosecond(Some(micros)) => Some(micros * 1_000),
-        ScalarValue::DurationMillisecond(Some(millis)) => Some(millis * 1_000_000),
-        ScalarValue::DurationSecond(Some(seconds)) => Some(seconds * 1_000_000_000),
+        ScalarValue::DurationNanosecond(Some(nanos)) => Some(i128::from(*nanos)),
+        ScalarValue::DurationMicrosecond(Some(micros)) => Some(i128::from(*micros) * 1_000),
+        ScalarValue::DurationMillisecond(Some(millis)) => Some(i128::from(*millis) * 1_000_000),
+        ScalarValue::DurationSecond(Some(seconds)) => Some(i128::from(*seconds) * 1_000_000_000),
         _ => None,
     }
 }

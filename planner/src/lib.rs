@@ -8,32 +8,54 @@
 //! [`StreamPlan`](sluice_runtime::StreamPlan) once, when the query is
 //! submitted.
 //!
-//! Parts:
+//! Modules, in the order a query passes them:
 //! - [`error`]: planning errors with line and column.
 //! - [`dialect`]: the SQL dialect (`TABLE name` arguments, MATCH_RECOGNIZE).
+//! - [`names`]: identifiers and object names as DataFusion normalises them;
+//!   table factors built from text.
+//! - [`interval`]: `INTERVAL '...' <unit>` literals in nanoseconds, and the
+//!   longest interval accepted.
 //! - [`statement`]: splits a request into statements and parses each.
+//! - [`watermark`]: the `WATERMARK FOR col AS ...` clause, parsed and checked.
 //! - [`ddl`]: `CREATE STREAM` to a [`SourceSpec`](sluice_runtime::SourceSpec).
-//! - [`window_tvf`]: rewrites window table functions (`TUMBLE(...)`).
+//! - [`catalog`]: what the planner asks the server's catalog.
+//! - [`options`]: query settings that change the plan.
+//! - `from_walk`: the one walk over a query's FROM clauses that the rewrites
+//!   share.
+//! - [`window_tvf`]: rewrites window table functions (`TUMBLE(...)`) and
+//!   `FOR SYSTEM_TIME AS OF` into scans of planner-made tables.
 //! - [`unnest`]: rewrites `CROSS JOIN UNNEST(...)` into an `unnest` projection.
+//! - [`rewritten`]: the planner-made tables those rewrites leave for the
+//!   lowering.
 //! - [`feed`]: the logical/physical leaf through which stateless DataFusion
 //!   plans read batches.
 //! - [`query`]: plans a continuous `SELECT`.
-//! - [`lower`]: `LogicalPlan` → `StreamPlan`; `join` lowers joins, `top_n`
-//!   ROW_NUMBER() over a stream.
+//! - [`lower`]: `LogicalPlan` → `StreamPlan`.
+//! - `join`: lowers joins (lookup, temporal, window, interval, unbounded).
+//! - `top_n`: lowers ROW_NUMBER() over a stream (Top-N).
 
+pub mod catalog;
 pub mod ddl;
 pub mod dialect;
 pub mod error;
 pub mod feed;
+mod from_walk;
+pub mod interval;
 mod join;
 pub mod lower;
+pub mod names;
+pub mod options;
 pub mod query;
+pub mod rewritten;
 pub mod statement;
 mod top_n;
 pub mod unnest;
+pub mod watermark;
 pub mod window_tvf;
 
+pub use catalog::Catalog;
 pub use ddl::{CreateStream, stream_source_spec};
 pub use error::{PlanError, PlanErrorKind};
-pub use query::{Catalog, PlanOptions, evaluate_insert, plan_query};
+pub use options::PlanOptions;
+pub use query::{evaluate_insert, plan_query};
 pub use statement::{Statement, parse_statements};

@@ -36,10 +36,11 @@ use sluice_runtime::operators::window_aggregate::WindowAggregateSpec;
 use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssignSpec, WindowKind};
 use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
 
+use crate::catalog::Catalog;
 use crate::error::{PlanError, Result};
 use crate::feed::{FeedNode, FeedPlanner};
-use crate::query::{Catalog, PlanOptions};
-use crate::window_tvf::{TemporalTable, WindowTable};
+use crate::options::PlanOptions;
+use crate::rewritten::{TemporalTable, WindowTable};
 
 /// What a lowered subtree produces.
 #[derive(Debug, Clone)]
@@ -213,9 +214,9 @@ impl<'a> Lowering<'a> {
                         return Err(PlanError::unsupported("LIMIT and OFFSET must be constants")
                             .near(self.sql, self.start, "LIMIT"));
                     };
-                    let Some(fetch) = fetch else {
+                    if skip == 0 && fetch.is_none() {
                         return self.lower(&limit.input).await;
-                    };
+                    }
                     let input = self.lower(&limit.input).await?;
                     if input.updating {
                         return Err(PlanError::unsupported("LIMIT over an updating result is not supported")
@@ -428,14 +429,15 @@ impl<'a> Lowering<'a> {
         }
         let output_schema = Arc::new(aggregate.schema.as_arrow().clone());
 
-        // Grouped by a HOP or CUMULATE window: panes merged into windows.
+        // Grouped by a HOP or CUMULATE window (panes merged into windows) or
+        // by a SESSION window.
         let panes = match input.window {
             Some(WindowKind::Session { .. }) => true,
             Some(WindowKind::Hop { .. } | WindowKind::Cumulate { .. }) => !self.whole_windows(),
             _ => false,
         };
         if let Some(kind) = input.window.filter(|_| panes)
-            && let Some(lowered) = self.pane_window(aggregate, &input, kind, aggregates.clone(), filters.clone())?
+            && let Some(lowered) = self.grouped_window(aggregate, &input, kind, aggregates.clone(), filters.clone())?
         {
             return Ok(lowered);
         }
@@ -484,7 +486,7 @@ impl<'a> Lowering<'a> {
             let node = self.push(OperatorSpec::WindowAggregate(spec), vec![input.node]);
             // Late rows (allowed lateness) and early results (EMIT) make
             // later rows correct emitted ones.
-            let updating = self.options.allowed_lateness.is_some() || self.options.emit.is_some();
+            let updating = self.updates_fired_windows();
             let (window_results, partition_keys) = (!updating, Vec::new());
             let times = TimeColumns::windows(&output_schema);
             return Ok(Lowered {
@@ -513,10 +515,23 @@ impl<'a> Lowering<'a> {
     }
 }
 
+/// What the pane and session window specs share: the GROUP BY split into
+/// window columns and keys, each row's time, the aggregates.
+struct WindowGroup {
+    input_schema: SchemaRef,
+    /// Each row's pane start (a session's row: its event time).
+    time: Arc<dyn PhysicalExpr>,
+    key_exprs: Vec<Arc<dyn PhysicalExpr>>,
+    layout: Vec<GroupColumn>,
+    aggregates: Vec<Arc<AggregateFunctionExpr>>,
+    filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    output_schema: SchemaRef,
+}
+
 impl Lowering<'_> {
-    /// A HOP or CUMULATE aggregate, or `None` when the GROUP BY has no
-    /// window column (then it is an unbounded aggregate).
-    fn pane_window(
+    /// A HOP, CUMULATE or SESSION aggregate, or `None` when the GROUP BY
+    /// has no window column (then it is an unbounded aggregate).
+    fn grouped_window(
         &mut self,
         aggregate: &Aggregate,
         input: &Lowered,
@@ -524,6 +539,25 @@ impl Lowering<'_> {
         aggregates: Vec<Arc<AggregateFunctionExpr>>,
         filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
     ) -> Result<Option<Lowered>> {
+        let Some(group) = self.window_group(aggregate, input, kind, aggregates, filters)? else {
+            return Ok(None);
+        };
+        Ok(Some(match kind {
+            WindowKind::Session { gap } => self.session_window(aggregate, input, gap, group)?,
+            _ => self.pane_window(input, kind, group),
+        }))
+    }
+
+    /// The GROUP BY of a window aggregate in the layout the pane and
+    /// session windows take, or `None` without a window column.
+    fn window_group(
+        &self,
+        aggregate: &Aggregate,
+        input: &Lowered,
+        kind: WindowKind,
+        aggregates: Vec<Arc<AggregateFunctionExpr>>,
+        filters: Vec<Option<Arc<dyn PhysicalExpr>>>,
+    ) -> Result<Option<WindowGroup>> {
         let input_schema = aggregate.input.schema();
         let mut layout = Vec::new();
         let mut key_exprs = Vec::new();
@@ -566,47 +600,69 @@ impl Lowering<'_> {
                 return Err(PlanError::invalid("internal: the window columns are missing below the aggregate"));
             }
         };
-        let output_schema = Arc::new(aggregate.schema.as_arrow().clone());
-        if let WindowKind::Session { gap } = kind {
-            let mut partition_exprs = Vec::new();
-            for key in &input.partition_keys {
-                let column = aggregate
-                    .group_expr
-                    .iter()
-                    .find(|expr| matches!(expr, Expr::Column(column) if &column.name == key));
-                let Some(column) = column else {
-                    return Err(PlanError::invalid(format!(
-                        "the SESSION window's PARTITION BY column {key:?} must also be in GROUP BY"
-                    ))
-                    .near(self.sql, self.start, key));
-                };
-                partition_exprs.push(self.state.create_physical_expr(column.clone(), input_schema)?);
-            }
-            let spec = SessionWindowSpec {
-                gap,
-                input_schema: input.schema.clone(),
-                time: self.state.create_physical_expr(pane_start, input_schema)?,
-                partition_exprs,
-                key_exprs,
-                layout,
-                aggregates,
-                filters,
-                output_schema: output_schema.clone(),
-                emit: self.options.emit,
-                allowed_lateness: self.options.allowed_lateness,
+        Ok(Some(WindowGroup {
+            input_schema: input.schema.clone(),
+            time: self.state.create_physical_expr(pane_start, input_schema)?,
+            key_exprs,
+            layout,
+            aggregates,
+            filters,
+            output_schema: Arc::new(aggregate.schema.as_arrow().clone()),
+        }))
+    }
+
+    /// A SESSION aggregate: sessions per `PARTITION BY` key, closed by the
+    /// gap.
+    fn session_window(
+        &mut self,
+        aggregate: &Aggregate,
+        input: &Lowered,
+        gap: i64,
+        group: WindowGroup,
+    ) -> Result<Lowered> {
+        let input_schema = aggregate.input.schema();
+        let mut partition_exprs = Vec::new();
+        for key in &input.partition_keys {
+            let column =
+                aggregate.group_expr.iter().find(|expr| matches!(expr, Expr::Column(column) if &column.name == key));
+            let Some(column) = column else {
+                return Err(PlanError::invalid(format!(
+                    "the SESSION window's PARTITION BY column {key:?} must also be in GROUP BY"
+                ))
+                .near(self.sql, self.start, key));
             };
-            let node = self.push(OperatorSpec::SessionWindow(spec), vec![input.node]);
-            // Sessions of many keys close together: one batch is not one window.
-            let (window_results, partition_keys) = (false, Vec::new());
-            let updating = self.options.emit.is_some() || self.options.allowed_lateness.is_some();
-            let schema = output_schema;
-            let times = TimeColumns::default();
-            return Ok(Some(Lowered { node, schema, window_results, window: None, updating, partition_keys, times }));
+            partition_exprs.push(self.state.create_physical_expr(column.clone(), input_schema)?);
         }
+        let WindowGroup { input_schema, time, key_exprs, layout, aggregates, filters, output_schema } = group;
+        let spec = SessionWindowSpec {
+            gap,
+            input_schema,
+            time,
+            partition_exprs,
+            key_exprs,
+            layout,
+            aggregates,
+            filters,
+            output_schema: output_schema.clone(),
+            emit: self.options.emit,
+            allowed_lateness: self.options.allowed_lateness,
+        };
+        let node = self.push(OperatorSpec::SessionWindow(spec), vec![input.node]);
+        // Sessions of many keys close together: one batch is not one window.
+        let (window_results, partition_keys) = (false, Vec::new());
+        let updating = self.updates_fired_windows();
+        let schema = output_schema;
+        let times = TimeColumns::default();
+        Ok(Lowered { node, schema, window_results, window: None, updating, partition_keys, times })
+    }
+
+    /// A HOP or CUMULATE aggregate: partials per pane, merged into windows.
+    fn pane_window(&mut self, input: &Lowered, kind: WindowKind, group: WindowGroup) -> Lowered {
+        let WindowGroup { input_schema, time, key_exprs, layout, aggregates, filters, output_schema } = group;
         let spec = PaneWindowSpec {
             kind,
-            input_schema: input.schema.clone(),
-            pane_start: self.state.create_physical_expr(pane_start, input_schema)?,
+            input_schema,
+            pane_start: time,
             key_exprs,
             layout,
             aggregates,
@@ -617,7 +673,7 @@ impl Lowering<'_> {
         let node = self.push(OperatorSpec::PaneWindow(spec), vec![input.node]);
         let partition_keys = Vec::new();
         let times = TimeColumns::windows(&schema);
-        Ok(Some(Lowered { node, schema, window_results: true, window: None, updating: false, partition_keys, times }))
+        Lowered { node, schema, window_results: true, window: None, updating: false, partition_keys, times }
     }
 }
 
@@ -626,7 +682,13 @@ impl Lowering<'_> {
     /// HOP and CUMULATE rows are then copied into each of their windows
     /// rather than aggregated by pane.
     fn whole_windows(&self) -> bool {
-        self.options.emit.is_some() || self.options.allowed_lateness.is_some() || self.expand_windows
+        self.updates_fired_windows() || self.expand_windows
+    }
+
+    /// Early results (EMIT) and late rows within the allowed lateness
+    /// correct windows already emitted: the result is updating.
+    fn updates_fired_windows(&self) -> bool {
+        self.options.emit.is_some() || self.options.allowed_lateness.is_some()
     }
 }
 

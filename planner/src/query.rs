@@ -27,44 +27,16 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast;
 use datafusion::sql::sqlparser::tokenizer::Location;
 use sluice_runtime::StreamPlan;
-use sluice_runtime::operators::window_aggregate::EarlyEmit;
 use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssignSpec};
-use sluice_runtime::source::SourceSpec;
-use sluice_runtime::table::{StaticTable, TableRef};
+use sluice_runtime::table::StaticTable;
 
+use crate::catalog::Catalog;
 use crate::error::{PlanError, Result};
 use crate::feed::StreamTable;
 use crate::lower::Lowering;
+use crate::options::PlanOptions;
 use crate::unnest::rewrite_lateral_unnest;
 use crate::window_tvf::rewrite_windows;
-
-/// Query settings that change the plan.
-#[derive(Debug, Clone, Default)]
-pub struct PlanOptions {
-    /// Late rows may update fired tumbling windows for this long, so their
-    /// results are updating (retractions), not emitted once.
-    pub allowed_lateness: Option<std::time::Duration>,
-    /// The query's EMIT clause.
-    pub emit: Option<EarlyEmit>,
-    /// Unbounded state not updated for this long is forgotten.
-    pub state_ttl: Option<std::time::Duration>,
-}
-
-/// What the planner needs to know about the server's catalog.
-pub trait Catalog: Send + Sync {
-    /// The stream called `name` (already normalised), if any.
-    fn stream(&self, name: &str) -> Option<SourceSpec>;
-    /// Every stream's name.
-    fn stream_names(&self) -> Vec<String>;
-    /// The static table called `name`, if any.
-    fn table(&self, _name: &str) -> Option<TableRef> {
-        None
-    }
-    /// Every static table's name.
-    fn table_names(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
 
 /// The DataFusion session used for planning: one partition, no physical
 /// optimiser (stateless segments must stay simple, single-partition plans),

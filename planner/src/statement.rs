@@ -16,7 +16,7 @@
 //! SELECT ...;
 //! ```
 
-use datafusion::sql::sqlparser::ast::{self, ColumnDef, Expr, Ident, ObjectName, Spanned};
+use datafusion::sql::sqlparser::ast::{self, ColumnDef, Expr, Ident, Spanned};
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
@@ -30,6 +30,9 @@ use sluice_runtime::operators::window_aggregate::EarlyEmit;
 use crate::ddl::CreateStream;
 use crate::dialect::SluiceDialect;
 use crate::error::{PlanError, Result, location_of, offset_of};
+use crate::interval::interval_nanos;
+use crate::names::object_name;
+use crate::watermark::parse_watermark;
 
 #[derive(Debug, Clone)]
 pub enum Statement {
@@ -213,14 +216,11 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
         let token = parser.peek_token();
         if word_is(&token, "WATERMARK") {
             parser.next_token();
-            parser.expect_keyword(Keyword::FOR)?;
-            let column = parser.parse_identifier()?;
-            parser.expect_keyword(Keyword::AS)?;
-            let expr = parser.parse_expr()?;
+            let declared = parse_watermark(parser)?;
             if watermark.is_some() {
                 return Err(PlanError::invalid("a stream has at most one WATERMARK").at(token.span));
             }
-            watermark = Some((column, expr));
+            watermark = Some(declared);
         } else if parser.parse_keywords(&[Keyword::PRIMARY, Keyword::KEY]) {
             parser.expect_token(&Token::LParen)?;
             primary_key = parser.parse_comma_separated(|parser| parser.parse_identifier())?;
@@ -311,7 +311,7 @@ fn parse_emit(parser: &mut Parser) -> Result<Option<EarlyEmit>> {
     }
     if word_is(&next, "EVERY") {
         let interval = parser.parse_expr()?;
-        let nanos = crate::window_tvf::interval_nanos(&interval)?;
+        let nanos = interval_nanos(&interval)?;
         if nanos <= 0 {
             return Err(PlanError::invalid("the EMIT interval must be positive").at(interval.span()));
         }
@@ -338,30 +338,6 @@ fn option_value(parser: &mut Parser) -> Result<String> {
         )))
         .at(token.span)),
     }
-}
-
-/// Parses the table factor `from` (what follows `FROM`): the rewrites build
-/// new relations as text and let the parser fill in every field.
-pub(crate) fn parse_table_factor(from: &str) -> Result<ast::TableFactor> {
-    let sql = format!("SELECT * FROM {from}");
-    let statement = Parser::new(&SluiceDialect::default()).try_with_sql(&sql)?.parse_statement()?;
-    let internal = || PlanError::invalid(format!("internal: could not parse the rewritten relation {from}"));
-    let ast::Statement::Query(query) = statement else {
-        return Err(internal());
-    };
-    let ast::SetExpr::Select(select) = *query.body else {
-        return Err(internal());
-    };
-    select.from.into_iter().next().map(|from| from.relation).ok_or_else(internal)
-}
-
-/// Lower-cased unless quoted, as DataFusion normalises identifiers.
-pub fn object_name(name: &ObjectName) -> String {
-    name.0.iter().filter_map(|part| part.as_ident()).map(ident_name).collect::<Vec<_>>().join(".")
-}
-
-pub fn ident_name(ident: &Ident) -> String {
-    if ident.quote_style.is_some() { ident.value.clone() } else { ident.value.to_ascii_lowercase() }
 }
 
 #[cfg(test)]

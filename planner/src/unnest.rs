@@ -15,45 +15,24 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    self, Expr, JoinOperator, Select, SetExpr, Spanned, TableFactor, TableWithJoins, visit_expressions_mut,
+    self, Expr, JoinOperator, Select, Spanned, TableFactor, TableWithJoins, visit_expressions_mut,
 };
 
 use crate::error::{PlanError, Result};
-use crate::statement::{ident_name, parse_table_factor};
+use crate::from_walk::{FromRewrite, walk_query};
+use crate::names::{ident_name, parse_table_factor};
 
+/// Rewrites every `CROSS JOIN UNNEST(...)` of `query` and its subqueries.
 pub fn rewrite_lateral_unnest(query: &mut ast::Query) -> Result<()> {
-    if let Some(with) = &mut query.with {
-        for cte in &mut with.cte_tables {
-            rewrite_lateral_unnest(&mut cte.query)?;
-        }
-    }
-    set_expr(&mut query.body)
+    walk_query(query, &mut UnnestRewrite)
 }
 
-fn set_expr(body: &mut SetExpr) -> Result<()> {
-    match body {
-        SetExpr::Select(select) => {
-            for from in &mut select.from {
-                factor(&mut from.relation)?;
-                for join in &mut from.joins {
-                    factor(&mut join.relation)?;
-                }
-            }
-            select_unnest(select)
-        }
-        SetExpr::Query(query) => rewrite_lateral_unnest(query),
-        SetExpr::SetOperation { left, right, .. } => {
-            set_expr(left)?;
-            set_expr(right)
-        }
-        _ => Ok(()),
-    }
-}
+/// The rewrite works on whole SELECTs: their FROM items and references.
+struct UnnestRewrite;
 
-fn factor(factor: &mut TableFactor) -> Result<()> {
-    match factor {
-        TableFactor::Derived { subquery, .. } => rewrite_lateral_unnest(subquery),
-        _ => Ok(()),
+impl FromRewrite for UnnestRewrite {
+    fn select(&mut self, select: &mut Select) -> Result<()> {
+        select_unnest(select)
     }
 }
 

@@ -16,71 +16,18 @@
 
 use datafusion::arrow::datatypes::DataType;
 use datafusion::sql::sqlparser::ast::{
-    self, DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, SetExpr, Spanned, TableAlias,
-    TableFactor, Value,
+    self, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, Spanned, TableAlias, TableFactor, Value,
 };
 use datafusion::sql::sqlparser::tokenizer::Span;
-use sluice_runtime::operators::window_assign::WindowKind;
-use sluice_runtime::source::SourceSpec;
+use sluice_runtime::operators::window_assign::{WindowKind, gcd};
 
+use crate::catalog::Catalog;
 use crate::dialect::PARTITIONED;
 use crate::error::{PlanError, Result};
-use crate::query::Catalog;
-use crate::statement::{ident_name, object_name, parse_table_factor};
-
-/// A window TVF the rewrite replaced.
-#[derive(Debug, Clone)]
-pub struct WindowTable {
-    /// The planner-made table name (`__window_N`).
-    pub table: String,
-    /// The stream windowed, or `None` for a query's rows (`subquery`).
-    pub source: Option<SourceSpec>,
-    /// `TABLE (SELECT ...)`: windows over another query's results.
-    pub subquery: Option<Box<ast::Query>>,
-    /// The time column's name (for a subquery, resolved when planning).
-    pub time_name: String,
-    /// The subquery's plan, once planned.
-    pub subquery_plan: Option<datafusion::logical_expr::LogicalPlan>,
-    pub kind: WindowKind,
-    /// Index of the time column in the stream.
-    pub time_column: usize,
-    /// `PARTITION BY` columns of a SESSION window.
-    pub partition_keys: Vec<String>,
-}
-
-/// A versioned table read `FOR SYSTEM_TIME AS OF` (a temporal join), which
-/// the rewrite replaced by a scan of a planner-made table.
-#[derive(Debug, Clone)]
-pub struct TemporalTable {
-    /// The planner-made table name (`__temporal_N`).
-    pub table: String,
-    /// The stream whose rows are the table's versions.
-    pub source: SourceSpec,
-    /// The `AS OF` expression: the probing row's time attribute.
-    pub as_of: Expr,
-}
-
-/// The column of a versioned table's scan that the `AS OF` time is equated
-/// with in the ON condition, so that the planner keeps the probing side's
-/// time column and the lowering finds it.
-pub const AS_OF_COLUMN: &str = "__as_of";
-
-impl TemporalTable {
-    /// The scan's schema: the stream's columns and [`AS_OF_COLUMN`].
-    pub fn schema(&self) -> datafusion::arrow::datatypes::SchemaRef {
-        use datafusion::arrow::datatypes::{Field, Schema, TimeUnit};
-        let mut fields: Vec<Field> = self.source.schema.fields().iter().map(|field| field.as_ref().clone()).collect();
-        fields.push(Field::new(AS_OF_COLUMN, DataType::Timestamp(TimeUnit::Nanosecond, None), true));
-        std::sync::Arc::new(Schema::new(fields))
-    }
-}
-
-/// What the rewrite replaced.
-#[derive(Debug, Clone, Default)]
-pub struct Rewritten {
-    pub windows: Vec<WindowTable>,
-    pub temporal: Vec<TemporalTable>,
-}
+use crate::from_walk::{FromRewrite, walk_query};
+use crate::interval::interval_nanos;
+use crate::names::{ident_name, object_name, parse_table_factor};
+use crate::rewritten::{AS_OF_COLUMN, Rewritten, TemporalTable, WindowTable};
 
 /// Replaces every window TVF of `query` (and its subqueries) by a scan, and
 /// every `stream FOR SYSTEM_TIME AS OF ...` by a scan of a versioned table.
@@ -88,7 +35,7 @@ pub struct Rewritten {
 /// is: its rows at the time each stream row arrives.
 pub fn rewrite_windows(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Rewritten> {
     let mut rewriter = Rewriter { catalog, tables: Vec::new(), temporal: Vec::new() };
-    rewriter.query(query)?;
+    walk_query(query, &mut rewriter)?;
     Ok(Rewritten { windows: rewriter.tables, temporal: rewriter.temporal })
 }
 
@@ -100,93 +47,75 @@ struct Rewriter<'a> {
 
 const WINDOW_FUNCTIONS: [&str; 4] = ["tumble", "hop", "session", "cumulate"];
 
-impl Rewriter<'_> {
-    fn query(&mut self, query: &mut ast::Query) -> Result<()> {
-        if let Some(with) = &mut query.with {
-            for cte in &mut with.cte_tables {
-                self.query(&mut cte.query)?;
+impl FromRewrite for Rewriter<'_> {
+    /// After a versioned table's scan replaced `t FOR SYSTEM_TIME AS OF x`:
+    /// the join's condition equates `x` with the scan's [`AS_OF_COLUMN`].
+    fn join(&mut self, join: &mut ast::Join) -> Result<()> {
+        // `ON cond` becomes `ON cond AND <as of> = alias.__as_of`.
+        let TableFactor::Table { name, alias, .. } = &join.relation else {
+            return Ok(());
+        };
+        let scan = object_name(name);
+        let Some(temporal) = self.temporal.iter().find(|temporal| temporal.table == scan) else {
+            return Ok(());
+        };
+        let Some(alias) = alias.as_ref().map(|alias| alias.name.clone()) else {
+            return Err(PlanError::invalid("internal: a temporal table without alias"));
+        };
+        let as_of = temporal.as_of.clone();
+        let as_of = Expr::Cast {
+            kind: ast::CastKind::Cast,
+            expr: Box::new(as_of),
+            data_type: ast::DataType::Timestamp(None, ast::TimezoneInfo::None),
+            array: false,
+            format: None,
+        };
+        let equality = Expr::BinaryOp {
+            left: Box::new(as_of),
+            op: ast::BinaryOperator::Eq,
+            right: Box::new(Expr::CompoundIdentifier(vec![alias, Ident::new(AS_OF_COLUMN)])),
+        };
+        let constraint = match &mut join.join_operator {
+            ast::JoinOperator::Join(constraint)
+            | ast::JoinOperator::Inner(constraint)
+            | ast::JoinOperator::Left(constraint)
+            | ast::JoinOperator::LeftOuter(constraint)
+            | ast::JoinOperator::Right(constraint)
+            | ast::JoinOperator::RightOuter(constraint)
+            | ast::JoinOperator::FullOuter(constraint) => constraint,
+            _ => {
+                return Err(
+                    PlanError::unsupported("a temporal join is JOIN or LEFT JOIN ... ON ...").at(join.relation.span())
+                );
             }
-        }
-        self.set_expr(&mut query.body)
-    }
-
-    fn set_expr(&mut self, body: &mut SetExpr) -> Result<()> {
-        match body {
-            SetExpr::Select(select) => {
-                for from in &mut select.from {
-                    self.table_with_joins(from)?;
-                }
-                Ok(())
+        };
+        match constraint {
+            ast::JoinConstraint::On(condition) => {
+                let condition_expr = std::mem::replace(condition, Expr::Value(Value::Null.into()));
+                *condition = Expr::BinaryOp {
+                    left: Box::new(Expr::Nested(Box::new(condition_expr))),
+                    op: ast::BinaryOperator::And,
+                    right: Box::new(equality),
+                };
             }
-            SetExpr::Query(query) => self.query(query),
-            SetExpr::SetOperation { left, right, .. } => {
-                self.set_expr(left)?;
-                self.set_expr(right)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn table_with_joins(&mut self, from: &mut ast::TableWithJoins) -> Result<()> {
-        self.factor(&mut from.relation)?;
-        for join in &mut from.joins {
-            let temporal_before = self.temporal.len();
-            self.factor(&mut join.relation)?;
-            if self.temporal.len() > temporal_before {
-                // `ON cond` becomes `ON cond AND <as of> = alias.__as_of`.
-                let alias = match &join.relation {
-                    TableFactor::Table { alias: Some(alias), .. } => alias.name.clone(),
-                    _ => return Err(PlanError::invalid("internal: a temporal table without alias")),
-                };
-                let as_of = self.temporal[temporal_before].as_of.clone();
-                let as_of = Expr::Cast {
-                    kind: ast::CastKind::Cast,
-                    expr: Box::new(as_of),
-                    data_type: ast::DataType::Timestamp(None, ast::TimezoneInfo::None),
-                    array: false,
-                    format: None,
-                };
-                let equality = Expr::BinaryOp {
-                    left: Box::new(as_of),
-                    op: ast::BinaryOperator::Eq,
-                    right: Box::new(Expr::CompoundIdentifier(vec![alias, Ident::new(AS_OF_COLUMN)])),
-                };
-                let constraint = match &mut join.join_operator {
-                    ast::JoinOperator::Join(constraint)
-                    | ast::JoinOperator::Inner(constraint)
-                    | ast::JoinOperator::Left(constraint)
-                    | ast::JoinOperator::LeftOuter(constraint)
-                    | ast::JoinOperator::Right(constraint)
-                    | ast::JoinOperator::RightOuter(constraint)
-                    | ast::JoinOperator::FullOuter(constraint) => constraint,
-                    _ => {
-                        return Err(PlanError::unsupported("a temporal join is JOIN or LEFT JOIN ... ON ...")
-                            .at(join.relation.span()));
-                    }
-                };
-                match constraint {
-                    ast::JoinConstraint::On(condition) => {
-                        let condition_expr = std::mem::replace(condition, Expr::Value(Value::Null.into()));
-                        *condition = Expr::BinaryOp {
-                            left: Box::new(Expr::Nested(Box::new(condition_expr))),
-                            op: ast::BinaryOperator::And,
-                            right: Box::new(equality),
-                        };
-                    }
-                    _ => {
-                        return Err(PlanError::invalid("a temporal join needs ON <stream key> = <table primary key>")
-                            .at(join.relation.span()));
-                    }
-                }
+            _ => {
+                return Err(PlanError::invalid("a temporal join needs ON <stream key> = <table primary key>")
+                    .at(join.relation.span()));
             }
         }
         Ok(())
     }
 
     fn factor(&mut self, factor: &mut TableFactor) -> Result<()> {
+        self.replace_factor(factor)
+    }
+}
+
+impl Rewriter<'_> {
+    /// `factor` replaced by a scan, if it is a window TVF or a versioned
+    /// table; the walk enters derived tables and nested joins.
+    fn replace_factor(&mut self, factor: &mut TableFactor) -> Result<()> {
         let replacement = match factor {
-            TableFactor::Derived { subquery, .. } => return self.query(subquery),
-            TableFactor::NestedJoin { table_with_joins, .. } => return self.table_with_joins(table_with_joins),
             TableFactor::TableFunction { expr: Expr::Function(function), alias } => {
                 let name = object_name(&function.name);
                 if !WINDOW_FUNCTIONS.contains(&name.as_str()) {
@@ -365,7 +294,7 @@ impl Rewriter<'_> {
         span: Span,
     ) -> Result<TableFactor> {
         let mut subquery = Box::new(subquery.clone());
-        self.query(&mut subquery)?;
+        walk_query(&mut subquery, self)?;
         let time_arg = arguments.required(1, "the time column (DESCRIPTOR(col))")?;
         let time_name = ident_name(&descriptor_column(time_arg)?);
         let kind = window_kind(function, arguments)?;
@@ -402,6 +331,12 @@ fn window_kind(function: &str, arguments: &Arguments) -> Result<WindowKind> {
             let slide = positive(2, "window slide")?;
             let size = positive(3, "window size")?;
             let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
+            // Each row is in ceil(size / slide) windows; a window spans
+            // size / gcd(size, slide) panes.
+            let windows = size / slide + i64::from(size % slide != 0);
+            let panes = size / gcd(size, slide);
+            check_ratio("HOP", "slide", windows, "windows per row (size / slide)", arguments.span)?;
+            check_ratio("HOP", "slide", panes, "panes per window (size / gcd(size, slide))", arguments.span)?;
             WindowKind::Hop { size, slide, offset }
         }
         "session" => WindowKind::Session { gap: positive(2, "session gap")? },
@@ -415,6 +350,14 @@ fn window_kind(function: &str, arguments: &Arguments) -> Result<WindowKind> {
                 );
             }
             let offset = arguments.optional(4).map(interval_nanos).transpose()?.unwrap_or(0);
+            // Each row is in up to size / step windows of size / step panes.
+            check_ratio(
+                "CUMULATE",
+                "step",
+                max_size / step,
+                "windows per row and panes per window (size / step)",
+                arguments.span,
+            )?;
             WindowKind::Cumulate { step, max_size, offset }
         }
         _ => {
@@ -424,6 +367,27 @@ fn window_kind(function: &str, arguments: &Arguments) -> Result<WindowKind> {
         }
     };
     Ok(kind)
+}
+
+/// The most windows one HOP or CUMULATE row belongs to, and the most panes
+/// one of their windows spans. A row is copied into each of its windows
+/// (under EMIT, allowed lateness and window joins) and a closing window
+/// merges each of its panes, so this bounds the memory and time one row
+/// costs: `HOP(..., INTERVAL '1' NANOSECOND, INTERVAL '1' DAY)` would put
+/// every row into 86 400 000 000 000 windows. 10 000 leaves room for
+/// `HOP(..., INTERVAL '1' SECOND, INTERVAL '1' HOUR)` (3 600).
+pub const MAX_WINDOWS_PER_ROW: i64 = 10_000;
+
+/// Refuses a HOP or CUMULATE whose `count` of windows or panes (`what`)
+/// is beyond [`MAX_WINDOWS_PER_ROW`], pointing at the call.
+fn check_ratio(function: &str, step: &str, count: i64, what: &str, span: Span) -> Result<()> {
+    if count <= MAX_WINDOWS_PER_ROW {
+        return Ok(());
+    }
+    Err(PlanError::invalid(format!(
+        "this {function} window has {count} {what}; at most {MAX_WINDOWS_PER_ROW} are allowed: use a longer {step} or a shorter size"
+    ))
+    .at(span))
 }
 
 /// The column of `DESCRIPTOR(col)` or of a bare `col`.
@@ -488,91 +452,4 @@ fn scan_of(table: &str, alias: TableAlias) -> Result<TableFactor> {
         *slot = Some(alias);
     }
     Ok(factor)
-}
-
-/// The length of an `INTERVAL '...' <unit>` literal in nanoseconds.
-pub fn interval_nanos(expr: &Expr) -> Result<i64> {
-    let invalid = || PlanError::invalid("expected an interval such as INTERVAL '2' SECOND").at(expr.span());
-    let Expr::Interval(interval) = expr else {
-        return Err(invalid());
-    };
-    let text = match interval.value.as_ref() {
-        Expr::Value(value) => match &value.value {
-            Value::SingleQuotedString(text) | Value::Number(text, _) => text.clone(),
-            _ => return Err(invalid()),
-        },
-        _ => return Err(invalid()),
-    };
-    let (amount, unit) = match &interval.leading_field {
-        Some(field) => (text.trim().to_string(), unit_nanos_of_field(field).ok_or_else(invalid)?),
-        None => {
-            let mut parts = text.split_whitespace();
-            let amount = parts.next().ok_or_else(invalid)?.to_string();
-            let unit = parts.next().and_then(unit_nanos_of_word).ok_or_else(invalid)?;
-            if parts.next().is_some() {
-                return Err(
-                    PlanError::unsupported("compound intervals are not supported; use one unit").at(expr.span())
-                );
-            }
-            (amount, unit)
-        }
-    };
-    let amount: f64 = amount.parse().map_err(|_| invalid())?;
-    let nanos = amount * unit as f64;
-    if !nanos.is_finite() || nanos.abs() > i64::MAX as f64 {
-        return Err(invalid());
-    }
-    Ok(nanos.round() as i64)
-}
-
-const SECOND: i64 = 1_000_000_000;
-
-fn unit_nanos_of_field(field: &DateTimeField) -> Option<i64> {
-    Some(match field {
-        DateTimeField::Nanosecond | DateTimeField::Nanoseconds => 1,
-        DateTimeField::Microsecond | DateTimeField::Microseconds => 1_000,
-        DateTimeField::Millisecond | DateTimeField::Milliseconds => 1_000_000,
-        DateTimeField::Second | DateTimeField::Seconds => SECOND,
-        DateTimeField::Minute | DateTimeField::Minutes => 60 * SECOND,
-        DateTimeField::Hour | DateTimeField::Hours => 3600 * SECOND,
-        DateTimeField::Day | DateTimeField::Days => 86_400 * SECOND,
-        DateTimeField::Week(_) | DateTimeField::Weeks => 7 * 86_400 * SECOND,
-        _ => return None,
-    })
-}
-
-fn unit_nanos_of_word(word: &str) -> Option<i64> {
-    Some(match word.to_ascii_lowercase().trim_end_matches('s') {
-        "nanosecond" | "n" => 1,
-        "microsecond" | "u" => 1_000,
-        "millisecond" | "m" => 1_000_000,
-        "second" | "sec" => SECOND,
-        "minute" | "min" => 60 * SECOND,
-        "hour" | "h" => 3600 * SECOND,
-        "day" | "d" => 86_400 * SECOND,
-        "week" | "w" => 7 * 86_400 * SECOND,
-        _ => return None,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use datafusion::sql::sqlparser::parser::Parser;
-
-    use super::*;
-    use crate::dialect::SluiceDialect;
-
-    fn interval(sql: &str) -> Result<i64> {
-        let expr = Parser::new(&SluiceDialect::default()).try_with_sql(sql)?.parse_expr()?;
-        interval_nanos(&expr)
-    }
-
-    #[test]
-    fn intervals() {
-        assert_eq!(interval("INTERVAL '2' SECOND").unwrap(), 2 * SECOND);
-        assert_eq!(interval("INTERVAL '1.5' MINUTE").unwrap(), 90 * SECOND);
-        assert_eq!(interval("INTERVAL '10 seconds'").unwrap(), 10 * SECOND);
-        assert_eq!(interval("INTERVAL '250' MILLISECOND").unwrap(), SECOND / 4);
-        assert!(interval("5").is_err());
-    }
 }

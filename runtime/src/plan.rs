@@ -107,6 +107,7 @@ impl StreamPlan {
                             OperatorSpec::SessionWindow(spec) => describe("allowed lateness", spec.allowed_lateness),
                             OperatorSpec::GroupAggregate(spec) => describe("state ttl", spec.state_ttl),
                             OperatorSpec::StreamJoin(spec) => describe("state ttl", spec.state_ttl),
+                            OperatorSpec::Limit(spec) => crate::operators::limit::Limit::describe(spec),
                             _ => String::new(),
                         };
                         lines.push(format!("{indent}{}{settings}", other.name()));
