@@ -130,12 +130,22 @@ pub fn location_of(sql: &str, offset: usize) -> Location {
 
 impl std::fmt::Display for PlanError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.line, self.column) {
-            (Some(line), Some(column)) => {
-                write!(f, "{} (line {line}, column {column})", self.message)
-            }
-            _ => write!(f, "{}", self.message),
-        }
+        write_located(f, &self.message, self.line, self.column)
+    }
+}
+
+/// How every error with a position reads: `message (line L, column C)`,
+/// or the bare message without one. The server's errors write themselves
+/// through this too.
+pub fn write_located(
+    f: &mut std::fmt::Formatter<'_>,
+    message: &str,
+    line: Option<u64>,
+    column: Option<u64>,
+) -> std::fmt::Result {
+    match (line, column) {
+        (Some(line), Some(column)) => write!(f, "{message} (line {line}, column {column})"),
+        _ => f.write_str(message),
     }
 }
 

@@ -80,12 +80,7 @@ impl EngineError {
 
 impl std::fmt::Display for EngineError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.line, self.column) {
-            (Some(line), Some(column)) => {
-                write!(f, "{} (line {line}, column {column})", self.message)
-            }
-            _ => write!(f, "{}", self.message),
-        }
+        sluice_planner::error::write_located(f, &self.message, self.line, self.column)
     }
 }
 
