@@ -44,6 +44,10 @@ impl PlanError {
         Self { kind, message: message.into(), line: None, column: None }
     }
 
+    pub fn syntax(message: impl Into<String>) -> Self {
+        Self::new(PlanErrorKind::Syntax, message)
+    }
+
     pub fn unsupported(message: impl Into<String>) -> Self {
         Self::new(PlanErrorKind::Unsupported, message)
     }

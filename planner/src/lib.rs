@@ -16,6 +16,8 @@
 //! - [`interval`]: `INTERVAL '...' <unit>` literals in nanoseconds, and the
 //!   longest interval accepted.
 //! - [`statement`]: splits a request into statements and parses each.
+//! - [`pattern_clause`]: the `MATCH_RECOGNIZE (...)` clause, read by the
+//!   statement layer where sqlparser's falls short.
 //! - [`watermark`]: the `WATERMARK FOR col AS ...` clause, parsed and checked.
 //! - [`ddl`]: `CREATE STREAM` to a [`SourceSpec`](sluice_runtime::SourceSpec).
 //! - [`catalog`]: what the planner asks the server's catalog.
@@ -45,6 +47,7 @@ mod join;
 pub mod lower;
 pub mod names;
 pub mod options;
+pub mod pattern_clause;
 pub mod query;
 pub mod rewritten;
 pub mod statement;
