@@ -331,9 +331,8 @@ fn parse_clause(inner: Vec<TokenWithSpan>, span: Span, end: Span) -> Result<Patt
             SkipTo::NextRow
         } else if parser.parse_keywords(&[Keyword::TO, Keyword::FIRST]) {
             SkipTo::First(parser.parse_identifier()?)
-        } else if parser.parse_keywords(&[Keyword::TO, Keyword::LAST]) {
-            SkipTo::Last(parser.parse_identifier()?)
-        } else if parser.parse_keyword(Keyword::TO) {
+        } else if parser.parse_keywords(&[Keyword::TO, Keyword::LAST]) || parser.parse_keyword(Keyword::TO) {
+            // `TO v` is `TO LAST v`.
             SkipTo::Last(parser.parse_identifier()?)
         } else {
             let found = parser.peek_token();
