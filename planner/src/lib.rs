@@ -26,6 +26,8 @@
 //!   share.
 //! - [`window_tvf`]: rewrites window table functions (`TUMBLE(...)`) and
 //!   `FOR SYSTEM_TIME AS OF` into scans of planner-made tables.
+//! - [`match_recognize`]: rewrites `MATCH_RECOGNIZE` into a scan of a
+//!   planner-made table and compiles the clause into the operator's spec.
 //! - [`unnest`]: rewrites `CROSS JOIN UNNEST(...)` into an `unnest` projection.
 //! - [`rewritten`]: the planner-made tables those rewrites leave for the
 //!   lowering.
@@ -45,6 +47,7 @@ mod from_walk;
 pub mod interval;
 mod join;
 pub mod lower;
+pub mod match_recognize;
 pub mod names;
 pub mod options;
 pub mod pattern_clause;

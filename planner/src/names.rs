@@ -23,6 +23,14 @@ pub(crate) fn parse_table_factor(from: &str) -> Result<ast::TableFactor> {
     select.from.into_iter().next().map(|from| from.relation).ok_or_else(internal)
 }
 
+/// Parses the query `sql` (a rewrite's new input, built as text).
+pub(crate) fn parse_query(sql: &str) -> Result<ast::Query> {
+    match Parser::new(&SluiceDialect::default()).try_with_sql(sql)?.parse_statement()? {
+        ast::Statement::Query(query) => Ok(*query),
+        _ => Err(PlanError::invalid(format!("internal: {sql} is not a query"))),
+    }
+}
+
 /// Lower-cased unless quoted, as DataFusion normalises identifiers.
 pub fn object_name(name: &ObjectName) -> String {
     name.0.iter().filter_map(|part| part.as_ident()).map(ident_name).collect::<Vec<_>>().join(".")

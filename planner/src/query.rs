@@ -35,6 +35,7 @@ use crate::error::{PlanError, Result};
 use crate::feed::StreamTable;
 use crate::lower::Lowering;
 use crate::options::PlanOptions;
+use crate::pattern_clause::PatternClause;
 use crate::unnest::rewrite_lateral_unnest;
 use crate::window_tvf::rewrite_windows;
 
@@ -151,6 +152,7 @@ fn place_conditions(
 pub async fn plan_query(
     catalog: &dyn Catalog,
     query: &ast::Query,
+    patterns: &[PatternClause],
     sql: &str,
     start: Location,
     options: &PlanOptions,

@@ -18,8 +18,8 @@
 
 use datafusion::sql::sqlparser::ast::{self, ColumnDef, Expr, Ident, Spanned};
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
+use datafusion::sql::sqlparser::parser::{Parser, ParserError};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 pub use datafusion::sql::sqlparser::ast::Query as QueryAst;
 pub use datafusion::sql::sqlparser::ast::Statement as AstStatement;
@@ -32,6 +32,7 @@ use crate::dialect::SluiceDialect;
 use crate::error::{PlanError, Result, location_of, offset_of};
 use crate::interval::interval_nanos;
 use crate::names::object_name;
+use crate::pattern_clause::{PatternClause, extract_clauses};
 use crate::watermark::parse_watermark;
 
 #[derive(Debug, Clone)]
@@ -60,11 +61,14 @@ pub enum Statement {
     Explain {
         query: Box<ast::Query>,
         emit: Option<EarlyEmit>,
+        patterns: Vec<PatternClause>,
     },
-    /// A continuous query, with its EMIT clause.
+    /// A continuous query, with its EMIT clause and the MATCH_RECOGNIZE
+    /// clauses its stubs stand for (see [`crate::pattern_clause`]).
     Query {
         query: Box<ast::Query>,
         emit: Option<EarlyEmit>,
+        patterns: Vec<PatternClause>,
     },
 }
 
@@ -90,7 +94,9 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Located>> {
 
 fn parse_all(sql: &str) -> Result<Vec<Located>> {
     let dialect = SluiceDialect::default();
-    let mut parser = Parser::new(&dialect).try_with_sql(sql)?;
+    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(ParserError::from)?;
+    let (tokens, patterns) = extract_clauses(tokens)?;
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();
     loop {
         while parser.consume_token(&Token::SemiColon) {}
@@ -98,10 +104,14 @@ fn parse_all(sql: &str) -> Result<Vec<Located>> {
         if first.token == Token::EOF {
             break;
         }
-        let statement = parse_one(&mut parser, sql)?;
+        let mut statement = parse_one(&mut parser, sql)?;
+        if let Statement::Query { patterns: mine, .. } | Statement::Explain { patterns: mine, .. } = &mut statement {
+            // Every clause of the request; the stubs name theirs by index.
+            mine.clone_from(&patterns);
+        }
         let next = parser.peek_token();
         if !matches!(next.token, Token::SemiColon | Token::EOF) {
-            return Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+            return Err(PlanError::from(ParserError::ParserError(format!(
                 "expected end of statement, found: {}",
                 next.token
             )))
@@ -111,9 +121,7 @@ fn parse_all(sql: &str) -> Result<Vec<Located>> {
         statements.push(Located { statement, start: first.span.start, text });
     }
     if statements.is_empty() {
-        return Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(
-            "empty request: no SQL statement".into(),
-        )));
+        return Err(PlanError::from(ParserError::ParserError("empty request: no SQL statement".into())));
     }
     Ok(statements)
 }
@@ -173,12 +181,14 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
         parser.next_token();
         let statement = parser.parse_statement()?;
         return match statement {
-            ast::Statement::Query(query) => Ok(Statement::Explain { query, emit: parse_emit(parser)? }),
+            ast::Statement::Query(query) => {
+                Ok(Statement::Explain { query, emit: parse_emit(parser)?, patterns: Vec::new() })
+            }
             other => Err(PlanError::unsupported("EXPLAIN takes a SELECT").at(other.span())),
         };
     }
     match parser.parse_statement()? {
-        ast::Statement::Query(query) => Ok(Statement::Query { query, emit: parse_emit(parser)? }),
+        ast::Statement::Query(query) => Ok(Statement::Query { query, emit: parse_emit(parser)?, patterns: Vec::new() }),
         ast::Statement::Insert(insert) => {
             let table = match &insert.table {
                 ast::TableObject::TableName(name) => object_name(name),
@@ -258,9 +268,9 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
                 Token::Word(word) => word.value.to_ascii_lowercase(),
                 Token::SingleQuotedString(text) | Token::DoubleQuotedString(text) => text.to_ascii_lowercase(),
                 other => {
-                    return Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(
-                        format!("expected an option name, found: {other}"),
-                    ))
+                    return Err(PlanError::from(ParserError::ParserError(format!(
+                        "expected an option name, found: {other}"
+                    )))
                     .at(key_token.span));
                 }
             };
@@ -328,12 +338,12 @@ fn option_value(parser: &mut Parser) -> Result<String> {
         Token::Word(word) => Ok(word.value),
         Token::Minus => match parser.next_token().token {
             Token::Number(number, _) => Ok(format!("-{number}")),
-            other => Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
-                "expected a number after '-', found: {other}"
-            )))
-            .at(token.span)),
+            other => {
+                Err(PlanError::from(ParserError::ParserError(format!("expected a number after '-', found: {other}")))
+                    .at(token.span))
+            }
         },
-        other => Err(PlanError::from(datafusion::sql::sqlparser::parser::ParserError::ParserError(format!(
+        other => Err(PlanError::from(ParserError::ParserError(format!(
             "expected a value (a 'string', a number or a name), found: {other}"
         )))
         .at(token.span)),

@@ -197,13 +197,14 @@ impl Engine {
                 settings.insert(name.clone(), value);
                 Ok(StatementResult::status("SET", name))
             }
-            Statement::Explain { query, emit } => {
-                let plan = self.plan(sql, &query, located.start, &self.query_settings(settings)?, emit).await?;
+            Statement::Explain { query, emit, patterns } => {
+                let settings = self.query_settings(settings)?;
+                let plan = self.plan(sql, &query, &patterns, located.start, &settings, emit).await?;
                 let description = plan.describe();
                 StatementResult::rows(vec![("plan", result::strings(description.lines()))])
             }
-            Statement::Query { query, emit } => {
-                let result = self.start_query(sql, located, &query, emit, settings, None).await?;
+            Statement::Query { .. } => {
+                let result = self.start_query(sql, located, settings, None).await?;
                 self.persist()?;
                 Ok(result)
             }
@@ -214,6 +215,7 @@ impl Engine {
         &self,
         sql: &str,
         query: &sluice_planner::statement::QueryAst,
+        patterns: &[sluice_planner::pattern_clause::PatternClause],
         start: sluice_planner::statement::SqlLocation,
         settings: &QuerySettings,
         emit: Option<EarlyEmit>,
@@ -221,7 +223,7 @@ impl Engine {
         // Plan against a snapshot so no lock is held across the await.
         let snapshot = self.catalog_snapshot();
         let options = PlanOptions { allowed_lateness: settings.allowed_lateness, emit, state_ttl: settings.state_ttl };
-        Ok(plan_query(&snapshot, query, sql, start, &options).await?)
+        Ok(plan_query(&snapshot, query, patterns, sql, start, &options).await?)
     }
 
     fn catalog_snapshot(&self) -> Catalog {

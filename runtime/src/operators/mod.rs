@@ -12,6 +12,7 @@ pub(crate) mod groups;
 pub mod join_condition;
 pub mod limit;
 pub mod lookup_join;
+pub mod match_recognize;
 pub mod pane_window;
 #[cfg(test)]
 pub(crate) mod restore_check;

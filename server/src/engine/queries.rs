@@ -83,29 +83,30 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let mut statements = parse_statements(sql)?;
         let Some(located) = statements.pop() else { return Ok(()) };
-        let Statement::Query { query, emit } = located.statement.clone() else {
+        if !matches!(located.statement, Statement::Query { .. }) {
             return Err(EngineError::internal(format!("stored query q{number} is not a query")));
-        };
+        }
         self.next_query.fetch_max(number.saturating_add(1), Ordering::Relaxed);
-        self.start_query(sql, located, &query, emit, settings, Some(number)).await.map(|_| ())
+        self.start_query(sql, located, settings, Some(number)).await.map(|_| ())
     }
 
     pub(super) async fn start_query(
         &self,
         sql: &str,
         located: Located,
-        query: &sluice_planner::statement::QueryAst,
-        emit: Option<EarlyEmit>,
         settings: &mut Settings,
         number: Option<u64>,
     ) -> Result<StatementResult, EngineError> {
+        let Statement::Query { query, emit, patterns } = &located.statement else {
+            return Err(EngineError::internal("start_query takes a query"));
+        };
         let restored_query = number.is_some();
         let mut query_settings = self.query_settings(settings)?;
         if !restored_query && let Some(halt) = self.halt_after_steps {
             query_settings.halt_after_steps = Some(halt);
             query_settings.max_steps_per_epoch = Some(1);
         }
-        let plan = self.plan(sql, query, located.start, &query_settings, emit).await?;
+        let plan = self.plan(sql, query, patterns, located.start, &query_settings, *emit).await?;
         let schema = plan.schema.clone();
         let description = plan.describe();
         let warnings = plan.warnings.clone();
