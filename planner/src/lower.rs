@@ -39,6 +39,7 @@ use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
 use crate::catalog::Catalog;
 use crate::error::{PlanError, Result};
 use crate::feed::{FeedNode, FeedPlanner};
+use crate::match_recognize::PatternTable;
 use crate::options::PlanOptions;
 use crate::rewritten::{TemporalTable, WindowTable};
 
@@ -134,6 +135,8 @@ pub struct Lowering<'a> {
     pub(crate) catalog: &'a dyn Catalog,
     windows: Vec<WindowTable>,
     pub(crate) temporal: Vec<TemporalTable>,
+    /// MATCH_RECOGNIZE clauses, by the planner-made table they replaced.
+    patterns: Vec<PatternTable>,
     pub(crate) sql: &'a str,
     /// Where the statement starts in `sql`, for error positions.
     pub(crate) start: Location,
@@ -150,6 +153,7 @@ impl<'a> Lowering<'a> {
         catalog: &'a dyn Catalog,
         windows: Vec<WindowTable>,
         temporal: Vec<TemporalTable>,
+        patterns: Vec<PatternTable>,
         sql: &'a str,
         start: Location,
         options: PlanOptions,
@@ -164,7 +168,7 @@ impl<'a> Lowering<'a> {
             allowed_lateness: options.allowed_lateness,
             source_windows: Vec::new(),
         };
-        Self { state, catalog, windows, temporal, sql, start, options, plan, expand_windows: false }
+        Self { state, catalog, windows, temporal, patterns, sql, start, options, plan, expand_windows: false }
     }
 
     pub async fn lower_root(&mut self, logical: &LogicalPlan) -> Result<StreamPlan> {
@@ -247,6 +251,9 @@ impl<'a> Lowering<'a> {
     /// of a window TVF). Its batches have the table's full schema; a plain
     /// stream scan that reads only `columns` decodes only those.
     async fn scan_source(&mut self, table: &str, columns: Option<&[usize]>) -> Result<Lowered> {
+        if let Some(pattern) = self.patterns.iter().find(|pattern| pattern.table == table).cloned() {
+            return self.match_recognize(&pattern).await;
+        }
         let window = self.windows.iter().find(|window| window.table == table).cloned();
         let input = match window.as_ref().and_then(|window| window.subquery_plan.as_ref()) {
             // A window over another query's rows (its watermarks flow along).

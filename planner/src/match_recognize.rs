@@ -31,8 +31,14 @@ use sluice_runtime::operators::match_recognize::spec::{
     CompiledExpr, EmptyMatches, MatchRecognizeSpec, Navigation, PatternSpec, RowSelect, RowsPerMatch, SkipTo,
 };
 
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::sqlparser::tokenizer::Span;
+use sluice_runtime::OperatorSpec;
+use sluice_runtime::operators::match_recognize::operator::can_grow_without_end;
+
 use crate::error::{PlanError, Result};
 use crate::from_walk::{FromRewrite, walk_query};
+use crate::lower::{Lowered, Lowering, TimeColumns};
 use crate::names::{parse_query, parse_table_factor};
 use crate::pattern_clause::{self, PatternClause, PatternSyntax, stub_index, variable_name};
 
@@ -82,6 +88,59 @@ impl FromRewrite for Rewriter<'_> {
         *factor = parse_table_factor(&relation)?;
         self.tables.push(MatchTable { table: name, clause: clause.clone(), input });
         Ok(())
+    }
+}
+
+/// A MATCH_RECOGNIZE clause compiled, waiting for the lowering.
+#[derive(Debug, Clone)]
+pub struct PatternTable {
+    /// The planner-made table name (`__match_N`).
+    pub table: String,
+    /// The input's plan.
+    pub plan: LogicalPlan,
+    pub spec: MatchRecognizeSpec,
+    /// The MATCH_RECOGNIZE keyword.
+    pub span: Span,
+}
+
+impl Lowering<'_> {
+    /// The input's operators, then the matcher.
+    pub(crate) async fn match_recognize(&mut self, table: &PatternTable) -> Result<Lowered> {
+        let input = self.lower(&table.plan).await?;
+        if input.updating {
+            return Err(PlanError::unsupported(
+                "MATCH_RECOGNIZE reads append-only input: this input is updating (a running GROUP BY, an outer or unbounded join)",
+            )
+            .at(table.span));
+        }
+        let time_name = table.spec.input_schema.field(table.spec.time_column).name().clone();
+        if input.times.event.as_deref() != Some(time_name.as_str()) {
+            let attribute = input.times.event.as_deref().unwrap_or("none");
+            return Err(PlanError::invalid(format!(
+                "MATCH_RECOGNIZE's ORDER BY starts with the input's event-time attribute (its WATERMARK column, here {attribute}), not {time_name}"
+            ))
+            .at(table.span));
+        }
+        let spec = table.spec.clone();
+        let schema = spec.output_schema.clone();
+        let event = spec.output_time.map(|column| schema.field(column).name().clone());
+        if spec.within.is_none() && can_grow_without_end(&spec.pattern) {
+            self.plan.warnings.push(format!(
+                "MATCH_RECOGNIZE pattern {} has no WITHIN: a partial match can grow without bound and so can its state",
+                sluice_runtime::operators::match_recognize::operator::describe_pattern(&spec.pattern, &spec.variables)
+            ));
+        }
+        let node = self.push(OperatorSpec::MatchRecognize(spec), vec![input.node]);
+        let times = TimeColumns { event, ..TimeColumns::default() };
+        Ok(Lowered {
+            node,
+            schema,
+            window_results: false,
+            window: None,
+            updating: false,
+            partition_keys: Vec::new(),
+            times,
+        })
     }
 }
 

@@ -34,6 +34,7 @@ use crate::catalog::Catalog;
 use crate::error::{PlanError, Result};
 use crate::feed::StreamTable;
 use crate::lower::Lowering;
+use crate::match_recognize::{PatternTable, compile, rewrite_match_recognize};
 use crate::options::PlanOptions;
 use crate::pattern_clause::PatternClause;
 use crate::unnest::rewrite_lateral_unnest;
@@ -165,6 +166,7 @@ pub async fn plan_query(
     let mut query = query.clone();
     rewrite_lateral_unnest(&mut query).map_err(located)?;
     let rewritten = rewrite_windows(&mut query, catalog).map_err(located)?;
+    let matches = rewrite_match_recognize(&mut query, patterns).map_err(located)?;
     let state = planning_state();
     let context = SessionContext::new_with_state(state.clone());
     for name in catalog.stream_names() {
@@ -197,10 +199,20 @@ pub async fn plan_query(
         let schema = WindowAssignSpec::new(window.kind, window.time_column, &input_schema).output_schema;
         register(&context, &window.table, schema).map_err(located)?;
     }
+    let mut pattern_tables = Vec::new();
+    for table in matches {
+        let input = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(table.input))));
+        let logical = context.state().statement_to_plan(input).await.map_err(|error| located(error.into()))?;
+        let plan = state.optimize(&logical).map_err(|error| located(error.into()))?;
+        let spec = compile(&state, &table.clause, plan.schema()).map_err(located)?;
+        register(&context, &table.table, spec.output_schema.clone()).map_err(located)?;
+        pattern_tables.push(PatternTable { table: table.table, plan, spec, span: table.clause.span });
+    }
     let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
     let logical = context.state().statement_to_plan(statement).await.map_err(|error| located(error.into()))?;
     let optimized = state.optimize(&logical).map_err(|error| located(error.into()))?;
-    let mut lowering = Lowering::new(&state, catalog, windows, rewritten.temporal, sql, start, options.clone());
+    let temporal = rewritten.temporal;
+    let mut lowering = Lowering::new(&state, catalog, windows, temporal, pattern_tables, sql, start, options.clone());
     lowering.lower_root(&optimized).await.map_err(located)
 }
 

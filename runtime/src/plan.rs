@@ -101,6 +101,10 @@ impl StreamPlan {
                         }
                     }
                     OperatorSpec::TopN(spec) => lines.push(format!("{indent}top_n: {}", spec.describe())),
+                    OperatorSpec::MatchRecognize(spec) => lines.push(format!(
+                        "{indent}match_recognize: {}",
+                        crate::operators::match_recognize::operator::MatchRecognize::describe(spec)
+                    )),
                     other => {
                         let settings = match other {
                             OperatorSpec::WindowAggregate(spec) => describe("allowed lateness", spec.allowed_lateness),

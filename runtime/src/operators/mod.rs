@@ -36,6 +36,8 @@ use crate::time::duration_nanos;
 use group_aggregate::{GroupAggregate, GroupAggregateSpec};
 use limit::{Limit, LimitSpec};
 use lookup_join::{LookupJoin, LookupJoinSpec};
+use match_recognize::operator::MatchRecognize;
+use match_recognize::spec::MatchRecognizeSpec;
 use pane_window::{PaneWindow, PaneWindowSpec};
 use session_window::{SessionWindow, SessionWindowSpec};
 use stateless::{Stateless, StatelessSpec};
@@ -79,6 +81,8 @@ pub enum OperatorSpec {
     /// ROW_NUMBER() ... <= N over a whole stream: the top rows of each
     /// partition, as a changelog.
     TopN(TopNSpec),
+    /// MATCH_RECOGNIZE: row pattern recognition per partition.
+    MatchRecognize(MatchRecognizeSpec),
 }
 
 impl OperatorSpec {
@@ -110,6 +114,7 @@ impl OperatorSpec {
             OperatorSpec::LookupJoin(spec) => Box::new(LookupJoin::new(spec.clone())?),
             OperatorSpec::TemporalJoin(spec) => Box::new(TemporalJoin::new(spec.clone(), context.metrics.clone())?),
             OperatorSpec::TopN(spec) => Box::new(TopN::new(spec.clone(), context.metrics.clone())?),
+            OperatorSpec::MatchRecognize(spec) => Box::new(MatchRecognize::new(spec.clone(), context.metrics.clone())?),
         })
     }
 
@@ -129,6 +134,7 @@ impl OperatorSpec {
             OperatorSpec::LookupJoin(_) => "lookup_join",
             OperatorSpec::TemporalJoin(_) => "temporal_join",
             OperatorSpec::TopN(_) => "top_n",
+            OperatorSpec::MatchRecognize(_) => "match_recognize",
         }
     }
 
@@ -147,6 +153,7 @@ impl OperatorSpec {
             OperatorSpec::LookupJoin(spec) => spec.output_schema.clone(),
             OperatorSpec::TemporalJoin(spec) => spec.output_schema.clone(),
             OperatorSpec::TopN(spec) => spec.output_schema.clone(),
+            OperatorSpec::MatchRecognize(spec) => spec.output_schema.clone(),
         }
     }
 }

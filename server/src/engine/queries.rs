@@ -10,7 +10,6 @@ use sluice_planner::statement::Located;
 use sluice_planner::{Statement, parse_statements};
 use sluice_runtime::checkpoint::CheckpointConfig;
 use sluice_runtime::driver::displayed_watermark;
-use sluice_runtime::operators::window_aggregate::EarlyEmit;
 use sluice_runtime::{ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings};
 
 use super::Engine;

@@ -35,7 +35,7 @@
 //! their number is capped by [`MAX_THREADS`] (the query fails with a clear
 //! message instead of running out of memory).
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::error::{Result, RuntimeError};
 use crate::operators::match_recognize::spec::PatternSpec;
@@ -262,7 +262,7 @@ pub struct Label {
 
 /// A thread's labels, newest first, shared between forks.
 #[derive(Debug, Clone, Default)]
-pub struct Labels(Option<Rc<LabelNode>>);
+pub struct Labels(Option<Arc<LabelNode>>);
 
 #[derive(Debug)]
 struct LabelNode {
@@ -272,7 +272,7 @@ struct LabelNode {
 
 impl Labels {
     fn with(&self, label: Label) -> Labels {
-        Labels(Some(Rc::new(LabelNode { label, parent: self.clone() })))
+        Labels(Some(Arc::new(LabelNode { label, parent: self.clone() })))
     }
 
     /// The labels, oldest first.
@@ -304,7 +304,7 @@ struct Thread {
     labels: Labels,
     /// Where each optional iteration it is in started (see
     /// [`Instruction::IterationStart`]); stale once a row is consumed.
-    slots: Rc<Vec<u64>>,
+    slots: Arc<Vec<u64>>,
 }
 
 /// The outcome of a step.
@@ -332,7 +332,7 @@ impl Matcher {
     pub fn start(program: &Program, start: u64) -> Result<Matcher> {
         let mut matcher = Matcher { threads: Vec::new(), best: None, next_row: start };
         let seed =
-            vec![Thread { pc: 0, excluded: 0, labels: Labels::default(), slots: Rc::new(vec![0; program.slots]) }];
+            vec![Thread { pc: 0, excluded: 0, labels: Labels::default(), slots: Arc::new(vec![0; program.slots]) }];
         matcher.threads = matcher.closure(program, seed, false)?;
         Ok(matcher)
     }
@@ -452,7 +452,7 @@ impl Matcher {
                             slots.resize(slot + 1, u64::MAX);
                         }
                         slots[slot] = row;
-                        stack.push(Thread { pc: thread.pc + 1, slots: Rc::new(slots), ..thread });
+                        stack.push(Thread { pc: thread.pc + 1, slots: Arc::new(slots), ..thread });
                     }
                     Instruction::IterationEnd(slot, out) => {
                         // Slots are stale (so never equal) once a row was
@@ -523,7 +523,7 @@ impl Matcher {
             for label in labels(&mut next)? {
                 chain = chain.with(label);
             }
-            threads.push(Thread { pc, excluded, labels: chain, slots: Rc::new(Vec::new()) });
+            threads.push(Thread { pc, excluded, labels: chain, slots: Arc::new(Vec::new()) });
         }
         Ok(Matcher { threads, best, next_row })
     }

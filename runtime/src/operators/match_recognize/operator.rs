@@ -1,0 +1,954 @@
+//! The `match_recognize` operator: row pattern recognition per partition,
+//! in event-time order, resumed across epochs.
+//!
+//! # Algorithm
+//!
+//! 1. **Order.** Rows wait in `pending` until the watermark passes them
+//!    (event time below it: no row can come before them any more). Then
+//!    they are sorted by partition, event time, the further ORDER BY keys
+//!    and arrival, and appended to their partition's row store, numbered
+//!    from 0 in the partition.
+//! 2. **Match.** Each partition tries a match starting at its next start
+//!    row with a [`Matcher`] (the automaton of [`super::matcher`]), feeding
+//!    it the stored rows it has not seen; a matcher that needs rows not yet
+//!    released waits, with its threads, for the next epoch. A finished
+//!    attempt emits the match (or, with `WITH UNMATCHED ROWS`, the
+//!    unmatched row) and the next start follows from AFTER MATCH SKIP. A
+//!    new attempt re-reads rows a failed one read (as the standard defines
+//!    matching), from the store. With `WITHIN`, an attempt whose next row
+//!    is later than its start plus the interval, or once the watermark is,
+//!    ends with what it matched (and is a timeout row if it matched
+//!    nothing and timeout rows are asked for).
+//! 3. **Conditions and measures.** DEFINE and MEASURES are physical
+//!    expressions over their navigations (see [`super::spec`]): for each
+//!    question the navigations are resolved to rows of the store and
+//!    gathered into a small batch. When every DEFINE reads only the current
+//!    row (and rows at physical offsets from it), its answer depends on the
+//!    row alone: it is cached per row, and the matcher merges threads.
+//! 4. **State.** Rows before the earliest row a live or future attempt can
+//!    read (the next start, minus the furthest `PREV` offset) are dropped.
+//!    A pattern without `WITHIN` whose partial match can grow without end
+//!    (`A+` on rows that all satisfy A) keeps every row of it.
+//! 5. **Watermark.** Output rows carry event times of rows at or after
+//!    their attempt's start, so the output watermark is held back to the
+//!    earliest start of a running attempt.
+//! 6. **End.** At the end of the input, every attempt finishes with `$`
+//!    holding.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array,
+    new_null_array,
+};
+use datafusion::arrow::compute::{SortColumn, concat_batches, interleave, lexsort_to_indices, take_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::ColumnarValue;
+
+use super::matcher::{Conditions, Label, Labels, Matcher, Program, Progress};
+use super::spec::{CompiledExpr, EmptyMatches, MatchRecognizeSpec, Navigation, RowSelect, RowsPerMatch, SkipTo};
+use crate::error::{Result, RuntimeError};
+use crate::message::{Message, StreamBatch, Watermark};
+use crate::metrics::QueryMetrics;
+use crate::operator::Operator;
+use crate::state::{OperatorState, batch, binary_column, i64_column, rows_column};
+use crate::time::event_times;
+
+const PENDING_STATE: &str = "pending";
+const ROWS_STATE: &str = "rows";
+const PARTITIONS_STATE: &str = "partitions";
+const WATERMARK_STATE: &str = "watermark";
+
+/// One partition: its stored rows and where matching stands.
+#[derive(Debug)]
+struct Partition {
+    /// Stored rows, in order: row `base` is the first row of `chunks[0]`.
+    chunks: Vec<RecordBatch>,
+    base: u64,
+    /// Rows released so far (the next row's number).
+    released: u64,
+    /// The row the next attempt starts at.
+    start: u64,
+    /// The running attempt.
+    matcher: Option<Matcher>,
+    /// Matches emitted so far.
+    matches: u64,
+    /// Rows before this are part of an emitted match.
+    covered: u64,
+    /// Event time of each stored row (parallel to the chunks).
+    times: Vec<i64>,
+    /// DEFINE answers per stored row and variable (position-only DEFINEs).
+    answers: Vec<Vec<Option<bool>>>,
+}
+
+impl Partition {
+    fn new() -> Self {
+        Partition {
+            chunks: Vec::new(),
+            base: 0,
+            released: 0,
+            start: 0,
+            matcher: None,
+            matches: 0,
+            covered: 0,
+            times: Vec::new(),
+            answers: Vec::new(),
+        }
+    }
+
+    /// (chunk, offset) of stored row `row`.
+    fn locate(&self, row: u64) -> Option<(usize, usize)> {
+        if row < self.base || row >= self.released {
+            return None;
+        }
+        let mut offset = (row - self.base) as usize;
+        for (index, chunk) in self.chunks.iter().enumerate() {
+            if offset < chunk.num_rows() {
+                return Some((index, offset));
+            }
+            offset -= chunk.num_rows();
+        }
+        None
+    }
+
+    fn time(&self, row: u64) -> Option<i64> {
+        self.times.get(row.checked_sub(self.base)? as usize).copied()
+    }
+
+    fn stored(&self) -> usize {
+        self.times.len()
+    }
+}
+
+/// Runs a [`MatchRecognizeSpec`].
+pub struct MatchRecognize {
+    spec: Arc<MatchRecognizeSpec>,
+    program: Program,
+    /// Every DEFINE reads only the current row (see the `# Algorithm`).
+    position_only: bool,
+    /// The furthest a navigation reads back from a match's first row.
+    lookback: u64,
+    converter: RowConverter,
+    /// Rows the watermark has not passed yet.
+    pending: Vec<RecordBatch>,
+    /// Partitions by their key, in key order (output is deterministic).
+    partitions: BTreeMap<Vec<u8>, Partition>,
+    /// The input watermark.
+    watermark: Watermark,
+    /// The output watermark last sent.
+    sent_watermark: Watermark,
+    metrics: Arc<QueryMetrics>,
+    reported_rows: usize,
+}
+
+impl MatchRecognize {
+    pub fn new(spec: MatchRecognizeSpec, metrics: Arc<QueryMetrics>) -> Result<Self> {
+        let position_only = spec.defines.iter().enumerate().all(|(var, define)| {
+            define
+                .as_ref()
+                .is_none_or(|define| define.navigations.iter().all(|navigation| reads_position(navigation, var)))
+        });
+        let program = Program::compile(&spec.pattern, position_only)?;
+        let mut lookback = 0u64;
+        let all = spec.defines.iter().flatten().chain(spec.measures.iter().map(|(_, measure)| measure));
+        for compiled in all {
+            for navigation in &compiled.navigations {
+                if let Navigation::Value { select, .. } | Navigation::Classifier { select } = navigation {
+                    lookback = lookback.max(select.physical.min(0).unsigned_abs());
+                }
+            }
+        }
+        let fields = spec
+            .partition_by
+            .iter()
+            .map(|column| SortField::new(spec.input_schema.field(*column).data_type().clone()))
+            .collect();
+        let converter = RowConverter::new(fields)?;
+        Ok(MatchRecognize {
+            spec: Arc::new(spec),
+            program,
+            position_only,
+            lookback,
+            converter,
+            pending: Vec::new(),
+            partitions: BTreeMap::new(),
+            watermark: Watermark::MIN,
+            sent_watermark: Watermark::MIN,
+            metrics,
+            reported_rows: 0,
+        })
+    }
+
+    /// EXPLAIN's description.
+    pub fn describe(spec: &MatchRecognizeSpec) -> String {
+        let name = |column: &usize| spec.input_schema.field(*column).name().clone();
+        let partition: Vec<String> = spec.partition_by.iter().map(name).collect();
+        let mut text = format!(
+            "partition by [{}], order by {}, pattern {}",
+            partition.join(", "),
+            name(&spec.time_column),
+            describe_pattern(&spec.pattern, &spec.variables)
+        );
+        if let Some(within) = spec.within {
+            text.push_str(&format!(" within {:?}", std::time::Duration::from_nanos(within.unsigned_abs())));
+        }
+        let mut bounded = spec.within.is_some();
+        if !bounded {
+            bounded = !can_grow_without_end(&spec.pattern);
+        }
+        text.push_str(if bounded { ", state bounded" } else { ", state unbounded (no WITHIN)" });
+        text
+    }
+
+    /// Releases the pending rows the watermark passed into their partitions
+    /// and matches; `at_end` once the input ended.
+    fn advance(&mut self, at_end: bool, out: &mut Vec<Message>) -> Result<()> {
+        let released = self.release()?;
+        let mut output = Vec::new();
+        let keys: Vec<Vec<u8>> =
+            if at_end || self.spec.within.is_some() { self.partitions.keys().cloned().collect() } else { released };
+        for key in keys {
+            let Some(mut partition) = self.partitions.remove(&key) else { continue };
+            let result = self.run(&key, &mut partition, at_end, &mut output);
+            self.partitions.insert(key, partition);
+            result?;
+        }
+        if !output.is_empty() {
+            let rows = self.build_output(output)?;
+            if rows.num_rows() > 0 {
+                out.push(Message::Batch(StreamBatch::inserts(rows)));
+            }
+        }
+        self.prune();
+        self.report_state();
+        // The output watermark waits for the earliest running attempt.
+        let hold = self
+            .partitions
+            .values()
+            .filter(|partition| partition.start < partition.released || partition.matcher.is_some())
+            .filter_map(|partition| partition.time(partition.start))
+            .min()
+            .map_or(Watermark::MAX, Watermark);
+        let watermark = if at_end { Watermark::MAX } else { self.watermark.min(hold) };
+        if watermark > self.sent_watermark {
+            self.sent_watermark = watermark;
+            out.push(Message::Watermark(watermark));
+        }
+        Ok(())
+    }
+
+    /// Moves the pending rows below the watermark into their partitions,
+    /// in order; the keys of the partitions that got rows.
+    fn release(&mut self) -> Result<Vec<Vec<u8>>> {
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let schema = self.spec.input_schema.clone();
+        let all = concat_batches(&schema, &self.pending)?;
+        self.pending.clear();
+        let times = event_times(all.column(self.spec.time_column))?;
+        let below: Vec<u32> = (0..all.num_rows() as u32)
+            .filter(|row| times[*row as usize].is_some_and(|time| Watermark(time) < self.watermark))
+            .collect();
+        let keep: Vec<u32> = (0..all.num_rows() as u32)
+            .filter(|row| !times[*row as usize].is_some_and(|time| Watermark(time) < self.watermark))
+            .collect();
+        if !keep.is_empty() {
+            self.pending.push(take_record_batch(&all, &UInt32Array::from(keep))?);
+        }
+        if below.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = take_record_batch(&all, &UInt32Array::from(below))?;
+        // Sort by partition, time, the further keys, then arrival.
+        let keys = self.converter.convert_columns(
+            &self.spec.partition_by.iter().map(|column| rows.column(*column).clone()).collect::<Vec<_>>(),
+        )?;
+        let key_column: ArrayRef =
+            Arc::new(BinaryArray::from_iter_values((0..rows.num_rows()).map(|row| keys.row(row))));
+        let arrival: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows.num_rows() as i64));
+        let mut sort = vec![
+            SortColumn { values: key_column, options: None },
+            SortColumn { values: rows.column(self.spec.time_column).clone(), options: None },
+        ];
+        for (column, options) in &self.spec.order_by {
+            sort.push(SortColumn { values: rows.column(*column).clone(), options: Some(*options) });
+        }
+        sort.push(SortColumn { values: arrival, options: None });
+        let order = lexsort_to_indices(&sort, None)?;
+        let rows = take_record_batch(&rows, &order)?;
+        let keys = self.converter.convert_columns(
+            &self.spec.partition_by.iter().map(|column| rows.column(*column).clone()).collect::<Vec<_>>(),
+        )?;
+        let times = event_times(rows.column(self.spec.time_column))?;
+        let mut touched = Vec::new();
+        let mut from = 0;
+        while from < rows.num_rows() {
+            let key = keys.row(from);
+            let mut to = from + 1;
+            while to < rows.num_rows() && keys.row(to) == key {
+                to += 1;
+            }
+            let key = key.as_ref().to_vec();
+            let partition = self.partitions.entry(key.clone()).or_insert_with(Partition::new);
+            partition.chunks.push(rows.slice(from, to - from));
+            partition.times.extend(times[from..to].iter().map(|time| time.unwrap_or(i64::MIN)));
+            partition.answers.extend((from..to).map(|_| vec![None; self.spec.variables.len()]));
+            partition.released += (to - from) as u64;
+            touched.push(key);
+            from = to;
+        }
+        Ok(touched)
+    }
+
+    /// Matches in one partition as far as its released rows allow.
+    fn run(&self, key: &[u8], partition: &mut Partition, at_end: bool, output: &mut Vec<OutputRow>) -> Result<()> {
+        loop {
+            if partition.matcher.is_none() {
+                if partition.start >= partition.released {
+                    break;
+                }
+                partition.matcher = Some(Matcher::start(&self.program, partition.start)?);
+            }
+            let start = partition.start;
+            let Some(mut matcher) = partition.matcher.take() else { break };
+            let start_time = partition.time(start).unwrap_or(i64::MIN);
+            let mut progress = matcher.progress();
+            let mut timed_out = false;
+            while progress == Progress::Running && matcher.next_row() < partition.released {
+                if let Some(within) = self.spec.within
+                    && partition.time(matcher.next_row()).unwrap_or(i64::MAX).saturating_sub(start_time) > within
+                {
+                    timed_out = true;
+                    break;
+                }
+                let mut conditions = Define { operator: self, partition };
+                progress = matcher.push_row(&self.program, &mut conditions)?;
+            }
+            let mut partial = Vec::new();
+            if progress == Progress::Running {
+                let expired = self
+                    .spec
+                    .within
+                    .is_some_and(|within| timed_out || Watermark(start_time.saturating_add(within)) < self.watermark);
+                if at_end || expired {
+                    partial = matcher.partial();
+                    progress = matcher.finish(&self.program, at_end && !timed_out)?;
+                    timed_out = !at_end || timed_out;
+                } else {
+                    partition.matcher = Some(matcher);
+                    break;
+                }
+            }
+            match progress {
+                Progress::Matched(labels) => {
+                    partition.matches += 1;
+                    let number = partition.matches;
+                    let last = labels.last().map(|label| label.row);
+                    output.push(OutputRow::Match { key: key.to_vec(), start, labels: labels.clone(), number });
+                    if let Some(last) = last {
+                        partition.covered = partition.covered.max(last + 1);
+                    }
+                    partition.start = self.next_start(start, &labels)?;
+                }
+                Progress::NoMatch | Progress::Running => {
+                    let timeouts = matches!(self.spec.rows_per_match, RowsPerMatch::One { timeouts: true });
+                    if timed_out && timeouts && !partial.is_empty() {
+                        output.push(OutputRow::Timeout { key: key.to_vec(), labels: partial });
+                    } else if matches!(self.spec.rows_per_match, RowsPerMatch::All(EmptyMatches::WithUnmatched))
+                        && start >= partition.covered
+                    {
+                        output.push(OutputRow::Unmatched { key: key.to_vec(), row: start });
+                    }
+                    partition.start = start + 1;
+                }
+            }
+            // Rows no attempt can read any more are dropped; rows an
+            // output row reads are kept until the output is built.
+        }
+        Ok(())
+    }
+
+    /// Where the attempt after a match starting at `start` starts.
+    fn next_start(&self, start: u64, labels: &[Label]) -> Result<u64> {
+        let Some(last) = labels.last() else { return Ok(start + 1) };
+        let target = |vars: &[usize], first: bool| -> Result<u64> {
+            let mut rows = labels.iter().filter(|label| vars.contains(&label.var)).map(|label| label.row);
+            let row = if first { rows.next() } else { rows.last() };
+            let name = vars.iter().map(|var| self.spec.variables[*var].as_str()).collect::<Vec<_>>().join(", ");
+            let row = row.ok_or_else(|| {
+                RuntimeError::user(format!("AFTER MATCH SKIP TO {name}: {name} matched no row of the match"))
+            })?;
+            if row == start {
+                return Err(RuntimeError::user(format!(
+                    "AFTER MATCH SKIP TO {name} would skip to the match's first row (and match it again forever)"
+                )));
+            }
+            Ok(row)
+        };
+        match &self.spec.skip {
+            SkipTo::PastLastRow => Ok(last.row + 1),
+            SkipTo::NextRow => Ok(start + 1),
+            SkipTo::First(vars) => target(vars, true),
+            SkipTo::Last(vars) => target(vars, false),
+        }
+    }
+
+    /// Drops rows no attempt reads any more, after the output was built.
+    fn prune(&mut self) {
+        for partition in self.partitions.values_mut() {
+            let keep_from = partition.start.saturating_sub(self.lookback).max(partition.base);
+            while let Some(first) = partition.chunks.first() {
+                let rows = first.num_rows() as u64;
+                if partition.base + rows > keep_from {
+                    break;
+                }
+                partition.chunks.remove(0);
+                partition.times.drain(..rows as usize);
+                partition.answers.drain(..rows as usize);
+                partition.base += rows;
+            }
+        }
+        // Partitions stay (a few numbers each): row numbers, `^` and
+        // MATCH_NUMBER() go on where they were.
+    }
+
+    fn report_state(&mut self) {
+        let rows = self.partitions.values().map(Partition::stored).sum::<usize>()
+            + self.pending.iter().map(RecordBatch::num_rows).sum::<usize>();
+        self.metrics.move_state_rows(self.reported_rows, rows);
+        self.reported_rows = rows;
+    }
+
+    /// The output rows, in the order the matches were found.
+    fn build_output(&mut self, rows: Vec<OutputRow>) -> Result<RecordBatch> {
+        let spec = self.spec.clone();
+        let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); spec.output_schema.fields().len()];
+        for row in &rows {
+            let produced = self.output_rows(row)?;
+            for (column, array) in produced.into_iter().enumerate() {
+                columns[column].push(array);
+            }
+        }
+        let arrays = columns
+            .into_iter()
+            .zip(spec.output_schema.fields())
+            .map(|(parts, field)| {
+                if parts.is_empty() {
+                    return Ok(new_null_array(field.data_type(), 0));
+                }
+                let refs: Vec<&dyn Array> = parts.iter().map(|part| part.as_ref()).collect();
+                let joined = datafusion::arrow::compute::concat(&refs)?;
+                cast_to(joined, field.data_type())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordBatch::try_new(spec.output_schema.clone(), arrays)?)
+    }
+
+    /// The output columns of one match, timeout or unmatched row.
+    fn output_rows(&self, row: &OutputRow) -> Result<Vec<ArrayRef>> {
+        let spec = &self.spec;
+        let key = match row {
+            OutputRow::Match { key, .. } | OutputRow::Timeout { key, .. } | OutputRow::Unmatched { key, .. } => key,
+        };
+        let partition = self
+            .partitions
+            .get(key)
+            .ok_or_else(|| RuntimeError::internal("match_recognize: an output row of an unknown partition"))?;
+        let empty = Vec::new();
+        let (labels, number, timed_out, anchor) = match row {
+            OutputRow::Match { labels, number, start, .. } => (labels, *number, false, *start),
+            OutputRow::Timeout { labels, .. } => (labels, 0, true, labels.first().map_or(0, |label| label.row)),
+            OutputRow::Unmatched { row, .. } => (&empty, 0, false, *row),
+        };
+        // The positions measures are evaluated at: (current label index or
+        // None for the last, the input row of the output row).
+        let positions: Vec<(Option<usize>, Option<u64>)> = match (spec.rows_per_match, row) {
+            (RowsPerMatch::One { .. }, _) => vec![(None, None)],
+            (RowsPerMatch::All(_), OutputRow::Unmatched { row, .. }) => vec![(None, Some(*row))],
+            (RowsPerMatch::All(mode), OutputRow::Match { start, .. }) => {
+                if labels.is_empty() {
+                    if mode == EmptyMatches::Omit { Vec::new() } else { vec![(None, Some(*start))] }
+                } else {
+                    labels
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, label)| !label.excluded)
+                        .map(|(index, label)| (Some(index), Some(label.row)))
+                        .collect()
+                }
+            }
+            (RowsPerMatch::All(_), OutputRow::Timeout { .. }) => Vec::new(),
+        };
+        let count = positions.len();
+        let mut measures = Vec::new();
+        for (_, measure) in &spec.measures {
+            let context = Evaluation { operator: self, partition, labels, number };
+            let values = match row {
+                OutputRow::Unmatched { .. } => {
+                    let data_type = measure.expr.data_type(&measure.schema)?;
+                    new_null_array(&data_type, count)
+                }
+                _ => context.evaluate(measure, &positions)?,
+            };
+            measures.push(values);
+        }
+        let input_rows: Vec<Option<u64>> = positions.iter().map(|(_, row)| *row).collect();
+        let take_input =
+            |column: usize| -> Result<ArrayRef> { gather(partition, &spec.input_schema, column, &input_rows) };
+        // The partition's values, from the row the attempt started at.
+        let partition_values = |column: usize| -> Result<ArrayRef> {
+            gather(partition, &spec.input_schema, column, &vec![Some(anchor); count])
+        };
+        let mut out = Vec::new();
+        for column in &spec.partition_by {
+            out.push(partition_values(*column)?);
+        }
+        match spec.rows_per_match {
+            RowsPerMatch::One { timeouts } => {
+                out.extend(measures);
+                if timeouts {
+                    out.push(Arc::new(BooleanArray::from(vec![timed_out; count])));
+                }
+            }
+            RowsPerMatch::All(_) => {
+                let mut placed = spec.partition_by.clone();
+                for column in std::iter::once(spec.time_column).chain(spec.order_by.iter().map(|(column, _)| *column)) {
+                    if !placed.contains(&column) {
+                        out.push(take_input(column)?);
+                        placed.push(column);
+                    }
+                }
+                out.extend(measures);
+                for column in 0..spec.input_schema.fields().len() {
+                    if !placed.contains(&column) {
+                        out.push(take_input(column)?);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Whether `navigation`, in the DEFINE of `var`, reads only the current row
+/// (or rows at physical offsets from it).
+fn reads_position(navigation: &Navigation, var: usize) -> bool {
+    let current = |select: &RowSelect| {
+        !select.from_first && select.logical == 0 && select.vars.as_ref().is_none_or(|vars| vars.contains(&var))
+    };
+    match navigation {
+        Navigation::Value { select, .. } => current(select),
+        Navigation::Classifier { select } => current(select) && select.physical == 0,
+        Navigation::MatchNumber | Navigation::Aggregate { .. } => false,
+    }
+}
+
+/// Whether a partial match of `pattern` can take rows without end.
+pub fn can_grow_without_end(pattern: &super::spec::PatternSpec) -> bool {
+    use super::spec::PatternSpec;
+    match pattern {
+        PatternSpec::Quantified { max: None, .. } => true,
+        PatternSpec::Quantified { pattern, .. } | PatternSpec::Exclude(pattern) => can_grow_without_end(pattern),
+        PatternSpec::Concat(items) | PatternSpec::Alternation(items) | PatternSpec::Permute(items) => {
+            items.iter().any(can_grow_without_end)
+        }
+        _ => false,
+    }
+}
+
+/// The pattern in SQL syntax, with its variables' names.
+pub fn describe_pattern(pattern: &super::spec::PatternSpec, variables: &[String]) -> String {
+    use super::spec::PatternSpec;
+    let list = |items: &[PatternSpec], separator: &str| {
+        items
+            .iter()
+            .map(|item| match item {
+                PatternSpec::Alternation(_) | PatternSpec::Concat(_) if separator == " " => {
+                    format!("({})", describe_pattern(item, variables))
+                }
+                _ => describe_pattern(item, variables),
+            })
+            .collect::<Vec<_>>()
+            .join(separator)
+    };
+    match pattern {
+        PatternSpec::Variable(var) => variables.get(*var).cloned().unwrap_or_default(),
+        PatternSpec::Concat(items) => list(items, " "),
+        PatternSpec::Alternation(items) => list(items, " | "),
+        PatternSpec::Permute(items) => format!("PERMUTE({})", list(items, ", ")),
+        PatternSpec::Exclude(inner) => format!("{{- {} -}}", describe_pattern(inner, variables)),
+        PatternSpec::Start => "^".into(),
+        PatternSpec::End => "$".into(),
+        PatternSpec::Empty => "()".into(),
+        PatternSpec::Quantified { pattern, min, max, greedy } => {
+            let inner = match pattern.as_ref() {
+                PatternSpec::Variable(_) | PatternSpec::Permute(_) | PatternSpec::Exclude(_) | PatternSpec::Empty => {
+                    describe_pattern(pattern, variables)
+                }
+                _ => format!("({})", describe_pattern(pattern, variables)),
+            };
+            let quantifier = match (min, max) {
+                (0, None) => "*".to_string(),
+                (1, None) => "+".to_string(),
+                (0, Some(1)) => "?".to_string(),
+                (n, None) => format!("{{{n},}}"),
+                (n, Some(m)) if n == m => format!("{{{n}}}"),
+                (0, Some(m)) => format!("{{,{m}}}"),
+                (n, Some(m)) => format!("{{{n},{m}}}"),
+            };
+            format!("{inner}{quantifier}{}", if *greedy { "" } else { "?" })
+        }
+    }
+}
+
+/// An output row waiting to be built.
+#[derive(Debug)]
+enum OutputRow {
+    Match { key: Vec<u8>, start: u64, labels: Vec<Label>, number: u64 },
+    Timeout { key: Vec<u8>, labels: Vec<Label> },
+    Unmatched { key: Vec<u8>, row: u64 },
+}
+
+/// Column `column` of the stored `rows` (NULL where `None` or not stored).
+fn gather(partition: &Partition, schema: &SchemaRef, column: usize, rows: &[Option<u64>]) -> Result<ArrayRef> {
+    let data_type = schema.field(column).data_type();
+    let null = new_null_array(data_type, 1);
+    let mut sources: Vec<&dyn Array> = partition.chunks.iter().map(|chunk| chunk.column(column).as_ref()).collect();
+    sources.push(null.as_ref());
+    let null_source = sources.len() - 1;
+    let indices: Vec<(usize, usize)> =
+        rows.iter().map(|row| row.and_then(|row| partition.locate(row)).unwrap_or((null_source, 0))).collect();
+    Ok(interleave(&sources, &indices)?)
+}
+
+fn cast_to(array: ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
+    if array.data_type() == data_type {
+        return Ok(array);
+    }
+    Ok(datafusion::arrow::compute::cast(&array, data_type)?)
+}
+
+/// Evaluates expressions over one match (or one thread's rows).
+struct Evaluation<'a> {
+    operator: &'a MatchRecognize,
+    partition: &'a Partition,
+    labels: &'a [Label],
+    number: u64,
+}
+
+impl Evaluation<'_> {
+    /// `expr` at each position: `(Some(i), _)` with the labels up to `i`
+    /// (RUNNING), `(None, _)` over the whole match.
+    fn evaluate(&self, compiled: &CompiledExpr, positions: &[(Option<usize>, Option<u64>)]) -> Result<ArrayRef> {
+        let count = positions.len();
+        let mut columns = Vec::with_capacity(compiled.navigations.len());
+        for (index, navigation) in compiled.navigations.iter().enumerate() {
+            let field = compiled.schema.field(index);
+            columns.push(self.navigation(navigation, field, positions)?);
+        }
+        let batch = if columns.is_empty() {
+            RecordBatch::try_new_with_options(
+                compiled.schema.clone(),
+                columns,
+                &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(count)),
+            )?
+        } else {
+            RecordBatch::try_new(compiled.schema.clone(), columns)?
+        };
+        Ok(match compiled.expr.evaluate(&batch)? {
+            ColumnarValue::Array(array) => array,
+            ColumnarValue::Scalar(scalar) => scalar.to_array_of_size(count)?,
+        })
+    }
+
+    /// The labels a navigation considers at a position.
+    fn considered(&self, position: Option<usize>, final_semantics: bool) -> &[Label] {
+        match (position, final_semantics) {
+            (Some(index), false) => &self.labels[..=index.min(self.labels.len().saturating_sub(1))],
+            _ => self.labels,
+        }
+    }
+
+    fn select(&self, select: &RowSelect, position: Option<usize>) -> Option<u64> {
+        let labels = self.considered(position, select.final_semantics);
+        let mut rows = labels
+            .iter()
+            .filter(|label| select.vars.as_ref().is_none_or(|vars| vars.contains(&label.var)))
+            .map(|label| label.row);
+        let logical = usize::try_from(select.logical).ok()?;
+        let row = if select.from_first { rows.nth(logical) } else { rows.rev().nth(logical) }?;
+        let row = i64::try_from(row).ok()?.checked_add(select.physical)?;
+        let row = u64::try_from(row).ok()?;
+        (row < self.partition.released).then_some(row)
+    }
+
+    fn navigation(
+        &self,
+        navigation: &Navigation,
+        field: &Field,
+        positions: &[(Option<usize>, Option<u64>)],
+    ) -> Result<ArrayRef> {
+        let spec = &self.operator.spec;
+        match navigation {
+            Navigation::Value { column, select } => {
+                let rows: Vec<Option<u64>> =
+                    positions.iter().map(|(position, _)| self.select(select, *position)).collect();
+                let values = gather(self.partition, &spec.input_schema, *column, &rows)?;
+                cast_to(values, field.data_type())
+            }
+            Navigation::Classifier { select } => {
+                let names: Vec<Option<&str>> = positions
+                    .iter()
+                    .map(|(position, _)| {
+                        let row = self.select(select, *position)?;
+                        let labels = self.considered(*position, select.final_semantics);
+                        let label = labels.iter().find(|label| label.row == row)?;
+                        spec.variables.get(label.var).map(String::as_str)
+                    })
+                    .collect();
+                Ok(Arc::new(StringArray::from(names)))
+            }
+            Navigation::MatchNumber => {
+                Ok(Arc::new(Int64Array::from(vec![i64::try_from(self.number).unwrap_or(i64::MAX); positions.len()])))
+            }
+            Navigation::Aggregate { aggregate, vars, final_semantics } => {
+                let mut values = Vec::with_capacity(positions.len());
+                for (position, _) in positions {
+                    let rows: Vec<Option<u64>> = self
+                        .considered(*position, *final_semantics)
+                        .iter()
+                        .filter(|label| vars.as_ref().is_none_or(|vars| vars.contains(&label.var)))
+                        .map(|label| Some(label.row))
+                        .collect();
+                    let columns = (0..spec.input_schema.fields().len())
+                        .map(|column| gather(self.partition, &spec.input_schema, column, &rows))
+                        .collect::<Result<Vec<_>>>()?;
+                    let nullable = Arc::new(Schema::new(
+                        spec.input_schema
+                            .fields()
+                            .iter()
+                            .map(|field| field.as_ref().clone().with_nullable(true))
+                            .collect::<Vec<_>>(),
+                    ));
+                    let input = RecordBatch::try_new_with_options(
+                        nullable,
+                        columns,
+                        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len())),
+                    )?;
+                    let arguments = aggregate
+                        .expressions()
+                        .iter()
+                        .map(|expr| expr.evaluate(&input).and_then(|value| value.into_array(input.num_rows())))
+                        .collect::<datafusion::common::Result<Vec<_>>>()?;
+                    let mut accumulator = aggregate.create_accumulator()?;
+                    accumulator.update_batch(&arguments)?;
+                    values.push(accumulator.evaluate()?);
+                }
+                let array = if values.is_empty() {
+                    new_null_array(field.data_type(), 0)
+                } else {
+                    ScalarValue::iter_to_array(values)?
+                };
+                cast_to(array, field.data_type())
+            }
+        }
+    }
+}
+
+/// The matcher's questions, answered from the partition's rows.
+struct Define<'a> {
+    operator: &'a MatchRecognize,
+    partition: &'a mut Partition,
+}
+
+impl Conditions for Define<'_> {
+    fn holds(&mut self, var: usize, row: u64, labels: &Labels) -> Result<bool> {
+        let Some(define) = self.operator.spec.defines.get(var).and_then(Option::as_ref) else {
+            return Ok(true);
+        };
+        let slot = row.checked_sub(self.partition.base).map(|slot| slot as usize);
+        if self.operator.position_only
+            && let Some(answer) =
+                slot.and_then(|slot| self.partition.answers.get(slot)).and_then(|answers| answers[var])
+        {
+            return Ok(answer);
+        }
+        let labels = if self.operator.position_only { Vec::new() } else { labels.to_vec() };
+        let mut labels = labels;
+        labels.push(Label { row, var, excluded: false });
+        let position = labels.len() - 1;
+        let evaluation = Evaluation { operator: self.operator, partition: self.partition, labels: &labels, number: 0 };
+        let value = evaluation.evaluate(define, &[(Some(position), Some(row))])?;
+        let holds = value.as_boolean_opt().is_some_and(|values| values.is_valid(0) && values.value(0));
+        if self.operator.position_only
+            && let Some(answers) = slot.and_then(|slot| self.partition.answers.get_mut(slot))
+        {
+            answers[var] = Some(holds);
+        }
+        Ok(holds)
+    }
+}
+
+impl Operator for MatchRecognize {
+    fn on_batch(&mut self, _port: usize, batch: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
+        if batch.ops.as_ref().is_some_and(|ops| ops.iter().any(|op| *op != crate::message::Op::Insert)) {
+            return Err(RuntimeError::user("MATCH_RECOGNIZE reads append-only input; it got a retraction"));
+        }
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        // Rows below the watermark came too late to be ordered: dropped and
+        // counted as late.
+        let times = event_times(batch.rows.column(self.spec.time_column))?;
+        let on_time: Vec<u32> = (0..batch.num_rows() as u32)
+            .filter(|row| times[*row as usize].is_some_and(|time| Watermark(time) >= self.watermark))
+            .collect();
+        let late = batch.num_rows() - on_time.len();
+        if late > 0 {
+            QueryMetrics::add(&self.metrics.late_rows_dropped, late as u64);
+        }
+        let rows = if late > 0 { take_record_batch(&batch.rows, &UInt32Array::from(on_time))? } else { batch.rows };
+        self.pending.push(rows);
+        self.report_state();
+        Ok(())
+    }
+
+    fn on_watermark(&mut self, watermark: Watermark, out: &mut Vec<Message>) -> Result<()> {
+        self.watermark = self.watermark.max(watermark);
+        self.advance(watermark == Watermark::MAX, out)
+    }
+
+    fn on_end(&mut self, out: &mut Vec<Message>) -> Result<()> {
+        self.watermark = Watermark::MAX;
+        self.advance(true, out)
+    }
+
+    fn snapshot(&mut self) -> Result<OperatorState> {
+        let mut state = OperatorState::default();
+        let schema = &self.spec.input_schema;
+        let pending = concat_batches(schema, &self.pending)?;
+        state.put(PENDING_STATE, pending);
+        // Stored rows with their partition and number.
+        let mut keys: Vec<&[u8]> = Vec::new();
+        let mut numbers = Vec::new();
+        let mut chunks = Vec::new();
+        for (key, partition) in &self.partitions {
+            let mut row = partition.base;
+            for chunk in &partition.chunks {
+                for _ in 0..chunk.num_rows() {
+                    keys.push(key);
+                    numbers.push(row as i64);
+                    row += 1;
+                }
+                chunks.push(chunk.clone());
+            }
+        }
+        let rows = concat_batches(schema, &chunks)?;
+        let mut columns: Vec<(String, ArrayRef)> = schema
+            .fields()
+            .iter()
+            .zip(rows.columns())
+            .map(|(field, column)| (field.name().clone(), column.clone()))
+            .collect();
+        columns.push(("__partition".into(), rows_column(keys.iter().copied())));
+        columns.push(("__row".into(), Arc::new(Int64Array::from(numbers))));
+        state.put(ROWS_STATE, crate::state::batch_of(columns)?);
+        let mut partition_keys: Vec<&[u8]> = Vec::new();
+        let mut scalars: Vec<[i64; 5]> = Vec::new();
+        let mut matchers: Vec<Vec<u8>> = Vec::new();
+        for (key, partition) in &self.partitions {
+            partition_keys.push(key);
+            scalars.push([
+                partition.base as i64,
+                partition.released as i64,
+                partition.start as i64,
+                partition.matches as i64,
+                partition.covered as i64,
+            ]);
+            let snapshot = partition.matcher.as_ref().map(Matcher::snapshot);
+            let mut bytes = Vec::new();
+            if let Some(values) = snapshot {
+                bytes.push(1u8);
+                for value in values {
+                    bytes.extend(value.to_le_bytes());
+                }
+            }
+            matchers.push(bytes);
+        }
+        let column =
+            |index: usize| -> ArrayRef { Arc::new(Int64Array::from_iter_values(scalars.iter().map(|s| s[index]))) };
+        state.put(
+            PARTITIONS_STATE,
+            batch(vec![
+                ("key", rows_column(partition_keys.iter().copied())),
+                ("base", column(0)),
+                ("released", column(1)),
+                ("start", column(2)),
+                ("matches", column(3)),
+                ("covered", column(4)),
+                ("matcher", rows_column(matchers.iter().map(Vec::as_slice))),
+            ])?,
+        );
+        state.put_value(WATERMARK_STATE, self.watermark.0);
+        state.put_value("sent_watermark", self.sent_watermark.0);
+        Ok(state)
+    }
+
+    fn restore(&mut self, mut state: OperatorState) -> Result<()> {
+        let schema = self.spec.input_schema.clone();
+        let pending = crate::state::with_schema(&schema, state.take(PENDING_STATE)?)?;
+        if pending.num_rows() > 0 {
+            self.pending.push(pending);
+        }
+        let partitions = state.take(PARTITIONS_STATE)?;
+        let keys = binary_column(&partitions, "key")?;
+        let matchers = binary_column(&partitions, "matcher")?;
+        let value =
+            |name: &str, index: usize| -> Result<u64> { Ok(i64_column(&partitions, name)?.value(index) as u64) };
+        for index in 0..partitions.num_rows() {
+            let mut partition = Partition::new();
+            partition.base = value("base", index)?;
+            partition.released = value("released", index)?;
+            partition.start = value("start", index)?;
+            partition.matches = value("matches", index)?;
+            partition.covered = value("covered", index)?;
+            let bytes = matchers.value(index);
+            if bytes.first() == Some(&1) {
+                let values: Vec<i64> = bytes[1..]
+                    .chunks_exact(8)
+                    .map(|chunk| i64::from_le_bytes(chunk.try_into().unwrap_or_default()))
+                    .collect();
+                partition.matcher = Some(Matcher::restore(&values)?);
+            }
+            self.partitions.insert(keys.value(index).to_vec(), partition);
+        }
+        let rows = state.take(ROWS_STATE)?;
+        let row_keys = binary_column(&rows, "__partition")?.clone();
+        let columns: Vec<ArrayRef> = (0..schema.fields().len()).map(|column| rows.column(column).clone()).collect();
+        let stored = RecordBatch::try_new(schema.clone(), columns)?;
+        let times = event_times(stored.column(self.spec.time_column))?;
+        let mut from = 0;
+        while from < stored.num_rows() {
+            let mut to = from + 1;
+            while to < stored.num_rows() && row_keys.value(to) == row_keys.value(from) {
+                to += 1;
+            }
+            let partition = self
+                .partitions
+                .get_mut(row_keys.value(from))
+                .ok_or_else(|| RuntimeError::internal("match_recognize state: rows of an unknown partition"))?;
+            partition.chunks.push(stored.slice(from, to - from));
+            partition.times.extend(times[from..to].iter().map(|time| time.unwrap_or(i64::MIN)));
+            partition.answers.extend((from..to).map(|_| vec![None; self.spec.variables.len()]));
+            from = to;
+        }
+        self.watermark = Watermark(state.value(WATERMARK_STATE)?);
+        self.sent_watermark = Watermark(state.value("sent_watermark")?);
+        self.report_state();
+        Ok(())
+    }
+}
