@@ -39,9 +39,8 @@ use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
 use crate::catalog::Catalog;
 use crate::error::{PlanError, Result};
 use crate::feed::{FeedNode, FeedPlanner};
-use crate::match_recognize::PatternTable;
 use crate::options::PlanOptions;
-use crate::rewritten::{TemporalTable, WindowTable};
+use crate::rewritten::{PatternTable, Rewritten, TemporalTable, WindowTable};
 
 /// What a lowered subtree produces.
 #[derive(Debug, Clone)]
@@ -151,9 +150,7 @@ impl<'a> Lowering<'a> {
     pub fn new(
         state: &'a SessionState,
         catalog: &'a dyn Catalog,
-        windows: Vec<WindowTable>,
-        temporal: Vec<TemporalTable>,
-        patterns: Vec<PatternTable>,
+        rewritten: Rewritten,
         sql: &'a str,
         start: Location,
         options: PlanOptions,
@@ -168,6 +165,7 @@ impl<'a> Lowering<'a> {
             allowed_lateness: options.allowed_lateness,
             source_windows: Vec::new(),
         };
+        let Rewritten { windows, temporal, patterns } = rewritten;
         Self { state, catalog, windows, temporal, patterns, sql, start, options, plan, expand_windows: false }
     }
 

@@ -31,8 +31,6 @@ use sluice_runtime::operators::match_recognize::spec::{
     CompiledExpr, EmptyMatches, MatchRecognizeSpec, Navigation, PatternSpec, RowSelect, RowsPerMatch, SkipTo,
 };
 
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::sqlparser::tokenizer::Span;
 use sluice_runtime::OperatorSpec;
 use sluice_runtime::operators::match_recognize::operator::can_grow_without_end;
 
@@ -41,6 +39,7 @@ use crate::from_walk::{FromRewrite, walk_query};
 use crate::lower::{Lowered, Lowering, TimeColumns};
 use crate::names::{parse_query, parse_table_factor};
 use crate::pattern_clause::{self, PatternClause, PatternSyntax, stub_index, variable_name};
+pub use crate::rewritten::PatternTable;
 
 /// The most variables a `PERMUTE` may list: it matches every order of them
 /// (6 elements: 720 orders).
@@ -57,15 +56,17 @@ pub struct MatchTable {
 }
 
 /// Replaces every MATCH_RECOGNIZE stub of `query` by a scan of a
-/// planner-made table; `patterns` are the clauses the stubs stand for.
-pub fn rewrite_match_recognize(query: &mut Query, patterns: &[PatternClause]) -> Result<Vec<MatchTable>> {
-    let mut rewriter = Rewriter { patterns, tables: Vec::new() };
+/// planner-made table (`__match_{first}`, ...); `patterns` are the clauses
+/// the stubs stand for.
+pub fn rewrite_match_recognize(query: &mut Query, patterns: &[PatternClause], first: usize) -> Result<Vec<MatchTable>> {
+    let mut rewriter = Rewriter { patterns, first, tables: Vec::new() };
     walk_query(query, &mut rewriter)?;
     Ok(rewriter.tables)
 }
 
 struct Rewriter<'a> {
     patterns: &'a [PatternClause],
+    first: usize,
     tables: Vec<MatchTable>,
 }
 
@@ -79,8 +80,11 @@ impl FromRewrite for Rewriter<'_> {
         else {
             return Err(PlanError::invalid("internal: a MATCH_RECOGNIZE clause the statement layer did not read"));
         };
-        let name = format!("__match_{}", self.tables.len());
-        let input = parse_query(&format!("SELECT * FROM {table}"))?;
+        let name = format!("__match_{}", self.first + self.tables.len());
+        let input = match &clause.input {
+            Some(input) => parse_query(input)?,
+            None => parse_query(&format!("SELECT * FROM {table}"))?,
+        };
         let relation = match alias {
             Some(alias) => format!("{name} AS {alias}"),
             None => name.clone(),
@@ -89,18 +93,6 @@ impl FromRewrite for Rewriter<'_> {
         self.tables.push(MatchTable { table: name, clause: clause.clone(), input });
         Ok(())
     }
-}
-
-/// A MATCH_RECOGNIZE clause compiled, waiting for the lowering.
-#[derive(Debug, Clone)]
-pub struct PatternTable {
-    /// The planner-made table name (`__match_N`).
-    pub table: String,
-    /// The input's plan.
-    pub plan: LogicalPlan,
-    pub spec: MatchRecognizeSpec,
-    /// The MATCH_RECOGNIZE keyword.
-    pub span: Span,
 }
 
 impl Lowering<'_> {

@@ -75,6 +75,11 @@ pub struct PatternClause {
     pub define: Vec<(Ident, Expr)>,
     /// The `MATCH_RECOGNIZE` keyword, for errors about the whole clause.
     pub span: Span,
+    /// The input when it is a derived table (`(SELECT ...) [AS] t
+    /// MATCH_RECOGNIZE (...)`, which sqlparser does not parse): the text of
+    /// a query reading it. `None`: the relation sqlparser parsed before the
+    /// stub.
+    pub input: Option<String>,
 }
 
 /// `expr AS name` in MEASURES.
@@ -167,11 +172,89 @@ pub fn extract_clauses(tokens: Vec<TokenWithSpan>) -> Result<(Vec<TokenWithSpan>
             .cloned()
             .collect();
         let end = tokens[close].span;
-        clauses.push(parse_clause(inner, span, end)?);
+        let mut clause = parse_clause(inner, span, end)?;
+        if let Some((from, derived)) = derived_input(&out) {
+            out.truncate(from);
+            out.push(TokenWithSpan::new(Token::make_word(DERIVED_INPUT, None), span));
+            out.push(TokenWithSpan::new(
+                Token::Whitespace(datafusion::sql::sqlparser::tokenizer::Whitespace::Space),
+                span,
+            ));
+            clause.input = Some(format!("SELECT * FROM {}", derived.trim_end()));
+        }
+        clauses.push(clause);
         out.extend(stub(clauses.len() - 1, span));
         index = close + 1;
     }
     Ok((out, clauses))
+}
+
+/// The name a derived input is replaced by before the stub (the clause
+/// keeps the input's text).
+pub const DERIVED_INPUT: &str = "__match_recognize_input";
+
+/// A derived table `( ... ) [AS] [alias [(columns)]]` ending `tokens`: where
+/// it starts, and its text.
+fn derived_input(tokens: &[TokenWithSpan]) -> Option<(usize, String)> {
+    let significant = |upto: usize| (0..upto).rev().find(|index| !matches!(tokens[*index].token, Token::Whitespace(_)));
+    let opening = |close: usize| {
+        let mut depth = 0usize;
+        for index in (0..=close).rev() {
+            match tokens[index].token {
+                Token::RParen => depth += 1,
+                Token::LParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(index);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    };
+    let is_alias = |index: usize| {
+        matches!(&tokens[index].token, Token::Word(word) if word.quote_style.is_some() || !matches!(word.keyword,
+            Keyword::FROM | Keyword::JOIN | Keyword::ON | Keyword::SELECT | Keyword::LATERAL))
+    };
+    let mut end = significant(tokens.len())?;
+    // `alias (columns)`: a column list after the alias.
+    if tokens[end].token == Token::RParen {
+        let open = opening(end)?;
+        if let Some(before) = significant(open)
+            && is_alias(before)
+            && significant(before)
+                .is_some_and(|index| matches!(tokens[index].token, Token::RParen) || is_as(&tokens[index]))
+        {
+            end = before;
+        }
+    }
+    // `alias` or `AS alias`.
+    if is_alias(end) && !matches!(tokens[end].token, Token::RParen) {
+        let before = significant(end)?;
+        let before = if is_as(&tokens[before]) { significant(before)? } else { before };
+        if tokens[before].token != Token::RParen {
+            return None;
+        }
+        end = before;
+    }
+    if tokens[end].token != Token::RParen {
+        return None;
+    }
+    let open = opening(end)?;
+    // A derived table follows FROM, JOIN, a comma or an opening paren.
+    let before = significant(open)?;
+    let starts_relation = matches!(&tokens[before].token, Token::Word(word) if matches!(word.keyword, Keyword::FROM | Keyword::JOIN))
+        || matches!(tokens[before].token, Token::Comma | Token::LParen);
+    if !starts_relation {
+        return None;
+    }
+    let text: String = tokens[open..].iter().map(|token| token.token.to_string()).collect();
+    Some((open, text))
+}
+
+fn is_as(token: &TokenWithSpan) -> bool {
+    matches!(&token.token, Token::Word(word) if word.keyword == Keyword::AS)
 }
 
 /// The clause index a stub variable stands for.
@@ -396,7 +479,19 @@ fn parse_clause(inner: Vec<TokenWithSpan>, span: Span, end: Span) -> Result<Patt
         ))
         .at(rest.span));
     }
-    Ok(PatternClause { partition_by, order_by, measures, rows_per_match, skip, pattern, within, subsets, define, span })
+    Ok(PatternClause {
+        partition_by,
+        order_by,
+        measures,
+        rows_per_match,
+        skip,
+        pattern,
+        within,
+        subsets,
+        define,
+        span,
+        input: None,
+    })
 }
 
 fn with_span(error: PlanError, span: Span) -> PlanError {
@@ -733,6 +828,30 @@ mod tests {
             assert_eq!(error.line, Some(1), "{written}: {error}");
             assert!(error.column.is_some_and(|column| column > 40), "{written}: {error}");
         }
+    }
+
+    #[test]
+    fn a_derived_input_moves_into_the_clause() {
+        for (sql, input) in [
+            (
+                "SELECT * FROM (SELECT * FROM t) MATCH_RECOGNIZE (ORDER BY ts PATTERN (A)) AS m",
+                "SELECT * FROM (SELECT * FROM t)",
+            ),
+            (
+                "SELECT * FROM (SELECT a FROM t) AS s MATCH_RECOGNIZE (ORDER BY ts PATTERN (A))",
+                "SELECT * FROM (SELECT a FROM t) AS s",
+            ),
+            (
+                "SELECT * FROM (VALUES (1, 2)) t(id, value) MATCH_RECOGNIZE (ORDER BY id PATTERN (A))",
+                "SELECT * FROM (VALUES (1, 2)) t(id, value)",
+            ),
+        ] {
+            let (text, clauses) = clauses(sql).unwrap();
+            assert_eq!(clauses[0].input.as_deref(), Some(input), "{sql}");
+            assert!(text.contains("FROM __match_recognize_input MATCH_RECOGNIZE ("), "{text}");
+        }
+        let (_, clauses) = clauses("SELECT * FROM ticker t MATCH_RECOGNIZE (ORDER BY ts PATTERN (A))").unwrap();
+        assert_eq!(clauses[0].input, None);
     }
 
     #[test]

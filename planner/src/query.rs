@@ -34,9 +34,10 @@ use crate::catalog::Catalog;
 use crate::error::{PlanError, Result};
 use crate::feed::StreamTable;
 use crate::lower::Lowering;
-use crate::match_recognize::{PatternTable, compile, rewrite_match_recognize};
+use crate::match_recognize::{MatchTable, PatternTable, compile, rewrite_match_recognize};
 use crate::options::PlanOptions;
 use crate::pattern_clause::PatternClause;
+use crate::rewritten::Rewritten;
 use crate::unnest::rewrite_lateral_unnest;
 use crate::window_tvf::rewrite_windows;
 
@@ -165,8 +166,17 @@ pub async fn plan_query(
     };
     let mut query = query.clone();
     rewrite_lateral_unnest(&mut query).map_err(located)?;
-    let rewritten = rewrite_windows(&mut query, catalog).map_err(located)?;
-    let matches = rewrite_match_recognize(&mut query, patterns).map_err(located)?;
+    let mut rewritten = rewrite_windows(&mut query, catalog).map_err(located)?;
+    // MATCH_RECOGNIZE in the queries windows read (`TABLE (SELECT ...)`),
+    // then in the query itself (which may read windows).
+    let mut inner_matches = Vec::new();
+    for window in rewritten.windows.iter_mut() {
+        if let Some(subquery) = window.subquery.as_mut() {
+            let first = inner_matches.len();
+            inner_matches.extend(rewrite_match_recognize(subquery, patterns, first).map_err(located)?);
+        }
+    }
+    let matches = rewrite_match_recognize(&mut query, patterns, inner_matches.len()).map_err(located)?;
     let state = planning_state();
     let context = SessionContext::new_with_state(state.clone());
     for name in catalog.stream_names() {
@@ -181,6 +191,12 @@ pub async fn plan_query(
     }
     for temporal in &rewritten.temporal {
         register(&context, &temporal.table, temporal.schema()).map_err(located)?;
+    }
+    let mut pattern_tables = Vec::new();
+    for table in inner_matches {
+        let table = plan_pattern(&context, &state, table).await.map_err(located)?;
+        register(&context, &table.table, table.spec.output_schema.clone()).map_err(located)?;
+        pattern_tables.push(table);
     }
     let mut windows = rewritten.windows;
     for window in windows.iter_mut() {
@@ -199,21 +215,26 @@ pub async fn plan_query(
         let schema = WindowAssignSpec::new(window.kind, window.time_column, &input_schema).output_schema;
         register(&context, &window.table, schema).map_err(located)?;
     }
-    let mut pattern_tables = Vec::new();
     for table in matches {
-        let input = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(table.input))));
-        let logical = context.state().statement_to_plan(input).await.map_err(|error| located(error.into()))?;
-        let plan = state.optimize(&logical).map_err(|error| located(error.into()))?;
-        let spec = compile(&state, &table.clause, plan.schema()).map_err(located)?;
-        register(&context, &table.table, spec.output_schema.clone()).map_err(located)?;
-        pattern_tables.push(PatternTable { table: table.table, plan, spec, span: table.clause.span });
+        let table = plan_pattern(&context, &state, table).await.map_err(located)?;
+        register(&context, &table.table, table.spec.output_schema.clone()).map_err(located)?;
+        pattern_tables.push(table);
     }
     let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
     let logical = context.state().statement_to_plan(statement).await.map_err(|error| located(error.into()))?;
     let optimized = state.optimize(&logical).map_err(|error| located(error.into()))?;
-    let temporal = rewritten.temporal;
-    let mut lowering = Lowering::new(&state, catalog, windows, temporal, pattern_tables, sql, start, options.clone());
+    let rewritten = Rewritten { windows, temporal: rewritten.temporal, patterns: pattern_tables };
+    let mut lowering = Lowering::new(&state, catalog, rewritten, sql, start, options.clone());
     lowering.lower_root(&optimized).await.map_err(located)
+}
+
+/// Plans a MATCH_RECOGNIZE clause's input and compiles the clause over it.
+async fn plan_pattern(context: &SessionContext, state: &SessionState, table: MatchTable) -> Result<PatternTable> {
+    let input = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(table.input))));
+    let logical = context.state().statement_to_plan(input).await?;
+    let plan = state.optimize(&logical)?;
+    let spec = compile(state, &table.clause, plan.schema())?;
+    Ok(PatternTable { table: table.table, plan, spec, span: table.clause.span })
 }
 
 /// Plans the query a window TVF reads (`TABLE (SELECT ...)`) and finds its

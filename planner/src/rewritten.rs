@@ -1,9 +1,12 @@
 //! What the FROM-clause rewrites replaced: the planner-made tables that a
-//! rewritten query scans (`__window_N`, `__temporal_N`), which the lowering
-//! turns back into sources and operators.
+//! rewritten query scans (`__window_N`, `__temporal_N`, `__match_N`), which
+//! the lowering turns back into sources and operators.
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::sqlparser::ast::{self, Expr};
+use datafusion::sql::sqlparser::tokenizer::Span;
+use sluice_runtime::operators::match_recognize::spec::MatchRecognizeSpec;
 use sluice_runtime::operators::window_assign::WindowKind;
 use sluice_runtime::source::SourceSpec;
 
@@ -54,9 +57,22 @@ impl TemporalTable {
     }
 }
 
-/// What the rewrite replaced.
+/// A MATCH_RECOGNIZE clause compiled, waiting for the lowering.
+#[derive(Debug, Clone)]
+pub struct PatternTable {
+    /// The planner-made table name (`__match_N`).
+    pub table: String,
+    /// The input's plan.
+    pub plan: LogicalPlan,
+    pub spec: MatchRecognizeSpec,
+    /// The MATCH_RECOGNIZE keyword.
+    pub span: Span,
+}
+
+/// What the rewrites replaced.
 #[derive(Debug, Clone, Default)]
 pub struct Rewritten {
     pub windows: Vec<WindowTable>,
     pub temporal: Vec<TemporalTable>,
+    pub patterns: Vec<PatternTable>,
 }

@@ -36,7 +36,7 @@ use crate::rewritten::{AS_OF_COLUMN, Rewritten, TemporalTable, WindowTable};
 pub fn rewrite_windows(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Rewritten> {
     let mut rewriter = Rewriter { catalog, tables: Vec::new(), temporal: Vec::new() };
     walk_query(query, &mut rewriter)?;
-    Ok(Rewritten { windows: rewriter.tables, temporal: rewriter.temporal })
+    Ok(Rewritten { windows: rewriter.tables, temporal: rewriter.temporal, patterns: Vec::new() })
 }
 
 struct Rewriter<'a> {

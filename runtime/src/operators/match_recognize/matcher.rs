@@ -632,19 +632,17 @@ mod tests {
                         max: max.map(|max| max - 1),
                         greedy: *greedy,
                     };
-                    // One more iteration, which must consume a row (an
-                    // empty iteration with the minimum met ends the loop).
+                    // One more iteration (an empty one recurses until the
+                    // depth bound, then stops: the same rows).
                     let once = |labels: &mut Vec<(u64, usize)>| {
-                        let before = labels.len();
                         let mut all = vec![pattern.as_ref(), &more];
                         all.extend_from_slice(rest);
-                        let _ = before;
                         go(&all, table, row, labels, at_end, depth + 1)
                     };
-                    if *greedy {
-                        once(labels) || go(rest, table, row, labels, at_end, depth + 1)
-                    } else {
-                        go(rest, table, row, labels, at_end, depth + 1) || once(labels)
+                    let stop = |labels: &mut Vec<(u64, usize)>| go(rest, table, row, labels, at_end, depth + 1);
+                    match greedy {
+                        true => once(labels) || stop(labels),
+                        false => stop(labels) || once(labels),
                     }
                 }
             }
@@ -669,7 +667,7 @@ mod tests {
                     pattern: Box::new(random_pattern(random, depth - 1)),
                     min,
                     max,
-                    greedy: random.next_u64() % 2 == 0,
+                    greedy: random.next_u64().is_multiple_of(2),
                 }
             }
             6 => PatternSpec::Permute((0..2).map(|_| random_pattern(random, depth - 1)).collect()),
@@ -690,7 +688,7 @@ mod tests {
             let pattern = random_pattern(&mut random, 3);
             let rows = (random.next_u64() % 7) as usize;
             let table: Vec<Vec<bool>> =
-                (0..rows).map(|_| (0..3).map(|_| random.next_u64() % 3 != 0).collect()).collect();
+                (0..rows).map(|_| (0..3).map(|_| !random.next_u64().is_multiple_of(3)).collect()).collect();
             let mut table = Table(table);
             for start in 0..=rows as u64 {
                 for at_end in [false, true] {

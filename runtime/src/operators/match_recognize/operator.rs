@@ -254,7 +254,7 @@ impl MatchRecognize {
             .filter(|row| times[*row as usize].is_some_and(|time| Watermark(time) < self.watermark))
             .collect();
         let keep: Vec<u32> = (0..all.num_rows() as u32)
-            .filter(|row| !times[*row as usize].is_some_and(|time| Watermark(time) < self.watermark))
+            .filter(|row| times[*row as usize].is_none_or(|time| Watermark(time) >= self.watermark))
             .collect();
         if !keep.is_empty() {
             self.pending.push(take_record_batch(&all, &UInt32Array::from(keep))?);
@@ -264,11 +264,8 @@ impl MatchRecognize {
         }
         let rows = take_record_batch(&all, &UInt32Array::from(below))?;
         // Sort by partition, time, the further keys, then arrival.
-        let keys = self.converter.convert_columns(
-            &self.spec.partition_by.iter().map(|column| rows.column(*column).clone()).collect::<Vec<_>>(),
-        )?;
-        let key_column: ArrayRef =
-            Arc::new(BinaryArray::from_iter_values((0..rows.num_rows()).map(|row| keys.row(row))));
+        let keys = self.partition_keys(&rows)?;
+        let key_column: ArrayRef = Arc::new(BinaryArray::from_iter_values(keys.iter()));
         let arrival: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows.num_rows() as i64));
         let mut sort = vec![
             SortColumn { values: key_column, options: None },
@@ -280,19 +277,16 @@ impl MatchRecognize {
         sort.push(SortColumn { values: arrival, options: None });
         let order = lexsort_to_indices(&sort, None)?;
         let rows = take_record_batch(&rows, &order)?;
-        let keys = self.converter.convert_columns(
-            &self.spec.partition_by.iter().map(|column| rows.column(*column).clone()).collect::<Vec<_>>(),
-        )?;
+        let keys = self.partition_keys(&rows)?;
         let times = event_times(rows.column(self.spec.time_column))?;
         let mut touched = Vec::new();
         let mut from = 0;
         while from < rows.num_rows() {
-            let key = keys.row(from);
             let mut to = from + 1;
-            while to < rows.num_rows() && keys.row(to) == key {
+            while to < rows.num_rows() && keys[to] == keys[from] {
                 to += 1;
             }
-            let key = key.as_ref().to_vec();
+            let key = keys[from].clone();
             let partition = self.partitions.entry(key.clone()).or_insert_with(Partition::new);
             partition.chunks.push(rows.slice(from, to - from));
             partition.times.extend(times[from..to].iter().map(|time| time.unwrap_or(i64::MIN)));
@@ -302,6 +296,16 @@ impl MatchRecognize {
             from = to;
         }
         Ok(touched)
+    }
+
+    /// Each row's partition key (empty without PARTITION BY).
+    fn partition_keys(&self, rows: &RecordBatch) -> Result<Vec<Vec<u8>>> {
+        if self.spec.partition_by.is_empty() {
+            return Ok(vec![Vec::new(); rows.num_rows()]);
+        }
+        let columns: Vec<ArrayRef> = self.spec.partition_by.iter().map(|column| rows.column(*column).clone()).collect();
+        let keys = self.converter.convert_columns(&columns)?;
+        Ok((0..rows.num_rows()).map(|row| keys.row(row).as_ref().to_vec()).collect())
     }
 
     /// Matches in one partition as far as its released rows allow.
@@ -377,7 +381,7 @@ impl MatchRecognize {
         let Some(last) = labels.last() else { return Ok(start + 1) };
         let target = |vars: &[usize], first: bool| -> Result<u64> {
             let mut rows = labels.iter().filter(|label| vars.contains(&label.var)).map(|label| label.row);
-            let row = if first { rows.next() } else { rows.last() };
+            let row = if first { rows.next() } else { rows.next_back() };
             let name = vars.iter().map(|var| self.spec.variables[*var].as_str()).collect::<Vec<_>>().join(", ");
             let row = row.ok_or_else(|| {
                 RuntimeError::user(format!("AFTER MATCH SKIP TO {name}: {name} matched no row of the match"))
