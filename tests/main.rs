@@ -7,6 +7,8 @@
 //! - `repl`: the REPL client against a live server.
 //! - `joins`: joins through the server (changelogs, INSERTs, restarts).
 //! - `top_n`: ROW_NUMBER() Top-N changelogs over the websocket and the REPL.
+//! - `patterns`: MATCH_RECOGNIZE over an http stream, the websocket and the
+//!   REPL.
 //! - `bad_input`: odd statements and out-of-range numbers get errors, never
 //!   panics; started queries fail only with the user's errors.
 //! - `crash`: a child server killed with SIGKILL and restarted loses and
@@ -21,6 +23,7 @@ mod crash;
 mod http_api;
 mod joins;
 mod nexmark;
+mod patterns;
 mod property;
 mod queries;
 mod repl;
