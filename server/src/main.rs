@@ -27,6 +27,10 @@ enum Command {
     Demo {
         #[arg(long, default_value = "127.0.0.1:7878")]
         http: String,
+        /// The query to print (a file such as queries/cep/post_without_get.sql);
+        /// default queries/weblog/top_error_ips.sql.
+        #[arg(long)]
+        query: Option<std::path::PathBuf>,
     },
     /// Measure throughput: run queries in-process over generated records.
     /// `sluice bench nexmark --query q5` runs Nexmark queries instead.
@@ -79,18 +83,22 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        Command::Demo { http } => runtime.block_on(async {
+        Command::Demo { http, query } => runtime.block_on(async {
+            let (name, sql) = match &query {
+                Some(path) => (path.display().to_string(), std::fs::read_to_string(path)?),
+                None => ("queries/weblog/top_error_ips.sql".to_string(), sluice::demo::DEMO_QUERY.to_string()),
+            };
             // The demo keeps nothing between runs.
             let server = sluice::start(&http, true, None).await?;
             let url = server.url();
             println!("Sluice listening on {url} with the demo streams `weblog` and `weblog_b` (generated access logs of two servers, 50/s each).");
             println!("In another terminal: cargo run -- repl --url {url}   (Ctrl-C here stops the server)\n");
-            println!("Running queries/weblog/top_error_ips.sql:\n{}", sluice::demo::DEMO_QUERY.trim());
+            println!("Running {name}:\n{}", sql.trim());
             let mut client = sluice::repl::Client::new(&url);
             let stop = async {
                 let _ = tokio::signal::ctrl_c().await;
             };
-            client.run(sluice::demo::DEMO_QUERY, &mut std::io::stdout(), stop).await?;
+            client.run(&sql, &mut std::io::stdout(), stop).await?;
             Ok(())
         }),
         Command::Bench { suite, queries, events, source, runs, .. } if suite == "nexmark" => runtime.block_on(async {
