@@ -13,7 +13,7 @@ use crate::engine::{Engine, Settings, StatementResult};
 use crate::error::EngineError;
 
 /// The queries the harness knows, by name.
-pub const QUERIES: [(&str, &str); 9] = [
+pub const QUERIES: [(&str, &str); 12] = [
     ("filter", "SELECT ts, ip, status FROM weblog WHERE status >= 500"),
     (
         "tumble",
@@ -58,6 +58,36 @@ pub const QUERIES: [(&str, &str); 9] = [
                GROUP BY ip, window_start, window_end) b
            ON a.ip = b.ip AND a.window_start = b.window_start AND a.window_end = b.window_end",
     ),
+    (
+        // MATCH_RECOGNIZE: V shapes in each IP's response times.
+        "pattern_v",
+        "SELECT * FROM weblog MATCH_RECOGNIZE (
+           PARTITION BY ip ORDER BY ts
+           MEASURES STRT.ts AS start_ts, LAST(DOWN.ts) AS bottom_ts, LAST(UP.ts) AS end_ts
+           AFTER MATCH SKIP TO LAST UP
+           PATTERN (STRT DOWN+ UP+)
+           DEFINE DOWN AS DOWN.duration < PREV(DOWN.duration), UP AS UP.duration > PREV(UP.duration))",
+    ),
+    (
+        // A rising run bounded by WITHIN.
+        "pattern_rising",
+        "SELECT * FROM weblog MATCH_RECOGNIZE (
+           PARTITION BY ip ORDER BY ts
+           MEASURES A.ts AS start_ts, COUNT(B.*) AS rising, C.ts AS end_ts
+           PATTERN (A B+ C)
+           WITHIN INTERVAL '5' SECOND
+           DEFINE B AS B.duration > PREV(B.duration), C AS C.duration < PREV(C.duration))",
+    ),
+    (
+        // An ambiguous pattern: B and C overlap, so (B | C)* has many ways
+        // to map a run; the automaton keeps one thread per instruction.
+        "pattern_ambiguous",
+        "SELECT * FROM weblog MATCH_RECOGNIZE (
+           PARTITION BY ip ORDER BY ts
+           MEASURES A.ts AS start_ts, D.ts AS end_ts, COUNT(*) AS length
+           PATTERN (A (B | C)* D)
+           DEFINE A AS A.status = 404, B AS B.status = 200, C AS C.duration > 0.01, D AS D.status = 500)",
+    ),
 ];
 
 /// One benchmark run's figures.
@@ -68,8 +98,11 @@ pub struct BenchResult {
     pub seconds: f64,
     pub rows_out: u64,
     pub keys: u64,
-    /// The most rows held in operator state (joins), sampled while running.
+    /// The most rows held in operator state (joins, Top-N, patterns),
+    /// sampled while running.
     pub peak_state_rows: u64,
+    /// The process's peak resident memory during the run (Linux).
+    pub peak_rss_bytes: Option<u64>,
 }
 
 impl BenchResult {
@@ -86,6 +119,7 @@ impl BenchResult {
             "keys": self.keys,
             "rows_out": self.rows_out,
             "peak_state_rows": self.peak_state_rows,
+            "peak_rss_bytes": self.peak_rss_bytes,
         })
         .to_string()
     }
@@ -113,6 +147,7 @@ pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> R
         );
         engine.execute(&ddl, &mut settings).await?;
     }
+    crate::nexmark::reset_peak_rss();
     let started = Instant::now();
     let results = engine.execute(sql, &mut settings).await?;
     let Some(StatementResult::Query { id: query_id, .. }) = results.last() else {
@@ -135,6 +170,7 @@ pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> R
         seconds,
         rows_out,
         peak_state_rows,
+        peak_rss_bytes: crate::nexmark::peak_rss(),
     })
 }
 

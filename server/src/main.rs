@@ -39,7 +39,8 @@ enum Command {
         /// duration and recovery time of a query with `--keys` keys of state).
         #[arg(default_value = "weblog")]
         suite: String,
-        /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n, interval_join, window_join;
+        /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n, interval_join, window_join,
+        /// pattern_v, pattern_rising, pattern_ambiguous;
         /// for nexmark q0 ... q22 (default: all).
         #[arg(long = "query")]
         queries: Vec<String>,
@@ -173,20 +174,21 @@ fn main() -> anyhow::Result<()> {
                 queries
             };
             println!(
-                "{:<14} {:>10} {:>9} {:>14} {:>10} {:>11}",
-                "query", "events", "seconds", "events/s", "rows out", "peak state"
+                "{:<18} {:>10} {:>9} {:>14} {:>10} {:>11} {:>9}",
+                "query", "events", "seconds", "events/s", "rows out", "peak state", "peak MB"
             );
             let mut lines = Vec::new();
             for query in queries {
                 let result = sluice::bench::run(&query, events, keys, &epoch_interval).await?;
                 println!(
-                    "{:<14} {:>10} {:>9.3} {:>14.0} {:>10} {:>11}",
+                    "{:<18} {:>10} {:>9.3} {:>14.0} {:>10} {:>11} {:>9}",
                     result.query,
                     result.events,
                     result.seconds,
                     result.events_per_sec(),
                     result.rows_out,
-                    result.peak_state_rows
+                    result.peak_state_rows,
+                    result.peak_rss_bytes.map_or("-".to_string(), |bytes| (bytes >> 20).to_string())
                 );
                 lines.push(result.json_line());
             }

@@ -65,8 +65,10 @@ const WATERMARK_STATE: &str = "watermark";
 /// One partition: its stored rows and where matching stands.
 #[derive(Debug)]
 struct Partition {
-    /// Stored rows, in order: row `base` is the first row of `chunks[0]`.
+    /// Stored rows, in order: row `base` is the first row of `chunks[0]`,
+    /// and `starts[i]` the number of `chunks[i]`'s first row.
     chunks: Vec<RecordBatch>,
+    starts: Vec<u64>,
     base: u64,
     /// Rows released so far (the next row's number).
     released: u64,
@@ -76,6 +78,8 @@ struct Partition {
     matcher: Option<Matcher>,
     /// Matches emitted so far.
     matches: u64,
+    /// Rows before this have their position-only DEFINE answers.
+    answered: u64,
     /// Rows before this are part of an emitted match.
     covered: u64,
     /// Event time of each stored row (parallel to the chunks).
@@ -88,11 +92,13 @@ impl Partition {
     fn new() -> Self {
         Partition {
             chunks: Vec::new(),
+            starts: Vec::new(),
             base: 0,
             released: 0,
             start: 0,
             matcher: None,
             matches: 0,
+            answered: 0,
             covered: 0,
             times: Vec::new(),
             answers: Vec::new(),
@@ -101,17 +107,25 @@ impl Partition {
 
     /// (chunk, offset) of stored row `row`.
     fn locate(&self, row: u64) -> Option<(usize, usize)> {
-        if row < self.base || row >= self.released {
+        if row < self.base {
             return None;
         }
-        let mut offset = (row - self.base) as usize;
-        for (index, chunk) in self.chunks.iter().enumerate() {
-            if offset < chunk.num_rows() {
-                return Some((index, offset));
-            }
-            offset -= chunk.num_rows();
+        let index = self.starts.partition_point(|start| *start <= row).checked_sub(1)?;
+        let offset = (row - self.starts[index]) as usize;
+        (offset < self.chunks[index].num_rows()).then_some((index, offset))
+    }
+
+    /// Appends stored rows (their first row numbered `first`), merging the
+    /// chunks when there are many.
+    fn push_chunk(&mut self, first: u64, rows: RecordBatch) -> Result<()> {
+        self.starts.push(first);
+        self.chunks.push(rows);
+        if self.chunks.len() > 16 {
+            let merged = concat_batches(&self.chunks[0].schema(), &self.chunks)?;
+            self.starts = vec![self.starts[0]];
+            self.chunks = vec![merged];
         }
-        None
+        Ok(())
     }
 
     fn time(&self, row: u64) -> Option<i64> {
@@ -131,6 +145,10 @@ pub struct MatchRecognize {
     position_only: bool,
     /// The furthest a navigation reads back from a match's first row.
     lookback: u64,
+    /// The furthest a navigation reads ahead (`NEXT`): a row is matched
+    /// only once the rows that far after it are released (or the input
+    /// ended).
+    lookahead: u64,
     converter: RowConverter,
     /// Rows the watermark has not passed yet.
     pending: Vec<RecordBatch>,
@@ -153,11 +171,13 @@ impl MatchRecognize {
         });
         let program = Program::compile(&spec.pattern, position_only)?;
         let mut lookback = 0u64;
+        let mut lookahead = 0u64;
         let all = spec.defines.iter().flatten().chain(spec.measures.iter().map(|(_, measure)| measure));
         for compiled in all {
             for navigation in &compiled.navigations {
                 if let Navigation::Value { select, .. } | Navigation::Classifier { select } = navigation {
                     lookback = lookback.max(select.physical.min(0).unsigned_abs());
+                    lookahead = lookahead.max(select.physical.max(0).unsigned_abs());
                 }
             }
         }
@@ -172,6 +192,7 @@ impl MatchRecognize {
             program,
             position_only,
             lookback,
+            lookahead,
             converter,
             pending: Vec::new(),
             partitions: BTreeMap::new(),
@@ -288,7 +309,8 @@ impl MatchRecognize {
             }
             let key = keys[from].clone();
             let partition = self.partitions.entry(key.clone()).or_insert_with(Partition::new);
-            partition.chunks.push(rows.slice(from, to - from));
+            let first = partition.released;
+            partition.push_chunk(first, rows.slice(from, to - from))?;
             partition.times.extend(times[from..to].iter().map(|time| time.unwrap_or(i64::MIN)));
             partition.answers.extend((from..to).map(|_| vec![None; self.spec.variables.len()]));
             partition.released += (to - from) as u64;
@@ -310,6 +332,11 @@ impl MatchRecognize {
 
     /// Matches in one partition as far as its released rows allow.
     fn run(&self, key: &[u8], partition: &mut Partition, at_end: bool, output: &mut Vec<OutputRow>) -> Result<()> {
+        // Rows whose NEXT rows are not released yet wait.
+        let limit = if at_end { partition.released } else { partition.released.saturating_sub(self.lookahead) };
+        if self.position_only {
+            self.answer(partition, limit)?;
+        }
         loop {
             if partition.matcher.is_none() {
                 if partition.start >= partition.released {
@@ -322,7 +349,7 @@ impl MatchRecognize {
             let start_time = partition.time(start).unwrap_or(i64::MIN);
             let mut progress = matcher.progress();
             let mut timed_out = false;
-            while progress == Progress::Running && matcher.next_row() < partition.released {
+            while progress == Progress::Running && matcher.next_row() < limit {
                 if let Some(within) = self.spec.within
                     && partition.time(matcher.next_row()).unwrap_or(i64::MAX).saturating_sub(start_time) > within
                 {
@@ -376,6 +403,53 @@ impl MatchRecognize {
         Ok(())
     }
 
+    /// Position-only DEFINEs, vectorised: each variable's condition over
+    /// every row up to `limit` not answered yet, in one evaluation.
+    fn answer(&self, partition: &mut Partition, limit: u64) -> Result<()> {
+        let from = partition.answered.max(partition.base);
+        if from >= limit {
+            return Ok(());
+        }
+        let rows: Vec<u64> = (from..limit).collect();
+        for (var, define) in self.spec.defines.iter().enumerate() {
+            let Some(define) = define else { continue };
+            let mut columns = Vec::with_capacity(define.navigations.len());
+            for (index, navigation) in define.navigations.iter().enumerate() {
+                let field = define.schema.field(index);
+                let column: ArrayRef = match navigation {
+                    Navigation::Value { column, select } => {
+                        let targets: Vec<Option<u64>> = rows
+                            .iter()
+                            .map(|row| row.checked_add_signed(select.physical).filter(|row| *row < partition.released))
+                            .collect();
+                        cast_to(gather(partition, &self.spec.input_schema, *column, &targets)?, field.data_type())?
+                    }
+                    Navigation::Classifier { .. } => {
+                        Arc::new(StringArray::from(vec![self.spec.variables[var].as_str(); rows.len()]))
+                    }
+                    _ => return Err(RuntimeError::internal("a position-only DEFINE with a history navigation")),
+                };
+                columns.push(column);
+            }
+            let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
+            let batch = RecordBatch::try_new_with_options(define.schema.clone(), columns, &options)?;
+            let values = match define.expr.evaluate(&batch)? {
+                ColumnarValue::Array(array) => array,
+                ColumnarValue::Scalar(scalar) => scalar.to_array_of_size(rows.len())?,
+            };
+            let values = values
+                .as_boolean_opt()
+                .ok_or_else(|| RuntimeError::internal("a DEFINE condition that is not BOOLEAN"))?;
+            for (index, row) in rows.iter().enumerate() {
+                if let Some(answers) = partition.answers.get_mut((row - partition.base) as usize) {
+                    answers[var] = Some(values.is_valid(index) && values.value(index));
+                }
+            }
+        }
+        partition.answered = limit;
+        Ok(())
+    }
+
     /// Where the attempt after a match starting at `start` starts.
     fn next_start(&self, start: u64, labels: &[Label]) -> Result<u64> {
         let Some(last) = labels.last() else { return Ok(start + 1) };
@@ -405,16 +479,29 @@ impl MatchRecognize {
     fn prune(&mut self) {
         for partition in self.partitions.values_mut() {
             let keep_from = partition.start.saturating_sub(self.lookback).max(partition.base);
+            if keep_from <= partition.base {
+                continue;
+            }
+            let drop = (keep_from - partition.base) as usize;
+            let mut dropped = 0;
             while let Some(first) = partition.chunks.first() {
-                let rows = first.num_rows() as u64;
-                if partition.base + rows > keep_from {
+                let rows = first.num_rows();
+                if dropped + rows <= drop {
+                    partition.chunks.remove(0);
+                    partition.starts.remove(0);
+                    dropped += rows;
+                } else {
+                    // Slice the rest off the front (a merge compacts it).
+                    let cut = drop - dropped;
+                    partition.chunks[0] = first.slice(cut, rows - cut);
+                    partition.starts[0] += cut as u64;
+                    dropped = drop;
                     break;
                 }
-                partition.chunks.remove(0);
-                partition.times.drain(..rows as usize);
-                partition.answers.drain(..rows as usize);
-                partition.base += rows;
             }
+            partition.times.drain(..dropped);
+            partition.answers.drain(..dropped);
+            partition.base += dropped as u64;
         }
         // Partitions stay (a few numbers each): row numbers, `^` and
         // MATCH_NUMBER() go on where they were.
@@ -945,7 +1032,8 @@ impl Operator for MatchRecognize {
                 .partitions
                 .get_mut(row_keys.value(from))
                 .ok_or_else(|| RuntimeError::internal("match_recognize state: rows of an unknown partition"))?;
-            partition.chunks.push(stored.slice(from, to - from));
+            let first = partition.base + partition.stored() as u64;
+            partition.push_chunk(first, stored.slice(from, to - from))?;
             partition.times.extend(times[from..to].iter().map(|time| time.unwrap_or(i64::MIN)));
             partition.answers.extend((from..to).map(|_| vec![None; self.spec.variables.len()]));
             from = to;
