@@ -17,12 +17,15 @@
 //! - `queries`: every ready-made query under `queries/` plans.
 //! - `nexmark`: the Nexmark queries plan and give DataFusion's rows.
 //! - `property`: windows and joins on random data equal DataFusion batch SQL.
+//! - `pattern_property`: MATCH_RECOGNIZE on random patterns and data equals
+//!   a backtracking reference matcher.
 
 mod bad_input;
 mod crash;
 mod http_api;
 mod joins;
 mod nexmark;
+mod pattern_property;
 mod patterns;
 mod property;
 mod queries;
