@@ -69,6 +69,13 @@ impl Pattern {
     }
 }
 
+/// Rows mapped so far: (row, variable).
+type Labels = Vec<(usize, usize)>;
+
+/// What to do when a part of the pattern matched: given the labels and the
+/// next row, whether the rest matches.
+type Then<'a> = &'a mut dyn FnMut(&mut Labels, usize) -> bool;
+
 /// One partition's rows: (id, v), in event-time order.
 struct Reference<'a> {
     rows: &'a [(i64, i64)],
@@ -87,13 +94,7 @@ impl Reference<'_> {
     /// Matches `items` from `row` in preference order, calling `then` with
     /// the labels and the next row at each way they can end, until `then`
     /// succeeds (the labels are then the match).
-    fn search(
-        &self,
-        items: &[Pattern],
-        row: usize,
-        labels: &mut Vec<(usize, usize)>,
-        then: &mut dyn FnMut(&mut Vec<(usize, usize)>, usize) -> bool,
-    ) -> bool {
+    fn search(&self, items: &[Pattern], row: usize, labels: &mut Vec<(usize, usize)>, then: Then<'_>) -> bool {
         let Some((first, rest)) = items.split_first() else { return then(labels, row) };
         let with_rest = |head: Vec<Pattern>| -> Vec<Pattern> { head.into_iter().chain(rest.iter().cloned()).collect() };
         match first {
@@ -127,8 +128,7 @@ impl Reference<'_> {
                 let more =
                     Pattern::Repeat { pattern: pattern.clone(), min: 0, max: max.map(|max| max - 1), greedy: *greedy };
                 let after_more = with_rest(vec![more]);
-                let once = |labels: &mut Vec<(usize, usize)>,
-                            then: &mut dyn FnMut(&mut Vec<(usize, usize)>, usize) -> bool| {
+                let once = |labels: &mut Vec<(usize, usize)>, then: Then<'_>| {
                     self.search(std::slice::from_ref(pattern.as_ref()), row, labels, &mut |labels, next| {
                         // An iteration that consumed no row ends the loop.
                         if next == row {
@@ -138,10 +138,9 @@ impl Reference<'_> {
                         }
                     })
                 };
-                if *greedy {
-                    once(labels, then) || self.search(rest, row, labels, then)
-                } else {
-                    self.search(rest, row, labels, then) || once(labels, then)
+                match greedy {
+                    true => once(labels, then) || self.search(rest, row, labels, then),
+                    false => self.search(rest, row, labels, then) || once(labels, then),
                 }
             }
         }

@@ -803,8 +803,13 @@ impl Evaluation<'_> {
                     .collect();
                 Ok(Arc::new(StringArray::from(names)))
             }
+            // A timeout row is no match: no number.
             Navigation::MatchNumber => {
-                Ok(Arc::new(Int64Array::from(vec![i64::try_from(self.number).unwrap_or(i64::MAX); positions.len()])))
+                Ok(Arc::new(Int64Array::from(vec![
+                    (self.number > 0)
+                        .then(|| i64::try_from(self.number).unwrap_or(i64::MAX));
+                    positions.len()
+                ])))
             }
             Navigation::Aggregate { aggregate, vars, final_semantics } => {
                 let mut values = Vec::with_capacity(positions.len());
@@ -1042,5 +1047,177 @@ impl Operator for MatchRecognize {
         self.sent_watermark = Watermark(state.value("sent_watermark")?);
         self.report_state();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::TimestampNanosecondArray;
+    use datafusion::arrow::datatypes::TimeUnit;
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::logical_expr::Operator as BinaryOperator;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::{binary, col, lit};
+
+    use super::*;
+    use crate::operators::match_recognize::spec::PatternSpec;
+    use crate::operators::restore_check::assert_restores;
+
+    fn input_schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("ts", DataType::Timestamp(TimeUnit::Nanosecond, None), false),
+            Field::new("k", DataType::Utf8, false),
+            Field::new("price", DataType::Int64, false),
+        ]))
+    }
+
+    fn current(physical: i64) -> RowSelect {
+        RowSelect { vars: None, from_first: false, logical: 0, physical, final_semantics: false }
+    }
+
+    /// `price <op> PREV(price)` for the variable being defined.
+    fn against_previous(op: BinaryOperator) -> CompiledExpr {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("__nav_0", DataType::Int64, true),
+            Field::new("__nav_1", DataType::Int64, true),
+        ]));
+        let expr = binary(col("__nav_0", &schema).unwrap(), op, col("__nav_1", &schema).unwrap(), &schema).unwrap();
+        CompiledExpr {
+            navigations: vec![
+                Navigation::Value { column: 2, select: current(0) },
+                Navigation::Value { column: 2, select: current(-1) },
+            ],
+            schema,
+            expr,
+            text: "price vs PREV(price)".into(),
+        }
+    }
+
+    /// A measure reading one navigation.
+    fn measure(navigation: Navigation, data_type: DataType) -> CompiledExpr {
+        let schema = Arc::new(Schema::new(vec![Field::new("__nav_0", data_type, true)]));
+        let expr = col("__nav_0", &schema).unwrap();
+        CompiledExpr { navigations: vec![navigation], schema, expr, text: String::new() }
+    }
+
+    /// V shapes per key: STRT DOWN+ UP+, ONE ROW PER MATCH, measures
+    /// (first price, bottom price, count of rows, match number).
+    fn v_shape(rows_per_match: RowsPerMatch, within: Option<i64>) -> MatchRecognizeSpec {
+        let input = input_schema();
+        let last_of = |var: usize| RowSelect { vars: Some(vec![var]), ..current(0) };
+        let count = Arc::new(
+            AggregateExprBuilder::new(count_udaf(), vec![lit(1_i64)]).schema(input.clone()).alias("n").build().unwrap(),
+        );
+        let measures = vec![
+            (
+                "start_price".to_string(),
+                measure(
+                    Navigation::Value { column: 2, select: RowSelect { from_first: true, ..last_of(0) } },
+                    DataType::Int64,
+                ),
+            ),
+            ("bottom".to_string(), measure(Navigation::Value { column: 2, select: last_of(1) }, DataType::Int64)),
+            (
+                "rows".to_string(),
+                measure(Navigation::Aggregate { aggregate: count, vars: None, final_semantics: true }, DataType::Int64),
+            ),
+            ("number".to_string(), measure(Navigation::MatchNumber, DataType::Int64)),
+        ];
+        let mut fields = vec![Field::new("k", DataType::Utf8, false)];
+        fields.extend(measures.iter().map(|(name, _)| Field::new(name, DataType::Int64, true)));
+        if rows_per_match == (RowsPerMatch::One { timeouts: true }) {
+            fields.push(Field::new("timed_out", DataType::Boolean, false));
+        }
+        let plus = |var| PatternSpec::Quantified {
+            pattern: Box::new(PatternSpec::Variable(var)),
+            min: 1,
+            max: None,
+            greedy: true,
+        };
+        MatchRecognizeSpec {
+            input_schema: input,
+            partition_by: vec![1],
+            time_column: 0,
+            order_by: Vec::new(),
+            variables: vec!["STRT".into(), "DOWN".into(), "UP".into()],
+            subsets: Vec::new(),
+            pattern: PatternSpec::Concat(vec![PatternSpec::Variable(0), plus(1), plus(2)]),
+            defines: vec![None, Some(against_previous(BinaryOperator::Lt)), Some(against_previous(BinaryOperator::Gt))],
+            measures,
+            rows_per_match,
+            skip: SkipTo::PastLastRow,
+            within,
+            output_schema: Arc::new(Schema::new(fields)),
+            output_time: None,
+        }
+    }
+
+    fn rows(values: &[(i64, &str, i64)]) -> Message {
+        let batch = RecordBatch::try_new(
+            input_schema(),
+            vec![
+                Arc::new(TimestampNanosecondArray::from_iter_values(values.iter().map(|(ts, _, _)| *ts))),
+                Arc::new(StringArray::from_iter_values(values.iter().map(|(_, k, _)| *k))),
+                Arc::new(Int64Array::from_iter_values(values.iter().map(|(_, _, price)| *price))),
+            ],
+        )
+        .unwrap();
+        Message::Batch(StreamBatch::inserts(batch))
+    }
+
+    fn messages() -> Vec<(usize, Message)> {
+        vec![
+            // Out of order within the watermark delay: sorted by time.
+            (0, rows(&[(2, "a", 8), (1, "a", 10), (1, "b", 5)])),
+            (0, rows(&[(3, "a", 9), (2, "b", 4)])),
+            (0, Message::Watermark(Watermark(3))),
+            (0, rows(&[(4, "a", 12), (3, "b", 3), (5, "a", 7)])),
+            // Late: below the watermark, dropped.
+            (0, rows(&[(1, "a", 100)])),
+            (0, Message::Watermark(Watermark(5))),
+            (0, rows(&[(6, "a", 6), (4, "b", 6), (7, "a", 9), (5, "b", 2)])),
+            (0, Message::Watermark(Watermark(8))),
+            (0, Message::Watermark(Watermark::MAX)),
+            (0, Message::End),
+        ]
+    }
+
+    fn new(spec: MatchRecognizeSpec) -> impl Fn() -> Box<dyn Operator> {
+        move || Box::new(MatchRecognize::new(spec.clone(), Arc::new(QueryMetrics::default())).unwrap())
+    }
+
+    #[test]
+    fn v_shapes_per_partition_restore_between_any_two_messages() {
+        let out = assert_restores(new(v_shape(RowsPerMatch::One { timeouts: false }, None)), &messages());
+        // a: 10 8 9 12 | 7 6 9; b: 5 4 3 2 (no rise). The rows (1, a, 100)
+        // and (4, b, 6) came below the watermark: late, dropped.
+        let rows: Vec<String> = out.iter().filter(|line| line.starts_with('+')).cloned().collect();
+        assert_eq!(rows, vec!["+ a, 10, 8, 4, 1", "+ a, 7, 6, 3, 2"]);
+        // The watermark comes out once rows no running attempt can use are
+        // behind it.
+        assert!(out.iter().any(|line| line == "watermark 9223372036854775807"), "{out:?}");
+    }
+
+    #[test]
+    fn within_cuts_partial_matches_into_timeout_rows_and_restores() {
+        let out = assert_restores(new(v_shape(RowsPerMatch::One { timeouts: true }, Some(2))), &messages());
+        let mut rows: Vec<&str> = out.iter().filter(|line| line.starts_with('+')).map(String::as_str).collect();
+        rows.sort();
+        // A match cut short by WITHIN keeps what it matched (a's first V,
+        // three rows); attempts that cannot complete any more (their next
+        // row, or the watermark, past their start + 2 ns) are timeout rows
+        // with the rows they had.
+        assert_eq!(
+            rows,
+            [
+                "+ a, 10, 8, 3, 1, false",
+                "+ a, 12, 6, 3, , true",
+                "+ a, 7, 6, 3, 2, false",
+                "+ b, 2, , 1, , true",
+                "+ b, 3, 2, 2, , true",
+                "+ b, 4, 3, 2, , true",
+                "+ b, 5, 3, 3, , true",
+            ]
+        );
     }
 }
