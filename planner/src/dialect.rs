@@ -35,6 +35,12 @@ impl Dialect for SluiceDialect {
         true
     }
 
+    /// `$` is part of placeholders (`$A$` in a row pattern reads as one
+    /// token the pattern reader splits), never a dollar-quoted string.
+    fn supports_dollar_placeholder(&self) -> bool {
+        true
+    }
+
     fn supports_filter_during_aggregation(&self) -> bool {
         true
     }

@@ -41,6 +41,8 @@ use crate::names::{parse_query, parse_table_factor};
 use crate::pattern_clause::{self, PatternClause, PatternSyntax, stub_index, variable_name};
 pub use crate::rewritten::PatternTable;
 
+pub use sluice_runtime::operators::match_recognize::spec::{CLASSIFIER_COLUMN, MATCH_NUMBER_COLUMN};
+
 /// The most variables a `PERMUTE` may list: it matches every order of them
 /// (6 elements: 720 orders).
 pub const MAX_PERMUTE: usize = 6;
@@ -86,7 +88,11 @@ impl FromRewrite for Rewriter<'_> {
             None => parse_query(&format!("SELECT * FROM {table}"))?,
         };
         let relation = match alias {
-            Some(alias) => format!("{name} AS {alias}"),
+            Some(alias) if alias.columns.is_empty() => format!("{name} AS {}", alias.name),
+            Some(alias) => {
+                let columns: Vec<String> = alias.columns.iter().map(ToString::to_string).collect();
+                format!("{name} AS {}({})", alias.name, columns.join(", "))
+            }
             None => name.clone(),
         };
         *factor = parse_table_factor(&relation)?;
@@ -464,6 +470,16 @@ fn compile_expr(
     let logical = state
         .create_logical_expr_from_sql_expr(ExprWithAlias { expr, alias: None }, &df_schema)
         .map_err(|error| PlanError::from(error).at(span))?;
+    // Simplified as a query's expressions are (COALESCE becomes CASE).
+    let context = datafusion::logical_expr::simplify::SimplifyContext::builder()
+        .with_schema(Arc::new(df_schema.clone()))
+        .with_config_options(Arc::clone(state.config_options()))
+        .build();
+    let simplifier = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(context);
+    let logical = simplifier
+        .coerce(logical, &df_schema)
+        .and_then(|logical| simplifier.simplify(logical))
+        .map_err(|error| PlanError::from(error).at(span))?;
     let physical = state.create_physical_expr(logical, &df_schema).map_err(|error| PlanError::from(error).at(span))?;
     Ok(CompiledExpr { navigations, schema, expr: physical, text })
 }
@@ -483,6 +499,10 @@ impl VisitorMut for Extractor<'_> {
     type Break = ();
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Some(error) = subquery_error(expr) {
+            self.error = Some(error);
+            return ControlFlow::Break(());
+        }
         match self.navigation(expr, false) {
             Ok(Some(navigation)) => {
                 *expr = Expr::Identifier(Ident::new(format!("__nav_{}", self.navigations.len())));
@@ -591,6 +611,19 @@ impl Extractor<'_> {
             }
             "FIRST" | "LAST" => {
                 let target = args.first().and_then(|arg| arg_expr(arg));
+                // FIRST(CLASSIFIER(), n): the variable of a row of the match.
+                if let Some(Expr::Function(inner)) = target
+                    && is_call_name(inner, &["CLASSIFIER"])
+                {
+                    let Some(Navigation::Classifier { select }) =
+                        self.navigation(target.unwrap_or(expr), final_semantics)?
+                    else {
+                        return Err(PlanError::invalid("CLASSIFIER takes a pattern variable or nothing").at(span));
+                    };
+                    let logical = self.offset(function, &args)?;
+                    let select = RowSelect { from_first: name == "FIRST", logical, ..select };
+                    return Ok(Some(Navigation::Classifier { select }));
+                }
                 let Some((column, vars)) = target.map(|target| self.column_reference(target)).transpose()?.flatten()
                 else {
                     return Err(PlanError::invalid(format!("{name} takes a column, as in {name}(A.price)")).at(span));
@@ -696,18 +729,37 @@ impl Extractor<'_> {
             .at(span));
         }
         let vars = qualifier.and_then(|(_, vars)| vars);
+        // Arguments read the input's columns, then each row's variable and
+        // the match's number (see `Navigation::Aggregate`).
+        let mut fields: Vec<Field> = self.input.fields().iter().map(|field| field.as_ref().clone()).collect();
+        fields.push(Field::new(CLASSIFIER_COLUMN, DataType::Utf8, true));
+        fields.push(Field::new(MATCH_NUMBER_COLUMN, DataType::Int64, true));
+        let qualified: Vec<_> = self
+            .input
+            .iter()
+            .map(|(qualifier, _)| qualifier.cloned())
+            .chain([None, None])
+            .zip(fields.into_iter().map(Arc::new))
+            .collect();
+        let extended = DFSchema::new_with_metadata(qualified, Default::default())?;
+        let extended = &extended;
         let logical = self
             .state
-            .create_logical_expr_from_sql_expr(
-                ExprWithAlias { expr: Expr::Function(function), alias: None },
-                self.input,
-            )
+            .create_logical_expr_from_sql_expr(ExprWithAlias { expr: Expr::Function(function), alias: None }, extended)
+            .map_err(|error| PlanError::from(error).at(span))?;
+        // Coerced as a query's aggregates are (avg of a BIGINT reads DOUBLE).
+        let context = datafusion::logical_expr::simplify::SimplifyContext::builder()
+            .with_schema(Arc::new(extended.clone()))
+            .with_config_options(Arc::clone(self.state.config_options()))
+            .build();
+        let logical = datafusion::optimizer::simplify_expressions::ExprSimplifier::new(context)
+            .coerce(logical, extended)
             .map_err(|error| PlanError::from(error).at(span))?;
         #[allow(deprecated)]
         let (aggregate, _filter, _ordering) = datafusion::physical_planner::create_aggregate_expr_and_maybe_filter(
             &logical,
-            self.input,
-            self.input.as_arrow(),
+            extended,
+            extended.as_arrow(),
             self.state.execution_props(),
         )
         .map_err(|error| PlanError::from(error).at(span))?;
@@ -716,6 +768,13 @@ impl Extractor<'_> {
         }
         Ok(Navigation::Aggregate { aggregate, vars, final_semantics })
     }
+}
+
+/// Subqueries are not evaluated per row of a match (a continuous query
+/// plans each once).
+fn subquery_error(expr: &Expr) -> Option<PlanError> {
+    matches!(expr, Expr::Subquery(_) | Expr::Exists { .. } | Expr::InSubquery { .. })
+        .then(|| PlanError::unsupported("subqueries are not supported in MEASURES and DEFINE").at(expr.span()))
 }
 
 fn is_call_name(function: &ast::Function, names: &[&str]) -> bool {
@@ -735,6 +794,10 @@ impl VisitorMut for Stripper<'_> {
     type Break = ();
 
     fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<()> {
+        if let Some(error) = subquery_error(expr) {
+            self.error = Some(error);
+            return ControlFlow::Break(());
+        }
         match expr {
             Expr::CompoundIdentifier(parts) if parts.len() == 2 => match self.names.set(&parts[0]) {
                 Ok(Some(vars)) => {
@@ -747,8 +810,72 @@ impl VisitorMut for Stripper<'_> {
                     return ControlFlow::Break(());
                 }
             },
+            // What a rewrite above put there.
+            Expr::Identifier(ident) if ident.value == CLASSIFIER_COLUMN || ident.value == MATCH_NUMBER_COLUMN => {}
             Expr::Identifier(_) => self.found.push((String::new(), None)),
-            Expr::Function(function) if is_call_name(function, &["PREV", "NEXT", "FIRST", "LAST", "CLASSIFIER"]) => {
+            // Each aggregated row's variable, and the match's number: columns
+            // the operator adds to the rows it aggregates.
+            Expr::Function(function) if is_call_name(function, &["CLASSIFIER"]) => {
+                let members = match call_args(function).first().and_then(|arg| arg_expr(arg)) {
+                    None => None,
+                    Some(Expr::Identifier(ident)) => match self.names.set(ident) {
+                        Ok(Some(vars)) => Some(vars),
+                        _ => {
+                            self.error = Some(
+                                PlanError::unknown(format!(
+                                    "{} is not a pattern variable or SUBSET",
+                                    variable_name(ident)
+                                ))
+                                .at(ident.span),
+                            );
+                            return ControlFlow::Break(());
+                        }
+                    },
+                    Some(other) => {
+                        self.error =
+                            Some(PlanError::invalid("CLASSIFIER takes a pattern variable or nothing").at(other.span()));
+                        return ControlFlow::Break(());
+                    }
+                };
+                // CLASSIFIER(U) aggregates U's rows, CLASSIFIER() the match's.
+                match (&members, call_args(function).first().and_then(|arg| arg_expr(arg))) {
+                    (Some(vars), Some(Expr::Identifier(ident))) => {
+                        self.found.push((variable_name(ident), Some(vars.clone())))
+                    }
+                    _ => self.found.push((String::new(), None)),
+                }
+                let classifier = Expr::Identifier(Ident::new(CLASSIFIER_COLUMN));
+                *expr = match members {
+                    None => classifier,
+                    Some(vars) => Expr::Case {
+                        case_token: ast::helpers::attached_token::AttachedToken::empty(),
+                        end_token: ast::helpers::attached_token::AttachedToken::empty(),
+                        operand: None,
+                        conditions: vec![ast::CaseWhen {
+                            condition: Expr::InList {
+                                expr: Box::new(classifier.clone()),
+                                list: vars
+                                    .iter()
+                                    .map(|var| {
+                                        Expr::Value(
+                                            Value::SingleQuotedString(self.names.variables[*var].clone()).into(),
+                                        )
+                                    })
+                                    .collect(),
+                                negated: false,
+                            },
+                            result: classifier,
+                        }],
+                        else_result: None,
+                    },
+                };
+                return ControlFlow::Continue(());
+            }
+            Expr::Function(function) if is_call_name(function, &["MATCH_NUMBER"]) => {
+                *expr = Expr::Identifier(Ident::new(MATCH_NUMBER_COLUMN));
+                return ControlFlow::Continue(());
+            }
+            Expr::Function(function) if is_call_name(function, &["PREV", "NEXT", "FIRST", "LAST"]) => {
                 self.error = Some(
                     PlanError::unsupported("navigation inside an aggregate's argument is not supported yet")
                         .at(function.span()),

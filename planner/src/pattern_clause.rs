@@ -633,6 +633,13 @@ impl PatternReader<'_, '_> {
         match &token.token {
             Token::Caret => Ok(PatternSyntax::Start),
             Token::Placeholder(mark) if mark == "$" => Ok(PatternSyntax::End),
+            // `$A` and `$A$` read as placeholders and `A$` as one word:
+            // split them at each `$`.
+            Token::Placeholder(mark) if mark.starts_with('$') => Ok(split_at_ends(mark, token.span)),
+            Token::Word(word) if word.quote_style.is_none() && word.value.contains('$') => {
+                Ok(split_at_ends(&word.value, token.span))
+            }
+
             Token::LParen => {
                 if self.parser.consume_token(&Token::RParen) {
                     return Ok(PatternSyntax::Empty);
@@ -672,6 +679,20 @@ impl PatternReader<'_, '_> {
             .at(token.span)),
         }
     }
+}
+
+/// `A$`, `$A`, `$A$`: variables and `$` ends, as one token.
+fn split_at_ends(text: &str, span: Span) -> PatternSyntax {
+    let mut parts = Vec::new();
+    for (index, piece) in text.split('$').enumerate() {
+        if index > 0 {
+            parts.push(PatternSyntax::End);
+        }
+        if !piece.is_empty() {
+            parts.push(PatternSyntax::Variable(Ident { value: piece.to_string(), quote_style: None, span }));
+        }
+    }
+    if parts.len() == 1 { parts.remove(0) } else { PatternSyntax::Concat(parts) }
 }
 
 impl std::fmt::Display for PatternSyntax {
@@ -803,6 +824,9 @@ mod tests {
             ("PERMUTE(A, B C, D | E)", "PERMUTE(A, B C, D | E)"),
             ("A {- B+ -} C", "A {- B+ -} C"),
             ("^ A+ $", "^ A+ $"),
+            ("A$", "A $"),
+            ("$A", "$ A"),
+            ("$A$", "$ A $"),
             ("()", "()"),
             ("() | A", "() | A"),
             ("(A+)+ B", "(A+)+ B"),

@@ -765,7 +765,10 @@ impl Evaluation<'_> {
     }
 
     fn select(&self, select: &RowSelect, position: Option<usize>) -> Option<u64> {
-        let labels = self.considered(position, select.final_semantics);
+        // FIRST counts from the match's first row over the whole match, as
+        // Trino does (`FIRST(x, 2)` is the third row even before it is
+        // reached); LAST counts back from the current row when RUNNING.
+        let labels = if select.from_first { self.labels } else { self.considered(position, select.final_semantics) };
         let mut rows = labels
             .iter()
             .filter(|label| select.vars.as_ref().is_none_or(|vars| vars.contains(&label.var)))
@@ -795,9 +798,10 @@ impl Evaluation<'_> {
                 let names: Vec<Option<&str>> = positions
                     .iter()
                     .map(|(position, _)| {
+                        // A physical offset may reach past the current row,
+                        // within the match (past it: NULL).
                         let row = self.select(select, *position)?;
-                        let labels = self.considered(*position, select.final_semantics);
-                        let label = labels.iter().find(|label| label.row == row)?;
+                        let label = self.labels.iter().find(|label| label.row == row)?;
                         spec.variables.get(label.var).map(String::as_str)
                     })
                     .collect();
@@ -814,22 +818,29 @@ impl Evaluation<'_> {
             Navigation::Aggregate { aggregate, vars, final_semantics } => {
                 let mut values = Vec::with_capacity(positions.len());
                 for (position, _) in positions {
-                    let rows: Vec<Option<u64>> = self
+                    let labels: Vec<&Label> = self
                         .considered(*position, *final_semantics)
                         .iter()
                         .filter(|label| vars.as_ref().is_none_or(|vars| vars.contains(&label.var)))
-                        .map(|label| Some(label.row))
                         .collect();
-                    let columns = (0..spec.input_schema.fields().len())
+                    let rows: Vec<Option<u64>> = labels.iter().map(|label| Some(label.row)).collect();
+                    let mut columns = (0..spec.input_schema.fields().len())
                         .map(|column| gather(self.partition, &spec.input_schema, column, &rows))
                         .collect::<Result<Vec<_>>>()?;
-                    let nullable = Arc::new(Schema::new(
-                        spec.input_schema
-                            .fields()
-                            .iter()
-                            .map(|field| field.as_ref().clone().with_nullable(true))
-                            .collect::<Vec<_>>(),
-                    ));
+                    // Each row's variable and the match's number follow.
+                    let names = labels.iter().map(|label| spec.variables.get(label.var).map(String::as_str));
+                    columns.push(Arc::new(StringArray::from_iter(names)));
+                    let number = (self.number > 0).then(|| i64::try_from(self.number).unwrap_or(i64::MAX));
+                    columns.push(Arc::new(Int64Array::from(vec![number; rows.len()])));
+                    let mut fields: Vec<Field> = spec
+                        .input_schema
+                        .fields()
+                        .iter()
+                        .map(|field| field.as_ref().clone().with_nullable(true))
+                        .collect();
+                    fields.push(Field::new(super::spec::CLASSIFIER_COLUMN, DataType::Utf8, true));
+                    fields.push(Field::new(super::spec::MATCH_NUMBER_COLUMN, DataType::Int64, true));
+                    let nullable = Arc::new(Schema::new(fields));
                     let input = RecordBatch::try_new_with_options(
                         nullable,
                         columns,
@@ -877,7 +888,9 @@ impl Conditions for Define<'_> {
         let mut labels = labels;
         labels.push(Label { row, var, excluded: false });
         let position = labels.len() - 1;
-        let evaluation = Evaluation { operator: self.operator, partition: self.partition, labels: &labels, number: 0 };
+        // The match being attempted is the partition's next.
+        let number = self.partition.matches + 1;
+        let evaluation = Evaluation { operator: self.operator, partition: self.partition, labels: &labels, number };
         let value = evaluation.evaluate(define, &[(Some(position), Some(row))])?;
         let holds = value.as_boolean_opt().is_some_and(|values| values.is_valid(0) && values.value(0));
         if self.operator.position_only

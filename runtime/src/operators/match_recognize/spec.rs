@@ -19,6 +19,13 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
+/// The column of an aggregated row's variable (`CLASSIFIER()` inside an
+/// aggregate's argument).
+pub const CLASSIFIER_COLUMN: &str = "__classifier";
+
+/// The column of the match's number inside an aggregate's argument.
+pub const MATCH_NUMBER_COLUMN: &str = "__match_number";
+
 /// A row pattern over variable numbers (indexes into
 /// [`MatchRecognizeSpec::variables`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +109,9 @@ pub enum Navigation {
     /// The match's number in its partition, from 1.
     MatchNumber,
     /// An aggregate over the rows mapped to `vars` (`None`: every row of
-    /// the match); its arguments are expressions over the input's columns.
+    /// the match); its arguments are expressions over the input's columns
+    /// followed by [`CLASSIFIER_COLUMN`] (each row's variable) and
+    /// [`MATCH_NUMBER_COLUMN`].
     Aggregate { aggregate: Arc<AggregateFunctionExpr>, vars: Option<Vec<usize>>, final_semantics: bool },
 }
 
