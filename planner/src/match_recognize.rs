@@ -667,12 +667,8 @@ impl Extractor<'_> {
                 };
                 Ok(Some(Navigation::Classifier { select: RowSelect { vars, ..universal(final_semantics) } }))
             }
-            "MATCH_NUMBER" => {
-                if self.context == Context::Define {
-                    return Err(PlanError::invalid("MATCH_NUMBER() cannot be used in DEFINE").at(span));
-                }
-                Ok(Some(Navigation::MatchNumber))
-            }
+            // In DEFINE: the number the match being attempted would get.
+            "MATCH_NUMBER" => Ok(Some(Navigation::MatchNumber)),
             "MATCH_ROWTIME" => {
                 if self.context == Context::Define {
                     return Err(PlanError::invalid("MATCH_ROWTIME() cannot be used in DEFINE").at(span));
