@@ -206,7 +206,7 @@ pub fn compile(state: &SessionState, clause: &PatternClause, input: &DFSchema) -
     }
     let names = Names { variables: &variables, subsets: &subsets };
     let pattern = pattern_spec(&clause.pattern, &names)?;
-    if matches!(clause.rows_per_match, pattern_clause::RowsPerMatch::All(pattern_clause::EmptyMatches::WithUnmatched))
+    if matches!(clause.rows_per_match, RowsPerMatch::All(EmptyMatches::WithUnmatched))
         && contains_exclusion(&clause.pattern)
     {
         return Err(PlanError::invalid(
@@ -246,20 +246,12 @@ pub fn compile(state: &SessionState, clause: &PatternClause, input: &DFSchema) -
         measures.push((crate::names::ident_name(&measure.name), compiled));
     }
 
-    let rows_per_match = match clause.rows_per_match {
-        pattern_clause::RowsPerMatch::One { timeouts } => {
-            if timeouts && clause.within.is_none() {
-                return Err(PlanError::invalid("WITH TIMEOUT ROWS needs WITHIN: a partial match times out after it")
-                    .at(clause.span));
-            }
-            RowsPerMatch::One { timeouts }
-        }
-        pattern_clause::RowsPerMatch::All(empty) => RowsPerMatch::All(match empty {
-            pattern_clause::EmptyMatches::Show => EmptyMatches::Show,
-            pattern_clause::EmptyMatches::Omit => EmptyMatches::Omit,
-            pattern_clause::EmptyMatches::WithUnmatched => EmptyMatches::WithUnmatched,
-        }),
-    };
+    if clause.rows_per_match == (RowsPerMatch::One { timeouts: true }) && clause.within.is_none() {
+        return Err(
+            PlanError::invalid("WITH TIMEOUT ROWS needs WITHIN: a partial match times out after it").at(clause.span)
+        );
+    }
+    let rows_per_match = clause.rows_per_match;
     let skip = match &clause.skip {
         pattern_clause::SkipTo::PastLastRow => SkipTo::PastLastRow,
         pattern_clause::SkipTo::NextRow => SkipTo::NextRow,

@@ -47,6 +47,8 @@ use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Word};
 
+pub use sluice_runtime::operators::match_recognize::spec::{EmptyMatches, RowsPerMatch};
+
 use crate::dialect::SluiceDialect;
 use crate::error::{PlanError, Result};
 use crate::interval::interval_nanos;
@@ -87,28 +89,6 @@ pub struct PatternClause {
 pub struct MeasureSyntax {
     pub expr: Expr,
     pub name: Ident,
-}
-
-/// `ONE ROW PER MATCH` or `ALL ROWS PER MATCH ...`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RowsPerMatch {
-    /// One row per match; with `timeouts`, also one per partial match that
-    /// `WITHIN` cut off (`WITH TIMEOUT ROWS`).
-    One { timeouts: bool },
-    /// Every row of each match.
-    All(EmptyMatches),
-}
-
-/// What `ALL ROWS PER MATCH` does with empty matches and unmatched rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EmptyMatches {
-    /// `SHOW EMPTY MATCHES` (the default): a row for each empty match.
-    Show,
-    /// `OMIT EMPTY MATCHES`.
-    Omit,
-    /// `WITH UNMATCHED ROWS`: empty matches shown, and every row no match
-    /// took comes out too, with NULL measures.
-    WithUnmatched,
 }
 
 /// `AFTER MATCH SKIP ...`.
