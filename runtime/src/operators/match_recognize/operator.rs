@@ -158,6 +158,10 @@ pub struct MatchRecognize {
     watermark: Watermark,
     /// The output watermark last sent.
     sent_watermark: Watermark,
+    /// The batch aggregates' arguments read: the input's columns, made
+    /// nullable, then [`super::spec::CLASSIFIER_COLUMN`] and
+    /// [`super::spec::MATCH_NUMBER_COLUMN`].
+    aggregate_schema: SchemaRef,
     metrics: Arc<QueryMetrics>,
     reported_rows: usize,
 }
@@ -187,6 +191,11 @@ impl MatchRecognize {
             .map(|column| SortField::new(spec.input_schema.field(*column).data_type().clone()))
             .collect();
         let converter = RowConverter::new(fields)?;
+        let mut fields: Vec<Field> =
+            spec.input_schema.fields().iter().map(|field| field.as_ref().clone().with_nullable(true)).collect();
+        fields.push(Field::new(super::spec::CLASSIFIER_COLUMN, DataType::Utf8, true));
+        fields.push(Field::new(super::spec::MATCH_NUMBER_COLUMN, DataType::Int64, true));
+        let aggregate_schema = Arc::new(Schema::new(fields));
         Ok(MatchRecognize {
             spec: Arc::new(spec),
             program,
@@ -198,6 +207,7 @@ impl MatchRecognize {
             partitions: BTreeMap::new(),
             watermark: Watermark::MIN,
             sent_watermark: Watermark::MIN,
+            aggregate_schema,
             metrics,
             reported_rows: 0,
         })
@@ -418,11 +428,13 @@ impl MatchRecognize {
                 let field = define.schema.field(index);
                 let column: ArrayRef = match navigation {
                     Navigation::Value { column, select } => {
-                        let targets: Vec<Option<u64>> = rows
+                        let targets: Vec<(usize, Option<u64>)> = rows
                             .iter()
-                            .map(|row| row.checked_add_signed(select.physical).filter(|row| *row < partition.released))
+                            .map(|row| {
+                                (0, row.checked_add_signed(select.physical).filter(|row| *row < partition.released))
+                            })
                             .collect();
-                        cast_to(gather(partition, &self.spec.input_schema, *column, &targets)?, field.data_type())?
+                        cast_to(gather(&[&*partition], &self.spec.input_schema, *column, &targets)?, field.data_type())?
                     }
                     Navigation::Classifier { .. } => {
                         Arc::new(StringArray::from(vec![self.spec.variables[var].as_str(); rows.len()]))
@@ -514,114 +526,130 @@ impl MatchRecognize {
         self.reported_rows = rows;
     }
 
-    /// The output rows, in the order the matches were found.
+    /// The output rows, in the order the matches were found, built in one
+    /// pass over all of them: each measure is evaluated once over every
+    /// output row (of every match and partition) of the epoch.
     fn build_output(&mut self, rows: Vec<OutputRow>) -> Result<RecordBatch> {
         let spec = self.spec.clone();
-        let mut columns: Vec<Vec<ArrayRef>> = vec![Vec::new(); spec.output_schema.fields().len()];
+        // The partitions the rows read, numbered in order of appearance.
+        let mut numbered: BTreeMap<&[u8], usize> = BTreeMap::new();
+        let mut partitions: Vec<&Partition> = Vec::new();
+        let mut layout = Layout::default();
         for row in &rows {
-            let produced = self.output_rows(row)?;
-            for (column, array) in produced.into_iter().enumerate() {
-                columns[column].push(array);
-            }
+            let key = match row {
+                OutputRow::Match { key, .. } | OutputRow::Timeout { key, .. } | OutputRow::Unmatched { key, .. } => key,
+            };
+            let part = match numbered.get(key.as_slice()) {
+                Some(part) => *part,
+                None => {
+                    let partition = self.partitions.get(key).ok_or_else(|| {
+                        RuntimeError::internal("match_recognize: an output row of an unknown partition")
+                    })?;
+                    partitions.push(partition);
+                    numbered.insert(key, partitions.len() - 1);
+                    partitions.len() - 1
+                }
+            };
+            layout.add(spec.rows_per_match, part, row);
         }
-        let arrays = columns
-            .into_iter()
-            .zip(spec.output_schema.fields())
-            .map(|(parts, field)| {
-                if parts.is_empty() {
-                    return Ok(new_null_array(field.data_type(), 0));
-                }
-                let refs: Vec<&dyn Array> = parts.iter().map(|part| part.as_ref()).collect();
-                let joined = datafusion::arrow::compute::concat(&refs)?;
-                cast_to(joined, field.data_type())
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(RecordBatch::try_new(spec.output_schema.clone(), arrays)?)
-    }
-
-    /// The output columns of one match, timeout or unmatched row.
-    fn output_rows(&self, row: &OutputRow) -> Result<Vec<ArrayRef>> {
-        let spec = &self.spec;
-        let key = match row {
-            OutputRow::Match { key, .. } | OutputRow::Timeout { key, .. } | OutputRow::Unmatched { key, .. } => key,
-        };
-        let partition = self
-            .partitions
-            .get(key)
-            .ok_or_else(|| RuntimeError::internal("match_recognize: an output row of an unknown partition"))?;
-        let empty = Vec::new();
-        let (labels, number, timed_out, anchor) = match row {
-            OutputRow::Match { labels, number, start, .. } => (labels, *number, false, *start),
-            OutputRow::Timeout { labels, .. } => (labels, 0, true, labels.first().map_or(0, |label| label.row)),
-            OutputRow::Unmatched { row, .. } => (&empty, 0, false, *row),
-        };
-        // The positions measures are evaluated at: (current label index or
-        // None for the last, the input row of the output row).
-        let positions: Vec<(Option<usize>, Option<u64>)> = match (spec.rows_per_match, row) {
-            (RowsPerMatch::One { .. }, _) => vec![(None, None)],
-            (RowsPerMatch::All(_), OutputRow::Unmatched { row, .. }) => vec![(None, Some(*row))],
-            (RowsPerMatch::All(mode), OutputRow::Match { start, .. }) => {
-                if labels.is_empty() {
-                    if mode == EmptyMatches::Omit { Vec::new() } else { vec![(None, Some(*start))] }
-                } else {
-                    labels
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, label)| !label.excluded)
-                        .map(|(index, label)| (Some(index), Some(label.row)))
-                        .collect()
-                }
-            }
-            (RowsPerMatch::All(_), OutputRow::Timeout { .. }) => Vec::new(),
-        };
-        let count = positions.len();
-        let mut measures = Vec::new();
+        let count = layout.ats.len();
+        let evaluation = Evaluation { operator: self, partitions: &partitions };
+        let mut measures = Vec::with_capacity(spec.measures.len());
         for (_, measure) in &spec.measures {
-            let context = Evaluation { operator: self, partition, labels, number };
-            let values = match row {
-                OutputRow::Unmatched { .. } => {
-                    let data_type = measure.expr.data_type(&measure.schema)?;
-                    new_null_array(&data_type, count)
-                }
-                _ => context.evaluate(measure, &positions)?,
+            let values = evaluation.evaluate(measure, &layout.ats)?;
+            // An unmatched row (WITH UNMATCHED ROWS) has NULL measures.
+            let values = if layout.unmatched.iter().any(|unmatched| *unmatched) {
+                datafusion::arrow::compute::nullif(&values, &BooleanArray::from(layout.unmatched.clone()))?
+            } else {
+                values
             };
             measures.push(values);
         }
-        let input_rows: Vec<Option<u64>> = positions.iter().map(|(_, row)| *row).collect();
-        let take_input =
-            |column: usize| -> Result<ArrayRef> { gather(partition, &spec.input_schema, column, &input_rows) };
-        // The partition's values, from the row the attempt started at.
-        let partition_values = |column: usize| -> Result<ArrayRef> {
-            gather(partition, &spec.input_schema, column, &vec![Some(anchor); count])
-        };
-        let mut out = Vec::new();
+        let take = |column: usize, rows: &[(usize, Option<u64>)]| gather(&partitions, &spec.input_schema, column, rows);
+        let mut out: Vec<ArrayRef> = Vec::with_capacity(spec.output_schema.fields().len());
         for column in &spec.partition_by {
-            out.push(partition_values(*column)?);
+            out.push(take(*column, &layout.anchors)?);
         }
         match spec.rows_per_match {
             RowsPerMatch::One { timeouts } => {
                 out.extend(measures);
                 if timeouts {
-                    out.push(Arc::new(BooleanArray::from(vec![timed_out; count])));
+                    out.push(Arc::new(BooleanArray::from(layout.timed_out)));
                 }
             }
             RowsPerMatch::All(_) => {
                 let mut placed = spec.partition_by.clone();
                 for column in std::iter::once(spec.time_column).chain(spec.order_by.iter().map(|(column, _)| *column)) {
                     if !placed.contains(&column) {
-                        out.push(take_input(column)?);
+                        out.push(take(column, &layout.inputs)?);
                         placed.push(column);
                     }
                 }
                 out.extend(measures);
                 for column in 0..spec.input_schema.fields().len() {
                     if !placed.contains(&column) {
-                        out.push(take_input(column)?);
+                        out.push(take(column, &layout.inputs)?);
                     }
                 }
             }
         }
-        Ok(out)
+        let arrays = out
+            .into_iter()
+            .zip(spec.output_schema.fields())
+            .map(|(array, field)| cast_to(array, field.data_type()))
+            .collect::<Result<Vec<_>>>()?;
+        let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(count));
+        Ok(RecordBatch::try_new_with_options(spec.output_schema.clone(), arrays, &options)?)
+    }
+}
+
+/// Where the output rows of an epoch are evaluated, one entry per output
+/// row: the position in its match, the row its partition columns come
+/// from, the input row it shows (ALL ROWS PER MATCH), and its flags.
+#[derive(Default)]
+struct Layout<'a> {
+    ats: Vec<At<'a>>,
+    anchors: Vec<(usize, Option<u64>)>,
+    inputs: Vec<(usize, Option<u64>)>,
+    timed_out: Vec<bool>,
+    unmatched: Vec<bool>,
+}
+
+impl<'a> Layout<'a> {
+    /// The output rows of one match, timeout or unmatched row of partition
+    /// `part`.
+    fn add(&mut self, rows_per_match: RowsPerMatch, part: usize, row: &'a OutputRow) {
+        let (labels, number, timed_out, anchor): (&[Label], u64, bool, u64) = match row {
+            OutputRow::Match { labels, number, start, .. } => (labels, *number, false, *start),
+            OutputRow::Timeout { labels, .. } => (labels, 0, true, labels.first().map_or(0, |label| label.row)),
+            OutputRow::Unmatched { row, .. } => (&[], 0, false, *row),
+        };
+        let at = |position: Option<usize>| At { part, labels, number, position };
+        let mut push = |position: Option<usize>, input: Option<u64>| {
+            self.ats.push(at(position));
+            self.anchors.push((part, Some(anchor)));
+            self.inputs.push((part, input));
+            self.timed_out.push(timed_out);
+            self.unmatched.push(matches!(row, OutputRow::Unmatched { .. }));
+        };
+        match (rows_per_match, row) {
+            (RowsPerMatch::One { .. }, _) => push(None, None),
+            (RowsPerMatch::All(_), OutputRow::Unmatched { row, .. }) => push(None, Some(*row)),
+            (RowsPerMatch::All(mode), OutputRow::Match { start, .. }) => {
+                if labels.is_empty() {
+                    if mode != EmptyMatches::Omit {
+                        push(None, Some(*start));
+                    }
+                } else {
+                    for (index, label) in labels.iter().enumerate() {
+                        if !label.excluded {
+                            push(Some(index), Some(label.row));
+                        }
+                    }
+                }
+            }
+            (RowsPerMatch::All(_), OutputRow::Timeout { .. }) => {}
+        }
     }
 }
 
@@ -704,15 +732,31 @@ enum OutputRow {
     Unmatched { key: Vec<u8>, row: u64 },
 }
 
-/// Column `column` of the stored `rows` (NULL where `None` or not stored).
-fn gather(partition: &Partition, schema: &SchemaRef, column: usize, rows: &[Option<u64>]) -> Result<ArrayRef> {
+/// Column `column` of stored rows of `partitions`, each `(partition,
+/// row)` (NULL where the row is `None` or not stored), in one interleave.
+fn gather(
+    partitions: &[&Partition],
+    schema: &SchemaRef,
+    column: usize,
+    rows: &[(usize, Option<u64>)],
+) -> Result<ArrayRef> {
     let data_type = schema.field(column).data_type();
     let null = new_null_array(data_type, 1);
-    let mut sources: Vec<&dyn Array> = partition.chunks.iter().map(|chunk| chunk.column(column).as_ref()).collect();
+    let mut sources: Vec<&dyn Array> = Vec::new();
+    let mut first = Vec::with_capacity(partitions.len());
+    for partition in partitions {
+        first.push(sources.len());
+        sources.extend(partition.chunks.iter().map(|chunk| chunk.column(column).as_ref()));
+    }
     sources.push(null.as_ref());
     let null_source = sources.len() - 1;
-    let indices: Vec<(usize, usize)> =
-        rows.iter().map(|row| row.and_then(|row| partition.locate(row)).unwrap_or((null_source, 0))).collect();
+    let indices: Vec<(usize, usize)> = rows
+        .iter()
+        .map(|(part, row)| {
+            row.and_then(|row| partitions[*part].locate(row))
+                .map_or((null_source, 0), |(chunk, offset)| (first[*part] + chunk, offset))
+        })
+        .collect();
     Ok(interleave(&sources, &indices)?)
 }
 
@@ -723,52 +767,61 @@ fn cast_to(array: ArrayRef, data_type: &DataType) -> Result<ArrayRef> {
     Ok(datafusion::arrow::compute::cast(&array, data_type)?)
 }
 
-/// Evaluates expressions over one match (or one thread's rows).
+/// One place an expression is evaluated: a position in a match (or in a
+/// thread's rows) of one of the evaluation's partitions.
+#[derive(Debug, Clone, Copy)]
+struct At<'a> {
+    part: usize,
+    labels: &'a [Label],
+    /// The match's number (0: no match, a timeout row).
+    number: u64,
+    /// RUNNING: the labels up to this index; `None`: the whole match.
+    position: Option<usize>,
+}
+
+impl At<'_> {
+    /// The labels a navigation considers.
+    fn considered(&self, final_semantics: bool) -> &[Label] {
+        match (self.position, final_semantics) {
+            (Some(index), false) => &self.labels[..=index.min(self.labels.len().saturating_sub(1))],
+            _ => self.labels,
+        }
+    }
+
+    fn number(&self) -> Option<i64> {
+        (self.number > 0).then(|| i64::try_from(self.number).unwrap_or(i64::MAX))
+    }
+}
+
+/// Evaluates expressions at many places at once, over rows of several
+/// partitions: each navigation becomes one column of one batch.
 struct Evaluation<'a> {
     operator: &'a MatchRecognize,
-    partition: &'a Partition,
-    labels: &'a [Label],
-    number: u64,
+    partitions: &'a [&'a Partition],
 }
 
 impl Evaluation<'_> {
-    /// `expr` at each position: `(Some(i), _)` with the labels up to `i`
-    /// (RUNNING), `(None, _)` over the whole match.
-    fn evaluate(&self, compiled: &CompiledExpr, positions: &[(Option<usize>, Option<u64>)]) -> Result<ArrayRef> {
-        let count = positions.len();
+    /// `compiled` at each of `ats`.
+    fn evaluate(&self, compiled: &CompiledExpr, ats: &[At]) -> Result<ArrayRef> {
+        let count = ats.len();
         let mut columns = Vec::with_capacity(compiled.navigations.len());
         for (index, navigation) in compiled.navigations.iter().enumerate() {
             let field = compiled.schema.field(index);
-            columns.push(self.navigation(navigation, field, positions)?);
+            columns.push(self.navigation(navigation, field, ats)?);
         }
-        let batch = if columns.is_empty() {
-            RecordBatch::try_new_with_options(
-                compiled.schema.clone(),
-                columns,
-                &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(count)),
-            )?
-        } else {
-            RecordBatch::try_new(compiled.schema.clone(), columns)?
-        };
+        let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(count));
+        let batch = RecordBatch::try_new_with_options(compiled.schema.clone(), columns, &options)?;
         Ok(match compiled.expr.evaluate(&batch)? {
             ColumnarValue::Array(array) => array,
             ColumnarValue::Scalar(scalar) => scalar.to_array_of_size(count)?,
         })
     }
 
-    /// The labels a navigation considers at a position.
-    fn considered(&self, position: Option<usize>, final_semantics: bool) -> &[Label] {
-        match (position, final_semantics) {
-            (Some(index), false) => &self.labels[..=index.min(self.labels.len().saturating_sub(1))],
-            _ => self.labels,
-        }
-    }
-
-    fn select(&self, select: &RowSelect, position: Option<usize>) -> Option<u64> {
+    fn select(&self, select: &RowSelect, at: &At) -> Option<u64> {
         // FIRST counts from the match's first row over the whole match, as
         // Trino does (`FIRST(x, 2)` is the third row even before it is
         // reached); LAST counts back from the current row when RUNNING.
-        let labels = if select.from_first { self.labels } else { self.considered(position, select.final_semantics) };
+        let labels = if select.from_first { at.labels } else { at.considered(select.final_semantics) };
         let mut rows = labels
             .iter()
             .filter(|label| select.vars.as_ref().is_none_or(|vars| vars.contains(&label.var)))
@@ -777,88 +830,106 @@ impl Evaluation<'_> {
         let row = if select.from_first { rows.nth(logical) } else { rows.rev().nth(logical) }?;
         let row = i64::try_from(row).ok()?.checked_add(select.physical)?;
         let row = u64::try_from(row).ok()?;
-        (row < self.partition.released).then_some(row)
+        (row < self.partitions[at.part].released).then_some(row)
     }
 
-    fn navigation(
-        &self,
-        navigation: &Navigation,
-        field: &Field,
-        positions: &[(Option<usize>, Option<u64>)],
-    ) -> Result<ArrayRef> {
+    fn navigation(&self, navigation: &Navigation, field: &Field, ats: &[At]) -> Result<ArrayRef> {
         let spec = &self.operator.spec;
         match navigation {
             Navigation::Value { column, select } => {
-                let rows: Vec<Option<u64>> =
-                    positions.iter().map(|(position, _)| self.select(select, *position)).collect();
-                let values = gather(self.partition, &spec.input_schema, *column, &rows)?;
-                cast_to(values, field.data_type())
+                let rows: Vec<(usize, Option<u64>)> = ats.iter().map(|at| (at.part, self.select(select, at))).collect();
+                cast_to(gather(self.partitions, &spec.input_schema, *column, &rows)?, field.data_type())
             }
             Navigation::Classifier { select } => {
-                let names: Vec<Option<&str>> = positions
+                let names: Vec<Option<&str>> = ats
                     .iter()
-                    .map(|(position, _)| {
+                    .map(|at| {
                         // A physical offset may reach past the current row,
                         // within the match (past it: NULL).
-                        let row = self.select(select, *position)?;
-                        let label = self.labels.iter().find(|label| label.row == row)?;
+                        let row = self.select(select, at)?;
+                        let label = at.labels.iter().find(|label| label.row == row)?;
                         spec.variables.get(label.var).map(String::as_str)
                     })
                     .collect();
                 Ok(Arc::new(StringArray::from(names)))
             }
             // A timeout row is no match: no number.
-            Navigation::MatchNumber => {
-                Ok(Arc::new(Int64Array::from(vec![
-                    (self.number > 0)
-                        .then(|| i64::try_from(self.number).unwrap_or(i64::MAX));
-                    positions.len()
-                ])))
-            }
+            Navigation::MatchNumber => Ok(Arc::new(Int64Array::from_iter(ats.iter().map(At::number)))),
             Navigation::Aggregate { aggregate, vars, final_semantics } => {
-                let mut values = Vec::with_capacity(positions.len());
-                for (position, _) in positions {
-                    let labels: Vec<&Label> = self
-                        .considered(*position, *final_semantics)
-                        .iter()
-                        .filter(|label| vars.as_ref().is_none_or(|vars| vars.contains(&label.var)))
-                        .collect();
-                    let rows: Vec<Option<u64>> = labels.iter().map(|label| Some(label.row)).collect();
-                    let mut columns = (0..spec.input_schema.fields().len())
-                        .map(|column| gather(self.partition, &spec.input_schema, column, &rows))
-                        .collect::<Result<Vec<_>>>()?;
-                    // Each row's variable and the match's number follow.
-                    let names = labels.iter().map(|label| spec.variables.get(label.var).map(String::as_str));
-                    columns.push(Arc::new(StringArray::from_iter(names)));
-                    let number = (self.number > 0).then(|| i64::try_from(self.number).unwrap_or(i64::MAX));
-                    columns.push(Arc::new(Int64Array::from(vec![number; rows.len()])));
-                    let mut fields: Vec<Field> = spec
-                        .input_schema
-                        .fields()
-                        .iter()
-                        .map(|field| field.as_ref().clone().with_nullable(true))
-                        .collect();
-                    fields.push(Field::new(super::spec::CLASSIFIER_COLUMN, DataType::Utf8, true));
-                    fields.push(Field::new(super::spec::MATCH_NUMBER_COLUMN, DataType::Int64, true));
-                    let nullable = Arc::new(Schema::new(fields));
-                    let input = RecordBatch::try_new_with_options(
-                        nullable,
-                        columns,
-                        &datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len())),
-                    )?;
-                    let arguments = aggregate
-                        .expressions()
-                        .iter()
-                        .map(|expr| expr.evaluate(&input).and_then(|value| value.into_array(input.num_rows())))
-                        .collect::<datafusion::common::Result<Vec<_>>>()?;
-                    let mut accumulator = aggregate.create_accumulator()?;
-                    accumulator.update_batch(&arguments)?;
-                    values.push(accumulator.evaluate()?);
+                // Every place's rows in one batch, grouped by place.
+                let mut rows = Vec::new();
+                let mut names = Vec::new();
+                let mut numbers = Vec::new();
+                let mut groups = Vec::new();
+                for (group, at) in ats.iter().enumerate() {
+                    let labels = at.considered(*final_semantics);
+                    for label in
+                        labels.iter().filter(|label| vars.as_ref().is_none_or(|vars| vars.contains(&label.var)))
+                    {
+                        rows.push((at.part, Some(label.row)));
+                        names.push(spec.variables.get(label.var).map(String::as_str));
+                        numbers.push(at.number());
+                        groups.push(group);
+                    }
                 }
-                let array = if values.is_empty() {
-                    new_null_array(field.data_type(), 0)
+                let mut columns = (0..spec.input_schema.fields().len())
+                    .map(|column| gather(self.partitions, &spec.input_schema, column, &rows))
+                    .collect::<Result<Vec<_>>>()?;
+                // Each row's variable and the match's number follow.
+                columns.push(Arc::new(StringArray::from(names)));
+                columns.push(Arc::new(Int64Array::from(numbers)));
+                let options = datafusion::arrow::array::RecordBatchOptions::new().with_row_count(Some(rows.len()));
+                let input =
+                    RecordBatch::try_new_with_options(self.operator.aggregate_schema.clone(), columns, &options)?;
+                let arguments = aggregate
+                    .expressions()
+                    .iter()
+                    .map(|expr| expr.evaluate(&input).and_then(|value| value.into_array(input.num_rows())))
+                    .collect::<datafusion::common::Result<Vec<_>>>()?;
+                let array = if aggregate.groups_accumulator_supported() {
+                    // A groups accumulator expects every group to get a row
+                    // (as in a hash aggregate): places without rows take
+                    // the value of an accumulator that saw none.
+                    let mut dense = Vec::with_capacity(groups.len());
+                    let mut place_group = vec![None; ats.len()];
+                    let mut seen = 0;
+                    for group in &groups {
+                        let id = *place_group[*group].get_or_insert_with(|| {
+                            seen += 1;
+                            seen - 1
+                        });
+                        dense.push(id);
+                    }
+                    let mut accumulator = aggregate.create_groups_accumulator()?;
+                    accumulator.update_batch(&arguments, &dense, None, seen)?;
+                    let values = accumulator.evaluate(datafusion::logical_expr::EmitTo::All)?;
+                    if seen == ats.len() {
+                        values
+                    } else {
+                        let empty = aggregate.create_accumulator()?.evaluate()?.to_array_of_size(1)?;
+                        let empty = cast_to(empty, values.data_type())?;
+                        let indices: Vec<(usize, usize)> =
+                            place_group.iter().map(|id| id.map_or((1, 0), |id| (0, id))).collect();
+                        interleave(&[values.as_ref(), empty.as_ref()], &indices)?
+                    }
                 } else {
-                    ScalarValue::iter_to_array(values)?
+                    // One accumulator per place, over its run of rows.
+                    let mut values = Vec::with_capacity(ats.len());
+                    let mut from = 0;
+                    for group in 0..ats.len() {
+                        let to = from + groups[from..].iter().take_while(|row_group| **row_group == group).count();
+                        let slice: Vec<ArrayRef> =
+                            arguments.iter().map(|argument| argument.slice(from, to - from)).collect();
+                        let mut accumulator = aggregate.create_accumulator()?;
+                        accumulator.update_batch(&slice)?;
+                        values.push(accumulator.evaluate()?);
+                        from = to;
+                    }
+                    if values.is_empty() {
+                        new_null_array(field.data_type(), 0)
+                    } else {
+                        ScalarValue::iter_to_array(values)?
+                    }
                 };
                 cast_to(array, field.data_type())
             }
@@ -890,8 +961,9 @@ impl Conditions for Define<'_> {
         let position = labels.len() - 1;
         // The match being attempted is the partition's next.
         let number = self.partition.matches + 1;
-        let evaluation = Evaluation { operator: self.operator, partition: self.partition, labels: &labels, number };
-        let value = evaluation.evaluate(define, &[(Some(position), Some(row))])?;
+        let evaluation = Evaluation { operator: self.operator, partitions: &[&*self.partition] };
+        let at = At { part: 0, labels: &labels, number, position: Some(position) };
+        let value = evaluation.evaluate(define, &[at])?;
         let holds = value.as_boolean_opt().is_some_and(|values| values.is_valid(0) && values.value(0));
         if self.operator.position_only
             && let Some(answers) = slot.and_then(|slot| self.partition.answers.get_mut(slot))
