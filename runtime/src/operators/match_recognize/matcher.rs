@@ -318,22 +318,63 @@ pub enum Progress {
     NoMatch,
 }
 
+/// Buffers the steps of matching reuse, so a step allocates nothing but
+/// the labels of the rows it maps. One per operator, lent to each call.
+#[derive(Debug, Default)]
+pub struct Scratch {
+    /// The threads a row stepped, before their closure.
+    stepped: Vec<Thread>,
+    /// The closure's depth-first stack.
+    stack: Vec<Thread>,
+    /// `visited[pc] == visit`: the current thread's closure reached `pc`.
+    visited: Vec<u32>,
+    visit: u32,
+    /// `parked[pc] == step`: a thread parked at `pc` in this closure
+    /// (merging).
+    parked: Vec<u32>,
+    step: u32,
+}
+
+impl Scratch {
+    fn prepare(&mut self, instructions: usize) {
+        if self.visited.len() < instructions {
+            self.visited.resize(instructions, 0);
+            self.parked.resize(instructions, 0);
+        }
+    }
+
+    /// A stamp no entry of `marks` holds yet.
+    fn next(stamp: &mut u32, marks: &mut [u32]) -> u32 {
+        *stamp = stamp.wrapping_add(1);
+        if *stamp == 0 {
+            marks.fill(0);
+            *stamp = 1;
+        }
+        *stamp
+    }
+}
+
 /// Finds the preferred match starting at one row.
 #[derive(Debug, Clone)]
 pub struct Matcher {
     threads: Vec<Thread>,
-    best: Option<Vec<Label>>,
+    best: Option<Labels>,
     /// The row the next `push_row` must be.
     next_row: u64,
 }
 
 impl Matcher {
     /// Starts at row `start` of a partition (`^` holds at row 0).
-    pub fn start(program: &Program, start: u64) -> Result<Matcher> {
+    pub fn start(program: &Program, start: u64, scratch: &mut Scratch) -> Result<Matcher> {
         let mut matcher = Matcher { threads: Vec::new(), best: None, next_row: start };
-        let seed =
-            vec![Thread { pc: 0, excluded: 0, labels: Labels::default(), slots: Arc::new(vec![0; program.slots]) }];
-        matcher.threads = matcher.closure(program, seed, false)?;
+        scratch.stepped.clear();
+        scratch.stepped.push(Thread {
+            pc: 0,
+            excluded: 0,
+            labels: Labels::default(),
+            slots: Arc::new(vec![0; program.slots]),
+        });
+        matcher.closure(program, scratch, false)?;
         Ok(matcher)
     }
 
@@ -347,7 +388,7 @@ impl Matcher {
     pub fn partial(&self) -> Vec<Label> {
         match (&self.best, self.threads.first()) {
             (_, Some(thread)) => thread.labels.to_vec(),
-            (Some(best), None) => best.clone(),
+            (Some(best), None) => best.to_vec(),
             (None, None) => Vec::new(),
         }
     }
@@ -356,77 +397,88 @@ impl Matcher {
     pub fn progress(&self) -> Progress {
         match (&self.best, self.threads.is_empty()) {
             (_, false) => Progress::Running,
-            (Some(best), true) => Progress::Matched(best.clone()),
+            (Some(best), true) => Progress::Matched(best.to_vec()),
             (None, true) => Progress::NoMatch,
         }
     }
 
     /// Feeds the next row.
-    pub fn push_row(&mut self, program: &Program, conditions: &mut dyn Conditions) -> Result<Progress> {
+    pub fn push_row(
+        &mut self,
+        program: &Program,
+        conditions: &mut dyn Conditions,
+        scratch: &mut Scratch,
+    ) -> Result<Progress> {
         let row = self.next_row;
         self.next_row += 1;
-        let mut stepped = Vec::with_capacity(self.threads.len());
-        for thread in std::mem::take(&mut self.threads) {
+        scratch.stepped.clear();
+        for thread in self.threads.drain(..) {
             // Threads waiting at `$` die: a row follows.
             let Instruction::Var(var) = program.instructions[thread.pc] else { continue };
             if conditions.holds(var, row, &thread.labels)? {
                 let labels = thread.labels.with(Label { row, var, excluded: thread.excluded > 0 });
-                stepped.push(Thread { pc: thread.pc + 1, labels, ..thread });
+                scratch.stepped.push(Thread { pc: thread.pc + 1, labels, ..thread });
             }
         }
-        self.threads = self.closure(program, stepped, false)?;
+        self.closure(program, scratch, false)?;
         Ok(self.progress())
     }
 
     /// No more rows come for this match (the partition ended, `at_end`, or
     /// WITHIN cut it off): what is matched is final.
-    pub fn finish(&mut self, program: &Program, at_end: bool) -> Result<Progress> {
+    pub fn finish(&mut self, program: &Program, at_end: bool, scratch: &mut Scratch) -> Result<Progress> {
         if at_end {
             // `$` holds now: the threads waiting at it pass.
-            let parked = std::mem::take(&mut self.threads);
-            self.closure(program, parked, true)?;
+            scratch.stepped.clear();
+            scratch.stepped.append(&mut self.threads);
+            self.closure(program, scratch, true)?;
         }
         self.threads.clear();
         Ok(self.progress())
     }
 
-    /// Follows every thread through the instructions that consume no row,
-    /// in preference order, until each is parked at a `Var`; records
-    /// matches and cuts the threads after an accepting one.
-    fn closure(&mut self, program: &Program, threads: Vec<Thread>, at_end: bool) -> Result<Vec<Thread>> {
-        let mut parked: Vec<Thread> = Vec::new();
-        let mut seen = vec![false; program.instructions.len()];
+    /// Follows every thread of `scratch.stepped` through the instructions
+    /// that consume no row, in preference order, until each is parked at a
+    /// `Var` (into `self.threads`); records matches and cuts the threads
+    /// after an accepting one.
+    fn closure(&mut self, program: &Program, scratch: &mut Scratch, at_end: bool) -> Result<()> {
+        scratch.prepare(program.instructions.len());
+        let step = Scratch::next(&mut scratch.step, &mut scratch.parked);
         let row = self.next_row;
-        for thread in threads {
+        let mut input = std::mem::take(&mut scratch.stepped);
+        self.threads.clear();
+        'threads: for thread in input.drain(..) {
             // Depth-first, preferred branch first.
-            let mut stack = vec![thread];
-            let mut visited = vec![false; program.instructions.len()];
-            while let Some(thread) = stack.pop() {
-                if visited[thread.pc] {
+            let visit = Scratch::next(&mut scratch.visit, &mut scratch.visited);
+            scratch.stack.clear();
+            scratch.stack.push(thread);
+            while let Some(thread) = scratch.stack.pop() {
+                if scratch.visited[thread.pc] == visit {
                     continue;
                 }
-                visited[thread.pc] = true;
+                scratch.visited[thread.pc] = visit;
+                let stack = &mut scratch.stack;
                 match program.instructions[thread.pc] {
                     // A `$` before the end waits: the next row kills it,
                     // the end lets it pass.
                     Instruction::End if !at_end => {
                         if program.mergeable {
-                            if seen[thread.pc] {
+                            if scratch.parked[thread.pc] == step {
                                 continue;
                             }
-                            seen[thread.pc] = true;
+                            scratch.parked[thread.pc] = step;
                         }
-                        parked.push(thread);
+                        self.threads.push(thread);
                     }
                     Instruction::Var(_) => {
                         if program.mergeable {
-                            if seen[thread.pc] {
+                            if scratch.parked[thread.pc] == step {
                                 continue;
                             }
-                            seen[thread.pc] = true;
+                            scratch.parked[thread.pc] = step;
                         }
-                        parked.push(thread);
-                        if parked.len() > MAX_THREADS {
+                        self.threads.push(thread);
+                        if self.threads.len() > MAX_THREADS {
                             return Err(RuntimeError::user(format!(
                                 "the pattern keeps more than {MAX_THREADS} partial matches alive at once (an ambiguous pattern over a DEFINE that reads the match's history): make it less ambiguous"
                             )));
@@ -466,13 +518,15 @@ impl Matcher {
                     }
                     Instruction::Accept => {
                         // Preferred over everything after it: cut.
-                        self.best = Some(thread.labels.to_vec());
-                        return Ok(parked);
+                        self.best = Some(thread.labels);
+                        break 'threads;
                     }
                 }
             }
         }
-        Ok(parked)
+        input.clear();
+        scratch.stepped = input;
+        Ok(())
     }
 
     /// The matcher as plain numbers, for checkpoints: the next row, the
@@ -489,7 +543,7 @@ impl Matcher {
         match &self.best {
             Some(best) => {
                 out.push(1);
-                labels(&mut out, best);
+                labels(&mut out, &best.to_vec());
             }
             None => out.push(0),
         }
@@ -513,17 +567,14 @@ impl Matcher {
                 .map(|_| Ok(Label { row: next()? as u64, var: next()? as usize, excluded: next()? != 0 }))
                 .collect()
         };
-        let best = if next()? != 0 { Some(labels(&mut next)?) } else { None };
+        let chain = |labels: Vec<Label>| labels.into_iter().fold(Labels::default(), |chain, label| chain.with(label));
+        let best = if next()? != 0 { Some(chain(labels(&mut next)?)) } else { None };
         let count = next()?;
         let mut threads = Vec::new();
         for _ in 0..count {
             let pc = next()? as usize;
             let excluded = next()? as u32;
-            let mut chain = Labels::default();
-            for label in labels(&mut next)? {
-                chain = chain.with(label);
-            }
-            threads.push(Thread { pc, excluded, labels: chain, slots: Arc::new(Vec::new()) });
+            threads.push(Thread { pc, excluded, labels: chain(labels(&mut next)?), slots: Arc::new(Vec::new()) });
         }
         Ok(Matcher { threads, best, next_row })
     }
@@ -545,13 +596,13 @@ mod tests {
 
     fn run(pattern: &PatternSpec, table: &mut Table, start: u64, at_end: bool) -> Option<Vec<(u64, usize)>> {
         let program = Program::compile(pattern, true).unwrap();
-        let mut matcher = Matcher::start(&program, start).unwrap();
+        let mut matcher = Matcher::start(&program, start, &mut Scratch::default()).unwrap();
         let mut progress = matcher.progress();
         while progress == Progress::Running && (matcher.next_row() as usize) < table.0.len() {
-            progress = matcher.push_row(&program, table).unwrap();
+            progress = matcher.push_row(&program, table, &mut Scratch::default()).unwrap();
         }
         if progress == Progress::Running {
-            progress = matcher.finish(&program, at_end).unwrap();
+            progress = matcher.finish(&program, at_end, &mut Scratch::default()).unwrap();
         }
         match progress {
             Progress::Matched(labels) => Some(labels.into_iter().map(|label| (label.row, label.var)).collect()),
@@ -713,10 +764,10 @@ mod tests {
         ] {
             let program = Program::compile(&pattern, true).unwrap();
             let mut table = Table(vec![vec![true, true, false]; 10_000]);
-            let mut matcher = Matcher::start(&program, 0).unwrap();
+            let mut matcher = Matcher::start(&program, 0, &mut Scratch::default()).unwrap();
             let mut most = 0;
             for _ in 0..10_000 {
-                assert_eq!(matcher.push_row(&program, &mut table).unwrap(), Progress::Running);
+                assert_eq!(matcher.push_row(&program, &mut table, &mut Scratch::default()).unwrap(), Progress::Running);
                 most = most.max(matcher.threads.len());
             }
             assert!(most <= program.instructions.len(), "{most} threads");
@@ -732,13 +783,13 @@ mod tests {
         ]);
         let program = Program::compile(&pattern, true).unwrap();
         let mut table = Table(vec![vec![true, false, false], vec![false, true, false], vec![false, true, true]]);
-        let mut matcher = Matcher::start(&program, 0).unwrap();
-        matcher.push_row(&program, &mut table).unwrap();
-        matcher.push_row(&program, &mut table).unwrap();
+        let mut matcher = Matcher::start(&program, 0, &mut Scratch::default()).unwrap();
+        matcher.push_row(&program, &mut table, &mut Scratch::default()).unwrap();
+        matcher.push_row(&program, &mut table, &mut Scratch::default()).unwrap();
         let mut restored = Matcher::restore(&matcher.snapshot()).unwrap();
         assert_eq!(restored.snapshot(), matcher.snapshot());
-        let a = matcher.push_row(&program, &mut table).unwrap();
-        let b = restored.push_row(&program, &mut table).unwrap();
+        let a = matcher.push_row(&program, &mut table, &mut Scratch::default()).unwrap();
+        let b = restored.push_row(&program, &mut table, &mut Scratch::default()).unwrap();
         assert_eq!(a, b);
     }
 

@@ -39,16 +39,15 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array,
-    new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray, UInt32Array, new_null_array,
 };
-use datafusion::arrow::compute::{SortColumn, concat_batches, interleave, lexsort_to_indices, take_record_batch};
+use datafusion::arrow::compute::{concat_batches, interleave, take_record_batch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::ColumnarValue;
 
-use super::matcher::{Conditions, Label, Labels, Matcher, Program, Progress};
+use super::matcher::{Conditions, Label, Labels, Matcher, Program, Progress, Scratch};
 use super::spec::{CompiledExpr, EmptyMatches, MatchRecognizeSpec, Navigation, RowSelect, RowsPerMatch, SkipTo};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
@@ -85,11 +84,41 @@ struct Partition {
     /// Event time of each stored row (parallel to the chunks).
     times: Vec<i64>,
     /// DEFINE answers per stored row and variable (position-only DEFINEs).
-    answers: Vec<Vec<Option<bool>>>,
+    answers: Answers,
+}
+
+/// Position-only DEFINE answers, per stored row and variable, in one
+/// vector (`variables` entries per row).
+#[derive(Debug)]
+struct Answers {
+    variables: usize,
+    values: Vec<Option<bool>>,
+}
+
+impl Answers {
+    fn get(&self, slot: usize, var: usize) -> Option<bool> {
+        self.values.get(slot * self.variables + var).copied().flatten()
+    }
+
+    fn set(&mut self, slot: usize, var: usize, holds: bool) {
+        if let Some(value) = self.values.get_mut(slot * self.variables + var) {
+            *value = Some(holds);
+        }
+    }
+
+    /// Room for `rows` more rows, unanswered.
+    fn extend(&mut self, rows: usize) {
+        self.values.resize(self.values.len() + rows * self.variables, None);
+    }
+
+    /// Drops the first `rows` rows.
+    fn drop_front(&mut self, rows: usize) {
+        self.values.drain(..(rows * self.variables).min(self.values.len()));
+    }
 }
 
 impl Partition {
-    fn new() -> Self {
+    fn new(variables: usize) -> Self {
         Partition {
             chunks: Vec::new(),
             starts: Vec::new(),
@@ -101,7 +130,7 @@ impl Partition {
             answered: 0,
             covered: 0,
             times: Vec::new(),
-            answers: Vec::new(),
+            answers: Answers { variables, values: Vec::new() },
         }
     }
 
@@ -150,6 +179,9 @@ pub struct MatchRecognize {
     /// ended).
     lookahead: u64,
     converter: RowConverter,
+    /// Row format of the sort: partition columns, time, further ORDER BY
+    /// keys.
+    order: RowConverter,
     /// Rows the watermark has not passed yet.
     pending: Vec<RecordBatch>,
     /// Partitions by their key, in key order (output is deterministic).
@@ -162,6 +194,8 @@ pub struct MatchRecognize {
     /// nullable, then [`super::spec::CLASSIFIER_COLUMN`] and
     /// [`super::spec::MATCH_NUMBER_COLUMN`].
     aggregate_schema: SchemaRef,
+    /// The matcher's reusable buffers.
+    scratch: Scratch,
     metrics: Arc<QueryMetrics>,
     reported_rows: usize,
 }
@@ -191,6 +225,17 @@ impl MatchRecognize {
             .map(|column| SortField::new(spec.input_schema.field(*column).data_type().clone()))
             .collect();
         let converter = RowConverter::new(fields)?;
+        let mut order_fields: Vec<SortField> = spec
+            .partition_by
+            .iter()
+            .map(|column| SortField::new(spec.input_schema.field(*column).data_type().clone()))
+            .collect();
+        order_fields.push(SortField::new(spec.input_schema.field(spec.time_column).data_type().clone()));
+        for (column, options) in &spec.order_by {
+            order_fields
+                .push(SortField::new_with_options(spec.input_schema.field(*column).data_type().clone(), *options));
+        }
+        let order = RowConverter::new(order_fields)?;
         let mut fields: Vec<Field> =
             spec.input_schema.fields().iter().map(|field| field.as_ref().clone().with_nullable(true)).collect();
         fields.push(Field::new(super::spec::CLASSIFIER_COLUMN, DataType::Utf8, true));
@@ -203,11 +248,13 @@ impl MatchRecognize {
             lookback,
             lookahead,
             converter,
+            order,
             pending: Vec::new(),
             partitions: BTreeMap::new(),
             watermark: Watermark::MIN,
             sent_watermark: Watermark::MIN,
             aggregate_schema,
+            scratch: Scratch::default(),
             metrics,
             reported_rows: 0,
         })
@@ -241,12 +288,14 @@ impl MatchRecognize {
         let mut output = Vec::new();
         let keys: Vec<Vec<u8>> =
             if at_end || self.spec.within.is_some() { self.partitions.keys().cloned().collect() } else { released };
+        let mut scratch = std::mem::take(&mut self.scratch);
         for key in keys {
             let Some(mut partition) = self.partitions.remove(&key) else { continue };
-            let result = self.run(&key, &mut partition, at_end, &mut output);
+            let result = self.run(&key, &mut partition, at_end, &mut output, &mut scratch);
             self.partitions.insert(key, partition);
             result?;
         }
+        self.scratch = scratch;
         if !output.is_empty() {
             let rows = self.build_output(output)?;
             if rows.num_rows() > 0 {
@@ -294,35 +343,39 @@ impl MatchRecognize {
             return Ok(Vec::new());
         }
         let rows = take_record_batch(&all, &UInt32Array::from(below))?;
-        // Sort by partition, time, the further keys, then arrival.
-        let keys = self.partition_keys(&rows)?;
-        let key_column: ArrayRef = Arc::new(BinaryArray::from_iter_values(keys.iter()));
-        let arrival: ArrayRef = Arc::new(Int64Array::from_iter_values(0..rows.num_rows() as i64));
-        let mut sort = vec![
-            SortColumn { values: key_column, options: None },
-            SortColumn { values: rows.column(self.spec.time_column).clone(), options: None },
-        ];
-        for (column, options) in &self.spec.order_by {
-            sort.push(SortColumn { values: rows.column(*column).clone(), options: Some(*options) });
-        }
-        sort.push(SortColumn { values: arrival, options: None });
-        let order = lexsort_to_indices(&sort, None)?;
-        let rows = take_record_batch(&rows, &order)?;
-        let keys = self.partition_keys(&rows)?;
+        // Sort by partition, time, the further keys (in row format: one
+        // byte comparison per pair), then arrival (the sort is stable).
+        let mut columns: Vec<ArrayRef> =
+            self.spec.partition_by.iter().map(|column| rows.column(*column).clone()).collect();
+        columns.push(rows.column(self.spec.time_column).clone());
+        columns.extend(self.spec.order_by.iter().map(|(column, _)| rows.column(*column).clone()));
+        let sort_keys = self.order.convert_columns(&columns)?;
+        let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
+        order.sort_by(|a, b| sort_keys.row(*a as usize).cmp(&sort_keys.row(*b as usize)));
+        let rows = take_record_batch(&rows, &UInt32Array::from(order))?;
+        let keys = if self.spec.partition_by.is_empty() {
+            None
+        } else {
+            let columns: Vec<ArrayRef> =
+                self.spec.partition_by.iter().map(|column| rows.column(*column).clone()).collect();
+            Some(self.converter.convert_columns(&columns)?)
+        };
+        let key = |row: usize| keys.as_ref().map_or(&[][..], |keys| keys.row(row).data());
         let times = event_times(rows.column(self.spec.time_column))?;
         let mut touched = Vec::new();
         let mut from = 0;
         while from < rows.num_rows() {
             let mut to = from + 1;
-            while to < rows.num_rows() && keys[to] == keys[from] {
+            while to < rows.num_rows() && key(to) == key(from) {
                 to += 1;
             }
-            let key = keys[from].clone();
-            let partition = self.partitions.entry(key.clone()).or_insert_with(Partition::new);
+            let key = key(from).to_vec();
+            let variables = self.spec.variables.len();
+            let partition = self.partitions.entry(key.clone()).or_insert_with(|| Partition::new(variables));
             let first = partition.released;
             partition.push_chunk(first, rows.slice(from, to - from))?;
             partition.times.extend(times[from..to].iter().map(|time| time.unwrap_or(i64::MIN)));
-            partition.answers.extend((from..to).map(|_| vec![None; self.spec.variables.len()]));
+            partition.answers.extend(to - from);
             partition.released += (to - from) as u64;
             touched.push(key);
             from = to;
@@ -330,18 +383,15 @@ impl MatchRecognize {
         Ok(touched)
     }
 
-    /// Each row's partition key (empty without PARTITION BY).
-    fn partition_keys(&self, rows: &RecordBatch) -> Result<Vec<Vec<u8>>> {
-        if self.spec.partition_by.is_empty() {
-            return Ok(vec![Vec::new(); rows.num_rows()]);
-        }
-        let columns: Vec<ArrayRef> = self.spec.partition_by.iter().map(|column| rows.column(*column).clone()).collect();
-        let keys = self.converter.convert_columns(&columns)?;
-        Ok((0..rows.num_rows()).map(|row| keys.row(row).as_ref().to_vec()).collect())
-    }
-
     /// Matches in one partition as far as its released rows allow.
-    fn run(&self, key: &[u8], partition: &mut Partition, at_end: bool, output: &mut Vec<OutputRow>) -> Result<()> {
+    fn run(
+        &self,
+        key: &[u8],
+        partition: &mut Partition,
+        at_end: bool,
+        output: &mut Vec<OutputRow>,
+        scratch: &mut Scratch,
+    ) -> Result<()> {
         // Rows whose NEXT rows are not released yet wait.
         let limit = if at_end { partition.released } else { partition.released.saturating_sub(self.lookahead) };
         if self.position_only {
@@ -352,7 +402,7 @@ impl MatchRecognize {
                 if partition.start >= partition.released {
                     break;
                 }
-                partition.matcher = Some(Matcher::start(&self.program, partition.start)?);
+                partition.matcher = Some(Matcher::start(&self.program, partition.start, scratch)?);
             }
             let start = partition.start;
             let Some(mut matcher) = partition.matcher.take() else { break };
@@ -367,7 +417,7 @@ impl MatchRecognize {
                     break;
                 }
                 let mut conditions = Define { operator: self, partition };
-                progress = matcher.push_row(&self.program, &mut conditions)?;
+                progress = matcher.push_row(&self.program, &mut conditions, scratch)?;
             }
             let mut partial = Vec::new();
             if progress == Progress::Running {
@@ -377,7 +427,7 @@ impl MatchRecognize {
                     .is_some_and(|within| timed_out || Watermark(start_time.saturating_add(within)) < self.watermark);
                 if at_end || expired {
                     partial = matcher.partial();
-                    progress = matcher.finish(&self.program, at_end && !timed_out)?;
+                    progress = matcher.finish(&self.program, at_end && !timed_out, scratch)?;
                     timed_out = !at_end || timed_out;
                 } else {
                     partition.matcher = Some(matcher);
@@ -453,9 +503,11 @@ impl MatchRecognize {
                 .as_boolean_opt()
                 .ok_or_else(|| RuntimeError::internal("a DEFINE condition that is not BOOLEAN"))?;
             for (index, row) in rows.iter().enumerate() {
-                if let Some(answers) = partition.answers.get_mut((row - partition.base) as usize) {
-                    answers[var] = Some(values.is_valid(index) && values.value(index));
-                }
+                partition.answers.set(
+                    (row - partition.base) as usize,
+                    var,
+                    values.is_valid(index) && values.value(index),
+                );
             }
         }
         partition.answered = limit;
@@ -512,7 +564,7 @@ impl MatchRecognize {
                 }
             }
             partition.times.drain(..dropped);
-            partition.answers.drain(..dropped);
+            partition.answers.drop_front(dropped);
             partition.base += dropped as u64;
         }
         // Partitions stay (a few numbers each): row numbers, `^` and
@@ -950,8 +1002,7 @@ impl Conditions for Define<'_> {
         };
         let slot = row.checked_sub(self.partition.base).map(|slot| slot as usize);
         if self.operator.position_only
-            && let Some(answer) =
-                slot.and_then(|slot| self.partition.answers.get(slot)).and_then(|answers| answers[var])
+            && let Some(answer) = slot.and_then(|slot| self.partition.answers.get(slot, var))
         {
             return Ok(answer);
         }
@@ -966,9 +1017,9 @@ impl Conditions for Define<'_> {
         let value = evaluation.evaluate(define, &[at])?;
         let holds = value.as_boolean_opt().is_some_and(|values| values.is_valid(0) && values.value(0));
         if self.operator.position_only
-            && let Some(answers) = slot.and_then(|slot| self.partition.answers.get_mut(slot))
+            && let Some(slot) = slot
         {
-            answers[var] = Some(holds);
+            self.partition.answers.set(slot, var, holds);
         }
         Ok(holds)
     }
@@ -1091,7 +1142,7 @@ impl Operator for MatchRecognize {
         let value =
             |name: &str, index: usize| -> Result<u64> { Ok(i64_column(&partitions, name)?.value(index) as u64) };
         for index in 0..partitions.num_rows() {
-            let mut partition = Partition::new();
+            let mut partition = Partition::new(self.spec.variables.len());
             partition.base = value("base", index)?;
             partition.released = value("released", index)?;
             partition.start = value("start", index)?;
@@ -1125,7 +1176,7 @@ impl Operator for MatchRecognize {
             let first = partition.base + partition.stored() as u64;
             partition.push_chunk(first, stored.slice(from, to - from))?;
             partition.times.extend(times[from..to].iter().map(|time| time.unwrap_or(i64::MIN)));
-            partition.answers.extend((from..to).map(|_| vec![None; self.spec.variables.len()]));
+            partition.answers.extend(to - from);
             from = to;
         }
         self.watermark = Watermark(state.value(WATERMARK_STATE)?);
