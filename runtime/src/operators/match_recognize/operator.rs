@@ -288,6 +288,9 @@ impl MatchRecognize {
         let mut output = Vec::new();
         let keys: Vec<Vec<u8>> =
             if at_end || self.spec.within.is_some() { self.partitions.keys().cloned().collect() } else { released };
+        if self.position_only {
+            self.answer(&keys, at_end)?;
+        }
         let mut scratch = std::mem::take(&mut self.scratch);
         for key in keys {
             let Some(mut partition) = self.partitions.remove(&key) else { continue };
@@ -394,9 +397,6 @@ impl MatchRecognize {
     ) -> Result<()> {
         // Rows whose NEXT rows are not released yet wait.
         let limit = if at_end { partition.released } else { partition.released.saturating_sub(self.lookahead) };
-        if self.position_only {
-            self.answer(partition, limit)?;
-        }
         loop {
             if partition.matcher.is_none() {
                 if partition.start >= partition.released {
@@ -464,13 +464,26 @@ impl MatchRecognize {
     }
 
     /// Position-only DEFINEs, vectorised: each variable's condition over
-    /// every row up to `limit` not answered yet, in one evaluation.
-    fn answer(&self, partition: &mut Partition, limit: u64) -> Result<()> {
-        let from = partition.answered.max(partition.base);
-        if from >= limit {
+    /// every row not answered yet of the partitions `keys`, in one
+    /// evaluation (rows whose `NEXT` rows are not released yet wait).
+    fn answer(&mut self, keys: &[Vec<u8>], at_end: bool) -> Result<()> {
+        let mut parts: Vec<&Partition> = Vec::with_capacity(keys.len());
+        let mut answered: Vec<&Vec<u8>> = Vec::with_capacity(keys.len());
+        let mut rows: Vec<(usize, u64)> = Vec::new();
+        for key in keys {
+            let Some(partition) = self.partitions.get(key) else { continue };
+            let limit = if at_end { partition.released } else { partition.released.saturating_sub(self.lookahead) };
+            let from = partition.answered.max(partition.base);
+            if from < limit {
+                rows.extend((from..limit).map(|row| (parts.len(), row)));
+                parts.push(partition);
+                answered.push(key);
+            }
+        }
+        if rows.is_empty() {
             return Ok(());
         }
-        let rows: Vec<u64> = (from..limit).collect();
+        let mut answers: Vec<(usize, BooleanArray)> = Vec::new();
         for (var, define) in self.spec.defines.iter().enumerate() {
             let Some(define) = define else { continue };
             let mut columns = Vec::with_capacity(define.navigations.len());
@@ -480,11 +493,12 @@ impl MatchRecognize {
                     Navigation::Value { column, select } => {
                         let targets: Vec<(usize, Option<u64>)> = rows
                             .iter()
-                            .map(|row| {
-                                (0, row.checked_add_signed(select.physical).filter(|row| *row < partition.released))
+                            .map(|(part, row)| {
+                                let target = row.checked_add_signed(select.physical);
+                                (*part, target.filter(|target| *target < parts[*part].released))
                             })
                             .collect();
-                        cast_to(gather(&[&*partition], &self.spec.input_schema, *column, &targets)?, field.data_type())?
+                        cast_to(gather(&parts, &self.spec.input_schema, *column, &targets)?, field.data_type())?
                     }
                     Navigation::Classifier { .. } => {
                         Arc::new(StringArray::from(vec![self.spec.variables[var].as_str(); rows.len()]))
@@ -501,16 +515,23 @@ impl MatchRecognize {
             };
             let values = values
                 .as_boolean_opt()
-                .ok_or_else(|| RuntimeError::internal("a DEFINE condition that is not BOOLEAN"))?;
-            for (index, row) in rows.iter().enumerate() {
-                partition.answers.set(
-                    (row - partition.base) as usize,
-                    var,
-                    values.is_valid(index) && values.value(index),
-                );
-            }
+                .ok_or_else(|| RuntimeError::internal("a DEFINE condition that is not BOOLEAN"))?
+                .clone();
+            answers.push((var, values));
         }
-        partition.answered = limit;
+        let mut index = 0;
+        for (part, key) in answered.into_iter().enumerate() {
+            let Some(partition) = self.partitions.get_mut(key) else { continue };
+            while index < rows.len() && rows[index].0 == part {
+                let row = rows[index].1;
+                for (var, values) in &answers {
+                    let holds = values.is_valid(index) && values.value(index);
+                    partition.answers.set((row - partition.base) as usize, *var, holds);
+                }
+                index += 1;
+            }
+            partition.answered = rows[index - 1].1 + 1;
+        }
         Ok(())
     }
 
