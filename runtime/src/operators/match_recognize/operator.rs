@@ -35,7 +35,7 @@
 //! 6. **End.** At the end of the input, every attempt finishes with `$`
 //!    holding.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -179,8 +179,7 @@ pub struct MatchRecognize {
     /// ended).
     lookahead: u64,
     converter: RowConverter,
-    /// Row format of the sort: partition columns, time, further ORDER BY
-    /// keys.
+    /// Row format of the further ORDER BY keys.
     order: RowConverter,
     /// Rows the watermark has not passed yet.
     pending: Vec<RecordBatch>,
@@ -225,16 +224,13 @@ impl MatchRecognize {
             .map(|column| SortField::new(spec.input_schema.field(*column).data_type().clone()))
             .collect();
         let converter = RowConverter::new(fields)?;
-        let mut order_fields: Vec<SortField> = spec
-            .partition_by
+        let order_fields: Vec<SortField> = spec
+            .order_by
             .iter()
-            .map(|column| SortField::new(spec.input_schema.field(*column).data_type().clone()))
+            .map(|(column, options)| {
+                SortField::new_with_options(spec.input_schema.field(*column).data_type().clone(), *options)
+            })
             .collect();
-        order_fields.push(SortField::new(spec.input_schema.field(spec.time_column).data_type().clone()));
-        for (column, options) in &spec.order_by {
-            order_fields
-                .push(SortField::new_with_options(spec.input_schema.field(*column).data_type().clone(), *options));
-        }
         let order = RowConverter::new(order_fields)?;
         let mut fields: Vec<Field> =
             spec.input_schema.fields().iter().map(|field| field.as_ref().clone().with_nullable(true)).collect();
@@ -291,14 +287,20 @@ impl MatchRecognize {
         if self.position_only {
             self.answer(&keys, at_end)?;
         }
+        // Out of `self` while matching, so `run` can read the operator.
         let mut scratch = std::mem::take(&mut self.scratch);
+        let mut partitions = std::mem::take(&mut self.partitions);
+        let mut result = Ok(());
         for key in keys {
-            let Some(mut partition) = self.partitions.remove(&key) else { continue };
-            let result = self.run(&key, &mut partition, at_end, &mut output, &mut scratch);
-            self.partitions.insert(key, partition);
-            result?;
+            let Some(partition) = partitions.get_mut(&key) else { continue };
+            result = self.run(&key, partition, at_end, &mut output, &mut scratch);
+            if result.is_err() {
+                break;
+            }
         }
+        self.partitions = partitions;
         self.scratch = scratch;
+        result?;
         if !output.is_empty() {
             let rows = self.build_output(output)?;
             if rows.num_rows() > 0 {
@@ -329,50 +331,77 @@ impl MatchRecognize {
         if self.pending.is_empty() {
             return Ok(Vec::new());
         }
-        let schema = self.spec.input_schema.clone();
-        let all = concat_batches(&schema, &self.pending)?;
-        self.pending.clear();
+        let all = if self.pending.len() == 1 {
+            self.pending.remove(0)
+        } else {
+            let all = concat_batches(&self.spec.input_schema, &self.pending)?;
+            self.pending.clear();
+            all
+        };
         let times = event_times(all.column(self.spec.time_column))?;
-        let below: Vec<u32> = (0..all.num_rows() as u32)
-            .filter(|row| times[*row as usize].is_some_and(|time| Watermark(time) < self.watermark))
-            .collect();
-        let keep: Vec<u32> = (0..all.num_rows() as u32)
-            .filter(|row| times[*row as usize].is_none_or(|time| Watermark(time) >= self.watermark))
-            .collect();
-        if !keep.is_empty() {
+        let released = |row: &u32| times[*row as usize].is_some_and(|time| Watermark(time) < self.watermark);
+        let mut below: Vec<u32> = (0..all.num_rows() as u32).filter(released).collect();
+        if below.len() < all.num_rows() {
+            let keep: Vec<u32> = (0..all.num_rows() as u32).filter(|row| !released(row)).collect();
             self.pending.push(take_record_batch(&all, &UInt32Array::from(keep))?);
         }
         if below.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = take_record_batch(&all, &UInt32Array::from(below))?;
-        // Sort by partition, time, the further keys (in row format: one
-        // byte comparison per pair), then arrival (the sort is stable).
-        let mut columns: Vec<ArrayRef> =
-            self.spec.partition_by.iter().map(|column| rows.column(*column).clone()).collect();
-        columns.push(rows.column(self.spec.time_column).clone());
-        columns.extend(self.spec.order_by.iter().map(|(column, _)| rows.column(*column).clone()));
-        let sort_keys = self.order.convert_columns(&columns)?;
-        let mut order: Vec<u32> = (0..rows.num_rows() as u32).collect();
-        order.sort_by(|a, b| sort_keys.row(*a as usize).cmp(&sort_keys.row(*b as usize)));
-        let rows = take_record_batch(&rows, &UInt32Array::from(order))?;
-        let keys = if self.spec.partition_by.is_empty() {
+        // Sort by partition (numbered in key order), time, the further
+        // ORDER BY keys (in row format), then arrival.
+        let key_rows = if self.spec.partition_by.is_empty() {
             None
         } else {
             let columns: Vec<ArrayRef> =
-                self.spec.partition_by.iter().map(|column| rows.column(*column).clone()).collect();
+                self.spec.partition_by.iter().map(|column| all.column(*column).clone()).collect();
             Some(self.converter.convert_columns(&columns)?)
         };
-        let key = |row: usize| keys.as_ref().map_or(&[][..], |keys| keys.row(row).data());
+        let key = |row: u32| key_rows.as_ref().map_or(&[][..], |keys| keys.row(row as usize).data());
+        let mut distinct: HashMap<&[u8], u32> = HashMap::new();
+        let mut numbers = vec![0u32; all.num_rows()];
+        for row in &below {
+            let next = distinct.len() as u32;
+            numbers[*row as usize] = *distinct.entry(key(*row)).or_insert(next);
+        }
+        let mut ordered: Vec<(&[u8], u32)> = distinct.into_iter().collect();
+        ordered.sort_unstable();
+        let mut rank = vec![0u32; ordered.len()];
+        for (position, (_, number)) in ordered.iter().enumerate() {
+            rank[*number as usize] = position as u32;
+        }
+        for row in &below {
+            numbers[*row as usize] = rank[numbers[*row as usize] as usize];
+        }
+        let time = |row: u32| times[row as usize].unwrap_or(i64::MIN);
+        let further = if self.spec.order_by.is_empty() {
+            None
+        } else {
+            let columns: Vec<ArrayRef> =
+                self.spec.order_by.iter().map(|(column, _)| all.column(*column).clone()).collect();
+            Some(self.order.convert_columns(&columns)?)
+        };
+        below.sort_unstable_by(|a, b| {
+            (numbers[*a as usize], time(*a))
+                .cmp(&(numbers[*b as usize], time(*b)))
+                .then_with(|| match &further {
+                    Some(rows) => rows.row(*a as usize).cmp(&rows.row(*b as usize)),
+                    None => std::cmp::Ordering::Equal,
+                })
+                .then(a.cmp(b))
+        });
+        let groups: Vec<u32> = below.iter().map(|row| numbers[*row as usize]).collect();
+        let keys: Vec<Vec<u8>> = ordered.iter().map(|(key, _)| key.to_vec()).collect();
+        let rows = take_record_batch(&all, &UInt32Array::from(below))?;
         let times = event_times(rows.column(self.spec.time_column))?;
         let mut touched = Vec::new();
         let mut from = 0;
         while from < rows.num_rows() {
             let mut to = from + 1;
-            while to < rows.num_rows() && key(to) == key(from) {
+            while to < rows.num_rows() && groups[to] == groups[from] {
                 to += 1;
             }
-            let key = key(from).to_vec();
+            let key = keys[groups[from] as usize].clone();
             let variables = self.spec.variables.len();
             let partition = self.partitions.entry(key.clone()).or_insert_with(|| Partition::new(variables));
             let first = partition.released;
@@ -438,12 +467,11 @@ impl MatchRecognize {
                 Progress::Matched(labels) => {
                     partition.matches += 1;
                     let number = partition.matches;
-                    let last = labels.last().map(|label| label.row);
-                    output.push(OutputRow::Match { key: key.to_vec(), start, labels: labels.clone(), number });
-                    if let Some(last) = last {
-                        partition.covered = partition.covered.max(last + 1);
+                    if let Some(last) = labels.last() {
+                        partition.covered = partition.covered.max(last.row + 1);
                     }
                     partition.start = self.next_start(start, &labels)?;
+                    output.push(OutputRow::Match { key: key.to_vec(), start, labels, number });
                 }
                 Progress::NoMatch | Progress::Running => {
                     let timeouts = matches!(self.spec.rows_per_match, RowsPerMatch::One { timeouts: true });
@@ -541,13 +569,15 @@ impl MatchRecognize {
         let target = |vars: &[usize], first: bool| -> Result<u64> {
             let mut rows = labels.iter().filter(|label| vars.contains(&label.var)).map(|label| label.row);
             let row = if first { rows.next() } else { rows.next_back() };
-            let name = vars.iter().map(|var| self.spec.variables[*var].as_str()).collect::<Vec<_>>().join(", ");
+            let name = || vars.iter().map(|var| self.spec.variables[*var].as_str()).collect::<Vec<_>>().join(", ");
             let row = row.ok_or_else(|| {
+                let name = name();
                 RuntimeError::user(format!("AFTER MATCH SKIP TO {name}: {name} matched no row of the match"))
             })?;
             if row == start {
                 return Err(RuntimeError::user(format!(
-                    "AFTER MATCH SKIP TO {name} would skip to the match's first row (and match it again forever)"
+                    "AFTER MATCH SKIP TO {} would skip to the match's first row (and match it again forever)",
+                    name()
                 )));
             }
             Ok(row)
