@@ -56,6 +56,10 @@ use crate::operator::Operator;
 use crate::state::{OperatorState, batch, binary_column, i64_column, rows_column};
 use crate::time::event_times;
 
+/// A partition's unreadable rows are dropped once there are this many (or
+/// they are half its rows).
+const PRUNE_RUN: usize = 64;
+
 const PENDING_STATE: &str = "pending";
 const ROWS_STATE: &str = "rows";
 const PARTITIONS_STATE: &str = "partitions";
@@ -374,22 +378,42 @@ impl MatchRecognize {
             numbers[*row as usize] = rank[numbers[*row as usize] as usize];
         }
         let time = |row: u32| times[row as usize].unwrap_or(i64::MIN);
-        let further = if self.spec.order_by.is_empty() {
-            None
+        let in_time_order = below.windows(2).all(|pair| time(pair[0]) <= time(pair[1]));
+        if in_time_order && self.spec.order_by.is_empty() {
+            // Arrival is time order already: a counting sort by partition
+            // (stable) is the whole sort.
+            let mut starts = vec![0usize; ordered.len() + 1];
+            for row in &below {
+                starts[numbers[*row as usize] as usize + 1] += 1;
+            }
+            for index in 1..starts.len() {
+                starts[index] += starts[index - 1];
+            }
+            let mut sorted = vec![0u32; below.len()];
+            for row in &below {
+                let slot = &mut starts[numbers[*row as usize] as usize];
+                sorted[*slot] = *row;
+                *slot += 1;
+            }
+            below = sorted;
         } else {
-            let columns: Vec<ArrayRef> =
-                self.spec.order_by.iter().map(|(column, _)| all.column(*column).clone()).collect();
-            Some(self.order.convert_columns(&columns)?)
-        };
-        below.sort_unstable_by(|a, b| {
-            (numbers[*a as usize], time(*a))
-                .cmp(&(numbers[*b as usize], time(*b)))
-                .then_with(|| match &further {
-                    Some(rows) => rows.row(*a as usize).cmp(&rows.row(*b as usize)),
-                    None => std::cmp::Ordering::Equal,
-                })
-                .then(a.cmp(b))
-        });
+            let further = if self.spec.order_by.is_empty() {
+                None
+            } else {
+                let columns: Vec<ArrayRef> =
+                    self.spec.order_by.iter().map(|(column, _)| all.column(*column).clone()).collect();
+                Some(self.order.convert_columns(&columns)?)
+            };
+            below.sort_unstable_by(|a, b| {
+                (numbers[*a as usize], time(*a))
+                    .cmp(&(numbers[*b as usize], time(*b)))
+                    .then_with(|| match &further {
+                        Some(rows) => rows.row(*a as usize).cmp(&rows.row(*b as usize)),
+                        None => std::cmp::Ordering::Equal,
+                    })
+                    .then(a.cmp(b))
+            });
+        }
         let groups: Vec<u32> = below.iter().map(|row| numbers[*row as usize]).collect();
         let keys: Vec<Vec<u8>> = ordered.iter().map(|(key, _)| key.to_vec()).collect();
         let rows = take_record_batch(&all, &UInt32Array::from(below))?;
@@ -402,8 +426,10 @@ impl MatchRecognize {
                 to += 1;
             }
             let key = keys[groups[from] as usize].clone();
-            let variables = self.spec.variables.len();
-            let partition = self.partitions.entry(key.clone()).or_insert_with(|| Partition::new(variables));
+            if !self.partitions.contains_key(&key) {
+                self.partitions.insert(key.clone(), Partition::new(self.spec.variables.len()));
+            }
+            let Some(partition) = self.partitions.get_mut(&key) else { continue };
             let first = partition.released;
             partition.push_chunk(first, rows.slice(from, to - from))?;
             partition.times.extend(times[from..to].iter().map(|time| time.unwrap_or(i64::MIN)));
@@ -594,10 +620,11 @@ impl MatchRecognize {
     fn prune(&mut self) {
         for partition in self.partitions.values_mut() {
             let keep_from = partition.start.saturating_sub(self.lookback).max(partition.base);
-            if keep_from <= partition.base {
+            let drop = (keep_from - partition.base) as usize;
+            // Dropped in runs (slicing costs more than a few rows held).
+            if drop == 0 || (drop < PRUNE_RUN && drop * 2 < partition.stored()) {
                 continue;
             }
-            let drop = (keep_from - partition.base) as usize;
             let mut dropped = 0;
             while let Some(first) = partition.chunks.first() {
                 let rows = first.num_rows();
