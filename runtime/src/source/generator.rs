@@ -12,7 +12,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, TimestampNanosecondArray,
+    ArrayRef, Float64Array, Int32Array, RecordBatch, StringArray, StringBuilder, TimestampNanosecondArray,
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -74,16 +74,25 @@ impl GeneratorSpec {
     /// Records `first..first + count` as a batch of `schema`.
     pub fn batch(&self, schema: &SchemaRef, first: u64, count: u64) -> Result<RecordBatch> {
         let records: Vec<WeblogRecord> = (first..first + count).map(|index| self.weblog(index)).collect();
+        let urls: Vec<String> = (0..PAGES).map(|page| format!("/codemove/{}", page_name(page))).collect();
         let columns = schema
             .fields()
             .iter()
             .map(|field| {
                 let natural: ArrayRef = match field.name().as_str() {
                     "ts" => Arc::new(TimestampNanosecondArray::from_iter_values(records.iter().map(|r| r.ts))),
-                    "ip" => Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.ip.as_str()))),
+                    "ip" => {
+                        let mut ips = StringBuilder::with_capacity(records.len(), records.len() * 12);
+                        for record in &records {
+                            self.write_ip(&mut ips, record.host);
+                        }
+                        Arc::new(ips.finish())
+                    }
                     "status" => Arc::new(Int32Array::from_iter_values(records.iter().map(|r| r.status))),
                     "method" => Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.method))),
-                    "url" => Arc::new(StringArray::from_iter_values(records.iter().map(|r| r.url.as_str()))),
+                    "url" => {
+                        Arc::new(StringArray::from_iter_values(records.iter().map(|r| urls[r.page as usize].as_str())))
+                    }
                     "duration" => Arc::new(Float64Array::from_iter_values(records.iter().map(|r| r.duration))),
                     other => {
                         return Err(RuntimeError::user(format!("the weblog generator has no column {other:?}")));
@@ -108,11 +117,6 @@ impl GeneratorSpec {
         }
         // A skewed choice: low-numbered hosts are far more frequent.
         let host = (random.next_f64().powi(3) * self.hosts as f64) as u64;
-        let ip = if self.hosts <= 200 {
-            format!("{}.{}.{}.{}", 10 + host * 7 % 200, host * 13 % 256, host * 31 % 256, 1 + host)
-        } else {
-            format!("{}.{}.{}.{}", 10 + (host >> 24) % 200, (host >> 16) & 255, (host >> 8) & 255, host & 255)
-        };
         let status = match random.next_f64() {
             p if p < 0.72 => 200,
             p if p < 0.80 => 301,
@@ -121,19 +125,33 @@ impl GeneratorSpec {
             _ => 500,
         };
         let method = ["GET", "GET", "GET", "POST", "PUT", "DELETE"][(random.next_u64() % 6) as usize];
-        let page = random.next_u64() % 50;
-        let url = format!("/codemove/{}", page_name(page));
+        let page = random.next_u64() % PAGES;
         let duration = (-random.next_f64().max(1e-9).ln() * 0.05 * 1000.0).round() / 1000.0;
-        WeblogRecord { ts, ip, status, method, url, duration }
+        WeblogRecord { ts, host, status, method, page, duration }
+    }
+
+    /// Host `host`'s address, appended to `ips` (no string per record).
+    fn write_ip(&self, ips: &mut StringBuilder, host: u64) {
+        use std::fmt::Write;
+        // Writing to a builder cannot fail.
+        let _ = if self.hosts <= 200 {
+            write!(ips, "{}.{}.{}.{}", 10 + host * 7 % 200, host * 13 % 256, host * 31 % 256, 1 + host)
+        } else {
+            write!(ips, "{}.{}.{}.{}", 10 + (host >> 24) % 200, (host >> 16) & 255, (host >> 8) & 255, host & 255)
+        };
+        ips.append_value("");
     }
 }
 
+/// The pages a weblog record's URL is one of.
+const PAGES: u64 = 50;
+
 struct WeblogRecord {
     ts: i64,
-    ip: String,
+    host: u64,
     status: i32,
     method: &'static str,
-    url: String,
+    page: u64,
     duration: f64,
 }
 
