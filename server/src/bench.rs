@@ -13,7 +13,7 @@ use crate::engine::{Engine, Settings, StatementResult};
 use crate::error::EngineError;
 
 /// The queries the harness knows, by name.
-pub const QUERIES: [(&str, &str); 12] = [
+pub const QUERIES: [(&str, &str); 14] = [
     ("filter", "SELECT ts, ip, status FROM weblog WHERE status >= 500"),
     (
         "tumble",
@@ -87,6 +87,29 @@ pub const QUERIES: [(&str, &str); 12] = [
            MEASURES A.ts AS start_ts, D.ts AS end_ts, COUNT(*) AS length
            PATTERN (A (B | C)* D)
            DEFINE A AS A.status = 404, B AS B.status = 200, C AS C.duration > 0.01, D AS D.status = 500)",
+    ),
+    (
+        // Adversarial for a backtracking matcher: A and B both hold on
+        // every row, so (A | B)* has 2^n mappings of a run of n rows, and
+        // the greedy loop keeps every run open until WITHIN ends it.
+        "pattern_adversarial",
+        "SELECT * FROM weblog MATCH_RECOGNIZE (
+           PARTITION BY ip ORDER BY ts
+           MEASURES FIRST(ts) AS start_ts, COUNT(*) AS length
+           PATTERN ((A | B)* C)
+           WITHIN INTERVAL '10' SECOND
+           DEFINE A AS A.duration >= 0, B AS B.status > 0, C AS C.status = 500)",
+    ),
+    (
+        // Nested quantifiers over long runs: (A+)+ splits a run of n rows
+        // in 2^(n-1) ways.
+        "pattern_nested",
+        "SELECT * FROM weblog MATCH_RECOGNIZE (
+           PARTITION BY ip ORDER BY ts
+           MEASURES FIRST(ts) AS start_ts, COUNT(*) AS length
+           PATTERN ((A+)+ C)
+           WITHIN INTERVAL '10' SECOND
+           DEFINE A AS A.duration >= 0, C AS C.status = 500)",
     ),
 ];
 

@@ -40,7 +40,7 @@ enum Command {
         #[arg(default_value = "weblog")]
         suite: String,
         /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n, interval_join, window_join,
-        /// pattern_v, pattern_rising, pattern_ambiguous;
+        /// pattern_v, pattern_rising, pattern_ambiguous, pattern_adversarial, pattern_nested;
         /// for nexmark q0 ... q22 (default: all).
         #[arg(long = "query")]
         queries: Vec<String>,
