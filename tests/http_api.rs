@@ -337,3 +337,14 @@ async fn emit_on_update_sends_early_results_before_the_window_closes() {
     read_changes(&mut socket, &mut changes, 3).await;
     assert_eq!(changes, vec![(json!("+"), json!(1)), (json!("-"), json!(1)), (json!("+"), json!(2))]);
 }
+
+#[tokio::test]
+async fn constant_queries_answer_at_once() {
+    let server = TestServer::start().await;
+    let (status, body) = server.sql("SELECT 1 AS one, 'a' || 'b' AS s, NULL AS nothing").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["rows"], serde_json::json!([[1, "ab", null]]), "{body}");
+    assert_eq!(body["columns"][0]["name"], "one", "{body}");
+    let (status, body) = server.sql("SELECT 1 / 0").await;
+    assert_eq!(status, 400, "{body}");
+}

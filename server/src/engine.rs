@@ -203,6 +203,11 @@ impl Engine {
                 let description = plan.describe();
                 StatementResult::rows(vec![("plan", result::strings(description.lines()))])
             }
+            Statement::Query { query, patterns, .. } if patterns.is_empty() && reads_no_relation(&query) => {
+                // `SELECT 1`, `SELECT version()`: answered at once, as a
+                // batch query (no stream to follow).
+                constant_query(&query).await
+            }
             Statement::Query { .. } => {
                 let result = self.start_query(sql, located, settings, None).await?;
                 self.persist()?;
@@ -237,4 +242,19 @@ impl Engine {
         }
         snapshot
     }
+}
+
+/// Whether `query` is one SELECT with no FROM (a constant query).
+fn reads_no_relation(query: &sluice_planner::statement::QueryAst) -> bool {
+    use datafusion::sql::sqlparser::ast::SetExpr;
+    query.with.is_none() && matches!(query.body.as_ref(), SetExpr::Select(select) if select.from.is_empty())
+}
+
+/// Runs a constant query through DataFusion and returns its rows.
+async fn constant_query(query: &sluice_planner::statement::QueryAst) -> Result<StatementResult, EngineError> {
+    let context = datafusion::prelude::SessionContext::new();
+    let frame = context.sql(&query.to_string()).await.map_err(|error| EngineError::invalid(error.to_string()))?;
+    let schema: datafusion::arrow::datatypes::SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let batches = frame.collect().await.map_err(|error| EngineError::invalid(error.to_string()))?;
+    Ok(StatementResult::Rows { schema, batches })
 }
