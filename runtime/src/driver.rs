@@ -114,6 +114,15 @@ impl Drop for QueryHandle {
 
 /// Starts a query: its source tasks and its driver task.
 pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHandle> {
+    spawn_query_subscribed(plan, settings).map(|(handle, _)| handle)
+}
+
+/// Starts a query with a first subscriber, subscribed before any source
+/// runs: it sees every row from seq 0, however fast the query is.
+pub fn spawn_query_subscribed(
+    plan: StreamPlan,
+    settings: QuerySettings,
+) -> Result<(QueryHandle, mpsc::Receiver<OutputEvent>)> {
     let metrics = Arc::new(QueryMetrics::default());
     let context = OperatorContext { metrics: metrics.clone() };
     let pipeline = Pipeline::new(&plan, &context)?;
@@ -123,6 +132,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
     let plan_names = plan_names(&plan);
     let mut pipeline = pipeline;
     let recovery = Recovery::start(&plan, &settings, &plan_names, &mut pipeline, &output, &metrics)?;
+    let subscriber = output.subscribe(0);
     let (events, receiver) = mpsc::channel(SOURCE_QUEUE);
     for (index, spec) in plan.sources.iter().enumerate() {
         if recovery.source(index).is_some_and(|source| source.ended) {
@@ -209,7 +219,7 @@ pub fn spawn_query(plan: StreamPlan, settings: QuerySettings) -> Result<QueryHan
         // Stop the source tasks: the query is done with them.
         task_cancel.cancel();
     });
-    Ok(QueryHandle { metrics, output, status, cancel })
+    Ok((QueryHandle { metrics, output, status, cancel }, subscriber))
 }
 
 struct SourceState {

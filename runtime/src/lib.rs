@@ -57,7 +57,7 @@ pub mod time;
 pub mod watermark;
 
 pub use datafusion;
-pub use driver::{QueryHandle, QueryStatus, spawn_query};
+pub use driver::{QueryHandle, QueryStatus, spawn_query, spawn_query_subscribed};
 pub use error::{Result, RuntimeError};
 pub use message::{Message, Op, StreamBatch, Watermark};
 pub use metrics::QueryMetrics;

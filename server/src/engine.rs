@@ -35,10 +35,10 @@ pub mod status;
 pub mod streams;
 
 pub use crate::settings::Settings;
-pub use queries::RunningQuery;
+pub use queries::{QueryShape, RunningQuery, Subscription};
 pub use result::StatementResult;
 pub use status::{CheckpointStatus, Latency, MetricsReport, QueryReport};
-pub use streams::StreamInfo;
+pub use streams::{Relation, StreamInfo};
 
 /// Catalog plus queries. Cheap to share: wrap in `Arc`.
 pub struct Engine {
@@ -137,6 +137,7 @@ impl Engine {
         let queries = self
             .queries_read()
             .iter()
+            .filter(|(_, query)| !query.transient)
             .map(|(number, query)| persist::StoredQuery {
                 number: *number,
                 sql: query.sql.clone(),

@@ -17,6 +17,7 @@
 //! - [`persist`]: the catalog on disk, restored at start-up.
 //! - [`http`]: the axum router (`POST /v1/sql`, queries, streams, metrics).
 //! - [`ws`]: websocket subscriptions to a query's results.
+//! - [`pgwire`]: the Postgres wire protocol endpoint (psql, drivers).
 //! - [`state`]: the state HTTP and websocket handlers share.
 //! - [`api_error`]: engine errors as HTTP statuses and JSON bodies.
 //! - [`json`]: the engine's typed results as JSON.
@@ -38,6 +39,7 @@ pub mod http;
 pub mod json;
 pub mod nexmark;
 pub mod persist;
+pub mod pgwire;
 pub mod repl;
 pub mod server;
 pub mod settings;
@@ -48,4 +50,4 @@ pub mod ws;
 pub use api_error::ApiError;
 pub use engine::{Engine, QueryReport, StatementResult};
 pub use error::{EngineError, ErrorCode};
-pub use server::{RunningServer, start};
+pub use server::{RunningServer, start, start_with_pg};

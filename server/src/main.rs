@@ -16,6 +16,9 @@ enum Command {
         /// HTTP address; port 0 picks a free port.
         #[arg(long, default_value = "127.0.0.1:7878")]
         http: String,
+        /// Postgres wire protocol address (psql, drivers); `off` turns it off.
+        #[arg(long, default_value = "127.0.0.1:6875")]
+        pg: String,
         /// Also declare the built-in demo streams.
         #[arg(long)]
         demo: bool,
@@ -27,6 +30,9 @@ enum Command {
     Demo {
         #[arg(long, default_value = "127.0.0.1:7878")]
         http: String,
+        /// Postgres wire protocol address; `off` turns it off.
+        #[arg(long, default_value = "127.0.0.1:6875")]
+        pg: String,
         /// The query to print (a file such as queries/cep/post_without_get.sql);
         /// default queries/weblog/top_error_ips.sql.
         #[arg(long)]
@@ -67,6 +73,11 @@ enum Command {
     },
 }
 
+/// `--pg off` turns the Postgres endpoint off.
+fn pg_address(flag: &str) -> Option<&str> {
+    (!flag.eq_ignore_ascii_case("off")).then_some(flag)
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
@@ -75,25 +86,32 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Serve { http, demo, data_dir } => runtime.block_on(async {
-            let server = sluice::start(&http, demo, Some(&data_dir)).await?;
+        Command::Serve { http, pg, demo, data_dir } => runtime.block_on(async {
+            let server = sluice::start_with_pg(&http, pg_address(&pg), demo, Some(&data_dir)).await?;
             println!("Sluice listening on {}", server.url());
+            if let Some(pg) = server.pg_address {
+                println!("Postgres wire protocol on {pg}: psql -h {} -p {}", pg.ip(), pg.port());
+            }
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = server.wait() => {}
             }
             Ok(())
         }),
-        Command::Demo { http, query } => runtime.block_on(async {
+        Command::Demo { http, pg, query } => runtime.block_on(async {
             let (name, sql) = match &query {
                 Some(path) => (path.display().to_string(), std::fs::read_to_string(path)?),
                 None => ("queries/weblog/top_error_ips.sql".to_string(), sluice::demo::DEMO_QUERY.to_string()),
             };
             // The demo keeps nothing between runs.
-            let server = sluice::start(&http, true, None).await?;
+            let server = sluice::start_with_pg(&http, pg_address(&pg), true, None).await?;
             let url = server.url();
             println!("Sluice listening on {url} with the demo streams `weblog` and `weblog_b` (generated access logs of two servers, 50/s each).");
-            println!("In another terminal: cargo run -- repl --url {url}   (Ctrl-C here stops the server)\n");
+            println!("In another terminal: cargo run -- repl --url {url}   (Ctrl-C here stops the server)");
+            if let Some(pg) = server.pg_address {
+                println!("or: psql -h {} -p {}", pg.ip(), pg.port());
+            }
+            println!();
             println!("Running {name}:\n{}", sql.trim());
             let mut client = sluice::repl::Client::new(&url);
             let stop = async {

@@ -1,4 +1,4 @@
-//! Binding and serving the HTTP API.
+//! Binding and serving the HTTP API and the Postgres wire endpoint.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -15,8 +15,11 @@ use crate::state::AppState;
 /// A server running in this process.
 pub struct RunningServer {
     pub address: SocketAddr,
+    /// The Postgres wire endpoint, when it was asked for.
+    pub pg_address: Option<SocketAddr>,
     pub engine: Arc<Engine>,
     task: JoinHandle<()>,
+    pg_task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -33,12 +36,26 @@ impl RunningServer {
 impl Drop for RunningServer {
     fn drop(&mut self) {
         self.task.abort();
+        if let Some(task) = &self.pg_task {
+            task.abort();
+        }
     }
 }
 
-/// Binds `address` (port 0 picks a free port) and serves in the background.
-/// With a `data_dir`, the catalog is kept there and restored from it.
+/// Binds `address` (port 0 picks a free port) and serves HTTP in the
+/// background. With a `data_dir`, the catalog is kept there and restored
+/// from it.
 pub async fn start(address: &str, with_demo: bool, data_dir: Option<&Path>) -> std::io::Result<RunningServer> {
+    start_with_pg(address, None, with_demo, data_dir).await
+}
+
+/// As [`start`], and the Postgres wire endpoint on `pg_address` if given.
+pub async fn start_with_pg(
+    address: &str,
+    pg_address: Option<&str>,
+    with_demo: bool,
+    data_dir: Option<&Path>,
+) -> std::io::Result<RunningServer> {
     let engine = match data_dir {
         Some(data_dir) => Engine::open(data_dir).await.map_err(|error| std::io::Error::other(error.to_string()))?,
         None => Engine::new(),
@@ -55,5 +72,13 @@ pub async fn start(address: &str, with_demo: bool, data_dir: Option<&Path>) -> s
             tracing::error!("server stopped: {error}");
         }
     });
-    Ok(RunningServer { address, engine, task })
+    let (pg_address, pg_task) = match pg_address {
+        Some(pg_address) => {
+            let listener = TcpListener::bind(pg_address).await?;
+            let pg_address = listener.local_addr()?;
+            (Some(pg_address), Some(tokio::spawn(crate::pgwire::serve(listener, engine.clone()))))
+        }
+        None => (None, None),
+    };
+    Ok(RunningServer { address, pg_address, engine, task, pg_task })
 }

@@ -10,7 +10,8 @@ use sluice_planner::statement::Located;
 use sluice_planner::{Statement, parse_statements};
 use sluice_runtime::checkpoint::CheckpointConfig;
 use sluice_runtime::driver::displayed_watermark;
-use sluice_runtime::{ConnectorSpec, QueryHandle, QueryMetrics, QuerySettings};
+use sluice_runtime::{ConnectorSpec, OutputEvent, QueryHandle, QueryMetrics, QuerySettings};
+use tokio::sync::mpsc;
 
 use super::Engine;
 use super::result::{StatementResult, counts, strings};
@@ -31,6 +32,29 @@ pub struct RunningQuery {
     pub settings: QuerySettings,
     /// The settings as the user gave them (kept with the catalog).
     pub request_settings: Settings,
+    /// Whether every source ends (the query then finishes by itself).
+    pub bounded: bool,
+    /// Whether the result only grows (`false`: rows carry ops).
+    pub append_only: bool,
+    /// Started for one subscriber (a pgwire `SUBSCRIBE` or `SELECT`): not
+    /// kept in the catalog, and dropped when its subscriber goes.
+    pub transient: bool,
+}
+
+/// What a query returns, known from its plan.
+#[derive(Debug, Clone)]
+pub struct QueryShape {
+    pub schema: SchemaRef,
+    /// Every source ends.
+    pub bounded: bool,
+    /// Rows only get added (no ops).
+    pub append_only: bool,
+}
+
+/// A subscriber's view of a query: its rows from seq 0 on.
+pub struct Subscription {
+    pub query: Arc<RunningQuery>,
+    pub events: mpsc::Receiver<OutputEvent>,
 }
 
 impl RunningQuery {
@@ -96,6 +120,60 @@ impl Engine {
         settings: &mut Settings,
         number: Option<u64>,
     ) -> Result<StatementResult, EngineError> {
+        let Subscription { query, .. } = self.launch(sql, located, settings, number, false).await?;
+        Ok(StatementResult::Query {
+            id: query.id.clone(),
+            schema: query.schema.clone(),
+            warnings: query.warnings.clone(),
+        })
+    }
+
+    /// Starts the one query in `sql` for one subscriber, who sees it from
+    /// its first row. The query is not kept in the catalog; the subscriber
+    /// drops it (with [`Engine::drop_query`]) when done.
+    pub async fn subscribe(&self, sql: &str, settings: &Settings) -> Result<Subscription, EngineError> {
+        let located = self.single_query(sql)?;
+        self.launch(sql, located, &mut settings.clone(), None, true).await
+    }
+
+    /// What the one query in `sql` returns, without running it.
+    pub async fn describe_query(&self, sql: &str, settings: &Settings) -> Result<QueryShape, EngineError> {
+        let located = self.single_query(sql)?;
+        let Statement::Query { query, emit, patterns } = &located.statement else {
+            return Err(EngineError::internal("single_query returns a query"));
+        };
+        let query_settings = self.query_settings(settings)?;
+        let plan = self.plan(sql, query, patterns, located.start, &query_settings, *emit).await?;
+        Ok(QueryShape {
+            schema: plan.schema.clone(),
+            bounded: plan.sources.iter().all(|source| source.connector.is_bounded()),
+            append_only: plan.append_only,
+        })
+    }
+
+    /// Subscribes to a running query from the oldest row it retains.
+    pub fn attach(&self, id: &str) -> Result<Subscription, EngineError> {
+        let query = self.query(id).ok_or_else(|| EngineError::not_found(format!("query {id:?} not found")))?;
+        let events = query.handle.output.subscribe(0);
+        Ok(Subscription { query, events })
+    }
+
+    fn single_query(&self, sql: &str) -> Result<Located, EngineError> {
+        let mut statements = parse_statements(sql)?;
+        match (statements.pop(), statements.is_empty()) {
+            (Some(located), true) if matches!(located.statement, Statement::Query { .. }) => Ok(located),
+            _ => Err(EngineError::invalid("expected one SELECT query")),
+        }
+    }
+
+    async fn launch(
+        &self,
+        sql: &str,
+        located: Located,
+        settings: &mut Settings,
+        number: Option<u64>,
+        transient: bool,
+    ) -> Result<Subscription, EngineError> {
         let Statement::Query { query, emit, patterns } = &located.statement else {
             return Err(EngineError::internal("start_query takes a query"));
         };
@@ -107,6 +185,8 @@ impl Engine {
         }
         let plan = self.plan(sql, query, patterns, located.start, &query_settings, *emit).await?;
         let schema = plan.schema.clone();
+        let bounded = plan.sources.iter().all(|source| source.connector.is_bounded());
+        let append_only = plan.append_only;
         let description = plan.describe();
         let warnings = plan.warnings.clone();
         // Numbered once it runs, so failed statements use up no id.
@@ -123,7 +203,7 @@ impl Engine {
             }
             query_settings.checkpoint = Some(CheckpointConfig { dir, interval });
         }
-        let handle = sluice_runtime::spawn_query(plan, query_settings.clone())?;
+        let (handle, events) = sluice_runtime::spawn_query_subscribed(plan, query_settings.clone())?;
         self.next_query.fetch_max(number.saturating_add(1), Ordering::Relaxed);
         drop(guard);
         let query = Arc::new(RunningQuery {
@@ -136,9 +216,12 @@ impl Engine {
             started: SystemTime::now(),
             settings: query_settings,
             request_settings: settings.clone(),
+            bounded,
+            append_only,
+            transient,
         });
-        self.queries_write().insert(number, query);
-        Ok(StatementResult::Query { id, schema, warnings })
+        self.queries_write().insert(number, query.clone());
+        Ok(Subscription { query, events })
     }
 
     /// Query settings from a request's settings, with streams resolved.

@@ -230,6 +230,26 @@ impl Engine {
         self.catalog_read().get(name).map(|entry| entry.spec.clone())
     }
 
+    /// Every stream and table with its schema (pgwire's `pg_catalog`).
+    pub fn relations(&self) -> Vec<Relation> {
+        let catalog = self.catalog_read();
+        let streams = catalog.streams().map(|(name, entry)| Relation {
+            name: name.clone(),
+            schema: entry.spec.schema.clone(),
+            description: format!("stream ({} connector)", entry.spec.connector.kind()),
+            rows: None,
+        });
+        let tables = catalog.tables().map(|(name, entry)| Relation {
+            name: name.clone(),
+            schema: entry.table.schema.clone(),
+            description: "table".to_string(),
+            rows: Some(entry.table.snapshot().rows),
+        });
+        let mut relations: Vec<Relation> = streams.chain(tables).collect();
+        relations.sort_by(|a, b| a.name.cmp(&b.name));
+        relations
+    }
+
     /// Every declared stream, by name.
     pub fn streams(&self) -> Vec<StreamInfo> {
         self.catalog_read()
@@ -276,4 +296,15 @@ fn human_duration(nanos: i64) -> String {
     } else {
         format!("INTERVAL '{}' MILLISECOND", nanos / 1_000_000)
     }
+}
+
+/// A stream or table as a catalog lists it.
+#[derive(Debug, Clone)]
+pub struct Relation {
+    pub name: String,
+    pub schema: datafusion::arrow::datatypes::SchemaRef,
+    /// "stream (file connector)", "table".
+    pub description: String,
+    /// A static table's rows; `None` for a stream.
+    pub rows: Option<datafusion::arrow::array::RecordBatch>,
 }

@@ -1,0 +1,137 @@
+//! The Postgres wire protocol endpoint (default `127.0.0.1:6875`), so
+//! `psql`, drivers, BI tools and notebooks talk to Sluice.
+//!
+//! Built on the `pgwire` crate (protocol, startup, cancel requests) and
+//! `arrow-pg` (Arrow values as Postgres text and binary values). Sluice
+//! decides what each statement means; see [`statement`] for who answers
+//! what.
+//!
+//! - A `SELECT` over bounded input runs to its end and returns its final
+//!   rows (a changelog consolidated). Over an unbounded stream it is
+//!   refused with a hint to `SUBSCRIBE`, unless it has a LIMIT.
+//! - `SUBSCRIBE [TO] (query) | qN | stream` and `COPY (SUBSCRIBE ...) TO
+//!   STDOUT` stream rows as they are produced, with `seq` (and `op` for
+//!   updating results) columns, until the client cancels (psql's Ctrl-C
+//!   sends a CancelRequest: the statement ends with SQLSTATE 57014, the
+//!   query it started is dropped, and the connection stays usable).
+//! - `DECLARE c CURSOR FOR SUBSCRIBE ...; FETCH ALL c` reads a live query
+//!   in steps, as on Materialize: FETCH waits for at least one row.
+//!
+//! Parts:
+//! - this file: the accept loop and the handlers pgwire calls;
+//! - [`statement`]: splitting and classifying statements;
+//! - [`session`]: one connection's parameters, settings and cursors, and
+//!   running each statement;
+//! - [`subscribe`]: live subscriptions, streamed or fetched;
+//! - [`pg_catalog`]: the catalogs psql's `\d` and drivers read;
+//! - [`rows`]: Arrow results as Postgres rows;
+//! - [`error`]: engine errors as SQLSTATEs with positions.
+
+pub mod error;
+pub mod pg_catalog;
+pub mod rows;
+pub mod session;
+pub mod statement;
+pub mod subscribe;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use futures::{Sink, SinkExt};
+use pgwire::api::auth::StartupHandler;
+use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::PgWireBackendMessage;
+use pgwire::messages::startup::ParameterStatus;
+use tokio::net::TcpListener;
+
+use crate::engine::Engine;
+use session::Service;
+
+/// The version clients see: Postgres 16's protocol and catalogs, by Sluice.
+pub const SERVER_VERSION: &str = concat!("16.6 (Sluice ", env!("CARGO_PKG_VERSION"), ")");
+
+/// Accepts connections on `listener` until the task is dropped. Each
+/// connection runs on its own task: a client that sends garbage or goes
+/// away ends only its own connection.
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
+    let manager = Arc::new(ConnectionManager::new());
+    let handlers = Arc::new(Handlers {
+        service: Arc::new(Service::new(engine)),
+        startup: Arc::new(Startup { manager: manager.clone() }),
+        cancel: Arc::new(DefaultCancelHandler::new(manager)),
+    });
+    loop {
+        let (socket, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors and the like: wait, do not spin.
+                tracing::warn!("pgwire accept failed: {error}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let handlers = handlers.clone();
+        tokio::spawn(async move {
+            if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
+                tracing::debug!("pgwire connection from {peer} ended: {error}");
+            }
+        });
+    }
+}
+
+struct Handlers {
+    service: Arc<Service>,
+    startup: Arc<Startup>,
+    cancel: Arc<DefaultCancelHandler>,
+}
+
+impl PgWireServerHandlers for Handlers {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.service.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.service.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancel.clone()
+    }
+}
+
+/// No authentication yet (issue: tokens and TLS); registers each
+/// connection for cancel requests and names the server.
+struct Startup {
+    manager: Arc<ConnectionManager>,
+}
+
+#[async_trait]
+impl NoopStartupHandler for Startup {
+    fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
+        Some(self.manager.clone())
+    }
+
+    async fn post_startup<C>(
+        &self,
+        client: &mut C,
+        _message: pgwire::messages::PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        // Sent after pgwire's own parameters, so clients see this one.
+        let status = ParameterStatus::new("server_version".into(), SERVER_VERSION.into());
+        client.feed(PgWireBackendMessage::ParameterStatus(status)).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,103 @@
+//! Arrow results as Postgres rows: field descriptions and data rows (text
+//! or binary, by arrow-pg), COPY text lines, the `seq`/`op` columns of a
+//! subscription, and the consolidation of a changelog into its final rows.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use arrow_pg::datatypes::arrow_schema_to_pg_fields;
+use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::compute::{concat_batches, filter_record_batch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::row::{RowConverter, SortField};
+use pgwire::api::portal::Format;
+use pgwire::api::results::{CopyEncoder, CopyTextOptions, FieldInfo};
+use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::copy::CopyData;
+use pgwire::messages::data::DataRow;
+use sluice_runtime::{Op, StreamBatch};
+
+/// Postgres field descriptions of `schema` in `format`.
+pub fn fields(schema: &Schema, format: &Format) -> PgWireResult<Arc<Vec<FieldInfo>>> {
+    arrow_schema_to_pg_fields(schema, format, None).map(Arc::new)
+}
+
+/// The data rows of `batch`.
+pub fn data_rows(fields: &Arc<Vec<FieldInfo>>, batch: RecordBatch) -> Vec<PgWireResult<DataRow>> {
+    arrow_pg::encode_recordbatch(fields.clone(), batch).collect()
+}
+
+/// The COPY text lines of `batch` (tab-separated, `\N` for NULL).
+pub fn copy_lines(fields: &Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> PgWireResult<Vec<CopyData>> {
+    let mut encoder = CopyEncoder::new_text(fields.clone(), CopyTextOptions::default());
+    let schema = batch.schema();
+    let mut lines = Vec::with_capacity(batch.num_rows());
+    for row in 0..batch.num_rows() {
+        for (index, field) in fields.iter().enumerate() {
+            arrow_pg::encoder::encode_value(&mut encoder, batch.column(index), row, schema.field(index), field)?;
+        }
+        lines.push(encoder.take_copy());
+    }
+    Ok(lines)
+}
+
+/// The schema of a subscription's rows: `seq`, `op` (for updating
+/// results) and the query's columns.
+pub fn subscribe_schema(schema: &Schema, updating: bool) -> SchemaRef {
+    let mut columns = vec![Arc::new(Field::new("seq", DataType::Int64, false))];
+    if updating {
+        columns.push(Arc::new(Field::new("op", DataType::Utf8, false)));
+    }
+    columns.extend(schema.fields().iter().cloned());
+    Arc::new(Schema::new(columns))
+}
+
+/// `batch` numbered from `seq`, with its ops when `updating`.
+pub fn subscribe_batch(schema: &SchemaRef, seq: u64, batch: &StreamBatch, updating: bool) -> PgWireResult<RecordBatch> {
+    let rows = batch.num_rows();
+    let mut columns: Vec<ArrayRef> =
+        vec![Arc::new(Int64Array::from_iter_values((0..rows).map(|row| (seq + row as u64) as i64)))];
+    if updating {
+        let ops = (0..rows).map(|row| batch.ops.as_ref().map_or("+", |ops| ops[row].symbol()));
+        columns.push(Arc::new(StringArray::from_iter_values(ops)));
+    }
+    columns.extend(batch.rows.columns().iter().cloned());
+    RecordBatch::try_new(schema.clone(), columns).map_err(|error| PgWireError::ApiError(Box::new(error)))
+}
+
+/// The rows a changelog leaves: every deletion cancels the oldest equal
+/// insertion before it. Rows keep the order they were inserted in.
+pub fn consolidate(
+    schema: &SchemaRef,
+    batches: &[StreamBatch],
+) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let rows: Vec<RecordBatch> = batches.iter().map(|batch| batch.rows.clone()).collect();
+    let all = concat_batches(schema, &rows)?;
+    if batches.iter().all(|batch| batch.ops.is_none()) {
+        return Ok(all);
+    }
+    let ops: Vec<Op> = batches
+        .iter()
+        .flat_map(|batch| (0..batch.num_rows()).map(|row| batch.ops.as_ref().map_or(Op::Insert, |ops| ops[row])))
+        .collect();
+    let converter =
+        RowConverter::new(schema.fields().iter().map(|field| SortField::new(field.data_type().clone())).collect())?;
+    let keys = converter.convert_columns(all.columns())?;
+    let mut live: HashMap<_, VecDeque<usize>> = HashMap::new();
+    let mut keep = vec![false; all.num_rows()];
+    for (row, op) in ops.iter().enumerate() {
+        let key = keys.row(row);
+        match op {
+            Op::Insert => {
+                keep[row] = true;
+                live.entry(key).or_default().push_back(row);
+            }
+            Op::Delete => {
+                if let Some(inserted) = live.get_mut(&key).and_then(|inserted| inserted.pop_front()) {
+                    keep[inserted] = false;
+                }
+            }
+        }
+    }
+    filter_record_batch(&all, &keep.into_iter().collect())
+}
