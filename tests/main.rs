@@ -11,6 +11,7 @@
 //!   REPL.
 //! - `bad_input`: odd statements and out-of-range numbers get errors, never
 //!   panics; started queries fail only with the user's errors.
+//! - `pgwire`: psql and psycopg over the Postgres wire protocol.
 //! - `crash`: a child server killed with SIGKILL and restarted loses and
 //!   duplicates no row.
 //! - `restart`: streams and queries survive a restart.
@@ -27,6 +28,7 @@ mod joins;
 mod nexmark;
 mod pattern_property;
 mod patterns;
+mod pgwire;
 mod property;
 mod queries;
 mod repl;

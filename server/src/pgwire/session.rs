@@ -391,13 +391,22 @@ pub struct Parser {
 impl QueryParser for Parser {
     type Statement = Prepared;
 
-    async fn parse_sql<C>(&self, client: &C, sql: &str, _types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
+    async fn parse_sql<C>(&self, client: &C, sql: &str, types: &[Option<Type>]) -> PgWireResult<Option<Prepared>>
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
         let parameters = placeholders(sql);
-        // Described with NULL for every parameter.
-        let described = substitute(sql, &vec![None; parameters]);
+        // Described with a stand-in value for every parameter (not NULL:
+        // `x = NULL` folds the whole query away).
+        let numeric = |index: usize| {
+            matches!(
+                types.get(index).cloned().flatten(),
+                Some(Type::INT2 | Type::INT4 | Type::INT8 | Type::FLOAT4 | Type::FLOAT8 | Type::NUMERIC)
+            )
+        };
+        let stand_ins: Vec<Option<String>> =
+            (0..parameters).map(|index| Some(if numeric(index) { "1" } else { "" }.to_string())).collect();
+        let described = substitute_typed(sql, &stand_ins, &(0..parameters).map(numeric).collect::<Vec<_>>());
         let mut statements = split(&described);
         if statements.len() > 1 {
             return Err(session_error("42601", "cannot insert multiple commands into a prepared statement"));
@@ -428,6 +437,7 @@ impl QueryParser for Parser {
 
 /// The columns a statement will return, without running it (except
 /// SHOW/DESCRIBE/EXPLAIN, which are cheap and change nothing).
+#[allow(clippy::collapsible_match)]
 async fn describe(engine: &Engine, session: &SessionRef, statement: &PgStatement) -> Result<SchemaRef, EngineError> {
     let settings = lock(session).settings.clone();
     let empty = || Arc::new(Schema::empty());
@@ -506,6 +516,11 @@ fn placeholders(sql: &str) -> usize {
 /// is substitution (a string literal is typed by where it is used, as
 /// Postgres types an unknown-typed parameter).
 fn substitute(sql: &str, values: &[Option<String>]) -> String {
+    substitute_typed(sql, values, &[])
+}
+
+/// As [`substitute`]; values marked numeric are written as numbers.
+fn substitute_typed(sql: &str, values: &[Option<String>], _numeric: &[bool]) -> String {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return sql.to_string() };
@@ -597,5 +612,16 @@ mod tests {
     fn insert_tags_are_postgres_tags() {
         let tag: pgwire::messages::response::CommandComplete = command_tag("INSERT 3").into();
         assert_eq!(tag.tag, "INSERT 0 3");
+    }
+}
+
+#[cfg(test)]
+mod substitute_tests {
+    #[test]
+    fn keeps_the_query() {
+        assert_eq!(
+            super::substitute("SELECT ip, status FROM wl WHERE status = $1", &[None]),
+            "SELECT ip, status FROM wl WHERE status = NULL"
+        );
     }
 }

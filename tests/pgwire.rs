@@ -1,0 +1,251 @@
+//! The Postgres wire endpoint driven by real clients: the `psql` binary and
+//! psycopg 3 (a Python driver, extended protocol, cursors, cancel), over
+//! a server in this process on free loopback ports.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use sluice_tests::data_dir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+const WEBLOG: &str = "CREATE STREAM weblog (
+  ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (connector = 'file', path = '$DATA/weblog.log', format = 'text', delimiter = ' ')";
+
+const LIVE: &str = "CREATE STREAM live (
+  ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
+) WITH (connector = 'generator', kind = 'weblog', rate = '200', seed = '1')";
+
+async fn server() -> sluice::RunningServer {
+    sluice::start_with_pg("127.0.0.1:0", Some("127.0.0.1:0"), false, None).await.expect("server starts")
+}
+
+fn port(server: &sluice::RunningServer) -> String {
+    server.pg_address.expect("pg endpoint").port().to_string()
+}
+
+/// Runs psql with `commands` (each a `-c`), unaligned and without headers;
+/// returns (exit code, stdout, stderr).
+async fn psql(server: &sluice::RunningServer, commands: &[&str]) -> (i32, String, String) {
+    let mut command = Command::new("psql");
+    command.args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p", &port(server), "-U", "sluice", "-d", "sluice"]);
+    for sql in commands {
+        command.args(["-c", &sql.replace("$DATA", &data_dir().display().to_string())]);
+    }
+    let output = tokio::time::timeout(Duration::from_secs(30), command.output())
+        .await
+        .expect("psql finishes")
+        .expect("psql runs (Debian postgresql-client)");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_runs_ddl_bounded_selects_and_describes() {
+    let server = server().await;
+    let (code, out, err) = psql(
+        &server,
+        &[
+            WEBLOG,
+            "CREATE TABLE owners (ip VARCHAR, owner VARCHAR)",
+            "INSERT INTO owners VALUES ('10.0.0.1', 'ann'), ('10.0.0.2', NULL)",
+            "SELECT ip, status FROM weblog WHERE status >= 500",
+            "SELECT ip, count(*) AS hits FROM weblog GROUP BY ip",
+            "SELECT * FROM owners ORDER BY ip",
+            "SELECT 1 AS one, current_setting('client_encoding')",
+            "SHOW server_version",
+            "SET epoch_interval = '10ms'",
+            "SHOW STREAMS",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let expected = "CREATE STREAM\nCREATE TABLE\nINSERT 0 2\n\
+        10.0.0.1|500\n10.0.0.3|503\n\
+        10.0.0.1|5\n10.0.0.2|4\n10.0.0.3|4\n\
+        10.0.0.1|ann\n10.0.0.2|\n\
+        1|UTF8\n\
+        16.6 (Sluice 0.1.0)\n\
+        SET\n\
+        weblog|file|ts - INTERVAL '2' SECOND|ready\n";
+    assert_eq!(out, expected);
+
+    // \d lists streams and tables; \d name describes the columns.
+    let (code, out, err) = psql(&server, &["\\d", "\\d weblog"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("public|owners|table|sluice\npublic|weblog|table|sluice\n"), "{out}");
+    assert!(out.contains("ts|timestamp without time zone|||\nip|text|||\nstatus|integer|||\n"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_carry_sqlstate_and_position() {
+    let server = server().await;
+    psql(&server, &[WEBLOG]).await;
+    let cases =
+        [("SELECT nope FROM weblog", "42703", 8), ("SELECT ip FROM nowhere", "42P01", 16), ("SELEC 1", "42601", 1)];
+    for (sql, state, position) in cases {
+        let mut command = Command::new("psql");
+        command.args(["-X", "-h", "127.0.0.1", "-p", &port(&server), "-v", "VERBOSITY=verbose", "-c", sql]);
+        let output = command.output().await.expect("psql runs");
+        let err = String::from_utf8_lossy(&output.stderr);
+        assert!(err.contains(&format!("ERROR:  {state}:")), "{sql}: {err}");
+        // psql draws the caret under the position.
+        let caret_line = err.lines().find(|line| line.trim_start() == "^").unwrap_or_else(|| panic!("{sql}: {err}"));
+        let statement_line = err.lines().find(|line| line.starts_with("LINE 1: ")).expect("LINE 1");
+        assert_eq!(caret_line.len() - "LINE 1: ".len(), position, "{sql}: {err}\n{statement_line}");
+    }
+    // An unbounded SELECT is refused with the way to follow it.
+    let (code, _, err) = psql(&server, &[LIVE, "SELECT ip FROM live"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("SUBSCRIBE (SELECT ip FROM live)"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_subscribe_streams_until_psql_cancels() {
+    let server = server().await;
+    psql(&server, &[LIVE]).await;
+    let mut child = Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &port(&server), "-c"])
+        .arg("COPY (SUBSCRIBE (SELECT ip, status FROM live)) TO STDOUT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql runs");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut seen = String::new();
+    let mut buffer = [0u8; 4096];
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while seen.lines().count() < 20 {
+            let read = stdout.read(&mut buffer).await.expect("reads");
+            assert!(read > 0, "psql ended early: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
+        }
+    })
+    .await
+    .expect("rows arrive while the query runs");
+    // Rows are numbered from 0 and carry the query's columns.
+    for (number, line) in seen.lines().take(20).enumerate() {
+        let fields: Vec<&str> = line.split('\t').collect();
+        assert_eq!(fields.len(), 3, "{line}");
+        assert_eq!(fields[0], number.to_string());
+    }
+    assert_eq!(server.engine.queries().len(), 1, "the subscription runs one query");
+    // Ctrl-C: psql sends a CancelRequest.
+    let pid = child.id().expect("pid") as i32;
+    assert_eq!(unsafe_kill(pid), 0);
+    let output = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("psql ends")
+        .expect("output");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("canceling statement due to user request"), "{err}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(server.engine.queries().is_empty(), "the cancelled subscription's query is dropped");
+}
+
+/// SIGINT, as Ctrl-C sends it.
+fn unsafe_kill(pid: i32) -> i32 {
+    std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .map_or(-1, |status| status.code().unwrap_or(-1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_bytes_close_only_that_connection() {
+    let server = server().await;
+    psql(&server, &[WEBLOG]).await;
+    let address = server.pg_address.expect("pg");
+    for garbage in [&b"\x00\x00\x00\x08\x12\x34\x56\x78"[..], b"GET / HTTP/1.1\r\n\r\n", &[0xff; 64]] {
+        let mut socket = tokio::net::TcpStream::connect(address).await.expect("connects");
+        let _ = socket.write_all(garbage).await;
+        let mut sink = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(15), socket.read_to_end(&mut sink)).await;
+        assert!(closed.is_ok(), "the server closes a connection that sends garbage");
+    }
+    let (code, out, err) = psql(&server, &["SELECT count(*) FROM weblog"]).await;
+    assert_eq!((code, out.as_str()), (0, "13\n"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg_connects_binds_fetches_cursors_and_cancels() {
+    let server = server().await;
+    psql(&server, &[WEBLOG, LIVE]).await;
+    let script = r#"
+import sys, threading, psycopg
+conn = psycopg.connect(host="127.0.0.1", port=int(sys.argv[1]), user="sluice", dbname="sluice", autocommit=True)
+cur = conn.cursor()
+# Extended protocol with a bound parameter, binary results.
+cur.execute("SELECT ip, status, duration, ts FROM weblog WHERE status = %s", (404,), binary=True)
+rows = cur.fetchall()
+print("bound", len(rows), rows[0][0], rows[0][1], type(rows[0][2]).__name__, type(rows[0][3]).__name__)
+cur.execute("SELECT version()")
+print("version", cur.fetchone()[0].startswith("PostgreSQL 16"))
+# A cursor over a live query, as on Materialize.
+with conn.transaction():
+    cur.execute("DECLARE c CURSOR FOR SUBSCRIBE (SELECT ip FROM live)")
+    cur.execute("FETCH 5 c")
+    first = cur.fetchall()
+    cur.execute("FETCH ALL c")
+    more = cur.fetchall()
+print("fetched", [row[0] for row in first], len(more) >= 1, more[0][0] if more else None)
+# An error with its SQLSTATE; the connection stays usable.
+try:
+    cur.execute("SELECT nope FROM weblog")
+except psycopg.Error as error:
+    print("error", error.sqlstate)
+# Cancel a live subscription from another thread.
+timer = threading.Timer(1.0, conn.cancel)
+timer.start()
+try:
+    for row in cur.stream("SUBSCRIBE (SELECT ip FROM live)"):
+        pass
+except psycopg.errors.QueryCanceled:
+    print("cancelled")
+cur.execute("SELECT 1")
+print("after", cur.fetchone()[0])
+"#;
+    let output = tokio::time::timeout(
+        Duration::from_secs(60),
+        Command::new("python3").arg("-c").arg(script).arg(port(&server)).output(),
+    )
+    .await
+    .expect("the script finishes")
+    .expect("python3 runs");
+    let out = String::from_utf8_lossy(&output.stdout);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{out}\n{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "bound 4 10.0.0.2 404 float datetime", "{out}");
+    assert_eq!(lines[1], "version True");
+    assert_eq!(lines[2], "fetched [0, 1, 2, 3, 4] True 5", "{out}");
+    assert_eq!(&lines[3..], ["error 42703", "cancelled", "after 1"], "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_runs_match_recognize_over_bounded_input() {
+    let server = server().await;
+    let (code, out, err) = psql(
+        &server,
+        &[
+            WEBLOG,
+            "SELECT ip, first_status, n FROM weblog MATCH_RECOGNIZE (
+               PARTITION BY ip ORDER BY ts
+               MEASURES FIRST(A.status) AS first_status, COUNT(*) AS n
+               ONE ROW PER MATCH
+               PATTERN (A B+)
+               DEFINE B AS B.status > PREV(B.status)
+             ) AS m",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    // 10.0.0.1: 200 then 500, later 200 then 404; 10.0.0.3: 200 then 503.
+    assert_eq!(out, "CREATE STREAM\n10.0.0.1|200|2\n10.0.0.1|200|2\n10.0.0.3|200|2\n");
+}
