@@ -267,7 +267,8 @@ fn next_significant(tokens: &[TokenWithSpan], from: usize) -> Option<usize> {
     (from..tokens.len()).find(|index| !matches!(tokens[*index].token, Token::Whitespace(_)))
 }
 
-fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
+/// The index of the parenthesis closing the one at `open`.
+pub fn matching_paren(tokens: &[TokenWithSpan], open: usize) -> Option<usize> {
     let mut depth = 0usize;
     for (index, token) in tokens.iter().enumerate().skip(open) {
         match token.token {

@@ -146,7 +146,7 @@ impl Service {
                     .map_err(|error| at(error, target_offset(&target)))?;
                 live.stream(client, format, false, simple).await
             }
-            PgStatement::Copy(target @ Target::Subscribe(_)) => {
+            PgStatement::Copy(target @ (Target::Subscribe(_) | Target::Running(_))) => {
                 let live = Live::start(&self.engine, &target, &settings)
                     .await
                     .map_err(|error| at(error, target_offset(&target)))?;
@@ -156,11 +156,6 @@ impl Service {
                 let (schema, batch) = self.select(&piece, &settings).await.map_err(|error| at(error, piece.offset))?;
                 let fields = rows::fields(&schema, &Format::UnifiedText)?;
                 super::subscribe::copy_out(client, &fields, &[batch]).await
-            }
-            PgStatement::Copy(Target::Running(id)) => {
-                let target = Target::Subscribe(Box::new(Target::Running(id)));
-                let live = Live::start(&self.engine, &target, &settings).await.map_err(|error| at(error, 0))?;
-                live.stream(client, format, true, simple).await
             }
             PgStatement::Declare { cursor, target } => {
                 let opened = if target.is_subscribe() {

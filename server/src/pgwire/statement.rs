@@ -12,6 +12,7 @@
 
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
+use sluice_planner::pattern_clause::matching_paren;
 
 /// One statement of a query string: its text and where it starts (a byte
 /// offset into the query string, for error positions).
@@ -209,7 +210,7 @@ fn subscribe_target(piece: Piece) -> Target {
         let name = piece.text.to_ascii_lowercase();
         if name.strip_prefix('q').is_some_and(|number| !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()))
         {
-            return Target::Running(name);
+            return Target::Subscribe(Box::new(Target::Running(name)));
         }
         Target::Query(Piece { text: format!("SELECT * FROM {}", piece.text), offset: piece.offset })
     } else {
@@ -233,20 +234,7 @@ fn query_or_subscribe(piece: Piece) -> Target {
 
 /// `COPY (inner) TO STDOUT [WITH ...]`.
 fn copy_target(piece: &Piece, tokens: &[TokenWithSpan], lines: &LineStarts) -> Option<Target> {
-    let mut depth = 0usize;
-    let close = tokens.iter().enumerate().skip(1).find_map(|(index, token)| {
-        match token.token {
-            Token::LParen => depth += 1,
-            Token::RParen => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(index);
-                }
-            }
-            _ => {}
-        }
-        None
-    })?;
+    let close = matching_paren(tokens, 1)?;
     let to_stdout = word(tokens.get(close + 1)).as_deref() == Some("to")
         && word(tokens.get(close + 2)).as_deref() == Some("stdout");
     if !to_stdout {
@@ -269,18 +257,8 @@ fn parenthesized(piece: &Piece) -> Option<Piece> {
         return None;
     }
     // The first parenthesis must close at the very end.
-    let mut depth = 0usize;
-    for (index, token) in tokens.iter().enumerate() {
-        match token.token {
-            Token::LParen => depth += 1,
-            Token::RParen => {
-                depth -= 1;
-                if depth == 0 && index != tokens.len() - 1 {
-                    return None;
-                }
-            }
-            _ => {}
-        }
+    if matching_paren(&tokens, 0) != Some(tokens.len() - 1) {
+        return None;
     }
     let lines = LineStarts::new(&piece.text);
     let start = lines.offset(&tokens[0]) + 1;
