@@ -149,7 +149,7 @@ impl SluiceDb {
                     RECOVERIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     REPLAYED_STEPS.fetch_add(report.replayed_steps, std::sync::atomic::Ordering::Relaxed);
                 }
-                Some(OutputEvent::Rows { seq, batch }) => {
+                Some(OutputEvent::Rows { seq, batch, .. }) => {
                     if seq != next_seq {
                         return Err(DbError(format!("expected row {next_seq}, got row {seq}")));
                     }

@@ -37,12 +37,16 @@
 //! - [`lower`]: `LogicalPlan` → `StreamPlan`.
 //! - `join`: lowers joins (lookup, temporal, window, interval, unbounded).
 //! - `top_n`: lowers ROW_NUMBER() over a stream (Top-N).
+//!
+//! Besides: [`filter`] plans a condition over a query's result rows (a
+//! websocket subscriber's `?where=`).
 
 pub mod catalog;
 pub mod ddl;
 pub mod dialect;
 pub mod error;
 pub mod feed;
+pub mod filter;
 mod from_walk;
 pub mod interval;
 mod join;

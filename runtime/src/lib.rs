@@ -63,7 +63,7 @@ pub use message::{Message, Op, StreamBatch, Watermark};
 pub use metrics::QueryMetrics;
 pub use operator::Operator;
 pub use operators::OperatorSpec;
-pub use output::{OutputEvent, QueryOutput};
+pub use output::{OutputEvent, QueryOutput, SharedEncoding, Subscribed};
 pub use plan::{NodeId, PlanNode, StreamPlan};
 pub use settings::QuerySettings;
 pub use source::{ConnectorSpec, Format, SourceSpec};

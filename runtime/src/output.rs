@@ -14,8 +14,9 @@
 //! the last `seq` it saw. A slow or vanished client therefore never stalls
 //! the query or the other subscribers.
 
+use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
@@ -38,8 +39,9 @@ pub const SUBSCRIBER_QUEUE: usize = 16_384;
 /// What subscribers receive.
 #[derive(Debug, Clone)]
 pub enum OutputEvent {
-    /// Rows numbered `seq`, `seq + 1`, ...
-    Rows { seq: u64, batch: StreamBatch },
+    /// Rows numbered `seq`, `seq + 1`, ...; `shared` is what subscribers
+    /// made of them, so a frame is encoded once however many read it.
+    Rows { seq: u64, batch: StreamBatch, shared: SharedEncoding },
     /// The query's watermark advanced.
     Progress { watermark: Watermark },
     /// The query finished: every row has been sent.
@@ -48,15 +50,47 @@ pub enum OutputEvent {
     Failed { message: String },
 }
 
+/// A slot every subscriber of one [`OutputEvent::Rows`] shares: the first
+/// to need an encoding of the rows (a websocket frame, say) puts it here and
+/// the others reuse it. The runtime never looks inside.
+#[derive(Clone, Default)]
+pub struct SharedEncoding(Arc<OnceLock<Arc<dyn Any + Send + Sync>>>);
+
+impl SharedEncoding {
+    /// The value in the slot, made by `init` if the slot is empty; `None` if
+    /// it holds a value of another type.
+    pub fn get_or_init<T: Any + Send + Sync>(&self, init: impl FnOnce() -> T) -> Option<&T> {
+        self.0.get_or_init(|| Arc::new(init())).downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for SharedEncoding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() { "SharedEncoding(set)" } else { "SharedEncoding(empty)" })
+    }
+}
+
+/// A new subscriber's queue, and the oldest row the log still had for it.
+pub struct Subscribed {
+    /// The `seq` of the first row the subscriber will receive (or of the
+    /// next row published, when nothing is retained). Greater than the
+    /// `from_seq` asked for when older rows are no longer retained: the
+    /// subscriber must be told of the gap.
+    pub first_available: u64,
+    pub events: mpsc::Receiver<OutputEvent>,
+}
+
 struct Log {
     next_seq: u64,
     /// Retained batches with the seq of their first row, oldest first.
-    retained: VecDeque<(u64, StreamBatch)>,
+    retained: VecDeque<(u64, StreamBatch, SharedEncoding)>,
     retained_rows: usize,
     watermark: Option<Watermark>,
     /// `End` or `Failed`, once the query stopped.
     terminal: Option<OutputEvent>,
     subscribers: Vec<mpsc::Sender<OutputEvent>>,
+    /// Subscribers cut off for a full queue.
+    lagged: u64,
 }
 
 /// The numbered output log of one query.
@@ -80,6 +114,7 @@ impl QueryOutput {
                 watermark: None,
                 terminal: None,
                 subscribers: Vec::new(),
+                lagged: 0,
             }),
         }
     }
@@ -106,13 +141,14 @@ impl QueryOutput {
             let seq = log.next_seq;
             log.next_seq += batch.num_rows() as u64;
             log.retained_rows += batch.num_rows();
-            log.retained.push_back((seq, batch.clone()));
+            let shared = SharedEncoding::default();
+            log.retained.push_back((seq, batch.clone(), shared.clone()));
             while log.retained_rows > max_retained_rows && log.retained.len() > 1 {
-                if let Some((_, dropped)) = log.retained.pop_front() {
+                if let Some((_, dropped, _)) = log.retained.pop_front() {
                     log.retained_rows -= dropped.num_rows();
                 }
             }
-            broadcast(log, OutputEvent::Rows { seq, batch });
+            broadcast(log, OutputEvent::Rows { seq, batch, shared });
         });
     }
 
@@ -139,11 +175,11 @@ impl QueryOutput {
         self.with_log(|log| {
             let mut state = OperatorState::default();
             state.put_value("next_seq", log.next_seq as i64);
-            let first = log.retained.front().map_or(log.next_seq, |(seq, _)| *seq);
+            let first = log.retained.front().map_or(log.next_seq, |(seq, _, _)| *seq);
             state.put_value("first_seq", first as i64);
-            let batches: Vec<RecordBatch> = log.retained.iter().map(|(_, batch)| batch.rows.clone()).collect();
+            let batches: Vec<RecordBatch> = log.retained.iter().map(|(_, batch, _)| batch.rows.clone()).collect();
             state.put("rows", concat_batches(&self.schema, &batches)?);
-            let ops = log.retained.iter().flat_map(|(_, batch)| {
+            let ops = log.retained.iter().flat_map(|(_, batch, _)| {
                 (0..batch.num_rows())
                     .map(|row| batch.ops.as_ref().map_or(1i8, |ops| if ops[row] == Op::Insert { 1 } else { -1 }))
             });
@@ -168,7 +204,7 @@ impl QueryOutput {
             log.retained.clear();
             log.retained_rows = rows.num_rows();
             if rows.num_rows() > 0 {
-                log.retained.push_back((first_seq, StreamBatch { rows, ops }));
+                log.retained.push_back((first_seq, StreamBatch { rows, ops }, SharedEncoding::default()));
             }
         });
         Ok(())
@@ -179,17 +215,37 @@ impl QueryOutput {
         self.with_log(|log| log.next_seq)
     }
 
+    /// Subscribers now connected, and how many were cut off for falling
+    /// behind since the query started.
+    pub fn subscriber_counts(&self) -> (usize, u64) {
+        self.with_log(|log| {
+            log.subscribers.retain(|subscriber| !subscriber.is_closed());
+            (log.subscribers.len(), log.lagged)
+        })
+    }
+
     /// Subscribes from row `from_seq` on (rows older than the retained ones
     /// are gone; the replay starts at the oldest retained row).
     pub fn subscribe(&self, from_seq: u64) -> mpsc::Receiver<OutputEvent> {
+        self.subscribe_at(from_seq).events
+    }
+
+    /// [`subscribe`](QueryOutput::subscribe), saying where the rows it
+    /// receives start.
+    pub fn subscribe_at(&self, from_seq: u64) -> Subscribed {
         self.with_log(|log| {
+            let first_available = log.retained.front().map_or(log.next_seq, |(seq, _, _)| *seq).max(from_seq);
             let backlog: Vec<OutputEvent> = log
                 .retained
                 .iter()
-                .filter(|(seq, batch)| seq + batch.num_rows() as u64 > from_seq)
-                .map(|(seq, batch)| {
+                .filter(|(seq, batch, _)| seq + batch.num_rows() as u64 > from_seq)
+                .map(|(seq, batch, shared)| {
                     let skip = from_seq.saturating_sub(*seq) as usize;
-                    OutputEvent::Rows { seq: seq + skip as u64, batch: batch.slice(skip, batch.num_rows() - skip) }
+                    if skip == 0 {
+                        return OutputEvent::Rows { seq: *seq, batch: batch.clone(), shared: shared.clone() };
+                    }
+                    let rest = batch.slice(skip, batch.num_rows() - skip);
+                    OutputEvent::Rows { seq: seq + skip as u64, batch: rest, shared: SharedEncoding::default() }
                 })
                 .chain(log.watermark.map(|watermark| OutputEvent::Progress { watermark }))
                 .chain(log.terminal.clone())
@@ -202,14 +258,23 @@ impl QueryOutput {
             if log.terminal.is_none() {
                 log.subscribers.push(sender);
             }
-            receiver
+            Subscribed { first_available, events: receiver }
         })
     }
 }
 
 fn broadcast(log: &mut Log, event: OutputEvent) {
     // Full or closed queues are dropped: see "Slow subscribers" above.
-    log.subscribers.retain(|subscriber| subscriber.try_send(event.clone()).is_ok());
+    let mut lagged = 0;
+    log.subscribers.retain(|subscriber| match subscriber.try_send(event.clone()) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            lagged += 1;
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    });
+    log.lagged += lagged;
 }
 
 #[cfg(test)]
@@ -232,7 +297,7 @@ mod tests {
         output.finish(OutputEvent::End);
         let mut receiver = output.subscribe(2);
         match receiver.try_recv().unwrap() {
-            OutputEvent::Rows { seq, batch } => {
+            OutputEvent::Rows { seq, batch, .. } => {
                 assert_eq!(seq, 2);
                 assert_eq!(batch.num_rows(), 1);
             }
@@ -258,5 +323,42 @@ mod tests {
         assert_eq!(received, SUBSCRIBER_QUEUE);
         assert!(slow.is_closed() || slow.try_recv().is_err());
         assert_eq!(output.rows_published(), SUBSCRIBER_QUEUE as u64 + 10);
+        assert_eq!(output.subscriber_counts(), (0, 1));
+    }
+
+    #[test]
+    fn a_subscriber_is_told_where_the_retained_rows_start() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let output = QueryOutput::new(schema.clone(), 4);
+        for value in 0..5 {
+            output.publish(rows(&schema, vec![value * 2, value * 2 + 1]));
+        }
+        // 10 rows published, the last 4 (seq 6 to 9) retained.
+        let from_start = output.subscribe_at(0);
+        assert_eq!(from_start.first_available, 6);
+        let mut events = from_start.events;
+        assert!(matches!(events.try_recv().unwrap(), OutputEvent::Rows { seq: 6, .. }));
+        assert_eq!(output.subscribe_at(7).first_available, 7);
+        assert_eq!(output.subscribe_at(12).first_available, 12);
+        // Nothing retained yet: the next row is the first available.
+        let empty = QueryOutput::new(schema, 4);
+        assert_eq!(empty.subscribe_at(0).first_available, 0);
+    }
+
+    #[test]
+    fn subscribers_of_one_event_share_its_encoding() {
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let output = QueryOutput::new(schema.clone(), 100);
+        let mut first = output.subscribe(0);
+        let mut second = output.subscribe(0);
+        output.publish(rows(&schema, vec![1]));
+        let encoded = |event: OutputEvent, text: &'static str| match event {
+            OutputEvent::Rows { shared, .. } => shared.get_or_init(|| text.to_string()).cloned(),
+            other => panic!("unexpected {other:?}"),
+        };
+        assert_eq!(encoded(first.try_recv().unwrap(), "first").as_deref(), Some("first"));
+        assert_eq!(encoded(second.try_recv().unwrap(), "second").as_deref(), Some("first"));
+        // A late subscriber replaying the retained batch shares it too.
+        assert_eq!(encoded(output.subscribe(0).try_recv().unwrap(), "late").as_deref(), Some("first"));
     }
 }

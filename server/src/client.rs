@@ -1,11 +1,12 @@
 //! A websocket subscription client: connects to a query's
-//! `/v1/queries/{id}/ws`, reads its frames (see [`crate::ws`]) as JSON
-//! values or as typed [`Frame`]s, and keeps the `seq` of the next row so a
-//! lost connection can resume exactly after the last row seen.
+//! `/v1/queries/{id}/ws` (or submits a query on `/v1/subscribe`), reads its
+//! frames (see [`crate::ws`]) as JSON values or as typed [`Frame`]s, and
+//! keeps the `seq` of the next row so a lost connection can resume exactly
+//! after the last row seen.
 //!
 //! The REPL prints with it; the test suites read with it.
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Map, Value};
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -18,6 +19,9 @@ pub enum ClientError {
     NotFound,
     /// The server cannot be reached or refused the upgrade.
     Connect(String),
+    /// The server refused the upgrade (a bad `where=`, say) with this
+    /// status and JSON error body.
+    Refused { status: u16, body: String },
     /// A frame that is not JSON.
     BadFrame(String),
 }
@@ -27,6 +31,7 @@ impl std::fmt::Display for ClientError {
         match self {
             ClientError::NotFound => write!(f, "no such query"),
             ClientError::Connect(message) => write!(f, "{message}"),
+            ClientError::Refused { status, body } => write!(f, "refused ({status}): {body}"),
             ClientError::BadFrame(message) => write!(f, "bad frame: {message}"),
         }
     }
@@ -41,8 +46,12 @@ pub enum Frame {
     Schema { query_id: String, columns: Value },
     /// Result rows; `seq` numbers the first. `ops` (`+`/`-`) for changelogs.
     Rows { seq: u64, rows: Vec<Map<String, Value>>, ops: Option<Vec<String>> },
+    /// Rows `from_seq` to `first_available - 1` are no longer retained.
+    Gap { from_seq: u64, first_available: u64 },
     /// The watermark advanced.
     Progress { watermark: Value },
+    /// Nothing happened for a while; the query is alive.
+    Heartbeat { watermark: Value, next_seq: u64 },
     /// A bounded query finished.
     End,
     /// The query failed, or the subscriber was cut off (`lagged`, with the
@@ -67,7 +76,15 @@ impl Frame {
                     .as_array()
                     .map(|ops| ops.iter().map(|op| op.as_str().unwrap_or_default().to_string()).collect()),
             },
+            Some("gap") => Frame::Gap {
+                from_seq: value["from_seq"].as_u64().unwrap_or(0),
+                first_available: value["first_available"].as_u64().unwrap_or(0),
+            },
             Some("progress") => Frame::Progress { watermark: value["watermark"].clone() },
+            Some("heartbeat") => Frame::Heartbeat {
+                watermark: value["watermark"].clone(),
+                next_seq: value["next_seq"].as_u64().unwrap_or(0),
+            },
             Some("end") => Frame::End,
             Some("error") => {
                 Frame::Error { code: text("code"), message: text("message"), next_seq: value["next_seq"].as_u64() }
@@ -85,8 +102,11 @@ impl Frame {
 /// A live subscription to one query's results.
 pub struct Subscription {
     socket: Socket,
-    /// The subscription URL without `from_seq`.
+    /// The subscription URL without `from_seq` (for a submitted query, its
+    /// `/v1/queries/{id}/ws`, known from the schema frame).
     url: String,
+    /// `ws://host`, for a submitted query.
+    base: Option<String>,
     next_seq: u64,
 }
 
@@ -101,7 +121,21 @@ impl Subscription {
     pub async fn connect_from(url: &str, from_seq: u64) -> Result<Self, ClientError> {
         let full = if from_seq == 0 { url.to_string() } else { format!("{url}?from_seq={from_seq}") };
         let socket = open(&full).await?;
-        Ok(Self { socket, url: url.to_string(), next_seq: from_seq })
+        Ok(Self { socket, url: url.to_string(), base: None, next_seq: from_seq })
+    }
+
+    /// Submits a query on the socket itself (`ws://host/v1/subscribe`, then
+    /// `request`: `{"sql": ..., "settings"?, "where"?, "keep_running"?}`):
+    /// its rows come from the first. A query kept running can be resumed
+    /// like any other after the connection broke.
+    pub async fn submit(base: &str, request: &Value) -> Result<Self, ClientError> {
+        let base = base.trim_end_matches('/').to_string();
+        let mut socket = open(&format!("{base}/v1/subscribe")).await?;
+        socket
+            .send(Message::Text(request.to_string().into()))
+            .await
+            .map_err(|error| ClientError::Connect(format!("cannot send the query: {error}")))?;
+        Ok(Self { socket, url: String::new(), base: Some(base), next_seq: 0 })
     }
 
     /// The `seq` of the next row: where to resume.
@@ -112,6 +146,9 @@ impl Subscription {
     /// Connects again after the last row seen (after a restart or a crash:
     /// a recovered query numbers its rows as before).
     pub async fn resume(&mut self) -> Result<(), ClientError> {
+        if self.url.is_empty() {
+            return Err(ClientError::Connect("the query never started".into()));
+        }
         self.socket = open(&format!("{}?from_seq={}", self.url, self.next_seq)).await?;
         Ok(())
     }
@@ -126,9 +163,22 @@ impl Subscription {
                 Some(Ok(_)) => continue,
             };
             let value: Value = serde_json::from_str(&text).map_err(|error| ClientError::BadFrame(error.to_string()))?;
-            if value["type"] == "rows" {
-                let rows = value["rows"].as_array().map_or(0, Vec::len) as u64;
-                self.next_seq = value["seq"].as_u64().unwrap_or(self.next_seq).saturating_add(rows);
+            match value["type"].as_str() {
+                Some("rows") => {
+                    let rows = value["rows"].as_array().map_or(0, Vec::len) as u64;
+                    let after = value["seq"].as_u64().unwrap_or(self.next_seq).saturating_add(rows);
+                    self.next_seq = value["next_seq"].as_u64().unwrap_or(after);
+                }
+                Some("heartbeat") => self.next_seq = value["next_seq"].as_u64().unwrap_or(self.next_seq),
+                Some("gap") => self.next_seq = value["first_available"].as_u64().unwrap_or(self.next_seq),
+                Some("schema") => {
+                    if let (Some(base), Some(id)) = (&self.base, value["query_id"].as_str())
+                        && self.url.is_empty()
+                    {
+                        self.url = format!("{base}{}", crate::json::subscribe_path(id));
+                    }
+                }
+                _ => {}
             }
             return Ok(Some(value));
         }
@@ -165,6 +215,10 @@ async fn open(url: &str) -> Result<Socket, ClientError> {
     match tokio_tungstenite::connect_async(url).await {
         Ok((socket, _)) => Ok(socket),
         Err(tungstenite::Error::Http(response)) if response.status() == 404 => Err(ClientError::NotFound),
+        Err(tungstenite::Error::Http(response)) => {
+            let body = response.body().as_ref().map(|body| String::from_utf8_lossy(body).into_owned());
+            Err(ClientError::Refused { status: response.status().as_u16(), body: body.unwrap_or_default() })
+        }
         Err(error) => Err(ClientError::Connect(format!("cannot subscribe to {url}: {error}"))),
     }
 }

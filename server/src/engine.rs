@@ -246,7 +246,7 @@ impl Engine {
 }
 
 /// Whether `query` is one SELECT with no FROM (a constant query).
-fn reads_no_relation(query: &sluice_planner::statement::QueryAst) -> bool {
+pub(crate) fn reads_no_relation(query: &sluice_planner::statement::QueryAst) -> bool {
     use datafusion::sql::sqlparser::ast::SetExpr;
     query.with.is_none() && matches!(query.body.as_ref(), SetExpr::Select(select) if select.from.is_empty())
 }

@@ -27,6 +27,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/queries", get(list_queries))
         .route("/v1/queries/{id}", get(get_query).delete(delete_query))
         .route("/v1/queries/{id}/ws", get(ws::subscribe))
+        .route("/v1/subscribe", get(ws::submit))
         .route("/v1/streams", get(list_streams))
         .route("/v1/streams/{name}/events", post(post_events))
         .route("/metrics", get(metrics))
@@ -51,11 +52,7 @@ async fn sql(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
             return ApiError::bad_request(message).into_response();
         }
     };
-    let mut settings: Settings = request
-        .settings
-        .into_iter()
-        .map(|(name, value)| (name, value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string())))
-        .collect();
+    let mut settings: Settings = crate::settings::from_json(request.settings);
     let rendered = match state.engine.execute(&request.sql, &mut settings).await {
         Ok(results) => results.iter().map(json::statement_result).collect::<Result<Vec<_>, _>>(),
         Err(error) => Err(error),

@@ -29,11 +29,20 @@ pub fn rows(batch: &RecordBatch) -> Result<Vec<Map<String, Value>>, EngineError>
     if batch.num_rows() == 0 {
         return Ok(Vec::new());
     }
+    let bytes = rows_text(batch)?;
+    serde_json::from_slice(&bytes).map_err(|error| EngineError::internal(error.to_string()))
+}
+
+/// Rows as the text of a JSON array of objects (what [`rows`] parses):
+/// for frames written without building JSON values.
+pub fn rows_text(batch: &RecordBatch) -> Result<Vec<u8>, EngineError> {
+    if batch.num_rows() == 0 {
+        return Ok(b"[]".to_vec());
+    }
     let mut writer = WriterBuilder::new().with_explicit_nulls(true).build::<_, JsonArray>(Vec::new());
     writer.write(batch).map_err(|error| EngineError::internal(error.to_string()))?;
     writer.finish().map_err(|error| EngineError::internal(error.to_string()))?;
-    let bytes = writer.into_inner();
-    serde_json::from_slice(&bytes).map_err(|error| EngineError::internal(error.to_string()))
+    Ok(writer.into_inner())
 }
 
 /// Rows as arrays of values in column order (for tabular results).

@@ -21,6 +21,7 @@
 //! - [`state`]: the state HTTP and websocket handlers share.
 //! - [`api_error`]: engine errors as HTTP statuses and JSON bodies.
 //! - [`json`]: the engine's typed results as JSON.
+//! - [`numbered`]: a subscription's rows with their `seq` and `op` columns.
 //! - [`client`]: a websocket subscription client (the REPL's and the tests').
 //! - [`repl`]: the psql-like client of the HTTP/websocket API.
 //! - [`demo`]: the built-in demo streams and query.
@@ -38,6 +39,7 @@ pub mod error;
 pub mod http;
 pub mod json;
 pub mod nexmark;
+pub mod numbered;
 pub mod persist;
 pub mod pgwire;
 pub mod repl;

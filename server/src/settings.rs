@@ -14,6 +14,15 @@ use crate::error::EngineError;
 /// Per-request settings, from the request body and `SET` statements.
 pub type Settings = BTreeMap<String, String>;
 
+/// The `settings` object of a JSON request: strings as they are, other
+/// values (numbers, booleans) as their JSON text.
+pub fn from_json(settings: BTreeMap<String, serde_json::Value>) -> Settings {
+    settings
+        .into_iter()
+        .map(|(name, value)| (name, value.as_str().map(str::to_string).unwrap_or_else(|| value.to_string())))
+        .collect()
+}
+
 /// The longest duration a setting takes: 365 days. Longer epochs,
 /// timeouts, lateness or state lifetimes mean a mistake, and would overflow
 /// the nanosecond and timer arithmetic downstream.

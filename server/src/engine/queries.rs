@@ -51,10 +51,14 @@ pub struct QueryShape {
     pub append_only: bool,
 }
 
-/// A subscriber's view of a query: its rows from seq 0 on.
+/// A subscriber's view of a query: its rows from seq 0 on, or from
+/// `first_available` when the oldest rows are no longer retained.
 pub struct Subscription {
     pub query: Arc<RunningQuery>,
     pub events: mpsc::Receiver<OutputEvent>,
+    /// The first row's `seq`: greater than 0 when rows were lost to this
+    /// subscriber (it must be told).
+    pub first_available: u64,
 }
 
 impl RunningQuery {
@@ -136,6 +140,16 @@ impl Engine {
         self.launch(sql, located, &mut settings.clone(), None, true).await
     }
 
+    /// Like [`subscribe`](Engine::subscribe), but the query is kept like
+    /// one submitted over HTTP (listed, recovered after a restart) and
+    /// outlives its first subscriber.
+    pub async fn subscribe_kept(&self, sql: &str, settings: &Settings) -> Result<Subscription, EngineError> {
+        let located = self.single_query(sql)?;
+        let subscription = self.launch(sql, located, &mut settings.clone(), None, false).await?;
+        self.persist()?;
+        Ok(subscription)
+    }
+
     /// What the one query in `sql` returns, without running it.
     pub async fn describe_query(&self, sql: &str, settings: &Settings) -> Result<QueryShape, EngineError> {
         let located = self.single_query(sql)?;
@@ -154,8 +168,8 @@ impl Engine {
     /// Subscribes to a running query from the oldest row it retains.
     pub fn attach(&self, id: &str) -> Result<Subscription, EngineError> {
         let query = self.query(id).ok_or_else(|| EngineError::not_found(format!("query {id:?} not found")))?;
-        let events = query.handle.output.subscribe(0);
-        Ok(Subscription { query, events })
+        let subscribed = query.handle.output.subscribe_at(0);
+        Ok(Subscription { query, events: subscribed.events, first_available: subscribed.first_available })
     }
 
     fn single_query(&self, sql: &str) -> Result<Located, EngineError> {
@@ -221,7 +235,7 @@ impl Engine {
             transient,
         });
         self.queries_write().insert(number, query.clone());
-        Ok(Subscription { query, events })
+        Ok(Subscription { query, events, first_available: 0 })
     }
 
     /// Query settings from a request's settings, with streams resolved.

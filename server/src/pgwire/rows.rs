@@ -1,18 +1,18 @@
 //! Arrow results as Postgres rows: field descriptions and data rows (text
-//! or binary, by arrow-pg), COPY text lines, the `seq`/`op` columns of a
-//! subscription, and the consolidation of a changelog into its final rows.
+//! or binary, by arrow-pg), COPY text lines, and the consolidation of a
+//! changelog into its final rows.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use arrow_pg::datatypes::arrow_schema_to_pg_fields;
-use datafusion::arrow::array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::{concat_batches, filter_record_batch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use pgwire::api::portal::Format;
 use pgwire::api::results::{CopyEncoder, CopyTextOptions, FieldInfo};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::PgWireResult;
 use pgwire::messages::copy::CopyData;
 use pgwire::messages::data::DataRow;
 use sluice_runtime::{Op, StreamBatch};
@@ -39,30 +39,6 @@ pub fn copy_lines(fields: &Arc<Vec<FieldInfo>>, batch: &RecordBatch) -> PgWireRe
         lines.push(encoder.take_copy());
     }
     Ok(lines)
-}
-
-/// The schema of a subscription's rows: `seq`, `op` (for updating
-/// results) and the query's columns.
-pub fn subscribe_schema(schema: &Schema, updating: bool) -> SchemaRef {
-    let mut columns = vec![Arc::new(Field::new("seq", DataType::Int64, false))];
-    if updating {
-        columns.push(Arc::new(Field::new("op", DataType::Utf8, false)));
-    }
-    columns.extend(schema.fields().iter().cloned());
-    Arc::new(Schema::new(columns))
-}
-
-/// `batch` numbered from `seq`, with its ops when `updating`.
-pub fn subscribe_batch(schema: &SchemaRef, seq: u64, batch: &StreamBatch, updating: bool) -> PgWireResult<RecordBatch> {
-    let rows = batch.num_rows();
-    let mut columns: Vec<ArrayRef> =
-        vec![Arc::new(Int64Array::from_iter_values((0..rows).map(|row| (seq + row as u64) as i64)))];
-    if updating {
-        let ops = (0..rows).map(|row| batch.ops.as_ref().map_or("+", |ops| ops[row].symbol()));
-        columns.push(Arc::new(StringArray::from_iter_values(ops)));
-    }
-    columns.extend(batch.rows.columns().iter().cloned());
-    RecordBatch::try_new(schema.clone(), columns).map_err(|error| PgWireError::ApiError(Box::new(error)))
 }
 
 /// The rows a changelog leaves: every deletion cancels the oldest equal

@@ -466,12 +466,12 @@ async fn describe(engine: &Engine, session: &SessionRef, statement: &PgStatement
             Target::Subscribe(inner) => match inner.as_ref() {
                 Target::Query(piece) => {
                     let shape = engine.describe_query(&piece.text, &settings).await?;
-                    rows::subscribe_schema(&shape.schema, !shape.append_only)
+                    crate::numbered::subscribe_schema(&shape.schema, !shape.append_only)
                 }
                 Target::Running(id) => {
                     let query =
                         engine.query(id).ok_or_else(|| EngineError::not_found(format!("query {id:?} not found")))?;
-                    rows::subscribe_schema(&query.schema, !query.append_only)
+                    crate::numbered::subscribe_schema(&query.schema, !query.append_only)
                 }
                 Target::Subscribe(_) => empty(),
             },

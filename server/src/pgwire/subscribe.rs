@@ -79,7 +79,7 @@ impl Live {
         };
         let updating = !subscription.query.append_only;
         Ok(Live {
-            schema: rows::subscribe_schema(&subscription.query.schema, updating),
+            schema: crate::numbered::subscribe_schema(&subscription.query.schema, updating),
             query: subscription.query,
             events: subscription.events,
             updating,
@@ -149,8 +149,10 @@ impl Live {
 
     fn on_event(&mut self, event: Option<OutputEvent>) -> PgWireResult<Option<RecordBatch>> {
         match event {
-            Some(OutputEvent::Rows { seq, batch }) => {
-                Ok(Some(rows::subscribe_batch(&self.schema, seq, &batch, self.updating)?))
+            Some(OutputEvent::Rows { seq, batch, .. }) => {
+                let numbered = crate::numbered::subscribe_batch(&self.schema, seq, &batch, self.updating)
+                    .map_err(|error| PgWireError::ApiError(Box::new(error)))?;
+                Ok(Some(numbered))
             }
             Some(OutputEvent::Progress { .. }) => Ok(None),
             Some(OutputEvent::End) => {
