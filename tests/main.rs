@@ -7,6 +7,8 @@
 //! - `repl`: the REPL client against a live server.
 //! - `joins`: joins through the server (changelogs, INSERTs, restarts).
 //! - `top_n`: ROW_NUMBER() Top-N changelogs over the websocket and the REPL.
+//! - `websocket`: queries submitted on the socket, gap frames, heartbeats,
+//!   `?where=` filters, the Arrow format and bad subscriptions.
 //! - `patterns`: MATCH_RECOGNIZE over an http stream, the websocket and the
 //!   REPL.
 //! - `bad_input`: odd statements and out-of-range numbers get errors, never
@@ -36,3 +38,4 @@ mod restart;
 mod slt;
 mod socket_source;
 mod top_n;
+mod websocket;
