@@ -249,3 +249,28 @@ async fn psql_runs_match_recognize_over_bounded_input() {
     // 10.0.0.1: 200 then 500, later 200 then 404; 10.0.0.3: 200 then 503.
     assert_eq!(out, "CREATE STREAM\n10.0.0.1|200|2\n10.0.0.1|200|2\n10.0.0.3|200|2\n");
 }
+
+/// `SUBSCRIBE TO qN` of a query whose first rows are no longer retained
+/// says so in a NOTICE before the rows, and the rows' seqs start there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_past_the_retained_rows_gives_a_notice() {
+    let server = server().await;
+    let engine = server.engine.clone();
+    let mut settings = sluice::settings::Settings::new();
+    settings.insert("epoch_interval".into(), "0".into());
+    let ddl = "CREATE STREAM gen (ts TIMESTAMP, status INT, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH (connector = 'generator', kind = 'weblog', rate = '1000000', rows = '30000', seed = '2')";
+    engine.execute(ddl, &mut settings).await.expect("DDL");
+    engine.execute("SELECT status FROM gen", &mut settings).await.expect("query starts");
+    for _ in 0..600 {
+        if engine.query("q1").is_some_and(|query| query.report().status.name() == "finished") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, out, err) = psql(&server, &["COPY (SUBSCRIBE TO q1) TO STDOUT"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("NOTICE:  rows 0 to "), "{err}");
+    let first_seq: u64 = out.lines().next().and_then(|line| line.split('\t').next()).unwrap().parse().unwrap();
+    assert!(first_seq > 0 && err.contains(&format!("starts at seq {first_seq}")), "{first_seq}: {err}");
+}

@@ -19,7 +19,7 @@ use futures::{Sink, SinkExt};
 use pgwire::api::ClientInfo;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{FieldInfo, Tag};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::copy::{CopyDone, CopyOutResponse};
 use pgwire::messages::data::RowDescription;
@@ -58,6 +58,8 @@ pub struct Live {
     /// Rows received but not fetched yet (cursors).
     pending: VecDeque<RecordBatch>,
     ended: bool,
+    /// The first row's seq: above 0 when older rows were no longer retained.
+    first_available: u64,
     _owned: Owned,
 }
 
@@ -78,7 +80,9 @@ impl Live {
             Target::Query(_) => return Err(EngineError::internal("a plain query is not a subscription")),
         };
         let updating = !subscription.query.append_only;
+        let first_available = subscription.first_available;
         Ok(Live {
+            first_available,
             schema: crate::numbered::subscribe_schema(&subscription.query.schema, updating),
             query: subscription.query,
             events: subscription.events,
@@ -108,6 +112,17 @@ impl Live {
         } else if simple {
             let description = RowDescription::new(fields.iter().map(Into::into).collect());
             client.send(PgWireBackendMessage::RowDescription(description)).await?;
+        }
+        if self.first_available > 0 {
+            // Never a silent jump: say which rows this subscriber misses.
+            let message = format!(
+                "rows 0 to {} of {} are no longer retained; this subscription starts at seq {}",
+                self.first_available - 1,
+                self.query.id,
+                self.first_available
+            );
+            let notice = ErrorInfo::new("NOTICE".into(), "01000".into(), message);
+            client.feed(PgWireBackendMessage::NoticeResponse(notice.into())).await?;
         }
         let mut sent = 0usize;
         while let Some(batch) = self.next_batch().await? {
