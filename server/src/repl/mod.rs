@@ -346,7 +346,7 @@ impl Client {
                         }
                         Frame::Progress { watermark } | Frame::Heartbeat { watermark, .. } => {
                             if !watermark.is_null() {
-                                status.watermark = Some(cell(&watermark));
+                                status.watermark = Some(watermark_text(&watermark));
                             }
                         }
                         Frame::Gap { from_seq, first_available } => {
@@ -521,7 +521,7 @@ impl Client {
                     rate(&metrics["rows_in"]),
                     cell(&metrics["rows_out"]),
                     rate(&metrics["rows_out"]),
-                    cell(&metrics["watermark"]),
+                    watermark_text(&metrics["watermark"]),
                     cell(&metrics["late_rows_dropped"]),
                     sql,
                 ]
@@ -597,6 +597,16 @@ impl Status {
             self.rate,
             self.late.map_or("-".to_string(), |late| late.to_string())
         )
+    }
+}
+
+/// A watermark as the REPL shows it: the largest timestamp means every
+/// input ended.
+fn watermark_text(watermark: &Value) -> String {
+    match watermark.as_str() {
+        Some(text) if text.starts_with("2262-04-11T23:47:16") => "end of input".into(),
+        Some(text) => text.to_string(),
+        None => "-".into(),
     }
 }
 
