@@ -14,6 +14,8 @@
 //! - `bad_input`: odd statements and out-of-range numbers get errors, never
 //!   panics; started queries fail only with the user's errors.
 //! - `pgwire`: psql and psycopg over the Postgres wire protocol.
+//! - `explain`: EXPLAIN ANALYZE, the plan endpoint and per-operator metrics
+//!   of a running query.
 //! - `crash`: a child server killed with SIGKILL and restarted loses and
 //!   duplicates no row.
 //! - `restart`: streams and queries survive a restart.
@@ -25,6 +27,7 @@
 
 mod bad_input;
 mod crash;
+mod explain;
 mod http_api;
 mod joins;
 mod nexmark;

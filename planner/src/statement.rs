@@ -63,6 +63,10 @@ pub enum Statement {
         emit: Option<EarlyEmit>,
         patterns: Vec<PatternClause>,
     },
+    /// `EXPLAIN ANALYZE q7`: a running query's plan with its figures.
+    ExplainAnalyze {
+        query_id: String,
+    },
     /// A continuous query, with its EMIT clause and the MATCH_RECOGNIZE
     /// clauses its stubs stand for (see [`crate::pattern_clause`]).
     Query {
@@ -132,6 +136,11 @@ fn text_between(sql: &str, start: Location, end: Location) -> String {
     sql[start..end].trim().to_string()
 }
 
+/// `q` and a number: how query ids look.
+fn is_query_id(text: &str) -> bool {
+    text.len() > 1 && text[..1].eq_ignore_ascii_case("q") && text[1..].bytes().all(|byte| byte.is_ascii_digit())
+}
+
 fn word_is(token: &TokenWithSpan, word: &str) -> bool {
     matches!(&token.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word))
 }
@@ -176,6 +185,21 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
         }
         let value = option_value(parser)?;
         return Ok(Statement::Set { name, value });
+    }
+    if word_is(&first, "EXPLAIN") && word_is(&second, "ANALYZE") {
+        parser.next_token();
+        parser.next_token();
+        let target = parser.peek_token();
+        return match &target.token {
+            Token::Word(word) if is_query_id(&word.value) => {
+                parser.next_token();
+                Ok(Statement::ExplainAnalyze { query_id: word.value.to_ascii_lowercase() })
+            }
+            _ => Err(PlanError::unsupported(
+                "EXPLAIN ANALYZE takes the id of a running query (EXPLAIN ANALYZE q7; SHOW QUERIES lists them)",
+            )
+            .at(target.span)),
+        };
     }
     if word_is(&first, "EXPLAIN") {
         parser.next_token();

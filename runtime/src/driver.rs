@@ -283,6 +283,7 @@ impl Driver {
             return Ok(());
         }
         let mut pending = Vec::new();
+        let metrics = self.metrics.clone();
         loop {
             match &mut ticker {
                 // A full queue holds its sources back and an ended source
@@ -291,6 +292,11 @@ impl Driver {
                     tokio::select! {
                         _ = ticker.tick() => {}
                         _ = take_until_full_or_ended(&mut receiver, &mut pending) => {}
+                        // Someone looks at a quiet query: fresh figures now.
+                        _ = metrics.state_wanted() => {
+                            self.pipeline.refresh_state_figures(true);
+                            continue;
+                        }
                     }
                 }
                 None if !pending.is_empty() => {}
@@ -318,6 +324,10 @@ impl Driver {
                             }
                         },
                         _ = wait => {}
+                        _ = metrics.state_wanted() => {
+                            self.pipeline.refresh_state_figures(true);
+                            continue;
+                        }
                     }
                 }
             }
@@ -341,8 +351,10 @@ impl Driver {
             if self.pipeline.is_finished() {
                 // A finished query restarts finished, not from the beginning.
                 self.checkpoint();
+                self.pipeline.refresh_state_figures(true);
                 return Ok(());
             }
+            self.pipeline.refresh_state_figures(false);
             if self.replay.is_none() && self.store.as_ref().is_some_and(CheckpointStore::due) {
                 self.checkpoint();
             }

@@ -1,8 +1,9 @@
 //! Counters every running query exposes (HTTP status, Prometheus).
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::message::Watermark;
 
@@ -27,6 +28,158 @@ pub struct QueryMetrics {
     checkpoints: Mutex<CheckpointReport>,
     /// How long results took: see [`QueryMetrics::record_latency`].
     latency: Mutex<LatencyHistogram>,
+    /// Per plan node, by node id: see [`OperatorMetrics`].
+    operators: Mutex<Vec<Arc<OperatorMetrics>>>,
+    /// When someone last looked at the operators (EXPLAIN ANALYZE, the
+    /// plan endpoint, /metrics): state sizes are refreshed only while
+    /// someone does.
+    observed_at: Mutex<Option<Instant>>,
+    /// Counts the pipeline's refreshes of the state figures.
+    state_refreshes: AtomicU64,
+    /// Wakes a quiet query's driver to refresh them.
+    state_wanted: tokio::sync::Notify,
+}
+
+/// One plan node's figures, updated by the pipeline as messages pass and
+/// read at any time. Counts and time are exact; state sizes are refreshed
+/// about once a second while someone watches (see
+/// [`QueryMetrics::observe`]).
+#[derive(Debug)]
+pub struct OperatorMetrics {
+    /// The operator's kind (`window_aggregate`, ...), or `source: name`.
+    pub name: String,
+    pub rows_in: AtomicU64,
+    pub batches_in: AtomicU64,
+    pub rows_out: AtomicU64,
+    pub batches_out: AtomicU64,
+    /// Time spent in the operator, nanoseconds.
+    pub busy_ns: AtomicU64,
+    watermark_in: AtomicI64,
+    watermark_out: AtomicI64,
+    has_state: AtomicBool,
+    state_rows: AtomicU64,
+    state_bytes: AtomicU64,
+    /// The end of the oldest window still waiting for the watermark.
+    oldest_open_window: AtomicI64,
+    /// Per input port: its watermark and whether it is active, idle or ended.
+    inputs: Mutex<Vec<(i64, &'static str)>>,
+}
+
+/// A copy of [`OperatorMetrics`] at one moment.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OperatorReport {
+    pub node: usize,
+    pub name: String,
+    pub rows_in: u64,
+    pub batches_in: u64,
+    pub rows_out: u64,
+    pub batches_out: u64,
+    pub busy_ms: f64,
+    /// `None` until a watermark arrived.
+    pub watermark_in: Option<i64>,
+    pub watermark_out: Option<i64>,
+    /// `None` for operators that hold no state.
+    pub state_rows: Option<u64>,
+    pub state_bytes: Option<u64>,
+    pub oldest_open_window_end: Option<i64>,
+    /// Per input port: watermark (`None` before the first) and state.
+    pub inputs: Vec<(Option<i64>, &'static str)>,
+}
+
+/// What an operator holds: rows (keys, buffered rows, windows' groups) and
+/// an estimate of the bytes they take.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSize {
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+impl OperatorMetrics {
+    pub fn new(name: String) -> Self {
+        Self {
+            name,
+            rows_in: AtomicU64::new(0),
+            batches_in: AtomicU64::new(0),
+            rows_out: AtomicU64::new(0),
+            batches_out: AtomicU64::new(0),
+            busy_ns: AtomicU64::new(0),
+            watermark_in: AtomicI64::new(i64::MIN),
+            watermark_out: AtomicI64::new(i64::MIN),
+            has_state: AtomicBool::new(false),
+            state_rows: AtomicU64::new(0),
+            state_bytes: AtomicU64::new(0),
+            oldest_open_window: AtomicI64::new(i64::MIN),
+            inputs: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn batch_in(&self, rows: usize) {
+        self.rows_in.fetch_add(rows as u64, Ordering::Relaxed);
+        self.batches_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn batch_out(&self, rows: usize) {
+        self.rows_out.fetch_add(rows as u64, Ordering::Relaxed);
+        self.batches_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn busy(&self, since: Instant) {
+        self.busy_ns.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub fn set_watermark_in(&self, watermark: Watermark) {
+        self.watermark_in.store(watermark.0, Ordering::Relaxed);
+    }
+
+    pub fn set_watermark_out(&self, watermark: Watermark) {
+        self.watermark_out.store(watermark.0, Ordering::Relaxed);
+    }
+
+    /// What the operator holds now, and the inputs as its node sees them.
+    pub fn set_state(
+        &self,
+        size: Option<StateSize>,
+        oldest_open_window: Option<i64>,
+        inputs: Vec<(i64, &'static str)>,
+    ) {
+        self.has_state.store(size.is_some(), Ordering::Relaxed);
+        let size = size.unwrap_or_default();
+        self.state_rows.store(size.rows, Ordering::Relaxed);
+        self.state_bytes.store(size.bytes, Ordering::Relaxed);
+        self.oldest_open_window.store(oldest_open_window.unwrap_or(i64::MIN), Ordering::Relaxed);
+        if let Ok(mut kept) = self.inputs.lock() {
+            *kept = inputs;
+        }
+    }
+
+    pub fn report(&self, node: usize) -> OperatorReport {
+        let watermark = |value: &AtomicI64| Some(value.load(Ordering::Relaxed)).filter(|value| *value != i64::MIN);
+        let has_state = self.has_state.load(Ordering::Relaxed);
+        OperatorReport {
+            node,
+            name: self.name.clone(),
+            rows_in: self.rows_in.load(Ordering::Relaxed),
+            batches_in: self.batches_in.load(Ordering::Relaxed),
+            rows_out: self.rows_out.load(Ordering::Relaxed),
+            batches_out: self.batches_out.load(Ordering::Relaxed),
+            busy_ms: self.busy_ns.load(Ordering::Relaxed) as f64 / 1e6,
+            watermark_in: watermark(&self.watermark_in),
+            watermark_out: watermark(&self.watermark_out),
+            state_rows: has_state.then(|| self.state_rows.load(Ordering::Relaxed)),
+            state_bytes: has_state.then(|| self.state_bytes.load(Ordering::Relaxed)),
+            oldest_open_window_end: watermark(&self.oldest_open_window),
+            inputs: self
+                .inputs
+                .lock()
+                .map(|inputs| {
+                    inputs
+                        .iter()
+                        .map(|(watermark, state)| (Some(*watermark).filter(|w| *w != i64::MIN), *state))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// What `GET /v1/queries/{id}` shows about checkpoints.
@@ -63,11 +216,67 @@ impl Default for QueryMetrics {
             late_by_window: Mutex::new(BTreeMap::new()),
             checkpoints: Mutex::new(CheckpointReport::default()),
             latency: Mutex::new(LatencyHistogram::default()),
+            operators: Mutex::new(Vec::new()),
+            observed_at: Mutex::new(None),
+            state_refreshes: AtomicU64::new(0),
+            state_wanted: tokio::sync::Notify::new(),
         }
     }
 }
 
+/// How long after someone last looked state sizes are still refreshed.
+pub const OBSERVED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl QueryMetrics {
+    /// The pipeline's nodes, by node id.
+    pub fn set_operators(&self, operators: Vec<Arc<OperatorMetrics>>) {
+        if let Ok(mut kept) = self.operators.lock() {
+            *kept = operators;
+        }
+    }
+
+    /// Every node's figures, by node id; counts someone as watching (so
+    /// state sizes are kept fresh for the next look).
+    pub fn operators(&self) -> Vec<OperatorReport> {
+        self.observe();
+        self.operators
+            .lock()
+            .map(|operators| operators.iter().enumerate().map(|(node, metrics)| metrics.report(node)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Counts someone as watching the operators.
+    pub fn observe(&self) {
+        if let Ok(mut observed) = self.observed_at.lock() {
+            *observed = Some(Instant::now());
+        }
+    }
+
+    /// Asks the driver for fresh state figures (see
+    /// [`QueryMetrics::state_wanted`]).
+    pub fn want_state(&self) {
+        self.state_wanted.notify_one();
+    }
+
+    /// Completes when someone asked for fresh state figures.
+    pub async fn state_wanted(&self) {
+        self.state_wanted.notified().await;
+    }
+
+    /// How many times the state figures were refreshed.
+    pub fn state_refreshes(&self) -> u64 {
+        self.state_refreshes.load(Ordering::Relaxed)
+    }
+
+    pub fn state_refreshed(&self) {
+        self.state_refreshes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether someone looked at the operators in the last [`OBSERVED_FOR`].
+    pub fn observed(&self) -> bool {
+        self.observed_at.lock().ok().and_then(|at| *at).is_some_and(|at| at.elapsed() < OBSERVED_FOR)
+    }
+
     pub fn checkpoints(&self) -> CheckpointReport {
         self.checkpoints.lock().map(|report| report.clone()).unwrap_or_default()
     }

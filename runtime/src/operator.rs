@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
+use crate::metrics::StateSize;
 use crate::state::OperatorState;
 
 /// A running operator of a pipeline.
@@ -67,6 +68,19 @@ pub trait Operator: Send {
     /// operator, before any message.
     fn restore(&mut self, _state: OperatorState) -> Result<()> {
         Ok(())
+    }
+
+    /// What the operator holds now, for EXPLAIN ANALYZE; `None` for
+    /// operators without state. Called about once a second while someone
+    /// watches the query, so it may walk the state.
+    fn state_size(&self) -> Option<StateSize> {
+        None
+    }
+
+    /// The end of the oldest window the operator still holds open, waiting
+    /// for the watermark to pass it (for EXPLAIN ANALYZE).
+    fn oldest_open_window(&self) -> Option<i64> {
+        None
     }
 }
 

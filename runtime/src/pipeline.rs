@@ -44,9 +44,12 @@
 //! no longer change: their state is taken as it is.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Watermark};
+use crate::metrics::{OperatorMetrics, QueryMetrics};
 use crate::operator::{Operator, OperatorContext};
 use crate::plan::{NodeId, PlanNode, StreamPlan};
 use crate::state::OperatorState;
@@ -117,6 +120,8 @@ struct RunningNode {
     /// has not sent since), `Ended` once it sent `End`.
     output: EdgeState,
     watermark: Watermark,
+    /// Rows, time and watermarks, for EXPLAIN ANALYZE.
+    metrics: Arc<OperatorMetrics>,
 }
 
 impl RunningNode {
@@ -171,6 +176,22 @@ pub struct Pipeline {
     /// During [`checkpoint`](Pipeline::checkpoint): each node's state, taken
     /// when the barrier passed it.
     barrier_states: Vec<Option<OperatorState>>,
+    query_metrics: Arc<QueryMetrics>,
+    /// When the state figures were last refreshed.
+    refreshed_at: Option<Instant>,
+}
+
+/// How often state figures are refreshed while someone watches.
+const REFRESH_EVERY: Duration = Duration::from_secs(1);
+
+impl EdgeState {
+    fn name(self) -> &'static str {
+        match self {
+            EdgeState::Active => "active",
+            EdgeState::Idle => "idle",
+            EdgeState::Ended => "ended",
+        }
+    }
 }
 
 impl Pipeline {
@@ -178,12 +199,14 @@ impl Pipeline {
         let mut nodes = Vec::with_capacity(plan.nodes.len());
         let mut source_nodes = vec![usize::MAX; plan.sources.len()];
         for (id, node) in plan.nodes.iter().enumerate() {
-            let (operator, inputs) = match node {
+            let (operator, inputs, name) = match node {
                 PlanNode::Source { index } => {
                     source_nodes[*index] = id;
-                    (None, 1)
+                    (None, 1, format!("source: {}", plan.sources[*index].stream))
                 }
-                PlanNode::Operator { spec, inputs } => (Some(spec.instantiate(context)?), inputs.len()),
+                PlanNode::Operator { spec, inputs } => {
+                    (Some(spec.instantiate(context)?), inputs.len(), spec.name().to_string())
+                }
             };
             let input = Input { state: EdgeState::Active, watermark: Watermark::MIN, barrier: None };
             nodes.push(RunningNode {
@@ -192,6 +215,7 @@ impl Pipeline {
                 inputs: vec![input; inputs],
                 output: EdgeState::Active,
                 watermark: Watermark::MIN,
+                metrics: Arc::new(OperatorMetrics::new(name)),
             });
         }
         for (id, node) in plan.nodes.iter().enumerate() {
@@ -208,7 +232,37 @@ impl Pipeline {
             return Err(RuntimeError::internal(message));
         }
         let barrier_states = nodes.iter().map(|_| None).collect();
-        Ok(Self { nodes, root: plan.root, source_nodes, barrier_states })
+        context.metrics.set_operators(nodes.iter().map(|node| node.metrics.clone()).collect());
+        let mut pipeline = Self {
+            nodes,
+            root: plan.root,
+            source_nodes,
+            barrier_states,
+            query_metrics: context.metrics.clone(),
+            refreshed_at: None,
+        };
+        pipeline.refresh_state_figures(true);
+        Ok(pipeline)
+    }
+
+    /// Refreshes each node's state figures (see [`OperatorMetrics`]) if
+    /// someone watches the query and a second has passed, or if `force`.
+    /// The driver calls it after each epoch and when the query ends.
+    pub fn refresh_state_figures(&mut self, force: bool) {
+        let due = self.refreshed_at.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
+        if !force && !(due && self.query_metrics.observed()) {
+            return;
+        }
+        self.refreshed_at = Some(Instant::now());
+        self.query_metrics.state_refreshed();
+        for node in &self.nodes {
+            let (size, oldest) = match &node.operator {
+                Some(operator) => (operator.state_size(), operator.oldest_open_window()),
+                None => (None, None),
+            };
+            let inputs = node.inputs.iter().map(|input| (input.watermark.0, input.state.name())).collect();
+            node.metrics.set_state(size, oldest, inputs);
+        }
     }
 
     /// Checkpoint `barrier`: pushes `Message::Barrier(barrier)` into every
@@ -289,8 +343,11 @@ impl Pipeline {
             self.deliver(node, port, message, &mut emitted)?;
             let consumer = self.nodes[node].consumer;
             for message in emitted.drain(..) {
-                if matches!(message, Message::End) {
-                    self.nodes[node].output = EdgeState::Ended;
+                match &message {
+                    Message::End => self.nodes[node].output = EdgeState::Ended,
+                    Message::Batch(batch) => self.nodes[node].metrics.batch_out(batch.num_rows()),
+                    Message::Watermark(watermark) => self.nodes[node].metrics.set_watermark_out(*watermark),
+                    _ => {}
                 }
                 match consumer {
                     Some((consumer, port)) => queue.push_back((consumer, port, message)),
@@ -316,11 +373,34 @@ impl Pipeline {
         if matches!(message, Message::Batch(_) | Message::Watermark(_)) {
             node.output = node.output.step(&message);
         }
+        let started = Instant::now();
+        let result = Self::run(node, port, message, out, &mut self.barrier_states[id]);
+        if node.operator.is_some() {
+            node.metrics.busy(started);
+        }
+        result?;
+        if node.operator.as_ref().is_some_and(|operator| operator.is_finished()) {
+            out.push(Message::End);
+        }
+        Ok(())
+    }
+
+    /// Hands one message to the node's operator (see [`Pipeline::deliver`]).
+    fn run(
+        node: &mut RunningNode,
+        port: usize,
+        message: Message,
+        out: &mut Vec<Message>,
+        barrier_state: &mut Option<OperatorState>,
+    ) -> Result<()> {
         match message {
-            Message::Batch(batch) => match &mut node.operator {
-                Some(operator) => operator.on_batch(port, batch, out)?,
-                None => out.push(Message::Batch(batch)),
-            },
+            Message::Batch(batch) => {
+                node.metrics.batch_in(batch.num_rows());
+                match &mut node.operator {
+                    Some(operator) => operator.on_batch(port, batch, out)?,
+                    None => out.push(Message::Batch(batch)),
+                }
+            }
             Message::Watermark(_) => advance(node, out)?,
             Message::Idle => {
                 advance(node, out)?;
@@ -338,7 +418,6 @@ impl Pipeline {
                         operator.on_end(out)?;
                     }
                     out.push(Message::End);
-                    return Ok(());
                 }
             }
             Message::Barrier(barrier) => {
@@ -349,13 +428,10 @@ impl Pipeline {
                     for input in &mut node.inputs {
                         input.barrier = None;
                     }
-                    self.barrier_states[id] = Some(node.snapshot()?);
+                    *barrier_state = Some(node.snapshot()?);
                     out.push(Message::Barrier(barrier));
                 }
             }
-        }
-        if node.operator.as_ref().is_some_and(|operator| operator.is_finished()) {
-            out.push(Message::End);
         }
         Ok(())
     }
@@ -374,6 +450,7 @@ fn advance(node: &mut RunningNode, out: &mut Vec<Message>) -> Result<()> {
     };
     if combined > node.watermark {
         node.watermark = combined;
+        node.metrics.set_watermark_in(combined);
         match &mut node.operator {
             Some(operator) => operator.on_watermark(combined, out)?,
             None => out.push(Message::Watermark(combined)),

@@ -71,14 +71,37 @@ impl StreamPlan {
 
     /// A one-line-per-node rendering, for EXPLAIN and errors.
     pub fn describe(&self) -> String {
+        self.describe_with(&|_| Vec::new())
+    }
+
+    /// [`describe`](StreamPlan::describe) with `annotate(node)`'s lines
+    /// under each node (EXPLAIN ANALYZE's figures).
+    pub fn describe_with(&self, annotate: &dyn Fn(NodeId) -> Vec<String>) -> String {
         let mut lines = Vec::new();
-        self.describe_node(self.root, 0, &mut lines);
+        self.describe_node(self.root, 0, &mut lines, annotate);
         lines.extend(self.warnings.iter().map(|warning| format!("warning: {warning}")));
         lines.join("\n")
     }
 
-    fn describe_node(&self, node: NodeId, depth: usize, lines: &mut Vec<String>) {
+    /// The source nodes `node` reads from, directly or not.
+    pub fn sources_under(&self, node: NodeId) -> Vec<NodeId> {
+        match &self.nodes[node] {
+            PlanNode::Source { .. } => vec![node],
+            PlanNode::Operator { inputs, .. } => inputs.iter().flat_map(|input| self.sources_under(*input)).collect(),
+        }
+    }
+
+    fn describe_node(
+        &self,
+        node: NodeId,
+        depth: usize,
+        lines: &mut Vec<String>,
+        annotate: &dyn Fn(NodeId) -> Vec<String>,
+    ) {
         let indent = "  ".repeat(depth);
+        let annotations = |lines: &mut Vec<String>| {
+            lines.extend(annotate(node).into_iter().map(|line| format!("{indent}    {line}")));
+        };
         match &self.nodes[node] {
             PlanNode::Source { index } => {
                 let source = &self.sources[*index];
@@ -87,6 +110,7 @@ impl StreamPlan {
                     line.push_str(&format!(" reading {columns}"));
                 }
                 lines.push(line);
+                annotations(lines);
             }
             PlanNode::Operator { spec, inputs } => {
                 match spec {
@@ -117,8 +141,9 @@ impl StreamPlan {
                         lines.push(format!("{indent}{}{settings}", other.name()));
                     }
                 }
+                annotations(lines);
                 for input in inputs {
-                    self.describe_node(*input, depth + 1, lines);
+                    self.describe_node(*input, depth + 1, lines, annotate);
                 }
             }
         }

@@ -29,6 +29,7 @@ use crate::catalog::Catalog;
 use crate::error::{EngineError, ErrorCode};
 use crate::persist;
 
+pub mod explain;
 pub mod queries;
 pub mod result;
 pub mod status;
@@ -203,6 +204,18 @@ impl Engine {
                 let plan = self.plan(sql, &query, &patterns, located.start, &settings, emit).await?;
                 let description = plan.describe();
                 StatementResult::rows(vec![("plan", result::strings(description.lines()))])
+            }
+            Statement::ExplainAnalyze { query_id } => {
+                let query = self.query(&query_id).ok_or_else(|| {
+                    let mut error = EngineError::not_found(format!(
+                        "query {query_id:?} not found; SHOW QUERIES lists the running queries"
+                    ));
+                    error.line = Some(located.start.line);
+                    error.column = Some(located.start.column);
+                    error
+                })?;
+                let lines = explain::Analysis::of(&query).await.lines();
+                StatementResult::rows(vec![("plan", result::strings(lines))])
             }
             Statement::Query { query, patterns, .. } if patterns.is_empty() && reads_no_relation(&query) => {
                 // `SELECT 1`, `SELECT version()`: answered at once, as a

@@ -27,6 +27,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/queries", get(list_queries))
         .route("/v1/queries/{id}", get(get_query).delete(delete_query))
         .route("/v1/queries/{id}/ws", get(ws::subscribe))
+        .route("/v1/queries/{id}/plan", get(query_plan))
         .route("/v1/subscribe", get(ws::submit))
         .route("/v1/streams", get(list_streams))
         .route("/v1/streams/{name}/events", post(post_events))
@@ -71,6 +72,13 @@ async fn list_queries(State(state): State<Arc<AppState>>) -> Json<Value> {
 async fn get_query(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let query = state.engine.query(&id).ok_or_else(|| ApiError::not_found(format!("query {id:?} not found")))?;
     Ok(Json(json::query_report(&query.report())))
+}
+
+/// EXPLAIN ANALYZE as data.
+async fn query_plan(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let query = state.engine.query(&id).ok_or_else(|| ApiError::not_found(format!("query {id:?} not found")))?;
+    let analysis = crate::engine::explain::Analysis::of(&query).await;
+    Ok(Json(json::analysis(&query.id, &analysis)))
 }
 
 async fn delete_query(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -123,12 +131,56 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             text.push_str(&format!("{name}{{query=\"{}\"}} {}\n", report.id, read(&report.metrics)));
         }
     }
+    operator_metrics(&state, &mut text);
     text.push_str("# HELP sluice_queries Queries by status.\n# TYPE sluice_queries gauge\n");
     for status in ["running", "finished", "failed", "cancelled"] {
         let count = reports.iter().filter(|report| report.status.name() == status).count();
         text.push_str(&format!("sluice_queries{{status=\"{status}\"}} {count}\n"));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// Per operator of every query (labels `query`, `node`, `operator`).
+fn operator_metrics(state: &AppState, text: &mut String) {
+    let queries = state.engine.queries();
+    let reports: Vec<(String, Vec<sluice_runtime::OperatorReport>)> =
+        queries.iter().map(|query| (query.id.clone(), query.handle.metrics.operators())).collect();
+    type Series = (&'static str, &'static str, &'static str, fn(&sluice_runtime::OperatorReport) -> Option<f64>);
+    let series: [Series; 7] = [
+        ("sluice_operator_rows_in_total", "counter", "Rows into the operator.", |o| Some(o.rows_in as f64)),
+        ("sluice_operator_rows_out_total", "counter", "Rows out of the operator.", |o| Some(o.rows_out as f64)),
+        ("sluice_operator_batches_in_total", "counter", "Batches into the operator.", |o| Some(o.batches_in as f64)),
+        ("sluice_operator_busy_seconds_total", "counter", "Time spent in the operator.", |o| Some(o.busy_ms / 1000.0)),
+        ("sluice_operator_state_rows", "gauge", "Rows the operator holds (refreshed while watched).", |o| {
+            o.state_rows.map(|rows| rows as f64)
+        }),
+        (
+            "sluice_operator_state_bytes",
+            "gauge",
+            "Bytes the operator holds, estimated (refreshed while watched).",
+            |o| o.state_bytes.map(|bytes| bytes as f64),
+        ),
+        (
+            "sluice_operator_watermark_seconds",
+            "gauge",
+            "The operator's input watermark, seconds since the epoch.",
+            |o| o.watermark_in.filter(|watermark| *watermark != i64::MAX).map(|watermark| watermark as f64 / 1e9),
+        ),
+    ];
+    for (name, kind, help, read) in series {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for (query, operators) in &reports {
+            for operator in operators {
+                if let Some(value) = read(operator) {
+                    let label = operator.name.replace('\\', "\\\\").replace('"', "\\\"");
+                    text.push_str(&format!(
+                        "{name}{{query=\"{query}\",node=\"{}\",operator=\"{label}\"}} {value}\n",
+                        operator.node
+                    ));
+                }
+            }
+        }
+    }
 }
 
 async fn openapi() -> impl IntoResponse {

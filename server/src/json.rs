@@ -144,6 +144,48 @@ pub fn query_report(report: &QueryReport) -> Value {
     value
 }
 
+/// `GET /v1/queries/{id}/plan`: EXPLAIN ANALYZE as data.
+pub fn analysis(query_id: &str, analysis: &crate::engine::explain::Analysis) -> Value {
+    let total: f64 = analysis.operators.iter().map(|operator| operator.busy_ms).sum();
+    let optional_time = |nanos: Option<i64>| nanos.map(timestamp);
+    let operators: Vec<Value> = analysis
+        .operators
+        .iter()
+        .map(|operator| {
+            json!({
+                "node": operator.node,
+                "operator": operator.name,
+                "inputs": match &analysis.plan.nodes[operator.node] {
+                    sluice_runtime::PlanNode::Operator { inputs, .. } => json!(inputs),
+                    sluice_runtime::PlanNode::Source { .. } => json!([]),
+                },
+                "rows_in": operator.rows_in,
+                "batches_in": operator.batches_in,
+                "rows_out": operator.rows_out,
+                "batches_out": operator.batches_out,
+                "busy_ms": operator.busy_ms,
+                "busy_share": if total > 0.0 { operator.busy_ms / total } else { 0.0 },
+                "watermark_in": optional_time(operator.watermark_in),
+                "watermark_out": optional_time(operator.watermark_out),
+                "state_rows": operator.state_rows,
+                "state_bytes": operator.state_bytes,
+                "oldest_open_window_end": optional_time(operator.oldest_open_window_end),
+                "input_states": operator.inputs.iter().map(|(watermark, state)| json!({
+                    "watermark": optional_time(*watermark),
+                    "state": state,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "query_id": query_id,
+        "root": analysis.plan.root,
+        "late_rows_dropped": analysis.late_rows,
+        "text": analysis.lines(),
+        "operators": operators,
+    })
+}
+
 /// The checkpoint part of a query's status.
 fn checkpoint(status: &CheckpointStatus) -> Value {
     let report = &status.report;

@@ -54,6 +54,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch};
+use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::groups::{evaluate, feed_slice, grouping_keys, key_converter};
 use crate::state::{
@@ -137,6 +138,19 @@ impl GroupAggregate {
 const NON_DRAINING_STATE: [&str; 9] = ["count", "sum", "min", "max", "avg", "bool_and", "bool_or", "bit_and", "bit_or"];
 
 impl Operator for GroupAggregate {
+    fn state_size(&self) -> Option<StateSize> {
+        let bytes: usize = self
+            .keys
+            .iter()
+            .map(|(key, state)| {
+                let emitted = state.emitted.as_ref().map_or(0, |values| values.iter().map(ScalarValue::size).sum());
+                // The key twice (the map's and the row's), the accumulators.
+                2 * key.len() + emitted + state.accumulators.iter().map(|accumulator| accumulator.size()).sum::<usize>()
+            })
+            .sum();
+        Some(StateSize { rows: self.keys.len() as u64, bytes: bytes as u64 })
+    }
+
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let now = Instant::now();
         self.expire(now);

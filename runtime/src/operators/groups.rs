@@ -245,6 +245,13 @@ impl Groups {
         self.keys.num_rows()
     }
 
+    /// Bytes held: the keys (in the rows and in their index) and the
+    /// accumulators.
+    pub fn bytes(&self) -> usize {
+        let index = self.group_ids.len() * (std::mem::size_of::<usize>() + 16);
+        2 * self.keys.size() + index + self.accumulators.iter().map(|accumulator| accumulator.size()).sum::<usize>()
+    }
+
     fn group_of(&mut self, key: datafusion::arrow::row::Row<'_>) -> usize {
         match self.group_ids.get(key.as_ref()) {
             Some(&group) => group,

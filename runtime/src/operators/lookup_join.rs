@@ -23,6 +23,7 @@ use datafusion::execution::TaskContext;
 
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch};
+use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::join_condition::{JoinCondition, JoinKeys, JoinKind, Side, joined, take_columns};
 use crate::operators::stateless::{StatelessSpec, run_plan};
@@ -101,6 +102,13 @@ impl LookupJoin {
 }
 
 impl Operator for LookupJoin {
+    fn state_size(&self) -> Option<StateSize> {
+        let rows = self.rows.as_ref().map_or(0, RecordBatch::num_rows);
+        let index: usize = self.index.iter().map(|(key, positions)| key.len() + 4 * positions.len() + 24).sum();
+        let bytes = self.rows.as_ref().map_or(0, RecordBatch::get_array_memory_size) + index;
+        Some(StateSize { rows: rows as u64, bytes: bytes as u64 })
+    }
+
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         self.refresh()?;
         let Some(table) = &self.rows else { return Ok(()) };

@@ -55,6 +55,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
+use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::groups::{
     AggregateInputs, Groups, Partial, grouping_keys, key_converter, output_batch, reject_retractions,
@@ -356,6 +357,27 @@ fn optional_i64(batch: &RecordBatch, name: &str) -> Result<Option<i64>> {
 }
 
 impl Operator for PaneWindow {
+    fn state_size(&self) -> Option<StateSize> {
+        let (rows, bytes) = match &self.store {
+            PaneStore::Merge { open, queue } => {
+                let queued = queue.front.len() + queue.back.len();
+                (
+                    open.values().map(Groups::len).sum::<usize>() + queued,
+                    open.values().map(Groups::bytes).sum::<usize>(),
+                )
+            }
+            PaneStore::Retract { open, queue, .. } => {
+                let panes = open.values().chain(queue.iter().map(|(_, rows)| rows));
+                panes.fold((0, 0), |(rows, bytes), pane| (rows + pane.len(), bytes + pane.bytes()))
+            }
+        };
+        Some(StateSize { rows: rows as u64, bytes: bytes as u64 })
+    }
+
+    fn oldest_open_window(&self) -> Option<i64> {
+        self.next_end
+    }
+
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
         reject_retractions(&batch)?;
         let rows = &batch.rows;

@@ -40,6 +40,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
+use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::groups::{
     AggregateInputs, Groups, Partial, changelog, evaluate, grouping_keys, key_converter, reject_retractions,
@@ -172,6 +173,20 @@ impl SessionWindow {
 }
 
 impl Operator for SessionWindow {
+    fn state_size(&self) -> Option<StateSize> {
+        let sessions = self.sessions.values().chain(self.fired.values()).flatten();
+        let (rows, bytes) = sessions.fold((0, 0), |(rows, bytes), session| {
+            let emitted = session.emitted.as_ref().map_or(0, RecordBatch::get_array_memory_size);
+            (rows + session.groups.len(), bytes + session.groups.bytes() + emitted)
+        });
+        let key_bytes: usize = self.sessions.keys().map(|key| key.len()).sum();
+        Some(StateSize { rows: rows as u64, bytes: (bytes + key_bytes) as u64 })
+    }
+
+    fn oldest_open_window(&self) -> Option<i64> {
+        self.sessions.values().flatten().map(|session| session.end).min()
+    }
+
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         reject_retractions(&batch)?;
         let rows = &batch.rows;

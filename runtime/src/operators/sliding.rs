@@ -51,6 +51,26 @@ pub(crate) struct PaneRows {
     chunks: Vec<Chunk>,
 }
 
+impl PaneRows {
+    /// Rows held.
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(|chunk| chunk.keys.num_rows()).sum()
+    }
+
+    /// Bytes held: keys, aggregate arguments and filters.
+    pub fn bytes(&self) -> usize {
+        self.chunks
+            .iter()
+            .map(|chunk| {
+                let arguments: usize =
+                    chunk.arguments.iter().flatten().map(|array| array.get_array_memory_size()).sum();
+                let filters: usize = chunk.filters.iter().flatten().map(|filter| filter.get_array_memory_size()).sum();
+                chunk.keys.size() + arguments + filters
+            })
+            .sum()
+    }
+}
+
 struct Chunk {
     keys: Rows,
     arguments: Vec<Vec<ArrayRef>>,

@@ -54,6 +54,7 @@ use datafusion::common::HashMap;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
+use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::join_condition::{
     JoinCondition, JoinKeys, JoinKind, Side, joined, null_columns, row_converter, take_columns,
@@ -334,6 +335,18 @@ impl StreamJoin {
 }
 
 impl Operator for StreamJoin {
+    fn state_size(&self) -> Option<StateSize> {
+        let bytes: usize = self
+            .sides
+            .iter()
+            .map(|side| {
+                let keys: usize = side.keys.keys().map(|key| key.len() + 24).sum();
+                side.buffers.iter().map(|(rows, _)| rows.size()).sum::<usize>() + keys
+            })
+            .sum();
+        Some(StateSize { rows: self.state_rows() as u64, bytes: bytes as u64 })
+    }
+
     fn on_batch(&mut self, port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let side = Side::of_port(port);
         let rows = &batch.rows;

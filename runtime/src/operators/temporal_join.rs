@@ -34,6 +34,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
+use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::join_condition::{
     JoinCondition, JoinKeys, JoinKind, Side, filter_mask, joined, null_columns, nullable, row_converter, take_columns,
@@ -203,6 +204,15 @@ impl TemporalJoin {
 }
 
 impl Operator for TemporalJoin {
+    fn state_size(&self) -> Option<StateSize> {
+        let versions = self.versions.values().flat_map(BTreeMap::values);
+        let (rows, bytes) = versions
+            .chain(self.pending.values())
+            .fold((0, 0), |(rows, bytes), row| (rows + 1, bytes + row.row().as_ref().len() + 16));
+        let key_bytes: usize = self.versions.keys().map(|key| key.len()).sum();
+        Some(StateSize { rows: rows as u64, bytes: (bytes + key_bytes) as u64 })
+    }
+
     fn on_batch(&mut self, port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let rows = &batch.rows;
         if rows.num_rows() == 0 {

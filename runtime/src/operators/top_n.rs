@@ -44,6 +44,7 @@ use datafusion::physical_expr::{PhysicalExpr, PhysicalSortExpr};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch};
 use crate::metrics::QueryMetrics;
+use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::groups::{evaluate, grouping_keys, key_converter, output_batch};
 use crate::state::{OperatorState, batch, binary_column, i64_column, rows_column};
@@ -205,6 +206,15 @@ impl TopN {
 type Change = (u64, Arc<[u8]>);
 
 impl Operator for TopN {
+    fn state_size(&self) -> Option<StateSize> {
+        let bytes: usize = self
+            .partitions
+            .iter()
+            .map(|(key, partition)| key.len() + partition.values().map(|row| row.len() + 48).sum::<usize>())
+            .sum();
+        Some(StateSize { rows: self.kept_rows as u64, bytes: bytes as u64 })
+    }
+
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let rows = &batch.rows;
         if rows.num_rows() == 0 {

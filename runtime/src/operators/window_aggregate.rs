@@ -37,6 +37,7 @@ use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
+use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::groups::{
     AggregateInputs, Groups, Partial, changelog, key_converter, output_batch, reject_retractions,
@@ -205,6 +206,17 @@ impl WindowAggregate {
 }
 
 impl Operator for WindowAggregate {
+    fn state_size(&self) -> Option<StateSize> {
+        let rows = self.windows.values().map(Groups::len).sum::<usize>();
+        let bytes = self.windows.values().map(Groups::bytes).sum::<usize>()
+            + self.early.values().map(RecordBatch::get_array_memory_size).sum::<usize>();
+        Some(StateSize { rows: rows as u64, bytes: bytes as u64 })
+    }
+
+    fn oldest_open_window(&self) -> Option<i64> {
+        self.windows.keys().next().copied()
+    }
+
     /// Updates accumulators only: a window's rows go out when it closes.
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         reject_retractions(&batch)?;

@@ -36,6 +36,7 @@ use datafusion::physical_plan::execution_plan::reset_plan_states;
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
+use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::stateless::{FeedSlot, run_plan};
 use crate::state::{OperatorState, batch, i64_column};
@@ -101,6 +102,17 @@ impl WindowJoin {
 }
 
 impl Operator for WindowJoin {
+    fn state_size(&self) -> Option<StateSize> {
+        let batches = self.windows.values().flatten().flatten();
+        let (rows, bytes) = batches
+            .fold((0, 0), |(rows, bytes), batch| (rows + batch.num_rows(), bytes + batch.get_array_memory_size()));
+        Some(StateSize { rows: rows as u64, bytes: bytes as u64 })
+    }
+
+    fn oldest_open_window(&self) -> Option<i64> {
+        self.windows.keys().next().copied()
+    }
+
     fn on_batch(&mut self, port: usize, batch: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
         let side = port.min(1);
         let rows = batch.rows;

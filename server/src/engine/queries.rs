@@ -27,6 +27,8 @@ pub struct RunningQuery {
     /// The schema of the query's result rows.
     pub schema: SchemaRef,
     pub plan: String,
+    /// The plan it runs, for EXPLAIN ANALYZE.
+    pub stream_plan: Arc<sluice_runtime::StreamPlan>,
     pub warnings: Vec<String>,
     pub started: SystemTime,
     pub settings: QuerySettings,
@@ -203,6 +205,7 @@ impl Engine {
         let append_only = plan.append_only;
         let description = plan.describe();
         let warnings = plan.warnings.clone();
+        let stream_plan = Arc::new(plan.clone());
         // Numbered once it runs, so failed statements use up no id.
         let guard = self.start_lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let number = number.unwrap_or_else(|| self.next_query.load(Ordering::Relaxed));
@@ -226,6 +229,7 @@ impl Engine {
             handle,
             schema: schema.clone(),
             plan: description,
+            stream_plan,
             warnings: warnings.clone(),
             started: SystemTime::now(),
             settings: query_settings,

@@ -52,6 +52,7 @@ use super::spec::{CompiledExpr, EmptyMatches, MatchRecognizeSpec, Navigation, Ro
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
+use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::state::{OperatorState, batch, binary_column, i64_column, rows_column};
 use crate::time::event_times;
@@ -1104,6 +1105,13 @@ impl Conditions for Define<'_> {
 }
 
 impl Operator for MatchRecognize {
+    fn state_size(&self) -> Option<StateSize> {
+        let batches = self.pending.iter().chain(self.partitions.values().flat_map(|partition| &partition.chunks));
+        let (rows, bytes) = batches
+            .fold((0, 0), |(rows, bytes), batch| (rows + batch.num_rows(), bytes + batch.get_array_memory_size()));
+        Some(StateSize { rows: rows as u64, bytes: bytes as u64 })
+    }
+
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, _out: &mut Vec<Message>) -> Result<()> {
         if batch.ops.as_ref().is_some_and(|ops| ops.iter().any(|op| *op != crate::message::Op::Insert)) {
             return Err(RuntimeError::user("MATCH_RECOGNIZE reads append-only input; it got a retraction"));
