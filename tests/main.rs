@@ -20,6 +20,8 @@
 //!   duplicates no row.
 //! - `restart`: streams and queries survive a restart.
 //! - `queries`: every ready-made query under `queries/` plans.
+//! - `openapi`: real responses and frames validated against `/openapi.json`;
+//!   the body limit.
 //! - `nexmark`: the Nexmark queries plan and give DataFusion's rows.
 //! - `property`: windows and joins on random data equal DataFusion batch SQL.
 //! - `pattern_property`: MATCH_RECOGNIZE on random patterns and data equals
@@ -31,6 +33,7 @@ mod explain;
 mod http_api;
 mod joins;
 mod nexmark;
+mod openapi;
 mod pattern_property;
 mod patterns;
 mod pgwire;

@@ -25,6 +25,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::Invalid
         | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::External => StatusCode::BAD_GATEWAY,
         ErrorCode::DataDir | ErrorCode::EventLog | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

@@ -21,6 +21,8 @@ pub enum ErrorCode {
     Invalid,
     /// A request body that is not what the API takes (user).
     BadRequest,
+    /// A request body over the server's limit (user).
+    TooLarge,
     /// No such query, stream or endpoint (user).
     NotFound,
     /// The data directory cannot be read or written (external).
@@ -41,6 +43,7 @@ impl ErrorCode {
             ErrorCode::Unsupported => "unsupported",
             ErrorCode::Invalid => "invalid",
             ErrorCode::BadRequest => "bad_request",
+            ErrorCode::TooLarge => "payload_too_large",
             ErrorCode::NotFound => "not_found",
             ErrorCode::DataDir => "data_dir",
             ErrorCode::EventLog => "event_log",

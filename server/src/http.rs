@@ -7,6 +7,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, StringRejection};
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -22,6 +23,7 @@ use crate::state::AppState;
 use crate::ws;
 
 pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = axum::extract::DefaultBodyLimit::max(state.max_body_bytes);
     Router::new()
         .route("/v1/sql", post(sql))
         .route("/v1/queries", get(list_queries))
@@ -34,6 +36,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
+        .layer(body_limit)
         .with_state(state)
 }
 
@@ -44,8 +47,25 @@ struct SqlRequest {
     settings: BTreeMap<String, Value>,
 }
 
+/// A body that could not be read: too large (413, naming the limit) or
+/// broken.
+fn body_error(state: &AppState, status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let message = format!(
+            "the request body is larger than this server's limit of {} bytes (sluice serve --max-body-bytes); send events in smaller batches",
+            state.max_body_bytes
+        );
+        return ApiError::from(crate::error::EngineError::new(crate::error::ErrorCode::TooLarge, message));
+    }
+    ApiError::bad_request(format!("cannot read the request body: {text}"))
+}
+
 /// The body is read as JSON whatever its content type, so `curl -d` works.
-async fn sql(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
+async fn sql(State(state): State<Arc<AppState>>, body: Result<Bytes, BytesRejection>) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return body_error(&state, rejection.status(), rejection.body_text()).into_response(),
+    };
     let request: SqlRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => {
@@ -94,8 +114,9 @@ async fn list_streams(State(state): State<Arc<AppState>>) -> Json<Value> {
 async fn post_events(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
-    body: String,
+    body: Result<String, StringRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|rejection| body_error(&state, rejection.status(), rejection.body_text()))?;
     let trimmed = body.trim_start();
     let lines: Vec<String> = if trimmed.starts_with('[') {
         let events: Vec<Value> = serde_json::from_str(trimmed)
@@ -113,7 +134,7 @@ async fn post_events(
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let mut text = String::new();
     type Counter = (&'static str, &'static str, fn(&MetricsReport) -> u64);
-    let counters: [Counter; 5] = [
+    let counters: [Counter; 7] = [
         ("sluice_query_rows_in_total", "Rows read by the query's sources.", |m| m.rows_in),
         ("sluice_query_rows_out_total", "Result rows emitted.", |m| m.rows_out),
         ("sluice_query_epochs_total", "Epochs run.", |m| m.epochs),
@@ -123,10 +144,13 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         ("sluice_query_malformed_records_total", "Records skipped because they did not parse.", |m| {
             m.malformed_records
         }),
+        ("sluice_query_lagged_subscribers_total", "Subscribers cut off for falling behind.", |m| m.lagged_subscribers),
+        ("sluice_query_subscribers", "Subscribers connected now (a gauge).", |m| m.subscribers as u64),
     ];
     let reports: Vec<QueryReport> = state.engine.queries().iter().map(|query| query.report()).collect();
     for (name, help, read) in counters {
-        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n"));
+        let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
         for report in &reports {
             text.push_str(&format!("{name}{{query=\"{}\"}} {}\n", report.id, read(&report.metrics)));
         }

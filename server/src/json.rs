@@ -133,6 +133,8 @@ pub fn query_report(report: &QueryReport) -> Value {
                 .iter()
                 .map(|(start, rows)| json!({"window_start": timestamp(*start), "rows": rows}))
                 .collect::<Vec<_>>(),
+            "subscribers": metrics.subscribers,
+            "lagged_subscribers": metrics.lagged_subscribers,
         },
         "plan": report.plan,
         "warnings": report.warnings,

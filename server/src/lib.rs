@@ -52,4 +52,4 @@ pub mod ws;
 pub use api_error::ApiError;
 pub use engine::{Engine, QueryReport, StatementResult};
 pub use error::{EngineError, ErrorCode};
-pub use server::{RunningServer, start, start_with_pg};
+pub use server::{Options, RunningServer, start, start_with, start_with_pg};

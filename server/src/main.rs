@@ -25,6 +25,9 @@ enum Command {
         /// Where streams and queries are kept across restarts.
         #[arg(long, default_value = "./sluice-data")]
         data_dir: std::path::PathBuf,
+        /// The largest HTTP request body taken (larger ones get 413).
+        #[arg(long, default_value_t = sluice::state::DEFAULT_MAX_BODY_BYTES)]
+        max_body_bytes: usize,
     },
     /// Run the server with the demo streams and print a live demo query.
     Demo {
@@ -86,8 +89,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Serve { http, pg, demo, data_dir } => runtime.block_on(async {
-            let server = sluice::start_with_pg(&http, pg_address(&pg), demo, Some(&data_dir)).await?;
+        Command::Serve { http, pg, demo, data_dir, max_body_bytes } => runtime.block_on(async {
+            let options = sluice::Options {
+                pg_address: pg_address(&pg).map(str::to_string),
+                with_demo: demo,
+                max_body_bytes,
+            };
+            let server = sluice::start_with(&http, Some(&data_dir), &options).await?;
             println!("Sluice listening on {}", server.url());
             if let Some(pg) = server.pg_address {
                 println!("Postgres wire protocol on {pg}: psql -h {} -p {}", pg.ip(), pg.port());

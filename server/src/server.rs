@@ -56,6 +56,31 @@ pub async fn start_with_pg(
     with_demo: bool,
     data_dir: Option<&Path>,
 ) -> std::io::Result<RunningServer> {
+    let options = Options { pg_address: pg_address.map(str::to_string), with_demo, ..Options::default() };
+    start_with(address, data_dir, &options).await
+}
+
+/// How a server runs, beyond its address and data directory.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The Postgres wire endpoint's address, if any.
+    pub pg_address: Option<String>,
+    /// Declare the demo streams.
+    pub with_demo: bool,
+    /// The largest HTTP request body taken, bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self { pg_address: None, with_demo: false, max_body_bytes: crate::state::DEFAULT_MAX_BODY_BYTES }
+    }
+}
+
+/// Starts a server on `address` as `options` say.
+pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Options) -> std::io::Result<RunningServer> {
+    let with_demo = options.with_demo;
+    let pg_address = options.pg_address.as_deref();
     let engine = match data_dir {
         Some(data_dir) => Engine::open(data_dir).await.map_err(|error| std::io::Error::other(error.to_string()))?,
         None => Engine::new(),
@@ -66,7 +91,7 @@ pub async fn start_with_pg(
     }
     let listener = TcpListener::bind(address).await?;
     let address = listener.local_addr()?;
-    let app = router(Arc::new(AppState { engine: engine.clone() }));
+    let app = router(Arc::new(AppState { engine: engine.clone(), max_body_bytes: options.max_body_bytes }));
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!("server stopped: {error}");

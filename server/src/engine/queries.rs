@@ -67,6 +67,7 @@ impl RunningQuery {
     /// What the query is doing now.
     pub fn report(&self) -> QueryReport {
         let metrics = &self.handle.metrics;
+        let (subscribers, lagged_subscribers) = self.handle.output.subscriber_counts();
         QueryReport {
             id: self.id.clone(),
             sql: self.sql.clone(),
@@ -85,6 +86,8 @@ impl RunningQuery {
                 last_malformed: metrics.last_malformed(),
                 watermark: displayed_watermark(metrics),
                 late_rows_by_window: metrics.late_by_window(),
+                subscribers,
+                lagged_subscribers,
             },
             plan: self.plan.clone(),
             warnings: self.warnings.clone(),

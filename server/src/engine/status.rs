@@ -50,6 +50,10 @@ pub struct MetricsReport {
     pub watermark: Option<i64>,
     /// Late rows per window start (nanoseconds since the Unix epoch).
     pub late_rows_by_window: Vec<(i64, u64)>,
+    /// Subscribers connected now.
+    pub subscribers: usize,
+    /// Subscribers cut off for falling behind, since the query started.
+    pub lagged_subscribers: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
