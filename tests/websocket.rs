@@ -290,3 +290,52 @@ fn urlencode(text: &str) -> String {
         })
         .collect()
 }
+
+/// A subscriber that stops reading is cut off as `lagged` once it falls
+/// more than its queue behind, without holding the query back; reading
+/// again, it is told where to resume, and resumes there. (That readers of
+/// the same query see every row meanwhile is `sluice bench fanout`'s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_subscriber_is_cut_off_and_resumes_where_it_was_cut() {
+    let server = TestServer::start().await;
+    // About 20 MB of JSON: more than socket buffers hold.
+    let ddl = "CREATE STREAM paced (ts TIMESTAMP, ip VARCHAR, status INT, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH (connector = 'generator', kind = 'weblog', rate = '100000', rows = '300000', seed = '4')";
+    assert_eq!(server.sql(ddl).await.0, 200);
+    let settings = json!({"subscriber_queue": "16", "retained_rows": "1000000"});
+    let (status, body) = server.sql_with("SELECT ts, ip, status FROM paced", settings).await;
+    assert_eq!(status, 200, "{body}");
+    let id = body["query_id"].as_str().unwrap().to_string();
+    let url = server.ws_url(&format!("/v1/queries/{id}/ws"));
+    // A 4 KiB receive buffer, and no reading.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(server.server.address).await.unwrap();
+    let (mut stalled, _) = tokio_tungstenite::client_async(&url, stream).await.unwrap();
+    let mut finished = Value::Null;
+    for _ in 0..600 {
+        finished = server.get(&format!("/v1/queries/{id}")).await.1;
+        if finished["status"] == "finished" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(finished["status"], "finished", "the query ran on: {finished}");
+    assert_eq!(finished["metrics"]["lagged_subscribers"], 1, "{finished}");
+    let rows_out = finished["metrics"]["rows_out"].as_u64().unwrap();
+    // Reading again, the stalled one drains what was queued for it, then
+    // learns it was cut off and where to resume.
+    let mut last = Value::Null;
+    while let Some(Ok(message)) = tokio::time::timeout(DEADLINE, stalled.next()).await.unwrap() {
+        if let Message::Text(text) = message {
+            last = serde_json::from_str(&text).unwrap();
+        }
+    }
+    assert_eq!(last["code"], "lagged", "{last}");
+    let resume = last["next_seq"].as_u64().unwrap();
+    assert!(resume < rows_out, "{resume} of {rows_out}");
+    let mut resumed = Subscription::connect_from(&url, resume).await.unwrap();
+    let frames = all_frames(&mut resumed).await;
+    assert_eq!(frames[1]["seq"].as_u64(), Some(resume), "{}", frames[1]);
+    assert_eq!(resumed.next_seq(), rows_out);
+}

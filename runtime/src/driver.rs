@@ -126,7 +126,8 @@ pub fn spawn_query_subscribed(
     let metrics = Arc::new(QueryMetrics::default());
     let context = OperatorContext { metrics: metrics.clone() };
     let pipeline = Pipeline::new(&plan, &context)?;
-    let output = Arc::new(QueryOutput::new(plan.schema.clone(), settings.retained_rows));
+    let output =
+        Arc::new(QueryOutput::new(plan.schema.clone(), settings.retained_rows).with_queue(settings.subscriber_queue));
     let status = Arc::new(Mutex::new(QueryStatus::Running));
     let cancel = CancellationToken::new();
     let plan_names = plan_names(&plan);

@@ -97,6 +97,8 @@ struct Log {
 pub struct QueryOutput {
     schema: SchemaRef,
     max_retained_rows: usize,
+    /// Each subscriber's queue, in events.
+    queue: usize,
     // A std Mutex: held only to append or to register a subscriber, never
     // across an await.
     log: Mutex<Log>,
@@ -107,6 +109,7 @@ impl QueryOutput {
         Self {
             schema,
             max_retained_rows,
+            queue: SUBSCRIBER_QUEUE,
             log: Mutex::new(Log {
                 next_seq: 0,
                 retained: VecDeque::new(),
@@ -117,6 +120,13 @@ impl QueryOutput {
                 lagged: 0,
             }),
         }
+    }
+
+    /// Subscribers' queues hold `events` (at least 1) instead of
+    /// [`SUBSCRIBER_QUEUE`].
+    pub fn with_queue(mut self, events: usize) -> Self {
+        self.queue = events.max(1);
+        self
     }
 
     pub fn schema(&self) -> &SchemaRef {
@@ -250,7 +260,7 @@ impl QueryOutput {
                 .chain(log.watermark.map(|watermark| OutputEvent::Progress { watermark }))
                 .chain(log.terminal.clone())
                 .collect();
-            let (sender, receiver) = mpsc::channel(SUBSCRIBER_QUEUE.max(backlog.len() + 1));
+            let (sender, receiver) = mpsc::channel(self.queue.max(backlog.len() + 1));
             for event in backlog {
                 // Cannot fail: the queue was sized for the backlog.
                 let _ = sender.try_send(event);

@@ -19,6 +19,9 @@ pub struct QuerySettings {
     pub epoch_interval: Duration,
     /// Result rows kept for subscribers that join late or reconnect.
     pub retained_rows: usize,
+    /// Events a subscriber may fall behind before it is cut off (see
+    /// [`crate::output`]).
+    pub subscriber_queue: usize,
     /// Keys of an unbounded GROUP BY not updated for this long (processing
     /// time) are forgotten; `None` keeps them forever. Planned into the
     /// specs that keep such state; the runtime never reads it from here.
@@ -56,6 +59,7 @@ impl Default for QuerySettings {
         Self {
             epoch_interval: Duration::from_millis(100),
             retained_rows: 10_000,
+            subscriber_queue: crate::output::SUBSCRIBER_QUEUE,
             state_ttl: None,
             idle_timeout: None,
             allowed_lateness: None,

@@ -295,3 +295,176 @@ pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, EngineError> {
     let _ = std::fs::remove_dir_all(&dir);
     Ok(result)
 }
+
+/// What `sluice bench fanout` measured: one query, many websocket
+/// subscribers (and one that never reads).
+#[derive(Debug, Clone)]
+pub struct FanoutBench {
+    pub subscribers: usize,
+    pub events: u64,
+    pub rows_out: u64,
+    /// The query alone, then with the subscribers.
+    pub seconds_alone: f64,
+    pub seconds_with: f64,
+    /// Readers that received every row and the end.
+    pub complete: usize,
+    /// Subscribers cut off for falling behind (the stalled one should be).
+    pub lagged: u64,
+    /// Seconds from the end of the run until the server dropped the
+    /// subscriber that never reads (cut off as lagged, or after its frames
+    /// waited [`crate::ws::SEND_TIMEOUT`]); `None` if it was not dropped.
+    pub stalled_dropped_after: Option<f64>,
+}
+
+impl FanoutBench {
+    /// How much slower the query ran with subscribers, in percent.
+    pub fn slowdown_percent(&self) -> f64 {
+        100.0 * (self.seconds_with / self.seconds_alone.max(1e-9) - 1.0)
+    }
+
+    pub fn json_line(&self) -> String {
+        json!({
+            "bench": "fanout",
+            "subscribers": self.subscribers,
+            "events": self.events,
+            "rows_out": self.rows_out,
+            "events_per_sec_alone": (self.events as f64 / self.seconds_alone).round(),
+            "events_per_sec_with_subscribers": (self.events as f64 / self.seconds_with).round(),
+            "slowdown_percent": (self.slowdown_percent() * 10.0).round() / 10.0,
+            "complete_subscribers": self.complete,
+            "lagged_subscribers": self.lagged,
+            "stalled_dropped_after_s": self.stalled_dropped_after.map(|seconds| (seconds * 10.0).round() / 10.0),
+        })
+        .to_string()
+    }
+}
+
+/// The query of the fanout benchmark: a modest result (a few rows per ten
+/// seconds of event time) that every subscriber receives whole.
+pub const FANOUT_QUERY: &str = "SELECT window_start, window_end, status, count(*) AS hits, avg(duration) AS mean
+     FROM TUMBLE(weblog, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, status";
+
+/// Runs [`FANOUT_QUERY`] over `events` generated records alone, then again
+/// with `subscribers` websocket readers (over loopback, in this process)
+/// and one subscriber that never reads (its receive buffer made tiny, so the
+/// server cannot hide the stall in socket buffers). Every reader must see
+/// every row; the stalled one must be cut off with `lagged`.
+pub async fn fanout(subscribers: usize, events: u64) -> Result<FanoutBench, EngineError> {
+    let server = crate::start("127.0.0.1:0", false, None)
+        .await
+        .map_err(|error| EngineError::internal(format!("cannot start the server: {error}")))?;
+    let engine = server.engine.clone();
+    let mut settings = Settings::new();
+    // Every row stays retained, so readers that connect once the query runs
+    // still start at row 0; a shorter queue than the default cuts the
+    // stalled one off within the run.
+    settings.insert("retained_rows".into(), "10000000".into());
+    settings.insert("subscriber_queue".into(), "256".into());
+    // An epoch per generated batch: thousands of result frames, so a
+    // subscriber that never reads falls more than its queue behind.
+    settings.insert("epoch_interval".into(), "0".into());
+    let ddl = format!(
+        "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'generator', rate = '1000', rows = '{events}', realtime = 'false', seed = '1', hosts = '40')"
+    );
+    engine.execute(&ddl, &mut settings).await?;
+    let run = async |engine: &Engine,
+                     settings: &mut Settings|
+           -> Result<std::sync::Arc<crate::engine::RunningQuery>, EngineError> {
+        let results = engine.execute(FANOUT_QUERY, settings).await?;
+        let Some(StatementResult::Query { id, .. }) = results.last() else {
+            return Err(EngineError::internal("bench query did not start"));
+        };
+        engine.query(id).ok_or_else(|| EngineError::internal("bench query vanished"))
+    };
+    let started = Instant::now();
+    let alone = run(&engine, &mut settings).await?;
+    wait_until_finished(&alone, |_| {}).await?;
+    let seconds_alone = started.elapsed().as_secs_f64();
+    let rows_out = QueryMetrics::get(&alone.handle.metrics.rows_out);
+
+    let started = Instant::now();
+    let query = run(&engine, &mut settings).await?;
+    let url = format!("ws://{}{}", server.address, crate::json::subscribe_path(&query.id));
+    let stalled = stalled_subscriber(&server.address, &url).await?;
+    let readers: Vec<_> = (0..subscribers).map(|_| tokio::spawn(read_all(url.clone()))).collect();
+    wait_until_finished(&query, |_| {}).await?;
+    let seconds_with = started.elapsed().as_secs_f64();
+    let mut complete = 0;
+    for reader in readers {
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(300), reader).await;
+        if let Ok(Ok(Some(rows))) = outcome
+            && rows == rows_out
+        {
+            complete += 1;
+        }
+    }
+    let lagged = query.handle.output.subscriber_counts().1;
+    let waited = Instant::now();
+    let stalled_dropped_after = dropped_by_server(stalled).await.then(|| waited.elapsed().as_secs_f64());
+    Ok(FanoutBench {
+        subscribers,
+        events,
+        rows_out,
+        seconds_alone,
+        seconds_with,
+        complete,
+        lagged,
+        stalled_dropped_after,
+    })
+}
+
+type ClientSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A subscriber that connects and never reads, with a 4 KiB receive buffer.
+async fn stalled_subscriber(address: &std::net::SocketAddr, url: &str) -> Result<ClientSocket, EngineError> {
+    let fail = |error: &dyn std::fmt::Display| EngineError::internal(format!("stalled subscriber: {error}"));
+    let socket = tokio::net::TcpSocket::new_v4().map_err(|error| fail(&error))?;
+    socket.set_recv_buffer_size(4096).map_err(|error| fail(&error))?;
+    let stream = socket.connect(*address).await.map_err(|error| fail(&error))?;
+    let (socket, _) = tokio_tungstenite::client_async(url, stream).await.map_err(|error| fail(&error))?;
+    Ok(socket)
+}
+
+/// Whether the server dropped the stalled subscriber: it keeps not reading
+/// for the send timeout and a margin, then reads what its socket holds: a
+/// dropped subscriber's stream ends (or errs) without the query's `end`.
+async fn dropped_by_server(mut socket: ClientSocket) -> bool {
+    use futures::StreamExt;
+    tokio::time::sleep(crate::ws::SEND_TIMEOUT + std::time::Duration::from_secs(2)).await;
+    let read = async {
+        while let Some(message) = socket.next().await {
+            match message {
+                Ok(tokio_tungstenite::tungstenite::Message::Text(text)) if text.starts_with(r#"{"type":"end"#) => {
+                    return false;
+                }
+                Ok(_) => {}
+                Err(_) => return true,
+            }
+        }
+        true
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read).await.unwrap_or(false)
+}
+
+/// Reads a subscription to its end; the `next_seq` after its last row, or
+/// `None` if it was cut off or broke.
+async fn read_all(url: String) -> Option<u64> {
+    use futures::StreamExt;
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.ok()?;
+    let mut next_seq = 0;
+    while let Some(message) = socket.next().await {
+        let tokio_tungstenite::tungstenite::Message::Text(text) = message.ok()? else { continue };
+        // Counting, not parsing: the reader must cost little.
+        if let Some(at) = text.find(r#""next_seq":"#) {
+            let digits: String = text[at + 11..].chars().take_while(char::is_ascii_digit).collect();
+            next_seq = digits.parse().unwrap_or(next_seq);
+        } else if text.starts_with(r#"{"type":"end"#) {
+            return Some(next_seq);
+        } else if text.starts_with(r#"{"type":"error"#) || text.contains(r#""type":"error""#) {
+            return None;
+        }
+    }
+    None
+}

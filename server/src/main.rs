@@ -44,8 +44,10 @@ enum Command {
     /// Measure throughput: run queries in-process over generated records.
     /// `sluice bench nexmark --query q5` runs Nexmark queries instead.
     Bench {
-        /// `weblog` (default), `nexmark`, or `checkpoint` (checkpoint size,
-        /// duration and recovery time of a query with `--keys` keys of state).
+        /// `weblog` (default), `nexmark`, `checkpoint` (checkpoint size,
+        /// duration and recovery time of a query with `--keys` keys of state),
+        /// or `fanout` (one query, `--subscribers` websocket readers and one
+        /// that never reads).
         #[arg(default_value = "weblog")]
         suite: String,
         /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n, interval_join, window_join,
@@ -58,6 +60,9 @@ enum Command {
         /// Distinct keys (client IPs) in the generated data.
         #[arg(long, default_value_t = 40)]
         keys: u64,
+        /// fanout: websocket subscribers of the one query.
+        #[arg(long, default_value_t = 1000)]
+        subscribers: usize,
         /// nexmark: where bids come from: generator, csv or json (a file of
         /// the same bids, which DataFusion batch reads too).
         #[arg(long, default_value = "generator")]
@@ -178,6 +183,25 @@ fn main() -> anyhow::Result<()> {
             for line in lines {
                 println!("{line}");
             }
+            Ok(())
+        }),
+        Command::Bench { suite, events, subscribers, .. } if suite == "fanout" => runtime.block_on(async {
+            let result = sluice::bench::fanout(subscribers, events).await?;
+            println!("{}", sluice::bench::FANOUT_QUERY);
+            println!(
+                "{} events, {} result rows: alone {:.0} events/s; with {} subscribers (+1 never reading) {:.0} events/s ({:+.1}%); {} of {} received every row; {} cut off as lagged; the one never reading dropped by the server {}",
+                result.events,
+                result.rows_out,
+                result.events as f64 / result.seconds_alone,
+                result.subscribers,
+                result.events as f64 / result.seconds_with,
+                result.slowdown_percent(),
+                result.complete,
+                result.subscribers,
+                result.lagged,
+                result.stalled_dropped_after.map_or("never".to_string(), |seconds| format!("{seconds:.1} s after the run"))
+            );
+            println!("{}", result.json_line());
             Ok(())
         }),
         Command::Bench { suite, keys, .. } if suite == "checkpoint" => runtime.block_on(async {

@@ -59,11 +59,18 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, EngineError> 
                     EngineError::invalid(format!("retained_rows must be a whole number, not {value:?}"))
                 })?;
             }
+            "subscriber_queue" => {
+                query.subscriber_queue = value.parse().ok().filter(|events| *events > 0).ok_or_else(|| {
+                    EngineError::invalid(format!(
+                        "subscriber_queue must be a whole number of events above 0, not {value:?}"
+                    ))
+                })?;
+            }
             // Resolved against the catalog by `Engine::query_settings`.
             "late_rows_to" => {}
             other => {
                 return Err(EngineError::invalid(format!(
-                    "unknown setting {other:?}; known: allowed_lateness, checkpoint_interval, epoch_interval, idle_timeout, late_rows_to, retained_rows, state_ttl"
+                    "unknown setting {other:?}; known: allowed_lateness, checkpoint_interval, epoch_interval, idle_timeout, late_rows_to, retained_rows, state_ttl, subscriber_queue"
                 )));
             }
         }

@@ -396,27 +396,38 @@ async fn serve(
                     let _ = send(&mut socket, text(&frame)).await;
                     break;
                 };
-                if let OutputEvent::Progress { watermark: advanced } = &event {
-                    watermark = json::timestamp(advanced.0);
+                // What else is ready goes out with it: one flush (one write)
+                // for a burst of events.
+                let mut ready = vec![event];
+                while ready.len() < COALESCE_EVENTS {
+                    match events.try_recv() {
+                        Ok(event) => ready.push(event),
+                        Err(_) => break,
+                    }
                 }
-                let (messages, last) = match encoder.frames(&event) {
-                    Ok(frames) => frames,
-                    Err(error) => (vec![text(&json!({"type": "error", "code": error.code.as_str(), "message": error.message}))], true),
-                };
-                if let OutputEvent::Rows { seq, batch, .. } = &event {
-                    next_seq = seq + batch.num_rows() as u64;
-                }
-                let mut failed = false;
-                for message in messages {
-                    if send(&mut socket, message).await.is_err() {
-                        failed = true;
+                let mut messages = Vec::new();
+                let mut last = false;
+                for event in &ready {
+                    if let OutputEvent::Progress { watermark: advanced } = event {
+                        watermark = json::timestamp(advanced.0);
+                    }
+                    let (frames, ends) = match encoder.frames(event) {
+                        Ok(frames) => frames,
+                        Err(error) => (vec![text(&json!({"type": "error", "code": error.code.as_str(), "message": error.message}))], true),
+                    };
+                    if let OutputEvent::Rows { seq, batch, .. } = event {
+                        next_seq = seq + batch.num_rows() as u64;
+                    }
+                    messages.extend(frames);
+                    if ends {
+                        last = true;
                         break;
                     }
-                    last_sent = Instant::now();
                 }
-                if failed || last {
+                if send_all(&mut socket, messages).await.is_err() || last {
                     break;
                 }
+                last_sent = Instant::now();
             }
             _ = heartbeat.tick() => {
                 if last_sent.elapsed() >= options.heartbeat {
@@ -447,6 +458,26 @@ async fn serve(
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(WsMessage::Close(None))).await;
 }
+
+/// Writes frames with one flush; frames that cannot be written within
+/// [`SEND_TIMEOUT`] count as a failure (the client stopped reading).
+async fn send_all(socket: &mut WebSocket, messages: Vec<WsMessage>) -> Result<(), ()> {
+    use futures::SinkExt;
+    let write = async {
+        for message in messages {
+            socket.feed(message).await?;
+        }
+        socket.flush().await
+    };
+    match tokio::time::timeout(SEND_TIMEOUT, write).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(()),
+    }
+}
+
+/// Events taken at once from a subscriber's queue and written with one
+/// flush.
+const COALESCE_EVENTS: usize = 64;
 
 /// Writes one frame; a frame that cannot be written within
 /// [`SEND_TIMEOUT`] counts as a failure (the client stopped reading).
