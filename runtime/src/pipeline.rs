@@ -250,7 +250,7 @@ impl Pipeline {
     /// The driver calls it after each epoch and when the query ends.
     pub fn refresh_state_figures(&mut self, force: bool) {
         let due = self.refreshed_at.is_none_or(|at| at.elapsed() >= REFRESH_EVERY);
-        if !force && !(due && self.query_metrics.observed()) {
+        if !(force || (due && self.query_metrics.observed())) {
             return;
         }
         self.refreshed_at = Some(Instant::now());

@@ -344,10 +344,8 @@ impl Client {
                                 }
                             }
                         }
-                        Frame::Progress { watermark } | Frame::Heartbeat { watermark, .. } => {
-                            if !watermark.is_null() {
-                                status.watermark = Some(watermark_text(&watermark));
-                            }
+                        Frame::Progress { watermark } | Frame::Heartbeat { watermark, .. } if !watermark.is_null() => {
+                            status.watermark = Some(watermark_text(&watermark));
                         }
                         Frame::Gap { from_seq, first_available } => {
                             writeln!(out, "WARNING: rows {from_seq} to {} are no longer retained by the server; showing rows from {first_available}", first_available.saturating_sub(1)).map_err(io)?;
