@@ -274,3 +274,40 @@ async fn attaching_past_the_retained_rows_gives_a_notice() {
     let first_seq: u64 = out.lines().next().and_then(|line| line.split('\t').next()).unwrap().parse().unwrap();
     assert!(first_seq > 0 && err.contains(&format!("starts at seq {first_seq}")), "{first_seq}: {err}");
 }
+
+/// A top-level ORDER BY (with LIMIT and OFFSET) sorts a bounded SELECT's
+/// final rows, as a batch query would; bound LIMITs are numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_selects_are_sorted_by_their_order_by() {
+    let server = server().await;
+    let (code, out, err) = psql(
+        &server,
+        &[
+            WEBLOG,
+            "SELECT ip, count(*) AS hits FROM weblog GROUP BY ip ORDER BY hits DESC, ip",
+            "SELECT ip, status FROM weblog ORDER BY status DESC, ip LIMIT 2",
+            "SELECT ip, count(*) AS hits FROM weblog GROUP BY ip ORDER BY 2, 1 LIMIT 1 OFFSET 1",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out, "CREATE STREAM\n10.0.0.1|5\n10.0.0.2|4\n10.0.0.3|4\n10.0.0.3|503\n10.0.0.1|500\n10.0.0.3|4\n",
+        "{err}"
+    );
+    let (_, _, err) = psql(&server, &["SELECT ip FROM weblog ORDER BY duration"]).await;
+    assert!(err.contains("may name only result columns"), "{err}");
+    let script = r#"
+import sys, psycopg
+with psycopg.connect(f"host=127.0.0.1 port={sys.argv[1]} user=sluice dbname=sluice") as conn:
+    rows = conn.execute("SELECT ip, count(*) AS hits FROM weblog GROUP BY ip ORDER BY hits DESC LIMIT %s", (1,)).fetchall()
+    print(rows)
+"#;
+    let output = Command::new("python3").arg("-c").arg(script).arg(port(&server)).output().await.expect("python3 runs");
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "[('10.0.0.1', 5)]\n",
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -444,7 +444,11 @@ async fn describe(engine: &Engine, session: &SessionRef, statement: &PgStatement
                     let parameters = lock(session).parameters.clone();
                     pg_catalog::schema(engine, &parameters, &piece.text).await?
                 }
-                Some(Statement::Query { .. }) => engine.describe_query(&piece.text, &settings).await?.schema,
+                Some(Statement::Query { .. }) => match super::subscribe::SortedSelect::of(&piece.text) {
+                    // Sorting keeps the columns.
+                    Some(sorted) => engine.describe_query(&sorted.inner, &settings).await?.schema,
+                    None => engine.describe_query(&piece.text, &settings).await?.schema,
+                },
                 Some(
                     Statement::ShowStreams
                     | Statement::ShowTables
@@ -514,30 +518,45 @@ fn substitute(sql: &str, values: &[Option<String>]) -> String {
     substitute_typed(sql, values, &[])
 }
 
-/// As [`substitute`]; values marked numeric are written as numbers.
-fn substitute_typed(sql: &str, values: &[Option<String>], _numeric: &[bool]) -> String {
+/// As [`substitute`]; values marked numeric, and whole numbers after
+/// `LIMIT` or `OFFSET`, are written as numbers.
+fn substitute_typed(sql: &str, values: &[Option<String>], numeric: &[bool]) -> String {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
     let Ok(tokens) = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize() else { return sql.to_string() };
     if !tokens.iter().any(|token| matches!(token, Token::Placeholder(_))) {
         return sql.to_string();
     }
-    tokens
-        .iter()
-        .map(|token| match token {
+    let mut previous_word: Option<Keyword> = None;
+    let mut text = String::with_capacity(sql.len());
+    for token in &tokens {
+        match token {
             Token::Placeholder(name) => {
-                let value = name
-                    .strip_prefix('$')
-                    .and_then(|n| n.parse::<usize>().ok())
-                    .and_then(|n| values.get(n.checked_sub(1)?));
-                match value {
+                let index = name.strip_prefix('$').and_then(|n| n.parse::<usize>().ok()).and_then(|n| n.checked_sub(1));
+                let value = index.and_then(|index| values.get(index));
+                let counted = matches!(previous_word, Some(Keyword::LIMIT | Keyword::OFFSET));
+                let is_numeric = index.is_some_and(|index| numeric.get(index) == Some(&true));
+                text.push_str(&match value {
+                    Some(Some(value))
+                        if (counted && value.parse::<u64>().is_ok())
+                            || (is_numeric && value.parse::<f64>().is_ok()) =>
+                    {
+                        value.clone()
+                    }
                     Some(Some(value)) => ast::Value::SingleQuotedString(value.clone()).to_string(),
                     _ => "NULL".to_string(),
-                }
+                });
             }
-            other => other.to_string(),
-        })
-        .collect()
+            other => text.push_str(&other.to_string()),
+        }
+        match token {
+            Token::Whitespace(_) => {}
+            Token::Word(word) => previous_word = Some(word.keyword),
+            _ => previous_word = None,
+        }
+    }
+    text
 }
 
 /// A bound parameter as text (text format as sent; binary decoded by its
@@ -618,5 +637,15 @@ mod substitute_tests {
             super::substitute("SELECT ip, status FROM wl WHERE status = $1", &[None]),
             "SELECT ip, status FROM wl WHERE status = NULL"
         );
+    }
+
+    #[test]
+    fn counts_after_limit_and_offset_are_numbers() {
+        let values = [Some("5".to_string()), Some("2".to_string()), Some("x".to_string())];
+        assert_eq!(
+            super::substitute("SELECT a FROM t WHERE b = $1 LIMIT $2 OFFSET $1", &values),
+            "SELECT a FROM t WHERE b = '5' LIMIT 2 OFFSET 5"
+        );
+        assert_eq!(super::substitute_typed("SELECT $1, $3", &values, &[true, false, true]), "SELECT 5, 'x'");
     }
 }

@@ -300,11 +300,21 @@ where
 /// A SELECT run as Postgres runs it: to its end, returning its final rows
 /// (a changelog consolidated). Over unbounded input it needs a LIMIT on an
 /// append-only result; otherwise it would never finish.
+///
+/// A top-level `ORDER BY` (with its `LIMIT`/`OFFSET`) sorts the final rows,
+/// as a batch query would: the query runs without it (a stream has no
+/// order to give), then DataFusion sorts what it returned.
 pub async fn select(
     engine: &Arc<Engine>,
     sql: &str,
     settings: &Settings,
 ) -> Result<(SchemaRef, RecordBatch), EngineError> {
+    if let Some(sorted) = SortedSelect::of(sql)
+        && engine.describe_query(&sorted.inner, settings).await.is_ok_and(|shape| shape.bounded)
+    {
+        let (schema, batch) = Box::pin(select(engine, &sorted.inner, settings)).await?;
+        return sorted.sort(schema, batch).await;
+    }
     let shape = engine.describe_query(sql, settings).await?;
     let limit = limit_of(sql);
     if !shape.bounded && (limit.is_none() || !shape.append_only) {
@@ -351,6 +361,57 @@ pub async fn select(
         batch = batch.slice(0, limit);
     }
     Ok((schema, batch))
+}
+
+/// A SELECT with a top-level ORDER BY, split into the query to run and the
+/// sort (and LIMIT/OFFSET) to apply to its final rows.
+pub struct SortedSelect {
+    /// The query without its ORDER BY, LIMIT and OFFSET.
+    pub inner: String,
+    /// `ORDER BY ... [LIMIT n] [OFFSET m]`.
+    sort: String,
+}
+
+impl SortedSelect {
+    /// `None` when `sql` is not one SELECT with a top-level ORDER BY (or
+    /// holds MATCH_RECOGNIZE or EMIT, which the split would not keep).
+    pub fn of(sql: &str) -> Option<SortedSelect> {
+        let statements = parse_statements(sql).ok()?;
+        let [located] = statements.as_slice() else { return None };
+        let Statement::Query { query, emit: None, patterns } = &located.statement else { return None };
+        let order_by = query.order_by.as_ref()?;
+        if !patterns.is_empty() || query.fetch.is_some() {
+            return None;
+        }
+        let mut inner = query.as_ref().clone();
+        inner.order_by = None;
+        inner.limit_clause = None;
+        let limit = query.limit_clause.as_ref().map_or_else(String::new, |limit| limit.to_string());
+        Some(SortedSelect { inner: inner.to_string(), sort: format!("{order_by}{limit}") })
+    }
+
+    /// Sorts `batch` (the result of [`inner`](SortedSelect::inner)).
+    async fn sort(&self, schema: SchemaRef, batch: RecordBatch) -> Result<(SchemaRef, RecordBatch), EngineError> {
+        let context = datafusion::prelude::SessionContext::new();
+        let table = datafusion::datasource::MemTable::try_new(schema.clone(), vec![vec![batch]])
+            .map_err(|error| EngineError::internal(error.to_string()))?;
+        context
+            .register_table("sluice_result", Arc::new(table))
+            .map_err(|error| EngineError::internal(error.to_string()))?;
+        let sorted = async {
+            let frame = context.sql(&format!("SELECT * FROM sluice_result {}", self.sort)).await?;
+            frame.collect().await
+        };
+        let batches = sorted.await.map_err(|error| {
+            EngineError::invalid(format!(
+                "{} sorts the SELECT's result rows, so it may name only result columns (or their positions): {}",
+                self.sort.trim(),
+                sluice_planner::PlanError::from(error).message
+            ))
+        })?;
+        let batch = concat_batches(&schema, &batches).map_err(|error| EngineError::internal(error.to_string()))?;
+        Ok((schema, batch))
+    }
 }
 
 /// The LIMIT of a query, when it is a number.
