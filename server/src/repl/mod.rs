@@ -426,10 +426,7 @@ impl Client {
             "\\i" => match argument {
                 Some(path) => match std::fs::read_to_string(path) {
                     Ok(sql) => {
-                        let stop = async {
-                            let _ = tokio::signal::ctrl_c().await;
-                        };
-                        self.run(&sql, out, stop).await?;
+                        self.run(&sql, out, ctrl_c()).await?;
                     }
                     Err(error) => writeln!(out, "ERROR: cannot read {path}: {error}").map_err(io)?,
                 },
@@ -686,6 +683,58 @@ pub fn print_error<W: Write>(sql: &str, body: &Value, out: &mut W) -> std::io::R
     Ok(())
 }
 
+/// Ctrl-C (SIGINT) as the REPL counts it: installed once, so a Ctrl-C that
+/// arrives before a statement's stop is being waited for still stops it
+/// (and never kills the REPL), and one from an earlier statement does not.
+struct Interrupts {
+    count: std::sync::atomic::AtomicU64,
+    notify: tokio::sync::Notify,
+}
+
+static INTERRUPTS: std::sync::OnceLock<std::sync::Arc<Interrupts>> = std::sync::OnceLock::new();
+
+impl Interrupts {
+    async fn install() -> std::io::Result<()> {
+        let mut signals = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let interrupts = INTERRUPTS
+            .get_or_init(|| {
+                std::sync::Arc::new(Interrupts {
+                    count: std::sync::atomic::AtomicU64::new(0),
+                    notify: tokio::sync::Notify::new(),
+                })
+            })
+            .clone();
+        tokio::spawn(async move {
+            while signals.recv().await.is_some() {
+                interrupts.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                interrupts.notify.notify_waiters();
+            }
+        });
+        Ok(())
+    }
+}
+
+/// Completes at the next Ctrl-C from now (through [`Interrupts`] once
+/// installed, else tokio's own listener).
+fn ctrl_c() -> impl Future<Output = ()> {
+    let installed = INTERRUPTS.get().cloned();
+    let seen = installed.as_ref().map(|interrupts| interrupts.count.load(std::sync::atomic::Ordering::SeqCst));
+    async move {
+        match (installed, seen) {
+            (Some(interrupts), Some(seen)) => loop {
+                let notified = interrupts.notify.notified();
+                if interrupts.count.load(std::sync::atomic::Ordering::SeqCst) > seen {
+                    return;
+                }
+                notified.await;
+            },
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+}
+
 /// Where the history is kept: `$SLUICE_HISTORY`, else `~/.sluice_history`.
 fn history_path() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("SLUICE_HISTORY") {
@@ -703,6 +752,9 @@ pub fn interactive(url: &str, runtime: &tokio::runtime::Runtime) -> Result<(), R
     use rustyline::history::FileHistory;
     use rustyline::{CompletionType, Config, Editor};
 
+    // From now on Ctrl-C outside the line editor stops a statement, never
+    // the REPL, however early it comes.
+    runtime.block_on(Interrupts::install()).map_err(|error| ReplError(format!("cannot catch Ctrl-C: {error}")))?;
     let mut client = Client::new(url);
     client.terminal = std::io::stdout().is_terminal();
     let names = Arc::new(Mutex::new(runtime.block_on(client.names())));
@@ -764,9 +816,7 @@ pub fn interactive(url: &str, runtime: &tokio::runtime::Runtime) -> Result<(), R
             let _ = editor.save_history(path);
         }
         let sql = std::mem::take(&mut buffer);
-        let stop = async {
-            let _ = tokio::signal::ctrl_c().await;
-        };
+        let stop = ctrl_c();
         let result = match client.output.take() {
             Some((path, mut file)) => {
                 let result = runtime.block_on(client.run(&sql, &mut file, stop));
