@@ -107,6 +107,9 @@ async fn a_person_at_a_terminal_uses_the_repl() {
         expect(r"Results go to the terminal\."),
         send(&format!("\\i {}\r", script.display())),
         expect(r"weblog\s+file"),
+        // Ctrl-C at once, before any row: the statement stops, not the REPL.
+        send("SELECT ip FROM gen;\r\u{3}"),
+        expect(r"\(subscription ended; query q\d+ cancelled after \d+ rows\)[\s\S]*sluice> "),
         // An append-only live query prints as it arrives; Ctrl-C stops it
         // and cancels the query.
         send("SELECT ip FROM gen;\r"),
