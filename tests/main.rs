@@ -11,6 +11,8 @@
 //!   `?where=` filters, the Arrow format and bad subscriptions.
 //! - `patterns`: MATCH_RECOGNIZE over an http stream, the websocket and the
 //!   REPL.
+//! - `auth`: a server with a token over HTTP, websockets, the REPL client and
+//!   psql; no listening beyond loopback without one.
 //! - `bad_input`: odd statements and out-of-range numbers get errors, never
 //!   panics; started queries fail only with the user's errors.
 //! - `pgwire`: psql and psycopg over the Postgres wire protocol.
@@ -27,6 +29,7 @@
 //! - `pattern_property`: MATCH_RECOGNIZE on random patterns and data equals
 //!   a backtracking reference matcher.
 
+mod auth;
 mod bad_input;
 mod crash;
 mod explain;

@@ -26,6 +26,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         | ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::External => StatusCode::BAD_GATEWAY,
         ErrorCode::DataDir | ErrorCode::EventLog | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

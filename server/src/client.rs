@@ -108,6 +108,8 @@ pub struct Subscription {
     /// `ws://host`, for a submitted query.
     base: Option<String>,
     next_seq: u64,
+    /// The server's token, sent as `Authorization: Bearer`.
+    token: Option<String>,
 }
 
 impl Subscription {
@@ -119,9 +121,14 @@ impl Subscription {
 
     /// Subscribes from row `from_seq`.
     pub async fn connect_from(url: &str, from_seq: u64) -> Result<Self, ClientError> {
+        Self::connect_with(url, from_seq, None).await
+    }
+
+    /// Subscribes from row `from_seq`, presenting `token`.
+    pub async fn connect_with(url: &str, from_seq: u64, token: Option<&str>) -> Result<Self, ClientError> {
         let full = if from_seq == 0 { url.to_string() } else { format!("{url}?from_seq={from_seq}") };
-        let socket = open(&full).await?;
-        Ok(Self { socket, url: url.to_string(), base: None, next_seq: from_seq })
+        let socket = open(&full, token).await?;
+        Ok(Self { socket, url: url.to_string(), base: None, next_seq: from_seq, token: token.map(str::to_string) })
     }
 
     /// Submits a query on the socket itself (`ws://host/v1/subscribe`, then
@@ -129,13 +136,18 @@ impl Subscription {
     /// its rows come from the first. A query kept running can be resumed
     /// like any other after the connection broke.
     pub async fn submit(base: &str, request: &Value) -> Result<Self, ClientError> {
+        Self::submit_with(base, request, None).await
+    }
+
+    /// [`submit`](Subscription::submit), presenting `token`.
+    pub async fn submit_with(base: &str, request: &Value, token: Option<&str>) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/').to_string();
-        let mut socket = open(&format!("{base}/v1/subscribe")).await?;
+        let mut socket = open(&format!("{base}/v1/subscribe"), token).await?;
         socket
             .send(Message::Text(request.to_string().into()))
             .await
             .map_err(|error| ClientError::Connect(format!("cannot send the query: {error}")))?;
-        Ok(Self { socket, url: String::new(), base: Some(base), next_seq: 0 })
+        Ok(Self { socket, url: String::new(), base: Some(base), next_seq: 0, token: token.map(str::to_string) })
     }
 
     /// The `seq` of the next row: where to resume.
@@ -149,7 +161,7 @@ impl Subscription {
         if self.url.is_empty() {
             return Err(ClientError::Connect("the query never started".into()));
         }
-        self.socket = open(&format!("{}?from_seq={}", self.url, self.next_seq)).await?;
+        self.socket = open(&format!("{}?from_seq={}", self.url, self.next_seq), self.token.as_deref()).await?;
         Ok(())
     }
 
@@ -211,8 +223,17 @@ impl Subscription {
     }
 }
 
-async fn open(url: &str) -> Result<Socket, ClientError> {
-    match tokio_tungstenite::connect_async(url).await {
+async fn open(url: &str, token: Option<&str>) -> Result<Socket, ClientError> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request =
+        url.into_client_request().map_err(|error| ClientError::Connect(format!("bad websocket URL {url}: {error}")))?;
+    if let Some(token) = token {
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| ClientError::Connect("the token is not a valid header value".into()))?;
+        request.headers_mut().insert("authorization", value);
+    }
+    match tokio_tungstenite::connect_async(request).await {
         Ok((socket, _)) => Ok(socket),
         Err(tungstenite::Error::Http(response)) if response.status() == 404 => Err(ClientError::NotFound),
         Err(tungstenite::Error::Http(response)) => {

@@ -23,6 +23,8 @@ pub enum ErrorCode {
     BadRequest,
     /// A request body over the server's limit (user).
     TooLarge,
+    /// No token, or not the server's (user).
+    Unauthorized,
     /// No such query, stream or endpoint (user).
     NotFound,
     /// The data directory cannot be read or written (external).
@@ -44,6 +46,7 @@ impl ErrorCode {
             ErrorCode::Invalid => "invalid",
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::TooLarge => "payload_too_large",
+            ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotFound => "not_found",
             ErrorCode::DataDir => "data_dir",
             ErrorCode::EventLog => "event_log",

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, StringRejection};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -37,6 +37,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .layer(body_limit)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
 }
 
@@ -45,6 +46,45 @@ struct SqlRequest {
     sql: String,
     #[serde(default)]
     settings: BTreeMap<String, Value>,
+}
+
+/// With a token set, every request (websocket upgrades included) must
+/// carry it: `Authorization: Bearer TOKEN`, or `?token=TOKEN` (for browsers'
+/// websockets). Otherwise 401, and nothing runs. The token is never echoed.
+pub async fn authorize(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(token) = &state.token else { return next.run(request).await };
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::to_string);
+    let in_query = || {
+        axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(request.uri())
+            .ok()
+            .and_then(|Query(mut parameters)| parameters.remove("token"))
+    };
+    match bearer.or_else(in_query) {
+        Some(given) if same_secret(given.as_bytes(), token.as_bytes()) => next.run(request).await,
+        given => {
+            let message = if given.is_some() {
+                "the token given is not this server's"
+            } else {
+                "this server needs a token: send Authorization: Bearer <token> (or ?token= on a websocket URL)"
+            };
+            let error = crate::error::EngineError::new(crate::error::ErrorCode::Unauthorized, message);
+            ApiError::from(error).into_response()
+        }
+    }
+}
+
+/// Compares secrets in time that does not depend on where they differ.
+fn same_secret(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len() && given.iter().zip(expected).fold(0u8, |diff, (a, b)| diff | (a ^ b)) == 0
 }
 
 /// A body that could not be read: too large (413, naming the limit) or

@@ -28,6 +28,14 @@ enum Command {
         /// The largest HTTP request body taken (larger ones get 413).
         #[arg(long, default_value_t = sluice::state::DEFAULT_MAX_BODY_BYTES)]
         max_body_bytes: usize,
+        /// A file holding the token every client must present (HTTP
+        /// `Authorization: Bearer`, websocket `?token=`, Postgres password);
+        /// or set SLUICE_TOKEN.
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
+        /// Listen beyond loopback without a token.
+        #[arg(long)]
+        insecure: bool,
     },
     /// Run the server with the demo streams and print a live demo query.
     Demo {
@@ -78,7 +86,22 @@ enum Command {
     Repl {
         #[arg(long, default_value = "http://127.0.0.1:7878")]
         url: String,
+        /// The server's token, from this file (or SLUICE_TOKEN).
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
     },
+}
+
+/// The token from `--token-file` (trimmed), else `SLUICE_TOKEN`.
+fn token(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .map_err(|error| anyhow::anyhow!("cannot read the token file {}: {error}", file.display()))?;
+        let token = text.trim().to_string();
+        anyhow::ensure!(!token.is_empty(), "the token file {} is empty", file.display());
+        return Ok(Some(token));
+    }
+    Ok(std::env::var("SLUICE_TOKEN").ok().map(|token| token.trim().to_string()).filter(|token| !token.is_empty()))
 }
 
 /// `--pg off` turns the Postgres endpoint off.
@@ -94,11 +117,13 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Serve { http, pg, demo, data_dir, max_body_bytes } => runtime.block_on(async {
+        Command::Serve { http, pg, demo, data_dir, max_body_bytes, token_file, insecure } => runtime.block_on(async {
             let options = sluice::Options {
                 pg_address: pg_address(&pg).map(str::to_string),
                 with_demo: demo,
                 max_body_bytes,
+                token: token(token_file.as_deref())?,
+                insecure,
             };
             let server = sluice::start_with(&http, Some(&data_dir), &options).await?;
             println!("Sluice listening on {}", server.url());
@@ -246,6 +271,8 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        Command::Repl { url } => Ok(sluice::repl::interactive(&url, &runtime)?),
+        Command::Repl { url, token_file } => {
+            Ok(sluice::repl::interactive(&url, token(token_file.as_deref())?, &runtime)?)
+        }
     }
 }

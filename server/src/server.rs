@@ -69,18 +69,54 @@ pub struct Options {
     pub with_demo: bool,
     /// The largest HTTP request body taken, bytes.
     pub max_body_bytes: usize,
+    /// What every HTTP request, websocket and Postgres connection must
+    /// present (`Authorization: Bearer`, `?token=`, the Postgres password).
+    pub token: Option<String>,
+    /// Listen beyond loopback without a token anyway.
+    pub insecure: bool,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { pg_address: None, with_demo: false, max_body_bytes: crate::state::DEFAULT_MAX_BODY_BYTES }
+        Self {
+            pg_address: None,
+            with_demo: false,
+            max_body_bytes: crate::state::DEFAULT_MAX_BODY_BYTES,
+            token: None,
+            insecure: false,
+        }
     }
+}
+
+/// Refuses an address beyond loopback without a token (unless insecure).
+async fn check_exposure(address: &str, options: &Options) -> std::io::Result<()> {
+    if options.token.is_some() || options.insecure {
+        return Ok(());
+    }
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host(address).await?.collect();
+    if let Some(exposed) = resolved.iter().find(|address| !address.ip().is_loopback()) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing to listen on {exposed} without a token: anyone who can reach it could run queries and read every stream. \
+                 Give a token (--token-file FILE or SLUICE_TOKEN), listen on 127.0.0.1, or pass --insecure"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Starts a server on `address` as `options` say.
 pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Options) -> std::io::Result<RunningServer> {
     let with_demo = options.with_demo;
     let pg_address = options.pg_address.as_deref();
+    check_exposure(address, options).await?;
+    if let Some(pg_address) = pg_address {
+        check_exposure(pg_address, options).await?;
+    }
+    if options.token.as_ref().is_some_and(|token| token.trim().is_empty()) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the token is empty"));
+    }
     let engine = match data_dir {
         Some(data_dir) => Engine::open(data_dir).await.map_err(|error| std::io::Error::other(error.to_string()))?,
         None => Engine::new(),
@@ -91,7 +127,11 @@ pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Option
     }
     let listener = TcpListener::bind(address).await?;
     let address = listener.local_addr()?;
-    let app = router(Arc::new(AppState { engine: engine.clone(), max_body_bytes: options.max_body_bytes }));
+    let app = router(Arc::new(AppState {
+        engine: engine.clone(),
+        max_body_bytes: options.max_body_bytes,
+        token: options.token.clone(),
+    }));
     let task = tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!("server stopped: {error}");
@@ -101,7 +141,8 @@ pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Option
         Some(pg_address) => {
             let listener = TcpListener::bind(pg_address).await?;
             let pg_address = listener.local_addr()?;
-            (Some(pg_address), Some(tokio::spawn(crate::pgwire::serve(listener, engine.clone()))))
+            let serving = crate::pgwire::serve(listener, engine.clone(), options.token.clone());
+            (Some(pg_address), Some(tokio::spawn(serving)))
         }
         None => (None, None),
     };

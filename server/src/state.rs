@@ -9,6 +9,8 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// The largest request body taken, bytes (`--max-body-bytes`).
     pub max_body_bytes: usize,
+    /// What every request must present, if set (see [`crate::http::authorize`]).
+    pub token: Option<String>,
 }
 
 /// The default request body limit: 16 MiB.

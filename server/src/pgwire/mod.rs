@@ -38,8 +38,11 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::{Sink, SinkExt};
-use pgwire::api::auth::StartupHandler;
+use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
 use pgwire::api::auth::noop::NoopStartupHandler;
+use pgwire::api::auth::{
+    AuthSource, DefaultServerParameterProvider, LoginInfo, Password, ServerParameterProvider, StartupHandler,
+};
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
@@ -57,11 +60,19 @@ pub const SERVER_VERSION: &str = concat!("16.6 (Sluice ", env!("CARGO_PKG_VERSIO
 /// Accepts connections on `listener` until the task is dropped. Each
 /// connection runs on its own task: a client that sends garbage or goes
 /// away ends only its own connection.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>) {
+/// Serves Postgres clients on `listener`. With a `token`, a client must
+/// give it as its password (any user name); otherwise anyone may connect.
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>, token: Option<String>) {
     let manager = Arc::new(ConnectionManager::new());
+    let startup = match token {
+        None => Startup::Open(Open { manager: manager.clone() }),
+        Some(token) => Startup::Password(
+            CleartextPasswordAuthStartupHandler::new(Token(token), Parameters).with_connection_manager(manager.clone()),
+        ),
+    };
     let handlers = Arc::new(Handlers {
         service: Arc::new(Service::new(engine)),
-        startup: Arc::new(Startup { manager: manager.clone() }),
+        startup: Arc::new(startup),
         cancel: Arc::new(DefaultCancelHandler::new(manager)),
     });
     loop {
@@ -109,12 +120,61 @@ impl PgWireServerHandlers for Handlers {
 
 /// No authentication yet (issue: tokens and TLS); registers each
 /// connection for cancel requests and names the server.
-struct Startup {
+/// How connections start: open to anyone, or with the token as password.
+enum Startup {
+    Open(Open),
+    Password(CleartextPasswordAuthStartupHandler<Token, Parameters>),
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(&self, client: &mut C, message: pgwire::messages::PgWireFrontendMessage) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match self {
+            Startup::Open(open) => open.on_startup(client, message).await,
+            Startup::Password(password) => password.on_startup(client, message).await,
+        }
+    }
+}
+
+/// The server's token, as the password every user must give.
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the token itself.
+        f.write_str("Token(..)")
+    }
+}
+
+#[async_trait]
+impl AuthSource for Token {
+    async fn get_password(&self, _login: &LoginInfo) -> PgWireResult<Password> {
+        Ok(Password::new(None, self.0.as_bytes().to_vec()))
+    }
+}
+
+/// pgwire's parameters, with Sluice's `server_version`.
+struct Parameters;
+
+impl ServerParameterProvider for Parameters {
+    fn server_parameters<C: ClientInfo>(&self, client: &C) -> Option<std::collections::HashMap<String, String>> {
+        let mut parameters = DefaultServerParameterProvider::default().server_parameters(client)?;
+        parameters.insert("server_version".into(), SERVER_VERSION.into());
+        Some(parameters)
+    }
+}
+
+struct Open {
     manager: Arc<ConnectionManager>,
 }
 
 #[async_trait]
-impl NoopStartupHandler for Startup {
+impl NoopStartupHandler for Open {
     fn connection_manager(&self) -> Option<Arc<ConnectionManager>> {
         Some(self.manager.clone())
     }

@@ -92,6 +92,8 @@ pub struct Client {
     pub terminal: bool,
     /// `\o FILE`.
     output: Option<(PathBuf, std::fs::File)>,
+    /// The server's token, if it wants one.
+    token: Option<String>,
 }
 
 impl Client {
@@ -105,6 +107,20 @@ impl Client {
             live: LiveMode::Auto,
             terminal: false,
             output: None,
+            token: None,
+        }
+    }
+
+    /// A client presenting `token` on every request.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
         }
     }
 
@@ -192,10 +208,12 @@ impl Client {
                 print_warnings(&result, out)?;
                 let path = result["subscribe"].as_str().unwrap_or_default();
                 let ws_url = format!("{}{path}", self.ws_base());
-                let subscription = Subscription::connect(&ws_url).await.map_err(|error| match error {
-                    ClientError::NotFound => ReplError(format!("cannot subscribe to {ws_url}: no such query")),
-                    other => ReplError(other.to_string()),
-                })?;
+                let subscription = Subscription::connect_with(&ws_url, 0, self.token.as_deref()).await.map_err(
+                    |error| match error {
+                        ClientError::NotFound => ReplError(format!("cannot subscribe to {ws_url}: no such query")),
+                        other => ReplError(other.to_string()),
+                    },
+                )?;
                 let columns = column_names(&result["columns"]);
                 printed += self.follow(subscription, query_id, &columns, out, stop.as_mut()).await?;
             } else if let Some(rows) = result.get("rows").and_then(Value::as_array) {
@@ -222,8 +240,7 @@ impl Client {
     /// `POST /v1/sql`: whether it succeeded, and the body.
     async fn request(&self, sql: &str) -> Result<(bool, Value), ReplError> {
         let response = self
-            .http
-            .post(format!("{}/v1/sql", self.base_url))
+            .authorized(self.http.post(format!("{}/v1/sql", self.base_url)))
             .json(&json!({"sql": sql, "settings": self.settings}))
             .send()
             .await
@@ -249,8 +266,9 @@ impl Client {
         stop: Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(u64, bool), ReplError> {
         let request = json!({"sql": text, "settings": self.settings, "keep_running": true});
-        let mut subscription =
-            Subscription::submit(&self.ws_base(), &request).await.map_err(|error| ReplError(error.to_string()))?;
+        let mut subscription = Subscription::submit_with(&self.ws_base(), &request, self.token.as_deref())
+            .await
+            .map_err(|error| ReplError(error.to_string()))?;
         let first = subscription.next_json().await.map_err(|error| ReplError(error.to_string()))?;
         let Some(first) = first else {
             return Err(ReplError("the server closed the connection before the query started".into()));
@@ -288,7 +306,7 @@ impl Client {
             tokio::select! {
                 _ = stop.as_mut() => {
                     subscription.close().await;
-                    let _ = self.http.delete(format!("{}/v1/queries/{query_id}", self.base_url)).send().await;
+                    let _ = self.authorized(self.http.delete(format!("{}/v1/queries/{query_id}", self.base_url))).send().await;
                     writeln!(out, "(subscription ended; query {query_id} cancelled after {printed} rows)").map_err(io)?;
                     return Ok(printed);
                 }
@@ -371,7 +389,8 @@ impl Client {
 
     /// The query's late rows, for the live status line.
     async fn late_rows(&self, query_id: &str) -> Option<u64> {
-        let response = self.http.get(format!("{}/v1/queries/{query_id}", self.base_url)).send().await.ok()?;
+        let response =
+            self.authorized(self.http.get(format!("{}/v1/queries/{query_id}", self.base_url))).send().await.ok()?;
         let report: Value = response.json().await.ok()?;
         report["metrics"]["late_rows_dropped"].as_u64()
     }
@@ -484,8 +503,7 @@ impl Client {
     /// `\dq`: running queries with their state, rates and watermark.
     async fn list_queries<W: Write>(&self, out: &mut W) -> Result<(), ReplError> {
         let response = self
-            .http
-            .get(format!("{}/v1/queries", self.base_url))
+            .authorized(self.http.get(format!("{}/v1/queries", self.base_url)))
             .send()
             .await
             .map_err(|error| ReplError(format!("cannot reach {}: {error}", self.base_url)))?;
@@ -532,10 +550,11 @@ impl Client {
     /// Stream, table and column names, for completion.
     async fn names(&self) -> complete::Names {
         let mut names = complete::Names::default();
-        let streams: Vec<Value> = match self.http.get(format!("{}/v1/streams", self.base_url)).send().await {
-            Ok(response) => response.json().await.unwrap_or_default(),
-            Err(_) => return names,
-        };
+        let streams: Vec<Value> =
+            match self.authorized(self.http.get(format!("{}/v1/streams", self.base_url))).send().await {
+                Ok(response) => response.json().await.unwrap_or_default(),
+                Err(_) => return names,
+            };
         for stream in &streams {
             names.relations.extend(stream["name"].as_str().map(str::to_string));
             names.columns.extend(column_names(&stream["columns"]));
@@ -744,7 +763,7 @@ fn history_path() -> Option<PathBuf> {
 }
 
 /// The interactive loop (blocking; run outside the async runtime).
-pub fn interactive(url: &str, runtime: &tokio::runtime::Runtime) -> Result<(), ReplError> {
+pub fn interactive(url: &str, token: Option<String>, runtime: &tokio::runtime::Runtime) -> Result<(), ReplError> {
     use std::io::IsTerminal;
     use std::sync::{Arc, Mutex};
 
@@ -755,7 +774,7 @@ pub fn interactive(url: &str, runtime: &tokio::runtime::Runtime) -> Result<(), R
     // From now on Ctrl-C outside the line editor stops a statement, never
     // the REPL, however early it comes.
     runtime.block_on(Interrupts::install()).map_err(|error| ReplError(format!("cannot catch Ctrl-C: {error}")))?;
-    let mut client = Client::new(url);
+    let mut client = Client::new(url).with_token(token);
     client.terminal = std::io::stdout().is_terminal();
     let names = Arc::new(Mutex::new(runtime.block_on(client.names())));
     let config = Config::builder()
