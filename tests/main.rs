@@ -5,6 +5,7 @@
 //! - `http_api`: the real server on port 0 over HTTP and websockets.
 //! - `socket_source`: a socket stream fed by a test TCP listener.
 //! - `repl`: the REPL client against a live server.
+//! - `limits`: SQL size, statements, queries and subscribers over their limits.
 //! - `joins`: joins through the server (changelogs, INSERTs, restarts).
 //! - `top_n`: ROW_NUMBER() Top-N changelogs over the websocket and the REPL.
 //! - `websocket`: queries submitted on the socket, gap frames, heartbeats,
@@ -35,6 +36,7 @@ mod crash;
 mod explain;
 mod http_api;
 mod joins;
+mod limits;
 mod nexmark;
 mod openapi;
 mod pattern_property;

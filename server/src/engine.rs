@@ -61,6 +61,36 @@ pub struct Engine {
     /// Recovery tests: new (not restored) queries stop abruptly after this
     /// many source events.
     halt_after_steps: Option<u64>,
+    /// What one request or the whole server may hold.
+    limits: Limits,
+}
+
+/// Limits that turn what would exhaust the server into clear errors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes of SQL text in one request (`--max-sql-bytes`).
+    pub max_sql_bytes: usize,
+    /// Statements in one request (`--max-statements`).
+    pub max_statements: usize,
+    /// Queries running at once (`--max-queries`); restored queries always
+    /// start.
+    pub max_queries: usize,
+    /// Subscribers of one query (`--max-subscribers-per-query`).
+    pub max_subscribers_per_query: usize,
+    /// Subscribers of all queries (`--max-subscribers`).
+    pub max_subscribers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_sql_bytes: 1024 * 1024,
+            max_statements: 1000,
+            max_queries: 1000,
+            max_subscribers_per_query: 10_000,
+            max_subscribers: 50_000,
+        }
+    }
 }
 
 impl Default for Engine {
@@ -80,7 +110,65 @@ impl Engine {
             state_dir: None,
             start_lock: std::sync::Mutex::new(()),
             halt_after_steps: None,
+            limits: Limits::default(),
         }
+    }
+
+    /// The engine with `limits` instead of the defaults.
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Parses a request, refusing texts and statement counts over the
+    /// limits.
+    fn parse(&self, sql: &str) -> Result<Vec<Located>, EngineError> {
+        if sql.len() > self.limits.max_sql_bytes {
+            return Err(EngineError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "the SQL text is {} bytes; this server takes at most {} (--max-sql-bytes)",
+                    sql.len(),
+                    self.limits.max_sql_bytes
+                ),
+            ));
+        }
+        let statements = parse_statements(sql)?;
+        if statements.len() > self.limits.max_statements {
+            return Err(EngineError::invalid(format!(
+                "{} statements in one request; this server takes at most {} (--max-statements)",
+                statements.len(),
+                self.limits.max_statements
+            )));
+        }
+        Ok(statements)
+    }
+
+    /// Whether `query` (or any query, with `None`) may take one more
+    /// subscriber.
+    pub fn check_subscriber_room(&self, query: Option<&RunningQuery>) -> Result<(), EngineError> {
+        let too_many = |message: String| Err(EngineError::new(ErrorCode::TooMany, message));
+        if let Some(query) = query {
+            let (subscribers, _) = query.handle.output.subscriber_counts();
+            if subscribers >= self.limits.max_subscribers_per_query {
+                return too_many(format!(
+                    "query {} has {subscribers} subscribers, the most one query takes (--max-subscribers-per-query {})",
+                    query.id, self.limits.max_subscribers_per_query
+                ));
+            }
+        }
+        let total: usize = self.queries_read().values().map(|query| query.handle.output.subscriber_counts().0).sum();
+        if total >= self.limits.max_subscribers {
+            return too_many(format!(
+                "the server has {total} subscribers, the most it takes (--max-subscribers {})",
+                self.limits.max_subscribers
+            ));
+        }
+        Ok(())
     }
 
     /// An engine whose catalog lives in `data_dir`: streams and queries
@@ -171,7 +259,7 @@ impl Engine {
     /// Executes every statement of `sql` in order. `settings` apply to the
     /// queries started; `SET` statements update them for later statements.
     pub async fn execute(&self, sql: &str, settings: &mut Settings) -> Result<Vec<StatementResult>, EngineError> {
-        let statements = parse_statements(sql)?;
+        let statements = self.parse(sql)?;
         let mut results = Vec::new();
         for located in statements {
             results.push(self.execute_one(sql, located, settings).await?);

@@ -25,6 +25,8 @@ pub enum ErrorCode {
     TooLarge,
     /// No token, or not the server's (user).
     Unauthorized,
+    /// Over a limit on queries or subscribers (user; retry later).
+    TooMany,
     /// No such query, stream or endpoint (user).
     NotFound,
     /// The data directory cannot be read or written (external).
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::TooLarge => "payload_too_large",
             ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::TooMany => "too_many",
             ErrorCode::NotFound => "not_found",
             ErrorCode::DataDir => "data_dir",
             ErrorCode::EventLog => "event_log",

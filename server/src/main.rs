@@ -36,6 +36,21 @@ enum Command {
         /// Listen beyond loopback without a token.
         #[arg(long)]
         insecure: bool,
+        /// Bytes of SQL in one request.
+        #[arg(long, default_value_t = sluice::engine::Limits::default().max_sql_bytes)]
+        max_sql_bytes: usize,
+        /// Statements in one request.
+        #[arg(long, default_value_t = sluice::engine::Limits::default().max_statements)]
+        max_statements: usize,
+        /// Queries running at once (more get 429).
+        #[arg(long, default_value_t = sluice::engine::Limits::default().max_queries)]
+        max_queries: usize,
+        /// Subscribers of one query.
+        #[arg(long, default_value_t = sluice::engine::Limits::default().max_subscribers_per_query)]
+        max_subscribers_per_query: usize,
+        /// Subscribers of all queries.
+        #[arg(long, default_value_t = sluice::engine::Limits::default().max_subscribers)]
+        max_subscribers: usize,
     },
     /// Run the server with the demo streams and print a live demo query.
     Demo {
@@ -117,13 +132,33 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
-        Command::Serve { http, pg, demo, data_dir, max_body_bytes, token_file, insecure } => runtime.block_on(async {
+        Command::Serve {
+            http,
+            pg,
+            demo,
+            data_dir,
+            max_body_bytes,
+            token_file,
+            insecure,
+            max_sql_bytes,
+            max_statements,
+            max_queries,
+            max_subscribers_per_query,
+            max_subscribers,
+        } => runtime.block_on(async {
             let options = sluice::Options {
                 pg_address: pg_address(&pg).map(str::to_string),
                 with_demo: demo,
                 max_body_bytes,
                 token: token(token_file.as_deref())?,
                 insecure,
+                limits: sluice::engine::Limits {
+                    max_sql_bytes,
+                    max_statements,
+                    max_queries,
+                    max_subscribers_per_query,
+                    max_subscribers,
+                },
             };
             let server = sluice::start_with(&http, Some(&data_dir), &options).await?;
             println!("Sluice listening on {}", server.url());

@@ -74,6 +74,8 @@ pub struct Options {
     pub token: Option<String>,
     /// Listen beyond loopback without a token anyway.
     pub insecure: bool,
+    /// Limits on requests, queries and subscribers.
+    pub limits: crate::engine::Limits,
 }
 
 impl Default for Options {
@@ -84,6 +86,7 @@ impl Default for Options {
             max_body_bytes: crate::state::DEFAULT_MAX_BODY_BYTES,
             token: None,
             insecure: false,
+            limits: crate::engine::Limits::default(),
         }
     }
 }
@@ -121,7 +124,7 @@ pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Option
         Some(data_dir) => Engine::open(data_dir).await.map_err(|error| std::io::Error::other(error.to_string()))?,
         None => Engine::new(),
     };
-    let engine = Arc::new(engine);
+    let engine = Arc::new(engine.with_limits(options.limits.clone()));
     if with_demo {
         demo::register(&engine).await.map_err(|error| std::io::Error::other(error.to_string()))?;
     }

@@ -207,6 +207,9 @@ pub async fn subscribe(
         Ok(options) => options,
         Err(error) => return ApiError::from(error).into_response(),
     };
+    if let Err(error) = state.engine.check_subscriber_room(Some(&query)) {
+        return ApiError::from(error).into_response();
+    }
     let subscribed = query.handle.output.subscribe_at(params.from_seq);
     let subscription = Subscription { query, events: subscribed.events, first_available: subscribed.first_available };
     let from_seq = params.from_seq;
@@ -306,6 +309,7 @@ async fn start(
     keep_running: bool,
 ) -> Result<(Subscription, Option<Owner>), EngineError> {
     let settings = crate::settings::from_json(settings);
+    engine.check_subscriber_room(None)?;
     if keep_running {
         return Ok((engine.subscribe_kept(sql, &settings).await?, None));
     }

@@ -173,12 +173,13 @@ impl Engine {
     /// Subscribes to a running query from the oldest row it retains.
     pub fn attach(&self, id: &str) -> Result<Subscription, EngineError> {
         let query = self.query(id).ok_or_else(|| EngineError::not_found(format!("query {id:?} not found")))?;
+        self.check_subscriber_room(Some(&query))?;
         let subscribed = query.handle.output.subscribe_at(0);
         Ok(Subscription { query, events: subscribed.events, first_available: subscribed.first_available })
     }
 
     fn single_query(&self, sql: &str) -> Result<Located, EngineError> {
-        let mut statements = parse_statements(sql)?;
+        let mut statements = self.parse(sql)?;
         match (statements.pop(), statements.is_empty()) {
             (Some(located), true) if matches!(located.statement, Statement::Query { .. }) => Ok(located),
             _ => Err(EngineError::invalid("expected one SELECT query")),
@@ -197,6 +198,22 @@ impl Engine {
             return Err(EngineError::internal("start_query takes a query"));
         };
         let restored_query = number.is_some();
+        if !restored_query {
+            let running =
+                self.queries_read().values().filter(|query| query.handle.status().name() == "running").count();
+            if running >= self.limits.max_queries {
+                return Err(EngineError::new(
+                    crate::error::ErrorCode::TooMany,
+                    format!(
+                        "{running} queries are running, the most this server runs (--max-queries {}); cancel one (DELETE /v1/queries/ID) first",
+                        self.limits.max_queries
+                    ),
+                ));
+            }
+            if transient {
+                self.check_subscriber_room(None)?;
+            }
+        }
         let mut query_settings = self.query_settings(settings)?;
         if !restored_query && let Some(halt) = self.halt_after_steps {
             query_settings.halt_after_steps = Some(halt);

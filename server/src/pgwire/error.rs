@@ -25,6 +25,7 @@ pub fn sqlstate(error: &EngineError) -> &'static str {
         ErrorCode::BadRequest => "08P01",
         ErrorCode::TooLarge => "54000",
         ErrorCode::Unauthorized => "28000",
+        ErrorCode::TooMany => "53000",
         ErrorCode::NotFound => "42704",
         ErrorCode::DataDir | ErrorCode::EventLog => "58030",
         ErrorCode::External => "58000",

@@ -1,0 +1,101 @@
+//! Limits turn what would exhaust the server into clear errors, and the
+//! queries already running go on: SQL text size, statements per request,
+//! running queries (429) and subscribers per query and in total (429 on
+//! the websocket, SQLSTATE 53000 over pgwire).
+
+use serde_json::{Value, json};
+use sluice::client::{ClientError, Subscription};
+
+async fn server() -> sluice::RunningServer {
+    let limits = sluice::engine::Limits {
+        max_sql_bytes: 2000,
+        max_statements: 3,
+        max_queries: 2,
+        max_subscribers_per_query: 2,
+        max_subscribers: 3,
+    };
+    let options = sluice::Options { pg_address: Some("127.0.0.1:0".into()), limits, ..sluice::Options::default() };
+    sluice::start_with("127.0.0.1:0", None, &options).await.expect("server starts")
+}
+
+async fn sql(server: &sluice::RunningServer, text: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/sql", server.url()))
+        .json(&json!({"sql": text}))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+fn refused_with(error: Option<ClientError>) -> (u16, Value) {
+    match error {
+        Some(ClientError::Refused { status, body }) => (status, serde_json::from_str(&body).unwrap()),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_clearly_and_disturb_nothing() {
+    let server = server().await;
+    let ddl = "CREATE STREAM ev (ts TIMESTAMP, n INT, WATERMARK FOR ts AS ts) WITH (connector = 'http')";
+    assert_eq!(sql(&server, ddl).await.0, 200);
+
+    let long = format!("SELECT n FROM ev WHERE {}", vec!["n > 0"; 400].join(" AND "));
+    let (status, body) = sql(&server, &long).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("at most 2000 (--max-sql-bytes)"), "{body}");
+    let (status, body) = sql(&server, "SHOW STREAMS; SHOW STREAMS; SHOW STREAMS; SHOW STREAMS").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("4 statements in one request"), "{body}");
+
+    // Two queries run; a third is refused with the limit, then starts once
+    // one is cancelled.
+    let (_, first) = sql(&server, "SELECT n FROM ev").await;
+    let (_, second) = sql(&server, "SELECT n + 1 AS m FROM ev").await;
+    let (status, body) = sql(&server, "SELECT n FROM ev WHERE n > 1").await;
+    assert_eq!((status, body["error"]["code"].as_str()), (429, Some("too_many")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("--max-queries 2"), "{body}");
+    let first_id = first["query_id"].as_str().unwrap().to_string();
+    let second_id = second["query_id"].as_str().unwrap().to_string();
+    let ws = |id: &str| format!("ws://{}/v1/queries/{id}/ws", server.address);
+
+    // Two subscribers of the first query; a third is refused.
+    let _a = Subscription::connect(&ws(&first_id)).await.unwrap();
+    let _b = Subscription::connect(&ws(&first_id)).await.unwrap();
+    let (status, body) = refused_with(Subscription::connect(&ws(&first_id)).await.err());
+    assert_eq!(status, 429);
+    assert!(body["error"]["message"].as_str().unwrap().contains("--max-subscribers-per-query 2"), "{body}");
+    // Over pgwire too.
+    let port = server.pg_address.unwrap().port().to_string();
+    let output = tokio::process::Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &port, "-U", "u", "-d", "d", "-v", "VERBOSITY=verbose"])
+        .args(["-c", &format!("COPY (SUBSCRIBE TO {first_id}) TO STDOUT")])
+        .output()
+        .await
+        .expect("psql runs");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("53000") && err.contains("--max-subscribers-per-query"), "{err}");
+    // One more on the second query reaches the total of 3; then none.
+    let _c = Subscription::connect(&ws(&second_id)).await.unwrap();
+    let (status, body) = refused_with(Subscription::connect(&ws(&second_id)).await.err());
+    assert_eq!(status, 429);
+    assert!(body["error"]["message"].as_str().unwrap().contains("--max-subscribers 3"), "{body}");
+
+    // The queries ran on; cancelling one makes room for a new one.
+    let events = json!([{"ts": "2024-01-01T00:00:01", "n": 5}]);
+    let client = reqwest::Client::new();
+    let posted: Value = client
+        .post(format!("{}/v1/streams/ev/events", server.url()))
+        .json(&events)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(posted["queries"], 2, "{posted}");
+    client.delete(format!("{}/v1/queries/{second_id}", server.url())).send().await.unwrap();
+    let (status, body) = sql(&server, "SELECT n FROM ev WHERE n > 1").await;
+    assert_eq!(status, 200, "{body}");
+}
