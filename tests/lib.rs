@@ -163,6 +163,7 @@ impl SluiceDb {
                 Some(OutputEvent::Progress { .. }) => {}
                 Some(OutputEvent::End) => break,
                 Some(OutputEvent::Failed { message }) => return Err(DbError(message)),
+                Some(OutputEvent::Shutdown) => return Err(DbError("the engine shut down".into())),
                 None => return Err(DbError("subscriber cut off".into())),
             }
         }

@@ -87,11 +87,25 @@ pub struct QueryHandle {
     pub output: Arc<QueryOutput>,
     status: Arc<Mutex<QueryStatus>>,
     cancel: CancellationToken,
+    /// Asks the driver to checkpoint and stop (see [`QueryHandle::shutdown`]).
+    shutdown: CancellationToken,
+    /// Cancelled when the driver's task has ended, however it ended.
+    stopped: CancellationToken,
 }
 
 impl QueryHandle {
     pub fn status(&self) -> QueryStatus {
         self.status.lock().map(|status| status.clone()).unwrap_or(QueryStatus::Running)
+    }
+
+    /// For a server shutting down: the query takes a final checkpoint
+    /// between two epochs, tells its subscribers
+    /// ([`OutputEvent::Shutdown`]) and stops; it completes when the query
+    /// has stopped (at once for one that already ended). Its status stays
+    /// running: it resumes from that checkpoint, with nothing to replay.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.stopped.cancelled().await;
     }
 
     /// Stops the query and its sources.
@@ -203,13 +217,18 @@ pub fn spawn_query_subscribed(
     let task_status = status.clone();
     let output_for_task = output.clone();
     let task_cancel = cancel.clone();
+    let shutdown = CancellationToken::new();
+    let stopped = CancellationToken::new();
+    let (task_shutdown, task_stopped) = (shutdown.clone(), stopped.clone());
     tokio::spawn(async move {
+        let _stopped = task_stopped.drop_guard();
         let result = tokio::select! {
             _ = task_cancel.cancelled() => return,
-            result = driver.run(receiver) => result,
+            result = driver.run(receiver, task_shutdown) => result,
         };
         let (final_status, event) = match result {
-            Ok(()) => (QueryStatus::Finished, OutputEvent::End),
+            Ok(Ended::Finished) => (QueryStatus::Finished, OutputEvent::End),
+            Ok(Ended::Shutdown) => (QueryStatus::Running, OutputEvent::Shutdown),
             Err(error) => (QueryStatus::Failed(error.to_string()), OutputEvent::Failed { message: error.to_string() }),
         };
         // Status first, so a client that saw the end sees the final status.
@@ -220,7 +239,7 @@ pub fn spawn_query_subscribed(
         // Stop the source tasks: the query is done with them.
         task_cancel.cancel();
     });
-    Ok((QueryHandle { metrics, output, status, cancel }, subscriber))
+    Ok((QueryHandle { metrics, output, status, cancel, shutdown, stopped }, subscriber))
 }
 
 struct SourceState {
@@ -264,8 +283,24 @@ struct Driver {
     steps: u64,
 }
 
+/// How a driver's run ended well.
+enum Ended {
+    /// Every source ended (or a LIMIT was met).
+    Finished,
+    /// Stopped for a shutdown after a final checkpoint.
+    Shutdown,
+}
+
 impl Driver {
-    async fn run(mut self, mut receiver: mpsc::Receiver<SourceEvent>) -> Result<()> {
+    async fn run(mut self, receiver: mpsc::Receiver<SourceEvent>, shutdown: CancellationToken) -> Result<Ended> {
+        self.run_epochs(receiver, &shutdown).await
+    }
+
+    async fn run_epochs(
+        &mut self,
+        mut receiver: mpsc::Receiver<SourceEvent>,
+        shutdown: &CancellationToken,
+    ) -> Result<Ended> {
         let mut ticker = (!self.settings.epoch_interval.is_zero()).then(|| {
             let mut ticker = tokio::time::interval(self.settings.epoch_interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -281,11 +316,15 @@ impl Driver {
         }
         // Restored after it finished: nothing more to do.
         if self.pipeline.is_finished() {
-            return Ok(());
+            return Ok(Ended::Finished);
         }
         let mut pending = Vec::new();
         let metrics = self.metrics.clone();
         loop {
+            // A busy query may never wait below: look every epoch too.
+            if shutdown.is_cancelled() {
+                return Ok(self.stop_for_shutdown());
+            }
             match &mut ticker {
                 // A full queue holds its sources back and an ended source
                 // has nothing more to wait for: neither waits for the tick.
@@ -298,6 +337,7 @@ impl Driver {
                             self.pipeline.refresh_state_figures(true);
                             continue;
                         }
+                        _ = shutdown.cancelled() => return Ok(self.stop_for_shutdown()),
                     }
                 }
                 None if !pending.is_empty() => {}
@@ -329,6 +369,7 @@ impl Driver {
                             self.pipeline.refresh_state_figures(true);
                             continue;
                         }
+                        _ = shutdown.cancelled() => return Ok(self.stop_for_shutdown()),
                     }
                 }
             }
@@ -353,7 +394,7 @@ impl Driver {
                 // A finished query restarts finished, not from the beginning.
                 self.checkpoint();
                 self.pipeline.refresh_state_figures(true);
-                return Ok(());
+                return Ok(Ended::Finished);
             }
             self.pipeline.refresh_state_figures(false);
             if self.replay.is_none() && self.store.as_ref().is_some_and(CheckpointStore::due) {
@@ -368,6 +409,15 @@ impl Driver {
                 return Err(RuntimeError::internal("a source stopped without ending"));
             }
         }
+    }
+
+    /// The final checkpoint of a shutdown (between two epochs, so nothing
+    /// is left to replay after it).
+    fn stop_for_shutdown(&mut self) -> Ended {
+        if self.replay.is_none() {
+            self.checkpoint();
+        }
+        Ended::Shutdown
     }
 
     /// One epoch: everything the sources produced since the last one.

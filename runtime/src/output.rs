@@ -48,6 +48,9 @@ pub enum OutputEvent {
     End,
     /// The query failed.
     Failed { message: String },
+    /// The server is shutting down: the query stopped after a final
+    /// checkpoint and resumes from it when the server starts again.
+    Shutdown,
 }
 
 /// A slot every subscriber of one [`OutputEvent::Rows`] shares: the first

@@ -28,6 +28,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::TooMany => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::External => StatusCode::BAD_GATEWAY,
         ErrorCode::DataDir | ErrorCode::EventLog | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

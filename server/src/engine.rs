@@ -63,6 +63,8 @@ pub struct Engine {
     halt_after_steps: Option<u64>,
     /// What one request or the whole server may hold.
     limits: Limits,
+    /// Set by [`Engine::shutdown`]: no new work is taken.
+    shutting_down: std::sync::atomic::AtomicBool,
 }
 
 /// Limits that turn what would exhaust the server into clear errors.
@@ -111,6 +113,7 @@ impl Engine {
             start_lock: std::sync::Mutex::new(()),
             halt_after_steps: None,
             limits: Limits::default(),
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -124,9 +127,36 @@ impl Engine {
         &self.limits
     }
 
+    /// For a server shutting down: takes no new work, and stops every
+    /// query after a final checkpoint, telling its subscribers
+    /// (`shutting_down`), within `timeout`. Returns the queries that did not
+    /// stop in time. A restarted server resumes each from its checkpoint.
+    pub async fn shutdown(&self, timeout: std::time::Duration) -> Vec<String> {
+        self.shutting_down.store(true, Ordering::SeqCst);
+        let queries: Vec<Arc<RunningQuery>> = self.queries_read().values().cloned().collect();
+        let stops = queries.iter().map(|query| async move {
+            match tokio::time::timeout(timeout, query.handle.shutdown()).await {
+                Ok(()) => None,
+                Err(_) => Some(query.id.clone()),
+            }
+        });
+        futures::future::join_all(stops).await.into_iter().flatten().collect()
+    }
+
+    fn refuse_when_shutting_down(&self) -> Result<(), EngineError> {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return Err(EngineError::new(
+                ErrorCode::ShuttingDown,
+                "the server is shutting down; try again once it is back",
+            ));
+        }
+        Ok(())
+    }
+
     /// Parses a request, refusing texts and statement counts over the
     /// limits.
     fn parse(&self, sql: &str) -> Result<Vec<Located>, EngineError> {
+        self.refuse_when_shutting_down()?;
         if sql.len() > self.limits.max_sql_bytes {
             return Err(EngineError::new(
                 ErrorCode::TooLarge,

@@ -27,6 +27,8 @@ pub enum ErrorCode {
     Unauthorized,
     /// Over a limit on queries or subscribers (user; retry later).
     TooMany,
+    /// The server is shutting down (retry once it is back).
+    ShuttingDown,
     /// No such query, stream or endpoint (user).
     NotFound,
     /// The data directory cannot be read or written (external).
@@ -50,6 +52,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "payload_too_large",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::TooMany => "too_many",
+            ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::NotFound => "not_found",
             ErrorCode::DataDir => "data_dir",
             ErrorCode::EventLog => "event_log",

@@ -119,6 +119,9 @@ fn token(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
     Ok(std::env::var("SLUICE_TOKEN").ok().map(|token| token.trim().to_string()).filter(|token| !token.is_empty()))
 }
 
+/// How long a graceful shutdown waits for the queries' final checkpoints.
+const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// `--pg off` turns the Postgres endpoint off.
 fn pg_address(flag: &str) -> Option<&str> {
     (!flag.eq_ignore_ascii_case("off")).then_some(flag)
@@ -165,9 +168,24 @@ fn main() -> anyhow::Result<()> {
             if let Some(pg) = server.pg_address {
                 println!("Postgres wire protocol on {pg}: psql -h {} -p {}", pg.ip(), pg.port());
             }
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
-                _ = server.wait() => {}
+                _ = terminate.recv() => {}
+            }
+            // Graceful: final checkpoints, subscribers told; a second
+            // signal exits at once.
+            println!("shutting down: taking a final checkpoint of every query (Ctrl-C again to exit at once)");
+            let started = std::time::Instant::now();
+            tokio::select! {
+                late = server.shutdown(SHUTDOWN_TIMEOUT) => {
+                    if !late.is_empty() {
+                        eprintln!("queries {} did not stop in time; they will replay from their last checkpoint", late.join(", "));
+                    }
+                    println!("stopped in {:.0} ms", started.elapsed().as_secs_f64() * 1000.0);
+                }
+                _ = tokio::signal::ctrl_c() => std::process::exit(130),
+                _ = terminate.recv() => std::process::exit(143),
             }
             Ok(())
         }),

@@ -64,7 +64,7 @@ spec = {
   "SqlRequest": {"type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}, "settings": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}, "description": "epoch_interval ('100ms', '0'), retained_rows, checkpoint_interval, ... (docs/sql.md)"}}},
   "SubscribeRequest": {"type": "object", "additionalProperties": False, "required": ["sql"], "properties": {"sql": {"type": "string"}, "settings": {"type": "object"}, "where": {"type": "string"}, "format": {"enum": ["json", "arrow"]}, "heartbeat_ms": {"type": "integer", "minimum": 50}, "keep_running": {"type": "boolean"}}},
   "Error": {"type": "object", "additionalProperties": False, "required": ["error"], "properties": {"error": {"type": "object", "additionalProperties": False, "required": ["code", "message"], "properties": {
-      "code": {"enum": ["syntax_error", "unknown_object", "unsupported", "invalid", "bad_request", "payload_too_large", "unauthorized", "too_many", "not_found", "data_dir", "event_log", "external", "internal"]},
+      "code": {"enum": ["syntax_error", "unknown_object", "unsupported", "invalid", "bad_request", "payload_too_large", "unauthorized", "too_many", "shutting_down", "not_found", "data_dir", "event_log", "external", "internal"]},
       "message": {"type": "string"}, "line": {"type": "integer", "minimum": 1}, "column": {"type": "integer", "minimum": 1}}}}},
   "Column": {"type": "object", "additionalProperties": False, "required": ["name", "type"], "properties": {"name": {"type": "string"}, "type": {"type": "string"}}},
   "StatementResult": {"oneOf": [
@@ -115,6 +115,7 @@ for path, item in spec["paths"].items():
 for path in ("/v1/sql", "/v1/queries/{id}/ws", "/v1/subscribe"):
     spec["paths"][path][("post" if path == "/v1/sql" else "get")]["responses"]["429"] = ERR("Over --max-queries or --max-subscribers(-per-query); code too_many")
 spec["paths"]["/v1/sql"]["post"]["responses"]["413"]["description"] = "The body is larger than --max-body-bytes, or the SQL than --max-sql-bytes (code payload_too_large)"
+spec["paths"]["/v1/sql"]["post"]["responses"]["503"] = ERR("The server is shutting down (code shutting_down)")
 spec["components"]["securitySchemes"] = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "The server's token (sluice serve --token-file F or SLUICE_TOKEN)"},
     "token": {"type": "apiKey", "in": "query", "name": "token", "description": "The token in the URL, for browsers' websockets"},

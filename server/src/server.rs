@@ -31,6 +31,17 @@ impl RunningServer {
     pub async fn wait(mut self) {
         let _ = (&mut self.task).await;
     }
+
+    /// Shuts down gracefully: no new statements, every query stopped after
+    /// a final checkpoint with its subscribers told (`shutting_down`),
+    /// within `timeout`; then the listeners close. Returns the queries that
+    /// did not stop in time.
+    pub async fn shutdown(self, timeout: std::time::Duration) -> Vec<String> {
+        let late = self.engine.shutdown(timeout).await;
+        // Let the subscribers' tasks write their last frames.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        late
+    }
 }
 
 impl Drop for RunningServer {

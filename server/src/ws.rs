@@ -524,6 +524,24 @@ impl Encoder<'_> {
                 let frame = json!({"type": "error", "code": "query_failed", "message": message});
                 (vec![text(&frame)], true)
             }
+            OutputEvent::Shutdown => {
+                let next_seq = self.query.handle.output.rows_published();
+                let frame = json!({
+                    "type": "error",
+                    "code": "shutting_down",
+                    "message": format!(
+                        "the server is shutting down; {} resumes when it is back (reconnect with ?from_seq= after your last row)",
+                        self.query.id
+                    ),
+                    "next_seq": next_seq,
+                });
+                // 1001: going away.
+                let close = WsMessage::Close(Some(axum::extract::ws::CloseFrame {
+                    code: 1001,
+                    reason: Utf8Bytes::from_static("server shutting down"),
+                }));
+                (vec![text(&frame), close], true)
+            }
         })
     }
 

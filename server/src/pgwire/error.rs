@@ -26,6 +26,7 @@ pub fn sqlstate(error: &EngineError) -> &'static str {
         ErrorCode::TooLarge => "54000",
         ErrorCode::Unauthorized => "28000",
         ErrorCode::TooMany => "53000",
+        ErrorCode::ShuttingDown => "57P01",
         ErrorCode::NotFound => "42704",
         ErrorCode::DataDir | ErrorCode::EventLog => "58030",
         ErrorCode::External => "58000",

@@ -178,6 +178,10 @@ impl Live {
                 self.ended = true;
                 Err(session_error("XX000", format!("query {} failed: {message}", self.query.id)))
             }
+            Some(OutputEvent::Shutdown) => {
+                self.ended = true;
+                Err(shutting_down())
+            }
             None => {
                 self.ended = true;
                 Err(lagged(&self.query))
@@ -297,6 +301,16 @@ where
     Ok(Outcome::Streamed(Tag::new("COPY").with_rows(sent)))
 }
 
+/// Postgres' admin shutdown: "terminating connection due to administrator
+/// command".
+fn shutting_down() -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        "FATAL".into(),
+        "57P01".into(),
+        "terminating connection: the Sluice server is shutting down".into(),
+    )))
+}
+
 /// A SELECT run as Postgres runs it: to its end, returning its final rows
 /// (a changelog consolidated). Over unbounded input it needs a LIMIT on an
 /// append-only result; otherwise it would never finish.
@@ -345,6 +359,9 @@ pub async fn select(
             Some(OutputEvent::Progress { .. }) => {}
             Some(OutputEvent::End) => break,
             Some(OutputEvent::Failed { message }) => return Err(EngineError::invalid(message)),
+            Some(OutputEvent::Shutdown) => {
+                return Err(EngineError::new(ErrorCode::ShuttingDown, "the server is shutting down"));
+            }
             None => {
                 return Err(EngineError::new(
                     ErrorCode::External,
