@@ -150,12 +150,33 @@ async fn list_streams(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(Value::Array(state.engine.streams().iter().map(json::stream).collect()))
 }
 
-/// A JSON array of objects, or JSON lines.
+#[derive(Debug, Deserialize)]
+struct EventParams {
+    /// Wait (up to [`INGEST_WAIT`]) for queries that are behind instead of
+    /// a 429.
+    #[serde(default)]
+    wait: bool,
+}
+
+/// How long `?wait=true` waits for a query that is behind.
+const INGEST_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A JSON array of objects, or JSON lines. When a query reading the stream
+/// is a whole queue of posts behind: 429 with `Retry-After`, or with
+/// `?wait=true` a wait of up to 30 s first.
 async fn post_events(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
+    params: Result<Query<EventParams>, axum::extract::rejection::QueryRejection>,
     body: Result<String, StringRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let wait = match params {
+        Ok(Query(params)) if params.wait => INGEST_WAIT,
+        Ok(_) => std::time::Duration::ZERO,
+        Err(rejection) => {
+            return Err(ApiError::bad_request(format!("wait must be true or false: {}", rejection.body_text())));
+        }
+    };
     let body = body.map_err(|rejection| body_error(&state, rejection.status(), rejection.body_text()))?;
     let trimmed = body.trim_start();
     let lines: Vec<String> = if trimmed.starts_with('[') {
@@ -166,7 +187,7 @@ async fn post_events(
         body.lines().filter(|line| !line.trim().is_empty()).map(str::to_string).collect()
     };
     let count = lines.len();
-    let queries = state.engine.ingest(&name.to_ascii_lowercase(), lines).await.map_err(ApiError::from)?;
+    let queries = state.engine.ingest(&name.to_ascii_lowercase(), lines, Some(wait)).await.map_err(ApiError::from)?;
     Ok(Json(json!({"accepted": count, "queries": queries})))
 }
 

@@ -115,6 +115,9 @@ for path, item in spec["paths"].items():
 for path in ("/v1/sql", "/v1/queries/{id}/ws", "/v1/subscribe"):
     spec["paths"][path][("post" if path == "/v1/sql" else "get")]["responses"]["429"] = ERR("Over --max-queries or --max-subscribers(-per-query); code too_many")
 spec["paths"]["/v1/sql"]["post"]["responses"]["413"]["description"] = "The body is larger than --max-body-bytes, or the SQL than --max-sql-bytes (code payload_too_large)"
+events = spec["paths"]["/v1/streams/{name}/events"]["post"]
+events["responses"]["429"] = ERR("A query reading the stream is a whole queue (64 posts) behind; nothing was taken. Retry-After: 1, or POST with ?wait=true (code too_many)")
+events["parameters"] = [{"name": "wait", "in": "query", "required": False, "schema": {"type": "string", "enum": ["true", "false"]}, "description": "Wait up to 30 s for queries that are behind instead of a 429"}]
 spec["paths"]["/v1/sql"]["post"]["responses"]["503"] = ERR("The server is shutting down (code shutting_down)")
 spec["components"]["securitySchemes"] = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "The server's token (sluice serve --token-file F or SLUICE_TOKEN)"},

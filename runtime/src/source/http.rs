@@ -18,12 +18,24 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 
 use super::{RecordDecoder, SourceContext};
 
-/// Chunks of JSON lines a reading query may have queued before a POST waits.
-const QUEUE: usize = 64;
+/// Posts a reading query may have queued before a POST waits or is
+/// refused.
+pub const QUEUE: usize = 64;
+
+/// Why a post was not taken.
+#[derive(Debug)]
+pub enum PublishError {
+    /// The event log could not be written.
+    Io(std::io::Error),
+    /// A query reading the stream is `queue` posts behind.
+    Behind { queue: usize },
+}
 
 /// One POST's lines and the stream position after them.
 #[derive(Debug, Clone)]
@@ -101,21 +113,19 @@ impl HttpIngest {
     /// running reader; returns how many got them. Waits while a reader's
     /// queue is full (back-pressure on the poster).
     pub async fn publish(&self, lines: Vec<String>) -> std::io::Result<usize> {
+        match self.publish_within(lines, None).await {
+            Ok(delivered) => Ok(delivered),
+            Err(PublishError::Io(error)) => Err(error),
+            Err(PublishError::Behind { .. }) => Ok(0),
+        }
+    }
+
+    /// [`publish`](HttpIngest::publish), waiting at most `wait` (`None`:
+    /// as long as it takes) for every reader to have room for the post. A
+    /// reader still [`QUEUE`] posts behind then refuses it: nothing is
+    /// appended or delivered, and the poster is told to retry.
+    pub async fn publish_within(&self, lines: Vec<String>, wait: Option<Duration>) -> Result<usize, PublishError> {
         let mut log = self.log.lock().await;
-        let position = match log.as_mut() {
-            Some(log) => {
-                let payload = lines.join("\n");
-                let mut record = Vec::with_capacity(payload.len() + 8);
-                record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-                record.extend_from_slice(&crate::state::checksum(payload.as_bytes()).to_le_bytes());
-                record.extend_from_slice(payload.as_bytes());
-                log.file.write_all(&record)?;
-                log.length += record.len() as u64;
-                self.log_end.store(log.length, std::sync::atomic::Ordering::SeqCst);
-                log.length
-            }
-            None => self.posted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
-        };
         let readers: Vec<_> = match self.readers.lock() {
             Ok(mut readers) => {
                 readers.retain(|reader| !reader.is_closed());
@@ -123,12 +133,42 @@ impl HttpIngest {
             }
             Err(_) => return Ok(0),
         };
-        let posted = Posted { lines: Arc::new(lines), position };
-        let mut delivered = 0;
-        for reader in readers {
-            if reader.send(posted.clone()).await.is_ok() {
-                delivered += 1;
+        // Room in every reader's queue first, so a refused post is neither
+        // logged nor half delivered.
+        let mut permits = Vec::with_capacity(readers.len());
+        for reader in &readers {
+            let permit = match wait {
+                None => reader.reserve().await.ok(),
+                Some(wait) if wait.is_zero() => match reader.try_reserve() {
+                    Ok(permit) => Some(permit),
+                    Err(mpsc::error::TrySendError::Closed(_)) => None,
+                    Err(mpsc::error::TrySendError::Full(_)) => return Err(PublishError::Behind { queue: QUEUE }),
+                },
+                Some(wait) => match tokio::time::timeout(wait, reader.reserve()).await {
+                    Ok(permit) => permit.ok(),
+                    Err(_) => return Err(PublishError::Behind { queue: QUEUE }),
+                },
+            };
+            permits.extend(permit);
+        }
+        let position = match log.as_mut() {
+            Some(log) => {
+                let payload = lines.join("\n");
+                let mut record = Vec::with_capacity(payload.len() + 8);
+                record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+                record.extend_from_slice(&crate::state::checksum(payload.as_bytes()).to_le_bytes());
+                record.extend_from_slice(payload.as_bytes());
+                log.file.write_all(&record).map_err(PublishError::Io)?;
+                log.length += record.len() as u64;
+                self.log_end.store(log.length, std::sync::atomic::Ordering::SeqCst);
+                log.length
             }
+            None => self.posted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
+        };
+        let posted = Posted { lines: Arc::new(lines), position };
+        let delivered = permits.len();
+        for permit in permits {
+            permit.send(posted.clone());
         }
         drop(log);
         Ok(delivered)
@@ -221,6 +261,41 @@ mod tests {
         reopened.open_log(&path).unwrap();
         assert_eq!(reopened.position(), end);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), end);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn a_post_to_a_reader_a_queue_behind_is_refused_whole_or_waits() {
+        let path = std::env::temp_dir().join(format!("sluice-http-log-behind-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let ingest = Arc::new(HttpIngest::default());
+        ingest.open_log(&path).unwrap();
+        let mut slow = ingest.register();
+        let fast = ingest.register();
+        drop(fast);
+        for n in 0..QUEUE {
+            let delivered = ingest.publish_within(vec![format!("{{\"x\":{n}}}")], Some(Duration::ZERO)).await.unwrap();
+            assert_eq!(delivered, 1);
+        }
+        let before = ingest.position();
+        let refused = ingest.publish_within(vec!["{\"x\":-1}".into()], Some(Duration::ZERO)).await;
+        assert!(matches!(refused, Err(PublishError::Behind { queue: QUEUE })), "{refused:?}");
+        let refused = ingest.publish_within(vec!["{\"x\":-1}".into()], Some(Duration::from_millis(50))).await;
+        assert!(matches!(refused, Err(PublishError::Behind { .. })));
+        // Refused posts are neither logged nor delivered.
+        assert_eq!(ingest.position(), before);
+        assert_eq!(ingest.logged_since(0).unwrap().len(), QUEUE);
+        // A waiting post goes through once the reader takes one.
+        let waiting = {
+            let ingest = ingest.clone();
+            tokio::spawn(async move {
+                ingest.publish_within(vec!["{\"x\":64}".into()], Some(Duration::from_secs(10))).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let first = slow.recv().await.unwrap();
+        assert_eq!(first.lines.as_slice(), ["{\"x\":0}"]);
+        assert_eq!(waiting.await.unwrap().unwrap(), 1);
         let _ = std::fs::remove_file(&path);
     }
 

@@ -275,12 +275,28 @@ impl Engine {
             .collect()
     }
 
-    /// Delivers JSON events to the running queries of an `http` stream.
-    pub async fn ingest(&self, stream: &str, lines: Vec<String>) -> Result<usize, EngineError> {
+    /// Delivers JSON events to the running queries of an `http` stream,
+    /// waiting at most `wait` for a query that is a whole queue of posts
+    /// behind (`None`: as long as it takes); then refused with `too_many`.
+    pub async fn ingest(
+        &self,
+        stream: &str,
+        lines: Vec<String>,
+        wait: Option<std::time::Duration>,
+    ) -> Result<usize, EngineError> {
         let spec = self.stream(stream).ok_or_else(|| EngineError::not_found(format!("stream {stream:?} not found")))?;
         match &spec.connector {
-            ConnectorSpec::Http(ingest) => ingest.publish(lines).await.map_err(|error| {
-                EngineError::new(ErrorCode::EventLog, format!("cannot append to the event log of {stream:?}: {error}"))
+            ConnectorSpec::Http(ingest) => ingest.publish_within(lines, wait).await.map_err(|error| match error {
+                sluice_runtime::source::http::PublishError::Io(error) => EngineError::new(
+                    ErrorCode::EventLog,
+                    format!("cannot append to the event log of {stream:?}: {error}"),
+                ),
+                sluice_runtime::source::http::PublishError::Behind { queue } => EngineError::new(
+                    ErrorCode::TooMany,
+                    format!(
+                        "a query reading {stream:?} is {queue} posts behind; nothing was taken: retry after a second, or POST with ?wait=true"
+                    ),
+                ),
             }),
             other => Err(EngineError::invalid(format!(
                 "stream {stream:?} reads from its {} connector; only 'http' streams accept events",
