@@ -81,3 +81,33 @@ async fn a_refused_connection_is_reported_and_the_query_survives() {
     let (_, query) = server.get("/v1/queries/q1").await;
     assert_eq!(query["status"], "running");
 }
+
+/// A line longer than the longest taken (1 MiB) is counted as malformed and
+/// skipped without being held whole; the lines around it go through.
+#[tokio::test]
+async fn an_endless_line_is_skipped_not_held() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = TestServer::start().await;
+    let ddl = format!(
+        "CREATE STREAM lines (ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'socket', host = '127.0.0.1', port = '{port}', format = 'text', delimiter = ' ')"
+    );
+    assert_eq!(server.sql(&ddl).await.0, 200);
+    let (_, body) = server.sql_with("SELECT ip FROM lines", json!({"epoch_interval": "10ms"})).await;
+    let url = server.ws_url(body["subscribe"].as_str().unwrap());
+    let reader = tokio::spawn(async move { read_frames(&url, 2).await });
+    let (mut connection, _) = tokio::time::timeout(Duration::from_secs(30), listener.accept()).await.unwrap().unwrap();
+    connection.write_all(b"2016-12-06T08:58:35.318+0000 10.0.0.1 200 GET /a 0.1\n").await.unwrap();
+    // 3 MiB without a newline, then its end.
+    let long = vec![b'x'; 3 * 1024 * 1024];
+    connection.write_all(&long).await.unwrap();
+    connection.write_all(b"\n2016-12-06T08:58:36.000+0000 10.0.0.2 200 GET /b 0.1\n").await.unwrap();
+    connection.flush().await.unwrap();
+    let frames = reader.await.unwrap();
+    assert_eq!(frame_rows(&frames, &["ip"]), vec![vec![json!("10.0.0.1")], vec![json!("10.0.0.2")]]);
+    let (_, query) = server.get("/v1/queries/q1").await;
+    assert_eq!(query["metrics"]["malformed_records"], 1, "{query}");
+    assert!(query["metrics"]["last_malformed"].as_str().unwrap().contains("longer than the 1048576 taken"), "{query}");
+}
