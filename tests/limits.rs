@@ -13,6 +13,8 @@ async fn server() -> sluice::RunningServer {
         max_queries: 2,
         max_subscribers_per_query: 2,
         max_subscribers: 3,
+        max_retained_rows: 100_000,
+        max_state_bytes: None,
     };
     let options = sluice::Options { pg_address: Some("127.0.0.1:0".into()), limits, ..sluice::Options::default() };
     sluice::start_with("127.0.0.1:0", None, &options).await.expect("server starts")
@@ -45,6 +47,9 @@ async fn limits_refuse_clearly_and_disturb_nothing() {
     let (status, body) = sql(&server, &long).await;
     assert_eq!((status, body["error"]["code"].as_str()), (413, Some("payload_too_large")), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("at most 2000 (--max-sql-bytes)"), "{body}");
+    let (status, body) = sql(&server, "SET retained_rows = '1000000'; SELECT n FROM ev").await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("--max-retained-rows"), "{body}");
     let (status, body) = sql(&server, "SHOW STREAMS; SHOW STREAMS; SHOW STREAMS; SHOW STREAMS").await;
     assert_eq!(status, 400, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("4 statements in one request"), "{body}");
@@ -98,4 +103,35 @@ async fn limits_refuse_clearly_and_disturb_nothing() {
     client.delete(format!("{}/v1/queries/{second_id}", server.url())).send().await.unwrap();
     let (status, body) = sql(&server, "SELECT n FROM ev WHERE n > 1").await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// A query whose operators hold more than `--max-state-bytes` fails with
+/// `state_limit_exceeded`, naming its largest operator; others run on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_over_its_state_limit_fails_alone() {
+    let limits = sluice::engine::Limits { max_state_bytes: Some(4096), ..sluice::engine::Limits::default() };
+    let options = sluice::Options { limits, ..sluice::Options::default() };
+    let server = sluice::start_with("127.0.0.1:0", None, &options).await.unwrap();
+    let ddl = "CREATE STREAM gen (ts TIMESTAMP, ip VARCHAR, status INT, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+               WITH (connector = 'generator', kind = 'weblog', rate = '2000', hosts = '5000', seed = '9')";
+    assert_eq!(sql(&server, ddl).await.0, 200);
+    let (_, grouped) = sql(&server, "SELECT ip, count(*) AS n FROM gen GROUP BY ip").await;
+    let (_, filtered) = sql(&server, "SELECT ip FROM gen WHERE status >= 500").await;
+    let report = |id: &str| {
+        let url = format!("{}/v1/queries/{id}", server.url());
+        async move { reqwest::get(url).await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let grouped_id = grouped["query_id"].as_str().unwrap();
+    let mut failed = Value::Null;
+    for _ in 0..200 {
+        failed = report(grouped_id).await;
+        if failed["status"] == "failed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(failed["status"], "failed", "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(error.contains("state_limit_exceeded") && error.contains("group_aggregate"), "{error}");
+    assert_eq!(report(filtered["query_id"].as_str().unwrap()).await["status"], "running");
 }

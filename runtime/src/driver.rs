@@ -283,6 +283,9 @@ struct Driver {
     steps: u64,
 }
 
+/// How often a query with a state limit measures its state.
+const STATE_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How a driver's run ended well.
 enum Ended {
     /// Every source ended (or a LIMIT was met).
@@ -320,6 +323,7 @@ impl Driver {
         }
         let mut pending = Vec::new();
         let metrics = self.metrics.clone();
+        let mut last_state_check = Instant::now();
         loop {
             // A busy query may never wait below: look every epoch too.
             if shutdown.is_cancelled() {
@@ -397,6 +401,12 @@ impl Driver {
                 return Ok(Ended::Finished);
             }
             self.pipeline.refresh_state_figures(false);
+            if let Some(limit) = self.settings.max_state_bytes
+                && last_state_check.elapsed() >= STATE_CHECK_EVERY
+            {
+                last_state_check = Instant::now();
+                self.pipeline.check_state(limit)?;
+            }
             if self.replay.is_none() && self.store.as_ref().is_some_and(CheckpointStore::due) {
                 self.checkpoint();
             }

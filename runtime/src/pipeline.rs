@@ -245,6 +245,31 @@ impl Pipeline {
         Ok(pipeline)
     }
 
+    /// Fails once the operators hold more than `limit` bytes, naming the
+    /// largest; refreshes the state figures while at it.
+    pub fn check_state(&mut self, limit: u64) -> Result<()> {
+        self.refresh_state_figures(true);
+        let reports: Vec<_> =
+            self.nodes.iter().enumerate().map(|(node, running)| running.metrics.report(node)).collect();
+        let total: u64 = reports.iter().filter_map(|report| report.state_bytes).sum();
+        if total <= limit {
+            return Ok(());
+        }
+        let largest = reports.iter().max_by_key(|report| report.state_bytes.unwrap_or(0));
+        let detail = largest.map_or_else(String::new, |report| {
+            format!(
+                "; the largest is node {} ({}) with {} rows, {} bytes",
+                report.node,
+                report.name,
+                report.state_rows.unwrap_or(0),
+                report.state_bytes.unwrap_or(0)
+            )
+        });
+        Err(RuntimeError::user(format!(
+            "state_limit_exceeded: the query's operators hold {total} bytes, over the limit of {limit} (--max-state-bytes){detail}"
+        )))
+    }
+
     /// Refreshes each node's state figures (see [`OperatorMetrics`]) if
     /// someone watches the query and a second has passed, or if `force`.
     /// The driver calls it after each epoch and when the query ends.

@@ -22,6 +22,9 @@ pub struct QuerySettings {
     /// Events a subscriber may fall behind before it is cut off (see
     /// [`crate::output`]).
     pub subscriber_queue: usize,
+    /// The query fails with `state_limit_exceeded` once its operators hold
+    /// more than this many bytes (checked about every two seconds).
+    pub max_state_bytes: Option<u64>,
     /// Keys of an unbounded GROUP BY not updated for this long (processing
     /// time) are forgotten; `None` keeps them forever. Planned into the
     /// specs that keep such state; the runtime never reads it from here.
@@ -60,6 +63,7 @@ impl Default for QuerySettings {
             epoch_interval: Duration::from_millis(100),
             retained_rows: 10_000,
             subscriber_queue: crate::output::SUBSCRIBER_QUEUE,
+            max_state_bytes: None,
             state_ttl: None,
             idle_timeout: None,
             allowed_lateness: None,

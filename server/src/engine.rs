@@ -81,6 +81,11 @@ pub struct Limits {
     pub max_subscribers_per_query: usize,
     /// Subscribers of all queries (`--max-subscribers`).
     pub max_subscribers: usize,
+    /// The most `retained_rows` a query may ask for (`--max-retained-rows`).
+    pub max_retained_rows: usize,
+    /// Bytes of operator state one query may hold (`--max-state-bytes`);
+    /// a query over it fails with `state_limit_exceeded`.
+    pub max_state_bytes: Option<u64>,
 }
 
 impl Default for Limits {
@@ -91,6 +96,8 @@ impl Default for Limits {
             max_queries: 1000,
             max_subscribers_per_query: 10_000,
             max_subscribers: 50_000,
+            max_retained_rows: 10_000_000,
+            max_state_bytes: Some(8 * 1024 * 1024 * 1024),
         }
     }
 }

@@ -51,6 +51,12 @@ enum Command {
         /// Subscribers of all queries.
         #[arg(long, default_value_t = sluice::engine::Limits::default().max_subscribers)]
         max_subscribers: usize,
+        /// The most result rows a query may retain (SET retained_rows).
+        #[arg(long, default_value_t = sluice::engine::Limits::default().max_retained_rows)]
+        max_retained_rows: usize,
+        /// Bytes of operator state one query may hold; 0 for no limit.
+        #[arg(long, default_value_t = sluice::engine::Limits::default().max_state_bytes.unwrap_or(0))]
+        max_state_bytes: u64,
     },
     /// Run the server with the demo streams and print a live demo query.
     Demo {
@@ -148,6 +154,8 @@ fn main() -> anyhow::Result<()> {
             max_queries,
             max_subscribers_per_query,
             max_subscribers,
+            max_retained_rows,
+            max_state_bytes,
         } => runtime.block_on(async {
             let options = sluice::Options {
                 pg_address: pg_address(&pg).map(str::to_string),
@@ -161,6 +169,8 @@ fn main() -> anyhow::Result<()> {
                     max_queries,
                     max_subscribers_per_query,
                     max_subscribers,
+                    max_retained_rows,
+                    max_state_bytes: (max_state_bytes > 0).then_some(max_state_bytes),
                 },
             };
             let server = sluice::start_with(&http, Some(&data_dir), &options).await?;

@@ -265,6 +265,13 @@ impl Engine {
     /// Query settings from a request's settings, with streams resolved.
     pub fn query_settings(&self, settings: &Settings) -> Result<QuerySettings, EngineError> {
         let mut query = settings_from(settings)?;
+        if query.retained_rows > self.limits.max_retained_rows {
+            return Err(EngineError::invalid(format!(
+                "retained_rows = {} is over this server's limit of {} (--max-retained-rows)",
+                query.retained_rows, self.limits.max_retained_rows
+            )));
+        }
+        query.max_state_bytes = self.limits.max_state_bytes;
         if let Some(stream) = settings.get("late_rows_to") {
             let name = stream.to_ascii_lowercase();
             let spec = self.stream(&name).ok_or_else(|| {
