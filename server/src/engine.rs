@@ -96,7 +96,7 @@ impl Default for Limits {
             max_queries: 1000,
             max_subscribers_per_query: 10_000,
             max_subscribers: 50_000,
-            max_retained_rows: 10_000_000,
+            max_retained_rows: 100_000_000,
             max_state_bytes: Some(8 * 1024 * 1024 * 1024),
         }
     }
