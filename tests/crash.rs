@@ -41,11 +41,11 @@ fn crash_child_server() {
     });
 }
 
-fn streams(realtime: bool) -> String {
+fn streams(realtime: bool, rows: u64) -> String {
     let stream = |name: &str, seed: u32| {
         format!(
             "CREATE STREAM {name} (ts TIMESTAMP, ip VARCHAR, status INT, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
-             WITH (connector = 'generator', kind = 'weblog', rate = '2500', rows = '10000', hosts = '200',
+             WITH (connector = 'generator', kind = 'weblog', rate = '2500', rows = '{rows}', hosts = '200',
                    seed = '{seed}', realtime = '{realtime}');"
         )
     };
@@ -173,21 +173,57 @@ fn final_rows(rows: impl Iterator<Item = (Value, Value)>) -> Vec<String> {
 }
 
 /// A tiny deterministic generator for the kill moments.
-fn pauses(count: usize) -> Vec<Duration> {
+fn pauses(count: usize, during_recovery_every: Option<usize>) -> Vec<Duration> {
     let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
     (0..count)
-        .map(|_| {
+        .map(|kill| {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            Duration::from_millis(300 + state % 900)
+            match during_recovery_every {
+                // Right after the restart: while it recovers.
+                Some(every) if kill % every == every - 1 => Duration::from_millis(state % 40),
+                _ => Duration::from_millis(300 + state % 900),
+            }
         })
         .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_loses_and_duplicates_no_row() {
-    let dir = std::env::temp_dir().join(format!("sluice-crash-{}", std::process::id()));
+    let figures = crash_run(6, 10_000, None).await;
+    assert!(figures.restored_with_state > 0, "no query was restored from a checkpoint holding state");
+}
+
+/// The long mode: `SLUICE_CRASH_KILLS` (default 100) SIGKILLs at random
+/// moments, every fifth right after a restart (during recovery), with
+/// checkpoints every 250 ms (so some land during a checkpoint write):
+/// `cargo test -p sluice-tests --test e2e kill_9_a_hundred -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "long: about 2 minutes; run by hand"]
+async fn kill_9_a_hundred_times() {
+    let kills = std::env::var("SLUICE_CRASH_KILLS").ok().and_then(|kills| kills.parse().ok()).unwrap_or(100);
+    let figures = crash_run(kills, 2_500 * kills as u64, Some(5)).await;
+    let mean = figures.recoveries.iter().sum::<Duration>() / figures.recoveries.len().max(1) as u32;
+    let slowest = figures.recoveries.iter().max().copied().unwrap_or_default();
+    println!(
+        "crash long mode: {kills} kills survived, {} restores with state, recovery (restart until every query runs) mean {mean:?}, slowest {slowest:?}; every row once, identical, final results equal to an uncrashed run",
+        figures.restored_with_state
+    );
+}
+
+/// What a crash run measured.
+struct CrashFigures {
+    /// Restarts at which a query resumed from a checkpoint holding state.
+    restored_with_state: usize,
+    /// Each restart's time until the server answered with its queries
+    /// restored.
+    recoveries: Vec<Duration>,
+}
+
+/// Runs the queries under `kills` SIGKILLs and checks every row.
+async fn crash_run(kills: usize, rows: u64, during_recovery_every: Option<usize>) -> CrashFigures {
+    let dir = std::env::temp_dir().join(format!("sluice-crash-{}-{kills}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let http = reqwest::Client::new();
     let sql = |url: String, sql: String, settings: Value| {
@@ -202,7 +238,7 @@ async fn kill_9_loses_and_duplicates_no_row() {
     };
 
     let mut server = ChildServer::start(&dir);
-    sql(server.url.clone(), streams(true), json!({})).await;
+    sql(server.url.clone(), streams(true, rows), json!({})).await;
     let settings = json!({"checkpoint_interval": "250ms", "epoch_interval": "50ms"});
     let mut ids = Vec::new();
     for (query, _) in QUERIES {
@@ -211,7 +247,8 @@ async fn kill_9_loses_and_duplicates_no_row() {
     }
     let seen: Vec<Arc<Mutex<Seen>>> = ids.iter().map(|_| Arc::default()).collect();
     let mut restored_with_state = 0;
-    for pause in pauses(6) {
+    let mut recoveries = Vec::new();
+    for pause in pauses(kills, during_recovery_every) {
         let readers: Vec<_> = ids
             .iter()
             .zip(&seen)
@@ -230,7 +267,9 @@ async fn kill_9_loses_and_duplicates_no_row() {
         for reader in readers {
             let _ = reader.await;
         }
+        let restarted = std::time::Instant::now();
         server = ChildServer::start(&dir);
+        recoveries.push(restarted.elapsed());
         for id in &ids {
             let status: Value =
                 http.get(format!("{}/v1/queries/{id}", server.url)).send().await.unwrap().json().await.unwrap();
@@ -256,13 +295,12 @@ async fn kill_9_loses_and_duplicates_no_row() {
         tokio::time::timeout(Duration::from_secs(120), reader).await.expect("queries finish").unwrap();
     }
     server.kill();
-    assert!(restored_with_state > 0, "no query was restored from a checkpoint holding state");
 
     eprintln!("crash test: the reference run");
     // The same queries without crashes (and without pacing: event time is
     // a function of the record number, not of the clock).
     let reference = TestServer::start().await;
-    assert_eq!(reference.sql(&streams(false)).await.0, 200);
+    assert_eq!(reference.sql(&streams(false, rows)).await.0, 200);
     for (index, (query, updating)) in QUERIES.iter().enumerate() {
         let seen = std::mem::take(&mut *seen[index].lock().unwrap());
         assert!(seen.ended, "query {} did not end", ids[index]);
@@ -286,6 +324,7 @@ async fn kill_9_loses_and_duplicates_no_row() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+    CrashFigures { restored_with_state, recoveries }
 }
 
 /// The REPL follows a query through a crash: when the server comes back
