@@ -429,3 +429,105 @@ async fn read_all(url: String) -> Option<u64> {
     }
     None
 }
+
+/// What `sluice bench many` measured: many queries on one server, and how
+/// quickly the HTTP API answers meanwhile.
+#[derive(Debug, Clone)]
+pub struct ManyBench {
+    pub queries: usize,
+    pub seconds: f64,
+    /// `GET /v1/queries` calls made, and their latencies.
+    pub requests: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Queries still running at the end, and those that emitted rows.
+    pub running: usize,
+    pub with_rows: usize,
+    pub events_in: u64,
+}
+
+impl ManyBench {
+    pub fn json_line(&self) -> String {
+        json!({
+            "bench": "many",
+            "queries": self.queries,
+            "seconds": (self.seconds * 10.0).round() / 10.0,
+            "requests": self.requests,
+            "get_queries_p50_ms": (self.p50_ms * 100.0).round() / 100.0,
+            "get_queries_p99_ms": (self.p99_ms * 100.0).round() / 100.0,
+            "get_queries_max_ms": (self.max_ms * 100.0).round() / 100.0,
+            "running": self.running,
+            "with_rows": self.with_rows,
+            "events_in": self.events_in,
+        })
+        .to_string()
+    }
+}
+
+/// The kinds of query `bench many` runs, in turn.
+const MANY_QUERIES: [&str; 4] = [
+    "SELECT window_start, window_end, status, count(*) AS n FROM TUMBLE(weblog, ts, INTERVAL '1' SECOND) GROUP BY window_start, window_end, status",
+    "SELECT ts, ip, status FROM weblog WHERE status >= 500",
+    "SELECT ip, count(*) AS hits, max(duration) AS slowest FROM weblog GROUP BY ip",
+    "SELECT window_start, window_end, ip, count(*) AS hits FROM HOP(weblog, ts, INTERVAL '1' SECOND, INTERVAL '5' SECOND) GROUP BY window_start, window_end, ip",
+];
+
+/// Runs `queries` continuous queries (windowed, filter, running GROUP BY,
+/// HOP in turn) over one paced generator (20 000 events/s) for `seconds`,
+/// calling `GET /v1/queries` over loopback every 20 ms meanwhile.
+pub async fn many(queries: usize, seconds: u64) -> Result<ManyBench, EngineError> {
+    let server = crate::start("127.0.0.1:0", false, None)
+        .await
+        .map_err(|error| EngineError::internal(format!("cannot start the server: {error}")))?;
+    let engine = server.engine.clone();
+    let mut settings = Settings::new();
+    let ddl =
+        "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'generator', rate = '20000', seed = '1', hosts = '40')";
+    engine.execute(ddl, &mut settings).await?;
+    let mut ids = Vec::new();
+    for index in 0..queries {
+        let results = engine.execute(MANY_QUERIES[index % MANY_QUERIES.len()], &mut settings).await?;
+        if let Some(StatementResult::Query { id, .. }) = results.last() {
+            ids.push(id.clone());
+        }
+    }
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/queries", server.url());
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    while started.elapsed().as_secs() < seconds {
+        let asked = Instant::now();
+        let response = http.get(&url).send().await.map_err(|error| EngineError::internal(error.to_string()))?;
+        let _ = response.bytes().await;
+        latencies.push(asked.elapsed().as_secs_f64() * 1000.0);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let quantile = |q: f64| {
+        latencies.get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0)
+    };
+    let mut running = 0;
+    let mut with_rows = 0;
+    let mut events_in = 0;
+    for id in &ids {
+        let Some(query) = engine.query(id) else { continue };
+        running += usize::from(query.handle.status() == QueryStatus::Running);
+        with_rows += usize::from(QueryMetrics::get(&query.handle.metrics.rows_out) > 0);
+        events_in += QueryMetrics::get(&query.handle.metrics.rows_in);
+    }
+    Ok(ManyBench {
+        queries: ids.len(),
+        seconds,
+        requests: latencies.len(),
+        p50_ms: quantile(0.5),
+        p99_ms: quantile(0.99),
+        max_ms: latencies.last().copied().unwrap_or(0.0),
+        running,
+        with_rows,
+        events_in,
+    })
+}

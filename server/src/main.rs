@@ -75,8 +75,9 @@ enum Command {
     Bench {
         /// `weblog` (default), `nexmark`, `checkpoint` (checkpoint size,
         /// duration and recovery time of a query with `--keys` keys of state),
-        /// or `fanout` (one query, `--subscribers` websocket readers and one
-        /// that never reads).
+        /// `fanout` (one query, `--subscribers` websocket readers and one
+        /// that never reads), or `many` (`--subscribers` concurrent queries
+        /// for 20 s, and the HTTP API's latency meanwhile).
         #[arg(default_value = "weblog")]
         suite: String,
         /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n, interval_join, window_join,
@@ -287,6 +288,24 @@ fn main() -> anyhow::Result<()> {
                 result.complete,
                 result.subscribers,
                 result.lagged
+            );
+            println!("{}", result.json_line());
+            Ok(())
+        }),
+        Command::Bench { suite, subscribers, .. } if suite == "many" => runtime.block_on(async {
+            // --subscribers doubles as the number of queries here.
+            let result = sluice::bench::many(subscribers, 20).await?;
+            println!(
+                "{} queries for {:.0} s ({} events read in all): GET /v1/queries p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} calls; {} running, {} with rows",
+                result.queries,
+                result.seconds,
+                result.events_in,
+                result.p50_ms,
+                result.p99_ms,
+                result.max_ms,
+                result.requests,
+                result.running,
+                result.with_rows
             );
             println!("{}", result.json_line());
             Ok(())
