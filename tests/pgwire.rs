@@ -311,3 +311,27 @@ with psycopg.connect(f"host=127.0.0.1 port={sys.argv[1]} user=sluice dbname=slui
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// A server shutting down ends a running SUBSCRIBE with the admin-shutdown
+/// error (57P01) rather than leaving psql waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_ends_subscriptions_with_admin_shutdown() {
+    let server = server().await;
+    let (code, _, err) = psql(&server, &[LIVE]).await;
+    assert_eq!(code, 0, "{err}");
+    let mut child = Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &port(&server), "-U", "u", "-d", "d", "-v", "VERBOSITY=verbose"])
+        .args(["-c", "COPY (SUBSCRIBE (SELECT ip FROM live)) TO STDOUT"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("psql runs");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(30), stdout.read_exact(&mut first)).await.unwrap().unwrap();
+    assert!(server.engine.shutdown(Duration::from_secs(10)).await.is_empty());
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.unwrap().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(err.contains("57P01") && err.contains("shutting down"), "{err}");
+}
