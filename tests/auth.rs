@@ -113,3 +113,21 @@ async fn listening_beyond_loopback_needs_a_token() {
     let options = sluice::Options { pg_address: Some("0.0.0.0:0".into()), ..sluice::Options::default() };
     assert!(sluice::start_with("127.0.0.1:0", None, &options).await.is_err());
 }
+
+/// A page of another site in the user's browser cannot use a loopback
+/// server (with or without a token): its `Origin` is refused.
+#[tokio::test]
+async fn requests_from_other_origins_are_refused() {
+    let server = sluice::start("127.0.0.1:0", false, None).await.unwrap();
+    let http = reqwest::Client::new();
+    let body = json!({"sql": "SHOW STREAMS"});
+    let url = format!("{}/v1/sql", server.url());
+    let foreign = http.post(&url).header("origin", "http://evil.example").json(&body).send().await.unwrap();
+    assert_eq!(foreign.status(), 401);
+    let text = foreign.text().await.unwrap();
+    assert!(text.contains("another origin"), "{text}");
+    let own = http.post(&url).header("origin", format!("http://{}", server.address)).json(&body).send().await.unwrap();
+    assert_eq!(own.status(), 200);
+    let plain = http.post(&url).json(&body).send().await.unwrap();
+    assert_eq!(plain.status(), 200);
+}

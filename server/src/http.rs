@@ -56,6 +56,9 @@ pub async fn authorize(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    if let Some(refusal) = cross_origin(&request) {
+        return refusal;
+    }
     let Some(token) = &state.token else { return next.run(request).await };
     let bearer = request
         .headers()
@@ -80,6 +83,21 @@ pub async fn authorize(
             ApiError::from(error).into_response()
         }
     }
+}
+
+/// Refuses a request a browser sent from another origin (a page on some
+/// site reaching this loopback server): its `Origin` names another host
+/// than the request's `Host`. Clients that are not browsers send no
+/// `Origin`.
+fn cross_origin(request: &axum::extract::Request) -> Option<Response> {
+    let origin = request.headers().get(header::ORIGIN)?.to_str().ok()?;
+    let host = request.headers().get(header::HOST)?.to_str().ok()?;
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest).trim_end_matches('/');
+    if origin_host.eq_ignore_ascii_case(host) {
+        return None;
+    }
+    let message = format!("requests from pages of another origin ({origin}) are refused");
+    Some(ApiError::from(crate::error::EngineError::new(crate::error::ErrorCode::Unauthorized, message)).into_response())
 }
 
 /// Compares secrets in time that does not depend on where they differ.

@@ -411,6 +411,9 @@ async fn serve(
                 }
                 let mut messages = Vec::new();
                 let mut last = false;
+                // Rows below `from_seq` (asked for past the end) are not
+                // the subscriber's.
+                let ready: Vec<OutputEvent> = ready.into_iter().filter_map(|event| skip_below(event, from_seq)).collect();
                 for event in &ready {
                     if let OutputEvent::Progress { watermark: advanced } = event {
                         watermark = json::timestamp(advanced.0);
@@ -428,10 +431,15 @@ async fn serve(
                         break;
                     }
                 }
+                if messages.is_empty() {
+                    // A filter kept nothing: the heartbeat still comes.
+                    continue;
+                }
                 if send_all(&mut socket, messages).await.is_err() || last {
                     break;
                 }
                 last_sent = Instant::now();
+                heartbeat.reset();
             }
             _ = heartbeat.tick() => {
                 if last_sent.elapsed() >= options.heartbeat {
@@ -440,6 +448,7 @@ async fn serve(
                         break;
                     }
                     last_sent = Instant::now();
+                    heartbeat.reset();
                 }
             }
             incoming = socket.recv() => match incoming {
@@ -461,6 +470,21 @@ async fn serve(
         }
     }
     let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(WsMessage::Close(None))).await;
+}
+
+/// `event` without its rows below `from_seq`; `None` if nothing is left.
+fn skip_below(event: OutputEvent, from_seq: u64) -> Option<OutputEvent> {
+    match event {
+        OutputEvent::Rows { seq, batch, .. } if seq < from_seq => {
+            let skip = (from_seq - seq) as usize;
+            if skip >= batch.num_rows() {
+                return None;
+            }
+            let rest = batch.slice(skip, batch.num_rows() - skip);
+            Some(OutputEvent::Rows { seq: from_seq, batch: rest, shared: sluice_runtime::SharedEncoding::default() })
+        }
+        other => Some(other),
+    }
 }
 
 /// Writes frames with one flush; frames that cannot be written within

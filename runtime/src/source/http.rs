@@ -136,18 +136,20 @@ impl HttpIngest {
         // Room in every reader's queue first, so a refused post is neither
         // logged nor half delivered.
         let mut permits = Vec::with_capacity(readers.len());
+        // One deadline for the whole post, however many readers wait.
+        let deadline = wait.map(|wait| tokio::time::Instant::now() + wait);
         for reader in &readers {
-            let permit = match wait {
-                None => reader.reserve().await.ok(),
-                Some(wait) if wait.is_zero() => match reader.try_reserve() {
+            let permit = match (wait, deadline) {
+                (Some(wait), _) if wait.is_zero() => match reader.try_reserve() {
                     Ok(permit) => Some(permit),
                     Err(mpsc::error::TrySendError::Closed(_)) => None,
                     Err(mpsc::error::TrySendError::Full(_)) => return Err(PublishError::Behind { queue: QUEUE }),
                 },
-                Some(wait) => match tokio::time::timeout(wait, reader.reserve()).await {
+                (Some(_), Some(deadline)) => match tokio::time::timeout_at(deadline, reader.reserve()).await {
                     Ok(permit) => permit.ok(),
                     Err(_) => return Err(PublishError::Behind { queue: QUEUE }),
                 },
+                _ => reader.reserve().await.ok(),
             };
             permits.extend(permit);
         }
@@ -158,7 +160,11 @@ impl HttpIngest {
                 record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
                 record.extend_from_slice(&crate::state::checksum(payload.as_bytes()).to_le_bytes());
                 record.extend_from_slice(payload.as_bytes());
-                log.file.write_all(&record).map_err(PublishError::Io)?;
+                if let Err(error) = log.file.write_all(&record) {
+                    // A half-written record would hide every later one.
+                    let _ = log.file.set_len(log.length);
+                    return Err(PublishError::Io(error));
+                }
                 log.length += record.len() as u64;
                 self.log_end.store(log.length, std::sync::atomic::Ordering::SeqCst);
                 log.length
@@ -166,9 +172,25 @@ impl HttpIngest {
             None => self.posted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1,
         };
         let posted = Posted { lines: Arc::new(lines), position };
-        let delivered = permits.len();
+        let mut delivered = permits.len();
         for permit in permits {
             permit.send(posted.clone());
+        }
+        // A query that registered while this post waited for room started
+        // before the append (at the old end of the log): it gets the post
+        // live.
+        let late: Vec<_> = match self.readers.lock() {
+            Ok(current) => current
+                .iter()
+                .filter(|reader| !readers.iter().any(|known| known.same_channel(reader)))
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        for reader in late {
+            if reader.send(posted.clone()).await.is_ok() {
+                delivered += 1;
+            }
         }
         drop(log);
         Ok(delivered)
