@@ -507,13 +507,9 @@ async fn send_all(socket: &mut WebSocket, messages: Vec<WsMessage>) -> Result<()
 /// flush.
 const COALESCE_EVENTS: usize = 64;
 
-/// Writes one frame; a frame that cannot be written within
-/// [`SEND_TIMEOUT`] counts as a failure (the client stopped reading).
+/// Writes one frame (see [`send_all`]).
 async fn send(socket: &mut WebSocket, message: WsMessage) -> Result<(), ()> {
-    match tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(()),
-    }
+    send_all(socket, vec![message]).await
 }
 
 fn text(frame: &Value) -> WsMessage {

@@ -26,7 +26,7 @@ impl Analysis {
     /// waits up to half a second for the query's driver to take them).
     pub async fn of(query: &RunningQuery) -> Analysis {
         let metrics = &query.handle.metrics;
-        if query.handle.status().name() == "running" {
+        if query.handle.status() == sluice_runtime::QueryStatus::Running {
             let before = metrics.state_refreshes();
             metrics.observe();
             metrics.want_state();

@@ -199,8 +199,11 @@ impl Engine {
         };
         let restored_query = number.is_some();
         if !restored_query {
-            let running =
-                self.queries_read().values().filter(|query| query.handle.status().name() == "running").count();
+            let running = self
+                .queries_read()
+                .values()
+                .filter(|query| query.handle.status() == sluice_runtime::QueryStatus::Running)
+                .count();
             if running >= self.limits.max_queries {
                 return Err(EngineError::new(
                     crate::error::ErrorCode::TooMany,
