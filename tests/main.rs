@@ -17,6 +17,8 @@
 //! - `bad_input`: odd statements and out-of-range numbers get errors, never
 //!   panics; started queries fail only with the user's errors.
 //! - `pgwire`: psql and psycopg over the Postgres wire protocol.
+//! - `tls`: HTTPS, websockets over TLS and psql `sslmode=verify-full`;
+//!   plain text on the TLS port and TLS on a plain port refused.
 //! - `explain`: EXPLAIN ANALYZE, the plan endpoint and per-operator metrics
 //!   of a running query.
 //! - `crash`: a child server killed with SIGKILL and restarted loses and
@@ -48,5 +50,6 @@ mod repl;
 mod restart;
 mod slt;
 mod socket_source;
+mod tls;
 mod top_n;
 mod websocket;

@@ -47,6 +47,7 @@ pub mod server;
 pub mod settings;
 pub mod sql_type;
 pub mod state;
+pub mod tls;
 pub mod ws;
 
 pub use api_error::ApiError;

@@ -36,6 +36,13 @@ enum Command {
         /// Listen beyond loopback without a token.
         #[arg(long)]
         insecure: bool,
+        /// A PEM certificate chain: serve HTTP, websockets and Postgres
+        /// over TLS (with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<std::path::PathBuf>,
         /// Bytes of SQL in one request.
         #[arg(long, default_value_t = sluice::engine::Limits::default().max_sql_bytes)]
         max_sql_bytes: usize,
@@ -150,6 +157,8 @@ fn main() -> anyhow::Result<()> {
             max_body_bytes,
             token_file,
             insecure,
+            tls_cert,
+            tls_key,
             max_sql_bytes,
             max_statements,
             max_queries,
@@ -164,6 +173,10 @@ fn main() -> anyhow::Result<()> {
                 max_body_bytes,
                 token: token(token_file.as_deref())?,
                 insecure,
+                tls: match (&tls_cert, &tls_key) {
+                    (Some(cert), Some(key)) => Some(sluice::tls::Certificate::from_files(cert, key)?),
+                    _ => None,
+                },
                 limits: sluice::engine::Limits {
                     max_sql_bytes,
                     max_statements,
@@ -177,7 +190,8 @@ fn main() -> anyhow::Result<()> {
             let server = sluice::start_with(&http, Some(&data_dir), &options).await?;
             println!("Sluice listening on {}", server.url());
             if let Some(pg) = server.pg_address {
-                println!("Postgres wire protocol on {pg}: psql -h {} -p {}", pg.ip(), pg.port());
+                let ssl = if options.tls.is_some() { " sslmode=require" } else { "" };
+                println!("Postgres wire protocol on {pg}: psql \"host={} port={}{ssl}\"", pg.ip(), pg.port());
             }
             let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {

@@ -18,13 +18,16 @@ pub struct RunningServer {
     /// The Postgres wire endpoint, when it was asked for.
     pub pg_address: Option<SocketAddr>,
     pub engine: Arc<Engine>,
+    /// HTTP and websockets are served over TLS.
+    pub tls: bool,
     task: JoinHandle<()>,
     pg_task: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
     /// Waits until the server stops (it stops only on error).
@@ -85,6 +88,9 @@ pub struct Options {
     pub token: Option<String>,
     /// Listen beyond loopback without a token anyway.
     pub insecure: bool,
+    /// Serve HTTP, websockets and Postgres over TLS with this certificate
+    /// (Postgres clients must then negotiate TLS).
+    pub tls: Option<crate::tls::Certificate>,
     /// Limits on requests, queries and subscribers.
     pub limits: crate::engine::Limits,
 }
@@ -97,6 +103,7 @@ impl Default for Options {
             max_body_bytes: crate::state::DEFAULT_MAX_BODY_BYTES,
             token: None,
             insecure: false,
+            tls: None,
             limits: crate::engine::Limits::default(),
         }
     }
@@ -146,19 +153,30 @@ pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Option
         max_body_bytes: options.max_body_bytes,
         token: options.token.clone(),
     }));
-    let task = tokio::spawn(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!("server stopped: {error}");
+    let task = match &options.tls {
+        None => tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, app).await {
+                tracing::error!("server stopped: {error}");
+            }
+        }),
+        Some(certificate) => {
+            let listener = crate::tls::TlsListener::new(listener, certificate.http_acceptor())?;
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, app).await {
+                    tracing::error!("server stopped: {error}");
+                }
+            })
         }
-    });
+    };
     let (pg_address, pg_task) = match pg_address {
         Some(pg_address) => {
             let listener = TcpListener::bind(pg_address).await?;
             let pg_address = listener.local_addr()?;
-            let serving = crate::pgwire::serve(listener, engine.clone(), options.token.clone());
+            let tls = options.tls.as_ref().map(crate::tls::Certificate::pg_acceptor);
+            let serving = crate::pgwire::serve(listener, engine.clone(), options.token.clone(), tls);
             (Some(pg_address), Some(tokio::spawn(serving)))
         }
         None => (None, None),
     };
-    Ok(RunningServer { address, pg_address, engine, task, pg_task })
+    Ok(RunningServer { address, pg_address, engine, tls: options.tls.is_some(), task, pg_task })
 }

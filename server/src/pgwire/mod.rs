@@ -46,9 +46,10 @@ use pgwire::api::auth::{
 use pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::{ClientInfo, ConnectionManager, PgWireServerHandlers};
-use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::PgWireBackendMessage;
 use pgwire::messages::startup::ParameterStatus;
+use pgwire::tokio::TlsAcceptor;
 use tokio::net::TcpListener;
 
 use crate::engine::Engine;
@@ -62,14 +63,17 @@ pub const SERVER_VERSION: &str = concat!("16.6 (Sluice ", env!("CARGO_PKG_VERSIO
 /// away ends only its own connection.
 /// Serves Postgres clients on `listener`. With a `token`, a client must
 /// give it as its password (any user name); otherwise anyone may connect.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>, token: Option<String>) {
+/// With `tls`, a client must negotiate TLS (`sslmode=require`) before it
+/// starts up, and so the password never crosses the network in clear.
+pub async fn serve(listener: TcpListener, engine: Arc<Engine>, token: Option<String>, tls: Option<TlsAcceptor>) {
     let manager = Arc::new(ConnectionManager::new());
-    let startup = match token {
-        None => Startup::Open(Open { manager: manager.clone() }),
-        Some(token) => Startup::Password(
+    let how = match token {
+        None => How::Open(Open { manager: manager.clone() }),
+        Some(token) => How::Password(
             CleartextPasswordAuthStartupHandler::new(Token(token), Parameters).with_connection_manager(manager.clone()),
         ),
     };
+    let startup = Startup { how, tls_required: tls.is_some() };
     let handlers = Arc::new(Handlers {
         service: Arc::new(Service::new(engine)),
         startup: Arc::new(startup),
@@ -86,8 +90,9 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, token: Option<Str
             }
         };
         let handlers = handlers.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = pgwire::tokio::process_socket(socket, None, handlers).await {
+            if let Err(error) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                 tracing::debug!("pgwire connection from {peer} ended: {error}");
             }
         });
@@ -120,8 +125,14 @@ impl PgWireServerHandlers for Handlers {
 
 /// No authentication yet (issue: tokens and TLS); registers each
 /// connection for cancel requests and names the server.
-/// How connections start: open to anyone, or with the token as password.
-enum Startup {
+/// How connections start: open to anyone, or with the token as password;
+/// over TLS only, when the server has a certificate.
+struct Startup {
+    how: How,
+    tls_required: bool,
+}
+
+enum How {
     Open(Open),
     Password(CleartextPasswordAuthStartupHandler<Token, Parameters>),
 }
@@ -134,9 +145,16 @@ impl StartupHandler for Startup {
         C::Error: std::fmt::Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        match self {
-            Startup::Open(open) => open.on_startup(client, message).await,
-            Startup::Password(password) => password.on_startup(client, message).await,
+        if self.tls_required && !client.is_secure() {
+            return Err(PgWireError::UserError(Box::new(ErrorInfo::new(
+                "FATAL".into(),
+                "28000".into(),
+                "this server takes Postgres connections over TLS only: connect with sslmode=require".into(),
+            ))));
+        }
+        match &self.how {
+            How::Open(open) => open.on_startup(client, message).await,
+            How::Password(password) => password.on_startup(client, message).await,
         }
     }
 }

@@ -771,6 +771,11 @@ pub fn interactive(url: &str, token: Option<String>, runtime: &tokio::runtime::R
     use rustyline::history::FileHistory;
     use rustyline::{CompletionType, Config, Editor};
 
+    if url.starts_with("https://") {
+        return Err(ReplError(format!(
+            "the REPL speaks plain HTTP only; against a TLS server ({url}) use psql \"sslmode=require\", or run the REPL on the server's machine against a plain loopback address"
+        )));
+    }
     // From now on Ctrl-C outside the line editor stops a statement, never
     // the REPL, however early it comes.
     runtime.block_on(Interrupts::install()).map_err(|error| ReplError(format!("cannot catch Ctrl-C: {error}")))?;
