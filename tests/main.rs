@@ -17,6 +17,7 @@
 //! - `bad_input`: odd statements and out-of-range numbers get errors, never
 //!   panics; started queries fail only with the user's errors.
 //! - `pgwire`: psql and psycopg over the Postgres wire protocol.
+//! - `storage`: event logs under each `--fsync`, compaction, a full disk.
 //! - `tls`: HTTPS, websockets over TLS and psql `sslmode=verify-full`;
 //!   plain text on the TLS port and TLS on a plain port refused.
 //! - `explain`: EXPLAIN ANALYZE, the plan endpoint and per-operator metrics
@@ -50,6 +51,7 @@ mod repl;
 mod restart;
 mod slt;
 mod socket_source;
+mod storage;
 mod tls;
 mod top_n;
 mod websocket;

@@ -120,7 +120,8 @@ async fn https_websockets_and_psql_go_over_tls() {
     assert_eq!(status, 200, "{body}");
 
     // A websocket over TLS: the subscriber sees what is posted over HTTPS.
-    let url = format!("wss://localhost:{}/v1/subscribe?sql=SELECT%20n%20FROM%20ev&token={TOKEN}", tls.server.address.port());
+    let url =
+        format!("wss://localhost:{}/v1/subscribe?sql=SELECT%20n%20FROM%20ev&token={TOKEN}", tls.server.address.port());
     let (mut socket, _) = tokio_tungstenite::client_async(url, tls.connect().await).await.expect("wss upgrade");
     let frame = |message: tokio_tungstenite::tungstenite::Message| -> Value {
         serde_json::from_str(message.to_text().unwrap()).unwrap()
@@ -153,7 +154,8 @@ async fn https_websockets_and_psql_go_over_tls() {
     let (code, out, err) = psql(&secure, "\\conninfo").await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("SSL connection (protocol: TLSv1.3"), "{out}");
-    let (code, out, err) = psql(&format!("host=127.0.0.1 port={port} user=sluice sslmode=require"), "SHOW STREAMS").await;
+    let (code, out, err) =
+        psql(&format!("host=127.0.0.1 port={port} user=sluice sslmode=require"), "SHOW STREAMS").await;
     assert_eq!((code, out.trim()), (0, "ev|http|ts - INTERVAL '0' SECOND|ready"), "{err}");
 
     // Plain Postgres is refused with a reason; so is a wrong password over TLS.

@@ -356,7 +356,17 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
             spec.validate(schema).map_err(|error| PlanError::invalid(error.to_string()).at_location(location))?;
             Ok(ConnectorSpec::Nexmark(spec))
         }
-        "http" => Ok(ConnectorSpec::Http(Arc::new(HttpIngest::default()))),
+        "http" => {
+            let segment_bytes = options
+                .parse::<u64>("segment_bytes", "a positive number of bytes")?
+                .unwrap_or(sluice_runtime::source::http::SEGMENT_BYTES);
+            if segment_bytes == 0 {
+                let (_, location) = options.get("segment_bytes").unwrap_or(("", location));
+                return Err(PlanError::invalid("segment_bytes must be at least 1").at_location(location));
+            }
+            let retention_bytes = options.parse::<u64>("retention_bytes", "a number of bytes")?.unwrap_or(0);
+            Ok(ConnectorSpec::Http(Arc::new(HttpIngest::new(segment_bytes, retention_bytes))))
+        }
         other => Err(PlanError::invalid(format!(
             "unknown connector {other:?} for stream {stream}: use 'socket', 'file', 'generator', 'nexmark' or 'http'"
         ))

@@ -56,6 +56,51 @@ const KEPT: usize = 2;
 pub struct CheckpointConfig {
     pub dir: PathBuf,
     pub interval: Duration,
+    /// Whether the input log is synced before results are published.
+    pub fsync: Fsync,
+}
+
+/// How far Sluice's logs (an http stream's event log, a query's input log)
+/// are pushed to disk before what they record is acknowledged or
+/// published (`--fsync`). Checkpoints are always synced before their
+/// manifest commits them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Fsync {
+    /// Every POST is synced on its own before it is acknowledged; a query's
+    /// input log before each epoch's results are published. Survives power
+    /// loss; one disk sync per POST.
+    Always,
+    /// The same promise, with POSTs that arrive together sharing one sync
+    /// (group commit): nothing is acknowledged or delivered before the
+    /// sync that covers it.
+    #[default]
+    Batch,
+    /// Written to the operating system before it is acknowledged, never
+    /// synced: survives a crash of Sluice (kill -9), not of the machine.
+    Never,
+}
+
+impl std::str::FromStr for Fsync {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "always" => Ok(Fsync::Always),
+            "batch" => Ok(Fsync::Batch),
+            "never" => Ok(Fsync::Never),
+            _ => Err(format!("--fsync takes always, batch or never, not {text:?}")),
+        }
+    }
+}
+
+impl Fsync {
+    pub fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::Batch => "batch",
+            Fsync::Never => "never",
+        }
+    }
 }
 
 /// A source's place at a checkpoint.
@@ -161,6 +206,8 @@ pub struct CheckpointStore {
     config: CheckpointConfig,
     next_id: u64,
     log: Option<BufWriter<std::fs::File>>,
+    /// Steps written to the log since it was last synced.
+    unsynced: bool,
     last: Instant,
 }
 
@@ -207,7 +254,7 @@ impl CheckpointStore {
     pub fn new(config: CheckpointConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.dir).map_err(|error| io_error("create", &config.dir, error))?;
         let next_id = ids(&config.dir, "checkpoint-", "").last().map_or(0, |id| id + 1);
-        Ok(Self { config, next_id, log: None, last: Instant::now() })
+        Ok(Self { config, next_id, log: None, unsynced: false, last: Instant::now() })
     }
 
     /// The id the next checkpoint [`write`](Self::write) gives (the
@@ -305,7 +352,27 @@ impl CheckpointStore {
     /// Writes checkpoint files and its manifest, starts a new log segment,
     /// and removes checkpoints beyond the newest two. Returns the manifest
     /// and the bytes written.
+    /// A failed write (a full disk, an unwritable directory) removes what
+    /// it wrote and leaves the previous checkpoints as they were.
     pub fn write(
+        &mut self,
+        manifest: Manifest,
+        nodes: &[OperatorState],
+        output: &OperatorState,
+    ) -> Result<(Manifest, u64)> {
+        let written = self.write_files(manifest, nodes, output);
+        if written.is_err() {
+            let _ = std::fs::remove_dir_all(checkpoint_dir(&self.config.dir, self.next_id));
+        }
+        let written = written?;
+        self.next_id += 1;
+        self.last = Instant::now();
+        self.open_log(written.0.id)?;
+        self.prune();
+        Ok(written)
+    }
+
+    fn write_files(
         &mut self,
         mut manifest: Manifest,
         nodes: &[OperatorState],
@@ -333,11 +400,19 @@ impl CheckpointStore {
         write_synced(&temporary, text.as_bytes())?;
         std::fs::rename(&temporary, directory.join(MANIFEST)).map_err(|error| io_error("rename", &temporary, error))?;
         sync_dir(&directory);
-        self.next_id = id + 1;
-        self.last = Instant::now();
-        self.open_log(id)?;
-        self.prune();
         Ok((manifest, total))
+    }
+
+    /// The source positions of every complete checkpoint kept (oldest
+    /// first): what a recovery may read again from a source's log.
+    pub fn kept_positions(&self) -> Vec<Vec<u64>> {
+        let dir = &self.config.dir;
+        ids(dir, "checkpoint-", "")
+            .into_iter()
+            .filter_map(|id| std::fs::read_to_string(checkpoint_dir(dir, id).join(MANIFEST)).ok())
+            .filter_map(|text| serde_json::from_str::<Manifest>(&text).ok())
+            .map(|manifest| manifest.sources.iter().map(|source| source.position).collect())
+            .collect()
     }
 
     /// Appends a step to the input log (flushed by [`flush`](Self::flush)).
@@ -345,16 +420,24 @@ impl CheckpointStore {
         if let Some(log) = &mut self.log {
             log.write_all(step.line().as_bytes())
                 .map_err(|error| RuntimeError::external(format!("cannot write the input log: {error}")))?;
+            self.unsynced = true;
         }
         Ok(())
     }
 
-    /// Hands the logged steps to the operating system: done before an
-    /// epoch's results are published, so a crash never loses the steps
-    /// behind a row a subscriber saw.
+    /// Hands the logged steps to the operating system, and with `--fsync
+    /// always` or `batch` to the disk: done before an epoch's results are
+    /// published, so a crash never loses the steps behind a row a
+    /// subscriber saw.
     pub fn flush(&mut self) -> Result<()> {
         if let Some(log) = &mut self.log {
             log.flush().map_err(|error| RuntimeError::external(format!("cannot write the input log: {error}")))?;
+            if self.unsynced && self.config.fsync != Fsync::Never {
+                log.get_ref()
+                    .sync_data()
+                    .map_err(|error| RuntimeError::external(format!("cannot sync the input log: {error}")))?;
+            }
+            self.unsynced = false;
         }
         Ok(())
     }
@@ -433,7 +516,7 @@ mod tests {
     fn store(name: &str) -> CheckpointStore {
         let dir = std::env::temp_dir().join(format!("sluice-checkpoint-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        CheckpointStore::new(CheckpointConfig { dir, interval: Duration::from_secs(1) }).unwrap()
+        CheckpointStore::new(CheckpointConfig { dir, interval: Duration::from_secs(1), fsync: Fsync::Batch }).unwrap()
     }
 
     fn manifest(position: u64) -> Manifest {
@@ -518,5 +601,32 @@ mod tests {
         std::fs::write(&manifest_path, r#"{"format_version": 99}"#).unwrap();
         let error = CheckpointStore::new(store.config.clone()).unwrap().load(&plan).unwrap_err();
         assert!(error.to_string().contains("checkpoint format 99"), "{error}");
+    }
+
+    /// A full disk (writes to /dev/full fail with ENOSPC) fails the
+    /// checkpoint with a message naming the file, removes what it wrote,
+    /// and leaves the previous checkpoint to restore; the next try works.
+    #[test]
+    fn a_checkpoint_on_a_full_disk_fails_cleanly_and_the_previous_one_stays() {
+        let mut store = store("full");
+        store.write(manifest(10), &node(1), &OperatorState::default()).unwrap();
+        store.log(&Step::Rows { source: 0, position: 20, now: 0 }).unwrap();
+        let next = checkpoint_dir(&store.config.dir, 1);
+        std::fs::create_dir_all(&next).unwrap();
+        std::os::unix::fs::symlink("/dev/full", next.join("node-0.state")).unwrap();
+        let error = store.write(manifest(20), &node(2), &OperatorState::default()).unwrap_err().to_string();
+        assert!(error.contains("node-0.state") && error.contains("No space left on device"), "{error}");
+        assert!(!next.exists(), "the partial checkpoint is removed");
+        store.flush().unwrap();
+        let plan = vec!["window_aggregate".to_string()];
+        let (restored, warnings) = CheckpointStore::new(store.config.clone()).unwrap().load(&plan).unwrap();
+        let restored = restored.unwrap();
+        assert_eq!((restored.nodes[0].value("x").unwrap(), restored.manifest.sources[0].position), (1, 10));
+        assert_eq!(restored.replay, VecDeque::from([Step::Rows { source: 0, position: 20, now: 0 }]));
+        assert!(warnings.is_empty());
+        assert_eq!(store.kept_positions(), vec![vec![10]]);
+        // Room again: the next checkpoint is written as usual.
+        store.write(manifest(20), &node(2), &OperatorState::default()).unwrap();
+        assert_eq!(store.kept_positions(), vec![vec![10], vec![20]]);
     }
 }

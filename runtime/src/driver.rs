@@ -42,11 +42,14 @@ use crate::operators::window_assign::WindowKind;
 use crate::output::{OutputEvent, QueryOutput};
 use crate::pipeline::Pipeline;
 use crate::plan::{PlanNode, StreamPlan};
-use crate::recovery::{Chunk, Recovery, Replay};
+use crate::recovery::{Chunk, LogHold, Recovery, Replay};
 use crate::settings::QuerySettings;
 use crate::source::{self, ConnectorSpec, SourceContext, SourceEvent};
 use crate::time::{duration_nanos, event_times};
 use crate::watermark::WatermarkTracker;
+
+/// Checkpoint failures kept in a query's report.
+const MAX_CHECKPOINT_WARNINGS: usize = 10;
 
 /// The error of a query stopped by
 /// [`QuerySettings::halt_after_steps`](crate::settings::QuerySettings::halt_after_steps).
@@ -91,6 +94,9 @@ pub struct QueryHandle {
     shutdown: CancellationToken,
     /// Cancelled when the driver's task has ended, however it ended.
     stopped: CancellationToken,
+    /// The query's holds on http event logs: kept while the query is
+    /// listed, even failed, so a restart can restore it.
+    _holds: Vec<LogHold>,
 }
 
 impl QueryHandle {
@@ -211,6 +217,7 @@ pub fn spawn_query_subscribed(
         restored: recovery.restored.is_some(),
         store: recovery.store,
         replay: recovery.replay,
+        holds: recovery.holds.clone(),
         plan_names,
         steps: 0,
     };
@@ -239,7 +246,8 @@ pub fn spawn_query_subscribed(
         // Stop the source tasks: the query is done with them.
         task_cancel.cancel();
     });
-    Ok((QueryHandle { metrics, output, status, cancel, shutdown, stopped }, subscriber))
+    let holds = recovery.holds.into_iter().flatten().collect();
+    Ok((QueryHandle { metrics, output, status, cancel, shutdown, stopped, _holds: holds }, subscriber))
 }
 
 struct SourceState {
@@ -276,6 +284,7 @@ struct Driver {
     store: Option<CheckpointStore>,
     replay: Option<Replay>,
     /// The operator at each plan node, to match checkpoints to plans.
+    holds: Vec<Option<LogHold>>,
     plan_names: Vec<String>,
     /// Started from a checkpoint.
     restored: bool,
@@ -569,15 +578,43 @@ impl Driver {
         let result = self.write_checkpoint();
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
         match result {
-            Ok((id, taken_at_ms, bytes)) => self.metrics.update_checkpoints(|report| {
-                report.last_id = Some(id);
-                report.last_taken_at_ms = Some(taken_at_ms);
-                report.last_bytes = Some(bytes);
-                report.last_duration_ms = Some(duration_ms);
-            }),
+            Ok((id, taken_at_ms, bytes)) => {
+                self.metrics.update_checkpoints(|report| {
+                    report.last_id = Some(id);
+                    report.last_taken_at_ms = Some(taken_at_ms);
+                    report.last_bytes = Some(bytes);
+                    report.last_duration_ms = Some(duration_ms);
+                });
+                self.release_logs();
+            }
             Err(error) => {
                 tracing::warn!("checkpoint failed: {error}");
-                self.metrics.update_checkpoints(|report| report.warnings.push(format!("checkpoint failed: {error}")));
+                self.metrics.update_checkpoints(|report| {
+                    // The newest few, not one per failed try forever.
+                    if report.warnings.len() >= MAX_CHECKPOINT_WARNINGS {
+                        report.warnings.remove(0);
+                    }
+                    report.warnings.push(format!("checkpoint failed: {error}"));
+                });
+            }
+        }
+    }
+
+    /// After a checkpoint: each http log is held only from where the
+    /// oldest kept checkpoint reads, and segments before that may go.
+    fn release_logs(&self) {
+        let Some(store) = &self.store else { return };
+        if self.holds.iter().all(Option::is_none) {
+            return;
+        }
+        let kept = store.kept_positions();
+        for (index, hold) in self.holds.iter().enumerate() {
+            let Some(hold) = hold else { continue };
+            if let Some(oldest) = kept.iter().filter_map(|positions| positions.get(index)).min() {
+                hold.hold.set(*oldest);
+            }
+            if let Err(error) = hold.ingest.compact() {
+                tracing::warn!("cannot delete old event log segments: {error}");
             }
         }
     }

@@ -56,6 +56,7 @@ pub mod table;
 pub mod time;
 pub mod watermark;
 
+pub use checkpoint::Fsync;
 pub use datafusion;
 pub use driver::{QueryHandle, QueryStatus, spawn_query, spawn_query_subscribed};
 pub use error::{Result, RuntimeError};

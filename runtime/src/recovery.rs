@@ -32,7 +32,8 @@ use crate::output::QueryOutput;
 use crate::pipeline::Pipeline;
 use crate::plan::StreamPlan;
 use crate::settings::QuerySettings;
-use crate::source::{ConnectorSpec, Malformed, Resume, SourceEvent};
+use crate::source::http::Hold;
+use crate::source::{ConnectorSpec, HttpIngest, Malformed, Resume, SourceEvent};
 
 /// A source's rows (if any decoded) and malformed records.
 pub(crate) type Chunk = (Option<RecordBatch>, Malformed);
@@ -48,6 +49,16 @@ pub(crate) struct Recovery {
     pub replay: Option<Replay>,
     /// Where each source resumes, by source index.
     pub resumes: Vec<Resume>,
+    /// What the query holds of each http stream's event log, by source
+    /// index: from where its oldest kept checkpoint (or its start) reads.
+    pub holds: Vec<Option<LogHold>>,
+}
+
+/// A query's hold on one http stream's event log.
+#[derive(Debug, Clone)]
+pub(crate) struct LogHold {
+    pub ingest: std::sync::Arc<HttpIngest>,
+    pub hold: Hold,
 }
 
 impl Recovery {
@@ -73,18 +84,33 @@ impl Recovery {
             None => (None, None),
         };
         let mut replay = None;
-        let mut resumes: Vec<Resume> = plan
-            .sources
-            .iter()
-            .map(|spec| Resume {
-                // A new query reads an http stream from what is posted next.
-                position: match &spec.connector {
-                    ConnectorSpec::Http(ingest) => ingest.position(),
-                    _ => 0,
-                },
-                boundaries: Default::default(),
-            })
-            .collect();
+        // A new query reads an http stream from what is posted next, and
+        // holds the log from there.
+        let mut holds: Vec<Option<LogHold>> = Vec::new();
+        let mut resumes: Vec<Resume> = Vec::new();
+        for spec in &plan.sources {
+            let (hold, position) = match &spec.connector {
+                ConnectorSpec::Http(ingest) => {
+                    let (hold, position) = ingest.hold_here();
+                    (Some(LogHold { ingest: ingest.clone(), hold }), position)
+                }
+                _ => (None, 0),
+            };
+            holds.push(hold);
+            resumes.push(Resume { position, boundaries: Default::default() });
+        }
+        if let (Some(restored), Some(store)) = (&restored, &store) {
+            // Restored: held from the oldest checkpoint a recovery may
+            // fall back to.
+            let kept = store.kept_positions();
+            for (index, hold) in holds.iter().enumerate() {
+                if let Some(hold) = hold {
+                    let oldest = kept.iter().filter_map(|positions| positions.get(index)).min();
+                    let checkpointed = restored.manifest.sources.get(index).map(|source| source.position);
+                    hold.hold.set(oldest.copied().or(checkpointed).unwrap_or(0));
+                }
+            }
+        }
         if let Some(restored) = &restored {
             pipeline.restore(restored.nodes.clone())?;
             output.restore(restored.output.clone())?;
@@ -121,7 +147,7 @@ impl Recovery {
                 report.replayed_steps = restored.replay.len() as u64;
             });
         }
-        Ok(Self { store, restored, replay, resumes })
+        Ok(Self { store, restored, replay, resumes, holds })
     }
 
     /// Source `index` as checkpointed (its watermark tracker, whether it

@@ -31,6 +31,7 @@ pub fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::External => StatusCode::BAD_GATEWAY,
         ErrorCode::DataDir | ErrorCode::EventLog | ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorCode::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
     }
 }
 

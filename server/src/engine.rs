@@ -24,6 +24,7 @@ use sluice_planner::statement::Located;
 use sluice_planner::{PlanOptions, Statement, parse_statements, plan_query};
 use sluice_runtime::QuerySettings;
 use sluice_runtime::operators::window_aggregate::EarlyEmit;
+use sluice_runtime::source::ConnectorSpec;
 
 use crate::catalog::Catalog;
 use crate::error::{EngineError, ErrorCode};
@@ -65,6 +66,8 @@ pub struct Engine {
     limits: Limits,
     /// Set by [`Engine::shutdown`]: no new work is taken.
     shutting_down: std::sync::atomic::AtomicBool,
+    /// How event logs and input logs are synced (`--fsync`).
+    fsync: sluice_runtime::Fsync,
 }
 
 /// Limits that turn what would exhaust the server into clear errors.
@@ -121,6 +124,22 @@ impl Engine {
             halt_after_steps: None,
             limits: Limits::default(),
             shutting_down: std::sync::atomic::AtomicBool::new(false),
+            fsync: sluice_runtime::Fsync::default(),
+        }
+    }
+
+    pub fn fsync(&self) -> sluice_runtime::Fsync {
+        self.fsync
+    }
+
+    fn allow_compaction(&self) {
+        for (_, entry) in self.catalog_read().streams() {
+            if let ConnectorSpec::Http(ingest) = &entry.spec.connector {
+                ingest.allow_compaction();
+                if let Err(error) = ingest.compact() {
+                    tracing::warn!("cannot delete old event log segments: {error}");
+                }
+            }
         }
     }
 
@@ -211,7 +230,13 @@ impl Engine {
     /// An engine whose catalog lives in `data_dir`: streams and queries
     /// stored there are restored (queries under their old ids).
     pub async fn open(data_dir: &Path) -> Result<Self, EngineError> {
+        Self::open_with(data_dir, sluice_runtime::Fsync::default()).await
+    }
+
+    /// [`open`](Self::open), syncing logs as `fsync` says.
+    pub async fn open_with(data_dir: &Path, fsync: sluice_runtime::Fsync) -> Result<Self, EngineError> {
         let mut engine = Self::new();
+        engine.fsync = fsync;
         engine.state_dir = Some(data_dir.to_path_buf());
         let stored = persist::load(data_dir).map_err(|message| EngineError::new(ErrorCode::DataDir, message))?;
         if let Some(stored) = stored {
@@ -230,6 +255,8 @@ impl Engine {
             }
             engine.next_query.fetch_max(stored.next_query, Ordering::Relaxed);
         }
+        // Every restored query holds what it needs of the event logs now.
+        engine.allow_compaction();
         engine.data_dir = Some(data_dir.to_path_buf());
         engine.persist()?;
         Ok(engine)
@@ -273,8 +300,14 @@ impl Engine {
         let next_query = self.next_query.load(Ordering::Relaxed);
         let catalog =
             persist::StoredCatalog { format_version: persist::FORMAT_VERSION, streams, tables, queries, next_query };
-        persist::save(data_dir, &catalog)
-            .map_err(|error| EngineError::new(ErrorCode::DataDir, format!("cannot write the catalog: {error}")))
+        persist::save(data_dir, &catalog).map_err(|error| {
+            let code = if error.kind() == std::io::ErrorKind::StorageFull {
+                ErrorCode::StorageFull
+            } else {
+                ErrorCode::DataDir
+            };
+            EngineError::new(code, format!("cannot write the catalog: {error}"))
+        })
     }
 
     fn catalog_read(&self) -> std::sync::RwLockReadGuard<'_, Catalog> {

@@ -35,6 +35,9 @@ pub enum ErrorCode {
     DataDir,
     /// An `http` stream's event log cannot be opened or appended (external).
     EventLog,
+    /// The disk holding the data directory is full (external; retry once
+    /// there is room).
+    StorageFull,
     /// A source or other system went away (external).
     External,
     /// A bug in Sluice.
@@ -56,6 +59,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "not_found",
             ErrorCode::DataDir => "data_dir",
             ErrorCode::EventLog => "event_log",
+            ErrorCode::StorageFull => "storage_full",
             ErrorCode::External => "external",
             ErrorCode::Internal => "internal",
         }

@@ -43,6 +43,13 @@ enum Command {
         /// The PEM private key of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<std::path::PathBuf>,
+        /// How http streams' event logs and queries' input logs reach the
+        /// disk before a POST is acknowledged or a result published:
+        /// always (a sync per POST), batch (POSTs arriving together share
+        /// one sync), never (the OS's cache: survives a crash of Sluice,
+        /// not of the machine).
+        #[arg(long, default_value = "batch")]
+        fsync: sluice_runtime::Fsync,
         /// Bytes of SQL in one request.
         #[arg(long, default_value_t = sluice::engine::Limits::default().max_sql_bytes)]
         max_sql_bytes: usize,
@@ -159,6 +166,7 @@ fn main() -> anyhow::Result<()> {
             insecure,
             tls_cert,
             tls_key,
+            fsync,
             max_sql_bytes,
             max_statements,
             max_queries,
@@ -177,6 +185,7 @@ fn main() -> anyhow::Result<()> {
                     (Some(cert), Some(key)) => Some(sluice::tls::Certificate::from_files(cert, key)?),
                     _ => None,
                 },
+                fsync,
                 limits: sluice::engine::Limits {
                     max_sql_bytes,
                     max_statements,

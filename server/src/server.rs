@@ -93,6 +93,8 @@ pub struct Options {
     pub tls: Option<crate::tls::Certificate>,
     /// Limits on requests, queries and subscribers.
     pub limits: crate::engine::Limits,
+    /// How event logs and input logs reach the disk (`--fsync`).
+    pub fsync: sluice_runtime::Fsync,
 }
 
 impl Default for Options {
@@ -105,6 +107,7 @@ impl Default for Options {
             insecure: false,
             tls: None,
             limits: crate::engine::Limits::default(),
+            fsync: sluice_runtime::Fsync::default(),
         }
     }
 }
@@ -139,7 +142,9 @@ pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Option
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the token is empty"));
     }
     let engine = match data_dir {
-        Some(data_dir) => Engine::open(data_dir).await.map_err(|error| std::io::Error::other(error.to_string()))?,
+        Some(data_dir) => Engine::open_with(data_dir, options.fsync)
+            .await
+            .map_err(|error| std::io::Error::other(error.to_string()))?,
         None => Engine::new(),
     };
     let engine = Arc::new(engine.with_limits(options.limits.clone()));

@@ -241,7 +241,7 @@ impl Engine {
                 // Ids are never reused; this is a leftover of a crash.
                 let _ = std::fs::remove_dir_all(&dir);
             }
-            query_settings.checkpoint = Some(CheckpointConfig { dir, interval });
+            query_settings.checkpoint = Some(CheckpointConfig { dir, interval, fsync: self.fsync });
         }
         let (handle, events) = sluice_runtime::spawn_query_subscribed(plan, query_settings.clone())?;
         self.next_query.fetch_max(number.saturating_add(1), Ordering::Relaxed);

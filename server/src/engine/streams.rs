@@ -38,10 +38,15 @@ impl Engine {
         {
             // Events are logged before they are acknowledged, so a
             // recovering query reads again what it lost.
-            let path = state_dir.join("streams").join(&create.name).join("events.log");
-            ingest.open_log(&path).map_err(|error| {
+            let path = state_dir.join("streams").join(&create.name);
+            ingest.open_log(&path, self.fsync).map_err(|error| {
                 EngineError::new(ErrorCode::EventLog, format!("cannot open {}: {error}", path.display()))
             })?;
+            // A stream created while the server runs has no restored query
+            // to wait for.
+            if self.data_dir.is_some() {
+                ingest.allow_compaction();
+            }
         }
         let mut catalog = self.catalog_write();
         if catalog.contains(&create.name) {
@@ -288,8 +293,12 @@ impl Engine {
         match &spec.connector {
             ConnectorSpec::Http(ingest) => ingest.publish_within(lines, wait).await.map_err(|error| match error {
                 sluice_runtime::source::http::PublishError::Io(error) => EngineError::new(
-                    ErrorCode::EventLog,
-                    format!("cannot append to the event log of {stream:?}: {error}"),
+                    if error.kind() == std::io::ErrorKind::StorageFull {
+                        ErrorCode::StorageFull
+                    } else {
+                        ErrorCode::EventLog
+                    },
+                    format!("nothing was taken from this post to {stream:?}: {error}"),
                 ),
                 sluice_runtime::source::http::PublishError::Behind { queue } => EngineError::new(
                     ErrorCode::TooMany,

@@ -29,6 +29,7 @@ pub fn sqlstate(error: &EngineError) -> &'static str {
         ErrorCode::ShuttingDown => "57P01",
         ErrorCode::NotFound => "42704",
         ErrorCode::DataDir | ErrorCode::EventLog => "58030",
+        ErrorCode::StorageFull => "53100",
         ErrorCode::External => "58000",
         ErrorCode::Internal => "XX000",
     }
