@@ -4,6 +4,8 @@
 //! statements execute as they would over HTTP, and a continuous query over
 //! bounded inputs runs to completion and returns all its rows.
 
+pub mod fuzz;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

@@ -15,6 +15,7 @@ async fn server() -> sluice::RunningServer {
         max_subscribers: 3,
         max_retained_rows: 100_000,
         max_state_bytes: None,
+        max_connections: 64,
     };
     let options = sluice::Options { pg_address: Some("127.0.0.1:0".into()), limits, ..sluice::Options::default() };
     sluice::start_with("127.0.0.1:0", None, &options).await.expect("server starts")
@@ -134,4 +135,95 @@ async fn a_query_over_its_state_limit_fails_alone() {
     let error = failed["error"].as_str().unwrap();
     assert!(error.contains("state_limit_exceeded") && error.contains("group_aggregate"), "{error}");
     assert_eq!(report(filtered["query_id"].as_str().unwrap()).await["status"], "running");
+}
+
+/// A flood of connections: past `--max-connections` (shared by HTTP and
+/// Postgres) each is answered with a clear error and closed; what is
+/// already connected goes on, and once they leave there is room again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_limit_are_refused_and_disturb_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let limits = sluice::engine::Limits { max_connections: 8, ..sluice::engine::Limits::default() };
+    let options = sluice::Options { pg_address: Some("127.0.0.1:0".into()), limits, ..sluice::Options::default() };
+    let server = sluice::start_with("127.0.0.1:0", None, &options).await.unwrap();
+    let pg_port = server.pg_address.unwrap().port().to_string();
+    // A websocket subscriber, connected before the flood.
+    assert_eq!(
+        sql(&server, "CREATE STREAM ev (ts TIMESTAMP, n INT, WATERMARK FOR ts AS ts) WITH (connector = 'http')")
+            .await
+            .0,
+        200
+    );
+    let mut subscriber = sluice::client::Subscription::connect(&format!(
+        "ws://{}/v1/subscribe?sql=SELECT%20n%20FROM%20ev",
+        server.address
+    ))
+    .await
+    .unwrap();
+    assert_eq!(subscriber.next_json().await.unwrap().unwrap()["type"], "schema");
+    // Idle connections take the other seven places (a Postgres one among them).
+    let mut idle = Vec::new();
+    for _ in 0..6 {
+        idle.push(tokio::net::TcpStream::connect(server.address).await.unwrap());
+    }
+    idle.push(tokio::net::TcpStream::connect(server.pg_address.unwrap()).await.unwrap());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    // The ninth: HTTP gets a 503 too_many, Postgres a 53300.
+    for _ in 0..50 {
+        let mut extra = tokio::net::TcpStream::connect(server.address).await.unwrap();
+        let _ = extra.write_all(b"GET /v1/streams HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let mut answer = String::new();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), extra.read_to_string(&mut answer)).await;
+        assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+        assert!(answer.contains("\"too_many\"") && answer.contains("--max-connections 8"), "{answer}");
+    }
+    let output = tokio::process::Command::new("psql")
+        .args(["-X", "-h", "127.0.0.1", "-p", &pg_port, "-U", "sluice", "-c", "SELECT 1"])
+        .output()
+        .await
+        .expect("psql runs");
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success() && err.contains("--max-connections 8"), "{err}");
+    // The subscriber connected before still gets its rows.
+    let posted = reqwest_free_post(&server).await;
+    assert!(posted.starts_with("HTTP/1.1 503"), "no room for the post either: {posted}");
+    drop(idle);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/streams/ev/events", server.url()))
+        .body(r#"{"ts": "2026-01-01T00:00:00", "n": 5}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let rows = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            let frame = subscriber.next_json().await.unwrap().unwrap();
+            if frame["type"] == "rows" {
+                return frame["rows"].clone();
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(rows, serde_json::json!([{"n": 5}]));
+    let output = tokio::process::Command::new("psql")
+        .args(["-X", "-A", "-t", "-h", "127.0.0.1", "-p", &pg_port, "-U", "sluice", "-c", "SELECT 1"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "1");
+}
+
+/// One POST on a fresh connection, read raw (no pooled client).
+async fn reqwest_free_post(server: &sluice::RunningServer) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(server.address).await.unwrap();
+    let body = r#"{"ts": "2026-01-01T00:00:00", "n": 1}"#;
+    let request =
+        format!("POST /v1/streams/ev/events HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let _ = socket.write_all(request.as_bytes()).await;
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), socket.read_to_string(&mut answer)).await;
+    answer
 }

@@ -2,6 +2,7 @@
 //!
 //! - `slt`: every `sql/*.slt` file, under several epoch intervals and batch
 //!   splits, which must all give the same rows.
+//! - `fuzz_corpus`: every fuzz target over its corpus in `fuzz/corpus`.
 //! - `http_api`: the real server on port 0 over HTTP and websockets.
 //! - `socket_source`: a socket stream fed by a test TCP listener.
 //! - `repl`: the REPL client against a live server.
@@ -37,6 +38,7 @@ mod auth;
 mod bad_input;
 mod crash;
 mod explain;
+mod fuzz_corpus;
 mod http_api;
 mod joins;
 mod limits;

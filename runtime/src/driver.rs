@@ -470,6 +470,14 @@ impl Driver {
         // the rows.
         if let Some(store) = &mut self.store {
             store.flush()?;
+        } else {
+            // Without checkpoints nothing is read again after a restart:
+            // the log is held only from where the query has read to.
+            for (hold, source) in self.holds.iter().zip(&self.sources) {
+                if let Some(hold) = hold {
+                    hold.hold.set(source.position);
+                }
+            }
         }
         QueryMetrics::add(&self.metrics.epochs, 1);
         let mut published = 0;

@@ -346,8 +346,11 @@ pub const FANOUT_QUERY: &str = "SELECT window_start, window_end, status, count(*
 /// and one subscriber that never reads (its receive buffer made tiny, so the
 /// stall shows as soon as the socket buffers fill). Every reader must see
 /// every row, whatever the stalled one does.
-pub async fn fanout(subscribers: usize, events: u64) -> Result<FanoutBench, EngineError> {
-    let server = crate::start("127.0.0.1:0", false, None)
+///
+/// With a `token`, the server asks for it and every reader presents it.
+pub async fn fanout(subscribers: usize, events: u64, token: Option<String>) -> Result<FanoutBench, EngineError> {
+    let options = crate::Options { token: token.clone(), ..crate::Options::default() };
+    let server = crate::start_with("127.0.0.1:0", None, &options)
         .await
         .map_err(|error| EngineError::internal(format!("cannot start the server: {error}")))?;
     let engine = server.engine.clone();
@@ -378,7 +381,10 @@ pub async fn fanout(subscribers: usize, events: u64) -> Result<FanoutBench, Engi
 
     let started = Instant::now();
     let query = run(&engine, &mut settings).await?;
-    let url = format!("ws://{}{}", server.address, crate::json::subscribe_path(&query.id));
+    let mut url = format!("ws://{}{}", server.address, crate::json::subscribe_path(&query.id));
+    if let Some(token) = &token {
+        url.push_str(&format!("?token={token}"));
+    }
     let stalled = stalled_subscriber(&server.address, &url).await?;
     let readers: Vec<_> = (0..subscribers).map(|_| tokio::spawn(read_all(url.clone()))).collect();
     wait_until_finished(&query, |_| {}).await?;
@@ -475,9 +481,11 @@ const MANY_QUERIES: [&str; 4] = [
 
 /// Runs `queries` continuous queries (windowed, filter, running GROUP BY,
 /// HOP in turn) over one paced generator (20 000 events/s) for `seconds`,
-/// calling `GET /v1/queries` over loopback every 20 ms meanwhile.
-pub async fn many(queries: usize, seconds: u64) -> Result<ManyBench, EngineError> {
-    let server = crate::start("127.0.0.1:0", false, None)
+/// calling `GET /v1/queries` over loopback every 20 ms meanwhile (with
+/// the server's `token`, if it has one).
+pub async fn many(queries: usize, seconds: u64, token: Option<String>) -> Result<ManyBench, EngineError> {
+    let options = crate::Options { token: token.clone(), ..crate::Options::default() };
+    let server = crate::start_with("127.0.0.1:0", None, &options)
         .await
         .map_err(|error| EngineError::internal(format!("cannot start the server: {error}")))?;
     let engine = server.engine.clone();
@@ -500,7 +508,14 @@ pub async fn many(queries: usize, seconds: u64) -> Result<ManyBench, EngineError
     let mut latencies = Vec::new();
     while started.elapsed().as_secs() < seconds {
         let asked = Instant::now();
-        let response = http.get(&url).send().await.map_err(|error| EngineError::internal(error.to_string()))?;
+        let request = match &token {
+            Some(token) => http.get(&url).bearer_auth(token),
+            None => http.get(&url),
+        };
+        let response = request.send().await.map_err(|error| EngineError::internal(error.to_string()))?;
+        if !response.status().is_success() {
+            return Err(EngineError::internal(format!("GET /v1/queries answered {}", response.status())));
+        }
         let _ = response.bytes().await;
         latencies.push(asked.elapsed().as_secs_f64() * 1000.0);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;

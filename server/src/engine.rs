@@ -89,6 +89,9 @@ pub struct Limits {
     /// Bytes of operator state one query may hold (`--max-state-bytes`);
     /// a query over it fails with `state_limit_exceeded`.
     pub max_state_bytes: Option<u64>,
+    /// HTTP, websocket and Postgres connections open at once
+    /// (`--max-connections`); more are answered with an error and closed.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -101,6 +104,7 @@ impl Default for Limits {
             max_subscribers: 50_000,
             max_retained_rows: 100_000_000,
             max_state_bytes: Some(8 * 1024 * 1024 * 1024),
+            max_connections: 10_000,
         }
     }
 }

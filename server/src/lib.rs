@@ -38,6 +38,7 @@ pub mod engine;
 pub mod error;
 pub mod http;
 pub mod json;
+pub mod listen;
 pub mod nexmark;
 pub mod numbered;
 pub mod persist;

@@ -68,6 +68,10 @@ enum Command {
         /// The most result rows a query may retain (SET retained_rows).
         #[arg(long, default_value_t = sluice::engine::Limits::default().max_retained_rows)]
         max_retained_rows: usize,
+        /// HTTP, websocket and Postgres connections open at once (more
+        /// are answered 503 / SQLSTATE 53300 and closed).
+        #[arg(long, default_value_t = sluice::engine::Limits::default().max_connections)]
+        max_connections: usize,
         /// Bytes of operator state one query may hold; 0 for no limit.
         #[arg(long, default_value_t = sluice::engine::Limits::default().max_state_bytes.unwrap_or(0))]
         max_state_bytes: u64,
@@ -117,6 +121,10 @@ enum Command {
         /// times and report the fastest of each.
         #[arg(long, default_value_t = 1)]
         runs: usize,
+        /// fanout, many: the bench's server asks for the token in this
+        /// file (or SLUICE_TOKEN) and its clients present it.
+        #[arg(long)]
+        token_file: Option<std::path::PathBuf>,
     },
     /// An interactive SQL client of a running server.
     Repl {
@@ -174,6 +182,7 @@ fn main() -> anyhow::Result<()> {
             max_subscribers,
             max_retained_rows,
             max_state_bytes,
+            max_connections,
         } => runtime.block_on(async {
             let options = sluice::Options {
                 pg_address: pg_address(&pg).map(str::to_string),
@@ -194,6 +203,7 @@ fn main() -> anyhow::Result<()> {
                     max_subscribers,
                     max_retained_rows,
                     max_state_bytes: (max_state_bytes > 0).then_some(max_state_bytes),
+                    max_connections,
                 },
             };
             let server = sluice::start_with(&http, Some(&data_dir), &options).await?;
@@ -297,8 +307,8 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        Command::Bench { suite, events, subscribers, .. } if suite == "fanout" => runtime.block_on(async {
-            let result = sluice::bench::fanout(subscribers, events).await?;
+        Command::Bench { suite, events, subscribers, token_file, .. } if suite == "fanout" => runtime.block_on(async {
+            let result = sluice::bench::fanout(subscribers, events, token(token_file.as_deref())?).await?;
             println!("{}", sluice::bench::FANOUT_QUERY);
             println!(
                 "{} events, {} result rows: alone {:.0} events/s; with {} subscribers (+1 never reading) {:.0} events/s ({:+.1}%); {} of {} received every row; {} cut off as lagged",
@@ -315,9 +325,9 @@ fn main() -> anyhow::Result<()> {
             println!("{}", result.json_line());
             Ok(())
         }),
-        Command::Bench { suite, subscribers, .. } if suite == "many" => runtime.block_on(async {
+        Command::Bench { suite, subscribers, token_file, .. } if suite == "many" => runtime.block_on(async {
             // --subscribers doubles as the number of queries here.
-            let result = sluice::bench::many(subscribers, 20).await?;
+            let result = sluice::bench::many(subscribers, 20, token(token_file.as_deref())?).await?;
             println!(
                 "{} queries for {:.0} s ({} events read in all): GET /v1/queries p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} calls; {} running, {} with rows",
                 result.queries,

@@ -64,7 +64,7 @@ spec = {
   "SqlRequest": {"type": "object", "required": ["sql"], "properties": {"sql": {"type": "string"}, "settings": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean"]}, "description": "epoch_interval ('100ms', '0'), retained_rows, checkpoint_interval, ... (docs/sql.md)"}}},
   "SubscribeRequest": {"type": "object", "additionalProperties": False, "required": ["sql"], "properties": {"sql": {"type": "string"}, "settings": {"type": "object"}, "where": {"type": "string"}, "format": {"enum": ["json", "arrow"]}, "heartbeat_ms": {"type": "integer", "minimum": 50}, "keep_running": {"type": "boolean"}}},
   "Error": {"type": "object", "additionalProperties": False, "required": ["error"], "properties": {"error": {"type": "object", "additionalProperties": False, "required": ["code", "message"], "properties": {
-      "code": {"enum": ["syntax_error", "unknown_object", "unsupported", "invalid", "bad_request", "payload_too_large", "unauthorized", "too_many", "shutting_down", "not_found", "data_dir", "event_log", "external", "internal"]},
+      "code": {"enum": ["syntax_error", "unknown_object", "unsupported", "invalid", "bad_request", "payload_too_large", "unauthorized", "too_many", "shutting_down", "not_found", "data_dir", "event_log", "storage_full", "external", "internal"]},
       "message": {"type": "string"}, "line": {"type": "integer", "minimum": 1}, "column": {"type": "integer", "minimum": 1}}}}},
   "Column": {"type": "object", "additionalProperties": False, "required": ["name", "type"], "properties": {"name": {"type": "string"}, "type": {"type": "string"}}},
   "StatementResult": {"oneOf": [
@@ -117,6 +117,7 @@ for path in ("/v1/sql", "/v1/queries/{id}/ws", "/v1/subscribe"):
 spec["paths"]["/v1/sql"]["post"]["responses"]["413"]["description"] = "The body is larger than --max-body-bytes, or the SQL than --max-sql-bytes (code payload_too_large)"
 events = spec["paths"]["/v1/streams/{name}/events"]["post"]
 events["responses"]["429"] = ERR("A query reading the stream is a whole queue (64 posts) behind; nothing was taken. Retry-After: 1, or POST with ?wait=true (code too_many)")
+events["responses"]["507"] = ERR("The disk holding the event log is full; nothing was taken (code storage_full)")
 events["parameters"] = [{"name": "wait", "in": "query", "required": False, "schema": {"type": "string", "enum": ["true", "false"]}, "description": "Wait up to 30 s for queries that are behind instead of a 429"}]
 spec["paths"]["/v1/sql"]["post"]["responses"]["503"] = ERR("The server is shutting down (code shutting_down)")
 spec["components"]["securitySchemes"] = {

@@ -158,14 +158,19 @@ pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Option
         max_body_bytes: options.max_body_bytes,
         token: options.token.clone(),
     }));
+    // HTTP, websocket and Postgres connections count against one limit.
+    let limit = crate::listen::ConnectionLimit::new(options.limits.max_connections);
     let task = match &options.tls {
-        None => tokio::spawn(async move {
-            if let Err(error) = axum::serve(listener, app).await {
-                tracing::error!("server stopped: {error}");
-            }
-        }),
+        None => {
+            let listener = crate::listen::PlainListener { listener, limit: limit.clone() };
+            tokio::spawn(async move {
+                if let Err(error) = axum::serve(listener, app).await {
+                    tracing::error!("server stopped: {error}");
+                }
+            })
+        }
         Some(certificate) => {
-            let listener = crate::tls::TlsListener::new(listener, certificate.http_acceptor())?;
+            let listener = crate::tls::TlsListener::new(listener, certificate.http_acceptor(), limit.clone())?;
             tokio::spawn(async move {
                 if let Err(error) = axum::serve(listener, app).await {
                     tracing::error!("server stopped: {error}");
@@ -178,7 +183,7 @@ pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Option
             let listener = TcpListener::bind(pg_address).await?;
             let pg_address = listener.local_addr()?;
             let tls = options.tls.as_ref().map(crate::tls::Certificate::pg_acceptor);
-            let serving = crate::pgwire::serve(listener, engine.clone(), options.token.clone(), tls);
+            let serving = crate::pgwire::serve(listener, engine.clone(), options.token.clone(), tls, limit);
             (Some(pg_address), Some(tokio::spawn(serving)))
         }
         None => (None, None),

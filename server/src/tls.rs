@@ -22,6 +22,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::server::TlsStream;
 
+use crate::listen::{ConnectionLimit, Counted};
+
 /// A client gets this long to finish its handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -104,16 +106,16 @@ impl Certificate {
 
 /// A listener whose connections are TLS streams, for `axum::serve`.
 pub struct TlsListener {
-    incoming: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    incoming: mpsc::Receiver<(Counted<TlsStream<TcpStream>>, SocketAddr)>,
     address: SocketAddr,
     accepting: tokio::task::JoinHandle<()>,
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
+    pub fn new(listener: TcpListener, acceptor: TlsAcceptor, limit: ConnectionLimit) -> std::io::Result<Self> {
         let address = listener.local_addr()?;
         let (sender, incoming) = mpsc::channel(64);
-        let accepting = tokio::spawn(accept(listener, acceptor, sender));
+        let accepting = tokio::spawn(accept(listener, acceptor, limit, sender));
         Ok(Self { incoming, address, accepting })
     }
 }
@@ -124,27 +126,26 @@ impl Drop for TlsListener {
     }
 }
 
-async fn accept(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>) {
+async fn accept(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    limit: ConnectionLimit,
+    ready: mpsc::Sender<(Counted<TlsStream<TcpStream>>, SocketAddr)>,
+) {
     let handshakes = Arc::new(Semaphore::new(HANDSHAKES));
+    // Over the connection limit there is no TLS to answer in: closed.
+    let refuse: fn(&ConnectionLimit, TcpStream) = |_, socket| drop(socket);
     loop {
-        let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
-        let (socket, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: wait, do not spin.
-                tracing::warn!("accept failed: {error}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let Ok(handshake_permit) = handshakes.clone().acquire_owned().await else { return };
+        let (socket, peer, permit) = crate::listen::accept(&listener, &limit, refuse).await;
         let acceptor = acceptor.clone();
         let ready = ready.clone();
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await;
-            drop(permit);
+            drop(handshake_permit);
             match handshake {
                 Ok(Ok(stream)) => {
-                    let _ = ready.send((stream, peer)).await;
+                    let _ = ready.send((Counted::new(stream, permit), peer)).await;
                 }
                 // Plain text on the TLS port, a client that distrusts the
                 // certificate, a port scanner: only that connection ends.
@@ -156,7 +157,7 @@ async fn accept(listener: TcpListener, acceptor: TlsAcceptor, ready: mpsc::Sende
 }
 
 impl axum::serve::Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
+    type Io = Counted<TlsStream<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {

@@ -272,31 +272,43 @@ async fn submit_by_message(mut socket: WebSocket, engine: Arc<Engine>) {
             return refuse(socket, &EngineError::new(crate::error::ErrorCode::BadRequest, message)).await;
         }
     };
-    let request: SubmitMessage = match serde_json::from_str(&text) {
-        Ok(request) => request,
-        Err(error) => {
-            let message = format!("expected {{\"sql\": \"...\", \"settings\"?, \"where\"?, \"format\"?}}: {error}");
-            return refuse(socket, &EngineError::new(crate::error::ErrorCode::BadRequest, message)).await;
-        }
-    };
-    let settings = crate::settings::from_json(request.settings.clone());
-    let checked = async {
-        let shape = engine.describe_query(&request.sql, &settings).await?;
-        options(
-            request.filter.as_deref(),
-            request.format.as_deref(),
-            request.heartbeat_ms,
-            request.keep_running,
-            &shape.schema,
-        )
-    };
-    let options = match checked.await {
-        Ok(options) => options,
+    let (request, options) = match first_message(&engine, &text).await {
+        Ok(checked) => checked,
         Err(error) => return refuse(socket, &error).await,
     };
     match start(&engine, &request.sql, request.settings, options.keep_running).await {
         Ok((subscription, owner)) => serve(socket, subscription, 0, options, owner).await,
         Err(error) => refuse(socket, &error).await,
+    }
+}
+
+/// The first message of a socket that submits its query: parsed, its SQL
+/// planned and its choices checked.
+async fn first_message(engine: &Engine, text: &str) -> Result<(SubmitMessage, Options), EngineError> {
+    let request: SubmitMessage = serde_json::from_str(text).map_err(|error| {
+        let message = format!("expected {{\"sql\": \"...\", \"settings\"?, \"where\"?, \"format\"?}}: {error}");
+        EngineError::new(crate::error::ErrorCode::BadRequest, message)
+    })?;
+    let settings = crate::settings::from_json(request.settings.clone());
+    let shape = engine.describe_query(&request.sql, &settings).await?;
+    let options = options(
+        request.filter.as_deref(),
+        request.format.as_deref(),
+        request.heartbeat_ms,
+        request.keep_running,
+        &shape.schema,
+    )?;
+    Ok((request, options))
+}
+
+/// Fuzzing (`fuzz/`): a socket's first message, checked and its query
+/// started and dropped, as [`submit`] does. Must not panic.
+#[doc(hidden)]
+pub async fn fuzz_first_message(engine: &Arc<Engine>, text: &str) {
+    if let Ok((request, options)) = first_message(engine, text).await
+        && let Ok((subscription, _owner)) = start(engine, &request.sql, request.settings, options.keep_running).await
+    {
+        engine.drop_query(&subscription.query.id);
     }
 }
 

@@ -489,7 +489,7 @@ impl HttpIngest {
     }
 
     /// The records after `position` in the log, with their end positions.
-    fn logged_since(&self, position: u64) -> std::io::Result<Vec<(Vec<String>, u64)>> {
+    pub fn logged_since(&self, position: u64) -> std::io::Result<Vec<(Vec<String>, u64)>> {
         let Some(dir) = self.log_dir.get() else { return Ok(Vec::new()) };
         let starts = segments(dir)?;
         let Some(first) = starts.iter().rposition(|start| *start <= position) else {

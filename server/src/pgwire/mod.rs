@@ -65,7 +65,13 @@ pub const SERVER_VERSION: &str = concat!("16.6 (Sluice ", env!("CARGO_PKG_VERSIO
 /// give it as its password (any user name); otherwise anyone may connect.
 /// With `tls`, a client must negotiate TLS (`sslmode=require`) before it
 /// starts up, and so the password never crosses the network in clear.
-pub async fn serve(listener: TcpListener, engine: Arc<Engine>, token: Option<String>, tls: Option<TlsAcceptor>) {
+pub async fn serve(
+    listener: TcpListener,
+    engine: Arc<Engine>,
+    token: Option<String>,
+    tls: Option<TlsAcceptor>,
+    limit: crate::listen::ConnectionLimit,
+) {
     let manager = Arc::new(ConnectionManager::new());
     let how = match token {
         None => How::Open(Open { manager: manager.clone() }),
@@ -80,21 +86,15 @@ pub async fn serve(listener: TcpListener, engine: Arc<Engine>, token: Option<Str
         cancel: Arc::new(DefaultCancelHandler::new(manager)),
     });
     loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                // Out of file descriptors and the like: wait, do not spin.
-                tracing::warn!("pgwire accept failed: {error}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (socket, peer, permit) =
+            crate::listen::accept(&listener, &limit, crate::listen::ConnectionLimit::refuse_pg).await;
         let handlers = handlers.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             if let Err(error) = pgwire::tokio::process_socket(socket, tls, handlers).await {
                 tracing::debug!("pgwire connection from {peer} ended: {error}");
             }
+            drop(permit);
         });
     }
 }
@@ -211,5 +211,58 @@ impl NoopStartupHandler for Open {
         let status = ParameterStatus::new("server_version".into(), SERVER_VERSION.into());
         client.feed(PgWireBackendMessage::ParameterStatus(status)).await?;
         Ok(())
+    }
+}
+
+/// Fuzzing (`fuzz/`, and the corpus replayed by the e2e suite): `bytes` as
+/// a client's messages, decoded by pgwire in each connection state, and
+/// every query text in them split, classified and (for a Bind) bound as
+/// this endpoint does. Must not panic whatever the bytes, except inside
+/// pgwire's own decoder: pgwire 0.41 reads past a message whose inner
+/// lengths are wrong (a Bind parameter longer than the message) and
+/// panics; the server runs each connection on its own task, so such a
+/// client loses only its connection (tests/pgwire.rs sends one). Those
+/// panics are caught here as the end of the connection.
+#[doc(hidden)]
+pub fn fuzz_frontend_messages(bytes: &[u8]) {
+    use pgwire::messages::{DecodeContext, PgWireFrontendMessage, ProtocolVersion};
+    let states = [(true, true), (false, true), (false, false)];
+    for (ssl, startup) in states {
+        let mut context = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
+        context.awaiting_frontend_ssl = ssl;
+        context.awaiting_frontend_startup = startup;
+        let mut buffer = bytes::BytesMut::from(bytes);
+        let mut parsed: Option<String> = None;
+        // Each decoded message consumes bytes; a bad one ends the stream.
+        for _ in 0..1000 {
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                PgWireFrontendMessage::decode(&mut buffer, &context)
+            }));
+            let Ok(Ok(Some(message))) = decoded else { break };
+            match message {
+                PgWireFrontendMessage::Query(query) => {
+                    let _ = statement::split(&query.query);
+                }
+                PgWireFrontendMessage::Parse(parse) => {
+                    let _ = session::placeholders(&parse.query);
+                    parsed = Some(parse.query);
+                }
+                PgWireFrontendMessage::Bind(bind) => {
+                    let values: Vec<Option<String>> = bind
+                        .parameters
+                        .iter()
+                        .map(|value| value.as_ref().map(|value| String::from_utf8_lossy(value).into_owned()))
+                        .collect();
+                    let numeric: Vec<bool> = values.iter().map(|value| value.is_some()).collect();
+                    let sql = parsed.as_deref().unwrap_or("SELECT $1 LIMIT $2");
+                    let _ = statement::split(&session::substitute_typed(sql, &values, &numeric));
+                }
+                PgWireFrontendMessage::Startup(_) | PgWireFrontendMessage::SslNegotiation(_) => {
+                    context.awaiting_frontend_ssl = false;
+                    context.awaiting_frontend_startup = false;
+                }
+                _ => {}
+            }
+        }
     }
 }

@@ -495,7 +495,7 @@ async fn describe(engine: &Engine, session: &SessionRef, statement: &PgStatement
 }
 
 /// How many `$n` placeholders `sql` has (the highest n).
-fn placeholders(sql: &str) -> usize {
+pub(crate) fn placeholders(sql: &str) -> usize {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
     Tokenizer::new(&PostgreSqlDialect {}, sql)
@@ -520,7 +520,7 @@ fn substitute(sql: &str, values: &[Option<String>]) -> String {
 
 /// As [`substitute`]; values marked numeric, and whole numbers after
 /// `LIMIT` or `OFFSET`, are written as numbers.
-fn substitute_typed(sql: &str, values: &[Option<String>], numeric: &[bool]) -> String {
+pub(crate) fn substitute_typed(sql: &str, values: &[Option<String>], numeric: &[bool]) -> String {
     use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
     use datafusion::sql::sqlparser::keywords::Keyword;
     use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
