@@ -149,6 +149,9 @@ async fn subscribe(url: String, seen: Arc<Mutex<Seen>>) {
                 seen.ended = true;
                 return;
             }
+            Some("gap") => seen.mismatches.push(format!("rows no longer retained: {frame}")),
+            // A reader that fell behind reconnects at the next round.
+            Some("error") if frame["code"] == "lagged" => return,
             Some("error") => panic!("query failed: {frame}"),
             _ => {}
         }
@@ -221,6 +224,31 @@ struct CrashFigures {
     recoveries: Vec<Duration>,
 }
 
+/// Posts `{"v": n}` for n = 0, 1, ... to the stream `h` of whatever server
+/// `url` names now, one at a time, until told to stop; returns the events
+/// acknowledged and those whose POST got no answer.
+async fn post_through_crashes(
+    url: Arc<Mutex<String>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<i64>, Vec<i64>) {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let (mut acknowledged, mut unanswered) = (Vec::new(), Vec::new());
+    let mut n = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        let target = format!("{}/v1/streams/h/events", url.lock().unwrap());
+        match http.post(target).json(&json!({"v": n})).send().await {
+            Ok(response) if response.status() == 200 => acknowledged.push(n),
+            // Refused before anything was taken (429, a restarting server).
+            Ok(_) => {}
+            Err(error) if error.is_connect() => {}
+            Err(_) => unanswered.push(n),
+        }
+        n += 1;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    (acknowledged, unanswered)
+}
+
 /// Runs the queries under `kills` SIGKILLs and checks every row.
 async fn crash_run(kills: usize, rows: u64, during_recovery_every: Option<usize>) -> CrashFigures {
     let dir = std::env::temp_dir().join(format!("sluice-crash-{}-{kills}", std::process::id()));
@@ -239,12 +267,31 @@ async fn crash_run(kills: usize, rows: u64, during_recovery_every: Option<usize>
 
     let mut server = ChildServer::start(&dir);
     sql(server.url.clone(), streams(true, rows), json!({})).await;
-    let settings = json!({"checkpoint_interval": "250ms", "epoch_interval": "50ms"});
+    // Every row retained: a reader slowed down (cut off as lagged) comes
+    // back to rows that are still there, so any row missing is lost.
+    let settings = json!({"checkpoint_interval": "250ms", "epoch_interval": "50ms", "retained_rows": "5000000"});
     let mut ids = Vec::new();
     for (query, _) in QUERIES {
         let body = sql(server.url.clone(), query.to_string(), settings.clone()).await;
         ids.push(body["query_id"].as_str().expect("a query id").to_string());
     }
+    // An http input too: a poster sends one event at a time through every
+    // crash; each acknowledged event must come out exactly once, and one
+    // whose POST got no answer (the server died) at most once.
+    sql(
+        server.url.clone(),
+        "CREATE STREAM h (v INT) WITH (connector = 'http', segment_bytes = '4096')".into(),
+        json!({}),
+    )
+    .await;
+    let posted_id = sql(server.url.clone(), "SELECT v FROM h".into(), settings.clone()).await["query_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ids.push(posted_id.clone());
+    let current_url = Arc::new(Mutex::new(server.url.clone()));
+    let stop_posting = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poster = tokio::spawn(post_through_crashes(current_url.clone(), stop_posting.clone()));
     let seen: Vec<Arc<Mutex<Seen>>> = ids.iter().map(|_| Arc::default()).collect();
     let mut restored_with_state = 0;
     let mut recoveries = Vec::new();
@@ -270,6 +317,7 @@ async fn crash_run(kills: usize, rows: u64, during_recovery_every: Option<usize>
         let restarted = std::time::Instant::now();
         server = ChildServer::start(&dir);
         recoveries.push(restarted.elapsed());
+        *current_url.lock().unwrap() = server.url.clone();
         for id in &ids {
             let status: Value =
                 http.get(format!("{}/v1/queries/{id}", server.url)).send().await.unwrap().json().await.unwrap();
@@ -279,9 +327,59 @@ async fn crash_run(kills: usize, rows: u64, during_recovery_every: Option<usize>
             }
         }
     }
+    stop_posting.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acknowledged, unanswered) = poster.await.unwrap();
     eprintln!("crash test: reading to the end");
+    // The http query never ends: read it until every row it has put out.
+    let posted_seen = seen.last().unwrap().clone();
+    let posted_url = format!("{}/v1/queries/{posted_id}", server.url);
+    let reader = {
+        let from = next_seq(&posted_seen.lock().unwrap());
+        let url = format!("{}/ws?from_seq={from}", posted_url.replace("http", "ws"));
+        tokio::spawn(subscribe(url, posted_seen.clone()))
+    };
+    // Until the last acknowledged event is out and every row read (some
+    // unanswered ones may be in the log too, so counting is not enough).
+    let last = acknowledged.last().copied();
+    let mut rows_out = 0;
+    for _ in 0..1000 {
+        let status: Value = http.get(&posted_url).send().await.unwrap().json().await.unwrap();
+        rows_out = status["metrics"]["rows_out"].as_u64().unwrap();
+        let posted = posted_seen.lock().unwrap();
+        let has_last = last.is_none_or(|last| posted.rows.values().any(|(row, _)| row["v"] == last));
+        if has_last && posted.rows.len() as u64 >= rows_out {
+            break;
+        }
+        drop(posted);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    reader.abort();
+    {
+        let posted = posted_seen.lock().unwrap();
+        assert!(posted.mismatches.is_empty(), "http rows changed after recovery: {:?}", &posted.mismatches[..1]);
+        assert_eq!(next_seq(&posted), posted.rows.len() as u64, "http rows are missing");
+        assert_eq!(posted.rows.len() as u64, rows_out);
+        let mut counts: BTreeMap<i64, usize> = BTreeMap::new();
+        for (row, _) in posted.rows.values() {
+            *counts.entry(row["v"].as_i64().unwrap()).or_default() += 1;
+        }
+        let missing: Vec<_> = acknowledged.iter().filter(|v| !counts.contains_key(v)).collect();
+        assert!(missing.is_empty(), "acknowledged events missing: {missing:?} of {}", acknowledged.len());
+        for v in &acknowledged {
+            assert_eq!(counts.remove(v), Some(1), "acknowledged event {v}");
+        }
+        for v in &unanswered {
+            assert!(counts.remove(v).is_none_or(|count| count == 1), "unanswered event {v} twice");
+        }
+        assert!(counts.is_empty(), "events never posted: {counts:?}");
+        eprintln!(
+            "crash test: {} http events acknowledged, each once; {} unanswered",
+            acknowledged.len(),
+            unanswered.len()
+        );
+    }
     // No more crashes: read every query to its end.
-    let readers: Vec<_> = ids
+    let readers: Vec<_> = ids[..QUERIES.len()]
         .iter()
         .zip(&seen)
         .filter(|(_, seen)| !seen.lock().unwrap().ended)
