@@ -345,12 +345,14 @@ async fn crash_run(kills: usize, rows: u64, during_recovery_every: Option<usize>
     for _ in 0..1000 {
         let status: Value = http.get(&posted_url).send().await.unwrap().json().await.unwrap();
         rows_out = status["metrics"]["rows_out"].as_u64().unwrap();
-        let posted = posted_seen.lock().unwrap();
-        let has_last = last.is_none_or(|last| posted.rows.values().any(|(row, _)| row["v"] == last));
-        if has_last && posted.rows.len() as u64 >= rows_out {
+        let done = {
+            let posted = posted_seen.lock().unwrap();
+            let has_last = last.is_none_or(|last| posted.rows.values().any(|(row, _)| row["v"] == last));
+            has_last && posted.rows.len() as u64 >= rows_out
+        };
+        if done {
             break;
         }
-        drop(posted);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     reader.abort();
