@@ -314,6 +314,25 @@ impl TestServer {
     }
 }
 
+/// The final rows of a changelog's frames, as sorted JSON texts (`ops`
+/// applied: a `-` removes the row it names).
+pub fn materialized(frames: &[serde_json::Value]) -> Vec<String> {
+    let mut result: Vec<String> = Vec::new();
+    for frame in frames.iter().filter(|frame| frame["type"] == "rows") {
+        for (index, row) in frame["rows"].as_array().expect("rows").iter().enumerate() {
+            let row = row.to_string();
+            if frame["ops"][index] == "-" {
+                let position = result.iter().position(|existing| *existing == row).expect("a retracted row was added");
+                result.remove(position);
+            } else {
+                result.push(row);
+            }
+        }
+    }
+    result.sort();
+    result
+}
+
 /// Reads websocket frames until `end`/`error`, the socket closes, or
 /// `row_limit` result rows have arrived; panics after two minutes.
 pub async fn read_frames(url: &str, row_limit: usize) -> Vec<serde_json::Value> {

@@ -2,7 +2,7 @@
 //! and (replayable sources being replayed) the same rows under the same seqs.
 
 use serde_json::{Value, json};
-use sluice_tests::{TestServer, read_frames};
+use sluice_tests::{TestServer, materialized, read_frames};
 
 const WEBLOG: &str = "CREATE STREAM weblog (
   ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
@@ -67,24 +67,6 @@ async fn a_data_dir_from_another_format_is_refused_at_start_up() {
     let error = sluice::start("127.0.0.1:0", false, Some(&data_dir)).await.err().expect("start-up fails");
     assert!(error.to_string().contains("catalog format 99"), "{error}");
     let _ = std::fs::remove_dir_all(&data_dir);
-}
-
-/// The final rows of a changelog, sorted (`ops` applied).
-fn materialized(frames: &[Value]) -> Vec<String> {
-    let mut result: Vec<String> = Vec::new();
-    for frame in frames.iter().filter(|frame| frame["type"] == "rows") {
-        for (index, row) in frame["rows"].as_array().unwrap().iter().enumerate() {
-            let row = row.to_string();
-            if frame["ops"][index] == "-" {
-                let position = result.iter().position(|existing| *existing == row).unwrap();
-                result.remove(position);
-            } else {
-                result.push(row);
-            }
-        }
-    }
-    result.sort();
-    result
 }
 
 async fn post_events(server: &TestServer, events: Value) {

@@ -52,21 +52,7 @@ fn segments(data_dir: &Path) -> Vec<String> {
 
 /// The final totals of q1's changelog (`k`, `n`, `total` per key).
 async fn totals(server: &TestServer, rows: usize) -> Vec<String> {
-    let frames = sluice_tests::read_frames(&server.ws_url("/v1/queries/q1/ws"), rows).await;
-    let mut result: Vec<String> = Vec::new();
-    for frame in frames.iter().filter(|frame| frame["type"] == "rows") {
-        for (index, row) in frame["rows"].as_array().unwrap().iter().enumerate() {
-            let row = row.to_string();
-            if frame["ops"][index] == "-" {
-                let position = result.iter().position(|existing| *existing == row).unwrap();
-                result.remove(position);
-            } else {
-                result.push(row);
-            }
-        }
-    }
-    result.sort();
-    result
+    sluice_tests::materialized(&sluice_tests::read_frames(&server.ws_url("/v1/queries/q1/ws"), rows).await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
