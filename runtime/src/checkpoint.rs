@@ -365,9 +365,17 @@ impl CheckpointStore {
             let _ = std::fs::remove_dir_all(checkpoint_dir(&self.config.dir, self.next_id));
         }
         let written = written?;
+        if let Err(error) = self.open_log(written.0.id) {
+            // Without its input log the checkpoint cannot be replayed
+            // from: taken back, the previous one (whose log goes on) stays
+            // the one to recover from.
+            let _ = std::fs::remove_dir_all(checkpoint_dir(&self.config.dir, self.next_id));
+            sync_dir(&self.config.dir);
+            return Err(error);
+        }
         self.next_id += 1;
         self.last = Instant::now();
-        self.open_log(written.0.id)?;
+        sync_dir(&self.config.dir);
         self.prune();
         Ok(written)
     }

@@ -469,6 +469,16 @@ impl Driver {
         // The steps behind this epoch's rows are logged before anyone sees
         // the rows.
         if let Some(store) = &mut self.store {
+            // The http events behind this epoch's rows are on disk before
+            // its steps and rows are (a power loss cannot leave the log
+            // shorter than a replay needs).
+            for (hold, source) in self.holds.iter().zip(&self.sources) {
+                if let Some(hold) = hold {
+                    hold.ingest.make_durable(source.position).map_err(|error| {
+                        RuntimeError::external(format!("cannot sync the stream's event log: {error}"))
+                    })?;
+                }
+            }
             store.flush()?;
         } else {
             // Without checkpoints nothing is read again after a restart:
@@ -661,6 +671,13 @@ impl Driver {
             },
             files: Vec::new(),
         };
+        for (hold, source) in self.holds.iter().zip(&self.sources) {
+            if let Some(hold) = hold {
+                hold.ingest
+                    .make_durable(source.position)
+                    .map_err(|error| RuntimeError::external(format!("cannot sync the stream's event log: {error}")))?;
+            }
+        }
         let Some(store) = &mut self.store else { return Err(RuntimeError::internal("no checkpoint store")) };
         let (manifest, bytes) = store.write(manifest, &nodes, &output)?;
         Ok((manifest.id, manifest.taken_at_ms, bytes))

@@ -18,16 +18,21 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// How long a refused client gets to take its answer.
 const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Refusals answered at once; past them a connection is just closed, so
+/// that answering a flood does not hold its sockets open.
+const REFUSALS: usize = 64;
+
 /// The connections the server takes at once.
 #[derive(Debug, Clone)]
 pub struct ConnectionLimit {
     permits: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
     max: usize,
 }
 
 impl ConnectionLimit {
     pub fn new(max: usize) -> Self {
-        Self { permits: Arc::new(Semaphore::new(max)), max }
+        Self { permits: Arc::new(Semaphore::new(max)), refusals: Arc::new(Semaphore::new(REFUSALS)), max }
     }
 
     /// Room for one more connection, if there is.
@@ -44,6 +49,7 @@ impl ConnectionLimit {
 
     /// Answers an HTTP client over the limit with a 503, then closes.
     pub fn refuse_http(&self, mut socket: TcpStream) {
+        let Ok(answering) = self.refusals.clone().try_acquire_owned() else { return };
         let body = serde_json::json!({"error": {"code": "too_many", "message": self.message()}}).to_string();
         tokio::spawn(async move {
             let response = format!(
@@ -56,6 +62,7 @@ impl ConnectionLimit {
                 socket.shutdown().await
             })
             .await;
+            drop(answering);
         });
     }
 
@@ -64,6 +71,7 @@ impl ConnectionLimit {
     /// so that libpq shows the message), then closes.
     pub fn refuse_pg(&self, mut socket: TcpStream) {
         use tokio::io::AsyncReadExt;
+        let Ok(answering) = self.refusals.clone().try_acquire_owned() else { return };
         let mut fields = Vec::new();
         for (tag, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "53300"), (b'M', self.message().as_str())] {
             fields.push(tag);
@@ -93,6 +101,7 @@ impl ConnectionLimit {
                 socket.shutdown().await
             })
             .await;
+            drop(answering);
         });
     }
 }

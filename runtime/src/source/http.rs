@@ -143,6 +143,11 @@ pub struct HttpIngest {
     /// Off while a server restores its queries (their holds are not known
     /// yet).
     compaction: AtomicBool,
+    /// A batch sync failed: no more posts (checked under `log`).
+    failed: AtomicBool,
+    /// How far the log is known to be on disk (with `--fsync never`, or
+    /// without a log, not tracked).
+    durable: AtomicU64,
     /// The stream's segment size and retention (the log's options but
     /// `fsync`, which is the server's).
     declared: LogOptions,
@@ -223,6 +228,7 @@ impl HttpIngest {
         if let Ok(mut commit) = self.commit.try_lock() {
             commit.synced = length;
         }
+        self.durable.store(length, Ordering::SeqCst);
         self.segment_start.store(segment_start, Ordering::SeqCst);
         let _ = self.options.set(options);
         let _ = self.log_dir.set(dir.to_path_buf());
@@ -325,10 +331,16 @@ impl HttpIngest {
     /// as long as it takes) for every reader to have room for the post. A
     /// reader still [`QUEUE`] posts behind then refuses it: nothing is
     /// appended or delivered, and the poster is told to retry.
+    ///
+    /// Not to be cancelled once it runs (a dropped future after the append
+    /// would leave the record logged but undelivered): callers that may be
+    /// cancelled, such as HTTP handlers, run it on a task of its own.
     pub async fn publish_within(&self, lines: Vec<String>, wait: Option<Duration>) -> Result<usize, PublishError> {
         let mut log = self.log.lock().await;
-        if let Some(failed) = &self.commit.try_lock().ok().and_then(|commit| commit.failed.clone()) {
-            return Err(PublishError::Io(std::io::Error::other(failed.clone())));
+        if self.failed.load(Ordering::SeqCst) {
+            return Err(PublishError::Io(std::io::Error::other(
+                "the stream's event log could not be synced; it takes no more posts until the server restarts",
+            )));
         }
         let readers: Vec<_> = match self.readers.lock() {
             Ok(mut readers) => {
@@ -414,6 +426,9 @@ impl HttpIngest {
         }
         log.length += record.len() as u64;
         self.log_end.store(log.length, Ordering::SeqCst);
+        if log.options.fsync == Fsync::Always {
+            self.durable.store(log.length, Ordering::SeqCst);
+        }
         if log.length - log.segment_start >= log.options.segment_bytes
             && let Err(error) = self.roll(log)
         {
@@ -431,11 +446,21 @@ impl HttpIngest {
         }
         let path = segment_path(&log.dir, log.length);
         let file = std::fs::OpenOptions::new().read(true).append(true).create(true).open(&path)?;
-        if log.options.fsync != Fsync::Never {
-            sync_dir(&log.dir)?;
-        }
+        let prepared = file.try_clone().and_then(|clone| match log.options.fsync {
+            Fsync::Never => Ok(clone),
+            _ => sync_dir(&log.dir).map(|()| clone),
+        });
+        // A segment left behind empty would be taken for the log's end.
+        let clone = match prepared {
+            Ok(clone) => clone,
+            Err(error) => {
+                drop(file);
+                let _ = std::fs::remove_file(&path);
+                return Err(error);
+            }
+        };
         if let Ok(mut current) = self.current.lock() {
-            *current = Some(Arc::new(file.try_clone()?));
+            *current = Some(Arc::new(clone));
         }
         log.file = file;
         log.segment_start = log.length;
@@ -451,7 +476,11 @@ impl HttpIngest {
     /// order, every pending post that sync covered.
     async fn commit(&self, position: u64) -> std::io::Result<()> {
         let mut commit = self.commit.lock().await;
-        if let Some(failed) = &commit.failed {
+        // Covered by an earlier sync (and delivered): taken, whatever
+        // happened to later ones.
+        if commit.synced < position
+            && let Some(failed) = &commit.failed
+        {
             return Err(std::io::Error::other(failed.clone()));
         }
         if commit.synced < position {
@@ -468,6 +497,7 @@ impl HttpIngest {
                         "cannot sync the stream's event log ({error}); it takes no more posts until the server restarts"
                     );
                     commit.failed = Some(message.clone());
+                    self.failed.store(true, Ordering::SeqCst);
                     if let Ok(mut pending) = self.pending.lock() {
                         pending.clear();
                     }
@@ -475,6 +505,7 @@ impl HttpIngest {
                 }
             }
             commit.synced = commit.synced.max(end);
+            self.durable.fetch_max(end, Ordering::SeqCst);
         }
         if let Ok(mut pending) = self.pending.lock() {
             while pending.front().is_some_and(|front| front.posted.position <= commit.synced) {
@@ -485,6 +516,27 @@ impl HttpIngest {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Makes the log durable up to `position` (at least), syncing it if a
+    /// group commit has not yet: a query calls this before it publishes
+    /// rows of, or checkpoints, a position, so that neither can run ahead
+    /// of what a power loss leaves of the log. Nothing to do with `--fsync
+    /// never` or without a log.
+    pub fn make_durable(&self, position: u64) -> std::io::Result<()> {
+        if self.options.get().is_none_or(|options| options.fsync == Fsync::Never)
+            || self.durable.load(Ordering::SeqCst) >= position
+        {
+            return Ok(());
+        }
+        // As in `commit`: the end first, then the segment holding it.
+        let end = self.log_end.load(Ordering::SeqCst);
+        let file = self.current.lock().ok().and_then(|current| current.clone());
+        if let Some(file) = file {
+            file.sync_data()?;
+        }
+        self.durable.fetch_max(end, Ordering::SeqCst);
         Ok(())
     }
 

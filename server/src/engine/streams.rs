@@ -291,7 +291,14 @@ impl Engine {
     ) -> Result<usize, EngineError> {
         let spec = self.stream(stream).ok_or_else(|| EngineError::not_found(format!("stream {stream:?} not found")))?;
         match &spec.connector {
-            ConnectorSpec::Http(ingest) => ingest.publish_within(lines, wait).await.map_err(|error| match error {
+            // On its own task: a client that goes away mid-post must not
+            // cancel it between the append and the delivery.
+            ConnectorSpec::Http(ingest) => {
+                let ingest = ingest.clone();
+                let posted = tokio::spawn(async move { ingest.publish_within(lines, wait).await })
+                    .await
+                    .map_err(|error| EngineError::internal(format!("the post's task failed: {error}")))?;
+                posted.map_err(|error| match error {
                 sluice_runtime::source::http::PublishError::Io(error) => EngineError::new(
                     if error.kind() == std::io::ErrorKind::StorageFull {
                         ErrorCode::StorageFull
@@ -306,7 +313,8 @@ impl Engine {
                         "a query reading {stream:?} is {queue} posts behind; nothing was taken: retry after a second, or POST with ?wait=true"
                     ),
                 ),
-            }),
+                })
+            }
             other => Err(EngineError::invalid(format!(
                 "stream {stream:?} reads from its {} connector; only 'http' streams accept events",
                 other.kind()
