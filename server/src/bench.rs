@@ -341,6 +341,15 @@ impl FanoutBench {
 pub const FANOUT_QUERY: &str = "SELECT window_start, window_end, status, count(*) AS hits, avg(duration) AS mean
      FROM TUMBLE(weblog, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end, status";
 
+/// A server on a free loopback port for a bench, asking for `token` if
+/// given.
+async fn bench_server(token: Option<String>) -> Result<crate::RunningServer, EngineError> {
+    let options = crate::Options { token, ..crate::Options::default() };
+    crate::start_with("127.0.0.1:0", None, &options)
+        .await
+        .map_err(|error| EngineError::internal(format!("cannot start the server: {error}")))
+}
+
 /// Runs [`FANOUT_QUERY`] over `events` generated records alone, then again
 /// with `subscribers` websocket readers (over loopback, in this process)
 /// and one subscriber that never reads (its receive buffer made tiny, so the
@@ -349,10 +358,7 @@ pub const FANOUT_QUERY: &str = "SELECT window_start, window_end, status, count(*
 ///
 /// With a `token`, the server asks for it and every reader presents it.
 pub async fn fanout(subscribers: usize, events: u64, token: Option<String>) -> Result<FanoutBench, EngineError> {
-    let options = crate::Options { token: token.clone(), ..crate::Options::default() };
-    let server = crate::start_with("127.0.0.1:0", None, &options)
-        .await
-        .map_err(|error| EngineError::internal(format!("cannot start the server: {error}")))?;
+    let server = bench_server(token.clone()).await?;
     let engine = server.engine.clone();
     let mut settings = Settings::new();
     // Every row stays retained, so readers that connect once the query runs
@@ -484,10 +490,7 @@ const MANY_QUERIES: [&str; 4] = [
 /// calling `GET /v1/queries` over loopback every 20 ms meanwhile (with
 /// the server's `token`, if it has one).
 pub async fn many(queries: usize, seconds: u64, token: Option<String>) -> Result<ManyBench, EngineError> {
-    let options = crate::Options { token: token.clone(), ..crate::Options::default() };
-    let server = crate::start_with("127.0.0.1:0", None, &options)
-        .await
-        .map_err(|error| EngineError::internal(format!("cannot start the server: {error}")))?;
+    let server = bench_server(token.clone()).await?;
     let engine = server.engine.clone();
     let mut settings = Settings::new();
     let ddl =

@@ -30,17 +30,20 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Handshakes in flight at once; more connections wait to be accepted.
 const HANDSHAKES: usize = 256;
 
-/// A certificate chain and its private key, read and checked at start-up.
+/// A certificate chain and its private key, read and checked at start-up,
+/// as the two server configurations that use them.
 #[derive(Clone)]
 pub struct Certificate {
-    chain: Vec<CertificateDer<'static>>,
-    key: Arc<PrivateKeyDer<'static>>,
+    /// For HTTP and websockets (ALPN `http/1.1`).
+    http: Arc<ServerConfig>,
+    /// For Postgres clients (ALPN `postgresql`, which direct TLS requires).
+    pg: Arc<ServerConfig>,
 }
 
 impl std::fmt::Debug for Certificate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the key.
-        write!(f, "Certificate({} in the chain)", self.chain.len())
+        f.write_str("Certificate(..)")
     }
 }
 
@@ -60,7 +63,8 @@ impl Certificate {
         })
     }
 
-    /// The same from PEM text.
+    /// The same from PEM text. A key that does not match the certificate
+    /// fails here, not at the first client.
     pub fn from_pem(cert: &[u8], key: &[u8]) -> Result<Self, String> {
         let chain = CertificateDer::pem_slice_iter(cert)
             .collect::<Result<Vec<_>, _>>()
@@ -70,38 +74,37 @@ impl Certificate {
         }
         let key = PrivateKeyDer::from_pem_slice(key)
             .map_err(|error| format!("the key file holds no private key in PEM: {error}"))?;
-        let certificate = Self { chain, key: Arc::new(key) };
-        // A key that does not match the certificate fails here, not at the
-        // first client.
-        certificate.config(&[])?;
-        Ok(certificate)
-    }
-
-    fn config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, String> {
-        // ring, not aws-lc-rs, whose C build this project avoids; rustls
-        // deprecates it only for lacking post-quantum key exchange.
-        #[allow(deprecated)]
-        let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let mut config = ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|error| error.to_string())?
-            .with_no_client_auth()
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(|error| format!("the certificate and key do not go together: {error}"))?;
-        config.alpn_protocols = alpn.iter().map(|protocol| protocol.to_vec()).collect();
-        Ok(Arc::new(config))
+        Ok(Self { http: config(&chain, &key, b"http/1.1")?, pg: config(&chain, &key, b"postgresql")? })
     }
 
     /// The acceptor for HTTP and websockets.
     pub fn http_acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.config(&[b"http/1.1"]).expect("checked when read"))
+        TlsAcceptor::from(self.http.clone())
     }
 
-    /// The acceptor for Postgres clients (ALPN `postgresql`, which direct
-    /// TLS requires).
+    /// The acceptor for Postgres clients.
     pub fn pg_acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.config(&[b"postgresql"]).expect("checked when read"))
+        TlsAcceptor::from(self.pg.clone())
     }
+}
+
+fn config(
+    chain: &[CertificateDer<'static>],
+    key: &PrivateKeyDer<'static>,
+    alpn: &[u8],
+) -> Result<Arc<ServerConfig>, String> {
+    // ring, not aws-lc-rs, whose C build this project avoids; rustls
+    // deprecates it only for lacking post-quantum key exchange.
+    #[allow(deprecated)]
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| error.to_string())?
+        .with_no_client_auth()
+        .with_single_cert(chain.to_vec(), key.clone_key())
+        .map_err(|error| format!("the certificate and key do not go together: {error}"))?;
+    config.alpn_protocols = vec![alpn.to_vec()];
+    Ok(Arc::new(config))
 }
 
 /// A listener whose connections are TLS streams, for `axum::serve`.

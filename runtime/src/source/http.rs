@@ -92,16 +92,6 @@ struct Pending {
     permits: Vec<mpsc::OwnedPermit<Posted>>,
 }
 
-/// What `--fsync batch` syncs: the segment being appended to, and how far
-/// the log is known to be on disk.
-#[derive(Debug, Default)]
-struct Commit {
-    synced: u64,
-    /// The log cannot be trusted after a failed sync: posts are refused
-    /// until a restart.
-    failed: Option<String>,
-}
-
 /// A position a query may read the log from again (its oldest kept
 /// checkpoint's); segments before every hold may be deleted. Released
 /// when the last clone is dropped.
@@ -134,7 +124,8 @@ pub struct HttpIngest {
     log_end: AtomicU64,
     /// The segment being appended to, for syncs made outside `log`.
     current: Mutex<Option<Arc<std::fs::File>>>,
-    commit: tokio::sync::Mutex<Commit>,
+    /// Held by the one group commit syncing at a time.
+    commit: tokio::sync::Mutex<()>,
     pending: Mutex<VecDeque<Pending>>,
     holds: Mutex<Vec<Weak<AtomicU64>>>,
     options: OnceLock<LogOptions>,
@@ -143,8 +134,10 @@ pub struct HttpIngest {
     /// Off while a server restores its queries (their holds are not known
     /// yet).
     compaction: AtomicBool,
-    /// A batch sync failed: no more posts (checked under `log`).
-    failed: AtomicBool,
+    /// Why a batch sync failed, if one did: the log cannot be trusted
+    /// after that, so posts are refused until a restart (checked under
+    /// `log`).
+    failed: Mutex<Option<String>>,
     /// How far the log is known to be on disk (with `--fsync never`, or
     /// without a log, not tracked).
     durable: AtomicU64,
@@ -225,9 +218,6 @@ impl HttpIngest {
         }
         *log = Some(EventLog { dir: dir.to_path_buf(), options, file, segment_start, length });
         self.log_end.store(length, Ordering::SeqCst);
-        if let Ok(mut commit) = self.commit.try_lock() {
-            commit.synced = length;
-        }
         self.durable.store(length, Ordering::SeqCst);
         self.segment_start.store(segment_start, Ordering::SeqCst);
         let _ = self.options.set(options);
@@ -337,10 +327,8 @@ impl HttpIngest {
     /// cancelled, such as HTTP handlers, run it on a task of its own.
     pub async fn publish_within(&self, lines: Vec<String>, wait: Option<Duration>) -> Result<usize, PublishError> {
         let mut log = self.log.lock().await;
-        if self.failed.load(Ordering::SeqCst) {
-            return Err(PublishError::Io(std::io::Error::other(
-                "the stream's event log could not be synced; it takes no more posts until the server restarts",
-            )));
+        if let Some(failed) = self.failure() {
+            return Err(PublishError::Io(std::io::Error::other(failed)));
         }
         let readers: Vec<_> = match self.readers.lock() {
             Ok(mut readers) => {
@@ -475,15 +463,14 @@ impl HttpIngest {
     /// sync covers every post appended before it), then delivers, in log
     /// order, every pending post that sync covered.
     async fn commit(&self, position: u64) -> std::io::Result<()> {
-        let mut commit = self.commit.lock().await;
-        // Covered by an earlier sync (and delivered): taken, whatever
-        // happened to later ones.
-        if commit.synced < position
-            && let Some(failed) = &commit.failed
-        {
-            return Err(std::io::Error::other(failed.clone()));
-        }
-        if commit.synced < position {
+        let _syncing = self.commit.lock().await;
+        // Covered by an earlier sync (this one's, or a query's
+        // `make_durable`) and so delivered: taken, whatever happened to
+        // later ones.
+        if self.durable.load(Ordering::SeqCst) < position {
+            if let Some(failed) = self.failure() {
+                return Err(std::io::Error::other(failed));
+            }
             // What is appended by now; the segment read after it holds
             // every byte up to there that a roll has not synced already.
             let end = self.log_end.load(Ordering::SeqCst);
@@ -496,19 +483,20 @@ impl HttpIngest {
                     let message = format!(
                         "cannot sync the stream's event log ({error}); it takes no more posts until the server restarts"
                     );
-                    commit.failed = Some(message.clone());
-                    self.failed.store(true, Ordering::SeqCst);
+                    if let Ok(mut failed) = self.failed.lock() {
+                        *failed = Some(message.clone());
+                    }
                     if let Ok(mut pending) = self.pending.lock() {
                         pending.clear();
                     }
                     return Err(std::io::Error::other(message));
                 }
             }
-            commit.synced = commit.synced.max(end);
             self.durable.fetch_max(end, Ordering::SeqCst);
         }
+        let durable = self.durable.load(Ordering::SeqCst);
         if let Ok(mut pending) = self.pending.lock() {
-            while pending.front().is_some_and(|front| front.posted.position <= commit.synced) {
+            while pending.front().is_some_and(|front| front.posted.position <= durable) {
                 if let Some(Pending { posted, permits }) = pending.pop_front() {
                     for permit in permits {
                         permit.send(posted.clone());
@@ -517,6 +505,10 @@ impl HttpIngest {
             }
         }
         Ok(())
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|failed| failed.clone())
     }
 
     /// Makes the log durable up to `position` (at least), syncing it if a
