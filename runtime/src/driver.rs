@@ -143,6 +143,9 @@ pub fn spawn_query_subscribed(
     plan: StreamPlan,
     settings: QuerySettings,
 ) -> Result<(QueryHandle, mpsc::Receiver<OutputEvent>)> {
+    // The query's tasks (sources, driver) run on the pipeline threads.
+    let pipeline_runtime = crate::cpu::handle();
+    let _on_pipeline_threads = pipeline_runtime.as_ref().map(tokio::runtime::Handle::enter);
     let metrics = Arc::new(QueryMetrics::default());
     let context = OperatorContext { metrics: metrics.clone() };
     let pipeline = Pipeline::new(&plan, &context)?;

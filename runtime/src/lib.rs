@@ -29,6 +29,7 @@
 //! - [`pipeline`]: the running DAG, and how checkpoint barriers cross it.
 //! - [`settings`]: [`QuerySettings`], how a query runs (never what it computes).
 //! - [`driver`]: the epoch loop of one query.
+//! - [`cpu`]: the threads pipelines run on, apart from the API's runtime.
 //! - [`recovery`]: starting a query from its newest checkpoint and replaying
 //!   the steps logged after it.
 //! - [`checkpoint`]: checkpoint files, manifests and the input log.
@@ -39,6 +40,7 @@
 //! - [`error`]: [`RuntimeError`], whose fault it is (user, external, internal).
 
 pub mod checkpoint;
+pub mod cpu;
 pub mod driver;
 pub mod error;
 pub mod message;

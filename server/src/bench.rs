@@ -449,10 +449,7 @@ pub struct ManyBench {
     pub queries: usize,
     pub seconds: f64,
     /// `GET /v1/queries` calls made, and their latencies.
-    pub requests: usize,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-    pub max_ms: f64,
+    pub latency: ApiLatency,
     /// Queries still running at the end, and those that emitted rows.
     pub running: usize,
     pub with_rows: usize,
@@ -465,10 +462,10 @@ impl ManyBench {
             "bench": "many",
             "queries": self.queries,
             "seconds": (self.seconds * 10.0).round() / 10.0,
-            "requests": self.requests,
-            "get_queries_p50_ms": (self.p50_ms * 100.0).round() / 100.0,
-            "get_queries_p99_ms": (self.p99_ms * 100.0).round() / 100.0,
-            "get_queries_max_ms": (self.max_ms * 100.0).round() / 100.0,
+            "requests": self.latency.requests,
+            "get_queries_p50_ms": (self.latency.p50_ms * 100.0).round() / 100.0,
+            "get_queries_p99_ms": (self.latency.p99_ms * 100.0).round() / 100.0,
+            "get_queries_max_ms": (self.latency.max_ms * 100.0).round() / 100.0,
             "running": self.running,
             "with_rows": self.with_rows,
             "events_in": self.events_in,
@@ -505,13 +502,44 @@ pub async fn many(queries: usize, seconds: u64, token: Option<String>) -> Result
             ids.push(id.clone());
         }
     }
+    let started = Instant::now();
+    let latency = poll_queries(&server, token.as_deref(), seconds).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut running = 0;
+    let mut with_rows = 0;
+    let mut events_in = 0;
+    for id in &ids {
+        let Some(query) = engine.query(id) else { continue };
+        running += usize::from(query.handle.status() == QueryStatus::Running);
+        with_rows += usize::from(QueryMetrics::get(&query.handle.metrics.rows_out) > 0);
+        events_in += QueryMetrics::get(&query.handle.metrics.rows_in);
+    }
+    Ok(ManyBench { queries: ids.len(), seconds, latency, running, with_rows, events_in })
+}
+
+/// How quickly `GET /v1/queries` answered.
+#[derive(Debug, Clone, Copy)]
+pub struct ApiLatency {
+    pub requests: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Calls `GET /v1/queries` over loopback every 20 ms for `seconds` (with
+/// the server's `token`, if it has one).
+async fn poll_queries(
+    server: &crate::RunningServer,
+    token: Option<&str>,
+    seconds: u64,
+) -> Result<ApiLatency, EngineError> {
     let http = reqwest::Client::new();
     let url = format!("{}/v1/queries", server.url());
     let started = Instant::now();
     let mut latencies = Vec::new();
     while started.elapsed().as_secs() < seconds {
         let asked = Instant::now();
-        let request = match &token {
+        let request = match token {
             Some(token) => http.get(&url).bearer_auth(token),
             None => http.get(&url),
         };
@@ -523,29 +551,69 @@ pub async fn many(queries: usize, seconds: u64, token: Option<String>) -> Result
         latencies.push(asked.elapsed().as_secs_f64() * 1000.0);
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let seconds = started.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     let quantile = |q: f64| {
         latencies.get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1)).copied().unwrap_or(0.0)
     };
-    let mut running = 0;
-    let mut with_rows = 0;
-    let mut events_in = 0;
-    for id in &ids {
-        let Some(query) = engine.query(id) else { continue };
-        running += usize::from(query.handle.status() == QueryStatus::Running);
-        with_rows += usize::from(QueryMetrics::get(&query.handle.metrics.rows_out) > 0);
-        events_in += QueryMetrics::get(&query.handle.metrics.rows_in);
-    }
-    Ok(ManyBench {
-        queries: ids.len(),
-        seconds,
+    Ok(ApiLatency {
         requests: latencies.len(),
         p50_ms: quantile(0.5),
         p99_ms: quantile(0.99),
         max_ms: latencies.last().copied().unwrap_or(0.0),
-        running,
-        with_rows,
-        events_in,
     })
+}
+
+/// What `sluice bench api` measured: the HTTP API's latency while one
+/// Nexmark query runs as fast as it can.
+#[derive(Debug, Clone)]
+pub struct ApiBench {
+    pub query: String,
+    pub seconds: f64,
+    pub events_in: u64,
+    pub latency: ApiLatency,
+}
+
+impl ApiBench {
+    pub fn json_line(&self) -> String {
+        json!({
+            "bench": "api",
+            "query": self.query,
+            "pipeline_threads": sluice_runtime::cpu::pipeline_threads(),
+            "seconds": (self.seconds * 10.0).round() / 10.0,
+            "events_in": self.events_in,
+            "requests": self.latency.requests,
+            "get_queries_p50_ms": (self.latency.p50_ms * 100.0).round() / 100.0,
+            "get_queries_p99_ms": (self.latency.p99_ms * 100.0).round() / 100.0,
+            "get_queries_max_ms": (self.latency.max_ms * 100.0).round() / 100.0,
+        })
+        .to_string()
+    }
+}
+
+/// Runs the Nexmark query `name` over an unpaced generator (as fast as the
+/// machine goes) for `seconds`, calling `GET /v1/queries` meanwhile.
+pub async fn api(name: &str, seconds: u64, token: Option<String>) -> Result<ApiBench, EngineError> {
+    let (_, text) = crate::nexmark::queries()
+        .into_iter()
+        .find(|(query, _)| query == name)
+        .ok_or_else(|| EngineError::invalid(format!("unknown Nexmark query {name:?}")))?;
+    let server = bench_server(token.clone()).await?;
+    let engine = server.engine.clone();
+    let mut settings = Settings::new();
+    settings.insert("retained_rows".into(), "0".into());
+    let streams = crate::nexmark::streams(None, crate::nexmark::BENCH_EVENT_RATE, false);
+    engine.execute(&streams, &mut settings).await?;
+    let results = engine.execute(&crate::nexmark::statement(&text), &mut settings).await?;
+    let Some(StatementResult::Query { id, .. }) = results.last() else {
+        return Err(EngineError::internal("bench query did not start"));
+    };
+    let query = engine.query(id).ok_or_else(|| EngineError::internal("bench query vanished"))?;
+    let started = Instant::now();
+    let latency = poll_queries(&server, token.as_deref(), seconds).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    if let QueryStatus::Failed(message) = query.handle.status() {
+        return Err(EngineError::internal(format!("the query failed: {message}")));
+    }
+    let events_in = QueryMetrics::get(&query.handle.metrics.rows_in);
+    Ok(ApiBench { query: name.to_string(), seconds, events_in, latency })
 }

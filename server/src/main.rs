@@ -2,11 +2,21 @@
 
 use clap::{Parser, Subcommand};
 
+/// Many small allocations (keys, sessions, Arrow buffers) come and go every
+/// epoch; mimalloc keeps them off glibc's slow paths.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "sluice", version, about = "Streaming SQL server")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Threads that run queries' pipelines, apart from the ones serving
+    /// HTTP, websockets and Postgres (default: one per core); 0 runs
+    /// queries on the API's threads.
+    #[arg(long, global = true)]
+    pipeline_threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -95,7 +105,9 @@ enum Command {
         /// duration and recovery time of a query with `--keys` keys of state),
         /// `fanout` (one query, `--subscribers` websocket readers and one
         /// that never reads), or `many` (`--subscribers` concurrent queries
-        /// for 20 s, and the HTTP API's latency meanwhile).
+        /// for 20 s, and the HTTP API's latency meanwhile), or `api` (the
+        /// HTTP API's latency while one Nexmark `--query` runs flat out,
+        /// default q16).
         #[arg(default_value = "weblog")]
         suite: String,
         /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n, interval_join, window_join,
@@ -162,6 +174,9 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Some(threads) = cli.pipeline_threads {
+        sluice_runtime::cpu::set_pipeline_threads(threads);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     match cli.command {
         Command::Serve {
@@ -333,12 +348,29 @@ fn main() -> anyhow::Result<()> {
                 result.queries,
                 result.seconds,
                 result.events_in,
-                result.p50_ms,
-                result.p99_ms,
-                result.max_ms,
-                result.requests,
+                result.latency.p50_ms,
+                result.latency.p99_ms,
+                result.latency.max_ms,
+                result.latency.requests,
                 result.running,
                 result.with_rows
+            );
+            println!("{}", result.json_line());
+            Ok(())
+        }),
+        Command::Bench { suite, queries, token_file, .. } if suite == "api" => runtime.block_on(async {
+            let query = queries.first().map_or("q16", String::as_str);
+            let result = sluice::bench::api(query, 20, token(token_file.as_deref())?).await?;
+            println!(
+                "Nexmark {} for {:.0} s ({} events read; pipeline threads: {}): GET /v1/queries p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} calls",
+                result.query,
+                result.seconds,
+                result.events_in,
+                sluice_runtime::cpu::pipeline_threads(),
+                result.latency.p50_ms,
+                result.latency.p99_ms,
+                result.latency.max_ms,
+                result.latency.requests
             );
             println!("{}", result.json_line());
             Ok(())

@@ -52,6 +52,30 @@ query_files!(
     "q18", "q19", "q20", "q21", "q22"
 );
 
+macro_rules! batch_files {
+    ($($name:literal),*) => {
+        const BATCH_FILES: &[(&str, &str)] =
+            &[$(($name, include_str!(concat!("../../queries/nexmark/batch/", $name, ".sql")))),*];
+    };
+}
+
+// Windowed queries written for DataFusion batch (`date_bin`, `unnest` of
+// HOP's window starts, gaps and islands for SESSION).
+batch_files!("q5", "q7", "q8", "q11");
+
+/// The SQL DataFusion batch runs for query `name` (whose streaming text is
+/// `sql`): its batch file, or the same SQL where that has the same
+/// meaning; `None` where there is no batch equivalent (processing time,
+/// temporal joins).
+pub fn batch_statement(name: &str, sql: &str) -> Option<String> {
+    if let Some((_, text)) = BATCH_FILES.iter().find(|(query, _)| *query == name) {
+        return Some(statement(text));
+    }
+    let lowered = sql.to_ascii_lowercase();
+    let streaming_only = ["table(", "system_time", "bid_proctime", "side_input"];
+    (!streaming_only.iter().any(|construct| lowered.contains(construct))).then(|| sql.to_string())
+}
+
 /// The statement of a query file (its header comment dropped).
 pub fn statement(text: &str) -> String {
     text.lines().filter(|line| !line.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n")
@@ -68,8 +92,12 @@ pub struct NexmarkResult {
     pub cores_used: f64,
     pub peak_rss_bytes: Option<u64>,
     /// Events per second of DataFusion batch SQL over the same events, when
-    /// the query has a batch equivalent (the same SQL without windows).
+    /// the query has a batch equivalent (the same SQL, or for windowed
+    /// queries the file of `queries/nexmark/batch/`).
     pub batch_events_per_sec: Option<f64>,
+    /// The rows the batch equivalent returned (equal to the streaming
+    /// query's final result).
+    pub batch_rows: Option<u64>,
     /// Latency in a paced run.
     pub latency: Option<Latency>,
 }
@@ -127,6 +155,7 @@ impl NexmarkResult {
             "latency_basis": self.latency.map(|latency| latency.basis.name()),
             "batch_ratio": self.batch_ratio().map(|ratio| (ratio * 1000.0).round() / 1000.0),
             "rows_out": self.rows_out,
+            "batch_rows": self.batch_rows,
             "seconds": self.seconds,
         })
         .to_string()
@@ -328,16 +357,18 @@ async fn run_measured(
     let Some(best) = best else { return Err(EngineError::internal("the query did not run")) };
     drop(engine);
     let mut batch_events_per_sec: Option<f64> = None;
-    for _ in 0..if compare { runs.max(1) } else { 0 } {
+    let mut batch_rows = None;
+    let batch_sql = batch_statement(name, &sql).filter(|_| compare);
+    for _ in 0..if batch_sql.is_some() { runs.max(1) } else { 0 } {
+        let Some(batch_sql) = &batch_sql else { break };
         let run = match (&file, source) {
-            (Some(path), BidSource::Csv) => batch_file_run(&sql, path, events, true).await,
-            (Some(path), _) => batch_file_run(&sql, path, events, false).await,
-            (None, _) => batch_run(&sql, events).await,
+            (Some(path), BidSource::Csv) => batch_file_run(batch_sql, path, events, true).await,
+            (Some(path), _) => batch_file_run(batch_sql, path, events, false).await,
+            (None, _) => batch_run(batch_sql, events).await,
         };
-        batch_events_per_sec = match (batch_events_per_sec, run) {
-            (Some(best), Some(run)) => Some(best.max(run)),
-            (best, run) => best.or(run),
-        };
+        let run = run.map_err(|error| EngineError::internal(format!("{name} in DataFusion batch: {error}")))?;
+        batch_rows = Some(run.1);
+        batch_events_per_sec = Some(batch_events_per_sec.map_or(run.0, |best: f64| best.max(run.0)));
     }
     let latency = match source {
         _ if !compare => None,
@@ -352,6 +383,7 @@ async fn run_measured(
         cores_used: best.cores_used,
         peak_rss_bytes: best.peak_rss_bytes,
         batch_events_per_sec,
+        batch_rows,
         latency,
     })
 }
@@ -480,41 +512,46 @@ fn side_input_rows() -> String {
     format!("INSERT INTO side_input VALUES {}", values.join(", "))
 }
 
-/// The same SQL in DataFusion batch over the same events, generated into
-/// memory (timed, as the streaming run's generation is). `None` when the
-/// query has no batch equivalent (window TVFs, temporal joins, processing
-/// time).
-async fn batch_run(sql: &str, events: u64) -> Option<f64> {
-    let lowered = sql.to_ascii_lowercase();
-    if ["table(", "system_time", "bid_proctime", "side_input"].iter().any(|construct| lowered.contains(construct)) {
-        return None;
-    }
-    let started = std::time::Instant::now();
-    let context = batch_context(events).ok()?;
-    context.sql(sql).await.ok()?.collect().await.ok()?;
-    Some(events as f64 / started.elapsed().as_secs_f64().max(1e-9))
+/// Runs `sql` in `context`: events per second and the rows returned.
+async fn timed_batch(
+    context: &datafusion::prelude::SessionContext,
+    sql: &str,
+    events: u64,
+    started: std::time::Instant,
+) -> datafusion::common::Result<(f64, u64)> {
+    let batches = context.sql(sql).await?.collect().await?;
+    let rows = batches.iter().map(|batch| batch.num_rows() as u64).sum();
+    Ok((events as f64 / started.elapsed().as_secs_f64().max(1e-9), rows))
 }
 
-/// The same SQL in DataFusion batch reading the same bid file.
-async fn batch_file_run(sql: &str, path: &std::path::Path, bids: u64, csv: bool) -> Option<f64> {
+/// [`batch_statement`] in DataFusion batch over the same events, generated
+/// into memory (timed, as the streaming run's generation is).
+async fn batch_run(sql: &str, events: u64) -> datafusion::common::Result<(f64, u64)> {
+    let started = std::time::Instant::now();
+    let context = batch_context(events)?;
+    timed_batch(&context, sql, events, started).await
+}
+
+/// [`batch_statement`] in DataFusion batch reading the same bid file.
+async fn batch_file_run(
+    sql: &str,
+    path: &std::path::Path,
+    bids: u64,
+    csv: bool,
+) -> datafusion::common::Result<(f64, u64)> {
     use datafusion::prelude::{CsvReadOptions, JsonReadOptions, SessionConfig, SessionContext};
-    let lowered = sql.to_ascii_lowercase();
-    if ["table(", "system_time", "bid_proctime", "side_input"].iter().any(|construct| lowered.contains(construct)) {
-        return None;
-    }
     let started = std::time::Instant::now();
     let context = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(2));
     let schema = bid_schema();
     let path = path.display().to_string();
     if csv {
         let options = CsvReadOptions::new().schema(&schema).has_header(true);
-        context.register_csv("bid", &path, options).await.ok()?;
+        context.register_csv("bid", &path, options).await?;
     } else {
         let options = JsonReadOptions::default().schema(&schema).file_extension(".jsonl");
-        context.register_json("bid", &path, options).await.ok()?;
+        context.register_json("bid", &path, options).await?;
     }
-    context.sql(sql).await.ok()?.collect().await.ok()?;
-    Some(bids as f64 / started.elapsed().as_secs_f64().max(1e-9))
+    timed_batch(&context, sql, bids, started).await
 }
 
 /// A DataFusion batch session whose tables `person`, `auction` and `bid`

@@ -16,6 +16,7 @@ pub mod match_recognize;
 pub mod pane_window;
 #[cfg(test)]
 pub(crate) mod restore_check;
+pub mod running_groups;
 pub mod session_window;
 pub(crate) mod sliding;
 pub mod stateless;
@@ -103,6 +104,9 @@ impl OperatorSpec {
             OperatorSpec::SessionWindow(spec) => {
                 let lateness = spec.allowed_lateness.map_or(0, duration_nanos);
                 Box::new(SessionWindow::new(spec.clone(), context.metrics.clone())?.with_allowed_lateness(lateness))
+            }
+            OperatorSpec::GroupAggregate(spec) if running_groups::eligible(spec) => {
+                Box::new(running_groups::RunningGroups::new(spec.clone())?)
             }
             OperatorSpec::GroupAggregate(spec) => Box::new(GroupAggregate::new(spec.clone())?),
             OperatorSpec::Union(spec) => Box::new(Union::new(spec.clone())),

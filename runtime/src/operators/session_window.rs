@@ -205,12 +205,15 @@ impl Operator for SessionWindow {
             &self.spec.filters,
             rows,
         )?;
+        // The partitions the batch touches, each once, in first-seen order
+        // (a set beside the list: a million keys must not mean a scan per row).
         let mut touched: Vec<Box<[u8]>> = Vec::new();
+        let mut seen: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
         let (watermark, allowed_lateness) = (self.watermark, self.allowed_lateness);
         let is_late = |ts: i64| Watermark(ts.saturating_add(gap).saturating_add(allowed_lateness)) <= watermark;
         for_each_on_time_row(&times, &self.metrics, is_late, |row, ts| {
             let partition: Box<[u8]> = partitions.row(row).as_ref().into();
-            if !touched.contains(&partition) {
+            if seen.insert(partitions.row(row).data()) {
                 touched.push(partition.clone());
             }
             let mut no_fired = Vec::new();

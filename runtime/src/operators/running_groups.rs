@@ -1,0 +1,637 @@
+//! GROUP BY without a window over an append-only input, on DataFusion's
+//! `GroupsAccumulator`s: the vectorised path of [`group_aggregate`]
+//! (crate::operators::group_aggregate), for many keys.
+//!
+//! # Algorithm
+//!
+//! The per-key path keeps one `Accumulator` object per aggregate per key
+//! and feeds each key's slice of a batch to it: for a million keys, a
+//! million objects and, per batch, a call (and a `ScalarValue` result) per
+//! touched key. Here each key's state is a row of Arrow columns: the
+//! aggregates' intermediate `state()` (what DataFusion's partial
+//! aggregation exchanges) and the result last emitted. For each input batch:
+//!
+//! 1. the keys (arrow's row format) are looked up in one map, giving each
+//!    key a slot and each touched key a dense local group index, in
+//!    first-seen order;
+//! 2. a fresh `GroupsAccumulator` per aggregate merges the touched keys'
+//!    saved states (gathered with one `interleave` per column) and then
+//!    takes the batch's rows in one `update_batch`;
+//! 3. its `state()` is the touched keys' new state; merged into a second
+//!    fresh accumulator, its `evaluate()` is their new result;
+//! 4. out goes, per touched key in first-seen order, `-` its previous
+//!    result (if any) and `+` the new one, exactly as the per-key path;
+//! 5. the new states and results are appended as one chunk, and the slots
+//!    point at it.
+//!
+//! So a batch costs work in proportion to its rows and the keys it
+//! touches, all of it vectorised, and none in proportion to the keys held.
+//! Superseded rows stay in their chunk until it holds no live key (it is
+//! dropped) or until the chunks hold twice the live keys (all live rows
+//! are gathered into one chunk): memory stays within about twice the live
+//! state.
+//!
+//! Merging a saved state back per batch is exact for every aggregate (it
+//! is how DataFusion combines partial aggregates) and cheap for those
+//! whose state is a few fixed values. Aggregates whose state grows with
+//! the rows (COUNT DISTINCT's set, ARRAY_AGG's list, sketches) would be
+//! copied whole at every touch: they keep the per-key path, as do updating
+//! inputs (a `GroupsAccumulator` cannot take rows back). See
+//! [`eligible`].
+//!
+//! # Checkpoints
+//!
+//! A snapshot is one row per key, sorted by key bytes (equal states give
+//! equal checkpoints): `key`, the state columns `s{aggregate}_{field}` and
+//! the results last emitted `emitted{aggregate}`. Restoring makes it the
+//! one chunk. Nothing in the running operator changes (its chunks are
+//! immutable), so a snapshot is a gather, not a rebuild.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::array::{Array, ArrayRef, UInt32Array};
+use datafusion::arrow::compute::{interleave, take};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::row::RowConverter;
+use datafusion::common::HashMap;
+use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
+use datafusion::physical_expr::GroupsAccumulatorAdapter;
+use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
+
+use crate::error::{Result, RuntimeError};
+use crate::message::{Message, Op, StreamBatch};
+use crate::metrics::StateSize;
+use crate::operator::Operator;
+use crate::operators::group_aggregate::GroupAggregateSpec;
+use crate::operators::groups::{AggregateInputs, grouping_keys, key_converter, output_batch};
+use crate::state::{OperatorState, batch_of, binary_column, rows_column};
+
+/// The checkpoint batch: one row per key.
+const GROUPS_STATE: &str = "groups";
+
+/// Whether `spec` runs here: an append-only input, and aggregates whose
+/// intermediate state is a few scalar values (not a list, a map or a
+/// sketch's bytes, which would be copied whole at every touch).
+pub fn eligible(spec: &GroupAggregateSpec) -> bool {
+    !spec.input_updating
+        && spec.aggregates.iter().all(|aggregate| {
+            !aggregate.is_distinct()
+                && aggregate.state_fields().is_ok_and(|fields| {
+                    fields.iter().all(|field| {
+                        let data_type = field.data_type();
+                        (data_type.is_primitive() || matches!(data_type, DataType::Boolean | DataType::Null))
+                            || matches!(data_type, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
+                    })
+                })
+        })
+}
+
+/// Where a key's state is: a chunk and a row of it.
+#[derive(Clone, Copy)]
+struct Slot {
+    chunk: u32,
+    row: u32,
+    last_update: Instant,
+}
+
+/// Rows of state: per aggregate its state columns, then per aggregate its
+/// last emitted result (see [`RunningGroups::split`]); and how many of the
+/// rows are some key's current one.
+struct Chunk {
+    columns: Vec<ArrayRef>,
+    live: usize,
+}
+
+impl Chunk {
+    fn rows(&self) -> usize {
+        self.columns.first().map_or(0, |column| column.len())
+    }
+
+    fn bytes(&self) -> usize {
+        self.columns.iter().map(|column| column.get_array_memory_size()).sum()
+    }
+}
+
+pub struct RunningGroups {
+    spec: GroupAggregateSpec,
+    /// Key columns that are output (a constant key added for a global
+    /// aggregate is not).
+    shown_keys: usize,
+    converter: RowConverter,
+    /// State columns of each aggregate.
+    state_fields: Vec<usize>,
+    /// Key (row bytes) to its slot.
+    keys: HashMap<Box<[u8]>, usize>,
+    slots: Vec<Option<Slot>>,
+    free_slots: Vec<usize>,
+    chunks: Vec<Option<Chunk>>,
+    free_chunks: Vec<u32>,
+    /// Rows in all chunks, live or superseded.
+    chunk_rows: usize,
+    last_expiry: Instant,
+}
+
+fn create_accumulator(aggregate: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn GroupsAccumulator>> {
+    if aggregate.groups_accumulator_supported() {
+        return Ok(aggregate.create_groups_accumulator()?);
+    }
+    let aggregate = Arc::clone(aggregate);
+    Ok(Box::new(GroupsAccumulatorAdapter::new(move || aggregate.create_accumulator())))
+}
+
+impl RunningGroups {
+    pub fn new(mut spec: GroupAggregateSpec) -> Result<Self> {
+        let shown_keys = spec.group_exprs.len();
+        spec.group_exprs = grouping_keys(&spec.group_exprs);
+        let state_fields =
+            spec.aggregates.iter().map(|aggregate| Ok(aggregate.state_fields()?.len())).collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            shown_keys,
+            converter: key_converter(&spec.group_exprs, &spec.input_schema)?,
+            state_fields,
+            spec,
+            keys: HashMap::default(),
+            slots: Vec::new(),
+            free_slots: Vec::new(),
+            chunks: Vec::new(),
+            free_chunks: Vec::new(),
+            chunk_rows: 0,
+            last_expiry: Instant::now(),
+        })
+    }
+
+    fn accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+        self.spec.aggregates.iter().map(create_accumulator).collect()
+    }
+
+    fn add_chunk(&mut self, chunk: Chunk) -> u32 {
+        self.chunk_rows += chunk.rows();
+        match self.free_chunks.pop() {
+            Some(id) => {
+                self.chunks[id as usize] = Some(chunk);
+                id
+            }
+            None => {
+                self.chunks.push(Some(chunk));
+                (self.chunks.len() - 1) as u32
+            }
+        }
+    }
+
+    /// A row of chunk `id` is no key's any more.
+    fn release_row(&mut self, id: u32) {
+        let Some(Some(chunk)) = self.chunks.get_mut(id as usize) else { return };
+        chunk.live -= 1;
+        if chunk.live == 0 {
+            self.chunk_rows -= chunk.rows();
+            self.chunks[id as usize] = None;
+            self.free_chunks.push(id);
+        }
+    }
+
+    fn new_slot(&mut self, slot: Slot) -> usize {
+        match self.free_slots.pop() {
+            Some(index) => {
+                self.slots[index] = Some(slot);
+                index
+            }
+            None => {
+                self.slots.push(Some(slot));
+                self.slots.len() - 1
+            }
+        }
+    }
+
+    /// The chunks as `interleave` sources, and each chunk id's position
+    /// among them.
+    fn sources(&self) -> (Vec<&Chunk>, Vec<usize>) {
+        let mut positions = vec![usize::MAX; self.chunks.len()];
+        let mut sources = Vec::new();
+        for (id, chunk) in self.chunks.iter().enumerate() {
+            if let Some(chunk) = chunk {
+                positions[id] = sources.len();
+                sources.push(chunk);
+            }
+        }
+        (sources, positions)
+    }
+
+    /// The saved columns at `picks` (chunk position, row).
+    fn gather(&self, picks: &[(usize, usize)]) -> Result<Vec<ArrayRef>> {
+        let (sources, _) = self.sources();
+        let width = sources.first().map_or(0, |chunk| chunk.columns.len());
+        (0..width)
+            .map(|column| {
+                let arrays: Vec<&dyn Array> = sources.iter().map(|chunk| chunk.columns[column].as_ref()).collect();
+                Ok(interleave(&arrays, picks)?)
+            })
+            .collect()
+    }
+
+    /// A chunk's columns as per aggregate its state columns, and per
+    /// aggregate its result.
+    fn split(&self, mut columns: Vec<ArrayRef>) -> (Vec<Vec<ArrayRef>>, Vec<ArrayRef>) {
+        let emitted = columns.split_off(columns.len().saturating_sub(self.spec.aggregates.len()));
+        let mut columns = columns.into_iter();
+        let states = self.state_fields.iter().map(|&fields| columns.by_ref().take(fields).collect()).collect();
+        (states, emitted)
+    }
+
+    /// Where each slot's row is among [`sources`](Self::sources).
+    fn pick(&self, slot: &Slot, positions: &[usize]) -> (usize, usize) {
+        (positions[slot.chunk as usize], slot.row as usize)
+    }
+
+    /// Gathers every live row into one chunk once superseded rows
+    /// outnumber them.
+    fn compact_if_sparse(&mut self) -> Result<()> {
+        let live = self.keys.len();
+        if self.chunk_rows <= 2 * live + 4096 || self.chunks.iter().flatten().count() <= 1 {
+            return Ok(());
+        }
+        let (_, positions) = self.sources();
+        let mut picks = Vec::with_capacity(live);
+        let mut moved = Vec::with_capacity(live);
+        for (index, slot) in self.slots.iter().enumerate() {
+            if let Some(slot) = slot {
+                picks.push(self.pick(slot, &positions));
+                moved.push(index);
+            }
+        }
+        let columns = self.gather(&picks)?;
+        self.chunks.clear();
+        self.free_chunks.clear();
+        self.chunk_rows = 0;
+        let id = self.add_chunk(Chunk { columns, live: moved.len() });
+        for (row, index) in moved.into_iter().enumerate() {
+            if let Some(slot) = &mut self.slots[index] {
+                slot.chunk = id;
+                slot.row = row as u32;
+            }
+        }
+        Ok(())
+    }
+
+    fn expire(&mut self, now: Instant) {
+        let Some(ttl) = self.spec.state_ttl else { return };
+        // Scanning every key is O(keys); do it at most once per tenth of the TTL.
+        if now.duration_since(self.last_expiry) < ttl / 10 {
+            return;
+        }
+        self.last_expiry = now;
+        let mut expired = Vec::new();
+        self.keys.retain(|_, index| {
+            let keep = self.slots[*index].is_some_and(|slot| now.duration_since(slot.last_update) < ttl);
+            if !keep {
+                expired.push(*index);
+            }
+            keep
+        });
+        for index in expired {
+            if let Some(slot) = self.slots[index].take() {
+                self.release_row(slot.chunk);
+            }
+            self.free_slots.push(index);
+        }
+    }
+}
+
+impl Operator for RunningGroups {
+    fn state_size(&self) -> Option<StateSize> {
+        let keys: usize = self.keys.keys().map(|key| key.len() + 16).sum();
+        let slots = self.slots.len() * std::mem::size_of::<Option<Slot>>();
+        let chunks: usize = self.chunks.iter().flatten().map(Chunk::bytes).sum();
+        Some(StateSize { rows: self.keys.len() as u64, bytes: (keys + slots + chunks) as u64 })
+    }
+
+    fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        if batch.ops.as_ref().is_some_and(|ops| ops.contains(&Op::Delete)) {
+            return Err(RuntimeError::internal("the vectorised GROUP BY was given retractions"));
+        }
+        let now = Instant::now();
+        self.expire(now);
+        if batch.rows.num_rows() == 0 {
+            return Ok(());
+        }
+        let inputs = AggregateInputs::evaluate(
+            &self.converter,
+            &self.spec.group_exprs,
+            &self.spec.aggregates,
+            &self.spec.filters,
+            &batch.rows,
+        )?;
+        // 1. Slots and local group indices, keys in first-seen order.
+        let mut local_of: HashMap<usize, usize> = HashMap::default();
+        let mut touched: Vec<usize> = Vec::new();
+        let mut first_rows: Vec<u32> = Vec::new();
+        let mut group_indices = Vec::with_capacity(inputs.num_rows);
+        for row in 0..inputs.num_rows {
+            let key = inputs.keys.row(row);
+            let slot = match self.keys.get(key.data()) {
+                Some(&slot) => slot,
+                None => {
+                    let slot = self.new_slot(Slot { chunk: u32::MAX, row: 0, last_update: now });
+                    self.keys.insert(key.data().into(), slot);
+                    slot
+                }
+            };
+            let local = *local_of.entry(slot).or_insert_with(|| {
+                touched.push(slot);
+                first_rows.push(row as u32);
+                touched.len() - 1
+            });
+            group_indices.push(local);
+        }
+        let groups = touched.len();
+        // 2. The touched keys' saved state, then the batch.
+        let (_, positions) = self.sources();
+        let mut picks = Vec::new();
+        let mut seen_locals = Vec::new();
+        for (local, &index) in touched.iter().enumerate() {
+            if let Some(slot) = &self.slots[index]
+                && slot.chunk != u32::MAX
+            {
+                picks.push(self.pick(slot, &positions));
+                seen_locals.push(local);
+            }
+        }
+        let (old_states, old_emitted) = match picks.is_empty() {
+            true => (Vec::new(), Vec::new()),
+            false => self.split(self.gather(&picks)?),
+        };
+        let mut accumulators = self.accumulators()?;
+        for (aggregate, accumulator) in accumulators.iter_mut().enumerate() {
+            if !picks.is_empty() {
+                accumulator.merge_batch(&old_states[aggregate], &seen_locals, groups)?;
+            }
+            accumulator.update_batch(
+                &inputs.arguments[aggregate],
+                &group_indices,
+                inputs.filters[aggregate].as_ref(),
+                groups,
+            )?;
+        }
+        // 3. New states, and the results they give.
+        let states = accumulators
+            .iter_mut()
+            .map(|accumulator| Ok(accumulator.state(EmitTo::All)?))
+            .collect::<Result<Vec<_>>>()?;
+        let all_locals: Vec<usize> = (0..groups).collect();
+        let mut results = Vec::with_capacity(states.len());
+        for (aggregate, state) in self.spec.aggregates.iter().zip(&states) {
+            let mut accumulator = create_accumulator(aggregate)?;
+            accumulator.merge_batch(state, &all_locals, groups)?;
+            results.push(accumulator.evaluate(EmitTo::All)?);
+        }
+        // 4. The changelog: per key, its previous result out, its new one in.
+        let mut ops = Vec::with_capacity(groups + picks.len());
+        let mut key_picks = Vec::with_capacity(groups + picks.len());
+        let mut value_picks = Vec::with_capacity(groups + picks.len());
+        let mut seen = seen_locals.iter().enumerate().peekable();
+        for local in 0..groups {
+            if let Some((old, _)) = seen.next_if(|(_, seen_local)| **seen_local == local) {
+                ops.push(Op::Delete);
+                key_picks.push(local as u32);
+                value_picks.push((0, old));
+            }
+            ops.push(Op::Insert);
+            key_picks.push(local as u32);
+            value_picks.push((1, local));
+        }
+        let key_columns = self.converter.convert_rows(first_rows.iter().map(|&row| inputs.keys.row(row as usize)))?;
+        let key_indices = UInt32Array::from(key_picks);
+        let mut columns = key_columns
+            .iter()
+            .take(self.shown_keys)
+            .map(|column| Ok(take(column.as_ref(), &key_indices, None)?))
+            .collect::<Result<Vec<_>>>()?;
+        for (aggregate, result) in results.iter().enumerate() {
+            let column = match old_emitted.get(aggregate) {
+                Some(old) => interleave(&[old.as_ref(), result.as_ref()], &value_picks)?,
+                None => result.clone(),
+            };
+            columns.push(column);
+        }
+        let rows = output_batch(&self.spec.output_schema, columns)?;
+        out.push(Message::Batch(StreamBatch { rows, ops: Some(ops) }));
+        // 5. The new rows become the touched keys' state.
+        let columns = states.into_iter().flatten().chain(results).collect();
+        let id = self.add_chunk(Chunk { columns, live: groups });
+        for (local, &index) in touched.iter().enumerate() {
+            let previous = self.slots[index].replace(Slot { chunk: id, row: local as u32, last_update: now });
+            if let Some(previous) = previous
+                && previous.chunk != u32::MAX
+            {
+                self.release_row(previous.chunk);
+            }
+        }
+        self.compact_if_sparse()
+    }
+
+    fn snapshot(&mut self) -> Result<OperatorState> {
+        let mut entries: Vec<(&Box<[u8]>, usize)> = self.keys.iter().map(|(key, &slot)| (key, slot)).collect();
+        entries.sort_unstable_by_key(|(key, _)| *key);
+        let (_, positions) = self.sources();
+        let picks = entries
+            .iter()
+            .map(|(_, index)| {
+                let slot = self.slots[*index].as_ref().ok_or_else(|| RuntimeError::internal("a key without a slot"))?;
+                Ok(self.pick(slot, &positions))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut columns = vec![("key".to_string(), rows_column(entries.iter().map(|(key, _)| key.as_ref())))];
+        if !picks.is_empty() {
+            let (states, emitted) = self.split(self.gather(&picks)?);
+            for (aggregate, states) in states.into_iter().enumerate() {
+                for (field, state) in states.into_iter().enumerate() {
+                    columns.push((format!("s{aggregate}_{field}"), state));
+                }
+            }
+            for (aggregate, emitted) in emitted.into_iter().enumerate() {
+                columns.push((format!("emitted{aggregate}"), emitted));
+            }
+        }
+        let mut state = OperatorState::default();
+        state.put(GROUPS_STATE, batch_of(columns)?);
+        Ok(state)
+    }
+
+    fn restore(&mut self, mut state: OperatorState) -> Result<()> {
+        let batch = state.take(GROUPS_STATE)?;
+        let keys = binary_column(&batch, "key")?;
+        let now = Instant::now();
+        self.keys.clear();
+        self.slots.clear();
+        self.free_slots.clear();
+        self.chunks.clear();
+        self.free_chunks.clear();
+        self.chunk_rows = 0;
+        self.last_expiry = now;
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| RuntimeError::internal(format!("groups state without {name}")))
+        };
+        let mut columns = Vec::new();
+        for (aggregate, &fields) in self.state_fields.iter().enumerate() {
+            for field in 0..fields {
+                columns.push(column(&format!("s{aggregate}_{field}"))?);
+            }
+        }
+        for aggregate in 0..self.spec.aggregates.len() {
+            columns.push(column(&format!("emitted{aggregate}"))?);
+        }
+        let id = self.add_chunk(Chunk { columns, live: batch.num_rows() });
+        for row in 0..batch.num_rows() {
+            let slot = self.new_slot(Slot { chunk: id, row: row as u32, last_update: now });
+            self.keys.insert(keys.value(row).into(), slot);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::functions_aggregate::average::avg_udaf;
+    use datafusion::functions_aggregate::count::count_udaf;
+    use datafusion::functions_aggregate::min_max::max_udaf;
+    use datafusion::functions_aggregate::sum::sum_udaf;
+    use datafusion::logical_expr::Operator as BinaryOperator;
+    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
+    use datafusion::physical_expr::expressions::{binary, cast, col, lit};
+
+    use super::*;
+    use crate::operators::group_aggregate::GroupAggregate;
+    use crate::operators::restore_check::assert_restores;
+
+    /// `key, count(*) FILTER (WHERE value > 1), sum(value), avg(value),
+    /// max(value)` by key (or over all rows).
+    fn spec(keyed: bool) -> GroupAggregateSpec {
+        let input = Arc::new(Schema::new(vec![
+            Field::new("key", DataType::Utf8, false),
+            Field::new("value", DataType::Int64, false),
+        ]));
+        let value = col("value", &input).unwrap();
+        let as_float = cast(value.clone(), &input, DataType::Float64).unwrap();
+        let aggregate = |function, argument, alias: &str| {
+            let builder = AggregateExprBuilder::new(function, vec![argument]);
+            Arc::new(builder.schema(input.clone()).alias(alias).build().unwrap())
+        };
+        let mut fields = vec![
+            Field::new("big", DataType::Int64, false),
+            Field::new("total", DataType::Int64, true),
+            Field::new("mean", DataType::Float64, true),
+            Field::new("top", DataType::Int64, true),
+        ];
+        if keyed {
+            fields.insert(0, Field::new("key", DataType::Utf8, false));
+        }
+        GroupAggregateSpec {
+            group_exprs: if keyed { vec![col("key", &input).unwrap()] } else { vec![] },
+            aggregates: vec![
+                aggregate(count_udaf(), value.clone(), "big"),
+                aggregate(sum_udaf(), value.clone(), "total"),
+                aggregate(avg_udaf(), as_float, "mean"),
+                aggregate(max_udaf(), value.clone(), "top"),
+            ],
+            filters: vec![Some(binary(value, BinaryOperator::Gt, lit(1_i64), &input).unwrap()), None, None, None],
+            output_schema: Arc::new(Schema::new(fields)),
+            input_schema: input,
+            input_updating: false,
+            state_ttl: None,
+        }
+    }
+
+    fn batch(spec: &GroupAggregateSpec, rows: &[(&str, i64)]) -> (usize, Message) {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(rows.iter().map(|row| row.0).collect::<Vec<_>>())),
+            Arc::new(Int64Array::from(rows.iter().map(|row| row.1).collect::<Vec<_>>())),
+        ];
+        let rows = RecordBatch::try_new(spec.input_schema.clone(), columns).unwrap();
+        (0, Message::Batch(StreamBatch { rows, ops: None }))
+    }
+
+    fn input(spec: &GroupAggregateSpec) -> Vec<(usize, Message)> {
+        vec![
+            batch(spec, &[("a", 1), ("b", 5), ("a", 3), ("a", 3), ("b", 1)]),
+            batch(spec, &[("c", 0)]),
+            (0, Message::Watermark(crate::message::Watermark(10))),
+            batch(spec, &[("a", 7), ("c", 2), ("a", 1)]),
+            batch(spec, &[("d", 4), ("b", 2)]),
+            (0, Message::End),
+        ]
+    }
+
+    #[test]
+    fn emits_the_same_changelog_as_the_per_key_path() {
+        for keyed in [true, false] {
+            let spec = spec(keyed);
+            assert!(eligible(&spec));
+            let vectorised = assert_restores(|| Box::new(RunningGroups::new(spec.clone()).unwrap()), &input(&spec));
+            let per_key = assert_restores(|| Box::new(GroupAggregate::new(spec.clone()).unwrap()), &input(&spec));
+            assert_eq!(vectorised, per_key);
+            if keyed {
+                assert_eq!(
+                    &vectorised[..6],
+                    [
+                        "+ a, 2, 7, 2.3333333333333335, 3",
+                        "+ b, 1, 6, 3.0, 5",
+                        "+ c, 0, 0, 0.0, 0",
+                        "watermark 10",
+                        "- a, 2, 7, 2.3333333333333335, 3",
+                        "+ a, 3, 15, 3.0, 7"
+                    ]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn compacts_superseded_rows_and_keeps_results() {
+        let spec = spec(true);
+        let mut operator = RunningGroups::new(spec.clone()).unwrap();
+        let keys: Vec<String> = (0..3000).map(|key| format!("k{key}")).collect();
+        // Key k0 is touched once; the others many times: chunks empty out
+        // or get compacted.
+        let mut out = Vec::new();
+        for round in 0..20_i64 {
+            let rows: Vec<(&str, i64)> =
+                keys.iter().skip(usize::from(round > 0)).map(|key| (key.as_str(), round)).collect();
+            let (_, Message::Batch(batch)) = batch(&spec, &rows) else { unreachable!() };
+            operator.on_batch(0, batch, &mut out).unwrap();
+        }
+        assert!(
+            operator.chunk_rows <= 2 * operator.keys.len() + 4096,
+            "{} rows for {} keys",
+            operator.chunk_rows,
+            operator.keys.len()
+        );
+        let Some(Message::Batch(last)) = out.last() else { panic!("no output") };
+        // k1's last insert: 20 rows, sum 0 + 1 + ... + 19.
+        let totals = last.rows.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        let means = last.rows.column(3).as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!(totals.value(1), 190);
+        assert_eq!(means.value(1), 9.5);
+        // And k0 (in one chunk with nothing else live) still answers.
+        let (_, Message::Batch(batch)) = batch(&spec, &[("k0", 100)]) else { unreachable!() };
+        let mut out = Vec::new();
+        operator.on_batch(0, batch, &mut out).unwrap();
+        let Some(Message::Batch(batch)) = out.last() else { panic!("no output") };
+        let totals = batch.rows.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!((totals.value(0), totals.value(1)), (0, 100));
+    }
+
+    #[test]
+    fn distinct_and_updating_inputs_keep_the_per_key_path() {
+        let mut updating = spec(true);
+        updating.input_updating = true;
+        assert!(!eligible(&updating));
+    }
+}
