@@ -209,6 +209,23 @@ pub struct CheckpointStore {
     /// Steps written to the log since it was last synced.
     unsynced: bool,
     last: Instant,
+    /// The checkpoint its writer thread is writing.
+    writing: Option<Writing>,
+}
+
+/// A checkpoint being written on its own thread.
+struct Writing {
+    started: Instant,
+    thread: std::thread::JoinHandle<Result<(Manifest, u64)>>,
+}
+
+/// A checkpoint whose files and manifest are durable.
+#[derive(Debug)]
+pub struct Written {
+    pub manifest: Manifest,
+    pub bytes: u64,
+    /// From handing the snapshot over to the manifest's rename.
+    pub write_ms: f64,
 }
 
 fn checkpoint_dir(dir: &Path, id: u64) -> PathBuf {
@@ -254,7 +271,7 @@ impl CheckpointStore {
     pub fn new(config: CheckpointConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.dir).map_err(|error| io_error("create", &config.dir, error))?;
         let next_id = ids(&config.dir, "checkpoint-", "").last().map_or(0, |id| id + 1);
-        Ok(Self { config, next_id, log: None, unsynced: false, last: Instant::now() })
+        Ok(Self { config, next_id, log: None, unsynced: false, last: Instant::now(), writing: None })
     }
 
     /// The id the next checkpoint [`write`](Self::write) gives (the
@@ -263,6 +280,9 @@ impl CheckpointStore {
         self.next_id
     }
 
+    /// Time for the next checkpoint. (One still being written then is
+    /// waited for: checkpoints are never skipped, so a crash replays at most
+    /// an interval's steps, as with checkpoints written in line.)
     pub fn due(&self) -> bool {
         self.last.elapsed() >= self.config.interval
     }
@@ -349,66 +369,82 @@ impl CheckpointStore {
         Ok((manifest, nodes, output))
     }
 
-    /// Writes checkpoint files and its manifest, starts a new log segment,
-    /// and removes checkpoints beyond the newest two. Returns the manifest
-    /// and the bytes written.
+    /// Writes checkpoint files and its manifest (after any checkpoint still
+    /// being written), starts a new log segment, and removes checkpoints
+    /// beyond the newest two. Returns the manifest and the bytes written.
     /// A failed write (a full disk, an unwritable directory) removes what
     /// it wrote and leaves the previous checkpoints as they were.
     pub fn write(
         &mut self,
         manifest: Manifest,
-        nodes: &[OperatorState],
-        output: &OperatorState,
+        nodes: Vec<OperatorState>,
+        output: OperatorState,
     ) -> Result<(Manifest, u64)> {
-        let written = self.write_files(manifest, nodes, output);
-        if written.is_err() {
-            let _ = std::fs::remove_dir_all(checkpoint_dir(&self.config.dir, self.next_id));
+        if let Some(Err(error)) = self.wait() {
+            tracing::warn!("checkpoint failed: {error}");
         }
-        let written = written?;
-        if let Err(error) = self.open_log(written.0.id) {
-            // Without its input log the checkpoint cannot be replayed
-            // from: taken back, the previous one (whose log goes on) stays
-            // the one to recover from.
-            let _ = std::fs::remove_dir_all(checkpoint_dir(&self.config.dir, self.next_id));
-            sync_dir(&self.config.dir);
-            return Err(error);
+        self.begin(manifest, nodes, output)?;
+        match self.wait() {
+            Some(written) => written.map(|written| (written.manifest, written.bytes)),
+            None => Err(RuntimeError::internal("the checkpoint was not written")),
         }
-        self.next_id += 1;
-        self.last = Instant::now();
-        sync_dir(&self.config.dir);
-        self.prune();
-        Ok(written)
     }
 
-    fn write_files(
-        &mut self,
-        mut manifest: Manifest,
-        nodes: &[OperatorState],
-        output: &OperatorState,
-    ) -> Result<(Manifest, u64)> {
-        let id = self.next_id;
-        let directory = checkpoint_dir(&self.config.dir, id);
-        std::fs::create_dir_all(&directory).map_err(|error| io_error("create", &directory, error))?;
-        let mut files = Vec::new();
-        let mut total = 0;
-        let named = nodes.iter().enumerate().map(|(node, state)| (format!("node-{node}.state"), state));
-        for (name, state) in named.chain(std::iter::once(("output.state".to_string(), output))) {
-            let bytes = state.encode()?;
-            write_synced(&directory.join(&name), &bytes)?;
-            total += bytes.len() as u64;
-            files.push(FileEntry { name, bytes: bytes.len() as u64, crc32: checksum(&bytes) });
+    /// Starts writing a checkpoint of `nodes` and `output` on a thread of
+    /// its own and returns its id at once; [`poll`](Self::poll) or
+    /// [`wait`](Self::wait) says when its manifest is durable. Steps logged
+    /// from now on go to a new log segment: replayed after this checkpoint,
+    /// or, should its write fail or a crash cut it short, after the one
+    /// before, with that one's segment. One write at a time.
+    pub fn begin(&mut self, manifest: Manifest, nodes: Vec<OperatorState>, output: OperatorState) -> Result<u64> {
+        if self.writing.is_some() {
+            return Err(RuntimeError::internal("a checkpoint is still being written"));
         }
-        sync_dir(&directory);
-        manifest.id = id;
-        manifest.format_version = FORMAT_VERSION;
-        manifest.files = files;
-        let text =
-            serde_json::to_string_pretty(&manifest).map_err(|error| RuntimeError::internal(error.to_string()))?;
-        let temporary = directory.join(format!("{MANIFEST}.tmp"));
-        write_synced(&temporary, text.as_bytes())?;
-        std::fs::rename(&temporary, directory.join(MANIFEST)).map_err(|error| io_error("rename", &temporary, error))?;
-        sync_dir(&directory);
-        Ok((manifest, total))
+        let id = self.next_id;
+        self.open_log(id)?;
+        self.next_id += 1;
+        self.last = Instant::now();
+        let dir = self.config.dir.clone();
+        let thread = std::thread::Builder::new()
+            .name("sluice-checkpoint".into())
+            .spawn(move || {
+                let written = write_files(&dir, id, manifest, &nodes, &output);
+                if written.is_err() {
+                    let _ = std::fs::remove_dir_all(checkpoint_dir(&dir, id));
+                }
+                sync_dir(&dir);
+                if written.is_ok() {
+                    prune(&dir);
+                }
+                written
+            })
+            .map_err(|error| RuntimeError::external(format!("cannot start a checkpoint writer: {error}")))?;
+        self.writing = Some(Writing { started: Instant::now(), thread });
+        Ok(id)
+    }
+
+    /// A checkpoint is being written.
+    pub fn is_writing(&self) -> bool {
+        self.writing.is_some()
+    }
+
+    /// The checkpoint being written, if its writer is done.
+    pub fn poll(&mut self) -> Option<Result<Written>> {
+        match &self.writing {
+            Some(writing) if writing.thread.is_finished() => self.wait(),
+            _ => None,
+        }
+    }
+
+    /// Waits for the checkpoint being written, if any.
+    pub fn wait(&mut self) -> Option<Result<Written>> {
+        let writing = self.writing.take()?;
+        let result = match writing.thread.join() {
+            Ok(result) => result,
+            Err(_) => Err(RuntimeError::internal("the checkpoint writer panicked")),
+        };
+        let write_ms = writing.started.elapsed().as_secs_f64() * 1000.0;
+        Some(result.map(|(manifest, bytes)| Written { manifest, bytes, write_ms }))
     }
 
     /// The source positions of every complete checkpoint kept (oldest
@@ -472,20 +508,59 @@ impl CheckpointStore {
         self.log = Some(BufWriter::new(file));
         Ok(())
     }
+}
 
-    fn prune(&self) {
-        let dir = &self.config.dir;
-        let complete: Vec<u64> = ids(dir, "checkpoint-", "")
-            .into_iter()
-            .filter(|id| checkpoint_dir(dir, *id).join(MANIFEST).exists())
-            .collect();
-        let Some(&oldest_kept) = complete.iter().rev().take(KEPT).next_back() else { return };
-        for id in ids(dir, "checkpoint-", "").into_iter().filter(|id| *id < oldest_kept) {
-            let _ = std::fs::remove_dir_all(checkpoint_dir(dir, id));
-        }
-        for id in ids(dir, "input-", ".log").into_iter().filter(|id| *id < oldest_kept) {
-            let _ = std::fs::remove_file(log_path(dir, id));
-        }
+/// Writes checkpoint `id`'s files, then its manifest (atomically, by a
+/// rename), each synced.
+fn write_files(
+    dir: &Path,
+    id: u64,
+    mut manifest: Manifest,
+    nodes: &[OperatorState],
+    output: &OperatorState,
+) -> Result<(Manifest, u64)> {
+    let directory = checkpoint_dir(dir, id);
+    std::fs::create_dir_all(&directory).map_err(|error| io_error("create", &directory, error))?;
+    let mut files = Vec::new();
+    let mut total = 0;
+    let named = nodes.iter().enumerate().map(|(node, state)| (format!("node-{node}.state"), state));
+    for (name, state) in named.chain(std::iter::once(("output.state".to_string(), output))) {
+        let bytes = state.encode()?;
+        write_synced(&directory.join(&name), &bytes)?;
+        total += bytes.len() as u64;
+        files.push(FileEntry { name, bytes: bytes.len() as u64, crc32: checksum(&bytes) });
+    }
+    sync_dir(&directory);
+    manifest.id = id;
+    manifest.format_version = FORMAT_VERSION;
+    manifest.files = files;
+    let text = serde_json::to_string_pretty(&manifest).map_err(|error| RuntimeError::internal(error.to_string()))?;
+    let temporary = directory.join(format!("{MANIFEST}.tmp"));
+    write_synced(&temporary, text.as_bytes())?;
+    std::fs::rename(&temporary, directory.join(MANIFEST)).map_err(|error| io_error("rename", &temporary, error))?;
+    sync_dir(&directory);
+    Ok((manifest, total))
+}
+
+/// Removes checkpoints older than the newest [`KEPT`] complete ones, and
+/// the log segments only they would replay.
+fn prune(dir: &Path) {
+    let complete: Vec<u64> =
+        ids(dir, "checkpoint-", "").into_iter().filter(|id| checkpoint_dir(dir, *id).join(MANIFEST).exists()).collect();
+    let Some(&oldest_kept) = complete.iter().rev().take(KEPT).next_back() else { return };
+    for id in ids(dir, "checkpoint-", "").into_iter().filter(|id| *id < oldest_kept) {
+        let _ = std::fs::remove_dir_all(checkpoint_dir(dir, id));
+    }
+    for id in ids(dir, "input-", ".log").into_iter().filter(|id| *id < oldest_kept) {
+        let _ = std::fs::remove_file(log_path(dir, id));
+    }
+}
+
+/// A query that stops (or fails) leaves no writer behind it: the next run
+/// of the query reads the directory it writes to.
+impl Drop for CheckpointStore {
+    fn drop(&mut self) {
+        let _ = self.wait();
     }
 }
 
@@ -549,9 +624,9 @@ mod tests {
     #[test]
     fn restores_the_newest_checkpoint_with_the_steps_after_it() {
         let mut store = store("newest");
-        store.write(manifest(10), &node(1), &OperatorState::default()).unwrap();
+        store.write(manifest(10), node(1), OperatorState::default()).unwrap();
         store.log(&Step::Rows { source: 0, position: 20, now: 5 }).unwrap();
-        store.write(manifest(20), &node(2), &OperatorState::default()).unwrap();
+        store.write(manifest(20), node(2), OperatorState::default()).unwrap();
         store.log(&Step::Rows { source: 0, position: 30, now: 6 }).unwrap();
         store.log(&Step::Idle { source: 0 }).unwrap();
         store.flush().unwrap();
@@ -566,7 +641,7 @@ mod tests {
         );
         assert!(warnings.is_empty());
         // A third checkpoint removes the first.
-        store.write(manifest(30), &node(3), &OperatorState::default()).unwrap();
+        store.write(manifest(30), node(3), OperatorState::default()).unwrap();
         assert_eq!(ids(&store.config.dir, "checkpoint-", ""), vec![1, 2]);
         assert_eq!(ids(&store.config.dir, "input-", ".log"), vec![1, 2]);
         let other_plan = vec!["group_aggregate".to_string()];
@@ -577,9 +652,9 @@ mod tests {
     #[test]
     fn a_damaged_checkpoint_falls_back_to_the_previous_one() {
         let mut store = store("damaged");
-        store.write(manifest(10), &node(1), &OperatorState::default()).unwrap();
+        store.write(manifest(10), node(1), OperatorState::default()).unwrap();
         store.log(&Step::Rows { source: 0, position: 20, now: 0 }).unwrap();
-        store.write(manifest(20), &node(2), &OperatorState::default()).unwrap();
+        store.write(manifest(20), node(2), OperatorState::default()).unwrap();
         store.log(&Step::End { source: 0 }).unwrap();
         store.flush().unwrap();
         // Flip a byte of the newest checkpoint's node state.
@@ -617,24 +692,30 @@ mod tests {
     #[test]
     fn a_checkpoint_on_a_full_disk_fails_cleanly_and_the_previous_one_stays() {
         let mut store = store("full");
-        store.write(manifest(10), &node(1), &OperatorState::default()).unwrap();
+        store.write(manifest(10), node(1), OperatorState::default()).unwrap();
         store.log(&Step::Rows { source: 0, position: 20, now: 0 }).unwrap();
         let next = checkpoint_dir(&store.config.dir, 1);
         std::fs::create_dir_all(&next).unwrap();
         std::os::unix::fs::symlink("/dev/full", next.join("node-0.state")).unwrap();
-        let error = store.write(manifest(20), &node(2), &OperatorState::default()).unwrap_err().to_string();
+        let error = store.write(manifest(20), node(2), OperatorState::default()).unwrap_err().to_string();
         assert!(error.contains("node-0.state") && error.contains("No space left on device"), "{error}");
         assert!(!next.exists(), "the partial checkpoint is removed");
+        // Steps after the failed checkpoint's barrier are in its segment,
+        // replayed after the previous checkpoint with that one's.
+        store.log(&Step::End { source: 0 }).unwrap();
         store.flush().unwrap();
         let plan = vec!["window_aggregate".to_string()];
         let (restored, warnings) = CheckpointStore::new(store.config.clone()).unwrap().load(&plan).unwrap();
         let restored = restored.unwrap();
         assert_eq!((restored.nodes[0].value("x").unwrap(), restored.manifest.sources[0].position), (1, 10));
-        assert_eq!(restored.replay, VecDeque::from([Step::Rows { source: 0, position: 20, now: 0 }]));
+        assert_eq!(
+            restored.replay,
+            VecDeque::from([Step::Rows { source: 0, position: 20, now: 0 }, Step::End { source: 0 }])
+        );
         assert!(warnings.is_empty());
         assert_eq!(store.kept_positions(), vec![vec![10]]);
         // Room again: the next checkpoint is written as usual.
-        store.write(manifest(20), &node(2), &OperatorState::default()).unwrap();
+        store.write(manifest(20), node(2), OperatorState::default()).unwrap();
         assert_eq!(store.kept_positions(), vec![vec![10], vec![20]]);
     }
 }

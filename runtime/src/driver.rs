@@ -33,7 +33,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{self, CheckpointStore, Counters, Manifest, SourceCheckpoint, Step};
+use crate::checkpoint::{self, CheckpointStore, Counters, Manifest, SourceCheckpoint, Step, Written};
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, StreamBatch, Watermark};
 use crate::metrics::QueryMetrics;
@@ -50,6 +50,13 @@ use crate::watermark::WatermarkTracker;
 
 /// Checkpoint failures kept in a query's report.
 const MAX_CHECKPOINT_WARNINGS: usize = 10;
+
+/// How often a query without an epoch ticker looks whether its
+/// background checkpoint is written.
+const CHECKPOINT_POLL: Duration = Duration::from_millis(10);
+
+/// Checkpoint pauses kept in the report, newest last.
+const RECENT_PAUSES: usize = 100;
 
 /// The error of a query stopped by
 /// [`QuerySettings::halt_after_steps`](crate::settings::QuerySettings::halt_after_steps).
@@ -223,6 +230,7 @@ pub fn spawn_query_subscribed(
         holds: recovery.holds.clone(),
         plan_names,
         steps: 0,
+        steps_checkpointed: 0,
     };
     let task_status = status.clone();
     let output_for_task = output.clone();
@@ -293,6 +301,8 @@ struct Driver {
     restored: bool,
     /// Steps taken by this run (see `QuerySettings::halt_after_steps`).
     steps: u64,
+    /// `steps` when the last checkpoint was taken.
+    steps_checkpointed: u64,
 }
 
 /// How often a query with a state limit measures its state.
@@ -362,6 +372,7 @@ impl Driver {
                 // processing-time source has moved on.
                 None => {
                     let wake = self.next_wake();
+                    let writing = self.store.as_ref().is_some_and(CheckpointStore::is_writing);
                     let wait = async {
                         match wake {
                             Some(wake) => tokio::time::sleep_until(wake.into()).await,
@@ -381,6 +392,19 @@ impl Driver {
                             }
                         },
                         _ = wait => {}
+                        // A checkpoint written in the background: seen
+                        // committed soon, and the state since (the last
+                        // epoch's, if it came while the writer was busy)
+                        // checkpointed in its turn.
+                        _ = tokio::time::sleep(CHECKPOINT_POLL), if writing => {
+                            self.poll_checkpoint();
+                            if self.steps != self.steps_checkpointed
+                                && self.store.as_ref().is_some_and(CheckpointStore::due)
+                            {
+                                self.checkpoint_in_background();
+                            }
+                            continue;
+                        }
                         _ = metrics.state_wanted() => {
                             self.pipeline.refresh_state_figures(true);
                             continue;
@@ -419,8 +443,9 @@ impl Driver {
                 last_state_check = Instant::now();
                 self.pipeline.check_state(limit)?;
             }
+            self.poll_checkpoint();
             if self.replay.is_none() && self.store.as_ref().is_some_and(CheckpointStore::due) {
-                self.checkpoint();
+                self.checkpoint_in_background();
             }
             if receiver.is_closed()
                 && receiver.is_empty()
@@ -591,34 +616,77 @@ impl Driver {
 
     /// Writes a checkpoint; a failure is reported on the query, which goes
     /// on (the previous checkpoint stays valid).
+    /// A checkpoint, waited for: the first (where the sources start), a
+    /// finished query's and a shutdown's.
     fn checkpoint(&mut self) {
-        if self.store.is_none() {
-            return;
+        self.take_checkpoint(true);
+    }
+
+    /// A periodic checkpoint: the query pauses only to snapshot its
+    /// operators (immutable Arrow batches); a thread of its own encodes and
+    /// writes them while epochs go on, and [`poll_checkpoint`]
+    /// (Self::poll_checkpoint) sees its manifest committed.
+    fn checkpoint_in_background(&mut self) {
+        self.take_checkpoint(false);
+    }
+
+    fn take_checkpoint(&mut self, wait: bool) {
+        let Some(store) = &mut self.store else { return };
+        // One write at a time: the one before first.
+        if let Some(written) = store.wait() {
+            self.checkpoint_written(written);
         }
         let started = Instant::now();
-        let result = self.write_checkpoint();
-        let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        match result {
-            Ok((id, taken_at_ms, bytes)) => {
+        self.steps_checkpointed = self.steps;
+        match self.begin_checkpoint() {
+            Ok(()) => {
+                let pause_ms = started.elapsed().as_secs_f64() * 1000.0;
                 self.metrics.update_checkpoints(|report| {
-                    report.last_id = Some(id);
-                    report.last_taken_at_ms = Some(taken_at_ms);
-                    report.last_bytes = Some(bytes);
-                    report.last_duration_ms = Some(duration_ms);
+                    report.last_pause_ms = Some(pause_ms);
+                    if report.recent_pauses_ms.len() >= RECENT_PAUSES {
+                        report.recent_pauses_ms.remove(0);
+                    }
+                    report.recent_pauses_ms.push((pause_ms * 100.0).round() / 100.0);
+                });
+            }
+            Err(error) => self.checkpoint_failed(error),
+        }
+        if wait && let Some(written) = self.store.as_mut().and_then(CheckpointStore::wait) {
+            self.checkpoint_written(written);
+        }
+    }
+
+    /// A checkpoint written in the background, once it is.
+    fn poll_checkpoint(&mut self) {
+        if let Some(written) = self.store.as_mut().and_then(CheckpointStore::poll) {
+            self.checkpoint_written(written);
+        }
+    }
+
+    fn checkpoint_written(&mut self, written: Result<Written>) {
+        match written {
+            Ok(written) => {
+                self.metrics.update_checkpoints(|report| {
+                    report.last_id = Some(written.manifest.id);
+                    report.last_taken_at_ms = Some(written.manifest.taken_at_ms);
+                    report.last_bytes = Some(written.bytes);
+                    report.last_duration_ms = Some(written.write_ms);
                 });
                 self.release_logs();
             }
-            Err(error) => {
-                tracing::warn!("checkpoint failed: {error}");
-                self.metrics.update_checkpoints(|report| {
-                    // The newest few, not one per failed try forever.
-                    if report.warnings.len() >= MAX_CHECKPOINT_WARNINGS {
-                        report.warnings.remove(0);
-                    }
-                    report.warnings.push(format!("checkpoint failed: {error}"));
-                });
-            }
+            Err(error) => self.checkpoint_failed(error),
         }
+    }
+
+    fn checkpoint_failed(&self, error: RuntimeError) {
+        tracing::warn!("checkpoint failed: {error}");
+        self.metrics.update_checkpoints(|report| {
+            // The newest few, not one per failed try forever.
+            if report.warnings.len() >= MAX_CHECKPOINT_WARNINGS {
+                report.warnings.remove(0);
+            }
+            report.warnings.push(format!("checkpoint failed: {error}"));
+        });
     }
 
     /// After a checkpoint: each http log is held only from where the
@@ -640,7 +708,9 @@ impl Driver {
         }
     }
 
-    fn write_checkpoint(&mut self) -> Result<(u64, u64, u64)> {
+    /// Snapshots every operator and the output and hands them to the
+    /// store's writer.
+    fn begin_checkpoint(&mut self) -> Result<()> {
         let Some(barrier) = self.store.as_ref().map(CheckpointStore::next_id) else {
             return Err(RuntimeError::internal("no checkpoint store"));
         };
@@ -682,8 +752,8 @@ impl Driver {
             }
         }
         let Some(store) = &mut self.store else { return Err(RuntimeError::internal("no checkpoint store")) };
-        let (manifest, bytes) = store.write(manifest, &nodes, &output)?;
-        Ok((manifest.id, manifest.taken_at_ms, bytes))
+        store.begin(manifest, nodes, output)?;
+        Ok(())
     }
 
     /// When a query without an epoch ticker must run an epoch although no

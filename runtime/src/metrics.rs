@@ -190,7 +190,14 @@ pub struct CheckpointReport {
     /// When it was taken, milliseconds since the Unix epoch.
     pub last_taken_at_ms: Option<u64>,
     pub last_bytes: Option<u64>,
+    /// How long its writer took (encoding, writing, syncing), while the
+    /// query went on.
     pub last_duration_ms: Option<f64>,
+    /// How long the query stopped for the last checkpoint: the snapshot of
+    /// its operators and output.
+    pub last_pause_ms: Option<f64>,
+    /// The pauses of the most recent checkpoints (up to 100), oldest first.
+    pub recent_pauses_ms: Vec<f64>,
     /// The checkpoint this run started from, if it recovered.
     pub restored_from: Option<u64>,
     /// Steps of the input log replayed after it.

@@ -91,7 +91,9 @@ struct Log {
     watermark: Option<Watermark>,
     /// `End` or `Failed`, once the query stopped.
     terminal: Option<OutputEvent>,
-    subscribers: Vec<mpsc::Sender<OutputEvent>>,
+    /// Each subscriber's queue and the first row it wants: a recovered
+    /// query emits again rows a subscriber that came back already has.
+    subscribers: Vec<(mpsc::Sender<OutputEvent>, u64)>,
     /// Subscribers cut off for a full queue.
     lagged: u64,
 }
@@ -232,7 +234,7 @@ impl QueryOutput {
     /// behind since the query started.
     pub fn subscriber_counts(&self) -> (usize, u64) {
         self.with_log(|log| {
-            log.subscribers.retain(|subscriber| !subscriber.is_closed());
+            log.subscribers.retain(|(subscriber, _)| !subscriber.is_closed());
             (log.subscribers.len(), log.lagged)
         })
     }
@@ -269,7 +271,7 @@ impl QueryOutput {
                 let _ = sender.try_send(event);
             }
             if log.terminal.is_none() {
-                log.subscribers.push(sender);
+                log.subscribers.push((sender, from_seq));
             }
             Subscribed { first_available, events: receiver }
         })
@@ -279,13 +281,21 @@ impl QueryOutput {
 fn broadcast(log: &mut Log, event: OutputEvent) {
     // Full or closed queues are dropped: see "Slow subscribers" above.
     let mut lagged = 0;
-    log.subscribers.retain(|subscriber| match subscriber.try_send(event.clone()) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(_)) => {
-            lagged += 1;
+    log.subscribers.retain(|(subscriber, from_seq)| {
+        let event = match &event {
+            // Rows it already has are not sent again.
+            OutputEvent::Rows { seq, batch, .. } if seq + batch.num_rows() as u64 <= *from_seq => return true,
+            OutputEvent::Rows { seq, batch, .. } if seq < from_seq => {
+                let skip = (from_seq - seq) as usize;
+                let rest = batch.slice(skip, batch.num_rows() - skip);
+                OutputEvent::Rows { seq: *from_seq, batch: rest, shared: SharedEncoding::default() }
+            }
+            event => event.clone(),
+        };
+        subscriber.try_send(event).is_ok() || {
+            lagged += u64::from(!subscriber.is_closed());
             false
         }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
     });
     log.lagged += lagged;
 }

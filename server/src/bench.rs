@@ -225,9 +225,18 @@ pub struct CheckpointBench {
     pub checkpoint_ms: f64,
     /// From opening the data directory to the restored query running.
     pub recovery_ms: f64,
+    /// Pauses of periodic checkpoints taken while a query holding `keys`
+    /// keys ran (sorted), and how long its writer took for the last one.
+    pub pauses_ms: Vec<f64>,
+    pub background_write_ms: f64,
 }
 
 impl CheckpointBench {
+    pub fn pause_quantile(&self, quantile: f64) -> Option<f64> {
+        let index = ((self.pauses_ms.len() as f64 * quantile).ceil() as usize).saturating_sub(1);
+        self.pauses_ms.get(index).copied()
+    }
+
     pub fn json_line(&self) -> String {
         json!({
             "query": self.query,
@@ -236,6 +245,11 @@ impl CheckpointBench {
             "checkpoint_bytes": self.checkpoint_bytes,
             "checkpoint_ms": (self.checkpoint_ms * 10.0).round() / 10.0,
             "recovery_ms": (self.recovery_ms * 10.0).round() / 10.0,
+            "periodic_checkpoints": self.pauses_ms.len(),
+            "pause_ms_min": self.pauses_ms.first(),
+            "pause_ms_p50": self.pause_quantile(0.5),
+            "pause_ms_max": self.pauses_ms.last(),
+            "background_write_ms": (self.background_write_ms * 10.0).round() / 10.0,
         })
         .to_string()
     }
@@ -282,6 +296,8 @@ pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, EngineError> {
     if report.restored_from.is_none() {
         return Err(EngineError::internal(format!("the query did not restore its checkpoint: {report:?}")));
     }
+    drop(engine);
+    let (pauses_ms, background_write_ms) = periodic_pauses(&dir, keys).await?;
     // The figures of the first run's final checkpoint.
     let result = CheckpointBench {
         query: "running_per_event".into(),
@@ -290,10 +306,50 @@ pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, EngineError> {
         checkpoint_bytes: first.last_bytes.unwrap_or_default(),
         checkpoint_ms: first.last_duration_ms.unwrap_or_default(),
         recovery_ms,
+        pauses_ms,
+        background_write_ms,
     };
-    drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(result)
+}
+
+/// Runs a running GROUP BY over `keys` keys (five rows each, so the query
+/// goes on well after every key is held) with a checkpoint every 200 ms:
+/// the pauses those checkpoints caused, sorted, and the last writer's time.
+async fn periodic_pauses(dir: &std::path::Path, keys: u64) -> Result<(Vec<f64>, f64), EngineError> {
+    let dir = dir.join("periodic");
+    let engine = Engine::open(&dir).await?;
+    let mut settings = Settings::new();
+    settings.insert("retained_rows".into(), "0".into());
+    settings.insert("checkpoint_interval".into(), "200ms".into());
+    let ddl = format!(
+        "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR, status INT, duration DOUBLE,
+           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+         WITH (connector = 'generator', rate = '1000', rows = '{}', realtime = 'false', seed = '1', hosts = '{keys}')",
+        keys * 5
+    );
+    engine.execute(&ddl, &mut settings).await?;
+    let results = engine
+        .execute(
+            "SELECT ip, count(*) AS hits, max(duration) AS slowest, sum(status) AS status_sum FROM weblog GROUP BY ip",
+            &mut settings,
+        )
+        .await?;
+    let Some(StatementResult::Query { id, .. }) = results.last() else {
+        return Err(EngineError::internal("bench query did not start"));
+    };
+    let running = engine.query(id).ok_or_else(|| EngineError::internal("bench query vanished"))?;
+    wait_until_finished(&running, |_| {}).await?;
+    let report = running.handle.metrics.checkpoints();
+    // The first (where the sources start) and the last (the query
+    // finished) are waited for; the ones between are the periodic ones.
+    let mut pauses = report.recent_pauses_ms.clone();
+    pauses.pop();
+    if !pauses.is_empty() {
+        pauses.remove(0);
+    }
+    pauses.sort_by(f64::total_cmp);
+    Ok((pauses, report.last_duration_ms.unwrap_or_default()))
 }
 
 /// What `sluice bench fanout` measured: one query, many websocket

@@ -385,6 +385,16 @@ fn main() -> anyhow::Result<()> {
                 result.checkpoint_ms,
                 result.recovery_ms
             );
+            let pause = |quantile: f64| result.pause_quantile(quantile).map_or("-".into(), |ms| format!("{ms:.1}"));
+            println!(
+                "{} periodic checkpoints of {} keys while the query ran: pause min {} ms, p50 {} ms, max {} ms (written in the background in {:.0} ms)",
+                result.pauses_ms.len(),
+                keys,
+                pause(0.0),
+                pause(0.5),
+                pause(1.0),
+                result.background_write_ms
+            );
             println!("{}", result.json_line());
             Ok(())
         }),
