@@ -673,3 +673,134 @@ pub async fn api(name: &str, seconds: u64, token: Option<String>) -> Result<ApiB
     let events_in = QueryMetrics::get(&query.handle.metrics.rows_in);
     Ok(ApiBench { query: name.to_string(), seconds, events_in, latency })
 }
+
+/// What `sluice bench latency` measured for one query and epoch interval:
+/// milliseconds from an event's release by the paced generator to the
+/// arrival of its result on a websocket client.
+#[derive(Debug, Clone)]
+pub struct LatencyBench {
+    pub query: String,
+    pub epoch_interval: String,
+    pub rows: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl LatencyBench {
+    pub fn json_line(&self) -> String {
+        let round = |ms: f64| (ms * 100.0).round() / 100.0;
+        json!({
+            "bench": "latency",
+            "query": self.query,
+            "epoch_interval": self.epoch_interval,
+            "events_per_sec": LATENCY_RATE,
+            "rows": self.rows,
+            "p50_ms": round(self.p50_ms),
+            "p99_ms": round(self.p99_ms),
+            "p99_9_ms": round(self.p999_ms),
+            "max_ms": round(self.max_ms),
+        })
+        .to_string()
+    }
+}
+
+/// Events per second the latency bench releases.
+pub const LATENCY_RATE: f64 = 100_000.0;
+
+/// The latency bench's queries: each result row carries the event time it
+/// is due at (`due`): the bid's own `date_time` for q0-q2 (q2 with its
+/// `date_time` kept), the window's end for the TUMBLE, whose watermark
+/// has no delay (a window's result can exist once an event past its end
+/// has arrived).
+pub const LATENCY_QUERIES: [(&str, &str); 4] = [
+    ("q0", "SELECT auction, bidder, price, date_time AS due, extra FROM bid"),
+    ("q1", "SELECT auction, bidder, 0.908 * price AS price, date_time AS due, extra FROM bid"),
+    ("q2", "SELECT auction, price, date_time AS due FROM bid WHERE auction % 123 = 0"),
+    (
+        "tumble",
+        "SELECT window_start, window_end AS due, count(*) AS bids, max(price) AS top
+         FROM TUMBLE(bid_now, date_time, INTERVAL '1' SECOND) GROUP BY window_start, window_end",
+    ),
+];
+
+/// Runs `name` (one of [`LATENCY_QUERIES`]) for `seconds` over bids released
+/// in real time at [`LATENCY_RATE`] (event time following the clock), its
+/// results read by a websocket client over loopback, with
+/// `epoch_interval`.
+pub async fn latency(name: &str, epoch_interval: &str, seconds: f64) -> Result<LatencyBench, EngineError> {
+    use datafusion::arrow::compute::kernels::cast_utils::string_to_timestamp_nanos;
+    use futures::StreamExt;
+
+    let (_, sql) = LATENCY_QUERIES
+        .iter()
+        .find(|(query, _)| *query == name)
+        .ok_or_else(|| EngineError::invalid(format!("unknown latency query {name:?}: q0, q1, q2 or tumble")))?;
+    let server = bench_server(None).await?;
+    let engine = server.engine.clone();
+    let mut settings = Settings::new();
+    settings.insert("retained_rows".into(), "0".into());
+    settings.insert("epoch_interval".into(), epoch_interval.into());
+    let events = (LATENCY_RATE * seconds) as u64;
+    let options = format!("event_rate = '{LATENCY_RATE}', realtime = 'true', events = '{events}'");
+    let ddl = format!(
+        "CREATE STREAM bid (
+           auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, date_time TIMESTAMP, extra VARCHAR,
+           WATERMARK FOR date_time AS date_time - INTERVAL '4' SECOND
+         ) WITH (connector = 'nexmark', table = 'bid', {options});
+         CREATE STREAM bid_now (
+           auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR, url VARCHAR, date_time TIMESTAMP, extra VARCHAR,
+           WATERMARK FOR date_time AS date_time
+         ) WITH (connector = 'nexmark', table = 'bid', {options});"
+    );
+    engine.execute(&ddl, &mut settings).await?;
+    // The query is submitted on the websocket itself, so that it runs for
+    // this subscriber from its first row.
+    let url = format!("ws://{}/v1/subscribe", server.address);
+    let fail = |error: &dyn std::fmt::Display| EngineError::internal(format!("latency bench websocket: {error}"));
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.map_err(|error| fail(&error))?;
+    let settings_json: serde_json::Map<String, serde_json::Value> =
+        settings.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
+    let submit = json!({"sql": sql, "settings": settings_json}).to_string();
+    let released = Instant::now();
+    futures::SinkExt::send(&mut socket, tokio_tungstenite::tungstenite::Message::text(submit))
+        .await
+        .map_err(|error| fail(&error))?;
+    let start = sluice_runtime::source::generator::DEFAULT_START_NANOS;
+    let mut latencies = Vec::new();
+    while let Some(message) = socket.next().await {
+        let tokio_tungstenite::tungstenite::Message::Text(text) = message.map_err(|error| fail(&error))? else {
+            continue;
+        };
+        let arrived = released.elapsed().as_secs_f64() * 1000.0;
+        let frame: serde_json::Value = serde_json::from_str(&text).map_err(|error| fail(&error))?;
+        match frame["type"].as_str() {
+            Some("rows") => {
+                for row in frame["rows"].as_array().into_iter().flatten() {
+                    let Some(due) = row["due"].as_str().and_then(|due| string_to_timestamp_nanos(due).ok()) else {
+                        continue;
+                    };
+                    latencies.push(arrived - (due - start) as f64 / 1e6);
+                }
+            }
+            Some("end") => break,
+            Some("error") => return Err(fail(&frame)),
+            _ => {}
+        }
+    }
+    if latencies.is_empty() {
+        return Err(EngineError::internal(format!("{name} gave no rows")));
+    }
+    latencies.sort_by(f64::total_cmp);
+    let at = |quantile: f64| latencies[((latencies.len() - 1) as f64 * quantile) as usize].max(0.0);
+    Ok(LatencyBench {
+        query: name.to_string(),
+        epoch_interval: epoch_interval.to_string(),
+        rows: latencies.len(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        p999_ms: at(0.999),
+        max_ms: at(1.0),
+    })
+}

@@ -107,7 +107,9 @@ enum Command {
         /// that never reads), or `many` (`--subscribers` concurrent queries
         /// for 20 s, and the HTTP API's latency meanwhile), or `api` (the
         /// HTTP API's latency while one Nexmark `--query` runs flat out,
-        /// default q16).
+        /// default q16), or `latency` (event to result on a websocket at
+        /// 100 000 events/s for q0, q1, q2 and a TUMBLE, with epochs of 10
+        /// ms and 0).
         #[arg(default_value = "weblog")]
         suite: String,
         /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n, interval_join, window_join,
@@ -373,6 +375,38 @@ fn main() -> anyhow::Result<()> {
                 result.latency.requests
             );
             println!("{}", result.json_line());
+            Ok(())
+        }),
+        Command::Bench { suite, queries, .. } if suite == "latency" => runtime.block_on(async {
+            let queries = if queries.is_empty() {
+                sluice::bench::LATENCY_QUERIES.iter().map(|(name, _)| name.to_string()).collect()
+            } else {
+                queries
+            };
+            println!(
+                "{:<8} {:>6} {:>9} {:>8} {:>8} {:>9} {:>8}",
+                "query", "epoch", "rows", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
+            );
+            let mut lines = Vec::new();
+            for epoch_interval in ["10ms", "0"] {
+                for query in &queries {
+                    let result = sluice::bench::latency(query, epoch_interval, 5.0).await?;
+                    println!(
+                        "{:<8} {:>6} {:>9} {:>8.2} {:>8.2} {:>9.2} {:>8.2}",
+                        result.query,
+                        result.epoch_interval,
+                        result.rows,
+                        result.p50_ms,
+                        result.p99_ms,
+                        result.p999_ms,
+                        result.max_ms
+                    );
+                    lines.push(result.json_line());
+                }
+            }
+            for line in lines {
+                println!("{line}");
+            }
             Ok(())
         }),
         Command::Bench { suite, keys, .. } if suite == "checkpoint" => runtime.block_on(async {

@@ -41,16 +41,17 @@
 //!
 //! # Checkpoints
 //!
-//! A snapshot is one row per key, sorted by key bytes (equal states give
-//! equal checkpoints): `key`, the state columns `s{aggregate}_{field}` and
-//! the results last emitted `emitted{aggregate}`. Restoring makes it the
-//! one chunk. Nothing in the running operator changes (its chunks are
-//! immutable), so a snapshot is a gather, not a rebuild.
+//! A snapshot is the chunks as they are (`groups/{i}`: their arrays are
+//! immutable, so the snapshot shares them and the checkpoint's writer
+//! encodes them while the query goes on) and an index `groups` of one row
+//! per key: `key`, `chunk`, `row`. The query pauses only to build the
+//! index. Superseded rows in a chunk are saved too (at most about as many
+//! as live ones, see above); a restore drops chunks no key points at.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, Int64Array, UInt32Array};
 use datafusion::arrow::compute::{interleave, take};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::RowConverter;
@@ -65,7 +66,7 @@ use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::group_aggregate::GroupAggregateSpec;
 use crate::operators::groups::{AggregateInputs, grouping_keys, key_converter, output_batch};
-use crate::state::{OperatorState, batch_of, binary_column, rows_column};
+use crate::state::{OperatorState, batch_of, binary_column, i64_column, rows_column};
 
 /// The checkpoint batch: one row per key.
 const GROUPS_STATE: &str = "groups";
@@ -129,6 +130,9 @@ pub struct RunningGroups {
     free_chunks: Vec<u32>,
     /// Rows in all chunks, live or superseded.
     chunk_rows: usize,
+    /// Scratch: each slot's group index in the batch being added
+    /// (`u32::MAX` between batches).
+    local_of: Vec<u32>,
     last_expiry: Instant,
 }
 
@@ -157,6 +161,7 @@ impl RunningGroups {
             chunks: Vec::new(),
             free_chunks: Vec::new(),
             chunk_rows: 0,
+            local_of: Vec::new(),
             last_expiry: Instant::now(),
         })
     }
@@ -322,7 +327,7 @@ impl Operator for RunningGroups {
             &batch.rows,
         )?;
         // 1. Slots and local group indices, keys in first-seen order.
-        let mut local_of: HashMap<usize, usize> = HashMap::default();
+        let mut local_of = std::mem::take(&mut self.local_of);
         let mut touched: Vec<usize> = Vec::new();
         let mut first_rows: Vec<u32> = Vec::new();
         let mut group_indices = Vec::with_capacity(inputs.num_rows);
@@ -336,13 +341,20 @@ impl Operator for RunningGroups {
                     slot
                 }
             };
-            let local = *local_of.entry(slot).or_insert_with(|| {
+            if local_of.len() <= slot {
+                local_of.resize(slot + 1, u32::MAX);
+            }
+            if local_of[slot] == u32::MAX {
+                local_of[slot] = touched.len() as u32;
                 touched.push(slot);
                 first_rows.push(row as u32);
-                touched.len() - 1
-            });
-            group_indices.push(local);
+            }
+            group_indices.push(local_of[slot] as usize);
         }
+        for &slot in &touched {
+            local_of[slot] = u32::MAX;
+        }
+        self.local_of = local_of;
         let groups = touched.len();
         // 2. The touched keys' saved state, then the batch.
         let (_, positions) = self.sources();
@@ -429,37 +441,43 @@ impl Operator for RunningGroups {
         self.compact_if_sparse()
     }
 
+    /// Zero-copy: the chunks as they are (their arrays are immutable and
+    /// shared with the snapshot), and an index of where each key's row is.
+    /// Only the index is built, so the query pauses for a pass over the
+    /// keys, not for a copy of the state.
     fn snapshot(&mut self) -> Result<OperatorState> {
-        let mut entries: Vec<(&Box<[u8]>, usize)> = self.keys.iter().map(|(key, &slot)| (key, slot)).collect();
-        entries.sort_unstable_by_key(|(key, _)| *key);
-        let (_, positions) = self.sources();
-        let picks = entries
-            .iter()
-            .map(|(_, index)| {
-                let slot = self.slots[*index].as_ref().ok_or_else(|| RuntimeError::internal("a key without a slot"))?;
-                Ok(self.pick(slot, &positions))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut columns = vec![("key".to_string(), rows_column(entries.iter().map(|(key, _)| key.as_ref())))];
-        if !picks.is_empty() {
-            let (states, emitted) = self.split(self.gather(&picks)?);
-            for (aggregate, states) in states.into_iter().enumerate() {
-                for (field, state) in states.into_iter().enumerate() {
-                    columns.push((format!("s{aggregate}_{field}"), state));
-                }
-            }
-            for (aggregate, emitted) in emitted.into_iter().enumerate() {
-                columns.push((format!("emitted{aggregate}"), emitted));
-            }
-        }
         let mut state = OperatorState::default();
+        let mut positions = vec![usize::MAX; self.chunks.len()];
+        let mut saved = 0;
+        for (id, chunk) in self.chunks.iter().enumerate() {
+            let Some(chunk) = chunk else { continue };
+            positions[id] = saved;
+            let columns = chunk.columns.iter().enumerate().map(|(index, column)| (format!("c{index}"), column.clone()));
+            state.put(&format!("{GROUPS_STATE}/{saved}"), batch_of(columns.collect())?);
+            saved += 1;
+        }
+        let mut keys = Vec::with_capacity(self.keys.len());
+        let mut chunks = Vec::with_capacity(self.keys.len());
+        let mut rows = Vec::with_capacity(self.keys.len());
+        for (key, &index) in &self.keys {
+            let slot = self.slots[index].as_ref().ok_or_else(|| RuntimeError::internal("a key without a slot"))?;
+            keys.push(key.as_ref());
+            chunks.push(positions[slot.chunk as usize] as i64);
+            rows.push(i64::from(slot.row));
+        }
+        let columns = vec![
+            ("key".to_string(), rows_column(keys)),
+            ("chunk".to_string(), Arc::new(Int64Array::from(chunks)) as ArrayRef),
+            ("row".to_string(), Arc::new(Int64Array::from(rows)) as ArrayRef),
+        ];
         state.put(GROUPS_STATE, batch_of(columns)?);
+        state.put_value("chunks", saved as i64);
         Ok(state)
     }
 
     fn restore(&mut self, mut state: OperatorState) -> Result<()> {
-        let batch = state.take(GROUPS_STATE)?;
-        let keys = binary_column(&batch, "key")?;
+        let index = state.take(GROUPS_STATE)?;
+        let saved = usize::try_from(state.value("chunks")?).unwrap_or_default();
         let now = Instant::now();
         self.keys.clear();
         self.slots.clear();
@@ -468,28 +486,38 @@ impl Operator for RunningGroups {
         self.free_chunks.clear();
         self.chunk_rows = 0;
         self.last_expiry = now;
-        if batch.num_rows() == 0 {
-            return Ok(());
-        }
-        let column = |name: &str| {
-            batch
-                .column_by_name(name)
-                .cloned()
-                .ok_or_else(|| RuntimeError::internal(format!("groups state without {name}")))
-        };
-        let mut columns = Vec::new();
-        for (aggregate, &fields) in self.state_fields.iter().enumerate() {
-            for field in 0..fields {
-                columns.push(column(&format!("s{aggregate}_{field}"))?);
+        let width = self.state_fields.iter().sum::<usize>() + self.spec.aggregates.len();
+        let mut ids = Vec::with_capacity(saved);
+        for position in 0..saved {
+            let batch = state.take(&format!("{GROUPS_STATE}/{position}"))?;
+            if batch.num_columns() != width {
+                return Err(RuntimeError::internal("groups state of another shape"));
             }
+            ids.push(self.add_chunk(Chunk { columns: batch.columns().to_vec(), live: 0 }));
         }
-        for aggregate in 0..self.spec.aggregates.len() {
-            columns.push(column(&format!("emitted{aggregate}"))?);
-        }
-        let id = self.add_chunk(Chunk { columns, live: batch.num_rows() });
-        for row in 0..batch.num_rows() {
+        let keys = binary_column(&index, "key")?;
+        let chunks = i64_column(&index, "chunk")?;
+        let rows = i64_column(&index, "row")?;
+        for entry in 0..index.num_rows() {
+            let id = usize::try_from(chunks.value(entry))
+                .ok()
+                .and_then(|position| ids.get(position).copied())
+                .ok_or_else(|| RuntimeError::internal("groups state names a chunk it does not hold"))?;
+            let row = rows.value(entry);
+            let chunk = self.chunks[id as usize].as_mut().ok_or_else(|| RuntimeError::internal("a chunk vanished"))?;
+            if row < 0 || row as usize >= chunk.rows() {
+                return Err(RuntimeError::internal("groups state names a row past its chunk"));
+            }
+            chunk.live += 1;
             let slot = self.new_slot(Slot { chunk: id, row: row as u32, last_update: now });
-            self.keys.insert(keys.value(row).into(), slot);
+            self.keys.insert(keys.value(entry).into(), slot);
+        }
+        // Chunks no key points at any more are dropped.
+        for (id, chunk) in self.chunks.iter_mut().enumerate() {
+            if let Some(empty) = chunk.take_if(|chunk| chunk.live == 0) {
+                self.chunk_rows -= empty.rows();
+                self.free_chunks.push(id as u32);
+            }
         }
         Ok(())
     }

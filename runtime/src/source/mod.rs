@@ -320,7 +320,12 @@ pub(crate) async fn run_numbered(
             remaining.min(max_batch)
         };
         if due == 0 {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            // Until the next record is due, at the timer's 1 ms resolution:
+            // a paced source hands records over within a millisecond of
+            // their time, not in 10 ms lumps.
+            let next_due = (next - first + 1) as f64 / rate.max(1e-9);
+            let wait = (next_due - started.elapsed().as_secs_f64()).clamp(0.001, 0.010);
+            tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
             continue;
         }
         match batch(next, due) {
