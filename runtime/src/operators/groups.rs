@@ -227,7 +227,9 @@ pub(crate) struct Groups {
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
 }
 
-fn create_accumulator(aggregate: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn GroupsAccumulator>> {
+/// A `GroupsAccumulator` for `aggregate`: its own, or per-group
+/// `Accumulator`s behind DataFusion's adapter where it has none.
+pub(crate) fn create_accumulator(aggregate: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn GroupsAccumulator>> {
     if aggregate.groups_accumulator_supported() {
         return Ok(aggregate.create_groups_accumulator()?);
     }

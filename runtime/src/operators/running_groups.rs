@@ -57,15 +57,13 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::RowConverter;
 use datafusion::common::HashMap;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
-use datafusion::physical_expr::GroupsAccumulatorAdapter;
-use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
 
 use crate::error::{Result, RuntimeError};
 use crate::message::{Message, Op, StreamBatch};
 use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::group_aggregate::GroupAggregateSpec;
-use crate::operators::groups::{AggregateInputs, grouping_keys, key_converter, output_batch};
+use crate::operators::groups::{AggregateInputs, create_accumulator, grouping_keys, key_converter, output_batch};
 use crate::state::{OperatorState, batch_of, binary_column, i64_column, rows_column};
 
 /// The checkpoint batch: one row per key.
@@ -134,14 +132,6 @@ pub struct RunningGroups {
     /// (`u32::MAX` between batches).
     local_of: Vec<u32>,
     last_expiry: Instant,
-}
-
-fn create_accumulator(aggregate: &Arc<AggregateFunctionExpr>) -> Result<Box<dyn GroupsAccumulator>> {
-    if aggregate.groups_accumulator_supported() {
-        return Ok(aggregate.create_groups_accumulator()?);
-    }
-    let aggregate = Arc::clone(aggregate);
-    Ok(Box::new(GroupsAccumulatorAdapter::new(move || aggregate.create_accumulator())))
 }
 
 impl RunningGroups {
