@@ -632,11 +632,11 @@ impl Driver {
 
     fn take_checkpoint(&mut self, wait: bool) {
         let Some(store) = &mut self.store else { return };
-        // One write at a time: the one before first.
+        // The pause counts any wait for the write before (one at a time).
+        let started = Instant::now();
         if let Some(written) = store.wait() {
             self.checkpoint_written(written);
         }
-        let started = Instant::now();
         self.steps_checkpointed = self.steps;
         match self.begin_checkpoint() {
             Ok(()) => {
