@@ -614,10 +614,9 @@ impl Driver {
         Ok(())
     }
 
-    /// Writes a checkpoint; a failure is reported on the query, which goes
-    /// on (the previous checkpoint stays valid).
     /// A checkpoint, waited for: the first (where the sources start), a
-    /// finished query's and a shutdown's.
+    /// finished query's and a shutdown's. A failure is reported on the
+    /// query, which goes on (the previous checkpoint stays valid).
     fn checkpoint(&mut self) {
         self.take_checkpoint(true);
     }

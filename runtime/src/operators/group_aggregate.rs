@@ -1,6 +1,12 @@
 //! GROUP BY without a window: running state per key for the whole stream
 //! (the seed's `updateStateByKey`), emitted as a changelog.
 //!
+//! This is the per-key path: updating inputs (retractions) and aggregates
+//! whose state grows with the rows (COUNT DISTINCT, ARRAY_AGG, sketches).
+//! Append-only input with fixed-size aggregate states runs on
+//! [`running_groups`](crate::operators::running_groups) instead, which
+//! emits the same changelog from DataFusion's `GroupsAccumulator`s.
+//!
 //! # Algorithm
 //!
 //! Each key owns one DataFusion `Accumulator` per aggregate (the sliding

@@ -451,6 +451,10 @@ impl Operator for RunningGroups {
         let mut rows = Vec::with_capacity(self.keys.len());
         for (key, &index) in &self.keys {
             let slot = self.slots[index].as_ref().ok_or_else(|| RuntimeError::internal("a key without a slot"))?;
+            // A key whose first batch failed half-way has no state yet.
+            if slot.chunk == u32::MAX {
+                continue;
+            }
             keys.push(key.as_ref());
             chunks.push(positions[slot.chunk as usize] as i64);
             rows.push(i64::from(slot.row));
