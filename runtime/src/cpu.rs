@@ -22,10 +22,10 @@ static THREADS: OnceLock<usize> = OnceLock::new();
 static RUNTIME: OnceLock<Option<Runtime>> = OnceLock::new();
 
 /// Sets how many threads run pipelines (0: the caller's runtime). Only
-/// the first call before any query starts counts; later calls return
-/// false.
+/// the first call before any query starts counts (the first query fixes
+/// the size); later calls return false.
 pub fn set_pipeline_threads(threads: usize) -> bool {
-    THREADS.set(threads).is_ok() && RUNTIME.get().is_none()
+    THREADS.set(threads).is_ok()
 }
 
 /// The pipeline threads there are (0: queries run on the caller's runtime).

@@ -230,7 +230,6 @@ pub fn spawn_query_subscribed(
         holds: recovery.holds.clone(),
         plan_names,
         steps: 0,
-        steps_checkpointed: 0,
     };
     let task_status = status.clone();
     let output_for_task = output.clone();
@@ -301,8 +300,6 @@ struct Driver {
     restored: bool,
     /// Steps taken by this run (see `QuerySettings::halt_after_steps`).
     steps: u64,
-    /// `steps` when the last checkpoint was taken.
-    steps_checkpointed: u64,
 }
 
 /// How often a query with a state limit measures its state.
@@ -392,17 +389,10 @@ impl Driver {
                             }
                         },
                         _ = wait => {}
-                        // A checkpoint written in the background: seen
-                        // committed soon, and the state since (the last
-                        // epoch's, if it came while the writer was busy)
-                        // checkpointed in its turn.
+                        // A checkpoint written in the background is seen
+                        // committed soon, rows or not.
                         _ = tokio::time::sleep(CHECKPOINT_POLL), if writing => {
                             self.poll_checkpoint();
-                            if self.steps != self.steps_checkpointed
-                                && self.store.as_ref().is_some_and(CheckpointStore::due)
-                            {
-                                self.checkpoint_in_background();
-                            }
                             continue;
                         }
                         _ = metrics.state_wanted() => {
@@ -636,7 +626,6 @@ impl Driver {
         if let Some(written) = store.wait() {
             self.checkpoint_written(written);
         }
-        self.steps_checkpointed = self.steps;
         match self.begin_checkpoint() {
             Ok(()) => {
                 let pause_ms = started.elapsed().as_secs_f64() * 1000.0;

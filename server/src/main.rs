@@ -165,6 +165,11 @@ fn token(file: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
 /// How long a graceful shutdown waits for the queries' final checkpoints.
 const SHUTDOWN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// The `--query` names given, or all of a suite's when none is.
+fn or_all(chosen: Vec<String>, all: impl Iterator<Item = String>) -> Vec<String> {
+    if chosen.is_empty() { all.collect() } else { chosen }
+}
+
 /// `--pg off` turns the Postgres endpoint off.
 fn pg_address(flag: &str) -> Option<&str> {
     (!flag.eq_ignore_ascii_case("off")).then_some(flag)
@@ -275,11 +280,7 @@ fn main() -> anyhow::Result<()> {
         Command::Bench { suite, queries, events, source, runs, .. } if suite == "nexmark" => runtime.block_on(async {
             let source = sluice::nexmark::BidSource::parse(&source)
                 .ok_or_else(|| anyhow::anyhow!("--source is generator, csv or json, not {source:?}"))?;
-            let queries = if queries.is_empty() {
-                sluice::nexmark::queries().into_iter().map(|(name, _)| name).collect()
-            } else {
-                queries
-            };
+            let queries = or_all(queries, sluice::nexmark::queries().into_iter().map(|(name, _)| name));
             println!(
                 "{:<6} {:>10} {:>9} {:>12} {:>14} {:>12} {:>11} {:>9} {:>8} {:>8}",
                 "query",
@@ -378,11 +379,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Bench { suite, queries, .. } if suite == "latency" => runtime.block_on(async {
-            let queries = if queries.is_empty() {
-                sluice::bench::LATENCY_QUERIES.iter().map(|(name, _)| name.to_string()).collect()
-            } else {
-                queries
-            };
+            let queries = or_all(queries, sluice::bench::LATENCY_QUERIES.iter().map(|(name, _)| name.to_string()));
             println!(
                 "{:<8} {:>6} {:>9} {:>8} {:>8} {:>9} {:>8}",
                 "query", "epoch", "rows", "p50 ms", "p99 ms", "p99.9 ms", "max ms"
@@ -433,11 +430,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }),
         Command::Bench { queries, events, keys, epoch_interval, .. } => runtime.block_on(async {
-            let queries = if queries.is_empty() {
-                sluice::bench::QUERIES.iter().map(|(name, _)| name.to_string()).collect()
-            } else {
-                queries
-            };
+            let queries = or_all(queries, sluice::bench::QUERIES.iter().map(|(name, _)| name.to_string()));
             println!(
                 "{:<18} {:>10} {:>9} {:>14} {:>10} {:>11} {:>9}",
                 "query", "events", "seconds", "events/s", "rows out", "peak state", "peak MB"
