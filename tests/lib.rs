@@ -42,14 +42,23 @@ pub struct RunConfig {
     /// same data directory, which restores it from its last checkpoint; a
     /// subscriber resumes after the last `seq` it saw.
     pub crash_after_steps: Option<u64>,
+    /// Threads each query's key groups run on; a crash-and-recover run
+    /// restores at 1 what it checkpointed at this parallelism.
+    pub parallelism: usize,
 }
 
-pub const RUN_CONFIGS: [RunConfig; 4] = [
-    RunConfig { epoch_interval: "0", batch_rows: 1, crash_after_steps: None },
-    RunConfig { epoch_interval: "10ms", batch_rows: 3, crash_after_steps: None },
-    RunConfig { epoch_interval: "1s", batch_rows: 8192, crash_after_steps: None },
-    RunConfig { epoch_interval: "0", batch_rows: 2, crash_after_steps: Some(6) },
+pub const RUN_CONFIGS: [RunConfig; 5] = [
+    RunConfig { epoch_interval: "0", batch_rows: 1, crash_after_steps: None, parallelism: 1 },
+    RunConfig { epoch_interval: "10ms", batch_rows: 3, crash_after_steps: None, parallelism: 2 },
+    RunConfig { epoch_interval: "1s", batch_rows: 8192, crash_after_steps: None, parallelism: 1 },
+    RunConfig { epoch_interval: "1s", batch_rows: 8192, crash_after_steps: None, parallelism: 2 },
+    RunConfig { epoch_interval: "0", batch_rows: 2, crash_after_steps: Some(6), parallelism: 2 },
 ];
+
+/// The engine's limits for a run at `parallelism`.
+fn limits(parallelism: usize) -> sluice::engine::Limits {
+    sluice::engine::Limits { parallelism, ..sluice::engine::Limits::default() }
+}
 
 #[derive(Debug)]
 pub struct DbError(pub String);
@@ -100,7 +109,8 @@ impl SluiceDb {
         // retained rows by then, and the subscriber must still see them all.
         settings.insert("retained_rows".into(), "100000000".into());
         let Some(steps) = config.crash_after_steps else {
-            return Self { engine: Arc::new(Engine::new()), settings, config, data_dir: None };
+            let engine = Engine::new().with_limits(limits(config.parallelism));
+            return Self { engine: Arc::new(engine), settings, config, data_dir: None };
         };
         // A checkpoint after every epoch of one event: the crash comes one
         // event after the last checkpoint, which the input log replays.
@@ -108,7 +118,9 @@ impl SluiceDb {
         let number = NEXT_DATA_DIR.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("sluice-slt-{}-{number}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let mut engine = Engine::open(&dir).await.expect("a fresh data directory opens");
+        let fsync = sluice_runtime::Fsync::default();
+        let mut engine =
+            Engine::open_with(&dir, fsync, limits(config.parallelism)).await.expect("a fresh data directory opens");
         engine.halt_queries_after(steps);
         Self { engine: Arc::new(engine), settings, config, data_dir: Some(dir) }
     }
@@ -137,7 +149,7 @@ impl SluiceDb {
                     // restores the query; read on after the last row seen.
                     let Some(dir) = &self.data_dir else { return Err(DbError(message)) };
                     drop(events);
-                    let engine = Engine::open(dir).await?;
+                    let engine = Engine::open_with(dir, sluice_runtime::Fsync::default(), limits(1)).await?;
                     self.engine = Arc::new(engine);
                     query = self
                         .engine

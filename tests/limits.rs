@@ -16,6 +16,7 @@ async fn server() -> sluice::RunningServer {
         max_retained_rows: 100_000,
         max_state_bytes: None,
         max_connections: 64,
+        parallelism: 1,
     };
     let options = sluice::Options { pg_address: Some("127.0.0.1:0".into()), limits, ..sluice::Options::default() };
     sluice::start_with("127.0.0.1:0", None, &options).await.expect("server starts")

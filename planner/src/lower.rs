@@ -164,6 +164,7 @@ impl<'a> Lowering<'a> {
             warnings: Vec::new(),
             allowed_lateness: options.allowed_lateness,
             source_windows: Vec::new(),
+            key_groups: options.key_groups.max(1),
         };
         let Rewritten { windows, temporal, patterns } = rewritten;
         Self { state, catalog, windows, temporal, patterns, sql, start, options, plan, expand_windows: false }

@@ -12,4 +12,7 @@ pub struct PlanOptions {
     pub emit: Option<EarlyEmit>,
     /// Unbounded state not updated for this long is forgotten.
     pub state_ttl: Option<std::time::Duration>,
+    /// Key groups of each operator with per-key state (`max_parallelism`):
+    /// the most threads it can use, fixed for the query's checkpoints.
+    pub key_groups: usize,
 }

@@ -154,7 +154,7 @@ pub fn spawn_query_subscribed(
     let pipeline_runtime = crate::cpu::handle();
     let _on_pipeline_threads = pipeline_runtime.as_ref().map(tokio::runtime::Handle::enter);
     let metrics = Arc::new(QueryMetrics::default());
-    let context = OperatorContext { metrics: metrics.clone() };
+    let context = OperatorContext { metrics: metrics.clone(), parallelism: settings.parallelism };
     let pipeline = Pipeline::new(&plan, &context)?;
     let output =
         Arc::new(QueryOutput::new(plan.schema.clone(), settings.retained_rows).with_queue(settings.subscriber_queue));

@@ -85,9 +85,13 @@ pub trait Operator: Send {
 }
 
 /// What every operator of a query may use besides its spec: only what
-/// the query shares at run time (its metrics). Nothing that changes what an
-/// operator computes comes through here; that is the spec's to say.
+/// the query shares at run time (its metrics, the threads it may use).
+/// Nothing that changes what an operator computes comes through here;
+/// that is the spec's to say.
 #[derive(Debug, Clone, Default)]
 pub struct OperatorContext {
     pub metrics: Arc<QueryMetrics>,
+    /// Threads an operator split into key groups may run them on at once
+    /// (`SET parallelism`); 0 and 1 both mean the pipeline's own thread.
+    pub parallelism: usize,
 }

@@ -205,7 +205,7 @@ impl Pipeline {
                     (None, 1, format!("source: {}", plan.sources[*index].stream))
                 }
                 PlanNode::Operator { spec, inputs } => {
-                    (Some(spec.instantiate(context)?), inputs.len(), spec.name().to_string())
+                    (Some(spec.instantiate_in(context, plan.key_groups)?), inputs.len(), spec.name().to_string())
                 }
             };
             let input = Input { state: EdgeState::Active, watermark: Watermark::MIN, barrier: None };
@@ -526,6 +526,7 @@ mod tests {
             warnings: Vec::new(),
             allowed_lateness: None,
             source_windows: vec![None, None],
+            key_groups: 1,
         };
         Pipeline::new(&plan, &OperatorContext::default()).unwrap()
     }

@@ -47,6 +47,10 @@ pub struct StreamPlan {
     /// directly puts its rows in, so the driver can count late rows per
     /// window. Filled by [`with_source_windows`](StreamPlan::with_source_windows).
     pub source_windows: Vec<Option<WindowKind>>,
+    /// Operators whose state is per key run as this many instances, each
+    /// for the keys that hash to it (`max_parallelism`; see
+    /// [`partitioned`](crate::operators::partitioned)); 1 keeps each whole.
+    pub key_groups: usize,
 }
 
 impl StreamPlan {
@@ -141,6 +145,15 @@ impl StreamPlan {
                         lines.push(format!("{indent}{}{settings}", other.name()));
                     }
                 }
+                if self.key_groups > 1
+                    && let Some(partitioning) = spec.partitioning()
+                {
+                    lines.push(format!(
+                        "{indent}  exchange: {} into {} key groups",
+                        partitioning.describe(),
+                        self.key_groups
+                    ));
+                }
                 annotations(lines);
                 for input in inputs {
                     self.describe_node(*input, depth + 1, lines, annotate);
@@ -211,6 +224,7 @@ mod tests {
             warnings: Vec::new(),
             allowed_lateness: None,
             source_windows: Vec::new(),
+            key_groups: 1,
         }
         .with_source_windows();
         assert!(matches!(plan.source_windows.as_slice(), [Some(WindowKind::Tumble { size: 10, .. }), None]));

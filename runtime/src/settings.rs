@@ -55,6 +55,23 @@ pub struct QuerySettings {
     /// next one); `None` takes everything that arrived. Recovery tests use
     /// 1 so that a checkpoint can fall between any two events.
     pub max_steps_per_epoch: Option<usize>,
+    /// Threads the key groups of one operator run on at once (`SET
+    /// parallelism`); results do not depend on it.
+    pub parallelism: usize,
+    /// Key groups of each operator with per-key state (`SET
+    /// max_parallelism`). Planned into [`StreamPlan::key_groups`](crate::plan::StreamPlan::key_groups);
+    /// the runtime never reads it from here.
+    pub max_parallelism: usize,
+}
+
+/// Key groups an operator with per-key state is split into unless a query
+/// says otherwise: the most threads it can use, and what its checkpoints
+/// are cut into.
+pub const DEFAULT_KEY_GROUPS: usize = 8;
+
+/// The threads a query uses unless it sets `parallelism`: one per core.
+pub fn default_parallelism() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
 impl Default for QuerySettings {
@@ -72,6 +89,8 @@ impl Default for QuerySettings {
             checkpoint_interval: Some(Duration::from_secs(5)),
             halt_after_steps: None,
             max_steps_per_epoch: None,
+            parallelism: default_parallelism(),
+            max_parallelism: DEFAULT_KEY_GROUPS,
         }
     }
 }

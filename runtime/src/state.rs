@@ -62,6 +62,51 @@ impl OperatorState {
         self.values.get(name).copied().ok_or_else(|| missing(name))
     }
 
+    /// Removes and returns the integer saved as `name`, if any.
+    pub fn take_value(&mut self, name: &str) -> Option<i64> {
+        self.values.remove(name)
+    }
+
+    /// Puts `inner`'s batches and integers under `prefix/` (the state of
+    /// one part of an operator, such as a key group).
+    pub fn nest(&mut self, prefix: &str, inner: OperatorState) {
+        for (name, batch) in inner.batches {
+            self.batches.insert(format!("{prefix}/{name}"), batch);
+        }
+        for (name, value) in inner.values {
+            self.values.insert(format!("{prefix}/{name}"), value);
+        }
+    }
+
+    /// Takes out what [`nest`](OperatorState::nest) put under `prefix/`.
+    pub fn unnest(&mut self, prefix: &str) -> OperatorState {
+        let start = format!("{prefix}/");
+        let mut inner = OperatorState::default();
+        let batches: Vec<String> = self
+            .batches
+            .range(start.clone()..)
+            .map(|(name, _)| name.clone())
+            .take_while(|name| name.starts_with(&start))
+            .collect();
+        for name in batches {
+            if let Some(batch) = self.batches.remove(&name) {
+                inner.batches.insert(name[start.len()..].to_string(), batch);
+            }
+        }
+        let values: Vec<String> = self
+            .values
+            .range(start.clone()..)
+            .map(|(name, _)| name.clone())
+            .take_while(|name| name.starts_with(&start))
+            .collect();
+        for name in values {
+            if let Some(value) = self.values.remove(&name) {
+                inner.values.insert(name[start.len()..].to_string(), value);
+            }
+        }
+        inner
+    }
+
     /// Rows held, for reporting.
     pub fn num_rows(&self) -> usize {
         self.batches.values().map(RecordBatch::num_rows).sum()

@@ -92,6 +92,9 @@ pub struct Limits {
     /// HTTP, websocket and Postgres connections open at once
     /// (`--max-connections`); more are answered with an error and closed.
     pub max_connections: usize,
+    /// Threads a query's key-partitioned operators run on unless it sets
+    /// `parallelism` (`--parallelism`; default one per core).
+    pub parallelism: usize,
 }
 
 impl Default for Limits {
@@ -105,6 +108,7 @@ impl Default for Limits {
             max_retained_rows: 100_000_000,
             max_state_bytes: Some(8 * 1024 * 1024 * 1024),
             max_connections: 10_000,
+            parallelism: sluice_runtime::settings::default_parallelism(),
         }
     }
 }
@@ -234,12 +238,13 @@ impl Engine {
     /// An engine whose catalog lives in `data_dir`: streams and queries
     /// stored there are restored (queries under their old ids).
     pub async fn open(data_dir: &Path) -> Result<Self, EngineError> {
-        Self::open_with(data_dir, sluice_runtime::Fsync::default()).await
+        Self::open_with(data_dir, sluice_runtime::Fsync::default(), Limits::default()).await
     }
 
-    /// [`open`](Self::open), syncing logs as `fsync` says.
-    pub async fn open_with(data_dir: &Path, fsync: sluice_runtime::Fsync) -> Result<Self, EngineError> {
-        let mut engine = Self::new();
+    /// [`open`](Self::open), syncing logs as `fsync` says, restored queries
+    /// running under `limits`.
+    pub async fn open_with(data_dir: &Path, fsync: sluice_runtime::Fsync, limits: Limits) -> Result<Self, EngineError> {
+        let mut engine = Self::new().with_limits(limits);
         engine.fsync = fsync;
         engine.state_dir = Some(data_dir.to_path_buf());
         let stored = persist::load(data_dir).map_err(|message| EngineError::new(ErrorCode::DataDir, message))?;
@@ -403,7 +408,12 @@ impl Engine {
     ) -> Result<sluice_runtime::StreamPlan, EngineError> {
         // Plan against a snapshot so no lock is held across the await.
         let snapshot = self.catalog_snapshot();
-        let options = PlanOptions { allowed_lateness: settings.allowed_lateness, emit, state_ttl: settings.state_ttl };
+        let options = PlanOptions {
+            allowed_lateness: settings.allowed_lateness,
+            emit,
+            state_ttl: settings.state_ttl,
+            key_groups: settings.max_parallelism,
+        };
         Ok(plan_query(&snapshot, query, patterns, sql, start, &options).await?)
     }
 

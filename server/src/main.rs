@@ -82,6 +82,10 @@ enum Command {
         /// are answered 503 / SQLSTATE 53300 and closed).
         #[arg(long, default_value_t = sluice::engine::Limits::default().max_connections)]
         max_connections: usize,
+        /// Threads each query's key-partitioned operators run on unless it
+        /// sets `parallelism` (default: one per core).
+        #[arg(long, default_value_t = sluice::engine::Limits::default().parallelism)]
+        parallelism: usize,
         /// Bytes of operator state one query may hold; 0 for no limit.
         #[arg(long, default_value_t = sluice::engine::Limits::default().max_state_bytes.unwrap_or(0))]
         max_state_bytes: u64,
@@ -205,6 +209,7 @@ fn main() -> anyhow::Result<()> {
             max_retained_rows,
             max_state_bytes,
             max_connections,
+            parallelism,
         } => runtime.block_on(async {
             let options = sluice::Options {
                 pg_address: pg_address(&pg).map(str::to_string),
@@ -226,6 +231,7 @@ fn main() -> anyhow::Result<()> {
                     max_retained_rows,
                     max_state_bytes: (max_state_bytes > 0).then_some(max_state_bytes),
                     max_connections,
+                    parallelism: parallelism.max(1),
                 },
             };
             let server = sluice::start_with(&http, Some(&data_dir), &options).await?;

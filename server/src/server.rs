@@ -142,7 +142,7 @@ pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Option
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the token is empty"));
     }
     let engine = match data_dir {
-        Some(data_dir) => Engine::open_with(data_dir, options.fsync)
+        Some(data_dir) => Engine::open_with(data_dir, options.fsync, options.limits.clone())
             .await
             .map_err(|error| std::io::Error::other(error.to_string()))?,
         None => Engine::new(),

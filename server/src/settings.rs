@@ -28,6 +28,10 @@ pub fn from_json(settings: BTreeMap<String, serde_json::Value>) -> Settings {
 /// the nanosecond and timer arithmetic downstream.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
+/// The most threads (`parallelism`) or key groups (`max_parallelism`) a
+/// query may ask for.
+pub const MAX_PARALLELISM: usize = 1024;
+
 /// Reads query settings; unknown names and bad values are errors.
 /// (`late_rows_to` names a stream and is resolved by the engine.)
 pub fn settings_from(settings: &Settings) -> Result<QuerySettings, EngineError> {
@@ -66,11 +70,24 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, EngineError> 
                     ))
                 })?;
             }
+            "parallelism" | "max_parallelism" => {
+                let threads =
+                    value.parse().ok().filter(|threads| (1..=MAX_PARALLELISM).contains(threads)).ok_or_else(|| {
+                        EngineError::invalid(format!(
+                            "{name} must be a whole number from 1 to {MAX_PARALLELISM}, not {value:?}"
+                        ))
+                    })?;
+                if name == "parallelism" {
+                    query.parallelism = threads;
+                } else {
+                    query.max_parallelism = threads;
+                }
+            }
             // Resolved against the catalog by `Engine::query_settings`.
             "late_rows_to" => {}
             other => {
                 return Err(EngineError::invalid(format!(
-                    "unknown setting {other:?}; known: allowed_lateness, checkpoint_interval, epoch_interval, idle_timeout, late_rows_to, retained_rows, state_ttl, subscriber_queue"
+                    "unknown setting {other:?}; known: allowed_lateness, checkpoint_interval, epoch_interval, idle_timeout, late_rows_to, max_parallelism, parallelism, retained_rows, state_ttl, subscriber_queue"
                 )));
             }
         }

@@ -14,6 +14,7 @@ pub mod limit;
 pub mod lookup_join;
 pub mod match_recognize;
 pub mod pane_window;
+pub mod partitioned;
 #[cfg(test)]
 pub(crate) mod restore_check;
 pub mod running_groups;
@@ -120,6 +121,62 @@ impl OperatorSpec {
             OperatorSpec::TopN(spec) => Box::new(TopN::new(spec.clone(), context.metrics.clone())?),
             OperatorSpec::MatchRecognize(spec) => Box::new(MatchRecognize::new(spec.clone(), context.metrics.clone())?),
         })
+    }
+
+    /// [`instantiate`](OperatorSpec::instantiate), split into `key_groups`
+    /// instances behind a hash exchange when the operator's state is per
+    /// key (see [`partitioned`]).
+    pub fn instantiate_in(&self, context: &OperatorContext, key_groups: usize) -> Result<Box<dyn Operator>> {
+        match self.partitioning() {
+            Some(partitioning) if key_groups > 1 => {
+                let groups = (0..key_groups).map(|_| self.instantiate(context)).collect::<Result<Vec<_>>>()?;
+                Ok(Box::new(partitioned::Partitioned::new(partitioning, groups, context.parallelism)))
+            }
+            _ => self.instantiate(context),
+        }
+    }
+
+    /// How the operator's input splits by key, if its state is per key:
+    /// GROUP BY keys (the window among them), PARTITION BY, join keys. A
+    /// global aggregate, a global Top-N or a pattern without PARTITION BY
+    /// has one key and does not split.
+    pub fn partitioning(&self) -> Option<partitioned::Partitioning> {
+        use partitioned::Partitioning;
+        let keyed = |keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>], time_column| {
+            (!keys.is_empty()).then(|| Partitioning { keys: vec![keys.to_vec()], time_column })
+        };
+        let window_end = |layout: &[pane_window::GroupColumn]| {
+            layout.iter().position(|column| matches!(column, pane_window::GroupColumn::WindowEnd))
+        };
+        match self {
+            OperatorSpec::GroupAggregate(spec) => keyed(&spec.group_exprs, None),
+            OperatorSpec::WindowAggregate(spec) => {
+                let window_end = spec.group_exprs.iter().position(|expr| {
+                    expr.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                        .is_some_and(|column| column.name() == "window_end")
+                });
+                keyed(&spec.group_exprs, window_end)
+            }
+            OperatorSpec::PaneWindow(spec) => keyed(&spec.key_exprs, window_end(&spec.layout)),
+            OperatorSpec::SessionWindow(spec) => keyed(&spec.partition_exprs, window_end(&spec.layout)),
+            OperatorSpec::TopN(spec) => keyed(&spec.partition_exprs, None),
+            OperatorSpec::MatchRecognize(spec) => {
+                let keys: Vec<std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>> = spec
+                    .partition_by
+                    .iter()
+                    .map(|&index| {
+                        let name = spec.input_schema.field(index).name();
+                        std::sync::Arc::new(datafusion::physical_expr::expressions::Column::new(name, index)) as _
+                    })
+                    .collect();
+                keyed(&keys, spec.output_time)
+            }
+            OperatorSpec::StreamJoin(spec) if !spec.condition.left_keys.is_empty() => Some(Partitioning {
+                keys: vec![spec.condition.left_keys.clone(), spec.condition.right_keys.clone()],
+                time_column: None,
+            }),
+            _ => None,
+        }
     }
 
     pub fn name(&self) -> &'static str {

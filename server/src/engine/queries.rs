@@ -275,6 +275,9 @@ impl Engine {
             )));
         }
         query.max_state_bytes = self.limits.max_state_bytes;
+        if !settings.contains_key("parallelism") {
+            query.parallelism = self.limits.parallelism;
+        }
         if let Some(stream) = settings.get("late_rows_to") {
             let name = stream.to_ascii_lowercase();
             let spec = self.stream(&name).ok_or_else(|| {
