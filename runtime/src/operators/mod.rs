@@ -143,9 +143,21 @@ impl OperatorSpec {
     pub fn partitioning(&self) -> Option<partitioned::Partitioning> {
         use partitioned::Partitioning;
         let keyed = |keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>], time_column| {
-            (!keys.is_empty()).then(|| Partitioning { keys: vec![keys.to_vec()], time_column })
+            (!keys.is_empty()).then(|| Partitioning { keys: vec![keys.to_vec()], time_column, batch_per_window: false })
         };
-        let window_end = |layout: &[pane_window::GroupColumn]| {
+        // A window operator emits each window as one batch, and the merge
+        // must too: it needs a column that tells the windows apart (their
+        // end), or the operator stays whole.
+        let windowed = |keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>],
+                        window_end: Option<usize>| {
+            let window_end = window_end?;
+            (!keys.is_empty()).then(|| Partitioning {
+                keys: vec![keys.to_vec()],
+                time_column: Some(window_end),
+                batch_per_window: true,
+            })
+        };
+        let layout_end = |layout: &[pane_window::GroupColumn]| {
             layout.iter().position(|column| matches!(column, pane_window::GroupColumn::WindowEnd))
         };
         match self {
@@ -155,10 +167,11 @@ impl OperatorSpec {
                     expr.downcast_ref::<datafusion::physical_expr::expressions::Column>()
                         .is_some_and(|column| column.name() == "window_end")
                 });
-                keyed(&spec.group_exprs, window_end)
+                windowed(&spec.group_exprs, window_end)
             }
-            OperatorSpec::PaneWindow(spec) => keyed(&spec.key_exprs, window_end(&spec.layout)),
-            OperatorSpec::SessionWindow(spec) => keyed(&spec.partition_exprs, window_end(&spec.layout)),
+            OperatorSpec::PaneWindow(spec) => windowed(&spec.key_exprs, layout_end(&spec.layout)),
+            // Closed sessions come out together, in one batch.
+            OperatorSpec::SessionWindow(spec) => keyed(&spec.partition_exprs, layout_end(&spec.layout)),
             OperatorSpec::TopN(spec) => keyed(&spec.partition_exprs, None),
             OperatorSpec::MatchRecognize(spec) => {
                 let keys: Vec<std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>> = spec
@@ -174,6 +187,7 @@ impl OperatorSpec {
             OperatorSpec::StreamJoin(spec) if !spec.condition.left_keys.is_empty() => Some(Partitioning {
                 keys: vec![spec.condition.left_keys.clone(), spec.condition.right_keys.clone()],
                 time_column: None,
+                batch_per_window: false,
             }),
             _ => None,
         }

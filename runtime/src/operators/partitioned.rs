@@ -61,6 +61,10 @@ pub struct Partitioning {
     /// The output column of event time the operator emits in order of
     /// (a window's end, a match's time), if any.
     pub time_column: Option<usize>,
+    /// The operator emits each window as one batch (what lets a sort or
+    /// limit above it apply per window): so does the merge, one batch per
+    /// value of `time_column`.
+    pub batch_per_window: bool,
 }
 
 impl Partitioning {
@@ -209,7 +213,14 @@ impl Partitioned {
         }
         let several_groups = batches.windows(2).any(|pair| pair[0].0 != pair[1].0);
         match self.partitioning.time_column {
-            Some(column) if several_groups => out.push(Message::Batch(by_time(batches, column)?)),
+            Some(column) if several_groups => {
+                let merged = by_time(batches, column)?;
+                if self.partitioning.batch_per_window {
+                    out.extend(per_window(merged, column)?.into_iter().map(Message::Batch));
+                } else {
+                    out.push(Message::Batch(merged));
+                }
+            }
             _ => out.extend(batches.into_iter().map(|(_, batch)| Message::Batch(batch))),
         }
         let least = self.group_watermarks.iter().copied().min().flatten();
@@ -247,6 +258,24 @@ fn by_time(batches: Vec<(usize, StreamBatch)>, column: usize) -> Result<StreamBa
     let rows: RecordBatch = take_record_batch(&rows, &indices)?;
     let ops = updating.then(|| order.iter().map(|(_, row)| ops[*row as usize]).collect());
     Ok(StreamBatch { rows, ops })
+}
+
+/// A batch sorted by `column` cut into runs of equal values.
+fn per_window(batch: StreamBatch, column: usize) -> Result<Vec<StreamBatch>> {
+    let times = cast(batch.rows.column(column), &DataType::Int64)?;
+    let times = times.as_primitive::<Int64Type>();
+    let mut windows = Vec::new();
+    let mut start = 0;
+    for row in 1..=batch.num_rows() {
+        if row == batch.num_rows()
+            || times.is_null(row) != times.is_null(start)
+            || times.value(row) != times.value(start)
+        {
+            windows.push(batch.slice(start, row - start));
+            start = row;
+        }
+    }
+    Ok(windows)
 }
 
 const KEY_GROUPS: &str = "key_groups";
