@@ -150,6 +150,19 @@ impl BenchResult {
 
 /// Runs `query` (a name from [`QUERIES`]) over `events` generated records
 /// (1000 per second of event time, `keys` distinct IPs) with `epoch_interval`.
+/// Settings every bench query starts from (`sluice bench --parallelism`).
+static BASE_SETTINGS: std::sync::OnceLock<Settings> = std::sync::OnceLock::new();
+
+/// Sets what [`base_settings`] returns, once, before any bench runs.
+pub fn set_base_settings(settings: Settings) {
+    let _ = BASE_SETTINGS.set(settings);
+}
+
+/// The settings a bench query starts from.
+pub fn base_settings() -> Settings {
+    BASE_SETTINGS.get().cloned().unwrap_or_default()
+}
+
 pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> Result<BenchResult, EngineError> {
     let sql = QUERIES
         .iter()
@@ -157,7 +170,7 @@ pub async fn run(query: &str, events: u64, keys: u64, epoch_interval: &str) -> R
         .map(|(_, sql)| *sql)
         .ok_or_else(|| EngineError::invalid(format!("unknown bench query {query:?}")))?;
     let engine = Engine::new();
-    let mut settings = Settings::new();
+    let mut settings = base_settings();
     settings.insert("epoch_interval".into(), epoch_interval.into());
     settings.insert("retained_rows".into(), "0".into());
     let join = query.ends_with("_join");
@@ -268,7 +281,7 @@ pub const CHECKPOINT_QUERY: &str =
 pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, EngineError> {
     let dir = std::env::temp_dir().join(format!("sluice-bench-checkpoint-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let mut settings = Settings::new();
+    let mut settings = base_settings();
     settings.insert("retained_rows".into(), "0".into());
     settings.insert("checkpoint_interval".into(), "1h".into());
     let (query_id, first) = {
@@ -320,7 +333,7 @@ pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, EngineError> {
 async fn periodic_pauses(dir: &std::path::Path, keys: u64) -> Result<(Vec<f64>, f64), EngineError> {
     let dir = dir.join("periodic");
     let engine = Engine::open(&dir).await?;
-    let mut settings = Settings::new();
+    let mut settings = base_settings();
     settings.insert("retained_rows".into(), "0".into());
     settings.insert("checkpoint_interval".into(), "1s".into());
     let ddl = format!(
@@ -417,7 +430,7 @@ async fn bench_server(token: Option<String>) -> Result<crate::RunningServer, Eng
 pub async fn fanout(subscribers: usize, events: u64, token: Option<String>) -> Result<FanoutBench, EngineError> {
     let server = bench_server(token.clone()).await?;
     let engine = server.engine.clone();
-    let mut settings = Settings::new();
+    let mut settings = base_settings();
     // Every row stays retained, so readers that connect once the query runs
     // still start at row 0. Default epochs and subscriber queues.
     settings.insert("retained_rows".into(), "10000000".into());
@@ -546,7 +559,7 @@ const MANY_QUERIES: [&str; 4] = [
 pub async fn many(queries: usize, seconds: u64, token: Option<String>) -> Result<ManyBench, EngineError> {
     let server = bench_server(token.clone()).await?;
     let engine = server.engine.clone();
-    let mut settings = Settings::new();
+    let mut settings = base_settings();
     let ddl =
         "CREATE STREAM weblog (ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
            WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
@@ -656,7 +669,7 @@ pub async fn api(name: &str, seconds: u64, token: Option<String>) -> Result<ApiB
         .ok_or_else(|| EngineError::invalid(format!("unknown Nexmark query {name:?}")))?;
     let server = bench_server(token.clone()).await?;
     let engine = server.engine.clone();
-    let mut settings = Settings::new();
+    let mut settings = base_settings();
     settings.insert("retained_rows".into(), "0".into());
     let streams = crate::nexmark::streams(None, crate::nexmark::BENCH_EVENT_RATE, false);
     engine.execute(&streams, &mut settings).await?;
@@ -740,7 +753,7 @@ pub async fn latency(name: &str, epoch_interval: &str, seconds: f64) -> Result<L
         .ok_or_else(|| EngineError::invalid(format!("unknown latency query {name:?}: q0, q1, q2 or tumble")))?;
     let server = bench_server(None).await?;
     let engine = server.engine.clone();
-    let mut settings = Settings::new();
+    let mut settings = base_settings();
     settings.insert("retained_rows".into(), "0".into());
     settings.insert("epoch_interval".into(), epoch_interval.into());
     let events = (LATENCY_RATE * seconds) as u64;

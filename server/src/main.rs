@@ -143,6 +143,14 @@ enum Command {
         /// file (or SLUICE_TOKEN) and its clients present it.
         #[arg(long)]
         token_file: Option<std::path::PathBuf>,
+        /// Threads each query's key-partitioned operators use (`SET
+        /// parallelism`; default: one per core).
+        #[arg(long)]
+        parallelism: Option<usize>,
+        /// Key groups each operator with per-key state is split into (`SET
+        /// max_parallelism`; default 8, 1 keeps operators whole).
+        #[arg(long)]
+        max_parallelism: Option<usize>,
     },
     /// An interactive SQL client of a running server.
     Repl {
@@ -189,6 +197,16 @@ fn main() -> anyhow::Result<()> {
         sluice_runtime::cpu::set_pipeline_threads(threads);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Command::Bench { parallelism, max_parallelism, .. } = &cli.command {
+        let mut settings = sluice::engine::Settings::new();
+        if let Some(threads) = parallelism {
+            settings.insert("parallelism".into(), threads.to_string());
+        }
+        if let Some(groups) = max_parallelism {
+            settings.insert("max_parallelism".into(), groups.to_string());
+        }
+        sluice::bench::set_base_settings(settings);
+    }
     match cli.command {
         Command::Serve {
             http,

@@ -308,7 +308,7 @@ async fn run_measured(
     runs: usize,
     compare: bool,
 ) -> Result<NexmarkResult, crate::error::EngineError> {
-    use crate::engine::{Engine, Settings};
+    use crate::engine::Engine;
     use crate::error::EngineError;
 
     let (_, text) = queries()
@@ -317,7 +317,7 @@ async fn run_measured(
         .ok_or_else(|| EngineError::invalid(format!("unknown Nexmark query {name:?}: q0 ... q22")))?;
     let sql = statement(&text);
     let engine = Engine::new();
-    let mut settings = Settings::new();
+    let mut settings = crate::bench::base_settings();
     settings.insert("retained_rows".into(), "0".into());
     engine.execute(&streams(Some(events), BENCH_EVENT_RATE, false), &mut settings).await?;
     engine.execute(&side_input_rows(), &mut settings).await?;
@@ -446,14 +446,14 @@ const LATENCY_SECONDS: f64 = 5.0;
 /// epoch that produced them (the query's `latency_ms` metric). `None` when
 /// the query gave no result.
 async fn latency(sql: &str) -> Result<Option<Latency>, crate::error::EngineError> {
-    use crate::engine::{Engine, Settings, StatementResult};
+    use crate::engine::{Engine, StatementResult};
     use crate::error::EngineError;
     use datafusion::arrow::array::AsArray;
     use datafusion::arrow::datatypes::TimestampNanosecondType;
     use sluice_runtime::OutputEvent;
 
     let engine = Engine::new();
-    let mut settings = Settings::new();
+    let mut settings = crate::bench::base_settings();
     settings.insert("retained_rows".into(), "0".into());
     let events = (LATENCY_EVENT_RATE * LATENCY_SECONDS) as u64;
     engine.execute(&streams(Some(events), LATENCY_EVENT_RATE, true), &mut settings).await?;

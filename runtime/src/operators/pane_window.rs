@@ -413,11 +413,13 @@ impl Operator for PaneWindow {
                 Some(end) => end,
                 None => {
                     // Nothing pending: the next window is the first holding
-                    // the earliest open pane.
+                    // the earliest open pane, or the watermark if it is
+                    // older: a row still to come may be as old as the
+                    // watermark, and must find its windows open.
                     let Some(first) = self.first_open_pane() else {
                         break;
                     };
-                    let end = kind.first_end_after(first);
+                    let end = kind.first_end_after(first.min(watermark.0));
                     let start = kind.start_of_window_ending(end);
                     self.next_pane = Some(self.next_pane.map_or(start, |next| next.max(start)));
                     self.next_end = Some(end);
@@ -668,6 +670,27 @@ mod tests {
                 operator.on_watermark(Watermark::MAX, &mut out).unwrap();
                 assert!(out.iter().any(|message| matches!(message, Message::Batch(_))), "{kind:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_row_older_than_the_first_one_still_finds_its_first_windows() {
+        // HOP 6 s every 2 s. The first row is at 7; the watermark (3) then
+        // lets in a row at 5, whose first window is [0, 6).
+        let kind = WindowKind::Hop { size: 6, slide: 2, offset: 0 };
+        let messages = vec![
+            rows(kind, &[("a", 1, 0.1, 7)]),
+            (0, Message::Watermark(Watermark(3))),
+            rows(kind, &[("a", 2, 0.2, 5)]),
+            (0, Message::Watermark(Watermark::MAX)),
+            (0, Message::End),
+        ];
+        for with_max in [false, true] {
+            let new = || Box::new(window(kind, with_max)) as Box<dyn Operator>;
+            let output = crate::operators::restore_check::assert_restores(new, &messages);
+            let windows: Vec<&str> = output.iter().filter(|line| line.starts_with("+ ")).map(String::as_str).collect();
+            assert_eq!(windows.len(), 4, "[0, 6), [2, 8), [4, 10), [6, 12): {output:?}");
+            assert!(windows[0].contains("1970-01-01T00:00:00, 1970-01-01T00:00:00.000000006, a, 1, 2"), "{output:?}");
         }
     }
 }
