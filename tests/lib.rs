@@ -130,9 +130,48 @@ impl SluiceDb {
             .replace("$BATCH_ROWS", &self.config.batch_rows.to_string())
     }
 
+    /// Runs `sql` (a query) to completion and returns its changelog as it
+    /// came: one `seq op values` line per row.
+    pub async fn changelog(&mut self, sql: &str) -> Result<Vec<String>, DbError> {
+        let sql = self.substitute(sql);
+        let mut results = self.engine.execute(&sql, &mut self.settings).await?;
+        let Some(StatementResult::Query { id, .. }) = results.pop() else {
+            return Err(DbError(format!("not a query: {sql}")));
+        };
+        let (batches, ops, _) = self.collect_changes(&id).await?;
+        let mut lines = Vec::new();
+        for batch in &batches {
+            lines.extend(batch_rows(batch)?);
+        }
+        Ok(lines
+            .into_iter()
+            .zip(ops)
+            .enumerate()
+            .map(|(seq, (row, op))| format!("{seq} {} {}", op.unwrap_or("+"), row.join(",")))
+            .collect())
+    }
+
     /// Runs a started query to completion and returns its rows; in a
     /// crash-and-recover run, through the crash.
     pub async fn collect(&mut self, query_id: &str) -> Result<DBOutput<DefaultColumnType>, DbError> {
+        let (batches, ops, schema) = self.collect_changes(query_id).await?;
+        let types = schema.fields().iter().map(|field| column_type(field.data_type())).collect();
+        let mut rows = Vec::new();
+        for batch in &batches {
+            rows.extend(batch_rows(batch)?);
+        }
+        if ops.iter().any(Option::is_some) {
+            rows = materialize(rows, &ops)?;
+        }
+        Ok(DBOutput::Rows { types, rows })
+    }
+
+    /// A started query's result batches and each row's op, in `seq` order,
+    /// through a crash in a crash-and-recover run.
+    async fn collect_changes(
+        &mut self,
+        query_id: &str,
+    ) -> Result<(Vec<RecordBatch>, Vec<Option<&'static str>>, datafusion::arrow::datatypes::SchemaRef), DbError> {
         let mut batches = Vec::new();
         let mut ops = Vec::new();
         let mut next_seq = 0;
@@ -182,15 +221,7 @@ impl SluiceDb {
             }
         }
         let schema = query.handle.output.schema().clone();
-        let types = schema.fields().iter().map(|field| column_type(field.data_type())).collect();
-        let mut rows = Vec::new();
-        for batch in &batches {
-            rows.extend(batch_rows(batch)?);
-        }
-        if ops.iter().any(Option::is_some) {
-            rows = materialize(rows, &ops)?;
-        }
-        Ok(DBOutput::Rows { types, rows })
+        Ok((batches, ops, schema))
     }
 }
 

@@ -203,3 +203,39 @@ async fn joins_match_datafusion_batch_joins_on_random_data() {
     }
     let _ = std::fs::remove_dir_all(directory);
 }
+
+/// Key groups run on one thread or two: the same changelog, row for row
+/// and seq for seq, over batches big enough to be split across threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallelism_changes_no_row_and_no_seq() {
+    let directory = std::env::temp_dir().join(format!("sluice-parallel-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let path = directory.join("data.csv");
+    std::fs::write(&path, random_csv(7, 40_000)).unwrap();
+    let path = path.display().to_string();
+    let queries = [
+        "SELECT v, count(*), sum(v), max(k) FROM t GROUP BY v",
+        "SELECT window_start, v % 50, count(*), min(k) FROM TUMBLE(t, ts, INTERVAL '1' SECOND)
+         GROUP BY window_start, window_end, v % 50",
+        "SELECT window_start, v % 50, count(*), sum(v) FROM HOP(t, ts, INTERVAL '1' SECOND, INTERVAL '3' SECOND)
+         GROUP BY window_start, window_end, v % 50",
+        "SELECT v, k, rn FROM (SELECT v, k, ROW_NUMBER() OVER (PARTITION BY v % 100 ORDER BY k DESC) AS rn FROM t)
+         WHERE rn <= 2",
+    ];
+    for sql in queries {
+        let mut changelogs = Vec::new();
+        for parallelism in [1, 2] {
+            let config = RunConfig { epoch_interval: "1s", batch_rows: 8192, crash_after_steps: None, parallelism };
+            let mut db = SluiceDb::new(config).await;
+            let ddl = format!(
+                "CREATE STREAM t (ts TIMESTAMP, k VARCHAR, v BIGINT, WATERMARK FOR ts AS ts - INTERVAL '2' SECOND)
+                 WITH (connector = 'file', path = '{path}', format = 'csv', header = 'true', batch_rows = '8192')"
+            );
+            db.run(&ddl).await.unwrap();
+            changelogs.push(db.changelog(sql).await.unwrap());
+        }
+        assert!(changelogs[0].len() > 200, "{sql}: {} rows", changelogs[0].len());
+        assert_eq!(changelogs[0], changelogs[1], "{sql}");
+    }
+    let _ = std::fs::remove_dir_all(directory);
+}
