@@ -93,7 +93,9 @@ impl OperatorSpec {
     /// query's metrics.
     pub fn instantiate(&self, context: &OperatorContext) -> Result<Box<dyn Operator>> {
         Ok(match self {
-            OperatorSpec::Stateless(spec) => Box::new(Stateless::new(spec.clone())),
+            OperatorSpec::Stateless(spec) => {
+                Box::new(Stateless::new(spec.clone()).with_parallelism(context.parallelism))
+            }
             OperatorSpec::WindowAssign(spec) => Box::new(WindowAssign::new(spec.clone())),
             OperatorSpec::WindowAggregate(spec) => {
                 let lateness = spec.allowed_lateness.map_or(0, duration_nanos);

@@ -37,7 +37,9 @@ use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DFResult};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
-use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, reset_plan_states};
+use datafusion::physical_plan::execution_plan::{
+    Boundedness, ChildrenPropertiesMode, EmissionType, ReplaceChildrenOptions, reset_plan_states,
+};
 use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties};
@@ -76,14 +78,64 @@ pub struct Stateless {
     /// The plan only projects: every input row gives one output row, in
     /// order.
     projects_only: bool,
+    /// The plan works row by row (filters and projections): a batch may be
+    /// cut into runs of rows and each run's output concatenated in order.
+    row_wise: bool,
+    /// Threads a big batch of a row-wise plan is cut across.
+    parallelism: usize,
+    /// Copies of the plan with their own feeds, for the runs after the
+    /// first of a batch cut across threads.
+    copies: Vec<(Arc<dyn ExecutionPlan>, FeedSlot)>,
     executions: u32,
 }
+
+/// Rows per thread below which a batch is not cut across threads.
+const ROWS_PER_THREAD: usize = 4096;
 
 impl Stateless {
     pub fn new(spec: StatelessSpec) -> Self {
         let projects_only = projects_only(&spec.plan);
-        Self { spec, task: Arc::new(TaskContext::default()), projects_only, executions: 0 }
+        let row_wise = row_wise(&spec.plan);
+        Self {
+            spec,
+            task: Arc::new(TaskContext::default()),
+            projects_only,
+            row_wise,
+            parallelism: 1,
+            copies: Vec::new(),
+            executions: 0,
+        }
     }
+
+    /// Cuts big batches of a row-wise plan across up to `threads` threads.
+    pub fn with_parallelism(mut self, threads: usize) -> Self {
+        self.parallelism = threads.max(1);
+        self
+    }
+}
+
+/// Whether `plan` is filters and projections over its feed.
+fn row_wise(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    if plan.is::<FeedExec>() {
+        return true;
+    }
+    matches!(plan.name(), "ProjectionExec" | "FilterExec") && plan.children().iter().all(|child| row_wise(child))
+}
+
+/// `plan` with a fresh feed in place of its [`FeedExec`]'s.
+fn with_own_feed(plan: &Arc<dyn ExecutionPlan>, feed: &FeedSlot) -> Result<Arc<dyn ExecutionPlan>> {
+    if let Some(leaf) = plan.downcast_ref::<FeedExec>() {
+        return Ok(Arc::new(FeedExec {
+            feed: Arc::clone(feed),
+            projection: leaf.projection.clone(),
+            schema: Arc::clone(&leaf.schema),
+            properties: Arc::clone(&leaf.properties),
+        }));
+    }
+    let children = plan.children().into_iter().map(|child| with_own_feed(child, feed)).collect::<Result<Vec<_>>>()?;
+    // The same plan over the same schema: its properties stand.
+    let keep = ReplaceChildrenOptions::new(ChildrenPropertiesMode::Keep);
+    Ok(Arc::clone(plan).replace_children(children, keep)?)
 }
 
 /// Whether `plan` is projections over its feed.
@@ -96,6 +148,13 @@ fn projects_only(plan: &Arc<dyn ExecutionPlan>) -> bool {
 
 impl Operator for Stateless {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
+        let threads = self.parallelism.min(batch.num_rows() / ROWS_PER_THREAD);
+        if batch.ops.is_none() && self.row_wise && threads > 1 {
+            if let Some(rows) = self.execute_across(batch.rows, threads)? {
+                out.push(Message::Batch(StreamBatch::inserts(rows)));
+            }
+            return Ok(());
+        }
         let Some(ops) = &batch.ops else {
             for rows in self.execute(batch.rows)? {
                 out.push(Message::Batch(StreamBatch::inserts(rows)));
@@ -131,6 +190,59 @@ impl Operator for Stateless {
 }
 
 impl Stateless {
+    /// Runs a row-wise plan over `threads` runs of `rows` at once, the first
+    /// on this thread; their outputs as one batch, in row order.
+    fn execute_across(&mut self, rows: RecordBatch, threads: usize) -> Result<Option<RecordBatch>> {
+        let schema = self.spec.output_schema();
+        while self.copies.len() < threads - 1 {
+            let feed: FeedSlot = Arc::default();
+            self.copies.push((with_own_feed(&self.spec.plan, &feed)?, feed));
+        }
+        let length = rows.num_rows().div_ceil(threads);
+        let runs: Vec<RecordBatch> = (0..threads)
+            .map(|run| {
+                let start = (run * length).min(rows.num_rows());
+                rows.slice(start, length.min(rows.num_rows() - start))
+            })
+            .collect();
+        let mut runs = runs.into_iter();
+        let first = runs.next().unwrap_or_else(|| rows.slice(0, 0));
+        let task = Arc::clone(&self.task);
+        let copies = std::mem::take(&mut self.copies);
+        let (first, rest) = std::thread::scope(|scope| {
+            let handles: Vec<_> = runs
+                .zip(&copies)
+                .map(|(run, (plan, feed))| {
+                    let task = Arc::clone(&task);
+                    scope.spawn(move || {
+                        feed.lock().map_err(|_| RuntimeError::internal("feed slot poisoned"))?.push_back(run);
+                        run_plan(plan, &task)
+                    })
+                })
+                .collect();
+            let first = self.execute(first);
+            let rest: Vec<Result<Vec<RecordBatch>>> = handles
+                .into_iter()
+                .map(|handle| {
+                    handle.join().unwrap_or_else(|_| Err(RuntimeError::internal("a stateless thread panicked")))
+                })
+                .collect();
+            (first, rest)
+        });
+        // Rebuilt with fresh metrics along with the plan.
+        if self.executions != 0 {
+            self.copies = copies;
+        }
+        let mut batches = first?;
+        for run in rest {
+            batches.extend(run?);
+        }
+        if batches.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(datafusion::arrow::compute::concat_batches(&schema, &batches)?))
+    }
+
     /// Runs the plan over one batch; returns the non-empty output batches.
     fn execute(&mut self, rows: RecordBatch) -> Result<Vec<RecordBatch>> {
         self.executions += 1;
@@ -296,5 +408,42 @@ mod tests {
         let (values, ops) = run_changelog(spec, &schema, 6);
         assert_eq!(values, vec![3, 4, 5]);
         assert_eq!(ops, vec![Op::Insert, Op::Delete, Op::Insert]);
+    }
+
+    #[test]
+    fn a_big_batch_cut_across_threads_gives_the_rows_of_one_thread_in_order() {
+        let (slot, feed, schema) = fed();
+        let odd = binary(
+            binary(col("x", &schema).unwrap(), BinaryOperator::Modulo, lit(3_i64), &schema).unwrap(),
+            BinaryOperator::Eq,
+            lit(1_i64),
+            &schema,
+        )
+        .unwrap();
+        let spec = StatelessSpec { plan: Arc::new(FilterExec::try_new(odd, feed).unwrap()), feed: slot };
+        let mut one = Stateless::new(spec.clone());
+        let mut three = Stateless::new(spec).with_parallelism(3);
+        assert!(three.row_wise);
+        for _ in 0..=EXECUTIONS_PER_PLAN / 100 {
+            let values = Int64Array::from_iter_values(0..50_000);
+            let rows = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
+            let (mut by_one, mut by_three) = (Vec::new(), Vec::new());
+            one.on_batch(0, StreamBatch::inserts(rows.clone()), &mut by_one).unwrap();
+            three.on_batch(0, StreamBatch::inserts(rows), &mut by_three).unwrap();
+            let values = |out: &[Message]| -> Vec<i64> {
+                out.iter()
+                    .flat_map(|message| match message {
+                        Message::Batch(batch) => {
+                            batch.rows.column(0).as_any().downcast_ref::<Int64Array>().unwrap().values().to_vec()
+                        }
+                        _ => Vec::new(),
+                    })
+                    .collect()
+            };
+            assert_eq!(by_three.len(), 1, "one batch out, as from one thread");
+            assert_eq!(values(&by_three), values(&by_one));
+            assert_eq!(values(&by_three).len(), 16_667);
+        }
+        assert_eq!(three.copies.len(), 2);
     }
 }
