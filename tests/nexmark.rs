@@ -86,3 +86,25 @@ async fn nexmark_queries_match_datafusion_batch_on_a_small_input() {
         );
     }
 }
+
+/// The stateful Nexmark queries give the same changelog, seq for seq, at
+/// parallelism 1 and 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nexmark_changelogs_do_not_depend_on_parallelism() {
+    let events = 30_000;
+    let queries = sluice::nexmark::queries();
+    for name in ["q4", "q5", "q7", "q11", "q16", "q18", "q19"] {
+        let text = &queries.iter().find(|(query, _)| query == name).unwrap().1;
+        let sql = sluice::nexmark::statement(text);
+        let mut changelogs = Vec::new();
+        for parallelism in [1, 2] {
+            let config = sluice_tests::RunConfig { parallelism, ..sluice_tests::RUN_CONFIGS[2] };
+            let mut db = sluice_tests::SluiceDb::new(config).await;
+            let streams = sluice::nexmark::streams(Some(events), sluice::nexmark::BENCH_EVENT_RATE, false);
+            sqllogictest::AsyncDB::run(&mut db, &streams).await.unwrap();
+            changelogs.push(db.changelog(&sql).await.unwrap());
+        }
+        assert!(!changelogs[0].is_empty(), "{name}: no rows");
+        assert_eq!(changelogs[0], changelogs[1], "{name}");
+    }
+}

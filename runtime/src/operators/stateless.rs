@@ -86,8 +86,17 @@ pub struct Stateless {
     /// Copies of the plan with their own feeds, for the runs after the
     /// first of a batch cut across threads.
     copies: Vec<(Arc<dyn ExecutionPlan>, FeedSlot)>,
+    /// What a row costs on one thread, measured on big batches: only a
+    /// batch worth [`CUT_NANOS`] is cut across threads (a cheap projection
+    /// gains nothing from a thread and takes a core from the source).
+    nanos_per_row: f64,
+    big_batches: u64,
     executions: u32,
 }
+
+/// One thread's work on a batch, in nanoseconds, above which the batch is
+/// cut across threads.
+const CUT_NANOS: f64 = 1_000_000.0;
 
 /// Rows per thread below which a batch is not cut across threads.
 const ROWS_PER_THREAD: usize = 4096;
@@ -103,6 +112,8 @@ impl Stateless {
             row_wise,
             parallelism: 1,
             copies: Vec::new(),
+            nanos_per_row: 0.0,
+            big_batches: 0,
             executions: 0,
         }
     }
@@ -150,7 +161,23 @@ impl Operator for Stateless {
     fn on_batch(&mut self, _port: usize, batch: StreamBatch, out: &mut Vec<Message>) -> Result<()> {
         let threads = self.parallelism.min(batch.num_rows() / ROWS_PER_THREAD);
         if batch.ops.is_none() && self.row_wise && threads > 1 {
-            if let Some(rows) = self.execute_across(batch.rows, threads)? {
+            self.big_batches += 1;
+            // Measured on one thread now and then (the first of every 64).
+            let measure = self.big_batches % 64 == 1;
+            if !measure && batch.num_rows() as f64 * self.nanos_per_row >= CUT_NANOS {
+                if let Some(rows) = self.execute_across(batch.rows, threads)? {
+                    out.push(Message::Batch(StreamBatch::inserts(rows)));
+                }
+                return Ok(());
+            }
+            let rows = batch.num_rows();
+            let started = std::time::Instant::now();
+            let batches = self.execute(batch.rows)?;
+            self.nanos_per_row = started.elapsed().as_nanos() as f64 / rows as f64;
+            // One batch out either way: which way is timing's choice, and
+            // batch boundaries must not depend on it.
+            if !batches.is_empty() {
+                let rows = datafusion::arrow::compute::concat_batches(&self.spec.output_schema(), &batches)?;
                 out.push(Message::Batch(StreamBatch::inserts(rows)));
             }
             return Ok(());
@@ -424,6 +451,8 @@ mod tests {
         let mut one = Stateless::new(spec.clone());
         let mut three = Stateless::new(spec).with_parallelism(3);
         assert!(three.row_wise);
+        // Measured as worth cutting (a real plan would have to be slow).
+        three.nanos_per_row = 1e6;
         for _ in 0..=EXECUTIONS_PER_PLAN / 100 {
             let values = Int64Array::from_iter_values(0..50_000);
             let rows = RecordBatch::try_new(schema.clone(), vec![Arc::new(values)]).unwrap();
@@ -440,6 +469,7 @@ mod tests {
                     })
                     .collect()
             };
+            three.nanos_per_row = 1e6;
             assert_eq!(by_three.len(), 1, "one batch out, as from one thread");
             assert_eq!(values(&by_three), values(&by_one));
             assert_eq!(values(&by_three).len(), 16_667);
