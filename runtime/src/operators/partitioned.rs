@@ -96,6 +96,48 @@ fn group_of(hash: u64, groups: usize) -> usize {
     ((u128::from(hash) * groups as u128) >> 64) as usize
 }
 
+/// `call` on each of `groups` (with its number), on up to `threads`
+/// threads; the results in group order.
+fn map_groups<T: Send>(
+    groups: &mut [Box<dyn Operator>],
+    threads: usize,
+    call: impl Fn(usize, &mut dyn Operator) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    let threads = threads.clamp(1, groups.len().max(1));
+    if threads == 1 {
+        return groups.iter_mut().enumerate().map(|(group, operator)| call(group, operator.as_mut())).collect();
+    }
+    let per_thread = groups.len().div_ceil(threads);
+    let call = &call;
+    let results: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .chunks_mut(per_thread)
+            .enumerate()
+            .map(|(run, chunk)| {
+                scope.spawn(move || {
+                    let first = run * per_thread;
+                    chunk
+                        .iter_mut()
+                        .enumerate()
+                        .map(|(index, operator)| call(first + index, operator.as_mut()))
+                        .collect::<Result<Vec<T>>>()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|handle| {
+                handle.join().unwrap_or_else(|_| Err(RuntimeError::internal("a key group's thread panicked")))
+            })
+            .collect()
+    });
+    let mut all = Vec::with_capacity(groups.len());
+    for run in results {
+        all.extend(run?);
+    }
+    Ok(all)
+}
+
 impl Partitioned {
     /// `groups` fresh instances of one spec, run on up to `threads` threads.
     pub fn new(partitioning: Partitioning, groups: Vec<Box<dyn Operator>>, threads: usize) -> Self {
@@ -308,13 +350,15 @@ impl Operator for Partitioned {
     }
 
     fn snapshot(&mut self) -> Result<OperatorState> {
+        // Each group's snapshot on the threads: the query waits for the
+        // slowest run of groups, not for all of them one after another.
+        let states = map_groups(&mut self.groups, self.threads, |_, operator| operator.snapshot())?;
         let mut state = OperatorState::default();
         state.put_value(KEY_GROUPS, self.groups.len() as i64);
         if let Some(watermark) = self.watermark {
             state.put_value(WATERMARK, watermark.0);
         }
-        for (group, operator) in self.groups.iter_mut().enumerate() {
-            let mut inner = operator.snapshot()?;
+        for (group, mut inner) in states.into_iter().enumerate() {
             if let Some(watermark) = self.group_watermarks[group] {
                 inner.put_value("partitioned.watermark", watermark.0);
             }
@@ -337,11 +381,16 @@ impl Operator for Partitioned {
             )));
         }
         self.watermark = state.value(WATERMARK).ok().map(Watermark);
-        for (group, operator) in self.groups.iter_mut().enumerate() {
+        let mut inners = Vec::with_capacity(self.groups.len());
+        for group in 0..self.groups.len() {
             let mut inner = state.unnest(&group.to_string());
             self.group_watermarks[group] = inner.take_value("partitioned.watermark").map(Watermark);
-            operator.restore(inner)?;
+            inners.push(std::sync::Mutex::new(Some(inner)));
         }
+        map_groups(&mut self.groups, self.threads, |group, operator| {
+            let inner = inners[group].lock().ok().and_then(|mut inner| inner.take()).unwrap_or_default();
+            operator.restore(inner)
+        })?;
         Ok(())
     }
 
