@@ -263,6 +263,9 @@ impl Partitioned {
                     out.push(Message::Batch(merged));
                 }
             }
+            // One batch for the call, as the whole operator emits: a
+            // consumer of a changelog emits per batch it is given.
+            _ if batches.len() > 1 => out.push(Message::Batch(concatenated(batches)?)),
             _ => out.extend(batches.into_iter().map(|(_, batch)| Message::Batch(batch))),
         }
         let least = self.group_watermarks.iter().copied().min().flatten();
@@ -276,20 +279,29 @@ impl Partitioned {
     }
 }
 
-/// The batches as one, stably sorted by `column` (event time).
-fn by_time(batches: Vec<(usize, StreamBatch)>, column: usize) -> Result<StreamBatch> {
+/// The batches as one, in order.
+fn concatenated(batches: Vec<(usize, StreamBatch)>) -> Result<StreamBatch> {
     let schema = batches[0].1.rows.schema();
     let updating = batches.iter().any(|(_, batch)| batch.ops.is_some());
-    let mut ops = Vec::new();
-    if updating {
+    let ops = updating.then(|| {
+        let mut ops = Vec::new();
         for (_, batch) in &batches {
             match &batch.ops {
                 Some(batch_ops) => ops.extend_from_slice(batch_ops),
                 None => ops.extend(std::iter::repeat_n(Op::Insert, batch.num_rows())),
             }
         }
-    }
+        ops
+    });
     let rows = concat_batches(&schema, batches.iter().map(|(_, batch)| &batch.rows))?;
+    Ok(StreamBatch { rows, ops })
+}
+
+/// The batches as one, stably sorted by `column` (event time).
+fn by_time(batches: Vec<(usize, StreamBatch)>, column: usize) -> Result<StreamBatch> {
+    let StreamBatch { rows, ops } = concatenated(batches)?;
+    let updating = ops.is_some();
+    let ops = ops.unwrap_or_default();
     let times = cast(rows.column(column), &DataType::Int64)?;
     let times = times.as_primitive::<Int64Type>();
     let mut order: Vec<(i64, u32)> = (0..rows.num_rows())
