@@ -51,7 +51,7 @@ const PARALLEL_ROWS: usize = 4096;
 
 /// The hash that assigns keys to groups. Fixed, so that a restored query
 /// sends each key where its state is.
-const HASH_STATE: RandomState = RandomState::with_seed(0x5eed_51u64);
+const HASH_STATE: RandomState = RandomState::with_seed(0x5eed_5eed_u64);
 
 /// How an operator's input splits by key.
 #[derive(Debug, Clone)]
@@ -192,50 +192,17 @@ impl Partitioned {
         parallel: bool,
         call: impl Fn(&mut dyn Operator, I, &mut Vec<Message>) -> Result<()> + Sync,
     ) -> Result<Vec<Vec<Message>>> {
-        let mut outputs: Vec<Vec<Message>> = (0..self.groups.len()).map(|_| Vec::new()).collect();
-        let mut work: Vec<(&mut Box<dyn Operator>, I, &mut Vec<Message>)> = self
-            .groups
-            .iter_mut()
-            .zip(inputs)
-            .zip(outputs.iter_mut())
-            .filter_map(|((group, input), output)| input.map(|input| (group, input, output)))
-            .collect();
-        let threads = if parallel { self.threads.min(work.len()) } else { 1 };
-        if threads <= 1 {
-            for (group, input, output) in work {
-                call(group.as_mut(), input, output)?;
+        let busy = inputs.iter().filter(|input| input.is_some()).count();
+        let threads = if parallel { self.threads.min(busy) } else { 1 };
+        let inputs: Vec<std::sync::Mutex<Option<I>>> = inputs.into_iter().map(std::sync::Mutex::new).collect();
+        map_groups(&mut self.groups, threads, |group, operator| {
+            let mut output = Vec::new();
+            let input = inputs[group].lock().map_err(|_| RuntimeError::internal("a key group's input lock"))?.take();
+            if let Some(input) = input {
+                call(operator, input, &mut output)?;
             }
-            return Ok(outputs);
-        }
-        // Contiguous runs of groups, one per thread; the first on this one.
-        let total = work.len();
-        let mut runs: Vec<Vec<(&mut Box<dyn Operator>, I, &mut Vec<Message>)>> =
-            (0..threads).map(|_| Vec::new()).collect();
-        for (index, item) in work.drain(..).enumerate() {
-            runs[index * threads / total].push(item);
-        }
-        let call = &call;
-        let run_all = move |run: Vec<(&mut Box<dyn Operator>, I, &mut Vec<Message>)>| -> Result<()> {
-            for (group, input, output) in run {
-                call(group.as_mut(), input, output)?;
-            }
-            Ok(())
-        };
-        let run_all = &run_all;
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let mut runs = runs.into_iter();
-            let first = runs.next();
-            let handles: Vec<_> = runs.map(|run| scope.spawn(move || run_all(run))).collect();
-            let mut results = vec![first.map_or(Ok(()), run_all)];
-            for handle in handles {
-                results.push(
-                    handle.join().unwrap_or_else(|_| Err(RuntimeError::internal("a key group's thread panicked"))),
-                );
-            }
-            results
-        });
-        results.into_iter().collect::<Result<Vec<()>>>()?;
-        Ok(outputs)
+            Ok(output)
+        })
     }
 
     /// The groups' outputs as one, in the order the module doc says.
@@ -400,7 +367,8 @@ impl Operator for Partitioned {
             inners.push(std::sync::Mutex::new(Some(inner)));
         }
         map_groups(&mut self.groups, self.threads, |group, operator| {
-            let inner = inners[group].lock().ok().and_then(|mut inner| inner.take()).unwrap_or_default();
+            let inner = inners[group].lock().map_err(|_| RuntimeError::internal("a key group's state lock"))?.take();
+            let inner = inner.unwrap_or_default();
             operator.restore(inner)
         })?;
         Ok(())
@@ -561,7 +529,7 @@ mod tests {
         let mut counts = vec![0; groups];
         let keys = Arc::new(Int64Array::from_iter_values(0..10_000)) as ArrayRef;
         let mut hashes = vec![0; 10_000];
-        create_hashes(&[keys.clone()], &HASH_STATE, &mut hashes).unwrap();
+        create_hashes(std::slice::from_ref(&keys), &HASH_STATE, &mut hashes).unwrap();
         for hash in &hashes {
             counts[group_of(*hash, groups)] += 1;
         }
