@@ -109,27 +109,21 @@ fn map_groups<T: Send>(
     }
     let per_thread = groups.len().div_ceil(threads);
     let call = &call;
+    let run = |first: usize, chunk: &mut [Box<dyn Operator>]| -> Result<Vec<T>> {
+        chunk.iter_mut().enumerate().map(|(index, operator)| call(first + index, operator.as_mut())).collect()
+    };
+    let run = &run;
     let results: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = groups
-            .chunks_mut(per_thread)
-            .enumerate()
-            .map(|(run, chunk)| {
-                scope.spawn(move || {
-                    let first = run * per_thread;
-                    chunk
-                        .iter_mut()
-                        .enumerate()
-                        .map(|(index, operator)| call(first + index, operator.as_mut()))
-                        .collect::<Result<Vec<T>>>()
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|handle| {
-                handle.join().unwrap_or_else(|_| Err(RuntimeError::internal("a key group's thread panicked")))
-            })
-            .collect()
+        let mut chunks = groups.chunks_mut(per_thread).enumerate();
+        // The first run on this thread, the others on their own.
+        let (_, first) = chunks.next().expect("at least one group");
+        let handles: Vec<_> =
+            chunks.map(|(index, chunk)| scope.spawn(move || run(index * per_thread, chunk))).collect();
+        let mut results = vec![run(0, first)];
+        results.extend(handles.into_iter().map(|handle| {
+            handle.join().unwrap_or_else(|_| Err(RuntimeError::internal("a key group's thread panicked")))
+        }));
+        results
     });
     let mut all = Vec::with_capacity(groups.len());
     for run in results {
