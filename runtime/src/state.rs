@@ -81,30 +81,10 @@ impl OperatorState {
     /// Takes out what [`nest`](OperatorState::nest) put under `prefix/`.
     pub fn unnest(&mut self, prefix: &str) -> OperatorState {
         let start = format!("{prefix}/");
-        let mut inner = OperatorState::default();
-        let batches: Vec<String> = self
-            .batches
-            .range(start.clone()..)
-            .map(|(name, _)| name.clone())
-            .take_while(|name| name.starts_with(&start))
-            .collect();
-        for name in batches {
-            if let Some(batch) = self.batches.remove(&name) {
-                inner.batches.insert(name[start.len()..].to_string(), batch);
-            }
+        OperatorState {
+            batches: take_prefixed(&mut self.batches, &start),
+            values: take_prefixed(&mut self.values, &start),
         }
-        let values: Vec<String> = self
-            .values
-            .range(start.clone()..)
-            .map(|(name, _)| name.clone())
-            .take_while(|name| name.starts_with(&start))
-            .collect();
-        for name in values {
-            if let Some(value) = self.values.remove(&name) {
-                inner.values.insert(name[start.len()..].to_string(), value);
-            }
-        }
-        inner
     }
 
     /// Rows held, for reporting.
@@ -165,6 +145,18 @@ impl OperatorState {
 
 fn missing(name: &str) -> RuntimeError {
     RuntimeError::internal(format!("the checkpoint has no {name:?} state for this operator"))
+}
+
+/// Removes the entries of `map` named `start...` and returns them named
+/// without it.
+fn take_prefixed<V>(map: &mut BTreeMap<String, V>, start: &str) -> BTreeMap<String, V> {
+    let mut rest = map.split_off(start);
+    let after: Vec<String> = rest.keys().skip_while(|name| name.starts_with(start)).take(1).cloned().collect();
+    if let Some(first_after) = after.first() {
+        let mut tail = rest.split_off(first_after);
+        map.append(&mut tail);
+    }
+    rest.into_iter().map(|(name, value)| (name[start.len()..].to_string(), value)).collect()
 }
 
 fn values_batch(values: &BTreeMap<String, i64>) -> Result<RecordBatch> {
@@ -314,5 +306,24 @@ mod tests {
         assert!(back.take("rows").is_err());
         assert!(OperatorState::decode(&bytes[..bytes.len() - 3]).is_err());
         assert!(OperatorState::decode(b"nonsense").is_err());
+    }
+
+    #[test]
+    fn nested_states_come_back_out_whole_and_alone() {
+        let mut whole = OperatorState::default();
+        for part in [1, 10, 2] {
+            let mut inner = OperatorState::default();
+            inner.put_value("n", part);
+            inner.put("rows", batch(vec![("x", Arc::new(Int64Array::from(vec![part])) as ArrayRef)]).unwrap());
+            whole.nest(&part.to_string(), inner);
+        }
+        let mut one = whole.unnest("1");
+        assert_eq!(one.take_value("n"), Some(1));
+        assert_eq!(one.take("rows").unwrap().num_rows(), 1);
+        assert!(one.is_empty());
+        // "10/..." sorts right after "1/...": it stays.
+        assert_eq!(whole.unnest("10").value("n").unwrap(), 10);
+        assert_eq!(whole.unnest("2").value("n").unwrap(), 2);
+        assert!(whole.is_empty());
     }
 }
