@@ -116,10 +116,10 @@ fn map_groups<T: Send>(
     let results: Vec<Result<Vec<T>>> = std::thread::scope(|scope| {
         let mut chunks = groups.chunks_mut(per_thread).enumerate();
         // The first run on this thread, the others on their own.
-        let (_, first) = chunks.next().expect("at least one group");
+        let first = chunks.next();
         let handles: Vec<_> =
             chunks.map(|(index, chunk)| scope.spawn(move || run(index * per_thread, chunk))).collect();
-        let mut results = vec![run(0, first)];
+        let mut results: Vec<Result<Vec<T>>> = first.into_iter().map(|(_, chunk)| run(0, chunk)).collect();
         results.extend(handles.into_iter().map(|handle| {
             handle.join().unwrap_or_else(|_| Err(RuntimeError::internal("a key group's thread panicked")))
         }));
