@@ -131,11 +131,64 @@ impl OperatorSpec {
     pub fn instantiate_in(&self, context: &OperatorContext, key_groups: usize) -> Result<Box<dyn Operator>> {
         match self.partitioning() {
             Some(partitioning) if key_groups > 1 => {
-                let groups = (0..key_groups).map(|_| self.instantiate(context)).collect::<Result<Vec<_>>>()?;
+                let (spec, partitioning) = self.with_evaluated_keys(partitioning)?;
+                let groups = (0..key_groups).map(|_| spec.instantiate(context)).collect::<Result<Vec<_>>>()?;
                 Ok(Box::new(partitioned::Partitioned::new(partitioning, groups, context.parallelism)))
             }
             _ => self.instantiate(context),
         }
+    }
+
+    /// An aggregate grouped by expressions other than columns has its key
+    /// groups read the keys the exchange evaluated (appended to each batch)
+    /// instead of evaluating them again: `DATE_FORMAT(date_time, ...)` is
+    /// not cheap. Other specs come back as they are.
+    fn with_evaluated_keys(
+        &self,
+        mut partitioning: partitioned::Partitioning,
+    ) -> Result<(OperatorSpec, partitioned::Partitioning)> {
+        use datafusion::physical_expr::expressions::Column;
+        let (input_schema, group_exprs) = match self {
+            OperatorSpec::GroupAggregate(spec) => (&spec.input_schema, &spec.group_exprs),
+            OperatorSpec::WindowAggregate(spec) => (&spec.input_schema, &spec.group_exprs),
+            _ => return Ok((self.clone(), partitioning)),
+        };
+        let evaluated: Vec<usize> =
+            (0..group_exprs.len()).filter(|&index| !group_exprs[index].is::<Column>()).collect();
+        if evaluated.is_empty() {
+            return Ok((self.clone(), partitioning));
+        }
+        // Nullable throughout: the groups' batches are built against this
+        // schema, and only the key types matter to the groups.
+        let mut fields: Vec<datafusion::arrow::datatypes::FieldRef> = input_schema
+            .fields()
+            .iter()
+            .map(|field| std::sync::Arc::new(field.as_ref().clone().with_nullable(true)))
+            .collect();
+        let mut exprs = group_exprs.clone();
+        for (number, &index) in evaluated.iter().enumerate() {
+            let expr = &group_exprs[index];
+            let name = format!("__sluice_key_{number}");
+            let field = datafusion::arrow::datatypes::Field::new(&name, expr.data_type(input_schema)?, true);
+            exprs[index] = std::sync::Arc::new(Column::new(&name, fields.len()));
+            fields.push(std::sync::Arc::new(field));
+        }
+        let extended = std::sync::Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
+        let spec = match self {
+            OperatorSpec::GroupAggregate(spec) => OperatorSpec::GroupAggregate(group_aggregate::GroupAggregateSpec {
+                input_schema: extended.clone(),
+                group_exprs: exprs,
+                ..spec.clone()
+            }),
+            OperatorSpec::WindowAggregate(spec) => OperatorSpec::WindowAggregate(WindowAggregateSpec {
+                input_schema: extended.clone(),
+                group_exprs: exprs,
+                ..spec.clone()
+            }),
+            _ => unreachable!("matched above"),
+        };
+        partitioning.appended = Some((evaluated, extended));
+        Ok((spec, partitioning))
     }
 
     /// How the operator's input splits by key, if its state is per key:
@@ -145,7 +198,12 @@ impl OperatorSpec {
     pub fn partitioning(&self) -> Option<partitioned::Partitioning> {
         use partitioned::Partitioning;
         let keyed = |keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>], time_column| {
-            (!keys.is_empty()).then(|| Partitioning { keys: vec![keys.to_vec()], time_column, batch_per_window: false })
+            (!keys.is_empty()).then(|| Partitioning {
+                keys: vec![keys.to_vec()],
+                time_column,
+                batch_per_window: false,
+                appended: None,
+            })
         };
         // A window operator emits each window as one batch, and the merge
         // must too: it needs a column that tells the windows apart (their
@@ -157,6 +215,7 @@ impl OperatorSpec {
                 keys: vec![keys.to_vec()],
                 time_column: Some(window_end),
                 batch_per_window: true,
+                appended: None,
             })
         };
         let layout_end = |layout: &[pane_window::GroupColumn]| {
@@ -190,6 +249,7 @@ impl OperatorSpec {
                 keys: vec![spec.condition.left_keys.clone(), spec.condition.right_keys.clone()],
                 time_column: None,
                 batch_per_window: false,
+                appended: None,
             }),
             _ => None,
         }

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{cast, concat_batches, take_record_batch};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::arrow::datatypes::{DataType, Int64Type, SchemaRef};
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -65,6 +65,9 @@ pub struct Partitioning {
     /// limit above it apply per window): so does the merge, one batch per
     /// value of `time_column`.
     pub batch_per_window: bool,
+    /// Keys (of input 0) the groups read from columns appended to each
+    /// batch, as the exchange evaluated them, and the schema with them.
+    pub appended: Option<(Vec<usize>, SchemaRef)>,
 }
 
 impl Partitioning {
@@ -159,6 +162,12 @@ impl Partitioned {
         self.hashes.clear();
         self.hashes.resize(batch.num_rows(), 0);
         create_hashes(&columns, &HASH_STATE, &mut self.hashes)?;
+        let mut batch = batch;
+        if let (0, Some((evaluated, schema))) = (port, &self.partitioning.appended) {
+            let mut all = batch.rows.columns().to_vec();
+            all.extend(evaluated.iter().map(|&index| Arc::clone(&columns[index])));
+            batch.rows = RecordBatch::try_new(Arc::clone(schema), all)?;
+        }
         let mut rows: Vec<Vec<u32>> = vec![Vec::new(); count];
         for (row, hash) in self.hashes.iter().enumerate() {
             rows[group_of(*hash, count)].push(row as u32);
@@ -475,6 +484,40 @@ mod tests {
         assert_eq!(last(&one)["2"], "2, 16, 320");
         // One watermark out per watermark in.
         assert_eq!(one.iter().filter(|line| line.starts_with("watermark")).count(), 2);
+    }
+
+    #[test]
+    fn keys_that_are_expressions_reach_the_groups_evaluated() {
+        let OperatorSpec::GroupAggregate(mut aggregate) = group_by() else { unreachable!() };
+        let key = col("k", &aggregate.input_schema).unwrap();
+        let modulo = datafusion::physical_expr::expressions::binary(
+            key,
+            datafusion::logical_expr::Operator::Modulo,
+            datafusion::physical_expr::expressions::lit(7_i64),
+            &aggregate.input_schema,
+        )
+        .unwrap();
+        aggregate.group_exprs = vec![modulo];
+        let spec = OperatorSpec::GroupAggregate(aggregate);
+        let (split_spec, partitioning) = spec.with_evaluated_keys(spec.partitioning().unwrap()).unwrap();
+        let OperatorSpec::GroupAggregate(split_aggregate) = &split_spec else { unreachable!() };
+        assert!(split_aggregate.group_exprs[0].is::<datafusion::physical_expr::expressions::Column>());
+        assert_eq!(
+            partitioning.appended.as_ref().map(|(keys, schema)| (keys.clone(), schema.fields().len())),
+            Some((vec![0], 3))
+        );
+        let messages = input(&spec);
+        let split_rows = assert_restores(|| split(&spec, 4, 2), &messages);
+        let whole = assert_restores(|| spec.instantiate(&Default::default()).unwrap(), &messages);
+        let last = |lines: &[String]| {
+            let mut result = std::collections::BTreeMap::new();
+            for line in lines.iter().filter_map(|line| line.strip_prefix("+ ")) {
+                result.insert(line.split(", ").next().unwrap().to_string(), line.to_string());
+            }
+            result
+        };
+        assert_eq!(last(&split_rows), last(&whole));
+        assert_eq!(last(&whole).len(), 7);
     }
 
     #[test]
