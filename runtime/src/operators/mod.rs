@@ -198,12 +198,7 @@ impl OperatorSpec {
     pub fn partitioning(&self) -> Option<partitioned::Partitioning> {
         use partitioned::Partitioning;
         let keyed = |keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>], time_column| {
-            (!keys.is_empty()).then(|| Partitioning {
-                keys: vec![keys.to_vec()],
-                time_column,
-                batch_per_window: false,
-                appended: None,
-            })
+            (!keys.is_empty()).then(|| Partitioning::new(vec![keys.to_vec()], time_column, false))
         };
         // A window operator emits each window as one batch, and the merge
         // must too: it needs a column that tells the windows apart (their
@@ -211,12 +206,7 @@ impl OperatorSpec {
         let windowed = |keys: &[std::sync::Arc<dyn datafusion::physical_expr::PhysicalExpr>],
                         window_end: Option<usize>| {
             let window_end = window_end?;
-            (!keys.is_empty()).then(|| Partitioning {
-                keys: vec![keys.to_vec()],
-                time_column: Some(window_end),
-                batch_per_window: true,
-                appended: None,
-            })
+            (!keys.is_empty()).then(|| Partitioning::new(vec![keys.to_vec()], Some(window_end), true))
         };
         let layout_end = |layout: &[pane_window::GroupColumn]| {
             layout.iter().position(|column| matches!(column, pane_window::GroupColumn::WindowEnd))
@@ -245,12 +235,11 @@ impl OperatorSpec {
                     .collect();
                 keyed(&keys, spec.output_time)
             }
-            OperatorSpec::StreamJoin(spec) if !spec.condition.left_keys.is_empty() => Some(Partitioning {
-                keys: vec![spec.condition.left_keys.clone(), spec.condition.right_keys.clone()],
-                time_column: None,
-                batch_per_window: false,
-                appended: None,
-            }),
+            OperatorSpec::StreamJoin(spec) if !spec.condition.left_keys.is_empty() => Some(Partitioning::new(
+                vec![spec.condition.left_keys.clone(), spec.condition.right_keys.clone()],
+                None,
+                false,
+            )),
             _ => None,
         }
     }

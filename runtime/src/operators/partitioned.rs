@@ -71,6 +71,11 @@ pub struct Partitioning {
 }
 
 impl Partitioning {
+    /// Rows split by `keys` (per input port); nothing appended yet.
+    pub fn new(keys: Vec<Vec<Arc<dyn PhysicalExpr>>>, time_column: Option<usize>, batch_per_window: bool) -> Self {
+        Self { keys, time_column, batch_per_window, appended: None }
+    }
+
     /// For EXPLAIN: `hash [auction@0]`, one list per input.
     pub fn describe(&self) -> String {
         let ports = self.keys.iter().map(|keys| {

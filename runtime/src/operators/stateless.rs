@@ -164,16 +164,15 @@ impl Operator for Stateless {
             self.big_batches += 1;
             // Measured on one thread now and then (the first of every 64).
             let measure = self.big_batches % 64 == 1;
-            if !measure && batch.num_rows() as f64 * self.nanos_per_row >= CUT_NANOS {
-                if let Some(rows) = self.execute_across(batch.rows, threads)? {
-                    out.push(Message::Batch(StreamBatch::inserts(rows)));
-                }
-                return Ok(());
-            }
-            let rows = batch.num_rows();
-            let started = std::time::Instant::now();
-            let batches = self.execute(batch.rows)?;
-            self.nanos_per_row = started.elapsed().as_nanos() as f64 / rows as f64;
+            let batches = if !measure && batch.num_rows() as f64 * self.nanos_per_row >= CUT_NANOS {
+                self.execute_across(batch.rows, threads)?
+            } else {
+                let rows = batch.num_rows();
+                let started = std::time::Instant::now();
+                let batches = self.execute(batch.rows)?;
+                self.nanos_per_row = started.elapsed().as_nanos() as f64 / rows as f64;
+                batches
+            };
             // One batch out either way: which way is timing's choice, and
             // batch boundaries must not depend on it.
             if !batches.is_empty() {
@@ -218,9 +217,8 @@ impl Operator for Stateless {
 
 impl Stateless {
     /// Runs a row-wise plan over `threads` runs of `rows` at once, the first
-    /// on this thread; their outputs as one batch, in row order.
-    fn execute_across(&mut self, rows: RecordBatch, threads: usize) -> Result<Option<RecordBatch>> {
-        let schema = self.spec.output_schema();
+    /// on this thread; their non-empty outputs in row order.
+    fn execute_across(&mut self, rows: RecordBatch, threads: usize) -> Result<Vec<RecordBatch>> {
         while self.copies.len() < threads - 1 {
             let feed: FeedSlot = Arc::default();
             self.copies.push((with_own_feed(&self.spec.plan, &feed)?, feed));
@@ -264,10 +262,7 @@ impl Stateless {
         for run in rest {
             batches.extend(run?);
         }
-        if batches.is_empty() {
-            return Ok(None);
-        }
-        Ok(Some(datafusion::arrow::compute::concat_batches(&schema, &batches)?))
+        Ok(batches)
     }
 
     /// Runs the plan over one batch; returns the non-empty output batches.
