@@ -21,6 +21,21 @@
 //! newest checkpoints are kept, so a damaged newest one (detected by its
 //! checksums) falls back to the one before, with a warning.
 //!
+//! # Incremental checkpoints
+//!
+//! Blocks of state an operator marks stable (immutable under their name,
+//! see [`OperatorState::put_stable`]) are written once: a later checkpoint
+//! whose snapshot still holds a block of that name points at the frame the
+//! earlier checkpoint wrote (its checkpoint, offset, length and CRC-32 are
+//! in the manifest) instead of writing it again, so a checkpoint writes
+//! what changed since the last one, not all that is held. A block is
+//! rewritten once the checkpoint holding it is [`COMPACT_AFTER`]
+//! checkpoints old (compaction: an old checkpoint's directory is kept only
+//! while a kept checkpoint points into it, so the files kept stay within
+//! a few intervals' worth of changes of the state). Only the newest
+//! checkpoints are ever restored from (their input logs are kept); older
+//! directories are kept for their blocks.
+//!
 //! Sources can be rewound (file offsets, generator record numbers, the
 //! event log of an `http` stream), but where their batches fall and how
 //! the driver interleaves several sources is timing. The driver therefore
@@ -33,7 +48,7 @@
 //! regenerated with the same `seq`s and contents, and then the query goes
 //! on. A socket cannot be rewound: its logged rows are skipped (at-most-once).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -44,7 +59,7 @@ use crate::error::{Result, RuntimeError};
 use crate::state::{OperatorState, checksum};
 
 /// Bumped when the checkpoint layout changes; other versions are refused.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const MANIFEST: &str = "manifest.json";
 
@@ -117,7 +132,25 @@ pub struct FileEntry {
     pub name: String,
     pub bytes: u64,
     pub crc32: u32,
+    /// Every stable block of this file's state: written in this
+    /// checkpoint's file or in an earlier checkpoint's file of the same name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stable: Vec<StableBlock>,
 }
+
+/// Where a stable block of state is: a frame of `checkpoint`'s file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StableBlock {
+    pub name: String,
+    pub checkpoint: u64,
+    pub offset: u64,
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+/// A stable block is written again (compacted into a new checkpoint) once
+/// the checkpoint holding it is this many checkpoints old.
+pub const COMPACT_AFTER: u64 = 8;
 
 /// Counters shown to users, carried across a recovery.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -199,6 +232,10 @@ pub struct Restored {
     pub output: OperatorState,
     /// The steps taken after the checkpoint, to replay.
     pub replay: VecDeque<Step>,
+    /// Bytes read, and how long reading (with checksums) and decoding took.
+    pub bytes: u64,
+    pub read_ms: f64,
+    pub decode_ms: f64,
 }
 
 /// The checkpoints and input log of one query.
@@ -211,12 +248,22 @@ pub struct CheckpointStore {
     last: Instant,
     /// The checkpoint its writer thread is writing.
     writing: Option<Writing>,
+    /// The newest checkpoint known durable: its stable blocks are reused.
+    durable: Option<Manifest>,
 }
 
 /// A checkpoint being written on its own thread.
 struct Writing {
     started: Instant,
-    thread: std::thread::JoinHandle<Result<(Manifest, u64)>>,
+    thread: std::thread::JoinHandle<Result<(Manifest, WrittenBytes)>>,
+}
+
+/// Bytes a checkpoint wrote, and bytes of stable blocks it pointed at
+/// instead.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WrittenBytes {
+    pub written: u64,
+    pub reused: u64,
 }
 
 /// A checkpoint whose files and manifest are durable.
@@ -224,6 +271,8 @@ struct Writing {
 pub struct Written {
     pub manifest: Manifest,
     pub bytes: u64,
+    /// Bytes of unchanged stable blocks an earlier checkpoint holds.
+    pub reused_bytes: u64,
     /// From handing the snapshot over to the manifest's rename.
     pub write_ms: f64,
 }
@@ -271,7 +320,7 @@ impl CheckpointStore {
     pub fn new(config: CheckpointConfig) -> Result<Self> {
         std::fs::create_dir_all(&config.dir).map_err(|error| io_error("create", &config.dir, error))?;
         let next_id = ids(&config.dir, "checkpoint-", "").last().map_or(0, |id| id + 1);
-        Ok(Self { config, next_id, log: None, unsynced: false, last: Instant::now(), writing: None })
+        Ok(Self { config, next_id, log: None, unsynced: false, last: Instant::now(), writing: None, durable: None })
     }
 
     /// The id the next checkpoint [`write`](Self::write) gives (the
@@ -294,7 +343,12 @@ impl CheckpointStore {
     pub fn load(&mut self, plan: &[String]) -> Result<(Option<Restored>, Vec<String>)> {
         let dir = self.config.dir.clone();
         let mut warnings = Vec::new();
-        for id in ids(&dir, "checkpoint-", "").into_iter().rev() {
+        // Only the newest complete checkpoints have their input logs; older
+        // directories are kept for the stable blocks they hold.
+        let complete =
+            ids(&dir, "checkpoint-", "").into_iter().filter(|id| checkpoint_dir(&dir, *id).join(MANIFEST).exists());
+        let newest: Vec<u64> = complete.rev().take(KEPT).collect();
+        for id in newest {
             let manifest_path = checkpoint_dir(&dir, id).join(MANIFEST);
             let text = match std::fs::read_to_string(&manifest_path) {
                 Ok(text) => text,
@@ -314,13 +368,14 @@ impl CheckpointStore {
                 )));
             }
             match self.read_checkpoint(id, &text, plan) {
-                Ok((manifest, nodes, output)) => {
-                    let replay = read_steps(&dir, id)?;
+                Ok(mut restored) => {
+                    restored.replay = read_steps(&dir, id)?;
                     // New steps go to the newest log segment, after the
                     // replayed ones (a torn last line is cut off).
                     let segment = ids(&dir, "input-", ".log").into_iter().filter(|segment| *segment >= id).max();
                     self.open_log(segment.unwrap_or(id))?;
-                    return Ok((Some(Restored { manifest, nodes, output, replay }), warnings));
+                    self.durable = Some(restored.manifest.clone());
+                    return Ok((Some(restored), warnings));
                 }
                 Err(PlanMismatch(message)) => return Err(RuntimeError::user(message)),
                 Err(Damaged(message)) => {
@@ -336,12 +391,9 @@ impl CheckpointStore {
         Ok((None, warnings))
     }
 
-    fn read_checkpoint(
-        &self,
-        id: u64,
-        text: &str,
-        plan: &[String],
-    ) -> std::result::Result<(Manifest, Vec<OperatorState>, OperatorState), LoadError> {
+    /// Reads and checks checkpoint `id`'s files (and the stable blocks
+    /// they point at in earlier checkpoints) and decodes them.
+    fn read_checkpoint(&self, id: u64, text: &str, plan: &[String]) -> std::result::Result<Restored, LoadError> {
         let manifest: Manifest = serde_json::from_str(text).map_err(|error| Damaged(error.to_string()))?;
         if manifest.plan != plan {
             return Err(PlanMismatch(format!(
@@ -350,23 +402,54 @@ impl CheckpointStore {
                 plan.join(", ")
             )));
         }
-        let directory = checkpoint_dir(&self.config.dir, id);
-        let read = |name: &str| -> std::result::Result<OperatorState, LoadError> {
+        let (mut bytes_read, mut read_time, mut decode_time) = (0, Duration::ZERO, Duration::ZERO);
+        let mut read = |name: &str| -> std::result::Result<OperatorState, LoadError> {
             let entry = manifest
                 .files
                 .iter()
                 .find(|entry| entry.name == name)
                 .ok_or_else(|| Damaged(format!("{name} is not in the manifest")))?;
-            let bytes = std::fs::read(directory.join(name)).map_err(|error| Damaged(format!("{name}: {error}")))?;
+            let started = Instant::now();
+            let path = checkpoint_dir(&self.config.dir, id).join(name);
+            let bytes = std::fs::read(&path).map_err(|error| Damaged(format!("{name}: {error}")))?;
             if bytes.len() as u64 != entry.bytes || checksum(&bytes) != entry.crc32 {
                 return Err(Damaged(format!("{name} does not match its checksum")));
             }
-            OperatorState::decode(&bytes).map_err(|error| Damaged(format!("{name}: {error}")))
+            let mut blocks = Vec::new();
+            for block in entry.stable.iter().filter(|block| block.checkpoint != id) {
+                let path = checkpoint_dir(&self.config.dir, block.checkpoint).join(name);
+                let frame = read_at(&path, block.offset, block.bytes)
+                    .map_err(|error| Damaged(format!("{} of checkpoint {}: {error}", name, block.checkpoint)))?;
+                if checksum(&frame) != block.crc32 {
+                    return Err(Damaged(format!(
+                        "{} of checkpoint {} does not match its checksum",
+                        name, block.checkpoint
+                    )));
+                }
+                blocks.push(frame);
+            }
+            bytes_read += bytes.len() as u64 + blocks.iter().map(|frame| frame.len() as u64).sum::<u64>();
+            read_time += started.elapsed();
+            let started = Instant::now();
+            let mut state = OperatorState::decode(&bytes).map_err(|error| Damaged(format!("{name}: {error}")))?;
+            for frame in &blocks {
+                state.decode_stable(frame).map_err(|error| Damaged(format!("{name}: {error}")))?;
+            }
+            decode_time += started.elapsed();
+            Ok(state)
         };
         let nodes =
             (0..plan.len()).map(|node| read(&format!("node-{node}.state"))).collect::<std::result::Result<_, _>>()?;
         let output = read("output.state")?;
-        Ok((manifest, nodes, output))
+        Ok(Restored {
+            manifest,
+            nodes,
+            output,
+            replay: VecDeque::new(),
+            bytes: bytes_read,
+            read_ms: read_time.as_secs_f64() * 1000.0,
+            decode_ms: decode_time.as_secs_f64() * 1000.0,
+        })
     }
 
     /// Writes checkpoint files and its manifest (after any checkpoint still
@@ -405,10 +488,11 @@ impl CheckpointStore {
         self.next_id += 1;
         self.last = Instant::now();
         let dir = self.config.dir.clone();
+        let previous = self.durable.clone();
         let thread = std::thread::Builder::new()
             .name("sluice-checkpoint".into())
             .spawn(move || {
-                let written = write_files(&dir, id, manifest, &nodes, &output);
+                let written = write_files(&dir, id, manifest, &nodes, &output, previous.as_ref());
                 if written.is_err() {
                     let _ = std::fs::remove_dir_all(checkpoint_dir(&dir, id));
                 }
@@ -444,19 +528,30 @@ impl CheckpointStore {
             Err(_) => Err(RuntimeError::internal("the checkpoint writer panicked")),
         };
         let write_ms = writing.started.elapsed().as_secs_f64() * 1000.0;
-        Some(result.map(|(manifest, bytes)| Written { manifest, bytes, write_ms }))
+        if let Ok((manifest, _)) = &result {
+            self.durable = Some(manifest.clone());
+        }
+        Some(result.map(|(manifest, bytes)| Written {
+            manifest,
+            bytes: bytes.written,
+            reused_bytes: bytes.reused,
+            write_ms,
+        }))
     }
 
     /// The source positions of every complete checkpoint kept (oldest
     /// first): what a recovery may read again from a source's log.
     pub fn kept_positions(&self) -> Vec<Vec<u64>> {
         let dir = &self.config.dir;
-        ids(dir, "checkpoint-", "")
+        let mut manifests: Vec<Manifest> = ids(dir, "checkpoint-", "")
             .into_iter()
+            .rev()
             .filter_map(|id| std::fs::read_to_string(checkpoint_dir(dir, id).join(MANIFEST)).ok())
             .filter_map(|text| serde_json::from_str::<Manifest>(&text).ok())
-            .map(|manifest| manifest.sources.iter().map(|source| source.position).collect())
-            .collect()
+            .take(KEPT)
+            .collect();
+        manifests.reverse();
+        manifests.iter().map(|manifest| manifest.sources.iter().map(|source| source.position).collect()).collect()
     }
 
     /// Appends a step to the input log (flushed by [`flush`](Self::flush)).
@@ -511,24 +606,52 @@ impl CheckpointStore {
 }
 
 /// Writes checkpoint `id`'s files, then its manifest (atomically, by a
-/// rename), each synced.
+/// rename), each synced. Stable blocks `previous` holds (and not too old)
+/// are pointed at, not written.
 fn write_files(
     dir: &Path,
     id: u64,
     mut manifest: Manifest,
     nodes: &[OperatorState],
     output: &OperatorState,
-) -> Result<(Manifest, u64)> {
+    previous: Option<&Manifest>,
+) -> Result<(Manifest, WrittenBytes)> {
     let directory = checkpoint_dir(dir, id);
     std::fs::create_dir_all(&directory).map_err(|error| io_error("create", &directory, error))?;
     let mut files = Vec::new();
-    let mut total = 0;
+    let mut total = WrittenBytes::default();
     let named = nodes.iter().enumerate().map(|(node, state)| (format!("node-{node}.state"), state));
     for (name, state) in named.chain(std::iter::once(("output.state".to_string(), output))) {
-        let bytes = state.encode()?;
+        let held: HashMap<&str, &StableBlock> = previous
+            .and_then(|previous| previous.files.iter().find(|entry| entry.name == name))
+            .map(|entry| {
+                let fresh = entry.stable.iter().filter(|block| id.saturating_sub(block.checkpoint) < COMPACT_AFTER);
+                fresh.map(|block| (block.name.as_str(), block)).collect()
+            })
+            .unwrap_or_default();
+        let reuse = |block: &str| state.is_stable(block) && held.contains_key(block);
+        let (bytes, frames) = state.encode_except(reuse)?;
+        let mut stable: Vec<StableBlock> = state
+            .stable_names()
+            .filter(|block| reuse(block))
+            .filter_map(|block| held.get(block).map(|held| (*held).clone()))
+            .collect();
+        total.reused += stable.iter().map(|block| block.bytes).sum::<u64>();
+        for frame in frames {
+            let range = frame.offset as usize..(frame.offset + frame.bytes) as usize;
+            let crc32 = checksum(&bytes[range]);
+            stable.push(StableBlock {
+                name: frame.name,
+                checkpoint: id,
+                offset: frame.offset,
+                bytes: frame.bytes,
+                crc32,
+            });
+        }
+        stable.sort_by(|a, b| a.name.cmp(&b.name));
         write_synced(&directory.join(&name), &bytes)?;
-        total += bytes.len() as u64;
-        files.push(FileEntry { name, bytes: bytes.len() as u64, crc32: checksum(&bytes) });
+        total.written += bytes.len() as u64;
+        files.push(FileEntry { name, bytes: bytes.len() as u64, crc32: checksum(&bytes), stable });
     }
     sync_dir(&directory);
     manifest.id = id;
@@ -542,13 +665,31 @@ fn write_files(
     Ok((manifest, total))
 }
 
-/// Removes checkpoints older than the newest [`KEPT`] complete ones, and
-/// the log segments only they would replay.
+/// `bytes` bytes of `path` from `offset`.
+fn read_at(path: &Path, offset: u64, bytes: u64) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let mut frame = vec![0; usize::try_from(bytes).map_err(std::io::Error::other)?];
+    file.read_exact_at(&mut frame, offset)?;
+    Ok(frame)
+}
+
+/// Removes checkpoints older than the newest [`KEPT`] complete ones (but
+/// those whose stable blocks a kept one points at), and the log segments
+/// only they would replay.
 fn prune(dir: &Path) {
     let complete: Vec<u64> =
         ids(dir, "checkpoint-", "").into_iter().filter(|id| checkpoint_dir(dir, *id).join(MANIFEST).exists()).collect();
-    let Some(&oldest_kept) = complete.iter().rev().take(KEPT).next_back() else { return };
-    for id in ids(dir, "checkpoint-", "").into_iter().filter(|id| *id < oldest_kept) {
+    let kept: Vec<u64> = complete.iter().rev().take(KEPT).copied().collect();
+    let Some(&oldest_kept) = kept.last() else { return };
+    let mut referenced: std::collections::HashSet<u64> = kept.iter().copied().collect();
+    for id in &kept {
+        let Ok(text) = std::fs::read_to_string(checkpoint_dir(dir, *id).join(MANIFEST)) else { continue };
+        // An unreadable manifest keeps everything: it may point anywhere.
+        let Ok(manifest) = serde_json::from_str::<Manifest>(&text) else { return };
+        referenced.extend(manifest.files.iter().flat_map(|entry| entry.stable.iter().map(|block| block.checkpoint)));
+    }
+    for id in ids(dir, "checkpoint-", "").into_iter().filter(|id| *id < oldest_kept && !referenced.contains(id)) {
         let _ = std::fs::remove_dir_all(checkpoint_dir(dir, id));
     }
     for id in ids(dir, "input-", ".log").into_iter().filter(|id| *id < oldest_kept) {
@@ -647,6 +788,75 @@ mod tests {
         let other_plan = vec!["group_aggregate".to_string()];
         let error = CheckpointStore::new(store.config.clone()).unwrap().load(&other_plan).unwrap_err();
         assert!(error.to_string().contains("another plan"), "{error}");
+    }
+
+    /// A node holding stable blocks named `blocks` (each a one-row batch
+    /// of its number) and the integer `x`.
+    fn blocks(value: i64, blocks: &[i64]) -> Vec<OperatorState> {
+        let mut state = node(value).remove(0);
+        for block in blocks {
+            let batch = crate::state::i64_batch("v", [*block; 1000]).unwrap();
+            state.put_stable(&format!("chunk/{block}"), batch);
+        }
+        vec![state]
+    }
+
+    fn block_values(state: &mut OperatorState) -> Vec<(String, i64)> {
+        let blocks = state.take_all("chunk");
+        blocks
+            .iter()
+            .map(|(name, batch)| (name.clone(), crate::state::i64_column(batch, "v").unwrap().value(0)))
+            .collect()
+    }
+
+    #[test]
+    fn unchanged_stable_blocks_are_pointed_at_not_written_again() {
+        let mut store = store("incremental");
+        let plan = vec!["window_aggregate".to_string()];
+        let (first, _) = store.write(manifest(10), blocks(1, &[1, 2]), OperatorState::default()).unwrap();
+        // Block 1 is gone, 2 is unchanged, 3 is new.
+        let (second, bytes) = store.write(manifest(20), blocks(2, &[2, 3]), OperatorState::default()).unwrap();
+        let written = store_report(&second);
+        assert_eq!(written, vec![("chunk/2".to_string(), 0), ("chunk/3".to_string(), 1)]);
+        assert!(bytes < first.files[0].bytes, "{bytes} bytes written, the first wrote {}", first.files[0].bytes);
+        let (restored, _) = CheckpointStore::new(store.config.clone()).unwrap().load(&plan).unwrap();
+        let mut restored = restored.unwrap();
+        assert_eq!(restored.nodes[0].value("x").unwrap(), 2);
+        assert_eq!(block_values(&mut restored.nodes[0]), vec![("2".to_string(), 2), ("3".to_string(), 3)]);
+        // Checkpoints go on pointing at block 2 in checkpoint 0, which is
+        // kept for it, until it is COMPACT_AFTER checkpoints old.
+        for position in 2..COMPACT_AFTER {
+            let (written, _) =
+                store.write(manifest(position * 10), blocks(2, &[2, 3]), OperatorState::default()).unwrap();
+            assert_eq!(store_report(&written)[0], ("chunk/2".to_string(), 0));
+        }
+        assert_eq!(ids(&store.config.dir, "checkpoint-", "").first(), Some(&0));
+        let (written, _) = store.write(manifest(100), blocks(2, &[2, 3]), OperatorState::default()).unwrap();
+        assert_eq!(store_report(&written), vec![("chunk/2".to_string(), COMPACT_AFTER), ("chunk/3".to_string(), 1)]);
+        // Checkpoint 0 is kept while the one before (still kept) points at it.
+        assert_eq!(ids(&store.config.dir, "checkpoint-", "")[..2], [0, 1]);
+        let (written, _) = store.write(manifest(110), blocks(2, &[2, 3]), OperatorState::default()).unwrap();
+        let next = COMPACT_AFTER + 1;
+        assert_eq!(store_report(&written), vec![("chunk/2".to_string(), COMPACT_AFTER), ("chunk/3".to_string(), next)]);
+        assert_eq!(ids(&store.config.dir, "checkpoint-", ""), vec![1, COMPACT_AFTER, next]);
+        let (restored, _) = CheckpointStore::new(store.config.clone()).unwrap().load(&plan).unwrap();
+        assert_eq!(block_values(&mut restored.unwrap().nodes[0]), vec![("2".to_string(), 2), ("3".to_string(), 3)]);
+        // A damaged block in an older checkpoint is found by its checksum.
+        let path = checkpoint_dir(&store.config.dir, COMPACT_AFTER).join("node-0.state");
+        let mut bytes = std::fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        let (restored, warnings) = CheckpointStore::new(store.config.clone()).unwrap().load(&plan).unwrap();
+        assert!(restored.is_none());
+        let expected = format!("node-0.state of checkpoint {COMPACT_AFTER} does not match its checksum");
+        assert!(warnings[0].contains(&expected), "{warnings:?}");
+    }
+
+    /// Each stable block of a manifest's first file, with the checkpoint
+    /// that holds it.
+    fn store_report(manifest: &Manifest) -> Vec<(String, u64)> {
+        manifest.files[0].stable.iter().map(|block| (block.name.clone(), block.checkpoint)).collect()
     }
 
     #[test]

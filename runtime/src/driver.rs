@@ -658,6 +658,7 @@ impl Driver {
                     report.last_id = Some(written.manifest.id);
                     report.last_taken_at_ms = Some(written.manifest.taken_at_ms);
                     report.last_bytes = Some(written.bytes);
+                    report.last_reused_bytes = Some(written.reused_bytes);
                     report.last_duration_ms = Some(written.write_ms);
                 });
                 self.release_logs();

@@ -63,7 +63,7 @@ pub use datafusion;
 pub use driver::{QueryHandle, QueryStatus, spawn_query, spawn_query_subscribed};
 pub use error::{Result, RuntimeError};
 pub use message::{Message, Op, StreamBatch, Watermark};
-pub use metrics::{OperatorMetrics, OperatorReport, QueryMetrics, StateSize};
+pub use metrics::{OperatorMetrics, OperatorReport, QueryMetrics, RecoveryTimes, StateSize};
 pub use operator::Operator;
 pub use operators::OperatorSpec;
 pub use output::{OutputEvent, QueryOutput, SharedEncoding, Subscribed};

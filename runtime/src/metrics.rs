@@ -182,6 +182,16 @@ impl OperatorMetrics {
     }
 }
 
+/// Where a recovery's time went: reading the checkpoint's files (and
+/// checking their checksums), decoding them, and restoring the operators.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct RecoveryTimes {
+    pub bytes: u64,
+    pub read_ms: f64,
+    pub decode_ms: f64,
+    pub restore_ms: f64,
+}
+
 /// What `GET /v1/queries/{id}` shows about checkpoints.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct CheckpointReport {
@@ -190,6 +200,9 @@ pub struct CheckpointReport {
     /// When it was taken, milliseconds since the Unix epoch.
     pub last_taken_at_ms: Option<u64>,
     pub last_bytes: Option<u64>,
+    /// Bytes of unchanged state it pointed at in earlier checkpoints
+    /// instead of writing them (incremental checkpoints).
+    pub last_reused_bytes: Option<u64>,
     /// How long its writer took (encoding, writing, syncing), while the
     /// query went on.
     pub last_duration_ms: Option<f64>,
@@ -202,6 +215,8 @@ pub struct CheckpointReport {
     pub restored_from: Option<u64>,
     /// Steps of the input log replayed after it.
     pub replayed_steps: u64,
+    /// How the recovery's time went, if it recovered.
+    pub recovery: Option<RecoveryTimes>,
     /// Damaged checkpoints skipped on recovery, and the like.
     pub warnings: Vec<String>,
 }

@@ -27,7 +27,7 @@ use datafusion::arrow::array::RecordBatch;
 use crate::checkpoint::{CheckpointStore, Restored, SourceCheckpoint, Step};
 use crate::error::{Result, RuntimeError};
 use crate::message::Watermark;
-use crate::metrics::QueryMetrics;
+use crate::metrics::{QueryMetrics, RecoveryTimes};
 use crate::output::QueryOutput;
 use crate::pipeline::Pipeline;
 use crate::plan::StreamPlan;
@@ -112,8 +112,10 @@ impl Recovery {
             }
         }
         if let Some(restored) = &restored {
+            let started = std::time::Instant::now();
             pipeline.restore(restored.nodes.clone())?;
             output.restore(restored.output.clone())?;
+            let restore_ms = started.elapsed().as_secs_f64() * 1000.0;
             for (resume, checkpoint) in resumes.iter_mut().zip(&restored.manifest.sources) {
                 resume.position = checkpoint.position;
             }
@@ -145,6 +147,12 @@ impl Recovery {
             metrics.update_checkpoints(|report| {
                 report.restored_from = Some(restored.manifest.id);
                 report.replayed_steps = restored.replay.len() as u64;
+                report.recovery = Some(RecoveryTimes {
+                    bytes: restored.bytes,
+                    read_ms: restored.read_ms,
+                    decode_ms: restored.decode_ms,
+                    restore_ms,
+                });
             });
         }
         Ok(Self { store, restored, replay, resumes, holds })

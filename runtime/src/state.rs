@@ -14,8 +14,14 @@
 //! intermediate state (the columns DataFusion's `state()` gives), and one
 //! `Accumulator` per key becomes rows of its `state()` scalars, restored
 //! with `merge_batch`.
+//!
+//! A batch put with [`put_stable`](OperatorState::put_stable) promises
+//! that its contents never change while its name is in use (an operator
+//! names an immutable block of state by a serial number): a checkpoint
+//! may then point at the copy an earlier checkpoint wrote instead of
+//! writing it again (see [`crate::checkpoint`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Cursor;
 use std::sync::Arc;
 
@@ -37,6 +43,16 @@ const MAGIC: &[u8; 8] = b"SLUICEOS";
 pub struct OperatorState {
     batches: BTreeMap<String, RecordBatch>,
     values: BTreeMap<String, i64>,
+    /// Batches whose contents never change under their name.
+    stable: BTreeSet<String>,
+}
+
+/// Where one framed batch of an encoded state lies in its file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub name: String,
+    pub offset: u64,
+    pub bytes: u64,
 }
 
 impl OperatorState {
@@ -46,6 +62,22 @@ impl OperatorState {
 
     pub fn put(&mut self, name: &str, batch: RecordBatch) {
         self.batches.insert(name.to_string(), batch);
+    }
+
+    /// Puts a batch that will never change while `name` is in use, so a
+    /// checkpoint may reuse the copy an earlier one wrote.
+    pub fn put_stable(&mut self, name: &str, batch: RecordBatch) {
+        self.stable.insert(name.to_string());
+        self.batches.insert(name.to_string(), batch);
+    }
+
+    pub fn is_stable(&self, name: &str) -> bool {
+        self.stable.contains(name)
+    }
+
+    /// The names of the stable batches.
+    pub fn stable_names(&self) -> impl Iterator<Item = &str> {
+        self.stable.iter().map(String::as_str)
     }
 
     pub fn put_value(&mut self, name: &str, value: i64) {
@@ -70,6 +102,9 @@ impl OperatorState {
     /// Puts `inner`'s batches and integers under `prefix/` (the state of
     /// one part of an operator, such as a key group).
     pub fn nest(&mut self, prefix: &str, inner: OperatorState) {
+        for name in inner.stable {
+            self.stable.insert(format!("{prefix}/{name}"));
+        }
         for (name, batch) in inner.batches {
             self.batches.insert(format!("{prefix}/{name}"), batch);
         }
@@ -81,10 +116,20 @@ impl OperatorState {
     /// Takes out what [`nest`](OperatorState::nest) put under `prefix/`.
     pub fn unnest(&mut self, prefix: &str) -> OperatorState {
         let start = format!("{prefix}/");
+        let stable = self.stable.iter().filter_map(|name| name.strip_prefix(&start).map(str::to_string)).collect();
+        self.stable.retain(|name| !name.starts_with(&start));
         OperatorState {
             batches: take_prefixed(&mut self.batches, &start),
             values: take_prefixed(&mut self.values, &start),
+            stable,
         }
+    }
+
+    /// Removes and returns the batches named `prefix/...`, named by what
+    /// follows the prefix, in name order.
+    pub fn take_all(&mut self, prefix: &str) -> Vec<(String, RecordBatch)> {
+        let inner = self.unnest(prefix);
+        inner.batches.into_iter().collect()
     }
 
     /// Rows held, for reporting.
@@ -93,9 +138,19 @@ impl OperatorState {
     }
 
     pub fn encode(&self) -> Result<Vec<u8>> {
+        Ok(self.encode_except(|_| false)?.0)
+    }
+
+    /// Encodes the integers and every batch but those `skip` names (stable
+    /// batches an earlier checkpoint holds), and says where each stable
+    /// batch written lies in the bytes.
+    pub fn encode_except(&self, skip: impl Fn(&str) -> bool) -> Result<(Vec<u8>, Vec<Frame>)> {
         let mut out = MAGIC.to_vec();
+        let mut frames = Vec::new();
         let values = values_batch(&self.values)?;
-        for (name, batch) in std::iter::once(("", &values)).chain(self.batches.iter().map(|(n, b)| (n.as_str(), b))) {
+        let batches = self.batches.iter().filter(|(name, _)| !skip(name)).map(|(n, b)| (n.as_str(), b));
+        for (name, batch) in std::iter::once(("", &values)).chain(batches) {
+            let offset = out.len() as u64;
             let mut ipc = Vec::new();
             let mut writer = StreamWriter::try_new(&mut ipc, batch.schema_ref())?;
             writer.write(batch)?;
@@ -105,15 +160,30 @@ impl OperatorState {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(&(ipc.len() as u64).to_le_bytes());
             out.extend_from_slice(&ipc);
+            if self.stable.contains(name) {
+                frames.push(Frame { name: name.to_string(), offset, bytes: out.len() as u64 - offset });
+            }
         }
-        Ok(out)
+        Ok((out, frames))
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self> {
         let corrupt = || RuntimeError::internal("operator state is truncated or corrupt");
-        let mut rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(corrupt)?;
+        let rest = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(corrupt)?;
         let mut state = OperatorState::default();
-        let mut first = true;
+        state.decode_frames(rest, true)?;
+        Ok(state)
+    }
+
+    /// Adds stable batches framed as [`encode_except`](Self::encode_except)
+    /// frames them (a slice of an earlier checkpoint's file).
+    pub fn decode_stable(&mut self, frames: &[u8]) -> Result<()> {
+        self.decode_frames(frames, false)
+    }
+
+    /// Decodes frames; the first is the integers if `first`.
+    fn decode_frames(&mut self, mut rest: &[u8], mut first: bool) -> Result<()> {
+        let corrupt = || RuntimeError::internal("operator state is truncated or corrupt");
         while !rest.is_empty() {
             let name_len = u32::from_le_bytes(rest.get(..4).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
             rest = &rest[4..];
@@ -122,8 +192,8 @@ impl OperatorState {
             rest = &rest[name_len as usize..];
             let len = u64::from_le_bytes(rest.get(..8).ok_or_else(corrupt)?.try_into().map_err(|_| corrupt())?);
             rest = &rest[8..];
-            let ipc = rest.get(..len as usize).ok_or_else(corrupt)?;
-            rest = &rest[len as usize..];
+            let ipc = rest.get(..usize::try_from(len).map_err(|_| corrupt())?).ok_or_else(corrupt)?;
+            rest = &rest[ipc.len()..];
             let reader = StreamReader::try_new(Cursor::new(ipc), None)?;
             let schema = reader.schema();
             let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
@@ -132,14 +202,14 @@ impl OperatorState {
                 for (index, field) in batch.schema().fields().iter().enumerate() {
                     let column = batch.column(index).as_primitive::<datafusion::arrow::datatypes::Int64Type>();
                     if !column.is_empty() {
-                        state.values.insert(field.name().clone(), column.value(0));
+                        self.values.insert(field.name().clone(), column.value(0));
                     }
                 }
             } else {
-                state.batches.insert(name.to_string(), batch);
+                self.batches.insert(name.to_string(), batch);
             }
         }
-        Ok(state)
+        Ok(())
     }
 }
 

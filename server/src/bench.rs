@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use serde_json::json;
-use sluice_runtime::{QueryMetrics, QueryStatus};
+use sluice_runtime::{QueryMetrics, QueryStatus, RecoveryTimes};
 
 use crate::engine::{Engine, Settings, StatementResult};
 use crate::error::EngineError;
@@ -242,6 +242,11 @@ pub struct CheckpointBench {
     /// keys ran (sorted), and how long its writer took for the last one.
     pub pauses_ms: Vec<f64>,
     pub background_write_ms: f64,
+    /// Where the recovery's time went.
+    pub recovery: RecoveryTimes,
+    /// Each periodic checkpoint: bytes written, and bytes of unchanged
+    /// state pointed at in earlier checkpoints instead.
+    pub periodic: Vec<(u64, u64)>,
 }
 
 impl CheckpointBench {
@@ -263,6 +268,12 @@ impl CheckpointBench {
             "pause_ms_p50": self.pause_quantile(0.5),
             "pause_ms_max": self.pauses_ms.last(),
             "background_write_ms": (self.background_write_ms * 10.0).round() / 10.0,
+            "recovery_bytes": self.recovery.bytes,
+            "recovery_read_ms": (self.recovery.read_ms * 10.0).round() / 10.0,
+            "recovery_decode_ms": (self.recovery.decode_ms * 10.0).round() / 10.0,
+            "recovery_restore_ms": (self.recovery.restore_ms * 10.0).round() / 10.0,
+            "periodic_written_bytes": self.periodic.iter().map(|(written, _)| written).collect::<Vec<_>>(),
+            "periodic_reused_bytes": self.periodic.iter().map(|(_, reused)| reused).collect::<Vec<_>>(),
         })
         .to_string()
     }
@@ -277,8 +288,31 @@ pub const CHECKPOINT_QUERY: &str =
 /// a data directory, reports its last checkpoint (taken when the input
 /// ended, holding every key), then opens the data directory again and
 /// times the recovery: catalog, plan, reading and checking the checkpoint,
-/// restoring every operator, until the query runs (here: is finished).
-pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, EngineError> {
+/// restoring every operator, until the query runs.
+/// With `state_bytes`, the keys of the recovery are as many as make a
+/// checkpoint of about that size (measured on 100 000 keys first); the
+/// periodic checkpoints are of `keys` keys still.
+pub async fn checkpoint(keys: u64, state_bytes: Option<u64>) -> Result<CheckpointBench, EngineError> {
+    let recovered_keys = match state_bytes {
+        Some(target) => {
+            let sample = recovery(100_000).await?;
+            let per_key = sample.0.checkpoint_bytes as f64 / 100_000.0;
+            ((target as f64 / per_key.max(1.0)) as u64).max(1)
+        }
+        None => keys,
+    };
+    let (mut result, dir) = recovery(recovered_keys).await?;
+    let (pauses_ms, background_write_ms, periodic) = periodic_pauses(&dir, keys).await?;
+    result.pauses_ms = pauses_ms;
+    result.background_write_ms = background_write_ms;
+    result.periodic = periodic;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(result)
+}
+
+/// The first run (its last checkpoint) and the recovery, of `keys` keys;
+/// and the data directory, for the periodic run.
+async fn recovery(keys: u64) -> Result<(CheckpointBench, std::path::PathBuf), EngineError> {
     let dir = std::env::temp_dir().join(format!("sluice-bench-checkpoint-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut settings = base_settings();
@@ -300,17 +334,18 @@ pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, EngineError> {
         wait_until_finished(&running, |_| {}).await?;
         (query_id.clone(), running.handle.metrics.checkpoints())
     };
+    // Opening the data directory plans the query and restores its
+    // checkpoint before it returns.
     let started = Instant::now();
     let engine = Engine::open(&dir).await?;
+    let recovery_ms = started.elapsed().as_secs_f64() * 1000.0;
     let running = engine.query(&query_id).ok_or_else(|| EngineError::internal("the query was not restored"))?;
     wait_until_finished(&running, |_| {}).await?;
-    let recovery_ms = started.elapsed().as_secs_f64() * 1000.0;
     let report = running.handle.metrics.checkpoints();
     if report.restored_from.is_none() {
         return Err(EngineError::internal(format!("the query did not restore its checkpoint: {report:?}")));
     }
     drop(engine);
-    let (pauses_ms, background_write_ms) = periodic_pauses(&dir, keys).await?;
     // The figures of the first run's final checkpoint.
     let result = CheckpointBench {
         query: "running_per_event".into(),
@@ -319,18 +354,21 @@ pub async fn checkpoint(keys: u64) -> Result<CheckpointBench, EngineError> {
         checkpoint_bytes: first.last_bytes.unwrap_or_default(),
         checkpoint_ms: first.last_duration_ms.unwrap_or_default(),
         recovery_ms,
-        pauses_ms,
-        background_write_ms,
+        pauses_ms: Vec::new(),
+        background_write_ms: 0.0,
+        recovery: report.recovery.unwrap_or_default(),
+        periodic: Vec::new(),
     };
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(result)
+    Ok((result, dir))
 }
 
 /// Runs a running GROUP BY over `keys` keys (ten rows each, so the query
 /// goes on well after every key is held) with a checkpoint every second:
 /// the pauses those checkpoints caused (a snapshot, and any wait for the
-/// previous checkpoint's writer), sorted, and the last writer's time.
-async fn periodic_pauses(dir: &std::path::Path, keys: u64) -> Result<(Vec<f64>, f64), EngineError> {
+/// previous checkpoint's writer), sorted, the last writer's time, and the
+/// bytes each wrote and pointed at. (The generator's hosts are skewed: a
+/// few keys take most rows, many are touched rarely.)
+async fn periodic_pauses(dir: &std::path::Path, keys: u64) -> Result<(Vec<f64>, f64, Vec<(u64, u64)>), EngineError> {
     let dir = dir.join("periodic");
     let engine = Engine::open(&dir).await?;
     let mut settings = base_settings();
@@ -353,7 +391,16 @@ async fn periodic_pauses(dir: &std::path::Path, keys: u64) -> Result<(Vec<f64>, 
         return Err(EngineError::internal("bench query did not start"));
     };
     let running = engine.query(id).ok_or_else(|| EngineError::internal("bench query vanished"))?;
-    wait_until_finished(&running, |_| {}).await?;
+    let mut periodic = Vec::new();
+    let mut last_id = None;
+    wait_until_finished(&running, |metrics| {
+        let report = metrics.checkpoints();
+        if report.last_id != last_id {
+            last_id = report.last_id;
+            periodic.push((report.last_bytes.unwrap_or_default(), report.last_reused_bytes.unwrap_or_default()));
+        }
+    })
+    .await?;
     let report = running.handle.metrics.checkpoints();
     // The first (where the sources start) and the last (the query
     // finished) are waited for; the ones between are the periodic ones.
@@ -363,7 +410,7 @@ async fn periodic_pauses(dir: &std::path::Path, keys: u64) -> Result<(Vec<f64>, 
         pauses.remove(0);
     }
     pauses.sort_by(f64::total_cmp);
-    Ok((pauses, report.last_duration_ms.unwrap_or_default()))
+    Ok((pauses, report.last_duration_ms.unwrap_or_default(), periodic))
 }
 
 /// What `sluice bench fanout` measured: one query, many websocket

@@ -197,11 +197,13 @@ fn checkpoint(status: &CheckpointStatus) -> Value {
         "last_id": report.last_id,
         "last_at": report.last_taken_at_ms.map(|ms| timestamp((ms as i64).saturating_mul(1_000_000))),
         "last_bytes": report.last_bytes,
+        "last_reused_bytes": report.last_reused_bytes,
         "last_duration_ms": report.last_duration_ms,
         "last_pause_ms": report.last_pause_ms,
         "recent_pauses_ms": report.recent_pauses_ms,
         "restored_from": report.restored_from,
         "replayed_steps": report.replayed_steps,
+        "recovery": report.recovery,
         "warnings": report.warnings,
     })
 }

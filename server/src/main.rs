@@ -126,6 +126,10 @@ enum Command {
         /// Distinct keys (client IPs) in the generated data.
         #[arg(long, default_value_t = 40)]
         keys: u64,
+        /// checkpoint: recover a state of about this size (such as 1G or
+        /// 500M) instead of `--keys` keys.
+        #[arg(long, value_parser = parse_bytes)]
+        state_bytes: Option<u64>,
         /// fanout: websocket subscribers of the one query.
         #[arg(long, default_value_t = 1000)]
         subscribers: usize,
@@ -430,15 +434,20 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        Command::Bench { suite, keys, .. } if suite == "checkpoint" => runtime.block_on(async {
-            let result = sluice::bench::checkpoint(keys).await?;
+        Command::Bench { suite, keys, state_bytes, .. } if suite == "checkpoint" => runtime.block_on(async {
+            let result = sluice::bench::checkpoint(keys, state_bytes).await?;
             println!("{}", sluice::bench::CHECKPOINT_QUERY);
+            let recovery = result.recovery;
             println!(
-                "{} keys in state: checkpoint {:.1} MB in {:.0} ms; recovery {:.0} ms",
+                "{} keys in state: checkpoint {:.1} MB in {:.0} ms; recovery {:.0} ms (read {:.1} MB in {:.0} ms, decode {:.0} ms, restore {:.0} ms)",
                 result.keys,
                 result.checkpoint_bytes as f64 / 1e6,
                 result.checkpoint_ms,
-                result.recovery_ms
+                result.recovery_ms,
+                recovery.bytes as f64 / 1e6,
+                recovery.read_ms,
+                recovery.decode_ms,
+                recovery.restore_ms
             );
             let pause = |quantile: f64| result.pause_quantile(quantile).map_or("-".into(), |ms| format!("{ms:.1}"));
             println!(
@@ -450,6 +459,11 @@ fn main() -> anyhow::Result<()> {
                 pause(1.0),
                 result.background_write_ms
             );
+            let megabytes = |bytes: &u64| format!("{:.1}", *bytes as f64 / 1e6);
+            let written: Vec<String> = result.periodic.iter().map(|(written, _)| megabytes(written)).collect();
+            let reused: Vec<String> = result.periodic.iter().map(|(_, reused)| megabytes(reused)).collect();
+            println!("  MB written by each: {}", written.join(" "));
+            println!("  MB of unchanged state pointed at instead: {}", reused.join(" "));
             println!("{}", result.json_line());
             Ok(())
         }),
@@ -483,4 +497,17 @@ fn main() -> anyhow::Result<()> {
             Ok(sluice::repl::interactive(&url, token(token_file.as_deref())?, &runtime)?)
         }
     }
+}
+
+/// A size such as `1G`, `500M`, `64K` or `1000` (bytes; powers of 1024).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim().trim_end_matches(['B', 'b']);
+    let (number, scale) = match text.char_indices().last() {
+        Some((at, 'K' | 'k')) => (&text[..at], 1u64 << 10),
+        Some((at, 'M' | 'm')) => (&text[..at], 1 << 20),
+        Some((at, 'G' | 'g')) => (&text[..at], 1 << 30),
+        _ => (text, 1),
+    };
+    let number: f64 = number.trim().parse().map_err(|_| format!("{text:?} is not a size such as 1G, 500M or 4096"))?;
+    Ok((number * scale as f64) as u64)
 }

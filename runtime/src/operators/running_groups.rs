@@ -27,9 +27,9 @@
 //! So a batch costs work in proportion to its rows and the keys it
 //! touches, all of it vectorised, and none in proportion to the keys held.
 //! Superseded rows stay in their chunk until it holds no live key (it is
-//! dropped) or until the chunks hold twice the live keys (all live rows
-//! are gathered into one chunk): memory stays within about twice the live
-//! state.
+//! dropped) or until the chunks hold twice the live keys (the live rows of
+//! the chunks less than half live are gathered into one chunk): memory
+//! stays within about twice the live state.
 //!
 //! Merging a saved state back per batch is exact for every aggregate (it
 //! is how DataFusion combines partial aggregates) and cheap for those
@@ -41,17 +41,23 @@
 //!
 //! # Checkpoints
 //!
-//! A snapshot is the chunks as they are (`groups/{i}`: their arrays are
-//! immutable, so the snapshot shares them and the checkpoint's writer
-//! encodes them while the query goes on) and an index `groups` of one row
-//! per key: `key`, `chunk`, `row`. The query pauses only to build the
-//! index. Superseded rows in a chunk are saved too (at most about as many
-//! as live ones, see above); a restore drops chunks no key points at.
+//! Each chunk also holds the keys of its rows, and is named by a serial
+//! number. A snapshot is the chunks as they are (`chunk/{serial}`: their
+//! arrays are immutable, so the snapshot shares them and the checkpoint's
+//! writer encodes them while the query goes on) and per chunk a bitmap of
+//! its rows that are some key's current one (`live/{serial}`). The query
+//! pauses only to set the bits (a pass over the slots). A chunk never
+//! changes under its serial, so it is put as stable state: a checkpoint
+//! writes the chunks added since the last one and the bitmaps, and points
+//! at the earlier checkpoints' copies of the rest (incremental
+//! checkpoints, see [`crate::checkpoint`]). Superseded rows in a chunk are
+//! saved too (at most about as many as live ones, see above); a restore
+//! drops chunks with no live row.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, Int64Array, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{interleave, take};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::row::RowConverter;
@@ -64,10 +70,14 @@ use crate::metrics::StateSize;
 use crate::operator::Operator;
 use crate::operators::group_aggregate::GroupAggregateSpec;
 use crate::operators::groups::{AggregateInputs, create_accumulator, grouping_keys, key_converter, output_batch};
-use crate::state::{OperatorState, batch_of, binary_column, i64_column, rows_column};
+use crate::state::{OperatorState, batch_of, rows_column};
 
-/// The checkpoint batch: one row per key.
-const GROUPS_STATE: &str = "groups";
+/// Chunks of fewer rows are small (batches of a slow input): once there
+/// are more than [`SMALL_CHUNKS`] of them, they are gathered into one.
+/// Chunks of a fast input are larger and never copied for this (the copy
+/// would cost about as much as the aggregation).
+const SMALL_CHUNK_ROWS: usize = 512;
+const SMALL_CHUNKS: usize = 32;
 
 /// Whether `spec` runs here: an append-only input, and aggregates whose
 /// intermediate state is a few scalar values (not a list, a map or a
@@ -99,16 +109,21 @@ struct Slot {
 /// rows are some key's current one.
 struct Chunk {
     columns: Vec<ArrayRef>,
+    /// The key (row bytes) of each row.
+    keys: ArrayRef,
     live: usize,
+    /// Names the chunk in checkpoints: never reused, and the chunk never
+    /// changes.
+    serial: u64,
 }
 
 impl Chunk {
     fn rows(&self) -> usize {
-        self.columns.first().map_or(0, |column| column.len())
+        self.keys.len()
     }
 
     fn bytes(&self) -> usize {
-        self.columns.iter().map(|column| column.get_array_memory_size()).sum()
+        self.columns.iter().chain([&self.keys]).map(|column| column.get_array_memory_size()).sum()
     }
 }
 
@@ -132,6 +147,7 @@ pub struct RunningGroups {
     /// (`u32::MAX` between batches).
     local_of: Vec<u32>,
     last_expiry: Instant,
+    next_serial: u64,
 }
 
 impl RunningGroups {
@@ -153,6 +169,7 @@ impl RunningGroups {
             chunk_rows: 0,
             local_of: Vec::new(),
             last_expiry: Instant::now(),
+            next_serial: 0,
         })
     }
 
@@ -160,7 +177,15 @@ impl RunningGroups {
         self.spec.aggregates.iter().map(create_accumulator).collect()
     }
 
-    fn add_chunk(&mut self, chunk: Chunk) -> u32 {
+    /// Adds a chunk of `columns` (and its rows' `keys`) with `live` live
+    /// rows, under a new serial.
+    fn add_chunk(&mut self, columns: Vec<ArrayRef>, keys: ArrayRef, live: usize) -> u32 {
+        let chunk = Chunk { columns, keys, live, serial: self.next_serial };
+        self.next_serial += 1;
+        self.insert_chunk(chunk)
+    }
+
+    fn insert_chunk(&mut self, chunk: Chunk) -> u32 {
         self.chunk_rows += chunk.rows();
         match self.free_chunks.pop() {
             Some(id) => {
@@ -224,6 +249,13 @@ impl RunningGroups {
             .collect()
     }
 
+    /// The keys at `picks`.
+    fn gather_keys(&self, picks: &[(usize, usize)]) -> Result<ArrayRef> {
+        let (sources, _) = self.sources();
+        let arrays: Vec<&dyn Array> = sources.iter().map(|chunk| chunk.keys.as_ref()).collect();
+        Ok(interleave(&arrays, picks)?)
+    }
+
     /// A chunk's columns as per aggregate its state columns, and per
     /// aggregate its result.
     fn split(&self, mut columns: Vec<ArrayRef>) -> (Vec<Vec<ArrayRef>>, Vec<ArrayRef>) {
@@ -238,27 +270,70 @@ impl RunningGroups {
         (positions[slot.chunk as usize], slot.row as usize)
     }
 
-    /// Gathers every live row into one chunk once superseded rows
-    /// outnumber them.
-    fn compact_if_sparse(&mut self) -> Result<()> {
+    /// Once superseded rows outnumber live ones, gathers the live rows of
+    /// the chunks less than half live into one new chunk. Chunks mostly
+    /// live are left as they are (a checkpoint need not write them again),
+    /// and afterwards every chunk is at least half live. Small chunks (one
+    /// per batch: a few hundred rows at low rates) are gathered into one
+    /// once there are more than [`SMALL_CHUNKS`], so chunks stay few and
+    /// large (cheap to gather from and to checkpoint).
+    fn compact(&mut self) -> Result<()> {
         let live = self.keys.len();
-        if self.chunk_rows <= 2 * live + 4096 || self.chunks.iter().flatten().count() <= 1 {
-            return Ok(());
+        if self.chunk_rows > 2 * live + 4096 && self.chunks.iter().flatten().count() > 1 {
+            self.regather(|chunk| chunk.live * 2 < chunk.rows(), false)?;
         }
+        let small = self.chunks.iter().flatten().filter(|chunk| chunk.rows() < SMALL_CHUNK_ROWS).count();
+        if small > SMALL_CHUNKS {
+            self.regather(|chunk| chunk.rows() < SMALL_CHUNK_ROWS, true)?;
+        }
+        Ok(())
+    }
+
+    /// Gathers the live rows of the chunks `which` picks into one new
+    /// chunk. `by_keys`: find them by looking their rows' keys up (for a
+    /// few small chunks) rather than by a pass over every slot.
+    fn regather(&mut self, which: impl Fn(&Chunk) -> bool, by_keys: bool) -> Result<()> {
+        let picked: Vec<bool> = self.chunks.iter().map(|chunk| chunk.as_ref().is_some_and(&which)).collect();
         let (_, positions) = self.sources();
-        let mut picks = Vec::with_capacity(live);
-        let mut moved = Vec::with_capacity(live);
-        for (index, slot) in self.slots.iter().enumerate() {
-            if let Some(slot) = slot {
-                picks.push(self.pick(slot, &positions));
-                moved.push(index);
+        let mut picks = Vec::new();
+        let mut moved = Vec::new();
+        if by_keys {
+            for (id, chunk) in self.chunks.iter().enumerate() {
+                let Some(chunk) = chunk.as_ref().filter(|_| picked[id]) else { continue };
+                let keys = chunk.keys.as_binary_opt::<i32>().ok_or_else(|| RuntimeError::internal("chunk keys"))?;
+                for row in 0..keys.len() {
+                    let Some(&index) = self.keys.get(keys.value(row)) else { continue };
+                    if let Some(slot) = &self.slots[index]
+                        && slot.chunk as usize == id
+                        && slot.row as usize == row
+                    {
+                        picks.push(self.pick(slot, &positions));
+                        moved.push(index);
+                    }
+                }
+            }
+        } else {
+            for (index, slot) in self.slots.iter().enumerate() {
+                if let Some(slot) = slot
+                    && picked.get(slot.chunk as usize).copied().unwrap_or(false)
+                {
+                    picks.push(self.pick(slot, &positions));
+                    moved.push(index);
+                }
             }
         }
         let columns = self.gather(&picks)?;
-        self.chunks.clear();
-        self.free_chunks.clear();
-        self.chunk_rows = 0;
-        let id = self.add_chunk(Chunk { columns, live: moved.len() });
+        let keys = self.gather_keys(&picks)?;
+        for (id, picked) in picked.into_iter().enumerate() {
+            if picked && let Some(chunk) = self.chunks[id].take() {
+                self.chunk_rows -= chunk.rows();
+                self.free_chunks.push(id as u32);
+            }
+        }
+        if moved.is_empty() {
+            return Ok(());
+        }
+        let id = self.add_chunk(columns, keys, moved.len());
         for (row, index) in moved.into_iter().enumerate() {
             if let Some(slot) = &mut self.slots[index] {
                 slot.chunk = id;
@@ -419,7 +494,8 @@ impl Operator for RunningGroups {
         out.push(Message::Batch(StreamBatch { rows, ops: Some(ops) }));
         // 5. The new rows become the touched keys' state.
         let columns = states.into_iter().flatten().chain(results).collect();
-        let id = self.add_chunk(Chunk { columns, live: groups });
+        let keys = rows_column(first_rows.iter().map(|&row| inputs.keys.row(row as usize).data()));
+        let id = self.add_chunk(columns, keys, groups);
         for (local, &index) in touched.iter().enumerate() {
             let previous = self.slots[index].replace(Slot { chunk: id, row: local as u32, last_update: now });
             if let Some(previous) = previous
@@ -428,50 +504,35 @@ impl Operator for RunningGroups {
                 self.release_row(previous.chunk);
             }
         }
-        self.compact_if_sparse()
+        self.compact()
     }
 
     /// Zero-copy: the chunks as they are (their arrays are immutable and
-    /// shared with the snapshot), and an index of where each key's row is.
-    /// Only the index is built, so the query pauses for a pass over the
-    /// keys, not for a copy of the state.
+    /// shared with the snapshot), and per chunk a bitmap of its live rows.
     fn snapshot(&mut self) -> Result<OperatorState> {
-        let mut state = OperatorState::default();
-        let mut positions = vec![usize::MAX; self.chunks.len()];
-        let mut saved = 0;
-        for (id, chunk) in self.chunks.iter().enumerate() {
-            let Some(chunk) = chunk else { continue };
-            positions[id] = saved;
-            let columns = chunk.columns.iter().enumerate().map(|(index, column)| (format!("c{index}"), column.clone()));
-            state.put(&format!("{GROUPS_STATE}/{saved}"), batch_of(columns.collect())?);
-            saved += 1;
-        }
-        let mut keys = Vec::with_capacity(self.keys.len());
-        let mut chunks = Vec::with_capacity(self.keys.len());
-        let mut rows = Vec::with_capacity(self.keys.len());
-        for (key, &index) in &self.keys {
-            let slot = self.slots[index].as_ref().ok_or_else(|| RuntimeError::internal("a key without a slot"))?;
+        let mut live: Vec<Vec<bool>> =
+            self.chunks.iter().map(|chunk| vec![false; chunk.as_ref().map_or(0, Chunk::rows)]).collect();
+        for slot in self.slots.iter().flatten() {
             // A key whose first batch failed half-way has no state yet.
-            if slot.chunk == u32::MAX {
-                continue;
+            if let Some(row) = live.get_mut(slot.chunk as usize).and_then(|rows| rows.get_mut(slot.row as usize)) {
+                *row = true;
             }
-            keys.push(key.as_ref());
-            chunks.push(positions[slot.chunk as usize] as i64);
-            rows.push(i64::from(slot.row));
         }
-        let columns = vec![
-            ("key".to_string(), rows_column(keys)),
-            ("chunk".to_string(), Arc::new(Int64Array::from(chunks)) as ArrayRef),
-            ("row".to_string(), Arc::new(Int64Array::from(rows)) as ArrayRef),
-        ];
-        state.put(GROUPS_STATE, batch_of(columns)?);
-        state.put_value("chunks", saved as i64);
+        let mut state = OperatorState::default();
+        for (chunk, live) in self.chunks.iter().zip(live) {
+            let Some(chunk) = chunk else { continue };
+            let columns = chunk.columns.iter().enumerate().map(|(index, column)| (format!("c{index}"), column.clone()));
+            let columns = std::iter::once(("key".to_string(), chunk.keys.clone())).chain(columns);
+            state.put_stable(&format!("chunk/{}", chunk.serial), batch_of(columns.collect())?);
+            let live = Arc::new(BooleanArray::from(live)) as ArrayRef;
+            state.put(&format!("live/{}", chunk.serial), batch_of(vec![("live".to_string(), live)])?);
+        }
+        state.put_value("next_serial", self.next_serial as i64);
         Ok(state)
     }
 
     fn restore(&mut self, mut state: OperatorState) -> Result<()> {
-        let index = state.take(GROUPS_STATE)?;
-        let saved = usize::try_from(state.value("chunks")?).unwrap_or_default();
+        let corrupt = |what: &str| RuntimeError::internal(format!("groups state {what}"));
         let now = Instant::now();
         self.keys.clear();
         self.slots.clear();
@@ -480,37 +541,37 @@ impl Operator for RunningGroups {
         self.free_chunks.clear();
         self.chunk_rows = 0;
         self.last_expiry = now;
+        self.next_serial = u64::try_from(state.value("next_serial")?).map_err(|_| corrupt("has a bad serial"))?;
         let width = self.state_fields.iter().sum::<usize>() + self.spec.aggregates.len();
-        let mut ids = Vec::with_capacity(saved);
-        for position in 0..saved {
-            let batch = state.take(&format!("{GROUPS_STATE}/{position}"))?;
-            if batch.num_columns() != width {
-                return Err(RuntimeError::internal("groups state of another shape"));
+        let mut live: std::collections::HashMap<String, RecordBatch> = state.take_all("live").into_iter().collect();
+        let keys: usize =
+            live.values().map(|bits| bits.column(0).as_boolean_opt().map_or(0, BooleanArray::true_count)).sum();
+        self.keys.reserve(keys);
+        self.slots.reserve(keys);
+        for (serial, batch) in state.take_all("chunk") {
+            let bits = live.remove(&serial).ok_or_else(|| corrupt("has a chunk without its live rows"))?;
+            let serial: u64 = serial.parse().map_err(|_| corrupt("has a bad serial"))?;
+            let bits = bits.column(0).as_boolean_opt().ok_or_else(|| corrupt("has live rows of another type"))?;
+            if batch.num_columns() != width + 1 || bits.len() != batch.num_rows() || serial >= self.next_serial {
+                return Err(corrupt("of another shape"));
             }
-            ids.push(self.add_chunk(Chunk { columns: batch.columns().to_vec(), live: 0 }));
-        }
-        let keys = binary_column(&index, "key")?;
-        let chunks = i64_column(&index, "chunk")?;
-        let rows = i64_column(&index, "row")?;
-        for entry in 0..index.num_rows() {
-            let id = usize::try_from(chunks.value(entry))
-                .ok()
-                .and_then(|position| ids.get(position).copied())
-                .ok_or_else(|| RuntimeError::internal("groups state names a chunk it does not hold"))?;
-            let row = rows.value(entry);
-            let chunk = self.chunks[id as usize].as_mut().ok_or_else(|| RuntimeError::internal("a chunk vanished"))?;
-            if row < 0 || row as usize >= chunk.rows() {
-                return Err(RuntimeError::internal("groups state names a row past its chunk"));
+            let keys = batch.column(0).as_binary_opt::<i32>().ok_or_else(|| corrupt("has keys of another type"))?;
+            let rows: Vec<u32> = (0..bits.len()).filter(|&row| bits.value(row)).map(|row| row as u32).collect();
+            if rows.is_empty() {
+                continue;
             }
-            chunk.live += 1;
-            let slot = self.new_slot(Slot { chunk: id, row: row as u32, last_update: now });
-            self.keys.insert(keys.value(entry).into(), slot);
-        }
-        // Chunks no key points at any more are dropped.
-        for (id, chunk) in self.chunks.iter_mut().enumerate() {
-            if let Some(empty) = chunk.take_if(|chunk| chunk.live == 0) {
-                self.chunk_rows -= empty.rows();
-                self.free_chunks.push(id as u32);
+            let chunk = Chunk {
+                columns: batch.columns()[1..].to_vec(),
+                keys: batch.column(0).clone(),
+                live: rows.len(),
+                serial,
+            };
+            let id = self.insert_chunk(chunk);
+            for row in rows {
+                let slot = self.new_slot(Slot { chunk: id, row, last_update: now });
+                if self.keys.insert(keys.value(row as usize).into(), slot).is_some() {
+                    return Err(corrupt("holds a key twice"));
+                }
             }
         }
         Ok(())
@@ -648,6 +709,42 @@ mod tests {
         let Some(Message::Batch(batch)) = out.last() else { panic!("no output") };
         let totals = batch.rows.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
         assert_eq!((totals.value(0), totals.value(1)), (0, 100));
+    }
+
+    #[test]
+    fn a_snapshot_after_a_few_keys_changed_shares_the_other_chunks() {
+        let spec = spec(true);
+        let mut operator = RunningGroups::new(spec.clone()).unwrap();
+        let mut out = Vec::new();
+        let keys: Vec<String> = (0..1000).map(|key| format!("k{key}")).collect();
+        for rows in keys.chunks(100) {
+            let rows: Vec<(&str, i64)> = rows.iter().map(|key| (key.as_str(), 1)).collect();
+            let (_, Message::Batch(input)) = batch(&spec, &rows) else { unreachable!() };
+            operator.on_batch(0, input, &mut out).unwrap();
+        }
+        let first = operator.snapshot().unwrap();
+        let (_, Message::Batch(input)) = batch(&spec, &[("k5", 2), ("k999", 2)]) else { unreachable!() };
+        operator.on_batch(0, input, &mut out).unwrap();
+        let second = operator.snapshot().unwrap();
+        let first_names: Vec<&str> = first.stable_names().collect();
+        let second_names: Vec<&str> = second.stable_names().collect();
+        // Ten chunks of a hundred keys, then one more of the two touched.
+        assert_eq!(first_names.len(), 10);
+        assert_eq!(second_names.len(), 11);
+        assert!(first_names.iter().all(|name| second_names.contains(name)));
+        // Restored from the second, k5 answers from its new row.
+        let mut restored = RunningGroups::new(spec.clone()).unwrap();
+        restored.restore(OperatorState::decode(&second.encode().unwrap()).unwrap()).unwrap();
+        assert_eq!(restored.keys.len(), 1000);
+        let (_, Message::Batch(input)) = batch(&spec, &[("k5", 3)]) else { unreachable!() };
+        let mut out = Vec::new();
+        restored.on_batch(0, input, &mut out).unwrap();
+        let Some(Message::Batch(batch)) = out.last() else { panic!("no output") };
+        let totals = batch.rows.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
+        assert_eq!((totals.value(0), totals.value(1)), (3, 6));
+        // New chunks after the restore do not reuse a serial.
+        let names: Vec<String> = restored.snapshot().unwrap().stable_names().map(str::to_string).collect();
+        assert!(names.contains(&"chunk/11".to_string()), "{names:?}");
     }
 
     #[test]
