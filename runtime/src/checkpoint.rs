@@ -416,10 +416,19 @@ impl CheckpointStore {
                 return Err(Damaged(format!("{name} does not match its checksum")));
             }
             let mut blocks = Vec::new();
+            // Each earlier file is opened once for all its blocks.
+            let mut files: HashMap<u64, std::fs::File> = HashMap::new();
             for block in entry.stable.iter().filter(|block| block.checkpoint != id) {
-                let path = checkpoint_dir(&self.config.dir, block.checkpoint).join(name);
-                let frame = read_at(&path, block.offset, block.bytes)
-                    .map_err(|error| Damaged(format!("{} of checkpoint {}: {error}", name, block.checkpoint)))?;
+                let damaged =
+                    |error: std::io::Error| Damaged(format!("{} of checkpoint {}: {error}", name, block.checkpoint));
+                let file = match files.entry(block.checkpoint) {
+                    std::collections::hash_map::Entry::Occupied(file) => file.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(vacant) => {
+                        let path = checkpoint_dir(&self.config.dir, block.checkpoint).join(name);
+                        vacant.insert(std::fs::File::open(path).map_err(damaged)?)
+                    }
+                };
+                let frame = read_at(file, block.offset, block.bytes).map_err(damaged)?;
                 if checksum(&frame) != block.crc32 {
                     return Err(Damaged(format!(
                         "{} of checkpoint {} does not match its checksum",
@@ -665,10 +674,9 @@ fn write_files(
     Ok((manifest, total))
 }
 
-/// `bytes` bytes of `path` from `offset`.
-fn read_at(path: &Path, offset: u64, bytes: u64) -> std::io::Result<Vec<u8>> {
+/// `bytes` bytes of `file` from `offset`.
+fn read_at(file: &std::fs::File, offset: u64, bytes: u64) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(path)?;
     let mut frame = vec![0; usize::try_from(bytes).map_err(std::io::Error::other)?];
     file.read_exact_at(&mut frame, offset)?;
     Ok(frame)
