@@ -217,6 +217,9 @@ impl SluiceDb {
                 Some(OutputEvent::End) => break,
                 Some(OutputEvent::Failed { message }) => return Err(DbError(message)),
                 Some(OutputEvent::Shutdown) => return Err(DbError("the engine shut down".into())),
+                Some(OutputEvent::Snapshot { .. }) => {
+                    return Err(DbError("a snapshot on a subscription from seq 0".into()));
+                }
                 None => return Err(DbError("subscriber cut off".into())),
             }
         }

@@ -17,4 +17,9 @@ pub trait Catalog: Send + Sync {
     fn table_names(&self) -> Vec<String> {
         Vec::new()
     }
+    /// The `CREATE VIEW` text of the view called `name`, if any; readers
+    /// plan its query into their own (see [`crate::views`]).
+    fn view(&self, _name: &str) -> Option<String> {
+        None
+    }
 }

@@ -22,6 +22,7 @@
 //! - [`ddl`]: `CREATE STREAM` to a [`SourceSpec`](sluice_runtime::SourceSpec).
 //! - [`catalog`]: what the planner asks the server's catalog.
 //! - [`options`]: query settings that change the plan.
+//! - [`views`]: views expanded into the queries that read them.
 //! - `from_walk`: the one walk over a query's FROM clauses that the rewrites
 //!   share.
 //! - [`window_tvf`]: rewrites window table functions (`TUMBLE(...)`) and
@@ -60,6 +61,7 @@ pub mod rewritten;
 pub mod statement;
 mod top_n;
 pub mod unnest;
+pub mod views;
 pub mod watermark;
 pub mod window_tvf;
 

@@ -165,6 +165,8 @@ impl<'a> Lowering<'a> {
             allowed_lateness: options.allowed_lateness,
             source_windows: Vec::new(),
             key_groups: options.key_groups.max(1),
+            sink: None,
+            materialized: false,
         };
         let Rewritten { windows, temporal, patterns } = rewritten;
         Self { state, catalog, windows, temporal, patterns, sql, start, options, plan, expand_windows: false }

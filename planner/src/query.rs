@@ -165,6 +165,9 @@ pub async fn plan_query(
         if error.line.is_none() { error.at_location(start) } else { error }
     };
     let mut query = query.clone();
+    let mut patterns = patterns.to_vec();
+    crate::views::expand_views(&mut query, &mut patterns, catalog).map_err(located)?;
+    let patterns = patterns.as_slice();
     rewrite_lateral_unnest(&mut query).map_err(located)?;
     let mut rewritten = rewrite_windows(&mut query, catalog).map_err(located)?;
     // MATCH_RECOGNIZE in the queries windows read (`TABLE (SELECT ...)`),

@@ -9,7 +9,11 @@
 //! CREATE TABLE name (..., PRIMARY KEY (...)) [WITH (connector = 'file', ...)];  -- static
 //! INSERT INTO name [(columns)] VALUES (...), ...;          -- into a static table
 //! DROP {STREAM | TABLE} [IF EXISTS] name;
-//! SHOW STREAMS; SHOW TABLES; SHOW QUERIES;
+//! CREATE VIEW name AS SELECT ...;                          -- planned into its readers
+//! CREATE MATERIALIZED VIEW name AS SELECT ...;             -- runs once, keeps its result
+//! CREATE SINK name INTO {FILE | KAFKA} (option = value, ...) AS SELECT ...;
+//! DROP {VIEW | MATERIALIZED VIEW | SINK} [IF EXISTS] name;
+//! SHOW STREAMS; SHOW TABLES; SHOW QUERIES; SHOW VIEWS; SHOW SINKS;
 //! DESCRIBE name;
 //! SET epoch_interval = '10ms';
 //! EXPLAIN SELECT ...;
@@ -48,9 +52,21 @@ pub enum Statement {
         table: String,
         statement: Box<ast::Statement>,
     },
+    /// `CREATE VIEW` or `CREATE MATERIALIZED VIEW`: a named query.
+    CreateView(Box<CreateView>),
+    /// `CREATE SINK name INTO kind (options) AS query`.
+    CreateSink(Box<CreateSink>),
+    /// `DROP VIEW`, `DROP MATERIALIZED VIEW` or `DROP SINK`.
+    DropNamed {
+        kind: NamedKind,
+        name: String,
+        if_exists: bool,
+    },
     ShowStreams,
     ShowTables,
     ShowQueries,
+    ShowViews,
+    ShowSinks,
     Describe {
         name: String,
     },
@@ -74,6 +90,67 @@ pub enum Statement {
         emit: Option<EarlyEmit>,
         patterns: Vec<PatternClause>,
     },
+}
+
+/// A named query: a view, or a materialized view.
+#[derive(Debug, Clone)]
+pub struct CreateView {
+    pub name: String,
+    pub name_location: Location,
+    pub materialized: bool,
+    pub if_not_exists: bool,
+    pub query: Box<ast::Query>,
+    pub emit: Option<EarlyEmit>,
+    pub patterns: Vec<PatternClause>,
+}
+
+/// `CREATE SINK name INTO kind (options) AS query`.
+#[derive(Debug, Clone)]
+pub struct CreateSink {
+    pub name: String,
+    pub name_location: Location,
+    pub if_not_exists: bool,
+    /// `file` or `kafka`, lower-cased, and where it is.
+    pub kind: String,
+    pub kind_location: Location,
+    /// `(key, value, where the key is)`, keys lower-cased.
+    pub options: Vec<(String, String, Location)>,
+    pub query: Box<ast::Query>,
+    pub emit: Option<EarlyEmit>,
+    pub patterns: Vec<PatternClause>,
+}
+
+/// What a `DROP` of a named query removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamedKind {
+    View,
+    MaterializedView,
+    Sink,
+}
+
+impl NamedKind {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::View => "view",
+            Self::MaterializedView => "materialized view",
+            Self::Sink => "sink",
+        }
+    }
+}
+
+impl Statement {
+    /// The query a statement runs or names, with its EMIT clause and
+    /// pattern clauses.
+    pub fn query_parts(&self) -> Option<(&ast::Query, Option<EarlyEmit>, &[PatternClause])> {
+        match self {
+            Self::Query { query, emit, patterns } | Self::Explain { query, emit, patterns } => {
+                Some((query, *emit, patterns))
+            }
+            Self::CreateView(view) => Some((&view.query, view.emit, &view.patterns)),
+            Self::CreateSink(sink) => Some((&sink.query, sink.emit, &sink.patterns)),
+            _ => None,
+        }
+    }
 }
 
 /// A statement with where it starts and its own text.
@@ -109,9 +186,14 @@ fn parse_all(sql: &str) -> Result<Vec<Located>> {
             break;
         }
         let mut statement = parse_one(&mut parser, sql)?;
-        if let Statement::Query { patterns: mine, .. } | Statement::Explain { patterns: mine, .. } = &mut statement {
+        match &mut statement {
             // Every clause of the request; the stubs name theirs by index.
-            mine.clone_from(&patterns);
+            Statement::Query { patterns: mine, .. } | Statement::Explain { patterns: mine, .. } => {
+                mine.clone_from(&patterns)
+            }
+            Statement::CreateView(view) => view.patterns.clone_from(&patterns),
+            Statement::CreateSink(sink) => sink.patterns.clone_from(&patterns),
+            _ => {}
         }
         let next = parser.peek_token();
         if !matches!(next.token, Token::SemiColon | Token::EOF) {
@@ -160,16 +242,65 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
         let name = object_name(&parser.parse_object_name(false)?);
         return Ok(Statement::DropStream { name, if_exists });
     }
-    if word_is(&first, "SHOW") && ["STREAMS", "TABLES", "QUERIES"].iter().any(|word| word_is(&second, word)) {
+    if word_is(&first, "SHOW")
+        && ["STREAMS", "TABLES", "QUERIES", "VIEWS", "SINKS"].iter().any(|word| word_is(&second, word))
+    {
         parser.next_token();
         let what = parser.next_token();
         return Ok(if word_is(&what, "STREAMS") {
             Statement::ShowStreams
         } else if word_is(&what, "TABLES") {
             Statement::ShowTables
+        } else if word_is(&what, "VIEWS") {
+            Statement::ShowViews
+        } else if word_is(&what, "SINKS") {
+            Statement::ShowSinks
         } else {
             Statement::ShowQueries
         });
+    }
+    if word_is(&first, "CREATE") {
+        let third = parser.peek_nth_token(2);
+        let (materialized, or_replace) = (word_is(&second, "MATERIALIZED"), word_is(&second, "OR"));
+        if or_replace && (word_is(&third, "VIEW") || word_is(&third, "MATERIALIZED") || word_is(&third, "SINK")) {
+            return Err(PlanError::unsupported(
+                "CREATE OR REPLACE is not supported: DROP the view or sink, then CREATE it again",
+            )
+            .at(second.span));
+        }
+        if word_is(&second, "VIEW") || (materialized && word_is(&third, "VIEW")) {
+            parser.next_token();
+            parser.next_token();
+            if materialized {
+                parser.next_token();
+            }
+            return parse_create_view(parser, materialized);
+        }
+        if word_is(&second, "SINK") {
+            parser.next_token();
+            parser.next_token();
+            return parse_create_sink(parser);
+        }
+    }
+    if word_is(&first, "DROP") {
+        let third = parser.peek_nth_token(2);
+        let kind = if word_is(&second, "VIEW") {
+            Some((NamedKind::View, 2))
+        } else if word_is(&second, "MATERIALIZED") && word_is(&third, "VIEW") {
+            Some((NamedKind::MaterializedView, 3))
+        } else if word_is(&second, "SINK") {
+            Some((NamedKind::Sink, 2))
+        } else {
+            None
+        };
+        if let Some((kind, words)) = kind {
+            for _ in 0..words {
+                parser.next_token();
+            }
+            let if_exists = parser.parse_keywords(&[Keyword::IF, Keyword::EXISTS]);
+            let name = object_name(&parser.parse_object_name(false)?);
+            return Ok(Statement::DropNamed { kind, name, if_exists });
+        }
     }
     if word_is(&first, "DESCRIBE") || word_is(&first, "DESC") {
         parser.next_token();
@@ -229,9 +360,101 @@ fn parse_one(parser: &mut Parser, sql: &str) -> Result<Statement> {
                 .collect::<Vec<_>>()
                 .join(" ");
             Err(PlanError::unsupported(format!(
-                "{keyword} is not supported; Sluice runs CREATE STREAM/TABLE, DROP STREAM/TABLE, INSERT INTO (a table), SHOW STREAMS/TABLES/QUERIES, DESCRIBE, SET, EXPLAIN and SELECT"
+                "{keyword} is not supported; Sluice runs CREATE STREAM/TABLE/VIEW/MATERIALIZED VIEW/SINK, DROP, INSERT INTO (a table), SHOW STREAMS/TABLES/VIEWS/SINKS/QUERIES, DESCRIBE, SET, EXPLAIN and SELECT"
             ))
             .at(if other.span().start.line > 0 { other.span() } else { first.span }))
+        }
+    }
+}
+
+/// `[IF NOT EXISTS] name AS query [EMIT ...]`, after `CREATE [MATERIALIZED] VIEW`.
+fn parse_create_view(parser: &mut Parser, materialized: bool) -> Result<Statement> {
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name_token = parser.peek_token();
+    let name = object_name(&parser.parse_object_name(false)?);
+    parser.expect_keyword(Keyword::AS)?;
+    let query = parser.parse_query()?;
+    let emit = parse_emit(parser)?;
+    Ok(Statement::CreateView(Box::new(CreateView {
+        name,
+        name_location: name_token.span.start,
+        materialized,
+        if_not_exists,
+        query,
+        emit,
+        patterns: Vec::new(),
+    })))
+}
+
+/// `[IF NOT EXISTS] name INTO kind (option = value, ...) AS query [EMIT ...]`,
+/// after `CREATE SINK`.
+fn parse_create_sink(parser: &mut Parser) -> Result<Statement> {
+    let if_not_exists = parser.parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+    let name_token = parser.peek_token();
+    let name = object_name(&parser.parse_object_name(false)?);
+    parser.expect_keyword(Keyword::INTO)?;
+    let kind_token = parser.next_token();
+    let kind = match &kind_token.token {
+        Token::Word(word) => word.value.to_ascii_lowercase(),
+        other => {
+            return Err(PlanError::from(ParserError::ParserError(format!(
+                "expected FILE or KAFKA after INTO, found: {other}"
+            )))
+            .at(kind_token.span));
+        }
+    };
+    let options = if parser.peek_token().token == Token::LParen {
+        parser.next_token();
+        parse_options(parser)?
+    } else {
+        Vec::new()
+    };
+    parser.expect_keyword(Keyword::AS)?;
+    let query = parser.parse_query()?;
+    let emit = parse_emit(parser)?;
+    Ok(Statement::CreateSink(Box::new(CreateSink {
+        name,
+        name_location: name_token.span.start,
+        if_not_exists,
+        kind,
+        kind_location: kind_token.span.start,
+        options,
+        query,
+        emit,
+        patterns: Vec::new(),
+    })))
+}
+
+/// `key = value, ...)`: options after their `(`, to the closing `)`.
+fn parse_options(parser: &mut Parser) -> Result<Vec<(String, String, Location)>> {
+    let mut options = Vec::new();
+    if parser.consume_token(&Token::RParen) {
+        return Ok(options);
+    }
+    loop {
+        let key_token = parser.next_token();
+        let key = match &key_token.token {
+            Token::Word(word) => word.value.to_ascii_lowercase(),
+            Token::SingleQuotedString(text) | Token::DoubleQuotedString(text) => text.to_ascii_lowercase(),
+            other => {
+                return Err(PlanError::from(ParserError::ParserError(format!(
+                    "expected an option name, found: {other}"
+                )))
+                .at(key_token.span));
+            }
+        };
+        // Dotted keys, as in Flink ('scan.startup.mode').
+        let mut key = key;
+        while parser.consume_token(&Token::Period) {
+            key.push('.');
+            key.push_str(&parser.parse_identifier()?.value.to_ascii_lowercase());
+        }
+        parser.expect_token(&Token::Eq)?;
+        let value = option_value(parser)?;
+        options.push((key, value, key_token.span.start));
+        if !parser.consume_token(&Token::Comma) {
+            parser.expect_token(&Token::RParen)?;
+            return Ok(options);
         }
     }
 }
@@ -286,32 +509,7 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
     let mut options = Vec::new();
     if parser.parse_keyword(Keyword::WITH) {
         parser.expect_token(&Token::LParen)?;
-        loop {
-            let key_token = parser.next_token();
-            let key = match &key_token.token {
-                Token::Word(word) => word.value.to_ascii_lowercase(),
-                Token::SingleQuotedString(text) | Token::DoubleQuotedString(text) => text.to_ascii_lowercase(),
-                other => {
-                    return Err(PlanError::from(ParserError::ParserError(format!(
-                        "expected an option name, found: {other}"
-                    )))
-                    .at(key_token.span));
-                }
-            };
-            // Dotted keys, as in Flink ('scan.startup.mode').
-            let mut key = key;
-            while parser.consume_token(&Token::Period) {
-                key.push('.');
-                key.push_str(&parser.parse_identifier()?.value.to_ascii_lowercase());
-            }
-            parser.expect_token(&Token::Eq)?;
-            let value = option_value(parser)?;
-            options.push((key, value, key_token.span.start));
-            if !parser.consume_token(&Token::Comma) {
-                parser.expect_token(&Token::RParen)?;
-                break;
-            }
-        }
+        options = parse_options(parser)?;
     }
     Ok(Statement::CreateStream(Box::new(CreateStream {
         name: object_name(&name),
@@ -397,6 +595,31 @@ mod tests {
         assert_eq!(create.watermark.as_ref().unwrap().0.value, "ts");
         let keys: Vec<_> = create.options.iter().map(|(key, value, _)| format!("{key}={value}")).collect();
         assert_eq!(keys, vec!["connector=socket", "port=7777", "scan.mode=x"]);
+    }
+
+    #[test]
+    fn parses_views_sinks_and_their_drops() {
+        let sql = "CREATE VIEW errors AS SELECT * FROM weblog WHERE status >= 500;\n\
+                   CREATE MATERIALIZED VIEW IF NOT EXISTS counts AS SELECT ip, count(*) FROM weblog GROUP BY ip;\n\
+                   CREATE SINK out INTO FILE (path = '/tmp/x', format = 'csv') AS SELECT * FROM errors;\n\
+                   DROP MATERIALIZED VIEW IF EXISTS counts; DROP SINK out; SHOW VIEWS; SHOW SINKS";
+        let statements = parse_statements(sql).unwrap();
+        let Statement::CreateView(view) = &statements[0].statement else { panic!("not a view") };
+        assert!(!view.materialized && view.name == "errors");
+        let Statement::CreateView(view) = &statements[1].statement else { panic!("not a view") };
+        assert!(view.materialized && view.if_not_exists && view.name == "counts");
+        let Statement::CreateSink(sink) = &statements[2].statement else { panic!("not a sink") };
+        assert_eq!((sink.name.as_str(), sink.kind.as_str()), ("out", "file"));
+        assert_eq!(sink.options[1].0, "format");
+        assert!(matches!(
+            &statements[3].statement,
+            Statement::DropNamed { kind: NamedKind::MaterializedView, if_exists: true, name } if name == "counts"
+        ));
+        assert!(matches!(&statements[4].statement, Statement::DropNamed { kind: NamedKind::Sink, .. }));
+        assert!(matches!(&statements[5].statement, Statement::ShowViews));
+        assert!(matches!(&statements[6].statement, Statement::ShowSinks));
+        let error = parse_statements("CREATE SINK s INTO FILE (path = 'x') SELECT 1").unwrap_err();
+        assert_eq!(error.line, Some(1));
     }
 
     #[test]

@@ -44,6 +44,7 @@ use crate::pipeline::Pipeline;
 use crate::plan::{PlanNode, StreamPlan};
 use crate::recovery::{Chunk, LogHold, Recovery, Replay};
 use crate::settings::QuerySettings;
+use crate::sink::{SharedSinkReport, Sink};
 use crate::source::{self, ConnectorSpec, SourceContext, SourceEvent};
 use crate::time::{duration_nanos, event_times};
 use crate::watermark::WatermarkTracker;
@@ -104,6 +105,8 @@ pub struct QueryHandle {
     /// The query's holds on http event logs: kept while the query is
     /// listed, even failed, so a restart can restore it.
     _holds: Vec<LogHold>,
+    /// What its sink did, if it has one.
+    pub sink: Option<SharedSinkReport>,
 }
 
 impl QueryHandle {
@@ -156,13 +159,28 @@ pub fn spawn_query_subscribed(
     let metrics = Arc::new(QueryMetrics::default());
     let context = OperatorContext { metrics: metrics.clone(), parallelism: settings.parallelism };
     let pipeline = Pipeline::new(&plan, &context)?;
-    let output =
-        Arc::new(QueryOutput::new(plan.schema.clone(), settings.retained_rows).with_queue(settings.subscriber_queue));
+    let mut output =
+        QueryOutput::new(plan.schema.clone(), settings.retained_rows).with_queue(settings.subscriber_queue);
+    if plan.materialized {
+        output = output.with_current_result()?;
+    }
+    let output = Arc::new(output);
     let status = Arc::new(Mutex::new(QueryStatus::Running));
     let cancel = CancellationToken::new();
     let plan_names = plan_names(&plan);
     let mut pipeline = pipeline;
     let recovery = Recovery::start(&plan, &settings, &plan_names, &mut pipeline, &output, &metrics)?;
+    // The sink settles what an earlier run left before any row is written.
+    let sink_report = plan.sink.as_ref().map(|_| SharedSinkReport::default());
+    let sink = match (&plan.sink, &sink_report) {
+        (Some(spec), Some(report)) => {
+            let mut sink = crate::sink::create(spec, &plan.schema, plan.append_only, report.clone())?;
+            let restored = recovery.restored.as_ref().map(|restored| restored.manifest.id);
+            sink.open(restored, output.rows_published())?;
+            Some(sink)
+        }
+        _ => None,
+    };
     let subscriber = output.subscribe(0);
     let (events, receiver) = mpsc::channel(SOURCE_QUEUE);
     for (index, spec) in plan.sources.iter().enumerate() {
@@ -230,6 +248,8 @@ pub fn spawn_query_subscribed(
         holds: recovery.holds.clone(),
         plan_names,
         steps: 0,
+        sink,
+        sink_report: sink_report.clone(),
     };
     let task_status = status.clone();
     let output_for_task = output.clone();
@@ -257,7 +277,10 @@ pub fn spawn_query_subscribed(
         task_cancel.cancel();
     });
     let holds = recovery.holds.into_iter().flatten().collect();
-    Ok((QueryHandle { metrics, output, status, cancel, shutdown, stopped, _holds: holds }, subscriber))
+    Ok((
+        QueryHandle { metrics, output, status, cancel, shutdown, stopped, _holds: holds, sink: sink_report },
+        subscriber,
+    ))
 }
 
 struct SourceState {
@@ -300,6 +323,9 @@ struct Driver {
     restored: bool,
     /// Steps taken by this run (see `QuerySettings::halt_after_steps`).
     steps: u64,
+    /// Where the results are also written (see [`crate::sink`]).
+    sink: Option<Box<dyn Sink>>,
+    sink_report: Option<SharedSinkReport>,
 }
 
 /// How often a query with a state limit measures its state.
@@ -338,6 +364,7 @@ impl Driver {
         }
         // Restored after it finished: nothing more to do.
         if self.pipeline.is_finished() {
+            self.finish_sink()?;
             return Ok(Ended::Finished);
         }
         let mut pending = Vec::new();
@@ -423,6 +450,7 @@ impl Driver {
             if self.pipeline.is_finished() {
                 // A finished query restarts finished, not from the beginning.
                 self.checkpoint();
+                self.finish_sink()?;
                 self.pipeline.refresh_state_figures(true);
                 return Ok(Ended::Finished);
             }
@@ -514,7 +542,11 @@ impl Driver {
                 Message::Batch(batch) => {
                     published += batch.num_rows() as u64;
                     QueryMetrics::add(&self.metrics.rows_out, batch.num_rows() as u64);
-                    self.output.publish(batch);
+                    if let Some(sink) = &mut self.sink {
+                        let seq = self.output.rows_published();
+                        sink.write(seq, &batch).map_err(|error| self.sink_failed(error))?;
+                    }
+                    self.output.publish(batch)?;
                 }
                 Message::Watermark(watermark) => self.metrics.set_watermark(watermark),
                 Message::Barrier(_) | Message::End | Message::Idle => {}
@@ -661,6 +693,12 @@ impl Driver {
                     report.last_reused_bytes = Some(written.reused_bytes);
                     report.last_duration_ms = Some(written.write_ms);
                 });
+                if let Some(sink) = &mut self.sink
+                    && let Err(error) = sink.commit(written.manifest.id)
+                {
+                    // Committed with the next checkpoint, or after a restart.
+                    self.checkpoint_failed(RuntimeError::external(format!("the sink cannot commit: {error}")));
+                }
                 self.release_logs();
             }
             Err(error) => self.checkpoint_failed(error),
@@ -740,9 +778,33 @@ impl Driver {
                     .map_err(|error| RuntimeError::external(format!("cannot sync the stream's event log: {error}")))?;
             }
         }
+        // Everything the sink was given so far belongs to this checkpoint.
+        if let Some(sink) = &mut self.sink {
+            sink.prepare(barrier)?;
+        }
         let Some(store) = &mut self.store else { return Err(RuntimeError::internal("no checkpoint store")) };
         store.begin(manifest, nodes, output)?;
         Ok(())
+    }
+
+    /// The query ended: the sink makes everything visible. (With
+    /// checkpoints, the final one committed it already.)
+    fn finish_sink(&mut self) -> Result<()> {
+        let Some(sink) = &mut self.sink else { return Ok(()) };
+        let error = match sink.finish() {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        Err(self.sink_failed(error))
+    }
+
+    /// A failed sink fails its query (a row it lost would be a row lost).
+    fn sink_failed(&self, error: RuntimeError) -> RuntimeError {
+        let message = format!("the sink failed: {error}");
+        if let Some(report) = &self.sink_report {
+            crate::sink::update(report, |report| report.last_error = Some(message.clone()));
+        }
+        RuntimeError::external(message)
     }
 
     /// When a query without an epoch ticker must run an epoch although no

@@ -35,7 +35,10 @@
 //! - [`checkpoint`]: checkpoint files, manifests and the input log.
 //! - [`state`]: an operator's snapshot ([`state::OperatorState`]) and its
 //!   Arrow IPC encoding.
-//! - [`output`]: the per-query output log that subscribers read.
+//! - [`output`]: the per-query output log that subscribers read, and a
+//!   materialized view's current result.
+//! - [`sink`]: files (and next Kafka) written exactly once with the
+//!   checkpoints.
 //! - [`metrics`]: counters every query exposes.
 //! - [`error`]: [`RuntimeError`], whose fault it is (user, external, internal).
 
@@ -43,6 +46,7 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod driver;
 pub mod error;
+pub mod materialized;
 pub mod message;
 pub mod metrics;
 pub mod operator;
@@ -52,6 +56,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod recovery;
 pub mod settings;
+pub mod sink;
 pub mod source;
 pub mod state;
 pub mod table;

@@ -51,6 +51,9 @@ pub enum OutputEvent {
     /// The server is shutting down: the query stopped after a final
     /// checkpoint and resumes from it when the server starts again.
     Shutdown,
+    /// A materialized view's current result, as inserts: what the rows
+    /// before `next_seq` add up to. The changes from `next_seq` follow.
+    Snapshot { next_seq: u64, rows: RecordBatch },
 }
 
 /// A slot every subscriber of one [`OutputEvent::Rows`] shares: the first
@@ -96,6 +99,8 @@ struct Log {
     subscribers: Vec<(mpsc::Sender<OutputEvent>, u64)>,
     /// Subscribers cut off for a full queue.
     lagged: u64,
+    /// A materialized view's current result.
+    current: Option<crate::materialized::CurrentResult>,
 }
 
 /// The numbered output log of one query.
@@ -123,8 +128,45 @@ impl QueryOutput {
                 terminal: None,
                 subscribers: Vec::new(),
                 lagged: 0,
+                current: None,
             }),
         }
+    }
+
+    /// The output also keeps the current result (a materialized view's).
+    pub fn with_current_result(self) -> Result<Self> {
+        let current = crate::materialized::CurrentResult::new(self.schema.clone())?;
+        self.with_log(|log| log.current = Some(current));
+        Ok(self)
+    }
+
+    /// The current result, if the output keeps it.
+    pub fn current_rows(&self) -> Option<Result<RecordBatch>> {
+        self.with_log(|log| log.current.as_ref().map(crate::materialized::CurrentResult::batch))
+    }
+
+    /// A materialized view's subscriber: the current result first, then
+    /// every change after it. `None` if the output keeps no result.
+    pub fn subscribe_snapshot(&self) -> Option<Result<mpsc::Receiver<OutputEvent>>> {
+        self.with_log(|log| {
+            let rows = match log.current.as_ref()?.batch() {
+                Ok(rows) => rows,
+                Err(error) => return Some(Err(error)),
+            };
+            let (sender, receiver) = mpsc::channel(self.queue.max(2));
+            // Cannot fail: a new queue of at least two.
+            let _ = sender.try_send(OutputEvent::Snapshot { next_seq: log.next_seq, rows });
+            if let Some(watermark) = log.watermark {
+                let _ = sender.try_send(OutputEvent::Progress { watermark });
+            }
+            match &log.terminal {
+                Some(terminal) => {
+                    let _ = sender.try_send(terminal.clone());
+                }
+                None => log.subscribers.push((sender, log.next_seq)),
+            }
+            Some(Ok(receiver))
+        })
     }
 
     /// Subscribers' queues hold `events` (at least 1) instead of
@@ -147,12 +189,15 @@ impl QueryOutput {
     }
 
     /// Appends rows to the log and sends them to every subscriber.
-    pub fn publish(&self, batch: StreamBatch) {
+    pub fn publish(&self, batch: StreamBatch) -> Result<()> {
         if batch.num_rows() == 0 {
-            return;
+            return Ok(());
         }
         let max_retained_rows = self.max_retained_rows;
         self.with_log(|log| {
+            if let Some(current) = &mut log.current {
+                current.apply(&batch)?;
+            }
             let seq = log.next_seq;
             log.next_seq += batch.num_rows() as u64;
             log.retained_rows += batch.num_rows();
@@ -164,7 +209,8 @@ impl QueryOutput {
                 }
             }
             broadcast(log, OutputEvent::Rows { seq, batch, shared });
-        });
+            Ok(())
+        })
     }
 
     pub fn progress(&self, watermark: Watermark) {
@@ -200,6 +246,9 @@ impl QueryOutput {
             });
             let ops: ArrayRef = Arc::new(Int8Array::from_iter_values(ops));
             state.put("ops", crate::state::batch(vec![("op", ops)])?);
+            if let Some(current) = &log.current {
+                state.put("current", current.batch()?);
+            }
             Ok(state)
         })
     }
@@ -214,15 +263,22 @@ impl QueryOutput {
         let ops = (ops_column.values().iter().any(|op| *op < 0))
             .then(|| ops_column.values().iter().map(|op| if *op < 0 { Op::Delete } else { Op::Insert }).collect());
         let rows = RecordBatch::try_new(self.schema.clone(), rows.columns().to_vec())?;
+        let current = match state.take("current") {
+            Ok(current) => Some(RecordBatch::try_new(self.schema.clone(), current.columns().to_vec())?),
+            Err(_) => None,
+        };
         self.with_log(|log| {
+            if let (Some(kept), Some(rows)) = (&mut log.current, &current) {
+                kept.restore(rows)?;
+            }
             log.next_seq = next_seq;
             log.retained.clear();
             log.retained_rows = rows.num_rows();
             if rows.num_rows() > 0 {
                 log.retained.push_back((first_seq, StreamBatch { rows, ops }, SharedEncoding::default()));
             }
-        });
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Rows published so far.
@@ -315,8 +371,8 @@ mod tests {
     fn late_subscriber_replays_from_seq() {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
         let output = QueryOutput::new(schema.clone(), 100);
-        output.publish(rows(&schema, vec![1, 2, 3]));
-        output.publish(rows(&schema, vec![4, 5]));
+        output.publish(rows(&schema, vec![1, 2, 3])).unwrap();
+        output.publish(rows(&schema, vec![4, 5])).unwrap();
         output.finish(OutputEvent::End);
         let mut receiver = output.subscribe(2);
         match receiver.try_recv().unwrap() {
@@ -337,9 +393,9 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
         let output = QueryOutput::new(schema.clone(), 100);
         let mut receiver = output.subscribe(4);
-        output.publish(rows(&schema, vec![0, 1, 2]));
-        output.publish(rows(&schema, vec![3, 4, 5]));
-        output.publish(rows(&schema, vec![6]));
+        output.publish(rows(&schema, vec![0, 1, 2])).unwrap();
+        output.publish(rows(&schema, vec![3, 4, 5])).unwrap();
+        output.publish(rows(&schema, vec![6])).unwrap();
         let mut seen = Vec::new();
         while let Ok(OutputEvent::Rows { seq, batch, .. }) = receiver.try_recv() {
             let values = batch.rows.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
@@ -354,7 +410,7 @@ mod tests {
         let output = QueryOutput::new(schema.clone(), 10);
         let mut slow = output.subscribe(0);
         for value in 0..(SUBSCRIBER_QUEUE as i64 + 10) {
-            output.publish(rows(&schema, vec![value]));
+            output.publish(rows(&schema, vec![value])).unwrap();
         }
         let mut received = 0;
         while let Ok(event) = slow.try_recv() {
@@ -372,7 +428,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
         let output = QueryOutput::new(schema.clone(), 4);
         for value in 0..5 {
-            output.publish(rows(&schema, vec![value * 2, value * 2 + 1]));
+            output.publish(rows(&schema, vec![value * 2, value * 2 + 1])).unwrap();
         }
         // 10 rows published, the last 4 (seq 6 to 9) retained.
         let from_start = output.subscribe_at(0);
@@ -392,7 +448,7 @@ mod tests {
         let output = QueryOutput::new(schema.clone(), 100);
         let mut first = output.subscribe(0);
         let mut second = output.subscribe(0);
-        output.publish(rows(&schema, vec![1]));
+        output.publish(rows(&schema, vec![1])).unwrap();
         let encoded = |event: OutputEvent, text: &'static str| match event {
             OutputEvent::Rows { shared, .. } => shared.get_or_init(|| text.to_string()).cloned(),
             other => panic!("unexpected {other:?}"),

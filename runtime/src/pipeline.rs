@@ -527,6 +527,8 @@ mod tests {
             allowed_lateness: None,
             source_windows: vec![None, None],
             key_groups: 1,
+            sink: None,
+            materialized: false,
         };
         Pipeline::new(&plan, &OperatorContext::default()).unwrap()
     }

@@ -51,6 +51,12 @@ pub struct StreamPlan {
     /// for the keys that hash to it (`max_parallelism`; see
     /// [`partitioned`](crate::operators::partitioned)); 1 keeps each whole.
     pub key_groups: usize,
+    /// Where the results are also written, exactly once with the
+    /// checkpoints (`CREATE SINK`); `None` for subscribers only.
+    pub sink: Option<crate::sink::SinkSpec>,
+    /// The output keeps the current result (the changelog applied) for
+    /// snapshots and one-off reads (`CREATE MATERIALIZED VIEW`).
+    pub materialized: bool,
 }
 
 impl StreamPlan {
@@ -225,6 +231,8 @@ mod tests {
             allowed_lateness: None,
             source_windows: Vec::new(),
             key_groups: 1,
+            sink: None,
+            materialized: false,
         }
         .with_source_windows();
         assert!(matches!(plan.source_windows.as_slice(), [Some(WindowKind::Tumble { size: 10, .. }), None]));

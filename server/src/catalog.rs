@@ -1,4 +1,4 @@
-//! Declared streams and static tables, by name.
+//! Declared streams, static tables and views, by name.
 
 use std::collections::BTreeMap;
 
@@ -22,10 +22,20 @@ pub struct TableEntry {
     pub inserts: Vec<String>,
 }
 
+/// A view or a materialized view, as declared.
+#[derive(Debug, Clone)]
+pub struct ViewEntry {
+    /// The `CREATE [MATERIALIZED] VIEW` text.
+    pub ddl: String,
+    /// A materialized view's query number (`qN`); `None` for a view.
+    pub query: Option<u64>,
+}
+
 #[derive(Debug, Default)]
 pub struct Catalog {
     streams: BTreeMap<String, StreamEntry>,
     tables: BTreeMap<String, TableEntry>,
+    views: BTreeMap<String, ViewEntry>,
 }
 
 impl Catalog {
@@ -48,6 +58,27 @@ impl Catalog {
     /// Whether a stream or a table is called `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.streams.contains_key(name) || self.tables.contains_key(name)
+    }
+
+    /// Whether a stream, table or view is called `name`.
+    pub fn names_anything(&self, name: &str) -> bool {
+        self.contains(name) || self.views.contains_key(name)
+    }
+
+    pub fn insert_view(&mut self, name: String, entry: ViewEntry) {
+        self.views.insert(name, entry);
+    }
+
+    pub fn remove_view(&mut self, name: &str) -> Option<ViewEntry> {
+        self.views.remove(name)
+    }
+
+    pub fn view_entry(&self, name: &str) -> Option<&ViewEntry> {
+        self.views.get(name)
+    }
+
+    pub fn views(&self) -> impl Iterator<Item = (&String, &ViewEntry)> {
+        self.views.iter()
     }
 
     pub fn insert_table(&mut self, name: String, entry: TableEntry) {
@@ -86,5 +117,9 @@ impl sluice_planner::Catalog for Catalog {
 
     fn table_names(&self) -> Vec<String> {
         self.tables.keys().cloned().collect()
+    }
+
+    fn view(&self, name: &str) -> Option<String> {
+        self.views.get(name).map(|entry| entry.ddl.clone())
     }
 }

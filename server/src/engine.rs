@@ -31,6 +31,7 @@ use crate::error::{EngineError, ErrorCode};
 use crate::persist;
 
 pub mod explain;
+pub mod named;
 pub mod queries;
 pub mod result;
 pub mod status;
@@ -258,9 +259,20 @@ impl Engine {
                     engine.execute(insert, &mut Settings::new()).await?;
                 }
             }
+            // Views as they were (each was checked when it was created; the
+            // materialized views they may read come back with the queries).
+            for view in &stored.views {
+                engine
+                    .catalog_write()
+                    .insert_view(view.name.clone(), crate::catalog::ViewEntry { ddl: view.ddl.clone(), query: None });
+            }
             for query in &stored.queries {
                 let mut settings = query.settings.clone();
-                engine.start_stored_query(query.number, &query.sql, &mut settings).await?;
+                // One query that cannot start again (what it read was
+                // changed by hand, say) must not keep the server down.
+                if let Err(error) = engine.start_stored_query(query.number, &query.sql, &mut settings).await {
+                    tracing::error!("stored query q{} cannot start again and is dropped: {error}", query.number);
+                }
             }
             engine.next_query.fetch_max(stored.next_query, Ordering::Relaxed);
         }
@@ -306,9 +318,21 @@ impl Engine {
                 settings: query.request_settings.clone(),
             })
             .collect();
+        let views = self
+            .catalog_read()
+            .views()
+            .filter(|(_, entry)| entry.query.is_none())
+            .map(|(name, entry)| persist::StoredView { name: name.clone(), ddl: entry.ddl.clone() })
+            .collect();
         let next_query = self.next_query.load(Ordering::Relaxed);
-        let catalog =
-            persist::StoredCatalog { format_version: persist::FORMAT_VERSION, streams, tables, queries, next_query };
+        let catalog = persist::StoredCatalog {
+            format_version: persist::FORMAT_VERSION,
+            streams,
+            tables,
+            queries,
+            views,
+            next_query,
+        };
         persist::save(data_dir, &catalog).map_err(|error| {
             let code = if error.kind() == std::io::ErrorKind::StorageFull {
                 ErrorCode::StorageFull
@@ -360,6 +384,11 @@ impl Engine {
             Statement::DropStream { name, if_exists } => self.drop_stream(sql, &located, name, if_exists),
             Statement::ShowStreams => self.show_streams(),
             Statement::ShowQueries => self.show_queries(),
+            Statement::ShowViews => self.show_views(),
+            Statement::ShowSinks => self.show_sinks(),
+            Statement::CreateView(view) => self.create_view(sql, located.clone(), *view, settings).await,
+            Statement::CreateSink(sink) => self.create_sink(sql, located.clone(), *sink, settings).await,
+            Statement::DropNamed { kind, name, if_exists } => self.drop_named(sql, &located, kind, name, if_exists),
             Statement::Describe { name } => self.describe(sql, &located, &name),
             Statement::Set { name, value } => {
                 self.query_settings(&[(name.clone(), value.clone())].into_iter().collect())?;
@@ -388,6 +417,12 @@ impl Engine {
                 // `SELECT 1`, `SELECT version()`: answered at once, as a
                 // batch query (no stream to follow).
                 constant_query(&query).await
+            }
+            Statement::Query { query, patterns, .. }
+                if let Some(views) = patterns.is_empty().then(|| self.reads_only_materialized(&query)).flatten() =>
+            {
+                // Like Materialize's SELECT: the current rows, once.
+                self.select_materialized(&query, views).await
             }
             Statement::Query { .. } => {
                 let result = self.start_query(sql, located, settings, None).await?;
@@ -425,6 +460,9 @@ impl Engine {
         }
         for (name, entry) in catalog.tables() {
             snapshot.insert_table(name.clone(), entry.clone());
+        }
+        for (name, entry) in catalog.views() {
+            snapshot.insert_view(name.clone(), entry.clone());
         }
         snapshot
     }

@@ -38,6 +38,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async { ApiError::not_found("no such endpoint; see /openapi.json") })
         .layer(body_limit)
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorize))
+        .merge(crate::console::routes())
         .with_state(state)
 }
 

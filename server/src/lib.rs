@@ -33,6 +33,7 @@ pub mod api_error;
 pub mod bench;
 pub mod catalog;
 pub mod client;
+pub mod console;
 pub mod demo;
 pub mod engine;
 pub mod error;

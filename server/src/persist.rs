@@ -28,6 +28,9 @@ pub struct StoredCatalog {
     #[serde(default)]
     pub tables: Vec<StoredTable>,
     pub queries: Vec<StoredQuery>,
+    /// Views (not materialized: those are queries), in creation order.
+    #[serde(default)]
+    pub views: Vec<StoredView>,
     /// The number the next query id gets (ids are never reused).
     #[serde(default)]
     pub next_query: u64,
@@ -35,6 +38,12 @@ pub struct StoredCatalog {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StoredStream {
+    pub name: String,
+    pub ddl: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredView {
     pub name: String,
     pub ddl: String,
 }
@@ -113,6 +122,7 @@ mod tests {
                 inserts: vec!["INSERT INTO t VALUES (1)".into()],
             }],
             queries: vec![StoredQuery { number: 3, sql: "SELECT x FROM s".into(), settings: Settings::new() }],
+            views: vec![StoredView { name: "v".into(), ddl: "CREATE VIEW v AS SELECT x FROM s".into() }],
             next_query: 5,
         };
         assert_eq!(load(&directory).unwrap(), None);

@@ -19,6 +19,9 @@
 //! `{"type":"rows","seq":N,"next_seq":M,"rows":[{...}],"ops":[...]?}` where
 //! `seq` numbers the first row of the batch and `M` the row after it (with
 //! `where=`, the rows sent are those of `N..M` that pass);
+//! `{"type":"snapshot","next_seq":N,"rows":[...]}` first for a
+//! materialized view attached without `from_seq` (its current result; the
+//! changes from `N` follow);
 //! `{"type":"progress","watermark"}` when the watermark advances;
 //! `{"type":"heartbeat","watermark","next_seq"}` after `heartbeat_ms`
 //! without a frame; `{"type":"end"}` when a bounded query finished, or
@@ -70,8 +73,8 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Deserialize)]
 pub struct AttachParams {
-    #[serde(default)]
-    from_seq: u64,
+    /// Absent for a materialized view: its current result, then changes.
+    from_seq: Option<u64>,
     #[serde(rename = "where")]
     filter: Option<String>,
     format: Option<String>,
@@ -210,9 +213,19 @@ pub async fn subscribe(
     if let Err(error) = state.engine.check_subscriber_room(Some(&query)) {
         return ApiError::from(error).into_response();
     }
-    let subscribed = query.handle.output.subscribe_at(params.from_seq);
+    if params.from_seq.is_none() {
+        match state.engine.attach_snapshot(&id) {
+            Ok(Some(subscription)) => {
+                let from_seq = subscription.first_available;
+                return upgrade.on_upgrade(move |socket| serve(socket, subscription, from_seq, options, None));
+            }
+            Ok(None) => {}
+            Err(error) => return ApiError::from(error).into_response(),
+        }
+    }
+    let from_seq = params.from_seq.unwrap_or(0);
+    let subscribed = query.handle.output.subscribe_at(from_seq);
     let subscription = Subscription { query, events: subscribed.events, first_available: subscribed.first_available };
-    let from_seq = params.from_seq;
     upgrade.on_upgrade(move |socket| serve(socket, subscription, from_seq, options, None))
 }
 
@@ -550,6 +563,23 @@ impl Encoder<'_> {
             OutputEvent::Rows { seq, batch, shared } => (self.rows(*seq, batch, shared)?.into_iter().collect(), false),
             OutputEvent::Progress { watermark } => {
                 (vec![text(&json!({"type": "progress", "watermark": json::timestamp(watermark.0)}))], false)
+            }
+            OutputEvent::Snapshot { next_seq, rows } => {
+                let rows = match &self.options.filter {
+                    Some(filter) => {
+                        let mask = filter.mask(rows).map_err(|error| {
+                            EngineError::invalid(format!(
+                                "where={:?} failed on a result row: {}",
+                                filter.text, error.message
+                            ))
+                        })?;
+                        filter_record_batch(rows, &mask).map_err(internal)?
+                    }
+                    None => rows.clone(),
+                };
+                let rows_text = String::from_utf8(json::rows_text(&rows)?).map_err(internal)?;
+                let frame = format!(r#"{{"type":"snapshot","next_seq":{next_seq},"rows":{rows_text}}}"#);
+                (vec![WsMessage::Text(Utf8Bytes::from(frame))], false)
             }
             OutputEvent::End => (vec![text(&json!({"type": "end"}))], true),
             OutputEvent::Failed { message } => {

@@ -14,6 +14,7 @@ use sluice_runtime::{ConnectorSpec, OutputEvent, QueryHandle, QueryMetrics, Quer
 use tokio::sync::mpsc;
 
 use super::Engine;
+use super::named::{Named, Target};
 use super::result::{StatementResult, counts, strings};
 use super::status::{CheckpointStatus, Latency, MetricsReport, QueryReport};
 use crate::error::EngineError;
@@ -41,6 +42,10 @@ pub struct RunningQuery {
     /// Started for one subscriber (a pgwire `SUBSCRIBE` or `SELECT`): not
     /// kept in the catalog, and dropped when its subscriber goes.
     pub transient: bool,
+    /// A materialized view's or sink's name and kind.
+    pub named: Option<Named>,
+    /// The streams, tables and views its FROM clauses name.
+    pub reads: Vec<String>,
 }
 
 /// What a query returns, known from its plan.
@@ -101,7 +106,7 @@ impl RunningQuery {
 
 /// The number in a query id `qN`; `None` for anything else (including
 /// numbers too large to be an id).
-fn query_number(id: &str) -> Option<u64> {
+pub(super) fn query_number(id: &str) -> Option<u64> {
     id.strip_prefix('q')?.parse().ok()
 }
 
@@ -115,11 +120,29 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let mut statements = parse_statements(sql)?;
         let Some(located) = statements.pop() else { return Ok(()) };
-        if !matches!(located.statement, Statement::Query { .. }) {
-            return Err(EngineError::internal(format!("stored query q{number} is not a query")));
-        }
         self.next_query.fetch_max(number.saturating_add(1), Ordering::Relaxed);
-        self.start_query(sql, located, settings, Some(number)).await.map(|_| ())
+        let named = match &located.statement {
+            Statement::Query { .. } => None,
+            Statement::CreateView(view) if view.materialized => Some(Named {
+                kind: sluice_planner::statement::NamedKind::MaterializedView,
+                name: view.name.clone(),
+                sink: None,
+            }),
+            Statement::CreateSink(sink) => Some(Named {
+                kind: sluice_planner::statement::NamedKind::Sink,
+                name: sink.name.clone(),
+                sink: Some(super::named::sink_spec(sink)?),
+            }),
+            _ => return Err(EngineError::internal(format!("stored query q{number} is not a query"))),
+        };
+        let text = located.text.clone();
+        let target = Target { named: named.clone() };
+        self.launch_target(sql, located, settings, Some(number), false, &target).await?;
+        if let Some(named) = named.filter(|named| named.kind == sluice_planner::statement::NamedKind::MaterializedView)
+        {
+            self.catalog_write().insert_view(named.name, crate::catalog::ViewEntry { ddl: text, query: Some(number) });
+        }
+        Ok(())
     }
 
     pub(super) async fn start_query(
@@ -170,6 +193,21 @@ impl Engine {
         })
     }
 
+    /// Subscribes to a materialized view's current result and its changes
+    /// (`None` if `id` is no materialized view).
+    pub fn attach_snapshot(&self, id: &str) -> Result<Option<Subscription>, EngineError> {
+        let query = self.query(id).ok_or_else(|| EngineError::not_found(format!("query {id:?} not found")))?;
+        self.check_subscriber_room(Some(&query))?;
+        match query.handle.output.subscribe_snapshot() {
+            None => Ok(None),
+            Some(Err(error)) => Err(EngineError::internal(error.to_string())),
+            Some(Ok(events)) => {
+                let first_available = query.handle.output.rows_published();
+                Ok(Some(Subscription { query, events, first_available }))
+            }
+        }
+    }
+
     /// Subscribes to a running query from the oldest row it retains.
     pub fn attach(&self, id: &str) -> Result<Subscription, EngineError> {
         let query = self.query(id).ok_or_else(|| EngineError::not_found(format!("query {id:?} not found")))?;
@@ -194,9 +232,24 @@ impl Engine {
         number: Option<u64>,
         transient: bool,
     ) -> Result<Subscription, EngineError> {
-        let Statement::Query { query, emit, patterns } = &located.statement else {
+        self.launch_target(sql, located, settings, number, transient, &Target::default()).await
+    }
+
+    /// Starts the query of `located` (a SELECT, a materialized view's or a
+    /// sink's) as `target` says.
+    pub(super) async fn launch_target(
+        &self,
+        sql: &str,
+        located: Located,
+        settings: &mut Settings,
+        number: Option<u64>,
+        transient: bool,
+        target: &Target,
+    ) -> Result<Subscription, EngineError> {
+        let Some((query, emit, patterns)) = located.statement.query_parts() else {
             return Err(EngineError::internal("start_query takes a query"));
         };
+        let emit = &emit;
         let restored_query = number.is_some();
         if !restored_query {
             let running = self
@@ -222,7 +275,12 @@ impl Engine {
             query_settings.halt_after_steps = Some(halt);
             query_settings.max_steps_per_epoch = Some(1);
         }
-        let plan = self.plan(sql, query, patterns, located.start, &query_settings, *emit).await?;
+        let mut plan = self.plan(sql, query, patterns, located.start, &query_settings, *emit).await?;
+        if let Some(named) = &target.named {
+            plan.sink = named.sink.clone();
+            plan.materialized = named.kind == sluice_planner::statement::NamedKind::MaterializedView;
+        }
+        let reads = sluice_planner::views::read_names(query);
         let schema = plan.schema.clone();
         let bounded = plan.sources.iter().all(|source| source.connector.is_bounded());
         let append_only = plan.append_only;
@@ -260,6 +318,8 @@ impl Engine {
             bounded,
             append_only,
             transient,
+            named: target.named.clone(),
+            reads,
         });
         self.queries_write().insert(number, query.clone());
         Ok(Subscription { query, events, first_available: 0 })
@@ -311,6 +371,9 @@ impl Engine {
     pub fn drop_query(&self, id: &str) -> Option<Arc<RunningQuery>> {
         let query = self.queries_write().remove(&query_number(id)?)?;
         query.handle.cancel();
+        if let Some(named) = &query.named {
+            self.catalog_write().remove_view(&named.name);
+        }
         if let Some(checkpoint) = &query.settings.checkpoint {
             let _ = std::fs::remove_dir_all(&checkpoint.dir);
         }

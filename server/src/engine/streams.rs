@@ -71,6 +71,15 @@ impl Engine {
         name: String,
         if_exists: bool,
     ) -> Result<StatementResult, EngineError> {
+        // What reads it would not plan again after a restart.
+        if let Some(reader) = self.readers_of(&name).into_iter().next() {
+            return Err(EngineError::from(
+                sluice_planner::PlanError::invalid(format!(
+                    "{reader} reads {name}; drop it (or cancel the query) first"
+                ))
+                .near_name(sql, &name, located.start),
+            ));
+        }
         let mut catalog = self.catalog_write();
         let removed = catalog.remove(&name).is_some() || catalog.remove_table(&name).is_some();
         drop(catalog);

@@ -169,6 +169,14 @@ impl Live {
                     .map_err(|error| PgWireError::ApiError(Box::new(error)))?;
                 Ok(Some(numbered))
             }
+            Some(OutputEvent::Snapshot { next_seq, rows }) => {
+                // The current result counts as the rows before `next_seq`.
+                let seq = next_seq.saturating_sub(rows.num_rows() as u64);
+                let numbered =
+                    crate::numbered::subscribe_batch(&self.schema, seq, &StreamBatch::inserts(rows), self.updating)
+                        .map_err(|error| PgWireError::ApiError(Box::new(error)))?;
+                Ok(Some(numbered))
+            }
             Some(OutputEvent::Progress { .. }) => Ok(None),
             Some(OutputEvent::End) => {
                 self.ended = true;
@@ -355,6 +363,10 @@ pub async fn select(
                 if limit.is_some_and(|limit| rows >= limit) {
                     break;
                 }
+            }
+            Some(OutputEvent::Snapshot { rows: current, .. }) => {
+                rows += current.num_rows();
+                batches.push(StreamBatch::inserts(current));
             }
             Some(OutputEvent::Progress { .. }) => {}
             Some(OutputEvent::End) => break,
