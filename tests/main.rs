@@ -26,6 +26,8 @@
 //! - `crash`: a child server killed with SIGKILL and restarted loses and
 //!   duplicates no row.
 //! - `restart`: streams and queries survive a restart.
+//! - `sinks`: file sinks exactly once through a crash, read back by
+//!   DataFusion; materialized views (SELECT, snapshot then changes, restart).
 //! - `queries`: every ready-made query under `queries/` plans.
 //! - `openapi`: real responses and frames validated against `/openapi.json`;
 //!   the body limit.
@@ -51,6 +53,7 @@ mod property;
 mod queries;
 mod repl;
 mod restart;
+mod sinks;
 mod slt;
 mod socket_source;
 mod storage;

@@ -26,7 +26,6 @@
     queries: new Map(),     // id -> report from GET /v1/queries
     rates: new Map(),       // id -> {at, rowsIn, rowsOut, inPerSec, outPerSec}
     queryItems: new Map(),  // id -> its <li> in the side panel
-    openStreams: new Set(), // streams whose columns are unfolded
     // The selected query and its subscription.
     selected: null,
     subscribePath: null,
@@ -46,15 +45,10 @@
 
   // ---- HTTP -------------------------------------------------------------
 
-  class ApiError extends Error {
-    constructor(status, body) {
-      const error = (body && body.error) || {};
-      super(error.message || `HTTP ${status}`);
-      this.status = status;
-      this.code = error.code || 'error';
-      this.line = error.line;
-      this.column = error.column;
-    }
+  /** An Error with the fields of the API's `{"error": {code, message, line?, column?}}`. */
+  function apiError(status, body) {
+    const { code = 'error', message = `HTTP ${status}`, line, column } = (body && body.error) || {};
+    return Object.assign(new Error(message), { status, code, line, column });
   }
 
   async function api(method, path, body) {
@@ -66,17 +60,13 @@
       response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
     } catch (error) {
       setConnection('down', 'server unreachable');
-      throw new ApiError(0, { error: { code: 'network', message: `server unreachable (${error.message})` } });
+      throw apiError(0, { error: { code: 'network', message: `server unreachable (${error.message})` } });
     }
     const text = await response.text();
-    let data;
-    try {
-      data = text ? JSON.parse(text) : null;
-    } catch {
-      data = { error: { code: 'internal', message: text } };
-    }
+    let data = null;
+    try { data = text ? JSON.parse(text) : null; } catch { data = { error: { code: 'internal', message: text } }; }
     if (response.status === 401) askForToken();
-    if (!response.ok) throw new ApiError(response.status, data);
+    if (!response.ok) throw apiError(response.status, data);
     setConnection('up', location.host);
     return data;
   }
@@ -110,9 +100,7 @@
   }
 
   function setConnection(kind, text) {
-    const element = $('connection');
-    element.className = `connection ${kind}`;
-    element.textContent = text;
+    Object.assign($('connection'), { className: `connection ${kind}`, textContent: text });
   }
 
   // ---- Formatting ----------------------------------------------------------
@@ -132,13 +120,7 @@
   const integer = (n) => (n == null ? '–' : Number(n).toLocaleString('en-US'));
   const rate = (n) => (n == null ? '–' : n < 10 ? n.toFixed(1) : Math.round(n).toLocaleString('en-US'));
 
-  function bytes(n) {
-    if (n == null) return '–';
-    const units = ['B', 'KiB', 'MiB', 'GiB'];
-    let unit = 0;
-    while (n >= 1024 && unit < units.length - 1) { n /= 1024; unit += 1; }
-    return `${unit ? n.toFixed(1) : n} ${units[unit]}`;
-  }
+  const bytes = (n) => (n == null ? '–' : n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / 1048576).toFixed(1)} MiB`);
 
   /** The time of day of a watermark ("2016-12-06T08:58:37.318" -> "08:58:37.318"). */
   const timeOfDay = (ts) => (ts ? String(ts).replace(/^.*T/, '') : 'none yet');
@@ -152,6 +134,7 @@
 
   const isNumericType = (type) => /INT|DOUBLE|FLOAT|REAL|DECIMAL|NUMERIC/i.test(type);
   const isTimeType = (type) => /TIMESTAMP|DATE/i.test(type);
+  const isSmallInt = (type) => /^(TINYINT|SMALLINT|INT|INTEGER)$/i.test(type);
 
   /** Seconds since the epoch; zone-less timestamps are taken as UTC. */
   function timeValue(value) {
@@ -178,24 +161,14 @@
 
   function renderStreams(streams) {
     const list = $('streams');
-    list.replaceChildren(...streams.map((stream) => {
-      const open = state.openStreams.has(stream.name);
-      const item = el('li', { className: 'item stream-item', 'data-testid': 'stream-item', 'data-name': stream.name },
-        el('div', { className: 'item-line' },
-          el('span', { className: 'item-name', text: stream.name }),
-          el('span', { className: `badge ${stream.status}`, text: stream.status })),
-        el('div', { className: 'item-meta', text: `${stream.connector}${stream.bounded ? ' · bounded' : ''}` }));
-      if (open) {
-        item.append(el('ul', { className: 'columns' }, ...stream.columns.map((column) =>
-          el('li', {}, el('span', { text: column.name }), el('span', { className: 'muted', text: column.type })))));
-        if (stream.watermark) item.append(el('div', { className: 'item-meta', text: `watermark ${stream.watermark}` }));
-      }
-      item.addEventListener('click', () => {
-        if (open) state.openStreams.delete(stream.name); else state.openStreams.add(stream.name);
-        renderStreams(streams);
-      });
-      return item;
-    }));
+    list.replaceChildren(...streams.map((stream) => el('li', {
+      className: 'item', 'data-testid': 'stream-item', 'data-name': stream.name,
+      title: [...stream.columns.map((c) => `${c.name} ${c.type}`), stream.watermark && `watermark ${stream.watermark}`].filter(Boolean).join('\n'),
+    },
+    el('div', { className: 'item-line' },
+      el('span', { className: 'item-name', text: stream.name }),
+      el('span', { className: `badge ${stream.status}`, text: stream.status })),
+    el('div', { className: 'item-meta', text: `${stream.connector} · ${stream.columns.length} columns${stream.bounded ? ' · bounded' : ''}` }))));
     if (!streams.length) list.replaceChildren(el('li', { className: 'empty', text: 'none' }));
   }
 
@@ -231,20 +204,15 @@
       seen.add(query.query_id);
       state.queries.set(query.query_id, query);
       const speed = updateRate(query);
-      let item = state.queryItems.get(query.query_id);
-      if (!item) {
-        item = queryItem(query.query_id);
-        state.queryItems.set(query.query_id, item);
-      }
+      if (!state.queryItems.has(query.query_id)) state.queryItems.set(query.query_id, queryItem(query.query_id));
+      const item = state.queryItems.get(query.query_id);
       list.append(item); // keeps the server's order
       fillQueryItem(item, query, speed);
     }
     for (const [id, item] of state.queryItems) {
       if (seen.has(id)) continue;
       item.remove();
-      state.queryItems.delete(id);
-      state.queries.delete(id);
-      state.rates.delete(id);
+      for (const map of [state.queryItems, state.queries, state.rates]) map.delete(id);
     }
     list.querySelector('.empty')?.remove();
     if (!queries.length) list.append(el('li', { className: 'empty', text: 'none running' }));
@@ -331,7 +299,6 @@
     if (started) {
       setRunStatus(`started ${started.query_id}`);
       selectQuery(started.query_id, started);
-      for (const warning of started.warnings || []) notice(warning, 'warning');
       refreshLists();
     } else {
       setRunStatus('done');
@@ -345,9 +312,7 @@
   }
 
   function setRunStatus(text, isError = false) {
-    const element = $('run-status');
-    element.textContent = text;
-    element.classList.toggle('error', isError);
+    Object.assign($('run-status'), { textContent: text, className: `run-status${isError ? ' error' : ''}` });
   }
 
   function showError(error) {
@@ -371,7 +336,8 @@
     const lineStart = lines.slice(0, line - 1).reduce((sum, part) => sum + part.length + 1, 0);
     const start = lineStart + Math.min(column - 1, text.length);
     const token = text.slice(column - 1).match(/^\w+/);
-    const end = Math.min(start + (token ? token[0].length : 1), lineStart + Math.max(text.length, column));
+    // The word there, or one character (none past the end of the line).
+    const end = start + (token ? token[0].length : Number(start < lineStart + text.length));
     state.errorMark = { line, start, end };
     editor.focus();
     editor.setSelectionRange(start, end);
@@ -393,15 +359,9 @@
   /** Line numbers and the error highlight, which follow the textarea's text and scroll. */
   function renderEditorDecor() {
     const text = editor.value;
-    const count = text.split('\n').length;
-    const gutter = $('gutter');
-    const numbers = [];
-    for (let i = 1; i <= count; i += 1) {
-      const isError = state.errorMark && state.errorMark.line === i;
-      numbers.push(`<div${isError ? ' class="error-line" data-testid="error-line"' : ''}>${i}</div>`);
-    }
-    gutter.innerHTML = numbers.join('');
     const mark = state.errorMark;
+    $('gutter').innerHTML = text.split('\n').map((_, i) => (mark && mark.line === i + 1
+      ? `<div class="error-line" data-testid="error-line">${i + 1}</div>` : `<div>${i + 1}</div>`)).join('');
     const backdrop = $('editor-backdrop');
     // The trailing newline keeps the backdrop as tall as the textarea's text.
     backdrop.innerHTML = mark
@@ -421,10 +381,6 @@
     if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
       event.preventDefault();
       run();
-    } else if (event.key === 'Tab' && !event.shiftKey) {
-      event.preventDefault();
-      editor.setRangeText('  ', editor.selectionStart, editor.selectionEnd, 'end');
-      onEditorInput();
     }
   }
 
@@ -488,50 +444,42 @@
     switch (frame.type) {
       case 'schema':
         state.updating = frame.updating;
+        // Unchanged on a reconnect: keep the rows we have.
         if (JSON.stringify(frame.columns) !== JSON.stringify(state.columns)) {
-          state.columns = frame.columns;
-          state.rows = [];
+          Object.assign(state, { columns: frame.columns, rows: [] });
           setupChartControls();
         }
-        for (const warning of frame.warnings || []) notice(warning, 'warning');
-        setStreamState('live');
-        break;
+        if (!state.nextSeq) for (const warning of frame.warnings || []) notice(warning, 'warning');
+        return setStreamState('live');
       case 'rows':
         applyRows(frame.rows, frame.ops);
         state.nextSeq = frame.next_seq;
-        scheduleRender();
-        break;
+        return scheduleRender();
       case 'progress':
       case 'heartbeat':
         state.watermark = frame.watermark;
-        setStreamState('live');
-        break;
+        return setStreamState('live');
       case 'gap':
         state.nextSeq = frame.first_available;
-        notice(frame.message, 'warning');
-        break;
+        return notice(frame.message, 'warning');
       case 'warning':
-        notice(frame.message, 'warning');
-        break;
+        return notice(frame.message, 'warning');
       case 'end':
         state.ended = true;
-        setStreamState('ended');
-        break;
+        return setStreamState('ended');
       case 'error':
         if (frame.code === 'lagged') {
           // Cut off for reading too slowly: resume from the first row missed.
           notice(`fell behind; resuming from row ${frame.next_seq}`, 'warning');
           state.nextSeq = frame.next_seq;
           closeSocket();
-          connect(state.nextSeq);
-        } else {
-          state.ended = true;
-          notice(`${frame.code}: ${frame.message}`, 'error');
-          setStreamState(frame.message === 'query cancelled' ? 'cancelled' : 'failed');
+          return connect(state.nextSeq);
         }
-        break;
+        state.ended = true;
+        notice(`${frame.code}: ${frame.message}`, 'error');
+        return setStreamState(frame.message === 'query cancelled' ? 'cancelled' : 'failed');
       default:
-        break;
+        return undefined;
     }
   }
 
@@ -597,7 +545,7 @@
     const figures = [
       ['rows-in', 'rows in', `${integer(metrics.rows_in)} (${rate(speed.inPerSec)}/s)`],
       ['rows-out', 'rows out', `${integer(metrics.rows_out)} (${rate(speed.outPerSec)}/s)`],
-      ['watermark', 'watermark', metrics.watermark || 'none yet'],
+      ['watermark', 'watermark', timeOfDay(metrics.watermark)],
       ['late', 'late rows dropped', integer(metrics.late_rows_dropped)],
       ['epochs', 'epochs', integer(metrics.epochs)],
       ['latency', 'latency p50 / p99', metrics.latency_ms ? `${metrics.latency_ms.p50.toFixed(0)} / ${metrics.latency_ms.p99.toFixed(0)} ms` : '–'],
@@ -625,19 +573,15 @@
     table.tHead.replaceChildren(el('tr', {}, ...state.columns.map((column) =>
       el('th', { title: column.type }, column.name, el('span', { className: 'type', text: column.type })))));
     // Newest first, so fresh windows show without scrolling.
-    const body = [];
-    for (let i = state.rows.length - 1; i >= 0; i -= 1) {
-      const values = state.rows[i].values;
-      body.push(el('tr', { 'data-testid': 'result-row' }, ...state.columns.map((column) => {
+    table.tBodies[0].replaceChildren(...state.rows.slice().reverse().map(({ values }) =>
+      el('tr', { 'data-testid': 'result-row' }, ...state.columns.map((column) => {
         const value = values[column.name];
         const className = value == null ? 'null' : isNumericType(column.type) ? 'num' : '';
         return el('td', { className, text: cellText(value) });
-      })));
-    }
-    table.tBodies[0].replaceChildren(...body);
+      }))));
     const kind = state.updating ? 'changelog applied' : 'append-only';
-    $('results-info').textContent =
-      `${integer(state.rows.length)} rows shown (newest ${MAX_ROWS} kept) · ${integer(state.received)} received · ${kind}`;
+    $('results-info').textContent = `${integer(state.rows.length)} rows · ${integer(state.received)} received · ${kind}`;
+    $('results-info').title = `the newest ${MAX_ROWS} rows are kept`;
   }
 
   /** Fills the chart's selects from the schema, with sensible defaults. */
@@ -647,11 +591,11 @@
     const times = columns.filter((column) => isTimeType(column.type));
     // An INT column is usually a key of the source (status); counts and
     // sums are BIGINT, averages DOUBLE: prefer those for y.
-    const y = numeric.find((column) => !/^(TINYINT|SMALLINT|INT|INTEGER)$/i.test(column.type)) || numeric[0];
+    const y = numeric.find((column) => !isSmallInt(column.type)) || numeric[0];
     const rank = (name) => { const i = ['window_end', 'window_start', 'ts'].indexOf(name); return i < 0 ? 3 : i; };
     times.sort((a, b) => rank(a.name) - rank(b.name));
-    // One line per key (say status) when the x is event time.
-    const keys = columns.filter((column) => !isTimeType(column.type) && column !== y && !(isNumericType(column.type) && column.type !== 'INT'));
+    // One line per key (text or INT, say status) when the x is event time.
+    const keys = columns.filter((c) => c !== y && !isTimeType(c.type) && (!isNumericType(c.type) || isSmallInt(c.type)));
     fillSelect($('chart-y'), numeric.map((column) => [column.name, column.name]), y && y.name);
     fillSelect($('chart-x'), [...times.map((column) => [column.name, column.name]), [ARRIVAL, 'arrival time']], times.length ? times[0].name : ARRIVAL);
     fillSelect($('chart-split'), [[ALL_ROWS, 'all rows (summed)'], ...columns.filter((column) => !isTimeType(column.type))

@@ -76,6 +76,16 @@ impl Frame {
                     .as_array()
                     .map(|ops| ops.iter().map(|op| op.as_str().unwrap_or_default().to_string()).collect()),
             },
+            // A materialized view's current result: rows like any others,
+            // the ones before `next_seq`.
+            Some("snapshot") => {
+                let rows: Vec<Map<String, Value>> = value["rows"]
+                    .as_array()
+                    .map(|rows| rows.iter().filter_map(|row| row.as_object().cloned()).collect())
+                    .unwrap_or_default();
+                let next_seq = value["next_seq"].as_u64().unwrap_or(0);
+                Frame::Rows { seq: next_seq.saturating_sub(rows.len() as u64), rows, ops: None }
+            }
             Some("gap") => Frame::Gap {
                 from_seq: value["from_seq"].as_u64().unwrap_or(0),
                 first_available: value["first_available"].as_u64().unwrap_or(0),
@@ -181,7 +191,7 @@ impl Subscription {
                     let after = value["seq"].as_u64().unwrap_or(self.next_seq).saturating_add(rows);
                     self.next_seq = value["next_seq"].as_u64().unwrap_or(after);
                 }
-                Some("heartbeat") => self.next_seq = value["next_seq"].as_u64().unwrap_or(self.next_seq),
+                Some("heartbeat" | "snapshot") => self.next_seq = value["next_seq"].as_u64().unwrap_or(self.next_seq),
                 Some("gap") => self.next_seq = value["first_available"].as_u64().unwrap_or(self.next_seq),
                 Some("schema") => {
                     if let (Some(base), Some(id)) = (&self.base, value["query_id"].as_str())
