@@ -42,6 +42,9 @@ pub struct CreateStream {
     pub primary_key: Vec<Ident>,
     /// `name AS PROCTIME()` and the position among the columns.
     pub proctime: Option<(Ident, usize)>,
+    /// `name TYPE METADATA FROM 'what'`: the column (index into
+    /// `columns`), what fills it, where that is.
+    pub metadata: Vec<(usize, String, Location)>,
     /// `(key, value, where the key is)`, keys lower-cased.
     pub options: Vec<(String, String, Location)>,
     pub start: Location,
@@ -71,7 +74,15 @@ pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
     };
     let options = Options::new(&create.options);
     let decoded_schema = Arc::new(decoded_schema(&schema, proctime_column));
-    let connector = connector(&options, &decoded_schema, &create.name)?;
+    let is_kafka = options.get("connector").is_some_and(|(connector, _)| connector.eq_ignore_ascii_case("kafka"));
+    let connector = if is_kafka {
+        kafka_connector(&options, create, &schema, proctime_column)?
+    } else {
+        if let Some((_, _, location)) = create.metadata.first() {
+            return Err(PlanError::invalid("METADATA columns are for the kafka connector").at_location(*location));
+        }
+        connector(&options, &decoded_schema, &create.name)?
+    };
     options.reject_unused()?;
     let status = match &connector {
         ConnectorSpec::Socket { .. } => "idle (connects when a query reads it)",
@@ -279,6 +290,18 @@ impl<'a> Options<'a> {
         }
     }
 
+    /// Every option whose key starts with `prefix`, without it.
+    fn prefixed(&self, prefix: &str) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        for (index, (key, value, _)) in self.options.iter().enumerate() {
+            if let Some(rest) = key.strip_prefix(prefix) {
+                self.used.borrow_mut()[index] = true;
+                found.push((rest.to_string(), value.clone()));
+            }
+        }
+        found
+    }
+
     fn reject_unused(&self) -> Result<()> {
         let used = self.used.borrow();
         match self.options.iter().zip(used.iter()).find(|(_, used)| !**used) {
@@ -371,6 +394,102 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
             "unknown connector {other:?} for stream {stream}: use 'socket', 'file', 'generator', 'nexmark' or 'http'"
         ))
         .at_location(location)),
+    }
+}
+
+/// `connector = 'kafka'`: brokers, topic, format ('json', 'csv', 'text',
+/// 'raw'), start ('earliest', 'latest' or a timestamp), group, partitions
+/// (else looked up when the stream is declared), batch_rows and
+/// `properties.*` for librdkafka.
+fn kafka_connector(
+    options: &Options,
+    create: &CreateStream,
+    schema: &Arc<Schema>,
+    proctime_column: Option<usize>,
+) -> Result<ConnectorSpec> {
+    use sluice_runtime::source::kafka::{KafkaFormat, KafkaMetadata, KafkaSpec, KafkaStart};
+    let at = create.name_location;
+    let (brokers, _) = options
+        .get("brokers")
+        .ok_or_else(|| PlanError::invalid("the kafka connector needs brokers = 'host:port,...'").at_location(at))?;
+    let (topic, _) = options
+        .get("topic")
+        .ok_or_else(|| PlanError::invalid("the kafka connector needs topic = '...'").at_location(at))?;
+    let mut metadata = Vec::new();
+    for (column, what, location) in &create.metadata {
+        let kind = KafkaMetadata::parse(what).ok_or_else(|| {
+            PlanError::invalid(format!("METADATA FROM {what:?}: use 'key', 'partition', 'offset' or 'timestamp'"))
+                .at_location(*location)
+        })?;
+        let index = match proctime_column {
+            Some(proctime) if proctime <= *column => column + 1,
+            _ => *column,
+        };
+        let field = schema.field(index);
+        if field.data_type() != &kind.data_type() {
+            return Err(PlanError::invalid(format!(
+                "METADATA FROM '{what}' fills a {} column, not {}",
+                crate::ddl::sql_type_name(&kind.data_type()),
+                crate::ddl::sql_type_name(field.data_type())
+            ))
+            .at_location(*location));
+        }
+        metadata.push((index, kind));
+    }
+    let format = match options.get("format") {
+        Some((name, _)) if name.eq_ignore_ascii_case("raw") => {
+            let payload = schema.fields().len() - metadata.len() - usize::from(proctime_column.is_some());
+            if payload != 1 {
+                return Err(PlanError::invalid(
+                    "format = 'raw' puts each record's value in the one column that is not METADATA",
+                )
+                .at_location(at));
+            }
+            KafkaFormat::Raw
+        }
+        _ => KafkaFormat::Lines(format(options, Some("x.json"))?),
+    };
+    let start = match options.get("start") {
+        None => KafkaStart::Earliest,
+        Some((start, _)) if start.eq_ignore_ascii_case("earliest") => KafkaStart::Earliest,
+        Some((start, _)) if start.eq_ignore_ascii_case("latest") => KafkaStart::Latest,
+        Some((start, location)) => {
+            KafkaStart::Timestamp(parse_timestamp(start).map(|nanos| nanos / 1_000_000).ok_or_else(|| {
+                PlanError::invalid(format!("option start is 'earliest', 'latest' or a timestamp, not {start:?}"))
+                    .at_location(location)
+            })?)
+        }
+    };
+    let partitions = match options.parse::<i32>("partitions", "a number of partitions")? {
+        Some(count) if count >= 1 => (0..count).collect(),
+        Some(_) => return Err(PlanError::invalid("partitions must be at least 1").at_location(at)),
+        None => Vec::new(),
+    };
+    let batch_rows = options.parse::<usize>("batch_rows", "a positive number")?.unwrap_or(8192).max(1);
+    let group = options.get("group").map(|(group, _)| group.to_string());
+    let properties = options.prefixed("properties.");
+    Ok(ConnectorSpec::Kafka(Box::new(KafkaSpec {
+        brokers: brokers.to_string(),
+        topic: topic.to_string(),
+        format,
+        start,
+        group,
+        partitions,
+        partition: None,
+        metadata,
+        batch_rows,
+        properties,
+    })))
+}
+
+/// A type's SQL name, for messages.
+fn sql_type_name(data_type: &DataType) -> &'static str {
+    match data_type {
+        DataType::Utf8 => "VARCHAR",
+        DataType::Int32 => "INT",
+        DataType::Int64 => "BIGINT",
+        DataType::Timestamp(_, _) => "TIMESTAMP",
+        _ => "other",
     }
 }
 

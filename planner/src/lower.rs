@@ -34,7 +34,7 @@ use sluice_runtime::operators::stateless::StatelessSpec;
 use sluice_runtime::operators::union::UnionSpec;
 use sluice_runtime::operators::window_aggregate::WindowAggregateSpec;
 use sluice_runtime::operators::window_assign::{WINDOW_END, WINDOW_START, WINDOW_TIME, WindowAssignSpec, WindowKind};
-use sluice_runtime::{NodeId, OperatorSpec, PlanNode, StreamPlan};
+use sluice_runtime::{ConnectorSpec, NodeId, OperatorSpec, PlanNode, SourceSpec, StreamPlan};
 
 use crate::catalog::Catalog;
 use crate::error::{PlanError, Result};
@@ -185,6 +185,40 @@ impl<'a> Lowering<'a> {
         self.plan.nodes.len() - 1
     }
 
+    /// The plan node a stream's rows come from: its source, or for a Kafka
+    /// stream one source per partition under a union (each partition with
+    /// its own watermark, idle timeout and offsets).
+    fn source_nodes(&mut self, source: &SourceSpec) -> Result<NodeId> {
+        let partitions = match &source.connector {
+            ConnectorSpec::Kafka(kafka) if kafka.partitions.is_empty() => {
+                return Err(PlanError::invalid(format!(
+                    "stream {} does not know its topic's partitions (declare it with partitions = N)",
+                    source.stream
+                )));
+            }
+            ConnectorSpec::Kafka(kafka) => kafka.partitions.clone(),
+            _ => {
+                self.plan.sources.push(source.clone());
+                self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
+                return Ok(self.plan.nodes.len() - 1);
+            }
+        };
+        let mut inputs = Vec::new();
+        for partition in partitions {
+            let mut one = source.clone();
+            if let ConnectorSpec::Kafka(kafka) = &mut one.connector {
+                kafka.partition = Some(partition);
+            }
+            self.plan.sources.push(one);
+            self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
+            inputs.push(self.plan.nodes.len() - 1);
+        }
+        if inputs.len() == 1 {
+            return Ok(inputs[0]);
+        }
+        Ok(self.push(OperatorSpec::Union(UnionSpec { schema: source.schema.clone() }), inputs))
+    }
+
     pub(crate) fn lower<'b>(&'b mut self, logical: &'b LogicalPlan) -> BoxFuture<'b, Result<Lowered>> {
         Box::pin(async move {
             match logical {
@@ -286,9 +320,7 @@ impl<'a> Lowering<'a> {
                         source
                     }
                 };
-                self.plan.sources.push(source.clone());
-                self.plan.nodes.push(PlanNode::Source { index: self.plan.sources.len() - 1 });
-                let node = self.plan.nodes.len() - 1;
+                let node = self.source_nodes(&source)?;
                 let (window_results, updating, partition_keys) = (false, false, Vec::new());
                 let name = |column: usize| source.schema.field(column).name().clone();
                 let times = TimeColumns {

@@ -468,6 +468,7 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
     let mut watermark: Option<(Ident, Expr)> = None;
     let mut primary_key = Vec::new();
     let mut proctime = None;
+    let mut metadata = Vec::new();
     parser.expect_token(&Token::LParen)?;
     loop {
         let token = parser.peek_token();
@@ -497,6 +498,23 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
                 );
             }
             proctime = Some((name, columns.len()));
+        } else if declares_metadata(parser) {
+            // `name TYPE METADATA FROM 'key' [VIRTUAL]` (Flink's): a column
+            // filled from the record's key, partition, offset or timestamp.
+            let name = parser.parse_identifier()?;
+            let data_type = parser.parse_data_type()?;
+            parser.next_token();
+            parser.expect_keyword(Keyword::FROM)?;
+            let from = parser.next_token();
+            let Token::SingleQuotedString(what) = &from.token else {
+                return Err(PlanError::invalid(
+                    "METADATA FROM takes a quoted name: 'key', 'partition', 'offset' or 'timestamp'",
+                )
+                .at(from.span));
+            };
+            metadata.push((columns.len(), what.to_ascii_lowercase(), from.span.start));
+            let _ = parser.parse_keyword(Keyword::VIRTUAL);
+            columns.push(ColumnDef { name, data_type, options: Vec::new() });
         } else {
             columns.push(parser.parse_column_def()?);
         }
@@ -520,9 +538,28 @@ fn parse_create(parser: &mut Parser, is_stream: bool, start: Location, _sql: &st
         watermark,
         primary_key,
         proctime,
+        metadata,
         options,
         start,
     })))
+}
+
+/// Whether the column definition ahead says `METADATA` before its end.
+fn declares_metadata(parser: &Parser) -> bool {
+    let mut depth = 0usize;
+    for index in 0.. {
+        let token = parser.peek_nth_token(index);
+        match &token.token {
+            Token::LParen => depth += 1,
+            Token::RParen if depth == 0 => return false,
+            Token::RParen => depth -= 1,
+            Token::Comma if depth == 0 => return false,
+            Token::EOF => return false,
+            _ if depth == 0 && word_is(&token, "METADATA") => return true,
+            _ => {}
+        }
+    }
+    false
 }
 
 /// `EMIT ON UPDATE` or `EMIT EVERY INTERVAL '1' SECOND` after a SELECT:

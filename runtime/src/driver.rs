@@ -176,7 +176,7 @@ pub fn spawn_query_subscribed(
         (Some(spec), Some(report)) => {
             let mut sink = crate::sink::create(spec, &plan.schema, plan.append_only, report.clone())?;
             let restored = recovery.restored.as_ref().map(|restored| restored.manifest.id);
-            sink.open(restored, output.rows_published())?;
+            sink.open(restored, output.rows_published(), recovery.store.is_some())?;
             Some(sink)
         }
         _ => None,

@@ -6,6 +6,7 @@
 
 (() => {
   const MAX_ROWS = 500;         // result rows kept for the table and the chart
+  const MAX_HISTORY = 2000;    // rows kept for the chart over arrival time
   const MAX_SERIES = 10;        // chart lines at most (the first keys seen)
   const LIST_REFRESH_MS = 1000;
   const PLAN_REFRESH_MS = 2000;
@@ -26,20 +27,17 @@
     queries: new Map(),     // id -> report from GET /v1/queries
     rates: new Map(),       // id -> {at, rowsIn, rowsOut, inPerSec, outPerSec}
     queryItems: new Map(),  // id -> its <li> in the side panel
-    // The selected query and its subscription.
-    selected: null,
-    subscribePath: null,
-    socket: null,
+    // The selected query, its subscription and what it has shown.
+    selected: null, subscribePath: null, socket: null,
     ended: false,           // no more frames will come (end, error, cancel)
-    columns: [],
-    updating: false,
+    columns: [], updating: false,
     rows: [],               // [{values, key, arrival}], oldest first
+    history: [],            // [{values, arrival}] of every row added, for the chart over arrival time
+    cancelled: new Set(),   // queries cancelled here (they leave the list)
     received: 0,            // rows frames' rows, ops included
-    nextSeq: 0,
-    watermark: null,
-    renderPending: false,
-    chart: null,
-    chartKey: '',
+    nextSeq: 0, watermark: null,
+    renderPending: false, chart: null, chartKey: '',
+    splitChosen: false,     // the user picked the chart's series column
     errorMark: null,        // {line, start, end} of the last SQL error
   };
 
@@ -254,14 +252,15 @@
   async function cancelQuery(id) {
     try {
       await api('DELETE', `/v1/queries/${encodeURIComponent(id)}`);
+      state.cancelled.add(id);
       setRunStatus(`cancelled ${id}`);
+      if (id === state.selected) {
+        state.ended = true;
+        closeSocket();
+        setStreamState('cancelled');
+      }
     } catch (error) {
       setRunStatus(`cancel ${id}: ${error.message}`, true);
-    }
-    if (id === state.selected) {
-      state.ended = true;
-      closeSocket();
-      setStreamState('cancelled');
     }
     refreshLists();
   }
@@ -397,7 +396,7 @@
     closeSocket();
     Object.assign(state, {
       selected: id, ended: false, columns: started ? started.columns : [], updating: false,
-      rows: [], received: 0, nextSeq: 0, watermark: null,
+      rows: [], history: [], received: 0, splitChosen: false, nextSeq: 0, watermark: null,
       subscribePath: (started && started.subscribe) || `/v1/queries/${encodeURIComponent(id)}/ws`,
     });
     if (started && !state.queries.has(id)) state.queries.set(id, { query_id: id, sql: editor.value, status: 'running', metrics: {} });
@@ -443,16 +442,20 @@
   function onFrame(frame) {
     switch (frame.type) {
       case 'schema':
-        state.updating = frame.updating;
-        // Unchanged on a reconnect: keep the rows we have.
-        if (JSON.stringify(frame.columns) !== JSON.stringify(state.columns)) {
-          Object.assign(state, { columns: frame.columns, rows: [] });
-          setupChartControls();
-        }
-        if (!state.nextSeq) for (const warning of frame.warnings || []) notice(warning, 'warning');
+        // A reconnect (from_seq > 0) keeps the rows and chart choices we have.
+        if (state.nextSeq) return setStreamState('live');
+        Object.assign(state, { columns: frame.columns, updating: frame.updating, rows: [], history: [] });
+        setupChartControls();
+        for (const warning of frame.warnings || []) notice(warning, 'warning');
         return setStreamState('live');
       case 'rows':
         applyRows(frame.rows, frame.ops);
+        state.nextSeq = frame.next_seq;
+        return scheduleRender();
+      case 'snapshot':
+        // A materialized view's current result; its changes from next_seq follow.
+        state.rows = [];
+        applyRows(frame.rows);
         state.nextSeq = frame.next_seq;
         return scheduleRender();
       case 'progress':
@@ -509,8 +512,10 @@
       if (slot >= 0) state.rows.splice(slot, 0, entry);
       else state.rows.push(entry);
       slot = -1;
+      state.history.push(entry);
     });
     if (state.rows.length > MAX_ROWS) state.rows.splice(0, state.rows.length - MAX_ROWS);
+    if (state.history.length > MAX_HISTORY) state.history.splice(0, state.history.length - MAX_HISTORY);
   }
 
   function setStreamState(text) {
@@ -532,8 +537,8 @@
     $('query-id').textContent = state.selected;
     const status = $('query-status');
     if (!query) {
-      status.className = 'badge gone';
-      status.textContent = 'gone';
+      const gone = state.cancelled.has(state.selected) ? 'cancelled' : 'gone';
+      Object.assign(status, { className: `badge ${gone}`, textContent: gone });
       return;
     }
     status.className = `badge ${query.status}`;
@@ -546,12 +551,12 @@
       ['rows-in', 'rows in', `${integer(metrics.rows_in)} (${rate(speed.inPerSec)}/s)`],
       ['rows-out', 'rows out', `${integer(metrics.rows_out)} (${rate(speed.outPerSec)}/s)`],
       ['watermark', 'watermark', timeOfDay(metrics.watermark)],
-      ['late', 'late rows dropped', integer(metrics.late_rows_dropped)],
+      ['late', 'late rows', integer(metrics.late_rows_dropped)],
       ['epochs', 'epochs', integer(metrics.epochs)],
       ['latency', 'latency p50 / p99', metrics.latency_ms ? `${metrics.latency_ms.p50.toFixed(0)} / ${metrics.latency_ms.p99.toFixed(0)} ms` : '–'],
       ['state', 'state rows', integer(metrics.state_rows)],
       ['subscribers', 'subscribers', integer(metrics.subscribers)],
-      ['malformed', 'malformed records', integer(metrics.malformed_records)],
+      ['malformed', 'malformed', integer(metrics.malformed_records)],
     ];
     $('query-metrics').replaceChildren(...figures.map(([name, label, value]) =>
       el('div', {}, el('dt', { text: label }), el('dd', { 'data-testid': `metric-${name}`, text: value }))));
@@ -571,7 +576,7 @@
   function renderResults() {
     const table = $('results');
     table.tHead.replaceChildren(el('tr', {}, ...state.columns.map((column) =>
-      el('th', { title: column.type }, column.name, el('span', { className: 'type', text: column.type })))));
+      el('th', { className: isNumericType(column.type) ? 'num' : '' }, column.name, el('span', { className: 'type', text: column.type })))));
     // Newest first, so fresh windows show without scrolling.
     table.tBodies[0].replaceChildren(...state.rows.slice().reverse().map(({ values }) =>
       el('tr', { 'data-testid': 'result-row' }, ...state.columns.map((column) => {
@@ -594,12 +599,13 @@
     const y = numeric.find((column) => !isSmallInt(column.type)) || numeric[0];
     const rank = (name) => { const i = ['window_end', 'window_start', 'ts'].indexOf(name); return i < 0 ? 3 : i; };
     times.sort((a, b) => rank(a.name) - rank(b.name));
-    // One line per key (text or INT, say status) when the x is event time.
+    // One line per key (text or INT, say status) over event time, or over
+    // arrival time for an updating result (a running count per key).
     const keys = columns.filter((c) => c !== y && !isTimeType(c.type) && (!isNumericType(c.type) || isSmallInt(c.type)));
     fillSelect($('chart-y'), numeric.map((column) => [column.name, column.name]), y && y.name);
     fillSelect($('chart-x'), [...times.map((column) => [column.name, column.name]), [ARRIVAL, 'arrival time']], times.length ? times[0].name : ARRIVAL);
     fillSelect($('chart-split'), [[ALL_ROWS, 'all rows (summed)'], ...columns.filter((column) => !isTimeType(column.type))
-      .map((column) => [column.name, column.name])], times.length && keys.length ? keys[0].name : ALL_ROWS);
+      .map((column) => [column.name, column.name])], (times.length || state.updating) && keys.length ? keys[0].name : ALL_ROWS);
   }
 
   function fillSelect(select, options, chosen) {
@@ -609,31 +615,36 @@
   }
 
   /**
-   * The chart's series from the rows kept: per series (a value of the
-   * "series" column, or one for all rows) the y values summed per x, aligned
-   * on the union of the x values as uPlot wants.
+   * The chart's series: per series (a value of the "series" column, or one
+   * for all rows) the y values summed per x, aligned on the union of the x
+   * values as uPlot wants. Over event time the points are the current
+   * result (changelog applied); over arrival time, every row as it came.
    */
   function chartData() {
     const y = $('chart-y').value;
     const x = $('chart-x').value;
     const split = $('chart-split').value;
     const series = new Map();
-    for (const row of state.rows) {
+    // Rows of an updating result that arrive together are successive
+    // values of one key: over arrival time the last one counts.
+    const lastWins = x === ARRIVAL && state.updating;
+    let overflow = false;
+    for (const row of x === ARRIVAL ? state.history : state.rows) {
       const xValue = x === ARRIVAL ? row.arrival / 1000 : timeValue(row.values[x]);
       const yValue = row.values[y];
       if (xValue == null || yValue == null || !Number.isFinite(Number(yValue))) continue;
       const label = split === ALL_ROWS ? y : cellText(row.values[split]);
       if (!series.has(label)) {
-        if (series.size >= MAX_SERIES) continue;
+        if (series.size >= MAX_SERIES) { overflow = true; continue; }
         series.set(label, new Map());
       }
       const points = series.get(label);
-      points.set(xValue, (points.get(xValue) || 0) + Number(yValue));
+      points.set(xValue, (lastWins ? 0 : points.get(xValue) || 0) + Number(yValue));
     }
     const labels = [...series.keys()].sort((a, b) => a.localeCompare(b, 'en', { numeric: true }));
     const xs = [...new Set([...series.values()].flatMap((points) => [...points.keys()]))].sort((a, b) => a - b);
     if (!labels.length) return { labels: [y || 'value'], data: [[], []] };
-    return { labels, data: [xs, ...labels.map((label) => xs.map((value) => series.get(label).get(value) ?? null))] };
+    return { overflow, labels, data: [xs, ...labels.map((label) => xs.map((value) => series.get(label).get(value) ?? null))] };
   }
 
   function drawChart() {
@@ -644,7 +655,13 @@
       return;
     }
     delete target.dataset.empty;
-    const { labels, data } = chartData();
+    const { overflow, labels, data } = chartData();
+    // Too many keys for one line each (say IPs): unless the user chose
+    // them, chart all rows summed instead.
+    if (overflow && !state.splitChosen && $('chart-split').value !== ALL_ROWS) {
+      $('chart-split').value = ALL_ROWS;
+      return drawChart();
+    }
     // A new set of series needs a new plot; otherwise just new data.
     const key = [$('chart-x').value, $('chart-y').value, $('chart-split').value, ...labels].join('\u0001');
     if (state.chart && state.chartKey === key) {
@@ -713,7 +730,7 @@
   function renderOperators(plan) {
     const headings = ['operator', 'rows in', 'rows out', 'batches in / out', 'time', 'share', 'watermark out', 'state', 'oldest open window'];
     const table = $('operators');
-    table.tHead.replaceChildren(el('tr', {}, ...headings.map((text) => el('th', { text }))));
+    table.tHead.replaceChildren(el('tr', {}, ...headings.map((text) => el('th', { text, className: /rows|batches|time|state/.test(text) ? 'num' : '' }))));
     table.tBodies[0].replaceChildren(...operatorsInOrder(plan).map(({ operator, depth }) => {
       const share = Math.round((operator.busy_share || 0) * 100);
       const stateText = operator.state_rows == null ? '–' : `${integer(operator.state_rows)} rows, ${bytes(operator.state_bytes)}`;
@@ -751,6 +768,8 @@
     editor.addEventListener('keydown', onEditorKey);
     editor.addEventListener('input', onEditorInput);
     editor.addEventListener('scroll', syncEditorScroll);
+    // Before drawChart's listener, which reads it.
+    $('chart-split').addEventListener('change', () => { state.splitChosen = true; });
     for (const id of ['chart-y', 'chart-x', 'chart-split']) $(id).addEventListener('change', drawChart);
     window.addEventListener('resize', () => state.chart && state.chart.setSize({ width: $('chart').clientWidth, height: CHART_HEIGHT }));
     renderEditorDecor();

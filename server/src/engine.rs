@@ -380,7 +380,7 @@ impl Engine {
             Statement::CreateStream(create) if create.is_static_table() => self.create_table(&create, located.text),
             Statement::Insert { table, statement } => self.insert(sql, &located, &table, *statement).await,
             Statement::ShowTables => self.show_tables(),
-            Statement::CreateStream(create) => self.create_stream(*create, located.text),
+            Statement::CreateStream(create) => self.create_stream(*create, located.text).await,
             Statement::DropStream { name, if_exists } => self.drop_stream(sql, &located, name, if_exists),
             Statement::ShowStreams => self.show_streams(),
             Statement::ShowQueries => self.show_queries(),

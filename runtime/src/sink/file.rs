@@ -286,7 +286,8 @@ fn parse_name(name: &str, extension: &str) -> Option<(u64, Option<u64>, bool)> {
 }
 
 impl Sink for FileSink {
-    fn open(&mut self, restored: Option<u64>, next_seq: u64) -> Result<()> {
+    fn open(&mut self, restored: Option<u64>, next_seq: u64, checkpoints: bool) -> Result<()> {
+        self.checkpointed = checkpoints;
         let extension = self.spec.format.extension();
         let entries = std::fs::read_dir(&self.spec.path).map_err(|error| {
             RuntimeError::external(format!("cannot list the sink directory {}: {error}", self.spec.path.display()))
@@ -405,7 +406,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-file-sink-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut sink = sink(&dir, FileFormat::Jsonl, true);
-        sink.open(None, 0).unwrap();
+        sink.open(None, 0, true).unwrap();
         sink.write(0, &rows(&[1, 2])).unwrap();
         sink.prepare(1).unwrap();
         assert_eq!(listing(&dir), [".part-00000000000000000000.jsonl.pending-1"]);
@@ -428,13 +429,13 @@ mod tests {
         // A crash here: the restarted query restores checkpoint 2, whose
         // prepared files are committed; restoring 1 would discard them.
         let mut restarted = self::sink(&dir, FileFormat::Jsonl, true);
-        restarted.open(Some(2), 6).unwrap();
+        restarted.open(Some(2), 6, true).unwrap();
         assert_eq!(
             listing(&dir),
             ["part-00000000000000000000.jsonl", "part-00000000000000000002.jsonl", "part-00000000000000000005.jsonl"]
         );
         let mut older = self::sink(&dir, FileFormat::Jsonl, true);
-        older.open(Some(1), 2).unwrap();
+        older.open(Some(1), 2, true).unwrap();
         assert_eq!(listing(&dir), ["part-00000000000000000000.jsonl"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -444,7 +445,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sluice-file-sink-csv-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let mut sink = sink(&dir, FileFormat::Csv, false);
-        sink.open(None, 0).unwrap();
+        sink.open(None, 0, true).unwrap();
         let mut batch = rows(&[1, 1]);
         batch.ops = Some(vec![Op::Delete, Op::Insert]);
         sink.write(0, &batch).unwrap();

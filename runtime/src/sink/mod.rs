@@ -29,19 +29,23 @@ use crate::error::Result;
 use crate::message::StreamBatch;
 
 pub mod file;
+pub mod kafka;
 
 pub use file::{FileFormat, FileSinkSpec};
+pub use kafka::{KafkaSinkSpec, SinkEnvelope};
 
 /// Where a sink writes.
 #[derive(Debug, Clone)]
 pub enum SinkSpec {
     File(FileSinkSpec),
+    Kafka(KafkaSinkSpec),
 }
 
 impl SinkSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::File(_) => "file",
+            Self::Kafka(_) => "kafka",
         }
     }
 
@@ -49,6 +53,13 @@ impl SinkSpec {
     pub fn target(&self) -> String {
         match self {
             Self::File(spec) => format!("{} ({})", spec.path.display(), spec.format.name()),
+            Self::Kafka(spec) => format!(
+                "{} on {} ({}, {})",
+                spec.topic,
+                spec.brokers,
+                spec.envelope.name(),
+                if spec.exactly_once { "exactly once" } else { "at least once" }
+            ),
         }
     }
 }
@@ -73,8 +84,9 @@ pub type SharedSinkReport = Arc<Mutex<SinkReport>>;
 pub trait Sink: Send {
     /// Settles what an earlier run left: `restored` is the checkpoint the
     /// query restarted from, and `next_seq` the seq of the first row it
-    /// will emit.
-    fn open(&mut self, restored: Option<u64>, next_seq: u64) -> Result<()>;
+    /// will emit; `checkpoints` says whether the query takes any (without,
+    /// [`prepare`](Sink::prepare) is never called).
+    fn open(&mut self, restored: Option<u64>, next_seq: u64, checkpoints: bool) -> Result<()>;
     /// Rows of the result, in seq order; `seq` is the first row's.
     fn write(&mut self, seq: u64, batch: &StreamBatch) -> Result<()>;
     /// At checkpoint `id`'s barrier: everything written so far belongs to
@@ -97,6 +109,7 @@ pub fn create(
 ) -> Result<Box<dyn Sink>> {
     Ok(match spec {
         SinkSpec::File(spec) => Box::new(file::FileSink::new(spec.clone(), schema.clone(), append_only, report)?),
+        SinkSpec::Kafka(spec) => Box::new(kafka::KafkaSink::new(spec.clone(), schema.clone(), append_only, report)?),
     })
 }
 

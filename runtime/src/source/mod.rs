@@ -11,6 +11,7 @@ pub mod decode;
 pub mod file;
 pub mod generator;
 pub mod http;
+pub mod kafka;
 pub mod nexmark;
 pub(crate) mod random;
 pub mod socket;
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 pub use decode::{Format, RecordDecoder};
 pub use generator::GeneratorSpec;
 pub use http::HttpIngest;
+pub use kafka::KafkaSpec;
 pub use nexmark::NexmarkSpec;
 
 use crate::metrics::QueryMetrics;
@@ -73,6 +75,8 @@ pub enum ConnectorSpec {
     Nexmark(NexmarkSpec),
     /// Events POSTed to `/v1/streams/{name}/events`.
     Http(Arc<HttpIngest>),
+    /// A Kafka topic's partition (see [`kafka`]).
+    Kafka(Box<KafkaSpec>),
 }
 
 impl SourceSpec {
@@ -139,6 +143,7 @@ impl ConnectorSpec {
             ConnectorSpec::Generator(_) => "generator",
             ConnectorSpec::Nexmark(_) => "nexmark",
             ConnectorSpec::Http(_) => "http",
+            ConnectorSpec::Kafka(_) => "kafka",
         }
     }
 
@@ -148,7 +153,7 @@ impl ConnectorSpec {
             ConnectorSpec::File { .. } => true,
             ConnectorSpec::Generator(spec) => spec.rows.is_some(),
             ConnectorSpec::Nexmark(spec) => spec.events.is_some(),
-            ConnectorSpec::Socket { .. } | ConnectorSpec::Http(_) => false,
+            ConnectorSpec::Socket { .. } | ConnectorSpec::Http(_) | ConnectorSpec::Kafka(_) => false,
         }
     }
 }
@@ -372,6 +377,7 @@ async fn run(spec: SourceSpec, http_events: Option<mpsc::Receiver<http::Posted>>
             let decoder = spec.decoder(format.clone());
             socket::run(host, *port, decoder, &spec.status, context).await
         }
+        ConnectorSpec::Kafka(kafka) => kafka::run(kafka, &spec, context).await,
         ConnectorSpec::Http(ingest) => {
             if let Some(events) = http_events {
                 let decoder = spec.decoder(Format::Json);

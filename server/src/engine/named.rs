@@ -23,7 +23,7 @@ use datafusion::datasource::MemTable;
 use sluice_planner::PlanError;
 use sluice_planner::statement::{CreateSink, CreateView, Located, NamedKind, QueryAst};
 use sluice_planner::views::read_names;
-use sluice_runtime::sink::{FileFormat, FileSinkSpec, SinkSpec};
+use sluice_runtime::sink::{FileFormat, FileSinkSpec, KafkaSinkSpec, SinkEnvelope, SinkSpec};
 
 use super::Engine;
 use super::queries::RunningQuery;
@@ -388,9 +388,69 @@ pub(super) fn sink_spec(sink: &CreateSink) -> Result<SinkSpec, EngineError> {
             spec.check_writable().map_err(|message| at(sink.kind_location)(PlanError::invalid(message)))?;
             Ok(SinkSpec::File(spec))
         }
-        "kafka" => Err(at(sink.kind_location)(PlanError::unsupported(
-            "Kafka sinks are not built yet; INTO FILE (path, format, rollover) is",
-        ))),
+        "kafka" => {
+            let mut brokers = None;
+            let mut topic = None;
+            let mut envelope = None;
+            let mut key = None;
+            let mut exactly_once = true;
+            let mut properties = Vec::new();
+            for (option, value, location) in &sink.options {
+                let location = *location;
+                match option.as_str() {
+                    "brokers" => brokers = Some(value.clone()),
+                    "topic" => topic = Some(value.clone()),
+                    "format" if value.eq_ignore_ascii_case("json") => {}
+                    "format" => {
+                        return Err(at(location)(PlanError::invalid(format!(
+                            "a Kafka sink writes format 'json', not {value:?}"
+                        ))));
+                    }
+                    "envelope" => {
+                        envelope = Some(SinkEnvelope::parse(value).ok_or_else(|| {
+                            at(location)(PlanError::invalid(format!(
+                                "envelope is 'append', 'upsert' or 'debezium', not {value:?}"
+                            )))
+                        })?);
+                    }
+                    "key" => key = Some(value.to_ascii_lowercase()),
+                    "delivery" => {
+                        exactly_once = match value.to_ascii_lowercase().as_str() {
+                            "exactly-once" | "exactly_once" => true,
+                            "at-least-once" | "at_least_once" => false,
+                            _ => {
+                                return Err(at(location)(PlanError::invalid(format!(
+                                    "delivery is 'exactly-once' or 'at-least-once', not {value:?}"
+                                ))));
+                            }
+                        };
+                    }
+                    other if other.starts_with("properties.") => {
+                        properties.push((other["properties.".len()..].to_string(), value.clone()));
+                    }
+                    other => {
+                        return Err(at(location)(PlanError::invalid(format!(
+                            "a Kafka sink takes brokers, topic, format, envelope, key, delivery and properties.*, not {other:?}"
+                        ))));
+                    }
+                }
+            }
+            let brokers = brokers.ok_or_else(|| {
+                at(sink.kind_location)(PlanError::invalid("a Kafka sink needs brokers = 'host:port'"))
+            })?;
+            let topic =
+                topic.ok_or_else(|| at(sink.kind_location)(PlanError::invalid("a Kafka sink needs topic = '...'")))?;
+            let envelope = envelope.unwrap_or(if key.is_some() { SinkEnvelope::Upsert } else { SinkEnvelope::Append });
+            Ok(SinkSpec::Kafka(KafkaSinkSpec {
+                transactional_id: format!("sluice-sink-{}-{topic}", sink.name),
+                brokers,
+                topic,
+                envelope,
+                key,
+                exactly_once,
+                properties,
+            }))
+        }
         other => Err(at(sink.kind_location)(PlanError::invalid(format!(
             "a sink writes INTO FILE or INTO KAFKA, not INTO {}",
             other.to_uppercase()

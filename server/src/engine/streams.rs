@@ -31,8 +31,36 @@ pub struct StreamInfo {
 }
 
 impl Engine {
-    pub(super) fn create_stream(&self, create: CreateStream, ddl: String) -> Result<StatementResult, EngineError> {
-        let spec = stream_source_spec(&create)?;
+    pub(super) async fn create_stream(
+        &self,
+        create: CreateStream,
+        mut ddl: String,
+    ) -> Result<StatementResult, EngineError> {
+        let mut spec = stream_source_spec(&create)?;
+        if let ConnectorSpec::Kafka(kafka) = &mut spec.connector
+            && kafka.partitions.is_empty()
+            && !self.catalog_read().contains(&create.name)
+        {
+            // A query reads each partition as a source of its own: the
+            // partitions are looked up now, and kept with the DDL so that
+            // a restart does not need the broker.
+            let (brokers, topic, properties) = (kafka.brokers.clone(), kafka.topic.clone(), kafka.properties.clone());
+            let found = tokio::task::spawn_blocking(move || {
+                sluice_runtime::source::kafka::partitions(&brokers, &topic, &properties)
+            })
+            .await
+            .map_err(|error| EngineError::internal(error.to_string()))?;
+            let partitions = found.map_err(|message| {
+                EngineError::new(
+                    ErrorCode::External,
+                    format!("{message}; the stream needs its topic's partitions (or declare partitions = N)"),
+                )
+            })?;
+            if let Some(close) = ddl.rfind(')') {
+                ddl.insert_str(close, &format!(", partitions = '{}'", partitions.len()));
+            }
+            kafka.partitions = partitions;
+        }
         if let (ConnectorSpec::Http(ingest), Some(state_dir)) = (&spec.connector, &self.state_dir)
             && !self.catalog_read().contains(&create.name)
         {
