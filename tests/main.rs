@@ -26,6 +26,10 @@
 //! - `crash`: a child server killed with SIGKILL and restarted loses and
 //!   duplicates no row.
 //! - `restart`: streams and queries survive a restart.
+//! - `kafka`: a Kafka source and a transactional sink against a real broker
+//!   (tansu), exactly once through a crash; bad brokers and topics.
+//! - `console`: the web console in Chromium (Playwright): live rows, chart,
+//!   operators, SQL error marks, cancel, token.
 //! - `sinks`: file sinks exactly once through a crash, read back by
 //!   DataFusion; materialized views (SELECT, snapshot then changes, restart).
 //! - `queries`: every ready-made query under `queries/` plans.
@@ -38,11 +42,13 @@
 
 mod auth;
 mod bad_input;
+mod console;
 mod crash;
 mod explain;
 mod fuzz_corpus;
 mod http_api;
 mod joins;
+mod kafka;
 mod limits;
 mod nexmark;
 mod openapi;

@@ -83,6 +83,8 @@ class Api:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
+        except (urllib.error.URLError, OSError) as error:
+            raise Failure(f"{method} {self.url}{path}: {error}") from None
 
     def queries(self):
         status, body = self.request("GET", "/v1/queries")
@@ -188,8 +190,9 @@ def drive(page, api, args, before):
         page.focus("[data-testid=sql-editor]")
         page.keyboard.press("Control+Enter")
         page.wait_for_selector("[data-testid=sql-error]", state="visible")
-        message = page.text_content("[data-testid=sql-error-message]")
-        check(said in message and f"line {line}, column {column}" in message, f"error message: {message!r}")
+        where = f"line {line}, column {column}"
+        wait_for(f"an error message naming {said!r} at {where}", lambda: (
+            text if said in (text := page.text_content("[data-testid=sql-error-message]")) and where in text else None), timeout=10)
         marker = page.text_content("[data-testid=error-marker]").split("\n")
         source_line = sql.split("\n")[line - 1]
         check(marker[0] == f"{line} | {source_line}", f"the marker does not show line {line}: {marker}")

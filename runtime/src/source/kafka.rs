@@ -138,7 +138,11 @@ pub fn partitions(brokers: &str, topic: &str, properties: &[(String, String)]) -
         return Err(format!("topic {topic:?} not found on {brokers}"));
     };
     if let Some(error) = found.error() {
-        return Err(format!("topic {topic:?} on {brokers}: {:?}", rdkafka::types::RDKafkaRespErr::from(error)));
+        let code = rdkafka::types::RDKafkaErrorCode::from(error);
+        if code == rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition {
+            return Err(format!("topic {topic:?} not found on {brokers}"));
+        }
+        return Err(format!("topic {topic:?} on {brokers}: {code}"));
     }
     if found.partitions().is_empty() {
         return Err(format!("topic {topic:?} not found on {brokers} (it has no partitions)"));
@@ -216,7 +220,10 @@ pub async fn run(kafka: &KafkaSpec, spec: &SourceSpec, context: SourceContext) {
             None => match consumer.recv().await {
                 Ok(message) => message.detach(),
                 Err(error) => {
-                    spec.status.set(format!("cannot read {} from {}: {error}; retrying", kafka.topic, kafka.brokers));
+                    spec.status.set(format!(
+                        "cannot connect to Kafka at {} to read {}: {error}; retrying",
+                        kafka.brokers, kafka.topic
+                    ));
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 }

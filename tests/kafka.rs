@@ -1,0 +1,288 @@
+//! Kafka in and out against a real Kafka-protocol broker: tansu, started
+//! by the test on a free loopback port with in-memory storage
+//! (`scripts/install_tansu.sh` installs it; `.ci/run` does).
+//!
+//! A query reads a two-partition topic (metadata columns, a malformed
+//! record counted), writes a running count per user through a
+//! transactional upsert sink, crashes mid-run and is restored from its
+//! checkpoint; a `read_committed` consumer sees every result row once, and
+//! the final counts are right. Bad brokers and topics are clear errors.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rdkafka::Message;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use sluice::engine::{Engine, Limits, StatementResult};
+use sluice::settings::Settings;
+
+/// A tansu broker on a free loopback port, stopped when dropped.
+pub struct Broker {
+    child: Child,
+    pub address: String,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let address = format!("127.0.0.1:{port}");
+        let url = format!("tcp://{address}");
+        let child = Command::new("tansu")
+            .args([
+                "broker",
+                "--storage-engine",
+                "memory://tansu/",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu runs (install it with scripts/install_tansu.sh)");
+        // tansu exits 0 even when it cannot listen: wait for the port.
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&address).is_ok() {
+                return Broker { child, address };
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("tansu did not listen on {address}");
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config.set("bootstrap.servers", &self.address);
+        config
+    }
+
+    pub async fn create_topic(&self, topic: &str, partitions: i32) {
+        let admin: AdminClient<DefaultClientContext> = self.config().create().unwrap();
+        let topics = [NewTopic::new(topic, partitions, TopicReplication::Fixed(1))];
+        for result in admin.create_topics(&topics, &AdminOptions::new()).await.unwrap() {
+            result.unwrap();
+        }
+    }
+
+    pub fn produce(&self, topic: &str, records: &[(i32, &str, &str)]) {
+        let producer: BaseProducer = self.config().create().unwrap();
+        for (partition, key, value) in records {
+            producer.send(BaseRecord::to(topic).partition(*partition).key(*key).payload(*value)).unwrap();
+        }
+        producer.flush(Duration::from_secs(10)).unwrap();
+    }
+
+    /// Every committed record of `topic`: (sluice.seq, key, value).
+    pub fn read_committed(&self, topic: &str) -> Vec<(u64, String, Option<String>)> {
+        let mut config = self.config();
+        config
+            .set("group.id", "test-reader")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true")
+            .set("enable.auto.commit", "false");
+        let consumer: BaseConsumer = config.create().unwrap();
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
+        let partitions: Vec<i32> = metadata.topics()[0].partitions().iter().map(|partition| partition.id()).collect();
+        let mut assignment = TopicPartitionList::new();
+        for partition in &partitions {
+            assignment.add_partition_offset(topic, *partition, Offset::Beginning).unwrap();
+        }
+        consumer.assign(&assignment).unwrap();
+        let mut ended = std::collections::BTreeSet::new();
+        let mut records = Vec::new();
+        while ended.len() < partitions.len() {
+            match consumer.poll(Duration::from_secs(10)) {
+                Some(Ok(message)) => {
+                    let seq = message
+                        .headers()
+                        .and_then(|headers| headers.iter().find(|header| header.key == "sluice.seq"))
+                        .and_then(|header| std::str::from_utf8(header.value?).ok()?.parse().ok())
+                        .expect("every record carries its seq");
+                    let text = |bytes: Option<&[u8]>| bytes.map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+                    records.push((seq, text(message.key()).unwrap_or_default(), text(message.payload())));
+                }
+                Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                    ended.insert(partition);
+                }
+                Some(Err(error)) => panic!("reading {topic}: {error}"),
+                None => panic!("reading {topic}: nothing for 10 s"),
+            }
+        }
+        records.sort();
+        records
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn click(user: usize, n: usize) -> String {
+    format!("{{\"user\":\"u{user}\",\"n\":{n}}}")
+}
+
+async fn wait_stopped(engine: &Engine, id: &str) -> String {
+    for _ in 0..1500 {
+        let status = engine.query(id).expect("listed").handle.status();
+        if status != sluice_runtime::QueryStatus::Running {
+            return format!("{status:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("query {id} did not stop");
+}
+
+/// Polls until `sql` (over a materialized view) returns `expected` rows.
+async fn wait_rows(engine: &Engine, sql: &str, expected: &[&str]) {
+    let mut last = Vec::new();
+    for _ in 0..500 {
+        if let Ok(results) = engine.execute(sql, &mut Settings::new()).await
+            && let Some(StatementResult::Rows { batches, .. }) = results.last()
+        {
+            last = datafusion::arrow::util::pretty::pretty_format_batches(batches)
+                .unwrap()
+                .to_string()
+                .lines()
+                .filter(|line| line.starts_with("| u") && !line.starts_with("| user"))
+                .map(|line| line.split_whitespace().filter(|part| *part != "|").collect::<Vec<_>>().join(" "))
+                .collect();
+            if last == expected {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{sql}: expected {expected:?}, last {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_in_and_out_exactly_once_through_a_crash() {
+    let broker = Broker::start();
+    broker.create_topic("clicks", 2).await;
+    let mut records: Vec<(i32, String, String)> =
+        (0..12).map(|n| ((n % 2) as i32, format!("u{}", n % 3), click(n % 3, n))).collect();
+    records.insert(5, (0, "bad".into(), "not json".into()));
+    let borrowed: Vec<(i32, &str, &str)> =
+        records.iter().map(|(partition, key, value)| (*partition, key.as_str(), value.as_str())).collect();
+    broker.produce("clicks", &borrowed);
+
+    let data = std::env::temp_dir().join(format!("sluice-kafka-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let limits = Limits { parallelism: 1, ..Limits::default() };
+    let mut engine = Engine::open_with(&data, sluice_runtime::Fsync::default(), limits.clone()).await.unwrap();
+    // One record per step, a checkpoint after each; the crash comes 7 steps in.
+    engine.halt_queries_after(7);
+    let mut settings = Settings::new();
+    settings.insert("checkpoint_interval".into(), "0.001ms".into());
+    settings.insert("epoch_interval".into(), "0".into());
+    let declare = format!(
+        "CREATE STREAM clicks (user VARCHAR, n INT, k VARCHAR METADATA FROM 'key', p INT METADATA FROM 'partition',
+           o BIGINT METADATA FROM 'offset') WITH (connector = 'kafka', brokers = '{0}', topic = 'clicks', batch_rows = 1);
+         CREATE SINK counts INTO KAFKA (brokers = '{0}', topic = 'counts', key = 'user')
+           AS SELECT user, count(*) AS clicks, sum(n) AS total, max(o) AS last_offset FROM clicks GROUP BY user",
+        broker.address
+    );
+    let results = engine.execute(&declare, &mut settings).await.unwrap();
+    let Some(StatementResult::Query { id, .. }) = results.last() else { panic!("CREATE SINK starts a query") };
+    let id = id.clone();
+    let status = wait_stopped(&engine, &id).await;
+    assert!(status.contains(sluice_runtime::driver::HALTED), "{status}");
+    let before_crash = broker.read_committed("counts");
+    assert!(!before_crash.is_empty() && before_crash.len() < 12, "committed before the crash: {before_crash:?}");
+    drop(engine);
+
+    // Restored: the rest of the topic, then more records while it runs.
+    let engine = Engine::open_with(&data, sluice_runtime::Fsync::default(), limits).await.unwrap();
+    let query = engine.query(&id).expect("the sink's query is restored");
+    assert!(query.handle.metrics.checkpoints().restored_from.is_some());
+    engine
+        .execute(
+            "CREATE MATERIALIZED VIEW per_user AS SELECT user, count(*) AS clicks, sum(n) AS total FROM clicks GROUP BY user",
+            &mut Settings::new(),
+        )
+        .await
+        .unwrap();
+    broker.produce("clicks", &[(1, "u0", &click(0, 100))]);
+    wait_rows(&engine, "SELECT * FROM per_user ORDER BY user", &["u0 5 118", "u1 4 22", "u2 4 26"]).await;
+    // The sink's last transaction commits with a checkpoint.
+    let mut written = Vec::new();
+    for _ in 0..250 {
+        written = broker.read_committed("counts");
+        if written.iter().any(|(_, _, value)| value.as_deref().is_some_and(|value| value.contains("\"total\":118"))) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let seqs: Vec<u64> = written.iter().map(|(seq, _, _)| *seq).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "every result row once, in order: {written:?}");
+    // Upserts: the newest value per key is the final count.
+    let mut latest = std::collections::BTreeMap::new();
+    for (_, key, value) in &written {
+        latest.insert(key.clone(), value.clone());
+    }
+    assert_eq!(
+        latest.get("u0").cloned().flatten().as_deref(),
+        Some("{\"user\":\"u0\",\"clicks\":5,\"total\":118,\"last_offset\":6}")
+    );
+    assert!(written.iter().any(|(_, key, value)| key == "u1" && value.is_none()), "an update writes a tombstone first");
+    let report = query.report();
+    assert_eq!(report.metrics.malformed_records, 1, "{:?}", report.metrics.last_malformed);
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_brokers_and_topics_are_clear_errors() {
+    let broker = Broker::start();
+    let engine = Engine::new();
+    let cases = [
+        (format!("CREATE STREAM s (x INT) WITH (connector = 'kafka', brokers = '{}', topic = 'missing')", broker.address), "not found"),
+        ("CREATE STREAM s (x INT) WITH (connector = 'kafka', brokers = '127.0.0.1:1', topic = 't')".to_string(), "cannot connect to Kafka at 127.0.0.1:1"),
+        ("CREATE STREAM s (x INT) WITH (connector = 'kafka', topic = 't')".to_string(), "needs brokers"),
+        ("CREATE STREAM s (x INT, k INT METADATA FROM 'key') WITH (connector = 'kafka', brokers = 'b', topic = 't', partitions = 1)".to_string(), "fills a VARCHAR column"),
+        ("CREATE STREAM s (x INT, k VARCHAR METADATA FROM 'headers') WITH (connector = 'kafka', brokers = 'b', topic = 't', partitions = 1)".to_string(), "use 'key'"),
+        ("CREATE STREAM s (x INT, k VARCHAR METADATA FROM 'key') WITH (connector = 'http')".to_string(), "for the kafka connector"),
+    ];
+    for (sql, message) in cases {
+        let error = engine.execute(&sql, &mut Settings::new()).await.expect_err(&sql);
+        assert!(error.message.contains(message), "{sql}: {}", error.message);
+    }
+    // Declared with its partitions while the broker is away: the query runs
+    // and says it is retrying.
+    let sql =
+        "CREATE STREAM away (x INT) WITH (connector = 'kafka', brokers = '127.0.0.1:1', topic = 't', partitions = 1);
+               SELECT x FROM away";
+    let results = engine.execute(sql, &mut Settings::new()).await.unwrap();
+    let Some(StatementResult::Query { id, .. }) = results.last() else { panic!("a query") };
+    let mut status = String::new();
+    for _ in 0..250 {
+        status = engine
+            .streams()
+            .into_iter()
+            .find(|stream| stream.name == "away")
+            .map(|stream| stream.status)
+            .unwrap_or_default();
+        if status.contains("retrying") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(status.contains("cannot connect to Kafka at 127.0.0.1:1") && status.contains("retrying"), "{status}");
+    assert_eq!(engine.query(id).unwrap().handle.status(), sluice_runtime::QueryStatus::Running);
+    // A sink whose topic refuses writes: an updating result without a key.
+    let sql = format!(
+        "CREATE SINK s INTO KAFKA (brokers = '{}', topic = 'x', envelope = 'append') AS SELECT x, count(*) FROM away GROUP BY x",
+        broker.address
+    );
+    let error = engine.execute(&sql, &mut Settings::new()).await.expect_err("refused");
+    assert!(error.message.contains("needs envelope = 'upsert'"), "{}", error.message);
+}
