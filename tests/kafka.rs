@@ -32,7 +32,7 @@ impl Broker {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let address = format!("127.0.0.1:{port}");
         let url = format!("tcp://{address}");
-        let child = Command::new("tansu")
+        let mut child = Command::new("tansu")
             .args([
                 "broker",
                 "--storage-engine",
@@ -53,6 +53,8 @@ impl Broker {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("tansu did not listen on {address}");
     }
 

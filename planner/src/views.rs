@@ -114,17 +114,17 @@ impl FromRewrite for Expander<'_> {
                     sample: None,
                 };
             }
-            TableFactor::TableFunction { expr: Expr::Function(function), .. } => {
-                if WINDOW_FUNCTIONS.contains(&object_name(&function.name).as_str())
-                    && let FunctionArguments::List(list) = &mut function.args
-                {
+            TableFactor::TableFunction { expr: Expr::Function(function), .. }
+                if WINDOW_FUNCTIONS.contains(&object_name(&function.name).as_str()) =>
+            {
+                if let FunctionArguments::List(list) = &mut function.args {
                     self.window_input(&mut list.args)?;
                 }
             }
-            TableFactor::Table { name, args: Some(args), .. } => {
-                if WINDOW_FUNCTIONS.contains(&object_name(name).as_str()) {
-                    self.window_input(&mut args.args)?;
-                }
+            TableFactor::Table { name, args: Some(args), .. }
+                if WINDOW_FUNCTIONS.contains(&object_name(name).as_str()) =>
+            {
+                self.window_input(&mut args.args)?;
             }
             _ => {}
         }

@@ -103,7 +103,7 @@ struct OpenFile {
 
 enum FormatWriter {
     Jsonl(datafusion::arrow::json::LineDelimitedWriter<BufWriter<File>>),
-    Csv(datafusion::arrow::csv::Writer<BufWriter<File>>),
+    Csv(Box<datafusion::arrow::csv::Writer<BufWriter<File>>>),
     Parquet(Box<ArrowWriter<File>>),
 }
 
@@ -205,9 +205,9 @@ impl FileSink {
             FileFormat::Jsonl => {
                 FormatWriter::Jsonl(datafusion::arrow::json::LineDelimitedWriter::new(BufWriter::new(file)))
             }
-            FileFormat::Csv => FormatWriter::Csv(
+            FileFormat::Csv => FormatWriter::Csv(Box::new(
                 datafusion::arrow::csv::WriterBuilder::new().with_header(true).build(BufWriter::new(file)),
-            ),
+            )),
             FileFormat::Parquet => FormatWriter::Parquet(Box::new(
                 ArrowWriter::try_new(
                     file,
