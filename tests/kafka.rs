@@ -288,3 +288,47 @@ async fn bad_brokers_and_topics_are_clear_errors() {
     let error = engine.execute(&sql, &mut Settings::new()).await.expect_err("refused");
     assert!(error.message.contains("needs envelope = 'upsert'"), "{}", error.message);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_partition_has_its_own_watermark() {
+    let broker = Broker::start();
+    broker.create_topic("ticks", 2).await;
+    let tick = |second: u32| format!("{{\"ts\":\"2026-01-01T00:00:{second:02}\",\"v\":1}}");
+    // Partition 0 runs ahead to 00:00:30; partition 1 stays at 00:00:01.
+    let ahead: Vec<String> = (0..30).map(tick).collect();
+    let mut records: Vec<(i32, &str, &str)> = ahead.iter().map(|value| (0, "a", value.as_str())).collect();
+    let slow = tick(1);
+    records.push((1, "b", slow.as_str()));
+    broker.produce("ticks", &records);
+    let engine = Engine::new();
+    let sql = format!(
+        "CREATE STREAM ticks (ts TIMESTAMP, v INT, WATERMARK FOR ts AS ts)
+           WITH (connector = 'kafka', brokers = '{}', topic = 'ticks');
+         CREATE MATERIALIZED VIEW windows AS
+           SELECT window_start, count(*) AS n FROM TUMBLE(ticks, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end",
+        broker.address
+    );
+    engine.execute(&sql, &mut Settings::new()).await.unwrap();
+    // The slow partition holds every window back (its watermark is 00:00:01).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(window_count(&engine).await.contains("| 0 "), "{}", window_count(&engine).await);
+    // It moves on: windows up to its watermark close.
+    let later = tick(25);
+    broker.produce("ticks", &[(1, "b", later.as_str())]);
+    let mut text = String::new();
+    for _ in 0..250 {
+        text = window_count(&engine).await;
+        if text.contains("| 2 ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(text.contains("| 2 "), "windows [0, 10) and [10, 20) closed: {text}");
+}
+
+/// `SELECT count(*) FROM windows`, as a printed table.
+async fn window_count(engine: &Engine) -> String {
+    let results = engine.execute("SELECT count(*) FROM windows", &mut Settings::new()).await.unwrap();
+    let Some(StatementResult::Rows { batches, .. }) = results.last() else { panic!("rows") };
+    datafusion::arrow::util::pretty::pretty_format_batches(batches).unwrap().to_string()
+}

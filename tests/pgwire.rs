@@ -346,3 +346,35 @@ async fn a_shutdown_ends_subscriptions_with_admin_shutdown() {
     assert!(!output.status.success());
     assert!(err.contains("57P01") && err.contains("shutting down"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_reads_views_and_materialized_views() {
+    let server = server().await;
+    let (code, out, err) = psql(
+        &server,
+        &[
+            LIVE,
+            "CREATE VIEW errors AS SELECT ip, status FROM live WHERE status >= 500",
+            "CREATE MATERIALIZED VIEW error_counts AS SELECT ip, count(*) AS n FROM errors GROUP BY ip",
+            "SHOW VIEWS",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("errors|view") && out.contains("error_counts|materialized view"), "{out}");
+    // The materialized view's current rows, at once, although `live` never ends.
+    let mut total = 0;
+    for _ in 0..100 {
+        let (code, out, err) = psql(&server, &["SELECT coalesce(sum(n), 0) FROM error_counts"]).await;
+        assert_eq!(code, 0, "{out}\n{err}");
+        total = out.trim().parse::<i64>().unwrap_or_default();
+        if total > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(total > 0, "the view counted errors");
+    let (code, _, err) = psql(&server, &["DROP VIEW errors"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("materialized view error_counts reads errors"), "{err}");
+}

@@ -316,7 +316,7 @@ impl<'a> Options<'a> {
 fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<ConnectorSpec> {
     let Some((connector, location)) = options.get("connector") else {
         return Err(PlanError::invalid(
-            "a stream needs WITH (connector = ...): one of 'socket', 'file', 'generator', 'nexmark', 'http'",
+            "a stream needs WITH (connector = ...): one of 'kafka', 'socket', 'file', 'generator', 'nexmark', 'http'",
         ));
     };
     match connector.to_ascii_lowercase().as_str() {
@@ -391,7 +391,7 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
             Ok(ConnectorSpec::Http(Arc::new(HttpIngest::new(segment_bytes, retention_bytes))))
         }
         other => Err(PlanError::invalid(format!(
-            "unknown connector {other:?} for stream {stream}: use 'socket', 'file', 'generator', 'nexmark' or 'http'"
+            "unknown connector {other:?} for stream {stream}: use 'kafka', 'socket', 'file', 'generator', 'nexmark' or 'http'"
         ))
         .at_location(location)),
     }

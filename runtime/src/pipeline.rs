@@ -202,7 +202,14 @@ impl Pipeline {
             let (operator, inputs, name) = match node {
                 PlanNode::Source { index } => {
                     source_nodes[*index] = id;
-                    (None, 1, format!("source: {}", plan.sources[*index].stream))
+                    let source = &plan.sources[*index];
+                    let name = match &source.connector {
+                        crate::source::ConnectorSpec::Kafka(kafka) if kafka.partition.is_some() => {
+                            format!("source: {} partition {}", source.stream, kafka.partition.unwrap_or_default())
+                        }
+                        _ => format!("source: {}", source.stream),
+                    };
+                    (None, 1, name)
                 }
                 PlanNode::Operator { spec, inputs } => {
                     (Some(spec.instantiate_in(context, plan.key_groups)?), inputs.len(), spec.name().to_string())

@@ -116,6 +116,11 @@ impl StreamPlan {
             PlanNode::Source { index } => {
                 let source = &self.sources[*index];
                 let mut line = format!("{indent}source: {} ({})", source.stream, source.connector.kind());
+                if let crate::source::ConnectorSpec::Kafka(kafka) = &source.connector
+                    && let Some(partition) = kafka.partition
+                {
+                    line = format!("{indent}source: {} (kafka {} partition {partition})", source.stream, kafka.topic);
+                }
                 if let Some(columns) = source.describe_columns() {
                     line.push_str(&format!(" reading {columns}"));
                 }

@@ -101,6 +101,10 @@ enum Command {
         /// default queries/weblog/top_error_ips.sql.
         #[arg(long)]
         query: Option<std::path::PathBuf>,
+        /// A Kafka broker (`host:port`): the `weblog` stream is written to
+        /// and read from its topic `weblog`.
+        #[arg(long)]
+        kafka: Option<String>,
     },
     /// Measure throughput: run queries in-process over generated records.
     /// `sluice bench nexmark --query q5` runs Nexmark queries instead.
@@ -236,6 +240,7 @@ fn main() -> anyhow::Result<()> {
             let options = sluice::Options {
                 pg_address: pg_address(&pg).map(str::to_string),
                 with_demo: demo,
+                demo_kafka: None,
                 max_body_bytes,
                 token: token(token_file.as_deref())?,
                 insecure,
@@ -283,15 +288,25 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }),
-        Command::Demo { http, pg, query } => runtime.block_on(async {
+        Command::Demo { http, pg, query, kafka } => runtime.block_on(async {
             let (name, sql) = match &query {
                 Some(path) => (path.display().to_string(), std::fs::read_to_string(path)?),
                 None => ("queries/weblog/top_error_ips.sql".to_string(), sluice::demo::DEMO_QUERY.to_string()),
             };
             // The demo keeps nothing between runs.
-            let server = sluice::start_with_pg(&http, pg_address(&pg), true, None).await?;
+            let options = sluice::Options {
+                pg_address: pg_address(&pg).map(str::to_string),
+                with_demo: true,
+                demo_kafka: kafka.clone(),
+                ..sluice::Options::default()
+            };
+            let server = sluice::start_with(&http, None, &options).await?;
             let url = server.url();
             println!("Sluice listening on {url} with the demo streams `weblog` and `weblog_b` (generated access logs of two servers, 50/s each).");
+            if let Some(kafka) = &kafka {
+                println!("`weblog` goes through Kafka at {kafka}: the sink weblog_to_kafka writes topic `weblog`, the stream reads it.");
+            }
+            println!("The console: {url}/");
             println!("In another terminal: cargo run -- repl --url {url}   (Ctrl-C here stops the server)");
             if let Some(pg) = server.pg_address {
                 println!("or: psql -h {} -p {}", pg.ip(), pg.port());

@@ -81,6 +81,8 @@ pub struct Options {
     pub pg_address: Option<String>,
     /// Declare the demo streams.
     pub with_demo: bool,
+    /// With the demo: a Kafka broker its `weblog` stream goes through.
+    pub demo_kafka: Option<String>,
     /// The largest HTTP request body taken, bytes.
     pub max_body_bytes: usize,
     /// What every HTTP request, websocket and Postgres connection must
@@ -102,6 +104,7 @@ impl Default for Options {
         Self {
             pg_address: None,
             with_demo: false,
+            demo_kafka: None,
             max_body_bytes: crate::state::DEFAULT_MAX_BODY_BYTES,
             token: None,
             insecure: false,
@@ -149,7 +152,11 @@ pub async fn start_with(address: &str, data_dir: Option<&Path>, options: &Option
     };
     let engine = Arc::new(engine.with_limits(options.limits.clone()));
     if with_demo {
-        demo::register(&engine).await.map_err(|error| std::io::Error::other(error.to_string()))?;
+        let registered = match &options.demo_kafka {
+            Some(brokers) => demo::register_through_kafka(&engine, brokers).await,
+            None => demo::register(&engine).await,
+        };
+        registered.map_err(|error| std::io::Error::other(error.to_string()))?;
     }
     let listener = TcpListener::bind(address).await?;
     let address = listener.local_addr()?;

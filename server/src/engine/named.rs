@@ -290,6 +290,18 @@ impl Engine {
         ])
     }
 
+    /// Whether `sql` is one SELECT over materialized views only (answered
+    /// at once, from their results).
+    pub fn selects_materialized(&self, sql: &str) -> bool {
+        let Ok(mut statements) = sluice_planner::parse_statements(sql) else { return false };
+        match (statements.pop().map(|located| located.statement), statements.is_empty()) {
+            (Some(sluice_planner::Statement::Query { query, patterns, .. }), true) => {
+                patterns.is_empty() && self.reads_only_materialized(&query).is_some()
+            }
+            _ => false,
+        }
+    }
+
     /// The materialized views a query reads, if it reads nothing else: it
     /// is then answered once, from their current results.
     pub(super) fn reads_only_materialized(&self, query: &QueryAst) -> Option<Vec<(String, Arc<RunningQuery>)>> {

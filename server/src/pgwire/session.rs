@@ -254,7 +254,8 @@ impl Service {
     async fn engine_statement(&self, session: &SessionRef, piece: &Piece, sql: &str) -> PgWireResult<Outcome> {
         let at = |error: EngineError| to_pg(&error, sql, piece.offset);
         let statements = parse_statements(&piece.text).map_err(|error| at(error.into()))?;
-        if statements.iter().any(|located| matches!(located.statement, Statement::Query { .. })) {
+        let materialized = self.engine.selects_materialized(&piece.text);
+        if !materialized && statements.iter().any(|located| matches!(located.statement, Statement::Query { .. })) {
             if pg_catalog::reads_no_stream(&self.engine, &piece.text) {
                 let parameters = lock(session).parameters.clone();
                 let (schema, batches) = pg_catalog::run(&self.engine, &parameters, &piece.text).await.map_err(at)?;
@@ -273,6 +274,12 @@ impl Service {
             StatementResult::Rows { schema, batches } => {
                 let first_word = piece.text.split_whitespace().next().unwrap_or("SELECT").to_ascii_uppercase();
                 Outcome::Rows { schema, batches, tag: first_word }
+            }
+            // A materialized view or sink: its CREATE's tag.
+            StatementResult::Query { .. } if piece.text.trim_start().to_ascii_uppercase().starts_with("CREATE") => {
+                let upper = piece.text.trim_start().to_ascii_uppercase();
+                let tag = if upper.starts_with("CREATE SINK") { "CREATE SINK" } else { "CREATE MATERIALIZED VIEW" };
+                Outcome::Done(Tag::new(tag))
             }
             StatementResult::Query { id, .. } => Outcome::Done(Tag::new(&format!("SELECT {id}"))),
         })
@@ -440,6 +447,12 @@ async fn describe(engine: &Engine, session: &SessionRef, statement: &PgStatement
         PgStatement::Engine(piece) => {
             let statements = parse_statements(&piece.text)?;
             match statements.first().map(|located| &located.statement) {
+                Some(Statement::Query { .. }) if engine.selects_materialized(&piece.text) => {
+                    match engine.execute(&piece.text, &mut settings.clone()).await?.pop() {
+                        Some(StatementResult::Rows { schema, .. }) => schema,
+                        _ => empty(),
+                    }
+                }
                 Some(Statement::Query { .. }) if pg_catalog::reads_no_stream(engine, &piece.text) => {
                     let parameters = lock(session).parameters.clone();
                     pg_catalog::schema(engine, &parameters, &piece.text).await?
@@ -452,6 +465,8 @@ async fn describe(engine: &Engine, session: &SessionRef, statement: &PgStatement
                 Some(
                     Statement::ShowStreams
                     | Statement::ShowTables
+                    | Statement::ShowViews
+                    | Statement::ShowSinks
                     | Statement::ShowQueries
                     | Statement::Describe { .. }
                     | Statement::Explain { .. },

@@ -193,7 +193,7 @@ pub fn classify(piece: Piece) -> PgStatement {
         "discard" => PgStatement::Reset { name: None },
         "reset" => PgStatement::Reset { name: (second != "all").then_some(second) },
         "set" => set_parameter(&piece, &tokens, &lines).unwrap_or(PgStatement::Engine(piece)),
-        "show" if !matches!(second.as_str(), "streams" | "tables" | "queries") => {
+        "show" if !matches!(second.as_str(), "streams" | "tables" | "queries" | "views" | "sinks") => {
             let name = tokens[1..].iter().map(|token| token.token.to_string()).collect::<String>();
             PgStatement::ShowParameter { name: name.to_ascii_lowercase() }
         }
