@@ -69,13 +69,13 @@ const QUERIES: [(&str, bool); 4] = [
     ),
 ];
 
-struct ChildServer {
+pub(crate) struct ChildServer {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl ChildServer {
-    fn start(dir: &std::path::Path) -> Self {
+    pub(crate) fn start(dir: &std::path::Path) -> Self {
         Self::start_at(dir, "127.0.0.1:0")
     }
 
@@ -102,7 +102,7 @@ impl ChildServer {
         Self { child, url }
     }
 
-    fn kill(mut self) {
+    pub(crate) fn kill(mut self) {
         // SIGKILL: no shutdown code runs.
         self.child.kill().expect("kill -9");
         let _ = self.child.wait();

@@ -201,8 +201,12 @@ print("version", cur.fetchone()[0].startswith("PostgreSQL 16"))
 # A cursor over a live query, as on Materialize.
 with conn.transaction():
     cur.execute("DECLARE c CURSOR FOR SUBSCRIBE (SELECT ip FROM live)")
-    cur.execute("FETCH 5 c")
-    first = cur.fetchall()
+    # FETCH waits for the first row, then takes what has arrived (as
+    # Materialize's does): fetch until five have come.
+    first = []
+    while len(first) < 5:
+        cur.execute("FETCH %d c" % (5 - len(first)))
+        first += cur.fetchall()
     cur.execute("FETCH ALL c")
     more = cur.fetchall()
 print("fetched", [row[0] for row in first], len(more) >= 1, more[0][0] if more else None)
