@@ -217,6 +217,22 @@ async fn a_materialized_view_serves_its_result_and_survives_a_restart() {
     assert_eq!(change["ops"], json!(["-", "+"]));
     assert_eq!(change["rows"][1], json!({"user_id": "ann", "clicks": 2, "total": 25}));
 
+    // `SELECT * FROM per_user` submitted on a websocket: the same snapshot,
+    // from the view's own query (closing the socket leaves it running).
+    let base = format!("ws://{}", server.server.address);
+    let mut submitted =
+        sluice::client::Subscription::submit(&base, &json!({"sql": "SELECT * FROM per_user"})).await.expect("submits");
+    let schema = submitted.next_json().await.unwrap().unwrap();
+    assert_eq!(schema["query_id"], "q1", "{schema}");
+    let snapshot = submitted.next_json().await.unwrap().unwrap();
+    assert_eq!(snapshot["type"], "snapshot", "{snapshot}");
+    assert_eq!(snapshot["rows"][0], json!({"user_id": "ann", "clicks": 2, "total": 25}));
+    submitted.close().await;
+    drop(submitted);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, query) = server.get("/v1/queries/q1").await;
+    assert_eq!(query["status"], "running", "{query}");
+
     let (_, views) = server.sql("SHOW VIEWS").await;
     let names: Vec<(Value, Value)> =
         views["rows"].as_array().unwrap().iter().map(|row| (row[0].clone(), row[1].clone())).collect();

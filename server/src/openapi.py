@@ -16,7 +16,9 @@ sub_params = [
 ]
 frames = ("Frames (JSON text): schema first ({type: schema, columns, query_id, updating, warnings, format}); "
   "gap ({type: gap, from_seq, first_available}) when rows from from_seq on are no longer retained; "
-  "rows ({type: rows, seq, next_seq, rows: [{...}], ops?: ['+'|'-']}); progress ({type: progress, watermark}); "
+  "rows ({type: rows, seq, next_seq, rows: [{...}], ops?: ['+'|'-']}); "
+  "snapshot ({type: snapshot, next_seq, rows}) first for a materialized view attached without from_seq: its current result; "
+  "progress ({type: progress, watermark}); "
   "heartbeat ({type: heartbeat, watermark, next_seq}); warning ({type: warning, message}) for a client message it ignored; "
   "end ({type: end}) when a bounded query finished; error ({type: error, code, message, next_seq?}); "
   "code lagged cuts off a subscriber more than the output queue behind. See components.schemas.Frame.")
@@ -41,7 +43,7 @@ spec = {
     "delete": {"summary": "Cancel and drop a query", "responses": {"200": js({"type": "object", "additionalProperties": False, "required": ["status", "query_id"], "properties": {"status": {"const": "DELETED"}, "query_id": {"type": "string"}}}, "Deleted"), "404": ERR("Unknown query")}}},
   "/v1/queries/{id}/plan": {"parameters": [id_param],
     "get": {"summary": "EXPLAIN ANALYZE as data: the plan with each operator's figures", "responses": {"200": js(ref("Plan"), "The running plan"), "404": ERR("Unknown query")}}},
-  "/v1/queries/{id}/ws": {"parameters": [id_param, {"name": "from_seq", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}, "description": "First row to send (default 0); older rows no longer retained are announced by a gap frame."}] + sub_params,
+  "/v1/queries/{id}/ws": {"parameters": [id_param, {"name": "from_seq", "in": "query", "required": False, "schema": {"type": "integer", "minimum": 0}, "description": "First row to send (default 0; for a materialized view, absent means its current result as a snapshot frame, then the changes); older rows no longer retained are announced by a gap frame."}] + sub_params,
     "get": {"summary": "Websocket subscription to a running query's results", "description": frames,
       "responses": {"101": {"description": "Switching protocols; frames follow"}, "400": ERR("A bad from_seq, where, format or heartbeat_ms"), "404": ERR("Unknown query")}}},
   "/v1/subscribe": {"parameters": [
@@ -100,6 +102,7 @@ spec = {
       {"type": "object", "required": ["type", "columns", "query_id"], "properties": {"type": {"const": "schema"}, "columns": {"type": "array", "items": ref("Column")}, "query_id": {"type": "string"}, "updating": {"type": "boolean"}, "warnings": {"type": "array"}, "format": {"enum": ["json", "arrow"]}}},
       {"type": "object", "required": ["type", "from_seq", "first_available"], "properties": {"type": {"const": "gap"}, "from_seq": {"type": "integer"}, "first_available": {"type": "integer"}, "message": {"type": "string"}}},
       {"type": "object", "required": ["type", "seq", "next_seq", "rows"], "properties": {"type": {"const": "rows"}, "seq": {"type": "integer"}, "next_seq": {"type": "integer"}, "rows": {"type": "array", "items": {"type": "object"}}, "ops": {"type": "array", "items": {"enum": ["+", "-"]}}}},
+      {"type": "object", "required": ["type", "next_seq", "rows"], "properties": {"type": {"const": "snapshot"}, "next_seq": {"type": "integer"}, "rows": {"type": "array", "items": {"type": "object"}}}},
       {"type": "object", "required": ["type", "watermark"], "properties": {"type": {"const": "progress"}, "watermark": ts}},
       {"type": "object", "required": ["type", "watermark", "next_seq"], "properties": {"type": {"const": "heartbeat"}, "watermark": ts, "next_seq": {"type": "integer"}}},
       {"type": "object", "required": ["type", "message"], "properties": {"type": {"const": "warning"}, "message": {"type": "string"}}},

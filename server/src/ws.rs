@@ -265,11 +265,13 @@ pub async fn submit(
         Ok(options) => options,
         Err(error) => return ApiError::from(error).into_response(),
     };
-    let (subscription, owner) = match start(&engine, &sql, settings, options.keep_running).await {
+    let (subscription, owner, snapshot) = match start(&engine, &sql, settings, options.keep_running).await {
         Ok(started) => started,
         Err(error) => return ApiError::from(error).into_response(),
     };
-    upgrade.on_upgrade(move |socket| serve(socket, subscription, 0, options, owner))
+    // A snapshot stands for the rows before it: no gap.
+    let from_seq = if snapshot { subscription.first_available } else { 0 };
+    upgrade.on_upgrade(move |socket| serve(socket, subscription, from_seq, options, owner))
 }
 
 async fn submit_by_message(mut socket: WebSocket, engine: Arc<Engine>) {
@@ -290,7 +292,10 @@ async fn submit_by_message(mut socket: WebSocket, engine: Arc<Engine>) {
         Err(error) => return refuse(socket, &error).await,
     };
     match start(&engine, &request.sql, request.settings, options.keep_running).await {
-        Ok((subscription, owner)) => serve(socket, subscription, 0, options, owner).await,
+        Ok((subscription, owner, snapshot)) => {
+            let from_seq = if snapshot { subscription.first_available } else { 0 };
+            serve(socket, subscription, from_seq, options, owner).await
+        }
         Err(error) => refuse(socket, &error).await,
     }
 }
@@ -319,7 +324,9 @@ async fn first_message(engine: &Engine, text: &str) -> Result<(SubmitMessage, Op
 #[doc(hidden)]
 pub async fn fuzz_first_message(engine: &Arc<Engine>, text: &str) {
     if let Ok((request, options)) = first_message(engine, text).await
-        && let Ok((subscription, _owner)) = start(engine, &request.sql, request.settings, options.keep_running).await
+        && let Ok((subscription, _owner, snapshot)) =
+            start(engine, &request.sql, request.settings, options.keep_running).await
+        && !snapshot
     {
         engine.drop_query(&subscription.query.id);
     }
@@ -332,15 +339,19 @@ async fn start(
     sql: &str,
     settings: BTreeMap<String, Value>,
     keep_running: bool,
-) -> Result<(Subscription, Option<Owner>), EngineError> {
+) -> Result<(Subscription, Option<Owner>, bool), EngineError> {
     let settings = crate::settings::from_json(settings);
     engine.check_subscriber_room(None)?;
+    // A materialized view's own result: nothing to start (or to stop).
+    if let Some(subscription) = engine.subscribe_materialized(sql) {
+        return Ok((subscription?, None, true));
+    }
     if keep_running {
-        return Ok((engine.subscribe_kept(sql, &settings).await?, None));
+        return Ok((engine.subscribe_kept(sql, &settings).await?, None, false));
     }
     let subscription = engine.subscribe(sql, &settings).await?;
     let owner = Owner { engine: engine.clone(), id: subscription.query.id.clone() };
-    Ok((subscription, Some(owner)))
+    Ok((subscription, Some(owner), false))
 }
 
 /// Drops the query it owns when the subscription ends.

@@ -290,6 +290,40 @@ impl Engine {
         ])
     }
 
+    /// `SELECT * FROM v` of a materialized view `v`, as a subscription: its
+    /// current result, then the changes (Materialize's `SUBSCRIBE v`).
+    /// `None` for any other SQL.
+    pub fn subscribe_materialized(&self, sql: &str) -> Option<Result<super::Subscription, EngineError>> {
+        use datafusion::sql::sqlparser::ast::{SelectItem, SetExpr, TableFactor};
+        let mut statements = sluice_planner::parse_statements(sql).ok()?;
+        let Some(sluice_planner::Statement::Query { query, patterns, emit: None }) =
+            statements.pop().map(|located| located.statement)
+        else {
+            return None;
+        };
+        let SetExpr::Select(select) = query.body.as_ref() else { return None };
+        let plain = statements.is_empty()
+            && patterns.is_empty()
+            && query.with.is_none()
+            && query.order_by.is_none()
+            && query.limit_clause.is_none()
+            && select.selection.is_none()
+            && select.having.is_none()
+            && select.distinct.is_none()
+            && matches!(select.projection.as_slice(), [SelectItem::Wildcard(_)])
+            && select.from.len() == 1
+            && select.from[0].joins.is_empty();
+        if !plain {
+            return None;
+        }
+        let TableFactor::Table { name, args: None, .. } = &select.from[0].relation else { return None };
+        let view = self.named_query(&sluice_planner::names::object_name(name))?;
+        if view.named.as_ref()?.kind != NamedKind::MaterializedView {
+            return None;
+        }
+        self.attach_snapshot(&view.id).transpose()
+    }
+
     /// Whether `sql` is one SELECT over materialized views only (answered
     /// at once, from their results).
     pub fn selects_materialized(&self, sql: &str) -> bool {

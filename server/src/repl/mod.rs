@@ -169,10 +169,13 @@ impl Client {
             };
             let continuous = matches!(&located.statement, Statement::Query { query, patterns, .. }
                 if !(patterns.is_empty() && crate::engine::reads_no_relation(query)));
+            // A materialized view or sink starts a query that keeps
+            // running on its own: its status, not its rows.
+            let creates = matches!(&located.statement, Statement::CreateView(_) | Statement::CreateSink(_));
             let (rows, ok) = if continuous {
                 self.submit(&text, sql, offset, out, stop.as_mut()).await?
             } else {
-                self.post(&text, sql, offset, out, stop.as_mut()).await?
+                self.post_following(&text, sql, offset, out, stop.as_mut(), !creates).await?
             };
             printed += rows;
             if !ok {
@@ -192,6 +195,19 @@ impl Client {
         out: &mut W,
         stop: Pin<&mut impl Future<Output = ()>>,
     ) -> Result<(u64, bool), ReplError> {
+        self.post_following(text, typed, offset, out, stop, true).await
+    }
+
+    /// [`post`](Self::post); a query started is followed only if `follow`.
+    async fn post_following<W: Write>(
+        &mut self,
+        text: &str,
+        typed: &str,
+        offset: Offset,
+        out: &mut W,
+        stop: Pin<&mut impl Future<Output = ()>>,
+        follow: bool,
+    ) -> Result<(u64, bool), ReplError> {
         let (ok, body) = self.request(text).await?;
         if !ok {
             print_error(typed, &shift(&body, offset), out).map_err(io)?;
@@ -204,7 +220,14 @@ impl Client {
         let mut stop = stop;
         let mut printed = 0;
         for result in results {
-            if let Some(query_id) = result.get("query_id").and_then(Value::as_str) {
+            if let Some(query_id) = result.get("query_id").and_then(Value::as_str).filter(|_| !follow) {
+                print_warnings(&result, out)?;
+                let what: Vec<&str> = text
+                    .split_whitespace()
+                    .take_while(|word| !["AS", "INTO"].contains(&word.to_ascii_uppercase().as_str()))
+                    .collect();
+                writeln!(out, "{} (query {query_id}, running)", what.join(" ")).map_err(io)?;
+            } else if let Some(query_id) = result.get("query_id").and_then(Value::as_str) {
                 print_warnings(&result, out)?;
                 let path = result["subscribe"].as_str().unwrap_or_default();
                 let ws_url = format!("{}{path}", self.ws_base());
