@@ -280,7 +280,35 @@ async fn bad_brokers_and_topics_are_clear_errors() {
     }
     assert!(status.contains("cannot connect to Kafka at 127.0.0.1:1") && status.contains("retrying"), "{status}");
     assert_eq!(engine.query(id).unwrap().handle.status(), sluice_runtime::QueryStatus::Running);
-    // A sink whose topic refuses writes: an updating result without a key.
+    // A sink whose records Kafka refuses (over the producer's message size):
+    // its query fails with the reason, in SHOW SINKS and its status.
+    let data = std::env::temp_dir().join(format!("sluice-kafka-refused-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let refusing = Engine::open(&data).await.unwrap();
+    broker.create_topic("words", 1).await;
+    let long = format!("{{\"w\":\"{}\"}}", "x".repeat(5000));
+    broker.produce("words", &[(0, "k", long.as_str())]);
+    let sql = format!(
+        "CREATE STREAM words (w VARCHAR) WITH (connector = 'kafka', brokers = '{0}', topic = 'words');
+         CREATE SINK copies INTO KAFKA (brokers = '{0}', topic = 'copies', properties.message.max.bytes = '2000') AS SELECT w FROM words",
+        broker.address
+    );
+    let mut settings = Settings::new();
+    settings.insert("checkpoint_interval".into(), "100ms".into());
+    let results = refusing.execute(&sql, &mut settings).await.unwrap();
+    let Some(StatementResult::Query { id: sink_id, .. }) = results.last() else { panic!("a query") };
+    let status = wait_stopped(&refusing, sink_id).await;
+    assert!(status.contains("the sink failed") && status.contains("too large"), "{status}");
+    let Some(StatementResult::Rows { batches, .. }) =
+        refusing.execute("SHOW SINKS", &mut Settings::new()).await.unwrap().pop()
+    else {
+        panic!("rows")
+    };
+    let shown = datafusion::arrow::util::pretty::pretty_format_batches(&batches).unwrap().to_string();
+    assert!(shown.contains("failed") && shown.contains("too large"), "{shown}");
+    drop(refusing);
+    let _ = std::fs::remove_dir_all(&data);
+    // An updating result into envelope = 'append' is refused.
     let sql = format!(
         "CREATE SINK s INTO KAFKA (brokers = '{}', topic = 'x', envelope = 'append') AS SELECT x, count(*) FROM away GROUP BY x",
         broker.address

@@ -250,6 +250,7 @@ pub fn spawn_query_subscribed(
         steps: 0,
         sink,
         sink_report: sink_report.clone(),
+        sink_error: None,
     };
     let task_status = status.clone();
     let output_for_task = output.clone();
@@ -326,6 +327,8 @@ struct Driver {
     /// Where the results are also written (see [`crate::sink`]).
     sink: Option<Box<dyn Sink>>,
     sink_report: Option<SharedSinkReport>,
+    /// A sink that failed at a checkpoint: the query fails with it.
+    sink_error: Option<RuntimeError>,
 }
 
 /// How often a query with a state limit measures its state.
@@ -450,6 +453,9 @@ impl Driver {
             if self.pipeline.is_finished() {
                 // A finished query restarts finished, not from the beginning.
                 self.checkpoint();
+                if let Some(error) = self.sink_error.take() {
+                    return Err(error);
+                }
                 self.finish_sink()?;
                 self.pipeline.refresh_state_figures(true);
                 return Ok(Ended::Finished);
@@ -464,6 +470,9 @@ impl Driver {
             self.poll_checkpoint();
             if self.replay.is_none() && self.store.as_ref().is_some_and(CheckpointStore::due) {
                 self.checkpoint_in_background();
+            }
+            if let Some(error) = self.sink_error.take() {
+                return Err(error);
             }
             if receiver.is_closed()
                 && receiver.is_empty()
@@ -779,8 +788,14 @@ impl Driver {
             }
         }
         // Everything the sink was given so far belongs to this checkpoint.
-        if let Some(sink) = &mut self.sink {
-            sink.prepare(barrier)?;
+        if let Some(sink) = &mut self.sink
+            && let Err(error) = sink.prepare(barrier)
+        {
+            // The query cannot go on without its sink (rows would pile up
+            // unwritten): it fails with the sink's error.
+            let failed = self.sink_failed(error);
+            self.sink_error = Some(RuntimeError::external(failed.to_string()));
+            return Err(failed);
         }
         let Some(store) = &mut self.store else { return Err(RuntimeError::internal("no checkpoint store")) };
         store.begin(manifest, nodes, output)?;
