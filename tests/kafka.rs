@@ -352,6 +352,33 @@ async fn each_partition_has_its_own_watermark() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(text.contains("| 2 "), "windows [0, 10) and [10, 20) closed: {text}");
+
+    // A partition with nothing at all holds windows back until the idle
+    // timeout releases it.
+    broker.create_topic("quiet", 2).await;
+    let records: Vec<(i32, &str, &str)> = ahead.iter().map(|value| (0, "a", value.as_str())).collect();
+    broker.produce("quiet", &records);
+    let sql = format!(
+        "CREATE STREAM quiet (ts TIMESTAMP, v INT, WATERMARK FOR ts AS ts)
+           WITH (connector = 'kafka', brokers = '{}', topic = 'quiet');
+         CREATE MATERIALIZED VIEW quiet_windows AS
+           SELECT window_start, count(*) AS n FROM TUMBLE(quiet, ts, INTERVAL '10' SECOND) GROUP BY window_start, window_end",
+        broker.address
+    );
+    let mut settings = Settings::new();
+    settings.insert("idle_timeout".into(), "500ms".into());
+    engine.execute(&sql, &mut settings).await.unwrap();
+    let mut text = String::new();
+    for _ in 0..250 {
+        let results = engine.execute("SELECT count(*) FROM quiet_windows", &mut Settings::new()).await.unwrap();
+        let Some(StatementResult::Rows { batches, .. }) = results.last() else { panic!("rows") };
+        text = datafusion::arrow::util::pretty::pretty_format_batches(batches).unwrap().to_string();
+        if text.contains("| 2 ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(text.contains("| 2 "), "the idle partition was released: {text}");
 }
 
 /// `SELECT count(*) FROM windows`, as a printed table.
