@@ -22,6 +22,8 @@
 //! - [`ddl`]: `CREATE STREAM` to a [`SourceSpec`](sluice_runtime::SourceSpec).
 //! - [`catalog`]: what the planner asks the server's catalog.
 //! - [`options`]: query settings that change the plan.
+//! - [`sample`]: `TABLESAMPLE BERNOULLI (p) [REPEATABLE (s)] [ON (key)]`,
+//!   a deterministic sample by hash.
 //! - [`views`]: views expanded into the queries that read them.
 //! - `from_walk`: the one walk over a query's FROM clauses that the rewrites
 //!   share.
@@ -58,6 +60,7 @@ pub mod options;
 pub mod pattern_clause;
 pub mod query;
 pub mod rewritten;
+pub mod sample;
 pub mod statement;
 mod top_n;
 pub mod unnest;

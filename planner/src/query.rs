@@ -59,14 +59,17 @@ pub fn planning_state() -> SessionState {
         Arc::new(SimplifyExpressions::new()),
         Arc::new(OptimizeProjections::new()),
     ];
-    SessionStateBuilder::new()
+    let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_default_features()
         .with_optimizer_rules(rules)
         // Window functions (ROW_NUMBER() OVER ...) need their input sorted;
         // nothing else runs, so plans stay single-partition and simple.
         .with_physical_optimizer_rules(vec![Arc::new(EnsureRequirements::new())])
-        .build()
+        .build();
+    // TABLESAMPLE's row test (see `crate::sample`).
+    let _ = datafusion::execution::FunctionRegistry::register_udf(&mut state, Arc::new(crate::sample::sample_udf()));
+    state
 }
 
 /// Moves a WHERE directly above inner joins into them: each condition goes
@@ -166,6 +169,7 @@ pub async fn plan_query(
     };
     let mut query = query.clone();
     let mut patterns = patterns.to_vec();
+    crate::sample::rewrite_samples(&mut query, catalog).map_err(located)?;
     crate::views::expand_views(&mut query, &mut patterns, catalog).map_err(located)?;
     let patterns = patterns.as_slice();
     rewrite_lateral_unnest(&mut query).map_err(located)?;

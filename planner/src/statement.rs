@@ -175,7 +175,8 @@ pub fn parse_statements(sql: &str) -> Result<Vec<Located>> {
 
 fn parse_all(sql: &str) -> Result<Vec<Located>> {
     let dialect = SluiceDialect::default();
-    let tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(ParserError::from)?;
+    let mut tokens = Tokenizer::new(&dialect, sql).tokenize_with_location().map_err(ParserError::from)?;
+    crate::sample::key_clause_as_offset(&mut tokens);
     let (tokens, patterns) = extract_clauses(tokens)?;
     let mut parser = Parser::new(&dialect).with_tokens_with_locations(tokens);
     let mut statements = Vec::new();

@@ -1,0 +1,308 @@
+//! `TABLESAMPLE BERNOULLI (p) [REPEATABLE (seed)] [ON (key, ...)]` on a
+//! stream: a deterministic sample.
+//!
+//! Whether a row is kept is decided by a hash of the row (or, with `ON`,
+//! of its key columns) and the seed, never by a random generator: the same
+//! input sampled with the same seed gives the same sample whatever the
+//! epoch interval, batch split, parallelism or recovery. Sampling by key
+//! keeps every row of `p` % of the keys (consistent sampling), so per-key
+//! results and joins on that key are exact for the keys kept. The hash is
+//! DataFusion's (as the key-group exchange uses) under a seed of its own,
+//! so the kept keys are spread over every key group.
+//!
+//! The rewrite: `FROM s TABLESAMPLE BERNOULLI (10) REPEATABLE (7) ON (k)`
+//! becomes `FROM (SELECT * FROM s WHERE __sluice_sample(7, 10.0, k)) AS s`.
+//! sqlparser has no `ON (...)` after TABLESAMPLE: the statement layer reads
+//! it as the clause's `OFFSET (...)` (see [`key_clause_as_offset`]).
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{ArrayRef, BooleanArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::hash_utils::{RandomState, create_hashes};
+use datafusion::common::{DataFusionError, ScalarValue};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility};
+use datafusion::sql::sqlparser::ast::{
+    self, Expr, Ident, Spanned, TableAlias, TableFactor, TableSample, TableSampleKind, TableSampleMethod,
+    TableSampleUnit,
+};
+use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan};
+
+use crate::catalog::Catalog;
+use crate::error::{PlanError, Result};
+use crate::from_walk::{FromRewrite, walk_query};
+use crate::names::{ident_name, object_name};
+
+/// The function the rewrite calls.
+pub const SAMPLE_FUNCTION: &str = "__sluice_sample";
+
+/// Rewrites every sampled stream `query` reads.
+pub fn rewrite_samples(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<()> {
+    walk_query(query, &mut Sampler { catalog })
+}
+
+struct Sampler<'a> {
+    catalog: &'a dyn Catalog,
+}
+
+impl FromRewrite for Sampler<'_> {
+    fn factor(&mut self, factor: &mut TableFactor) -> Result<()> {
+        let TableFactor::Table { name, sample, alias, .. } = factor else {
+            if let TableFactor::Derived { sample: Some(sample), .. } = factor {
+                return Err(
+                    PlanError::unsupported("TABLESAMPLE applies to a stream, not a subquery").at(sample_span(sample))
+                );
+            }
+            return Ok(());
+        };
+        let Some(kind) = sample.take() else { return Ok(()) };
+        let (TableSampleKind::BeforeTableAlias(sample) | TableSampleKind::AfterTableAlias(sample)) = kind;
+        let stream = object_name(name);
+        let span = name.span();
+        let (seed, percent, keys) = check(&sample)?;
+        if keys.is_empty() && self.catalog.view(&stream).is_some() {
+            return Err(PlanError::invalid(format!(
+                "TABLESAMPLE without ON (...) samples rows of a stream; {stream} is a view, whose rows may be updates: sample it by key with ON (column, ...)"
+            ))
+            .at(span));
+        }
+        let keys = if keys.is_empty() { "*".to_string() } else { keys.join(", ") };
+        // `*` hashes every column: the function takes the whole row.
+        let keys = if keys == "*" { all_columns(self.catalog, &stream).unwrap_or(keys) } else { keys };
+        let sql = format!("SELECT * FROM {name} WHERE {SAMPLE_FUNCTION}({seed}, {percent:?}, {keys})");
+        let subquery = match crate::statement::parse_statements(&sql)?.pop().map(|located| located.statement) {
+            Some(crate::statement::Statement::Query { query, .. }) => query,
+            _ => return Err(PlanError::invalid("internal: the sampled stream's query does not parse").at(span)),
+        };
+        let alias = alias.clone().unwrap_or_else(|| TableAlias {
+            explicit: true,
+            name: Ident::new(stream.rsplit('.').next().unwrap_or(&stream)),
+            columns: vec![],
+            at: None,
+        });
+        *factor = TableFactor::Derived { lateral: false, subquery, alias: Some(alias), sample: None };
+        Ok(())
+    }
+}
+
+fn sample_span(sample: &TableSampleKind) -> Span {
+    let (TableSampleKind::BeforeTableAlias(sample) | TableSampleKind::AfterTableAlias(sample)) = sample;
+    sample.quantity.as_ref().map_or(Span::empty(), |quantity| quantity.value.span())
+}
+
+/// Every column of `stream`, quoted, for hashing whole rows.
+fn all_columns(catalog: &dyn Catalog, stream: &str) -> Option<String> {
+    let spec = catalog.stream(stream)?;
+    let names: Vec<String> = spec.schema.fields().iter().map(|field| format!("\"{}\"", field.name())).collect();
+    Some(names.join(", "))
+}
+
+/// The seed, the percentage and the key columns, checked.
+fn check(sample: &TableSample) -> Result<(i64, f64, Vec<String>)> {
+    let at = sample_span_of(sample);
+    match sample.name {
+        None | Some(TableSampleMethod::Bernoulli) | Some(TableSampleMethod::Row) => {}
+        Some(TableSampleMethod::System) | Some(TableSampleMethod::Block) => {
+            return Err(PlanError::unsupported(
+                "TABLESAMPLE SYSTEM (per block) is not supported yet; BERNOULLI samples rows, ON (key) whole keys",
+            )
+            .at(at));
+        }
+    }
+    if sample.bucket.is_some() {
+        return Err(PlanError::unsupported("TABLESAMPLE BUCKET is not supported; use BERNOULLI (percent)").at(at));
+    }
+    let Some(quantity) = &sample.quantity else {
+        return Err(PlanError::invalid("TABLESAMPLE needs a percentage: BERNOULLI (10)").at(at));
+    };
+    if quantity.unit == Some(TableSampleUnit::Rows) {
+        return Err(PlanError::unsupported("TABLESAMPLE takes a percentage of rows, not a number of rows")
+            .at(quantity.value.span()));
+    }
+    let percent = match &quantity.value {
+        Expr::Value(value) => match &value.value {
+            ast::Value::Number(number, _) => number.parse::<f64>().ok(),
+            _ => None,
+        },
+        _ => None,
+    };
+    let percent = percent.filter(|percent| (0.0..=100.0).contains(percent)).ok_or_else(|| {
+        PlanError::invalid(format!("the TABLESAMPLE percentage must be a number from 0 to 100, not {}", quantity.value))
+            .at(quantity.value.span())
+    })?;
+    let seed = match &sample.seed {
+        None => 0,
+        Some(seed) => match &seed.value.value {
+            ast::Value::Number(number, _) => number.parse::<i64>().map_err(|_| {
+                PlanError::invalid(format!("the REPEATABLE seed must be a whole number, not {number}"))
+                    .at(seed.value.span)
+            })?,
+            other => {
+                return Err(PlanError::invalid(format!("the REPEATABLE seed must be a whole number, not {other}"))
+                    .at(seed.value.span));
+            }
+        },
+    };
+    let keys = match &sample.offset {
+        None => Vec::new(),
+        Some(Expr::Nested(inner)) => vec![key_name(inner)?],
+        Some(Expr::Tuple(keys)) => keys.iter().map(key_name).collect::<Result<_>>()?,
+        Some(other) => return Err(PlanError::invalid("TABLESAMPLE ... ON takes (column, ...)").at(other.span())),
+    };
+    Ok((seed, percent, keys))
+}
+
+fn sample_span_of(sample: &TableSample) -> Span {
+    sample.quantity.as_ref().map_or(Span::empty(), |quantity| quantity.value.span())
+}
+
+fn key_name(expr: &Expr) -> Result<String> {
+    match expr {
+        Expr::Identifier(ident) => Ok(format!("\"{}\"", ident_name(ident))),
+        other => Err(PlanError::invalid("TABLESAMPLE ... ON takes column names").at(other.span())),
+    }
+}
+
+/// `TABLESAMPLE ... ( ... ) [REPEATABLE ( ... )] ON (a, b)` is read as the
+/// clause's `OFFSET (a, b)`, which sqlparser parses; an `ON (` whose
+/// parentheses hold anything but names is a join condition and is left.
+pub fn key_clause_as_offset(tokens: &mut [TokenWithSpan]) {
+    let significant: Vec<usize> =
+        (0..tokens.len()).filter(|index| !matches!(tokens[*index].token, Token::Whitespace(_))).collect();
+    let mut position = 0;
+    while position < significant.len() {
+        if !is_word(tokens, significant[position], "TABLESAMPLE") {
+            position += 1;
+            continue;
+        }
+        let mut cursor = position + 1;
+        if cursor < significant.len() && matches!(tokens[significant[cursor]].token, Token::Word(_)) {
+            cursor += 1; // the method
+        }
+        cursor = skip_parens(tokens, &significant, cursor);
+        if cursor < significant.len()
+            && (is_word(tokens, significant[cursor], "REPEATABLE") || is_word(tokens, significant[cursor], "SEED"))
+        {
+            cursor = skip_parens(tokens, &significant, cursor + 1);
+        }
+        if cursor + 1 < significant.len()
+            && is_word(tokens, significant[cursor], "ON")
+            && tokens[significant[cursor + 1]].token == Token::LParen
+            && holds_only_names(tokens, &significant, cursor + 1)
+        {
+            let span = tokens[significant[cursor]].span;
+            tokens[significant[cursor]] = TokenWithSpan::new(Token::make_keyword("OFFSET"), span);
+        }
+        position = cursor.max(position + 1);
+    }
+}
+
+fn is_word(tokens: &[TokenWithSpan], index: usize, text: &str) -> bool {
+    matches!(&tokens[index].token, Token::Word(word) if word.quote_style.is_none() && word.value.eq_ignore_ascii_case(text))
+}
+
+/// The index after the parenthesised group at `at` (or `at` if none).
+fn skip_parens(tokens: &[TokenWithSpan], significant: &[usize], at: usize) -> usize {
+    if at >= significant.len() || tokens[significant[at]].token != Token::LParen {
+        return at;
+    }
+    let mut depth = 0usize;
+    for (offset, index) in significant.iter().enumerate().skip(at) {
+        match tokens[*index].token {
+            Token::LParen => depth += 1,
+            Token::RParen => {
+                depth -= 1;
+                if depth == 0 {
+                    return offset + 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    significant.len()
+}
+
+fn holds_only_names(tokens: &[TokenWithSpan], significant: &[usize], open: usize) -> bool {
+    let end = skip_parens(tokens, significant, open);
+    (open + 1..end.saturating_sub(1))
+        .all(|offset| matches!(tokens[significant[offset]].token, Token::Word(_) | Token::Comma))
+        && end > open + 2
+}
+
+/// `__sluice_sample(seed, percent, columns...)`: whether each row is in
+/// the sample.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SampleFunction {
+    signature: Signature,
+}
+
+impl Default for SampleFunction {
+    fn default() -> Self {
+        Self { signature: Signature::variadic_any(Volatility::Immutable) }
+    }
+}
+
+/// The function, for the planner's session.
+pub fn sample_udf() -> ScalarUDF {
+    ScalarUDF::new_from_impl(SampleFunction::default())
+}
+
+/// Mixed into the seed so that sampling never lines up with the key-group
+/// hash (which would keep whole key groups).
+const SAMPLE_SALT: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl ScalarUDFImpl for SampleFunction {
+    fn name(&self) -> &str {
+        SAMPLE_FUNCTION
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> datafusion::common::Result<DataType> {
+        Ok(DataType::Boolean)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> datafusion::common::Result<ColumnarValue> {
+        let scalar = |index: usize| match args.args.get(index) {
+            Some(ColumnarValue::Scalar(value)) => Ok(value.clone()),
+            _ => Err(DataFusionError::Plan(format!("{SAMPLE_FUNCTION} takes a constant seed and percentage"))),
+        };
+        let seed = match scalar(0)? {
+            ScalarValue::Int64(Some(seed)) => seed as u64,
+            other => return Err(DataFusionError::Plan(format!("{SAMPLE_FUNCTION}: bad seed {other}"))),
+        };
+        let percent = match scalar(1)? {
+            ScalarValue::Float64(Some(percent)) => percent,
+            other => return Err(DataFusionError::Plan(format!("{SAMPLE_FUNCTION}: bad percentage {other}"))),
+        };
+        let rows = args.number_rows;
+        let columns: Vec<ArrayRef> =
+            args.args[2..].iter().map(|value| value.to_array(rows)).collect::<datafusion::common::Result<_>>()?;
+        let mut hashes = vec![0u64; rows];
+        create_hashes(&columns, &RandomState::with_seed(seed ^ SAMPLE_SALT), &mut hashes)?;
+        // Kept when the hash falls in the first `percent` of its range.
+        let bound = (percent / 100.0 * u64::MAX as f64) as u64;
+        let keep: BooleanArray = hashes.iter().map(|hash| Some(percent >= 100.0 || *hash < bound)).collect();
+        Ok(ColumnarValue::Array(Arc::new(keep)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::SluiceDialect;
+
+    #[test]
+    fn on_after_a_sample_is_read_as_its_key() {
+        let sql = "SELECT * FROM s TABLESAMPLE BERNOULLI (10) REPEATABLE (3) ON (a, b) JOIN t TABLESAMPLE BERNOULLI (5) ON (s.a = t.a)";
+        let mut tokens = datafusion::sql::sqlparser::tokenizer::Tokenizer::new(&SluiceDialect::default(), sql)
+            .tokenize_with_location()
+            .unwrap();
+        key_clause_as_offset(&mut tokens);
+        let text: String = tokens.iter().map(|token| token.token.to_string()).collect();
+        assert!(text.contains("REPEATABLE (3) OFFSET (a, b) JOIN"), "{text}");
+        assert!(text.contains("BERNOULLI (5) ON (s.a = t.a)"), "{text}");
+    }
+}
