@@ -38,15 +38,58 @@ pub const SAMPLE_FUNCTION: &str = "__sluice_sample";
 
 /// Rewrites every sampled stream `query` reads.
 pub fn rewrite_samples(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<()> {
-    walk_query(query, &mut Sampler { catalog })
+    walk_query(query, &mut Sampler { catalog })?;
+    // A sample the walk did not reach (a subquery in an expression) would
+    // be ignored by DataFusion: refused instead.
+    if query.to_string().contains(" TABLESAMPLE ") {
+        return Err(PlanError::unsupported(
+            "TABLESAMPLE is supported on a stream in a FROM clause or a window's input, not inside an expression's subquery",
+        ));
+    }
+    Ok(())
 }
 
 struct Sampler<'a> {
     catalog: &'a dyn Catalog,
 }
 
+impl Sampler<'_> {
+    /// The queries a window function reads (`TUMBLE(TABLE (SELECT ...))`),
+    /// which the FROM walk does not enter.
+    fn window_inputs(&mut self, arguments: &mut [ast::FunctionArg]) -> Result<()> {
+        for argument in arguments {
+            let expr = match argument {
+                ast::FunctionArg::Unnamed(ast::FunctionArgExpr::Expr(expr))
+                | ast::FunctionArg::Named { arg: ast::FunctionArgExpr::Expr(expr), .. }
+                | ast::FunctionArg::ExprNamed { arg: ast::FunctionArgExpr::Expr(expr), .. } => expr,
+                _ => continue,
+            };
+            match expr {
+                Expr::Subquery(query) => walk_query(query, self)?,
+                Expr::Function(inner) => {
+                    if let ast::FunctionArguments::List(list) = &mut inner.args {
+                        self.window_inputs(&mut list.args)?;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
+
 impl FromRewrite for Sampler<'_> {
     fn factor(&mut self, factor: &mut TableFactor) -> Result<()> {
+        match factor {
+            TableFactor::TableFunction { expr: Expr::Function(function), .. } => {
+                if let ast::FunctionArguments::List(list) = &mut function.args {
+                    self.window_inputs(&mut list.args)?;
+                }
+                return Ok(());
+            }
+            TableFactor::Table { args: Some(args), .. } => return self.window_inputs(&mut args.args),
+            _ => {}
+        }
         let TableFactor::Table { name, sample, alias, .. } = factor else {
             if let TableFactor::Derived { sample: Some(sample), .. } = factor {
                 return Err(
