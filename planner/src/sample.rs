@@ -38,7 +38,7 @@ pub const SAMPLE_FUNCTION: &str = "__sluice_sample";
 
 /// Rewrites every sampled stream `query` reads.
 pub fn rewrite_samples(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<()> {
-    walk_query(query, &mut Sampler { catalog })?;
+    walk_query(query, &mut Sampler { catalog, pending: Vec::new() })?;
     // A sample the walk did not reach (a subquery in an expression) would
     // be ignored by DataFusion: refused instead.
     if query.to_string().contains(" TABLESAMPLE ") {
@@ -51,6 +51,9 @@ pub fn rewrite_samples(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<
 
 struct Sampler<'a> {
     catalog: &'a dyn Catalog,
+    /// Samples rewritten whose rows no aggregate has taken yet: the
+    /// fraction kept, and the key columns (empty: rows).
+    pending: Vec<(f64, Vec<String>)>,
 }
 
 impl Sampler<'_> {
@@ -79,6 +82,75 @@ impl Sampler<'_> {
 }
 
 impl FromRewrite for Sampler<'_> {
+    /// The aggregates of a SELECT over a sample become estimates (see
+    /// [`estimate`]); a SELECT without aggregates passes the sample on to
+    /// the query around it.
+    fn select(&mut self, select: &mut ast::Select) -> Result<()> {
+        let mut aggregates = Vec::new();
+        for item in &mut select.projection {
+            let _ = ast::visit_expressions_mut(item, |expr: &mut Expr| {
+                if let Some(name) = aggregate_name(expr) {
+                    aggregates.push((name, expr.span()));
+                }
+                std::ops::ControlFlow::<()>::Continue(())
+            });
+        }
+        if aggregates.is_empty() {
+            return Ok(());
+        }
+        let sample = match self.pending.as_slice() {
+            [] => {
+                if let Some((name, span)) = aggregates.iter().find(|(name, _)| name.ends_with("_error")) {
+                    return Err(PlanError::invalid(format!(
+                        "{name} estimates the error of a sampled aggregate, and this query reads no sample (FROM s TABLESAMPLE BERNOULLI (p))"
+                    ))
+                    .at(*span));
+                }
+                return Ok(());
+            }
+            [one] => one.clone(),
+            [first, rest @ ..] => {
+                if rest.iter().any(|other| other != first) {
+                    return Err(PlanError::unsupported(
+                        "aggregates over several samples of different rates or keys are not supported",
+                    )
+                    .at(aggregates[0].1));
+                }
+                first.clone()
+            }
+        };
+        self.pending.clear();
+        let (fraction, keys) = sample;
+        let grouped_by_key = !keys.is_empty() && group_by_names(select).is_some_and(|grouped| keys.iter().all(|key| grouped.contains(key)));
+        let rewrite = |expr: &mut Expr| match estimate(expr, fraction, !keys.is_empty(), grouped_by_key) {
+            Ok(Some(replacement)) => {
+                *expr = replacement;
+                std::ops::ControlFlow::Continue(())
+            }
+            Ok(None) => std::ops::ControlFlow::Continue(()),
+            Err(error) => std::ops::ControlFlow::Break(error),
+        };
+        for item in &mut select.projection {
+            // The column keeps the aggregate's name (`count(*)`, not the
+            // estimate's formula).
+            if let ast::SelectItem::UnnamedExpr(expr) = item
+                && aggregate_name(expr).is_some()
+            {
+                let alias = Ident::with_quote('"', expr.to_string());
+                *item = ast::SelectItem::ExprWithAlias { expr: expr.clone(), alias };
+            }
+            if let std::ops::ControlFlow::Break(error) = ast::visit_expressions_mut(item, rewrite) {
+                return Err(error);
+            }
+        }
+        if let Some(having) = &mut select.having
+            && let std::ops::ControlFlow::Break(error) = ast::visit_expressions_mut(having, rewrite)
+        {
+            return Err(error);
+        }
+        Ok(())
+    }
+
     fn factor(&mut self, factor: &mut TableFactor) -> Result<()> {
         match factor {
             TableFactor::TableFunction { expr: Expr::Function(function), .. } => {
@@ -103,6 +175,7 @@ impl FromRewrite for Sampler<'_> {
         let stream = object_name(name);
         let span = name.span();
         let (seed, percent, keys) = check(&sample)?;
+        self.pending.push((percent / 100.0, keys.iter().map(|key| key.trim_matches('"').to_string()).collect()));
         if keys.is_empty() && self.catalog.view(&stream).is_some() {
             return Err(PlanError::invalid(format!(
                 "TABLESAMPLE without ON (...) samples rows of a stream; {stream} is a view, whose rows may be updates: sample it by key with ON (column, ...)"
@@ -126,6 +199,90 @@ impl FromRewrite for Sampler<'_> {
         *factor = TableFactor::Derived { lateral: false, subquery, alias: Some(alias), sample: None };
         Ok(())
     }
+}
+
+/// The name of an aggregate a sample changes, if `expr` calls one.
+fn aggregate_name(expr: &Expr) -> Option<String> {
+    let Expr::Function(function) = expr else { return None };
+    let name = object_name(&function.name);
+    ESTIMATED.contains(&name.as_str()).then_some(name)
+}
+
+/// The aggregates a sample scales, and their error functions.
+const ESTIMATED: &[&str] = &["count", "sum", "avg", "count_error", "sum_error", "avg_error"];
+
+/// The names a SELECT groups by, when they are all plain columns.
+fn group_by_names(select: &ast::Select) -> Option<Vec<String>> {
+    let ast::GroupByExpr::Expressions(exprs, _) = &select.group_by else { return None };
+    Some(
+        exprs
+            .iter()
+            .filter_map(|expr| match expr {
+                Expr::Identifier(ident) => Some(ident_name(ident)),
+                Expr::CompoundIdentifier(idents) => idents.last().map(ident_name),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// An aggregate over a Bernoulli sample keeping `fraction` q of the rows,
+/// as an estimate of the whole (Horvitz-Thompson), and its error: the
+/// half-width of a 95 % confidence interval (z = 1.96).
+///
+/// | call | becomes |
+/// |---|---|
+/// | `count(x)` | `count(x) / q` |
+/// | `sum(x)` | `sum(x) / q` |
+/// | `avg(x)` | `avg(x)` (a ratio: unbiased as it is) |
+/// | `count_error(x)` | `1.96 · sqrt(count(x) · (1 − q)) / q` |
+/// | `sum_error(x)` | `1.96 · sqrt((1 − q) · sum(x²)) / q` |
+/// | `avg_error(x)` | `1.96 · sqrt((1 − q) · var_samp(x) / count(x))` |
+///
+/// Grouped by the key of a key sample, results are exact for the keys
+/// kept: nothing is scaled and the errors are 0. `count(DISTINCT ...)` is
+/// not scaled.
+fn estimate(expr: &Expr, fraction: f64, keyed: bool, grouped_by_key: bool) -> Result<Option<Expr>> {
+    let Expr::Function(function) = expr else { return Ok(None) };
+    let name = object_name(&function.name);
+    if !ESTIMATED.contains(&name.as_str()) {
+        return Ok(None);
+    }
+    let ast::FunctionArguments::List(list) = &function.args else { return Ok(None) };
+    if list.duplicate_treatment.is_some() {
+        return Ok(None);
+    }
+    let argument = list.args.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    if name.ends_with("_error") && keyed && !grouped_by_key {
+        return Err(PlanError::unsupported(format!(
+            "{name} assumes rows sampled one by one; over a sample ON (key) it is known only grouped by that key"
+        ))
+        .at(expr.span()));
+    }
+    let q = fraction;
+    let exact = grouped_by_key || q >= 1.0;
+    let text = match name.as_str() {
+        "count" | "sum" if exact => return Ok(None),
+        _ if q <= 0.0 => "CAST(NULL AS DOUBLE)".to_string(),
+        "count" => format!("(CAST(count({argument}) AS DOUBLE) / {q:?})"),
+        "sum" => format!("(CAST(sum({argument}) AS DOUBLE) / {q:?})"),
+        "avg" => return Ok(None),
+        _ if exact => "CAST(0 AS DOUBLE)".to_string(),
+        "count_error" => format!("(1.96 * sqrt(CAST(count({argument}) AS DOUBLE) * {:?}) / {q:?})", 1.0 - q),
+        "sum_error" => {
+            format!("(1.96 * sqrt({:?} * sum(CAST({argument} AS DOUBLE) * CAST({argument} AS DOUBLE))) / {q:?})", 1.0 - q)
+        }
+        "avg_error" => format!(
+            "(1.96 * sqrt({:?} * coalesce(var_samp(CAST({argument} AS DOUBLE)), 0) / CAST(count({argument}) AS DOUBLE)))",
+            1.0 - q
+        ),
+        _ => return Ok(None),
+    };
+    let parsed = datafusion::sql::sqlparser::parser::Parser::new(&crate::dialect::SluiceDialect::default())
+        .try_with_sql(&text)
+        .and_then(|mut parser| parser.parse_expr())
+        .map_err(|error| PlanError::invalid(format!("internal: the estimate {text} does not parse: {error}")))?;
+    Ok(Some(parsed))
 }
 
 fn sample_span(sample: &TableSampleKind) -> Span {
