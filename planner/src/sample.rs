@@ -121,7 +121,8 @@ impl FromRewrite for Sampler<'_> {
         };
         self.pending.clear();
         let (fraction, keys) = sample;
-        let grouped_by_key = !keys.is_empty() && group_by_names(select).is_some_and(|grouped| keys.iter().all(|key| grouped.contains(key)));
+        let grouped_by_key = !keys.is_empty()
+            && group_by_names(select).is_some_and(|grouped| keys.iter().all(|key| grouped.contains(key)));
         let rewrite = |expr: &mut Expr| match estimate(expr, fraction, !keys.is_empty(), grouped_by_key) {
             Ok(Some(replacement)) => {
                 *expr = replacement;
@@ -270,7 +271,10 @@ fn estimate(expr: &Expr, fraction: f64, keyed: bool, grouped_by_key: bool) -> Re
         _ if exact => "CAST(0 AS DOUBLE)".to_string(),
         "count_error" => format!("(1.96 * sqrt(CAST(count({argument}) AS DOUBLE) * {:?}) / {q:?})", 1.0 - q),
         "sum_error" => {
-            format!("(1.96 * sqrt({:?} * sum(CAST({argument} AS DOUBLE) * CAST({argument} AS DOUBLE))) / {q:?})", 1.0 - q)
+            format!(
+                "(1.96 * sqrt({:?} * sum(CAST({argument} AS DOUBLE) * CAST({argument} AS DOUBLE))) / {q:?})",
+                1.0 - q
+            )
         }
         "avg_error" => format!(
             "(1.96 * sqrt({:?} * coalesce(var_samp(CAST({argument} AS DOUBLE)), 0) / CAST(count({argument}) AS DOUBLE)))",
