@@ -10,16 +10,22 @@
 use crate::engine::{Engine, Settings};
 use crate::error::EngineError;
 
-pub const DEMO_STREAMS: &str = "
-CREATE STREAM IF NOT EXISTS weblog (
-  ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
-  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
-) WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '42');
-CREATE STREAM IF NOT EXISTS weblog_b (
-  ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
-  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
-) WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '7');
-";
+/// The demo streams' columns and watermark.
+macro_rules! weblog_columns {
+    () => {
+        "ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
+  WATERMARK FOR ts AS ts - INTERVAL '2' SECOND"
+    };
+}
+
+pub const DEMO_STREAMS: &str = concat!(
+    "CREATE STREAM IF NOT EXISTS weblog (",
+    weblog_columns!(),
+    ") WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '42');\n",
+    "CREATE STREAM IF NOT EXISTS weblog_b (",
+    weblog_columns!(),
+    ") WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '7');"
+);
 
 /// The query `sluice demo` runs: requests and errors per 5-second window.
 pub const DEMO_QUERY: &str = include_str!("../../queries/weblog/top_error_ips.sql");
@@ -31,20 +37,20 @@ pub async fn register(engine: &Engine) -> Result<(), EngineError> {
 /// The demo with `weblog` read from Kafka at `brokers`, fed by a sink.
 pub async fn register_through_kafka(engine: &Engine, brokers: &str) -> Result<(), EngineError> {
     let sql = format!(
-        "CREATE STREAM IF NOT EXISTS weblog_generated (
-           ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
-           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
-         ) WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '42');
-         CREATE SINK IF NOT EXISTS weblog_to_kafka INTO KAFKA (brokers = '{brokers}', topic = 'weblog', key = 'ip',
-           envelope = 'append', delivery = 'at-least-once') AS SELECT * FROM weblog_generated;
-         CREATE STREAM IF NOT EXISTS weblog (
-           ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
-           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
-         ) WITH (connector = 'kafka', brokers = '{brokers}', topic = 'weblog', start = 'earliest');
-         CREATE STREAM IF NOT EXISTS weblog_b (
-           ts TIMESTAMP, ip VARCHAR, status INT, method VARCHAR, url VARCHAR, duration DOUBLE,
-           WATERMARK FOR ts AS ts - INTERVAL '2' SECOND
-         ) WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '7');"
+        concat!(
+            "CREATE STREAM IF NOT EXISTS weblog_generated (",
+            weblog_columns!(),
+            ") WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '42');
+             CREATE SINK IF NOT EXISTS weblog_to_kafka INTO KAFKA (brokers = '{brokers}', topic = 'weblog', key = 'ip',
+               envelope = 'append', delivery = 'at-least-once') AS SELECT * FROM weblog_generated;
+             CREATE STREAM IF NOT EXISTS weblog (",
+            weblog_columns!(),
+            ") WITH (connector = 'kafka', brokers = '{brokers}', topic = 'weblog', start = 'earliest');
+             CREATE STREAM IF NOT EXISTS weblog_b (",
+            weblog_columns!(),
+            ") WITH (connector = 'generator', kind = 'weblog', rate = '50', seed = '7');"
+        ),
+        brokers = brokers
     );
     // The sink makes the topic (brokers create topics on first write).
     let mut settings = Settings::new();
