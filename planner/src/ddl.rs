@@ -98,6 +98,7 @@ pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
         connector,
         columns: None,
         status: Arc::new(SourceStatus::new(status)),
+        sample: None,
     })
 }
 

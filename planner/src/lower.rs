@@ -134,6 +134,7 @@ pub struct Lowering<'a> {
     pub(crate) catalog: &'a dyn Catalog,
     windows: Vec<WindowTable>,
     pub(crate) temporal: Vec<TemporalTable>,
+    pub(crate) samples: Vec<crate::rewritten::SampledTable>,
     /// MATCH_RECOGNIZE clauses, by the planner-made table they replaced.
     patterns: Vec<PatternTable>,
     pub(crate) sql: &'a str,
@@ -168,8 +169,8 @@ impl<'a> Lowering<'a> {
             sink: None,
             materialized: false,
         };
-        let Rewritten { windows, temporal, patterns } = rewritten;
-        Self { state, catalog, windows, temporal, patterns, sql, start, options, plan, expand_windows: false }
+        let Rewritten { windows, temporal, patterns, samples } = rewritten;
+        Self { state, catalog, windows, temporal, samples, patterns, sql, start, options, plan, expand_windows: false }
     }
 
     pub async fn lower_root(&mut self, logical: &LogicalPlan) -> Result<StreamPlan> {
@@ -305,6 +306,11 @@ impl<'a> Lowering<'a> {
                 let source = match (window.as_ref().and_then(|window| window.source.clone()), temporal) {
                     (Some(source), _) => source,
                     (None, Some(temporal)) => temporal.source.clone(),
+                    (None, None) if let Some(sampled) = self.samples.iter().find(|sampled| sampled.table == table) => {
+                        let mut source = sampled.source.clone();
+                        source.columns = columns.map(<[usize]>::to_vec);
+                        source
+                    }
                     (None, None) if self.catalog.table(table).is_some() => {
                         return Err(PlanError::invalid(format!(
                             "{table} is a static table: a continuous query reads a stream and can join the table (FROM stream JOIN {table} ON ...)"

@@ -169,7 +169,7 @@ pub async fn plan_query(
     };
     let mut query = query.clone();
     let mut patterns = patterns.to_vec();
-    crate::sample::rewrite_samples(&mut query, catalog).map_err(located)?;
+    let samples = crate::sample::rewrite_samples(&mut query, catalog).map_err(located)?;
     crate::views::expand_views(&mut query, &mut patterns, catalog).map_err(located)?;
     let patterns = patterns.as_slice();
     rewrite_lateral_unnest(&mut query).map_err(located)?;
@@ -195,6 +195,9 @@ pub async fn plan_query(
         if let Some(table) = catalog.table(&name) {
             register(&context, &name, table.schema.clone()).map_err(located)?;
         }
+    }
+    for sample in &samples {
+        register(&context, &sample.table, sample.source.schema.clone()).map_err(located)?;
     }
     for temporal in &rewritten.temporal {
         register(&context, &temporal.table, temporal.schema()).map_err(located)?;
@@ -230,7 +233,7 @@ pub async fn plan_query(
     let statement = DFStatement::Statement(Box::new(ast::Statement::Query(Box::new(query))));
     let logical = context.state().statement_to_plan(statement).await.map_err(|error| located(error.into()))?;
     let optimized = state.optimize(&logical).map_err(|error| located(error.into()))?;
-    let rewritten = Rewritten { windows, temporal: rewritten.temporal, patterns: pattern_tables };
+    let rewritten = Rewritten { windows, temporal: rewritten.temporal, patterns: pattern_tables, samples };
     let mut lowering = Lowering::new(&state, catalog, rewritten, sql, start, options.clone());
     lowering.lower_root(&optimized).await.map_err(located)
 }

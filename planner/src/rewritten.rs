@@ -75,4 +75,15 @@ pub struct Rewritten {
     pub windows: Vec<WindowTable>,
     pub temporal: Vec<TemporalTable>,
     pub patterns: Vec<PatternTable>,
+    /// Sampled stream scans (`__sample_N`).
+    pub samples: Vec<SampledTable>,
+}
+
+/// A stream scanned `TABLESAMPLE BERNOULLI | SYSTEM` (without ON): its
+/// source, with the sample its query applies as rows arrive.
+#[derive(Debug, Clone)]
+pub struct SampledTable {
+    /// The planner-made table name (`__sample_N`).
+    pub table: String,
+    pub source: sluice_runtime::SourceSpec,
 }

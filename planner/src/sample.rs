@@ -1,19 +1,26 @@
-//! `TABLESAMPLE BERNOULLI (p) [REPEATABLE (seed)] [ON (key, ...)]` on a
-//! stream: a deterministic sample.
+//! `TABLESAMPLE BERNOULLI | SYSTEM (p) [REPEATABLE (seed)] [ON (key, ...)]`
+//! on a stream: a deterministic sample, and estimates over it.
 //!
-//! Whether a row is kept is decided by a hash of the row (or, with `ON`,
-//! of its key columns) and the seed, never by a random generator: the same
-//! input sampled with the same seed gives the same sample whatever the
-//! epoch interval, batch split, parallelism or recovery. Sampling by key
-//! keeps every row of `p` % of the keys (consistent sampling), so per-key
-//! results and joins on that key are exact for the keys kept. The hash is
-//! DataFusion's (as the key-group exchange uses) under a seed of its own,
-//! so the kept keys are spread over every key group.
+//! Without `ON`, the scan becomes a planner-made table (`__sample_N`)
+//! whose source carries the sample: the query's driver numbers each
+//! source's rows as they arrive (checkpointed with the source) and keeps a
+//! row when a hash of its number (BERNOULLI) or of its block of
+//! [`SAMPLE_BLOCK_ROWS`](sluice_runtime::source::SAMPLE_BLOCK_ROWS) rows
+//! (SYSTEM) and the seed falls in the first `p` % of the hash's range: the
+//! row's identity, so the same input and seed give the same sample
+//! whatever the epoch interval, batch split, parallelism or recovery.
 //!
-//! The rewrite: `FROM s TABLESAMPLE BERNOULLI (10) REPEATABLE (7) ON (k)`
-//! becomes `FROM (SELECT * FROM s WHERE __sluice_sample(7, 10.0, k)) AS s`.
-//! sqlparser has no `ON (...)` after TABLESAMPLE: the statement layer reads
-//! it as the clause's `OFFSET (...)` (see [`key_clause_as_offset`]).
+//! With `ON (key)`, all rows of `p` % of the keys are kept (consistent
+//! sampling): `FROM s TABLESAMPLE BERNOULLI (10) REPEATABLE (7) ON (k)`
+//! becomes `FROM (SELECT * FROM s WHERE __sluice_sample(7, 10.0, k)) AS s`,
+//! a hash of the key columns (DataFusion's, under a seed of its own, so the
+//! kept keys are spread over every key group). Per-key results and joins
+//! on that key are exact for the keys kept. sqlparser has no `ON (...)`
+//! after TABLESAMPLE: the statement layer reads it as the clause's
+//! `OFFSET (...)` (see [`key_clause_as_offset`]).
+//!
+//! The aggregates of the SELECT over a sample (or of the one around it)
+//! become estimates with their errors (see [`estimate`]).
 
 use std::sync::Arc;
 
@@ -32,13 +39,16 @@ use crate::catalog::Catalog;
 use crate::error::{PlanError, Result};
 use crate::from_walk::{FromRewrite, walk_query};
 use crate::names::{ident_name, object_name};
+use crate::rewritten::SampledTable;
+use sluice_runtime::source::SourceSample;
 
 /// The function the rewrite calls.
 pub const SAMPLE_FUNCTION: &str = "__sluice_sample";
 
 /// Rewrites every sampled stream `query` reads.
-pub fn rewrite_samples(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<()> {
-    walk_query(query, &mut Sampler { catalog, pending: Vec::new() })?;
+pub fn rewrite_samples(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Vec<SampledTable>> {
+    let mut sampler = Sampler { catalog, pending: Vec::new(), blocks: false, tables: Vec::new() };
+    walk_query(query, &mut sampler)?;
     // A sample the walk did not reach (a subquery in an expression) would
     // be ignored by DataFusion: refused instead.
     if query.to_string().contains(" TABLESAMPLE ") {
@@ -46,7 +56,7 @@ pub fn rewrite_samples(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<
             "TABLESAMPLE is supported on a stream in a FROM clause or a window's input, not inside an expression's subquery",
         ));
     }
-    Ok(())
+    Ok(sampler.tables)
 }
 
 struct Sampler<'a> {
@@ -54,6 +64,10 @@ struct Sampler<'a> {
     /// Samples rewritten whose rows no aggregate has taken yet: the
     /// fraction kept, and the key columns (empty: rows).
     pending: Vec<(f64, Vec<String>)>,
+    /// Whether a SYSTEM (block) sample is among them.
+    blocks: bool,
+    /// The sampled scans made (without ON).
+    tables: Vec<SampledTable>,
 }
 
 impl Sampler<'_> {
@@ -120,6 +134,14 @@ impl FromRewrite for Sampler<'_> {
             }
         };
         self.pending.clear();
+        if std::mem::take(&mut self.blocks)
+            && let Some((name, span)) = aggregates.iter().find(|(name, _)| name.ends_with("_error"))
+        {
+            return Err(PlanError::unsupported(format!(
+                "{name} assumes rows sampled one by one (BERNOULLI); TABLESAMPLE SYSTEM keeps whole blocks"
+            ))
+            .at(*span));
+        }
         let (fraction, keys) = sample;
         let grouped_by_key = !keys.is_empty()
             && group_by_names(select).is_some_and(|grouped| keys.iter().all(|key| grouped.contains(key)));
@@ -175,28 +197,46 @@ impl FromRewrite for Sampler<'_> {
         let (TableSampleKind::BeforeTableAlias(sample) | TableSampleKind::AfterTableAlias(sample)) = kind;
         let stream = object_name(name);
         let span = name.span();
-        let (seed, percent, keys) = check(&sample)?;
+        let (seed, percent, keys, block) = check(&sample)?;
         self.pending.push((percent / 100.0, keys.iter().map(|key| key.trim_matches('"').to_string()).collect()));
+        self.blocks |= block;
         if keys.is_empty() && self.catalog.view(&stream).is_some() {
             return Err(PlanError::invalid(format!(
                 "TABLESAMPLE without ON (...) samples rows of a stream; {stream} is a view, whose rows may be updates: sample it by key with ON (column, ...)"
             ))
             .at(span));
         }
-        let keys = if keys.is_empty() { "*".to_string() } else { keys.join(", ") };
-        // `*` hashes every column: the function takes the whole row.
-        let keys = if keys == "*" { all_columns(self.catalog, &stream).unwrap_or(keys) } else { keys };
-        let sql = format!("SELECT * FROM {name} WHERE {SAMPLE_FUNCTION}({seed}, {percent:?}, {keys})");
-        let subquery = match crate::statement::parse_statements(&sql)?.pop().map(|located| located.statement) {
-            Some(crate::statement::Statement::Query { query, .. }) => query,
-            _ => return Err(PlanError::invalid("internal: the sampled stream's query does not parse").at(span)),
-        };
         let alias = alias.clone().unwrap_or_else(|| TableAlias {
             explicit: true,
             name: Ident::new(stream.rsplit('.').next().unwrap_or(&stream)),
             columns: vec![],
             at: None,
         });
+        if keys.is_empty() {
+            // Rows (or blocks) by their number in the stream: the query's
+            // driver samples the scan's rows as they arrive.
+            let mut source = self
+                .catalog
+                .stream(&stream)
+                .ok_or_else(|| PlanError::unknown(format!("stream '{stream}' not found")).at(span))?;
+            source.sample = Some(SourceSample { block, fraction: percent / 100.0, seed: seed as u64 });
+            let table = format!("__sample_{}", self.tables.len());
+            self.tables.push(SampledTable { table: table.clone(), source });
+            *factor = crate::window_tvf::scan_of(&table, alias)?;
+            return Ok(());
+        }
+        if block {
+            return Err(PlanError::unsupported(
+                "TABLESAMPLE SYSTEM keeps blocks of rows; ON (key) goes with BERNOULLI",
+            )
+            .at(span));
+        }
+        let keys = keys.join(", ");
+        let sql = format!("SELECT * FROM {name} WHERE {SAMPLE_FUNCTION}({seed}, {percent:?}, {keys})");
+        let subquery = match crate::statement::parse_statements(&sql)?.pop().map(|located| located.statement) {
+            Some(crate::statement::Statement::Query { query, .. }) => query,
+            _ => return Err(PlanError::invalid("internal: the sampled stream's query does not parse").at(span)),
+        };
         *factor = TableFactor::Derived { lateral: false, subquery, alias: Some(alias), sample: None };
         Ok(())
     }
@@ -294,25 +334,11 @@ fn sample_span(sample: &TableSampleKind) -> Span {
     sample.quantity.as_ref().map_or(Span::empty(), |quantity| quantity.value.span())
 }
 
-/// Every column of `stream`, quoted, for hashing whole rows.
-fn all_columns(catalog: &dyn Catalog, stream: &str) -> Option<String> {
-    let spec = catalog.stream(stream)?;
-    let names: Vec<String> = spec.schema.fields().iter().map(|field| format!("\"{}\"", field.name())).collect();
-    Some(names.join(", "))
-}
-
-/// The seed, the percentage and the key columns, checked.
-fn check(sample: &TableSample) -> Result<(i64, f64, Vec<String>)> {
+/// The seed, the percentage, the key columns and whether blocks are
+/// sampled (SYSTEM), checked.
+fn check(sample: &TableSample) -> Result<(i64, f64, Vec<String>, bool)> {
     let at = sample_span_of(sample);
-    match sample.name {
-        None | Some(TableSampleMethod::Bernoulli) | Some(TableSampleMethod::Row) => {}
-        Some(TableSampleMethod::System) | Some(TableSampleMethod::Block) => {
-            return Err(PlanError::unsupported(
-                "TABLESAMPLE SYSTEM (per block) is not supported yet; BERNOULLI samples rows, ON (key) whole keys",
-            )
-            .at(at));
-        }
-    }
+    let block = matches!(sample.name, Some(TableSampleMethod::System) | Some(TableSampleMethod::Block));
     if sample.bucket.is_some() {
         return Err(PlanError::unsupported("TABLESAMPLE BUCKET is not supported; use BERNOULLI (percent)").at(at));
     }
@@ -353,7 +379,7 @@ fn check(sample: &TableSample) -> Result<(i64, f64, Vec<String>)> {
         Some(Expr::Tuple(keys)) => keys.iter().map(key_name).collect::<Result<_>>()?,
         Some(other) => return Err(PlanError::invalid("TABLESAMPLE ... ON takes (column, ...)").at(other.span())),
     };
-    Ok((seed, percent, keys))
+    Ok((seed, percent, keys, block))
 }
 
 fn sample_span_of(sample: &TableSample) -> Span {

@@ -36,7 +36,7 @@ use crate::rewritten::{AS_OF_COLUMN, Rewritten, TemporalTable, WindowTable};
 pub fn rewrite_windows(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Rewritten> {
     let mut rewriter = Rewriter { catalog, tables: Vec::new(), temporal: Vec::new() };
     walk_query(query, &mut rewriter)?;
-    Ok(Rewritten { windows: rewriter.tables, temporal: rewriter.temporal, patterns: Vec::new() })
+    Ok(Rewritten { windows: rewriter.tables, temporal: rewriter.temporal, patterns: Vec::new(), samples: Vec::new() })
 }
 
 struct Rewriter<'a> {
@@ -446,7 +446,7 @@ impl<'a> Arguments<'a> {
 
 /// `SELECT * FROM <table> AS <alias>`'s table factor: built by the parser,
 /// which knows how to fill every field.
-fn scan_of(table: &str, alias: TableAlias) -> Result<TableFactor> {
+pub(crate) fn scan_of(table: &str, alias: TableAlias) -> Result<TableFactor> {
     let mut factor = parse_table_factor(table)?;
     if let TableFactor::Table { alias: slot, .. } = &mut factor {
         *slot = Some(alias);

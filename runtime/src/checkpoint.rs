@@ -125,6 +125,9 @@ pub struct SourceCheckpoint {
     pub max_event_time: Option<i64>,
     pub ended: bool,
     pub idle: bool,
+    /// Rows the source delivered so far (a sampled scan numbers its rows).
+    #[serde(default)]
+    pub rows_seen: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

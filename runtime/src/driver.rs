@@ -234,6 +234,8 @@ pub fn spawn_query_subscribed(
                 window: plan.source_windows.get(index).copied().flatten(),
                 position: recovery.resumes[index].position,
                 replayable: !matches!(spec.connector, ConnectorSpec::Socket { .. }),
+                rows_seen: recovery.source(index).map_or(0, |source| source.rows_seen),
+                sample: spec.sample,
             })
             .collect(),
         pipeline,
@@ -304,6 +306,10 @@ struct SourceState {
     position: u64,
     /// The source can be rewound to a position (all but sockets).
     replayable: bool,
+    /// Rows the source delivered so far: the number of the next row.
+    rows_seen: u64,
+    /// The scan's TABLESAMPLE, if any.
+    sample: Option<crate::source::SourceSample>,
 }
 
 struct Driver {
@@ -620,7 +626,17 @@ impl Driver {
                 if let Some((rows, malformed)) = chunk {
                     self.metrics.record_malformed(malformed.records, malformed.problem);
                     if let Some(rows) = rows.filter(|rows| rows.num_rows() > 0) {
-                        self.ingest(source, rows, now, replayed, output)?;
+                        let state = &mut self.sources[source];
+                        let first_row = state.rows_seen;
+                        state.rows_seen += rows.num_rows() as u64;
+                        // A sampled scan keeps the rows its numbers select.
+                        let rows = match state.sample {
+                            Some(sample) => filter_record_batch(&rows, &sample.keep(first_row, rows.num_rows()))?,
+                            None => rows,
+                        };
+                        if rows.num_rows() > 0 {
+                            self.ingest(source, rows, now, replayed, output)?;
+                        }
                     }
                 }
             }
@@ -767,6 +783,7 @@ impl Driver {
                     max_event_time: source.tracker.as_ref().and_then(WatermarkTracker::max_event_time),
                     ended: source.ended,
                     idle: source.idle,
+                    rows_seen: source.rows_seen,
                 })
                 .collect(),
             last_clock: self.last_clock,

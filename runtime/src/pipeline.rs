@@ -519,6 +519,7 @@ mod tests {
             connector: ConnectorSpec::Http(Arc::default()),
             columns: None,
             status: Arc::default(),
+            sample: None,
         };
         let plan = StreamPlan {
             sources: vec![source("a"), source("b")],

@@ -215,6 +215,7 @@ mod tests {
             connector: ConnectorSpec::Http(Arc::default()),
             columns: None,
             status: Arc::default(),
+            sample: None,
         };
         let kind = WindowKind::Tumble { size: 10, offset: 0 };
         let assign = WindowAssignSpec::new(kind, 0, &schema);

@@ -53,6 +53,47 @@ pub struct SourceSpec {
     pub columns: Option<Vec<usize>>,
     /// Shared by every query reading the stream; shown by `GET /v1/streams`.
     pub status: Arc<SourceStatus>,
+    /// `TABLESAMPLE BERNOULLI | SYSTEM` of this scan, applied by the query
+    /// as rows arrive.
+    pub sample: Option<SourceSample>,
+}
+
+/// Rows a block of `TABLESAMPLE SYSTEM` holds.
+pub const SAMPLE_BLOCK_ROWS: u64 = 1024;
+
+/// A sample of a scan's rows, decided by each row's number in the stream
+/// (its identity: the same whatever the batching, parallelism or
+/// recovery) and the seed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SourceSample {
+    /// Whole blocks of [`SAMPLE_BLOCK_ROWS`] rows (SYSTEM), or rows
+    /// (BERNOULLI).
+    pub block: bool,
+    /// The share kept, 0 to 1.
+    pub fraction: f64,
+    pub seed: u64,
+}
+
+impl SourceSample {
+    /// Which of the `rows` rows numbered from `first_row` are kept.
+    pub fn keep(&self, first_row: u64, rows: usize) -> datafusion::arrow::array::BooleanArray {
+        let bound = (self.fraction * u64::MAX as f64) as u64;
+        (0..rows as u64)
+            .map(|offset| {
+                let row = first_row + offset;
+                let unit = if self.block { row / SAMPLE_BLOCK_ROWS } else { row };
+                Some(self.fraction >= 1.0 || mix(unit ^ mix(self.seed ^ 0x5a5a_5a5a_5a5a_5a5a)) < bound)
+            })
+            .collect()
+    }
+}
+
+/// SplitMix64's finaliser: a well-spread, fixed hash of a number.
+fn mix(mut value: u64) -> u64 {
+    value = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
 }
 
 /// `WATERMARK FOR <column> AS <column> - <delay>`.
