@@ -339,13 +339,13 @@ async fn each_partition_has_its_own_watermark() {
     engine.execute(&sql, &mut Settings::new()).await.unwrap();
     // The slow partition holds every window back (its watermark is 00:00:01).
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(window_count(&engine).await.contains("| 0 "), "{}", window_count(&engine).await);
+    assert!(window_count(&engine, "windows").await.contains("| 0 "), "{}", window_count(&engine, "windows").await);
     // It moves on: windows up to its watermark close.
     let later = tick(25);
     broker.produce("ticks", &[(1, "b", later.as_str())]);
     let mut text = String::new();
     for _ in 0..250 {
-        text = window_count(&engine).await;
+        text = window_count(&engine, "windows").await;
         if text.contains("| 2 ") {
             break;
         }
@@ -370,9 +370,7 @@ async fn each_partition_has_its_own_watermark() {
     engine.execute(&sql, &mut settings).await.unwrap();
     let mut text = String::new();
     for _ in 0..250 {
-        let results = engine.execute("SELECT count(*) FROM quiet_windows", &mut Settings::new()).await.unwrap();
-        let Some(StatementResult::Rows { batches, .. }) = results.last() else { panic!("rows") };
-        text = datafusion::arrow::util::pretty::pretty_format_batches(batches).unwrap().to_string();
+        text = window_count(&engine, "quiet_windows").await;
         if text.contains("| 2 ") {
             break;
         }
@@ -381,9 +379,9 @@ async fn each_partition_has_its_own_watermark() {
     assert!(text.contains("| 2 "), "the idle partition was released: {text}");
 }
 
-/// `SELECT count(*) FROM windows`, as a printed table.
-async fn window_count(engine: &Engine) -> String {
-    let results = engine.execute("SELECT count(*) FROM windows", &mut Settings::new()).await.unwrap();
+/// `SELECT count(*) FROM view`, as a printed table.
+async fn window_count(engine: &Engine, view: &str) -> String {
+    let results = engine.execute(&format!("SELECT count(*) FROM {view}"), &mut Settings::new()).await.unwrap();
     let Some(StatementResult::Rows { batches, .. }) = results.last() else { panic!("rows") };
     datafusion::arrow::util::pretty::pretty_format_batches(batches).unwrap().to_string()
 }

@@ -331,7 +331,7 @@ fn estimate(expr: &Expr, fraction: f64, keyed: bool, grouped_by_key: bool) -> Re
 
 fn sample_span(sample: &TableSampleKind) -> Span {
     let (TableSampleKind::BeforeTableAlias(sample) | TableSampleKind::AfterTableAlias(sample)) = sample;
-    sample.quantity.as_ref().map_or(Span::empty(), |quantity| quantity.value.span())
+    sample_span_of(sample)
 }
 
 /// The seed, the percentage, the key columns and whether blocks are

@@ -145,6 +145,11 @@ impl QueryOutput {
         self.with_log(|log| log.current.as_ref().map(crate::materialized::CurrentResult::batch))
     }
 
+    /// Rows in the current result, if the output keeps it.
+    pub fn current_len(&self) -> Option<u64> {
+        self.with_log(|log| log.current.as_ref().map(crate::materialized::CurrentResult::len))
+    }
+
     /// A materialized view's subscriber: the current result first, then
     /// every change after it. `None` if the output keeps no result.
     pub fn subscribe_snapshot(&self) -> Option<Result<mpsc::Receiver<OutputEvent>>> {

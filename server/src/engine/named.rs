@@ -241,13 +241,11 @@ impl Engine {
             ),
             (
                 "rows",
-                counts(queries.iter().map(|query| {
-                    query
-                        .as_ref()
-                        .and_then(|query| query.handle.output.current_rows())
-                        .and_then(Result::ok)
-                        .map_or(0, |rows| rows.num_rows() as u64)
-                })),
+                counts(
+                    queries
+                        .iter()
+                        .map(|query| query.as_ref().and_then(|query| query.handle.output.current_len()).unwrap_or(0)),
+                ),
             ),
             ("definition", strings(views.iter().map(|(_, entry)| &entry.ddl))),
         ])
@@ -324,14 +322,16 @@ impl Engine {
         self.attach_snapshot(&view.id).transpose()
     }
 
-    /// Whether `sql` is one SELECT over materialized views only (answered
-    /// at once, from their results).
-    pub fn selects_materialized(&self, sql: &str) -> bool {
-        let Ok(mut statements) = sluice_planner::parse_statements(sql) else { return false };
-        match (statements.pop().map(|located| located.statement), statements.is_empty()) {
-            (Some(sluice_planner::Statement::Query { query, patterns, .. }), true) => {
-                patterns.is_empty() && self.reads_only_materialized(&query).is_some()
-            }
+    /// Whether `statements` are one SELECT over materialized views only
+    /// (answered at once, from their results).
+    pub fn selects_materialized(&self, statements: &[Located]) -> bool {
+        match statements {
+            [located] => match &located.statement {
+                sluice_planner::Statement::Query { query, patterns, .. } => {
+                    patterns.is_empty() && self.reads_only_materialized(query).is_some()
+                }
+                _ => false,
+            },
             _ => false,
         }
     }

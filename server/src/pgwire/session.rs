@@ -254,7 +254,7 @@ impl Service {
     async fn engine_statement(&self, session: &SessionRef, piece: &Piece, sql: &str) -> PgWireResult<Outcome> {
         let at = |error: EngineError| to_pg(&error, sql, piece.offset);
         let statements = parse_statements(&piece.text).map_err(|error| at(error.into()))?;
-        let materialized = self.engine.selects_materialized(&piece.text);
+        let materialized = self.engine.selects_materialized(&statements);
         if !materialized && statements.iter().any(|located| matches!(located.statement, Statement::Query { .. })) {
             if pg_catalog::reads_no_stream(&self.engine, &piece.text) {
                 let parameters = lock(session).parameters.clone();
@@ -447,7 +447,7 @@ async fn describe(engine: &Engine, session: &SessionRef, statement: &PgStatement
         PgStatement::Engine(piece) => {
             let statements = parse_statements(&piece.text)?;
             match statements.first().map(|located| &located.statement) {
-                Some(Statement::Query { .. }) if engine.selects_materialized(&piece.text) => {
+                Some(Statement::Query { .. }) if engine.selects_materialized(&statements) => {
                     match engine.execute(&piece.text, &mut settings.clone()).await?.pop() {
                         Some(StatementResult::Rows { schema, .. }) => schema,
                         _ => empty(),

@@ -153,7 +153,7 @@ impl Client {
             // The server says what is wrong, with the position.
             _ => {
                 return self
-                    .post(sql, sql, Offset { line: 1, column: 1 }, out, stop.as_mut())
+                    .post(sql, sql, Offset { line: 1, column: 1 }, out, stop.as_mut(), true)
                     .await
                     .map(|(rows, _)| rows);
             }
@@ -175,7 +175,7 @@ impl Client {
             let (rows, ok) = if continuous {
                 self.submit(&text, sql, offset, out, stop.as_mut()).await?
             } else {
-                self.post_following(&text, sql, offset, out, stop.as_mut(), !creates).await?
+                self.post(&text, sql, offset, out, stop.as_mut(), !creates).await?
             };
             printed += rows;
             if !ok {
@@ -186,20 +186,9 @@ impl Client {
     }
 
     /// Runs one statement (or a request the REPL could not split) over
-    /// `POST /v1/sql`. Returns the rows printed and whether it succeeded.
+    /// `POST /v1/sql`. Returns the rows printed and whether it succeeded. A
+    /// query it starts is followed (its rows printed) only if `follow`.
     async fn post<W: Write>(
-        &mut self,
-        text: &str,
-        typed: &str,
-        offset: Offset,
-        out: &mut W,
-        stop: Pin<&mut impl Future<Output = ()>>,
-    ) -> Result<(u64, bool), ReplError> {
-        self.post_following(text, typed, offset, out, stop, true).await
-    }
-
-    /// [`post`](Self::post); a query started is followed only if `follow`.
-    async fn post_following<W: Write>(
         &mut self,
         text: &str,
         typed: &str,
@@ -220,15 +209,16 @@ impl Client {
         let mut stop = stop;
         let mut printed = 0;
         for result in results {
-            if let Some(query_id) = result.get("query_id").and_then(Value::as_str).filter(|_| !follow) {
+            if let Some(query_id) = result.get("query_id").and_then(Value::as_str) {
                 print_warnings(&result, out)?;
-                let what: Vec<&str> = text
-                    .split_whitespace()
-                    .take_while(|word| !["AS", "INTO"].contains(&word.to_ascii_uppercase().as_str()))
-                    .collect();
-                writeln!(out, "{} (query {query_id}, running)", what.join(" ")).map_err(io)?;
-            } else if let Some(query_id) = result.get("query_id").and_then(Value::as_str) {
-                print_warnings(&result, out)?;
+                if !follow {
+                    let what: Vec<&str> = text
+                        .split_whitespace()
+                        .take_while(|word| !["AS", "INTO"].contains(&word.to_ascii_uppercase().as_str()))
+                        .collect();
+                    writeln!(out, "{} (query {query_id}, running)", what.join(" ")).map_err(io)?;
+                    continue;
+                }
                 let path = result["subscribe"].as_str().unwrap_or_default();
                 let ws_url = format!("{}{path}", self.ws_base());
                 let subscription = Subscription::connect_with(&ws_url, 0, self.token.as_deref()).await.map_err(
