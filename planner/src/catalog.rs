@@ -23,3 +23,30 @@ pub trait Catalog: Send + Sync {
         None
     }
 }
+
+/// A catalog as a shedding query (`SET max_lag`) sees it: each stream
+/// with the rate column its query fills (see
+/// [`sluice_runtime::shed`]).
+pub struct Shedding<'a>(pub &'a dyn Catalog);
+
+impl Catalog for Shedding<'_> {
+    fn stream(&self, name: &str) -> Option<SourceSpec> {
+        self.0.stream(name).map(SourceSpec::shed)
+    }
+
+    fn stream_names(&self) -> Vec<String> {
+        self.0.stream_names()
+    }
+
+    fn table(&self, name: &str) -> Option<TableRef> {
+        self.0.table(name)
+    }
+
+    fn table_names(&self) -> Vec<String> {
+        self.0.table_names()
+    }
+
+    fn view(&self, name: &str) -> Option<String> {
+        self.0.view(name)
+    }
+}

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::sql::sqlparser::ast::{self, ColumnDef, ColumnOption, Expr, Ident};
 use datafusion::sql::sqlparser::tokenizer::Location;
-use sluice_runtime::source::generator::{DEFAULT_START_NANOS, GeneratorKind, GeneratorSpec};
+use sluice_runtime::source::generator::{Burst, DEFAULT_START_NANOS, GeneratorKind, GeneratorSpec};
 use sluice_runtime::source::nexmark::{NexmarkSpec, NexmarkTable};
 use sluice_runtime::source::{ConnectorSpec, EventTimeSpec, Format, HttpIngest, SourceSpec, SourceStatus};
 use sluice_runtime::table::StaticTable;
@@ -99,6 +99,7 @@ pub fn stream_source_spec(create: &CreateStream) -> Result<SourceSpec> {
         columns: None,
         status: Arc::new(SourceStatus::new(status)),
         sample: None,
+        shed: false,
     })
 }
 
@@ -353,6 +354,14 @@ fn connector(options: &Options, schema: &Arc<Schema>, stream: &str) -> Result<Co
                 realtime: options.boolean("realtime")?.unwrap_or(true),
                 start,
                 hosts: options.parse("hosts", "a whole number of distinct IPs")?.unwrap_or(40),
+                burst: match options.parse::<f64>("burst_factor", "a number (times the rate)")? {
+                    None => None,
+                    Some(factor) => Some(Burst {
+                        factor,
+                        after: options.parse::<f64>("burst_after", "a number of seconds")?.unwrap_or(0.0).max(0.0),
+                        seconds: options.parse::<f64>("burst_seconds", "a number of seconds")?.unwrap_or(30.0).max(0.0),
+                    }),
+                },
             };
             spec.validate(schema).map_err(|error| PlanError::invalid(error.to_string()).at_location(location))?;
             Ok(ConnectorSpec::Generator(spec))

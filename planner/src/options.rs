@@ -15,4 +15,8 @@ pub struct PlanOptions {
     /// Key groups of each operator with per-key state (`max_parallelism`):
     /// the most threads it can use, fixed for the query's checkpoints.
     pub key_groups: usize,
+    /// `SET max_lag`: the query sheds its input under load, so its scans
+    /// carry each row's rate and its aggregates are estimates (see
+    /// [`crate::sample`]).
+    pub shed: bool,
 }

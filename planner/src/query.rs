@@ -169,8 +169,23 @@ pub async fn plan_query(
     };
     let mut query = query.clone();
     let mut patterns = patterns.to_vec();
-    let samples = crate::sample::rewrite_samples(&mut query, catalog).map_err(located)?;
-    crate::views::expand_views(&mut query, &mut patterns, catalog).map_err(located)?;
+    let shedding = crate::catalog::Shedding(catalog);
+    let samples = if options.shed {
+        if !patterns.is_empty() {
+            return Err(located(PlanError::unsupported(
+                "SET max_lag does not apply to MATCH_RECOGNIZE: shedding events would change which patterns match",
+            )));
+        }
+        // Every stream is read with its rows' rates; views first, so the
+        // streams they read are shed too.
+        crate::views::expand_views(&mut query, &mut patterns, &shedding).map_err(located)?;
+        crate::sample::rewrite_samples(&mut query, &shedding, true).map_err(located)?
+    } else {
+        let samples = crate::sample::rewrite_samples(&mut query, catalog, false).map_err(located)?;
+        crate::views::expand_views(&mut query, &mut patterns, catalog).map_err(located)?;
+        samples
+    };
+    let catalog: &dyn Catalog = if options.shed { &shedding } else { catalog };
     let patterns = patterns.as_slice();
     rewrite_lateral_unnest(&mut query).map_err(located)?;
     let mut rewritten = rewrite_windows(&mut query, catalog).map_err(located)?;

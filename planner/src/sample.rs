@@ -40,14 +40,17 @@ use crate::error::{PlanError, Result};
 use crate::from_walk::{FromRewrite, walk_query};
 use crate::names::{ident_name, object_name};
 use crate::rewritten::SampledTable;
+use sluice_runtime::shed::RATE_COLUMN;
 use sluice_runtime::source::SourceSample;
 
 /// The function the rewrite calls.
 pub const SAMPLE_FUNCTION: &str = "__sluice_sample";
 
-/// Rewrites every sampled stream `query` reads.
-pub fn rewrite_samples(query: &mut ast::Query, catalog: &dyn Catalog) -> Result<Vec<SampledTable>> {
-    let mut sampler = Sampler { catalog, pending: Vec::new(), blocks: false, tables: Vec::new() };
+/// Rewrites every sampled stream `query` reads. `shed`: the query sheds
+/// its input (`SET max_lag`): every stream it reads is a sample whose rate
+/// each row carries (see [`shed_estimate`]).
+pub fn rewrite_samples(query: &mut ast::Query, catalog: &dyn Catalog, shed: bool) -> Result<Vec<SampledTable>> {
+    let mut sampler = Sampler { catalog, pending: Vec::new(), blocks: false, tables: Vec::new(), shed, scans: 0 };
     walk_query(query, &mut sampler)?;
     // A sample the walk did not reach (a subquery in an expression) would
     // be ignored by DataFusion: refused instead.
@@ -68,6 +71,26 @@ struct Sampler<'a> {
     blocks: bool,
     /// The sampled scans made (without ON).
     tables: Vec<SampledTable>,
+    /// The query sheds its input: every stream read is a sample, with the
+    /// rate in each row's [`RATE_COLUMN`].
+    shed: bool,
+    /// Streams read (a shedding query reads one).
+    scans: usize,
+}
+
+impl Sampler<'_> {
+    /// A shedding query reads stream `name` (`span` for errors).
+    fn shed_scan(&mut self, name: &str, span: Span) -> Result<()> {
+        self.scans += 1;
+        if self.scans > 1 {
+            return Err(PlanError::unsupported(format!(
+                "SET max_lag sheds the input of a query over one stream; this one also reads {name} (a join's sides would be shed apart, and its estimates are not built)"
+            ))
+            .at(span));
+        }
+        self.pending.push((1.0, Vec::new()));
+        Ok(())
+    }
 }
 
 impl Sampler<'_> {
@@ -83,6 +106,10 @@ impl Sampler<'_> {
             };
             match expr {
                 Expr::Subquery(query) => walk_query(query, self)?,
+                // `TUMBLE(TABLE s, ...)` of a shedding query.
+                Expr::Identifier(ident) if self.shed && self.catalog.stream(&ident_name(ident)).is_some() => {
+                    self.shed_scan(&ident_name(ident), ident.span)?;
+                }
                 Expr::Function(inner) => {
                     if let ast::FunctionArguments::List(list) = &mut inner.args {
                         self.window_inputs(&mut list.args)?;
@@ -110,6 +137,9 @@ impl FromRewrite for Sampler<'_> {
             });
         }
         if aggregates.is_empty() {
+            if self.shed && !self.pending.is_empty() {
+                pass_rate_on(select)?;
+            }
             return Ok(());
         }
         let sample = match self.pending.as_slice() {
@@ -143,6 +173,9 @@ impl FromRewrite for Sampler<'_> {
             .at(*span));
         }
         let (fraction, keys) = sample;
+        if self.shed {
+            return shed_select(select);
+        }
         let grouped_by_key = !keys.is_empty()
             && group_by_names(select).is_some_and(|grouped| keys.iter().all(|key| grouped.contains(key)));
         let rewrite = |expr: &mut Expr| match estimate(expr, fraction, !keys.is_empty(), grouped_by_key) {
@@ -193,9 +226,27 @@ impl FromRewrite for Sampler<'_> {
             }
             return Ok(());
         };
+        let stream = object_name(name);
+        if self.shed && (self.catalog.stream(&stream).is_some() || self.catalog.view(&stream).is_some()) {
+            if let Some(TableSampleKind::BeforeTableAlias(given) | TableSampleKind::AfterTableAlias(given)) = sample
+                && given.offset.is_some()
+            {
+                return Err(PlanError::unsupported(
+                    "TABLESAMPLE ... ON (key) keeps whole keys; with SET max_lag rows are shed one by one: use one or the other",
+                )
+                .at(sample_span_of(given)));
+            }
+            if self.catalog.stream(&stream).is_some() {
+                self.shed_scan(&stream, name.span())?;
+                if sample.is_none() {
+                    return Ok(());
+                }
+                // A TABLESAMPLE too: the sample's rate is in each row's.
+                self.pending.pop();
+            }
+        }
         let Some(kind) = sample.take() else { return Ok(()) };
         let (TableSampleKind::BeforeTableAlias(sample) | TableSampleKind::AfterTableAlias(sample)) = kind;
-        let stream = object_name(name);
         let span = name.span();
         let (seed, percent, keys, block) = check(&sample)?;
         self.pending.push((percent / 100.0, keys.iter().map(|key| key.trim_matches('"').to_string()).collect()));
@@ -240,6 +291,120 @@ impl FromRewrite for Sampler<'_> {
         *factor = TableFactor::Derived { lateral: false, subquery, alias: Some(alias), sample: None };
         Ok(())
     }
+}
+
+/// A SELECT without aggregates over a shedding query's input passes each
+/// row's rate on to the query around it (a `*` already does).
+fn pass_rate_on(select: &mut ast::Select) -> Result<()> {
+    if select.distinct.is_some() {
+        return Err(PlanError::unsupported(
+            "SELECT DISTINCT over a shed input is not an estimate; aggregate instead (count(DISTINCT ...) is not scaled)",
+        ));
+    }
+    let has_rate = select.projection.iter().any(|item| match item {
+        ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => true,
+        ast::SelectItem::UnnamedExpr(Expr::Identifier(ident)) => ident_name(ident) == RATE_COLUMN,
+        ast::SelectItem::ExprWithAlias { alias, .. } => ident_name(alias) == RATE_COLUMN,
+        _ => false,
+    });
+    if !has_rate {
+        select.projection.push(ast::SelectItem::UnnamedExpr(Expr::Identifier(Ident::new(RATE_COLUMN))));
+    }
+    Ok(())
+}
+
+/// The aggregates of a SELECT over a shedding query's input become
+/// estimates weighted by each row's rate, and the SELECT says the rate its
+/// rows were computed at (`sample_rate`: rows kept over rows estimated).
+fn shed_select(select: &mut ast::Select) -> Result<()> {
+    let rewrite = |expr: &mut Expr| match shed_estimate(expr) {
+        Ok(Some(replacement)) => {
+            *expr = replacement;
+            std::ops::ControlFlow::Continue(())
+        }
+        Ok(None) => std::ops::ControlFlow::Continue(()),
+        Err(error) => std::ops::ControlFlow::Break(error),
+    };
+    for item in &mut select.projection {
+        if let ast::SelectItem::UnnamedExpr(expr) = item
+            && aggregate_name(expr).is_some()
+        {
+            let alias = Ident::with_quote('"', expr.to_string());
+            *item = ast::SelectItem::ExprWithAlias { expr: expr.clone(), alias };
+        }
+        if let std::ops::ControlFlow::Break(error) = ast::visit_expressions_mut(item, rewrite) {
+            return Err(error);
+        }
+    }
+    if let Some(having) = &mut select.having
+        && let std::ops::ControlFlow::Break(error) = ast::visit_expressions_mut(having, rewrite)
+    {
+        return Err(error);
+    }
+    let rate = parse_expr(&format!("(CAST(count(*) AS DOUBLE) / sum(1.0 / {RATE_COLUMN}))"))?;
+    select.projection.push(ast::SelectItem::ExprWithAlias { expr: rate, alias: Ident::new(RATE_COLUMN) });
+    Ok(())
+}
+
+/// An aggregate over rows each kept with its own probability π (the
+/// `sample_rate` column), as a Horvitz-Thompson estimate of the whole, and
+/// its error (the half-width of a 95 % interval, z = 1.96), with
+/// d = (1 − π) / π²:
+///
+/// | call | becomes |
+/// |---|---|
+/// | `count(x)` | Σ 1/π over rows with x |
+/// | `sum(x)` | Σ x/π |
+/// | `avg(x)` | Σ x/π ÷ Σ 1/π (a ratio estimate) |
+/// | `count_error(x)` | 1.96 · √(Σ d) |
+/// | `sum_error(x)` | 1.96 · √(Σ d·x²) |
+/// | `avg_error(x)` | 1.96 · √(Σ d·(x − avg)²) ÷ Σ 1/π (linearised) |
+///
+/// With a constant π these are [`estimate`]'s formulas.
+fn shed_estimate(expr: &Expr) -> Result<Option<Expr>> {
+    let Expr::Function(function) = expr else { return Ok(None) };
+    let name = object_name(&function.name);
+    if !ESTIMATED.contains(&name.as_str()) {
+        return Ok(None);
+    }
+    let ast::FunctionArguments::List(list) = &function.args else { return Ok(None) };
+    if list.duplicate_treatment.is_some() {
+        return Ok(None);
+    }
+    let argument = list.args.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let rate = RATE_COLUMN;
+    let x = format!("CAST({argument} AS DOUBLE)");
+    // Each row's weight 1/π and d, over the rows the aggregate counts.
+    let (weight, d) = if argument == "*" {
+        (format!("(1.0 / {rate})"), format!("((1.0 - {rate}) / ({rate} * {rate}))"))
+    } else {
+        (
+            format!("(CASE WHEN {argument} IS NULL THEN NULL ELSE 1.0 / {rate} END)"),
+            format!("(CASE WHEN {argument} IS NULL THEN NULL ELSE (1.0 - {rate}) / ({rate} * {rate}) END)"),
+        )
+    };
+    let text = match name.as_str() {
+        "count" => format!("coalesce(sum({weight}), 0.0)"),
+        "sum" => format!("sum({x} / {rate})"),
+        "avg" => format!("(sum({x} / {rate}) / sum({weight}))"),
+        "count_error" => format!("(1.96 * sqrt(coalesce(sum({d}), 0.0)))"),
+        "sum_error" => format!("(1.96 * sqrt(coalesce(sum({d} * {x} * {x}), 0.0)))"),
+        "avg_error" => {
+            let mean = format!("(sum({x} / {rate}) / sum({weight}))");
+            format!(
+                "(1.96 * sqrt(greatest(sum({d} * {x} * {x}) - 2.0 * {mean} * sum({d} * {x}) + {mean} * {mean} * sum({d}), 0.0)) / sum({weight}))"
+            )
+        }
+        _ => return Ok(None),
+    };
+    parse_expr(&text).map(Some)
+}
+
+fn parse_expr(text: &str) -> Result<Expr> {
+    datafusion::sql::sqlparser::parser::Parser::new(&crate::dialect::SluiceDialect::default())
+        .try_with_sql(text)
+        .and_then(|mut parser| parser.parse_expr())
+        .map_err(|error| PlanError::invalid(format!("internal: the estimate {text} does not parse: {error}")))
 }
 
 /// The name of an aggregate a sample changes, if `expr` calls one.
@@ -322,11 +487,7 @@ fn estimate(expr: &Expr, fraction: f64, keyed: bool, grouped_by_key: bool) -> Re
         ),
         _ => return Ok(None),
     };
-    let parsed = datafusion::sql::sqlparser::parser::Parser::new(&crate::dialect::SluiceDialect::default())
-        .try_with_sql(&text)
-        .and_then(|mut parser| parser.parse_expr())
-        .map_err(|error| PlanError::invalid(format!("internal: the estimate {text} does not parse: {error}")))?;
-    Ok(Some(parsed))
+    parse_expr(&text).map(Some)
 }
 
 fn sample_span(sample: &TableSampleKind) -> Span {

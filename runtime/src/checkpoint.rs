@@ -165,6 +165,9 @@ pub struct Counters {
     pub malformed_records: u64,
     /// The query's output watermark.
     pub watermark: i64,
+    /// Rows a shedding query dropped (see [`crate::shed`]).
+    #[serde(default)]
+    pub rows_shed: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -184,11 +187,13 @@ pub struct Manifest {
 /// One step of the driver, as the input log records it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Rows of `source` up to `position`, stamped with processing time `now`.
+    /// Rows of `source` up to `position`, stamped with processing time
+    /// `now`, kept at `rate` by a shedding query (see [`crate::shed`]).
     Rows {
         source: usize,
         position: u64,
         now: i64,
+        rate: f64,
     },
     End {
         source: usize,
@@ -206,7 +211,9 @@ pub enum Step {
 impl Step {
     fn line(&self) -> String {
         match self {
-            Step::Rows { source, position, now } => format!("r {source} {position} {now}\n"),
+            Step::Rows { source, position, now, rate } if *rate >= 1.0 => format!("r {source} {position} {now}\n"),
+            // Rust prints the shortest text that reads back as the same f64.
+            Step::Rows { source, position, now, rate } => format!("r {source} {position} {now} {rate}\n"),
             Step::End { source } => format!("e {source}\n"),
             Step::Idle { source } => format!("i {source}\n"),
             Step::Clock { source, now } => format!("c {source} {now}\n"),
@@ -218,7 +225,13 @@ impl Step {
         let number = |index: usize| fields.get(index)?.parse::<i64>().ok();
         let source = number(1)? as usize;
         Some(match (fields[0], fields.len()) {
-            ("r", 4) => Step::Rows { source, position: number(2)? as u64, now: number(3)? },
+            ("r", 4) => Step::Rows { source, position: number(2)? as u64, now: number(3)?, rate: 1.0 },
+            ("r", 5) => Step::Rows {
+                source,
+                position: number(2)? as u64,
+                now: number(3)?,
+                rate: fields[4].parse::<f64>().ok().filter(|rate| *rate > 0.0 && *rate <= 1.0)?,
+            },
             ("e", 2) => Step::End { source },
             ("i", 2) => Step::Idle { source },
             ("c", 3) => Step::Clock { source, now: number(2)? },
@@ -777,9 +790,9 @@ mod tests {
     fn restores_the_newest_checkpoint_with_the_steps_after_it() {
         let mut store = store("newest");
         store.write(manifest(10), node(1), OperatorState::default()).unwrap();
-        store.log(&Step::Rows { source: 0, position: 20, now: 5 }).unwrap();
+        store.log(&Step::Rows { source: 0, position: 20, now: 5, rate: 1.0 }).unwrap();
         store.write(manifest(20), node(2), OperatorState::default()).unwrap();
-        store.log(&Step::Rows { source: 0, position: 30, now: 6 }).unwrap();
+        store.log(&Step::Rows { source: 0, position: 30, now: 6, rate: 0.125 }).unwrap();
         store.log(&Step::Idle { source: 0 }).unwrap();
         store.flush().unwrap();
         let plan = vec!["window_aggregate".to_string()];
@@ -789,7 +802,7 @@ mod tests {
         assert_eq!(restored.nodes[0].value("x").unwrap(), 2);
         assert_eq!(
             restored.replay,
-            VecDeque::from([Step::Rows { source: 0, position: 30, now: 6 }, Step::Idle { source: 0 }])
+            VecDeque::from([Step::Rows { source: 0, position: 30, now: 6, rate: 0.125 }, Step::Idle { source: 0 }])
         );
         assert!(warnings.is_empty());
         // A third checkpoint removes the first.
@@ -874,7 +887,7 @@ mod tests {
     fn a_damaged_checkpoint_falls_back_to_the_previous_one() {
         let mut store = store("damaged");
         store.write(manifest(10), node(1), OperatorState::default()).unwrap();
-        store.log(&Step::Rows { source: 0, position: 20, now: 0 }).unwrap();
+        store.log(&Step::Rows { source: 0, position: 20, now: 0, rate: 1.0 }).unwrap();
         store.write(manifest(20), node(2), OperatorState::default()).unwrap();
         store.log(&Step::End { source: 0 }).unwrap();
         store.flush().unwrap();
@@ -897,7 +910,7 @@ mod tests {
         assert_eq!(restored.nodes[0].value("x").unwrap(), 1);
         assert_eq!(
             restored.replay,
-            VecDeque::from([Step::Rows { source: 0, position: 20, now: 0 }, Step::End { source: 0 }])
+            VecDeque::from([Step::Rows { source: 0, position: 20, now: 0, rate: 1.0 }, Step::End { source: 0 }])
         );
         assert!(warnings[0].contains("checkpoint 1 is damaged"), "{warnings:?}");
         // A manifest of another format version is refused outright.
@@ -914,7 +927,7 @@ mod tests {
     fn a_checkpoint_on_a_full_disk_fails_cleanly_and_the_previous_one_stays() {
         let mut store = store("full");
         store.write(manifest(10), node(1), OperatorState::default()).unwrap();
-        store.log(&Step::Rows { source: 0, position: 20, now: 0 }).unwrap();
+        store.log(&Step::Rows { source: 0, position: 20, now: 0, rate: 1.0 }).unwrap();
         let next = checkpoint_dir(&store.config.dir, 1);
         std::fs::create_dir_all(&next).unwrap();
         std::os::unix::fs::symlink("/dev/full", next.join("node-0.state")).unwrap();
@@ -931,7 +944,7 @@ mod tests {
         assert_eq!((restored.nodes[0].value("x").unwrap(), restored.manifest.sources[0].position), (1, 10));
         assert_eq!(
             restored.replay,
-            VecDeque::from([Step::Rows { source: 0, position: 20, now: 0 }, Step::End { source: 0 }])
+            VecDeque::from([Step::Rows { source: 0, position: 20, now: 0, rate: 1.0 }, Step::End { source: 0 }])
         );
         assert!(warnings.is_empty());
         assert_eq!(store.kept_positions(), vec![vec![10]]);

@@ -27,7 +27,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::array::{RecordBatch, TimestampNanosecondArray};
+use datafusion::arrow::array::{Float64Array, RecordBatch, TimestampNanosecondArray};
 use datafusion::arrow::compute::filter_record_batch;
 use datafusion::arrow::datatypes::SchemaRef;
 use tokio::sync::mpsc;
@@ -182,6 +182,14 @@ pub fn spawn_query_subscribed(
         _ => None,
     };
     let subscriber = output.subscribe(0);
+    // A query with `max_lag` sheds the scans planned for it.
+    let shed = settings.max_lag.filter(|_| plan.sources.iter().any(|spec| spec.shed)).map(|max_lag| {
+        let controller = crate::shed::Controller::new(max_lag, settings.epoch_interval);
+        (Arc::new(crate::shed::ShedRate::default()), controller)
+    });
+    if shed.is_some() {
+        metrics.set_shedding(1.0, Duration::ZERO);
+    }
     let (events, receiver) = mpsc::channel(SOURCE_QUEUE);
     for (index, spec) in plan.sources.iter().enumerate() {
         if recovery.source(index).is_some_and(|source| source.ended) {
@@ -193,6 +201,7 @@ pub fn spawn_query_subscribed(
             metrics: metrics.clone(),
             cancel: cancel.child_token(),
             resume: recovery.resumes[index].clone(),
+            shed: shed.as_ref().filter(|_| spec.shed).map(|(rate, _)| rate.clone()),
         };
         source::spawn(spec, context);
     }
@@ -236,6 +245,7 @@ pub fn spawn_query_subscribed(
                 replayable: !matches!(spec.connector, ConnectorSpec::Socket { .. }),
                 rows_seen: recovery.source(index).map_or(0, |source| source.rows_seen),
                 sample: spec.sample,
+                rate_column: spec.rate_column(),
             })
             .collect(),
         pipeline,
@@ -253,6 +263,7 @@ pub fn spawn_query_subscribed(
         sink,
         sink_report: sink_report.clone(),
         sink_error: None,
+        shed,
     };
     let task_status = status.clone();
     let output_for_task = output.clone();
@@ -310,6 +321,8 @@ struct SourceState {
     rows_seen: u64,
     /// The scan's TABLESAMPLE, if any.
     sample: Option<crate::source::SourceSample>,
+    /// A shed scan's rate column (see [`crate::shed`]).
+    rate_column: Option<usize>,
 }
 
 struct Driver {
@@ -335,6 +348,8 @@ struct Driver {
     sink_report: Option<SharedSinkReport>,
     /// A sink that failed at a checkpoint: the query fails with it.
     sink_error: Option<RuntimeError>,
+    /// A shedding query's rate, shared with its sources, and what sets it.
+    shed: Option<(Arc<crate::shed::ShedRate>, crate::shed::Controller)>,
 }
 
 /// How often a query with a state limit measures its state.
@@ -515,6 +530,17 @@ impl Driver {
                 })
                 .min(),
         };
+        // A shedding query measures how far behind its input it is.
+        let lag = match (&self.replay, &self.shed) {
+            (None, Some(_)) => events
+                .iter()
+                .filter_map(|event| match event {
+                    SourceEvent::Rows { due_at, .. } => Some(due_at.elapsed()),
+                    _ => None,
+                })
+                .max(),
+            _ => None,
+        };
         let mut output = Vec::new();
         for (step, rows, replayed) in self.order(events)? {
             self.apply(step, rows, replayed, &mut output)?;
@@ -570,6 +596,17 @@ impl Driver {
         if let Some(oldest) = oldest_rows.filter(|_| published > 0) {
             self.metrics.record_latency(oldest.elapsed(), published);
         }
+        if let Some((shared, controller)) = &mut self.shed
+            && self.replay.is_none()
+        {
+            let lag = lag.unwrap_or_default();
+            controller.observe(lag);
+            if let Some(rate) = controller.step(Instant::now()) {
+                shared.set(rate);
+                tracing::debug!("shedding: rate {rate:.4} at a lag of {lag:?}");
+            }
+            self.metrics.set_shedding(controller.rate(), lag);
+        }
         let watermark = self.metrics.watermark();
         if watermark > watermark_before {
             self.output.progress(watermark);
@@ -604,9 +641,9 @@ impl Driver {
     /// A new (not replayed) step for a source event.
     fn step_of(&mut self, event: SourceEvent) -> Result<(Step, Option<Chunk>, bool)> {
         Ok(match event {
-            SourceEvent::Rows { source, rows, position, malformed, .. } => {
+            SourceEvent::Rows { source, rows, position, malformed, rate, shed, .. } => {
                 let now = if self.sources[source].proctime_column.is_some() { self.clock() } else { 0 };
-                (Step::Rows { source, position, now }, Some((rows, malformed)), false)
+                (Step::Rows { source, position, now, rate }, Some(Chunk { rows, malformed, shed }), false)
             }
             SourceEvent::End { source } => (Step::End { source }, None, false),
             SourceEvent::Failed { source, message } => {
@@ -621,10 +658,11 @@ impl Driver {
             store.log(&step)?;
         }
         match step {
-            Step::Rows { source, position, now } => {
+            Step::Rows { source, position, now, rate } => {
                 self.sources[source].position = position;
-                if let Some((rows, malformed)) = chunk {
+                if let Some(Chunk { rows, malformed, shed }) = chunk {
                     self.metrics.record_malformed(malformed.records, malformed.problem);
+                    QueryMetrics::add(&self.metrics.rows_shed, shed);
                     if let Some(rows) = rows.filter(|rows| rows.num_rows() > 0) {
                         let state = &mut self.sources[source];
                         let first_row = state.rows_seen;
@@ -635,7 +673,9 @@ impl Driver {
                             None => rows,
                         };
                         if rows.num_rows() > 0 {
-                            self.ingest(source, rows, now, replayed, output)?;
+                            // The chance each row had of being kept.
+                            let kept = rate * state.sample.map_or(1.0, |sample| sample.fraction.min(1.0));
+                            self.ingest(source, rows, now, kept, replayed, output)?;
                         }
                     }
                 }
@@ -794,6 +834,7 @@ impl Driver {
                 late_rows_dropped: QueryMetrics::get(&metrics.late_rows_dropped),
                 malformed_records: QueryMetrics::get(&metrics.malformed_records),
                 watermark: metrics.watermark().0,
+                rows_shed: QueryMetrics::get(&metrics.rows_shed),
             },
             files: Vec::new(),
         };
@@ -903,16 +944,17 @@ impl Driver {
         source: usize,
         rows: RecordBatch,
         now: i64,
+        kept: f64,
         replayed: bool,
         output: &mut Vec<Message>,
     ) -> Result<()> {
         QueryMetrics::add(&self.metrics.rows_in, rows.num_rows() as u64);
-        let rows = match self.sources[source].proctime_column {
-            Some(column) => {
-                let schema = self.sources[source].schema.clone();
-                with_arrival_time(rows, &schema, column, now)?
+        let state = &self.sources[source];
+        let rows = match (state.proctime_column, state.rate_column) {
+            (None, None) => rows,
+            (proctime, rate) => {
+                with_added_columns(rows, &state.schema, proctime.map(|column| (column, now)), rate.map(|_| kept))?
             }
-            None => rows,
         };
         let state = &mut self.sources[source];
         state.last_active = Instant::now();
@@ -993,11 +1035,22 @@ fn plan_names(plan: &StreamPlan) -> Vec<String> {
         .collect()
 }
 
-/// Inserts a PROCTIME() column holding `now` at `column`, giving the
+/// Adds the columns the query fills: a shed scan's rate (last) and a
+/// PROCTIME() column holding the arrival time (at its place), giving the
 /// stream's full `schema`.
-fn with_arrival_time(rows: RecordBatch, schema: &SchemaRef, column: usize, now: i64) -> Result<RecordBatch> {
+fn with_added_columns(
+    rows: RecordBatch,
+    schema: &SchemaRef,
+    arrival: Option<(usize, i64)>,
+    rate: Option<f64>,
+) -> Result<RecordBatch> {
     let mut columns = rows.columns().to_vec();
-    columns.insert(column.min(columns.len()), Arc::new(TimestampNanosecondArray::from(vec![now; rows.num_rows()])));
+    if let Some(rate) = rate {
+        columns.push(Arc::new(Float64Array::from(vec![rate; rows.num_rows()])));
+    }
+    if let Some((column, now)) = arrival {
+        columns.insert(column.min(columns.len()), Arc::new(TimestampNanosecondArray::from(vec![now; rows.num_rows()])));
+    }
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }
 

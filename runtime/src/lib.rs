@@ -56,6 +56,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod recovery;
 pub mod settings;
+pub mod shed;
 pub mod sink;
 pub mod source;
 pub mod state;

@@ -18,6 +18,12 @@ pub struct QueryMetrics {
     pub malformed_records: AtomicU64,
     /// Rows held in operator state (join sides, pending rows), a gauge.
     pub state_rows: AtomicU64,
+    /// Rows a shedding query dropped (see [`crate::shed`]).
+    pub rows_shed: AtomicU64,
+    /// A shedding query's current rate (f64 bits); 0: it does not shed.
+    shed_rate: AtomicU64,
+    /// The lag it last measured, microseconds.
+    input_lag_us: AtomicU64,
     watermark: AtomicI64,
     /// The most recent malformed record's problem, for the user to see.
     last_malformed: Mutex<Option<String>>,
@@ -233,6 +239,9 @@ impl Default for QueryMetrics {
             late_rows_dropped: AtomicU64::new(0),
             malformed_records: AtomicU64::new(0),
             state_rows: AtomicU64::new(0),
+            rows_shed: AtomicU64::new(0),
+            shed_rate: AtomicU64::new(0),
+            input_lag_us: AtomicU64::new(0),
             watermark: AtomicI64::new(i64::MIN),
             last_malformed: Mutex::new(None),
             late_by_window: Mutex::new(BTreeMap::new()),
@@ -250,6 +259,19 @@ impl Default for QueryMetrics {
 pub const OBSERVED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl QueryMetrics {
+    /// A shedding query's current rate and the lag it measured.
+    pub fn set_shedding(&self, rate: f64, lag: std::time::Duration) {
+        self.shed_rate.store(rate.to_bits(), Ordering::Relaxed);
+        self.input_lag_us.store(lag.as_micros().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// The share of its input a shedding query keeps now (`None`: it does
+    /// not shed), and its lag behind the input in milliseconds.
+    pub fn shedding(&self) -> Option<(f64, f64)> {
+        let bits = self.shed_rate.load(Ordering::Relaxed);
+        (bits != 0).then(|| (f64::from_bits(bits), self.input_lag_us.load(Ordering::Relaxed) as f64 / 1000.0))
+    }
+
     /// The pipeline's nodes, by node id.
     pub fn set_operators(&self, operators: Vec<Arc<OperatorMetrics>>) {
         if let Ok(mut kept) = self.operators.lock() {

@@ -520,6 +520,7 @@ mod tests {
             columns: None,
             status: Arc::default(),
             sample: None,
+            shed: false,
         };
         let plan = StreamPlan {
             sources: vec![source("a"), source("b")],

@@ -216,6 +216,7 @@ mod tests {
             columns: None,
             status: Arc::default(),
             sample: None,
+            shed: false,
         };
         let kind = WindowKind::Tumble { size: 10, offset: 0 };
         let assign = WindowAssignSpec::new(kind, 0, &schema);

@@ -35,8 +35,12 @@ use crate::settings::QuerySettings;
 use crate::source::http::Hold;
 use crate::source::{ConnectorSpec, HttpIngest, Malformed, Resume, SourceEvent};
 
-/// A source's rows (if any decoded) and malformed records.
-pub(crate) type Chunk = (Option<RecordBatch>, Malformed);
+/// A source's rows (if any decoded), malformed records, and rows shed.
+pub(crate) struct Chunk {
+    pub rows: Option<RecordBatch>,
+    pub malformed: Malformed,
+    pub shed: u64,
+}
 
 /// What a query starts from: fresh, or restored from a checkpoint with
 /// steps to replay.
@@ -97,7 +101,7 @@ impl Recovery {
                 _ => (None, 0),
             };
             holds.push(hold);
-            resumes.push(Resume { position, boundaries: Default::default() });
+            resumes.push(Resume { position, ..Default::default() });
         }
         if let (Some(restored), Some(store)) = (&restored, &store) {
             // Restored: held from the oldest checkpoint a recovery may
@@ -120,10 +124,11 @@ impl Recovery {
                 resume.position = checkpoint.position;
             }
             for step in &restored.replay {
-                if let Step::Rows { source, position, .. } = step
+                if let Step::Rows { source, position, rate, .. } = step
                     && let Some(resume) = resumes.get_mut(*source)
                 {
                     resume.boundaries.push_back(*position);
+                    resume.rates.insert(*position, *rate);
                 }
             }
             replay = (!restored.replay.is_empty()).then(|| Replay {
@@ -137,6 +142,7 @@ impl Recovery {
                 (&metrics.epochs, counters.epochs),
                 (&metrics.late_rows_dropped, counters.late_rows_dropped),
                 (&metrics.malformed_records, counters.malformed_records),
+                (&metrics.rows_shed, counters.rows_shed),
             ] {
                 QueryMetrics::add(counter, value);
             }
@@ -201,8 +207,8 @@ impl Replay {
                 }
                 Step::Rows { source, position, .. } => match self.queues[source].pop_front() {
                     None => break,
-                    Some(SourceEvent::Rows { rows, position: got, malformed, .. }) if got == position => {
-                        steps.push((step, Some((rows, malformed)), true));
+                    Some(SourceEvent::Rows { rows, position: got, malformed, shed, .. }) if got == position => {
+                        steps.push((step, Some(Chunk { rows, malformed, shed }), true));
                     }
                     Some(other) => {
                         return Err(RuntimeError::user(format!(

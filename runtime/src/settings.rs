@@ -58,6 +58,10 @@ pub struct QuerySettings {
     /// Threads the key groups of one operator run on at once (`SET
     /// parallelism`); results do not depend on it.
     pub parallelism: usize,
+    /// `SET max_lag`: the query sheds input (see [`crate::shed`]) to stay
+    /// within this of it. Planned into the sources' specs (the rate
+    /// column); the driver reads the bound from here.
+    pub max_lag: Option<Duration>,
     /// Key groups of each operator with per-key state (`SET
     /// max_parallelism`). Planned into [`StreamPlan::key_groups`](crate::plan::StreamPlan::key_groups);
     /// the runtime never reads it from here.
@@ -90,6 +94,7 @@ impl Default for QuerySettings {
             halt_after_steps: None,
             max_steps_per_epoch: None,
             parallelism: default_parallelism(),
+            max_lag: None,
             max_parallelism: DEFAULT_KEY_GROUPS,
         }
     }

@@ -448,6 +448,7 @@ impl Engine {
             emit,
             state_ttl: settings.state_ttl,
             key_groups: settings.max_parallelism,
+            shed: settings.max_lag.is_some(),
         };
         Ok(plan_query(&snapshot, query, patterns, sql, start, &options).await?)
     }

@@ -135,6 +135,7 @@ pub fn query_report(report: &QueryReport) -> Value {
                 .collect::<Vec<_>>(),
             "subscribers": metrics.subscribers,
             "lagged_subscribers": metrics.lagged_subscribers,
+            "shedding": metrics.shedding.map(shedding),
         },
         "plan": report.plan,
         "warnings": report.warnings,
@@ -144,6 +145,16 @@ pub fn query_report(report: &QueryReport) -> Value {
         value["error"] = json!(error);
     }
     value
+}
+
+/// A shedding query's figures (`SET max_lag`).
+pub fn shedding(shedding: crate::engine::status::Shedding) -> Value {
+    json!({
+        "max_lag_ms": shedding.max_lag.as_secs_f64() * 1000.0,
+        "rate": shedding.rate,
+        "rows_shed": shedding.rows_shed,
+        "lag_ms": shedding.lag_ms,
+    })
 }
 
 /// `GET /v1/queries/{id}/plan`: EXPLAIN ANALYZE as data.
@@ -183,6 +194,7 @@ pub fn analysis(query_id: &str, analysis: &crate::engine::explain::Analysis) -> 
         "query_id": query_id,
         "root": analysis.plan.root,
         "late_rows_dropped": analysis.late_rows,
+        "shedding": analysis.shedding.map(shedding),
         "text": analysis.lines(),
         "operators": operators,
     })

@@ -58,6 +58,7 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, EngineError> 
             "allowed_lateness" => query.allowed_lateness = optional()?,
             "checkpoint_interval" => query.checkpoint_interval = optional()?,
             "state_ttl" => query.state_ttl = optional()?,
+            "max_lag" => query.max_lag = optional()?,
             "retained_rows" => {
                 query.retained_rows = value.parse().map_err(|_| {
                     EngineError::invalid(format!("retained_rows must be a whole number, not {value:?}"))
@@ -87,7 +88,7 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, EngineError> 
             "late_rows_to" => {}
             other => {
                 return Err(EngineError::invalid(format!(
-                    "unknown setting {other:?}; known: allowed_lateness, checkpoint_interval, epoch_interval, idle_timeout, late_rows_to, max_parallelism, parallelism, retained_rows, state_ttl, subscriber_queue"
+                    "unknown setting {other:?}; known: allowed_lateness, checkpoint_interval, epoch_interval, idle_timeout, late_rows_to, max_lag, max_parallelism, parallelism, retained_rows, state_ttl, subscriber_queue"
                 )));
             }
         }

@@ -573,7 +573,13 @@ impl Encoder<'_> {
         Ok(match event {
             OutputEvent::Rows { seq, batch, shared } => (self.rows(*seq, batch, shared)?.into_iter().collect(), false),
             OutputEvent::Progress { watermark } => {
-                (vec![text(&json!({"type": "progress", "watermark": json::timestamp(watermark.0)}))], false)
+                let mut frame = json!({"type": "progress", "watermark": json::timestamp(watermark.0)});
+                // A shedding query says the share of its input it keeps
+                // now (each window's own is its `sample_rate` column).
+                if let Some(shedding) = self.query.shedding() {
+                    frame["sample_rate"] = json!(shedding.rate);
+                }
+                (vec![text(&frame)], false)
             }
             OutputEvent::Snapshot { next_seq, rows } => {
                 let rows = match &self.options.filter {

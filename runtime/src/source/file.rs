@@ -302,6 +302,7 @@ mod tests {
             metrics: Arc::new(QueryMetrics::default()),
             cancel: Default::default(),
             resume,
+            shed: None,
         };
         let path = path.to_path_buf();
         tokio::spawn(async move { run(&path, decoder(format), batch_rows, context).await });
@@ -386,7 +387,11 @@ mod tests {
         let positions: Vec<u64> = first.iter().map(|(_, _, position)| *position).collect();
         // Recover from after the second chunk, replaying the next three with
         // a different batch size: the same chunks come back, then the rest.
-        let resume = Resume { position: positions[1], boundaries: positions[2..5].iter().copied().collect() };
+        let resume = Resume {
+            position: positions[1],
+            boundaries: positions[2..5].iter().copied().collect(),
+            ..Default::default()
+        };
         let replayed = read(&path, Format::Json, 77, resume).await;
         assert_eq!(&replayed[..3], &first[2..5]);
         assert_eq!(all_rows(&replayed).0, all_rows(&first[2..]).0);

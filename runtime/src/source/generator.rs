@@ -48,6 +48,47 @@ pub struct GeneratorSpec {
     pub start: i64,
     /// Distinct client IPs (the key space), skewed towards low numbers.
     pub hosts: u64,
+    /// A burst of records at `factor` times the rate (event time and,
+    /// paced, wall-clock time), once.
+    pub burst: Option<Burst>,
+}
+
+/// `burst_factor` times the rate for `burst_for`, `burst_after` from the start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Burst {
+    /// Seconds from record 0 to the burst.
+    pub after: f64,
+    /// Seconds the burst lasts.
+    pub seconds: f64,
+    pub factor: f64,
+}
+
+impl super::Schedule for GeneratorSpec {
+    fn time_of(&self, index: u64) -> f64 {
+        let index = index as f64;
+        let Some(burst) = self.burst else { return index / self.rate };
+        let before = burst.after * self.rate;
+        let during = burst.seconds * self.rate * burst.factor;
+        if index <= before {
+            index / self.rate
+        } else if index <= before + during {
+            burst.after + (index - before) / (self.rate * burst.factor)
+        } else {
+            burst.after + burst.seconds + (index - before - during) / self.rate
+        }
+    }
+
+    fn due_by(&self, seconds: f64) -> u64 {
+        let Some(burst) = self.burst else { return (seconds * self.rate) as u64 };
+        let records = if seconds <= burst.after {
+            seconds * self.rate
+        } else if seconds <= burst.after + burst.seconds {
+            burst.after * self.rate + (seconds - burst.after) * self.rate * burst.factor
+        } else {
+            (burst.after + (seconds - burst.after) + burst.seconds * (burst.factor - 1.0)) * self.rate
+        };
+        records as u64
+    }
 }
 
 impl GeneratorSpec {
@@ -68,12 +109,25 @@ impl GeneratorSpec {
         if !(self.rate > 0.0 && self.rate.is_finite()) {
             return Err(RuntimeError::user("generator rate must be a positive number of rows per second"));
         }
+        if let Some(burst) = self.burst
+            && !(burst.factor > 0.0 && burst.factor.is_finite() && burst.factor * self.rate < 1e12)
+        {
+            return Err(RuntimeError::user("generator burst_factor must be a positive number (times the rate)"));
+        }
         Ok(())
     }
 
     /// Records `first..first + count` as a batch of `schema`.
     pub fn batch(&self, schema: &SchemaRef, first: u64, count: u64) -> Result<RecordBatch> {
-        let records: Vec<WeblogRecord> = (first..first + count).map(|index| self.weblog(index)).collect();
+        self.records(schema, (first..first + count).map(|index| self.weblog(index)).collect())
+    }
+
+    /// The records numbered `indices`.
+    pub fn batch_of(&self, schema: &SchemaRef, indices: &[u64]) -> Result<RecordBatch> {
+        self.records(schema, indices.iter().map(|index| self.weblog(*index)).collect())
+    }
+
+    fn records(&self, schema: &SchemaRef, records: Vec<WeblogRecord>) -> Result<RecordBatch> {
         let urls: Vec<String> = (0..PAGES).map(|page| format!("/codemove/{}", page_name(page))).collect();
         let columns = schema
             .fields()
@@ -106,9 +160,8 @@ impl GeneratorSpec {
 
     fn weblog(&self, index: u64) -> WeblogRecord {
         let mut random = SplitMix64::for_row(self.seed, index);
-        let spacing = 1e9 / self.rate;
         // `as` from f64 saturates; the sums must too (a user-given start).
-        let mut ts = self.start.saturating_add((index as f64 * spacing) as i64);
+        let mut ts = self.start.saturating_add((super::Schedule::time_of(self, index) * 1e9) as i64);
         let disorder = random.next_f64();
         if disorder < 0.005 {
             ts = ts.saturating_sub(6_000_000_000);
@@ -161,8 +214,11 @@ fn page_name(page: u64) -> String {
 }
 
 pub async fn run(spec: &GeneratorSpec, schema: SchemaRef, context: SourceContext) {
-    let batch = |first, count| spec.batch(&schema, first, count);
-    super::run_numbered(spec.rows, spec.rate, spec.realtime, MAX_BATCH, context, batch).await
+    let batch = |first, count, picked: super::Picked<'_>| match picked {
+        super::Picked::All => spec.batch(&schema, first, count),
+        super::Picked::Only(indices) => spec.batch_of(&schema, indices),
+    };
+    super::run_numbered(spec.rows, spec, spec.realtime, MAX_BATCH, context, batch).await
 }
 
 #[cfg(test)]
@@ -180,6 +236,21 @@ mod tests {
             realtime: false,
             start: DEFAULT_START_NANOS,
             hosts: 40,
+            burst: None,
+        }
+    }
+
+    #[test]
+    fn a_burst_schedule_is_its_own_inverse() {
+        use super::super::Schedule;
+        let spec = GeneratorSpec { burst: Some(Burst { after: 2.0, seconds: 3.0, factor: 10.0 }), ..spec() };
+        // 200 records before, 3000 during, then 100 a second again.
+        assert_eq!(spec.due_by(2.0), 200);
+        assert_eq!(spec.due_by(5.0), 3200);
+        assert_eq!(spec.due_by(6.0), 3300);
+        for index in [0, 150, 200, 201, 1700, 3200, 3201, 5000] {
+            let time = spec.time_of(index);
+            assert!(spec.due_by(time + 1e-9) >= index && spec.due_by(time - 1e-6) < index.max(1), "{index}");
         }
     }
 

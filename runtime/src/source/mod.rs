@@ -56,6 +56,10 @@ pub struct SourceSpec {
     /// `TABLESAMPLE BERNOULLI | SYSTEM` of this scan, applied by the query
     /// as rows arrive.
     pub sample: Option<SourceSample>,
+    /// The query sheds this scan's rows under load (`SET max_lag`, see
+    /// [`crate::shed`]): the schema's last column is
+    /// [`RATE_COLUMN`](crate::shed::RATE_COLUMN), filled by the query.
+    pub shed: bool,
 }
 
 /// Rows a block of `TABLESAMPLE SYSTEM` holds.
@@ -121,15 +125,40 @@ pub enum ConnectorSpec {
 }
 
 impl SourceSpec {
-    /// The columns connectors decode (all but the PROCTIME() one).
+    /// The columns connectors decode (all but the PROCTIME() one and a
+    /// shed scan's rate).
     pub fn decoded_schema(&self) -> SchemaRef {
-        match self.proctime_column {
-            Some(column) => {
-                let indices: Vec<usize> = (0..self.schema.fields().len()).filter(|index| *index != column).collect();
-                Arc::new(self.schema.project(&indices).unwrap_or_else(|_| self.schema.as_ref().clone()))
-            }
-            None => self.schema.clone(),
+        let rate = self.rate_column();
+        if self.proctime_column.is_none() && rate.is_none() {
+            return self.schema.clone();
         }
+        let indices: Vec<usize> = (0..self.schema.fields().len())
+            .filter(|index| Some(*index) != self.proctime_column && Some(*index) != rate)
+            .collect();
+        Arc::new(self.schema.project(&indices).unwrap_or_else(|_| self.schema.as_ref().clone()))
+    }
+
+    /// Where a shed scan's rate goes: the last column.
+    pub fn rate_column(&self) -> Option<usize> {
+        self.shed.then(|| self.schema.fields().len().saturating_sub(1))
+    }
+
+    /// This stream's spec for a query that sheds it: the rate column
+    /// appended (see [`crate::shed`]).
+    pub fn shed(mut self) -> Self {
+        if self.shed {
+            return self;
+        }
+        let mut fields: Vec<_> = self.schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+            crate::shed::RATE_COLUMN,
+            datafusion::arrow::datatypes::DataType::Float64,
+            false,
+        )));
+        self.schema =
+            Arc::new(datafusion::arrow::datatypes::Schema::new_with_metadata(fields, self.schema.metadata().clone()));
+        self.shed = true;
+        self
     }
 
     /// The decoded columns a query needs (indices into
@@ -235,6 +264,14 @@ pub enum SourceEvent {
         malformed: Malformed,
         /// When the source handed the rows over (for latency figures).
         sent_at: std::time::Instant,
+        /// When the first of them was due: for a paced generator its time
+        /// in the schedule, for the others when they were read. The lag a
+        /// shedding query measures.
+        due_at: std::time::Instant,
+        /// The share of the chunk's rows kept ([`crate::shed`]; 1 unless
+        /// the query sheds), and how many were dropped.
+        rate: f64,
+        shed: u64,
     },
     End {
         source: usize,
@@ -252,6 +289,9 @@ pub enum SourceEvent {
 pub struct Resume {
     pub position: u64,
     pub boundaries: std::collections::VecDeque<u64>,
+    /// The rate each logged chunk was shed at, by its end position (every
+    /// boundary of a shedding query has one).
+    pub rates: std::collections::BTreeMap<u64, f64>,
 }
 
 /// Records of a chunk that could not be decoded, and why (the last reason).
@@ -269,24 +309,64 @@ pub struct SourceContext {
     pub metrics: Arc<QueryMetrics>,
     pub cancel: CancellationToken,
     pub resume: Resume,
+    /// The query's shedding rate, if it sheds this source.
+    pub shed: Option<Arc<crate::shed::ShedRate>>,
 }
 
 impl SourceContext {
-    /// Sends generated rows that end at `position`; `false` once the query
-    /// is gone.
-    pub async fn send_rows(&self, rows: RecordBatch, position: u64) -> bool {
-        self.send(Some(rows), Malformed::default(), position).await
+    /// The rate the chunk ending at `position` is shed at: the logged one
+    /// while replaying, else the query's current one (1 if it does not
+    /// shed).
+    pub fn rate_at(&self, position: u64) -> f64 {
+        match (&self.shed, self.resume.rates.get(&position)) {
+            (None, _) => 1.0,
+            (Some(_), Some(logged)) => *logged,
+            (Some(shared), None) => shared.get(),
+        }
     }
 
     /// Sends a decoded chunk: its rows and malformed records, which the
     /// driver counts when it takes the chunk (so a replayed chunk is
-    /// counted once).
+    /// counted once). A shedding query's rows are sampled here, by their
+    /// place in the chunk.
     async fn send(&self, rows: Option<RecordBatch>, malformed: Malformed, position: u64) -> bool {
         if rows.as_ref().is_none_or(|rows| rows.num_rows() == 0) && malformed.records == 0 {
             return true;
         }
+        let rate = self.rate_at(position);
+        let (rows, shed) = match rows {
+            Some(rows) if rate < 1.0 => {
+                let keep: datafusion::arrow::array::BooleanArray = (0..rows.num_rows())
+                    .map(|offset| Some(crate::shed::keep(crate::shed::chunk_row(position, offset), rate)))
+                    .collect();
+                match datafusion::arrow::compute::filter_record_batch(&rows, &keep) {
+                    Ok(kept) => {
+                        let shed = (rows.num_rows() - kept.num_rows()) as u64;
+                        (Some(kept), shed)
+                    }
+                    Err(error) => {
+                        self.fail(format!("cannot shed rows: {error}")).await;
+                        return false;
+                    }
+                }
+            }
+            rows => (rows, 0),
+        };
+        let now = std::time::Instant::now();
+        self.send_event(rows, malformed, position, now, rate, shed).await
+    }
+
+    async fn send_event(
+        &self,
+        rows: Option<RecordBatch>,
+        malformed: Malformed,
+        position: u64,
+        due_at: std::time::Instant,
+        rate: f64,
+        shed: u64,
+    ) -> bool {
         let sent_at = std::time::Instant::now();
-        let event = SourceEvent::Rows { source: self.index, rows, position, malformed, sent_at };
+        let event = SourceEvent::Rows { source: self.index, rows, position, malformed, sent_at, due_at, rate, shed };
         self.events.send(event).await.is_ok()
     }
 
@@ -334,49 +414,114 @@ pub fn decode_chunk(decoder: &RecordDecoder, bytes: &[u8]) -> Chunk {
     }
 }
 
+/// When numbered records are due, in seconds after record 0 (a constant
+/// rate, or a generator's bursts).
+pub(crate) trait Schedule {
+    /// When record `index` is due.
+    fn time_of(&self, index: u64) -> f64;
+    /// How many records are due by `seconds`.
+    fn due_by(&self, seconds: f64) -> u64;
+}
+
+/// `rate` records per second.
+pub(crate) struct Steady(pub f64);
+
+impl Schedule for Steady {
+    fn time_of(&self, index: u64) -> f64 {
+        index as f64 / self.0.max(1e-9)
+    }
+
+    fn due_by(&self, seconds: f64) -> u64 {
+        // `as` from f64 saturates (a huge rate).
+        (seconds * self.0) as u64
+    }
+}
+
+/// The records of a numbered chunk to build: all of `first..first +
+/// count`, or only those a shedding query keeps.
+pub(crate) enum Picked<'a> {
+    All,
+    Only(&'a [u64]),
+}
+
+/// Keeps the `picked` records of `rows`, which holds records `first..`.
+pub(crate) fn pick_rows(rows: RecordBatch, first: u64, picked: Picked<'_>) -> crate::error::Result<RecordBatch> {
+    match picked {
+        Picked::All => Ok(rows),
+        Picked::Only(records) => {
+            let offsets: datafusion::arrow::array::UInt64Array = records.iter().map(|record| record - first).collect();
+            Ok(datafusion::arrow::compute::take_record_batch(&rows, &offsets)?)
+        }
+    }
+}
+
 /// Runs a source of numbered records (generators): records
 /// `next..next + count` come from `batch`, at most `max_batch` at a time,
-/// paced at `rate` per second of wall-clock time if `realtime`. Positions
-/// are record numbers.
+/// released on `schedule` (wall-clock time) if `realtime`. Positions are
+/// record numbers. A shedding query's records are picked here by number,
+/// so a shed record is never built.
 pub(crate) async fn run_numbered(
     total: Option<u64>,
-    rate: f64,
+    schedule: &(dyn Schedule + Sync),
     realtime: bool,
     max_batch: u64,
     context: SourceContext,
-    batch: impl Fn(u64, u64) -> crate::error::Result<RecordBatch>,
+    batch: impl Fn(u64, u64, Picked<'_>) -> crate::error::Result<RecordBatch>,
 ) {
     let started = std::time::Instant::now();
     let first = context.resume.position;
+    // Schedule time at `first`: a resumed source goes on from there.
+    let start_time = schedule.time_of(first);
     let mut boundaries = context.resume.boundaries.clone();
     let mut next = first;
+    let mut picked = Vec::new();
     loop {
         let remaining = total.map_or(u64::MAX, |total| total.saturating_sub(next));
         if remaining == 0 {
             context.end().await;
             return;
         }
-        let due = if let Some(boundary) = boundaries.pop_front() {
-            boundary.saturating_sub(next).min(remaining)
-        } else if realtime {
-            // `as` from f64 saturates (a huge rate); so must the sum.
-            let due = first.saturating_add((started.elapsed().as_secs_f64() * rate) as u64);
-            due.saturating_sub(next).min(remaining).min(max_batch)
+        let (due, rate) = if let Some(boundary) = boundaries.pop_front() {
+            (boundary.saturating_sub(next).min(remaining), context.rate_at(boundary))
         } else {
-            remaining.min(max_batch)
+            let rate = context.shed.as_ref().map_or(1.0, |shared| shared.get());
+            // About `max_batch` kept records per chunk, however few are kept.
+            let most = (max_batch as f64 / rate.max(1.0 / 64.0)) as u64;
+            let due = if realtime {
+                let due = schedule.due_by(start_time + started.elapsed().as_secs_f64());
+                due.saturating_sub(next).min(remaining).min(most)
+            } else {
+                remaining.min(most)
+            };
+            (due, rate)
         };
         if due == 0 {
             // Until the next record is due, at the timer's 1 ms resolution:
             // a paced source hands records over within a millisecond of
             // their time, not in 10 ms lumps.
-            let next_due = (next - first + 1) as f64 / rate.max(1e-9);
+            let next_due = schedule.time_of(next + 1) - start_time;
             let wait = (next_due - started.elapsed().as_secs_f64()).clamp(0.001, 0.010);
             tokio::time::sleep(std::time::Duration::from_secs_f64(wait)).await;
             continue;
         }
-        match batch(next, due) {
+        let due_at = if realtime {
+            started + std::time::Duration::from_secs_f64((schedule.time_of(next) - start_time).clamp(0.0, 1e9))
+        } else {
+            std::time::Instant::now()
+        };
+        let built = if rate < 1.0 {
+            picked.clear();
+            picked.extend((next..next + due).filter(|record| crate::shed::keep(*record, rate)));
+            batch(next, due, Picked::Only(&picked))
+        } else {
+            batch(next, due, Picked::All)
+        };
+        match built {
             Ok(rows) => {
-                if !context.send_rows(rows, next + due).await {
+                let shed = due - rows.num_rows() as u64;
+                // Sent even when every record was shed: the step logs the
+                // chunk and its rate.
+                if !context.send_event(Some(rows), Malformed::default(), next + due, due_at, rate, shed).await {
                     return;
                 }
             }

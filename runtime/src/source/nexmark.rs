@@ -347,8 +347,10 @@ fn extra(random: &mut SplitMix64, average: u64) -> &'static str {
 }
 
 pub async fn run(spec: &NexmarkSpec, schema: SchemaRef, context: SourceContext) {
-    let batch = |first, count| spec.batch(&schema, first, count);
-    super::run_numbered(spec.events, spec.event_rate, spec.realtime, MAX_BATCH_EVENTS, context, batch).await
+    let batch =
+        |first, count, picked: super::Picked<'_>| super::pick_rows(spec.batch(&schema, first, count)?, first, picked);
+    let schedule = super::Steady(spec.event_rate);
+    super::run_numbered(spec.events, &schedule, spec.realtime, MAX_BATCH_EVENTS, context, batch).await
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ pub struct Analysis {
     pub operators: Vec<OperatorReport>,
     /// Rows dropped for arriving below the watermark (the whole query's).
     pub late_rows: u64,
+    /// How the query sheds, if it runs with `max_lag`.
+    pub shedding: Option<super::status::Shedding>,
 }
 
 impl Analysis {
@@ -39,6 +41,7 @@ impl Analysis {
             plan: query.stream_plan.clone(),
             operators: metrics.operators(),
             late_rows: sluice_runtime::QueryMetrics::get(&metrics.late_rows_dropped),
+            shedding: query.shedding(),
         }
     }
 
@@ -53,6 +56,15 @@ impl Analysis {
         let text = self.plan.describe_with(&|node| self.annotation(node, total));
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         lines.push(format!("late rows dropped: {} · time in operators: {}", self.late_rows, milliseconds(total)));
+        if let Some(shedding) = &self.shedding {
+            lines.push(format!(
+                "shedding (max_lag {}): rate {:.4}, rows shed {}, lag {}",
+                milliseconds(shedding.max_lag.as_secs_f64() * 1000.0),
+                shedding.rate,
+                shedding.rows_shed,
+                milliseconds(shedding.lag_ms)
+            ));
+        }
         lines
     }
 

@@ -93,6 +93,7 @@ impl RunningQuery {
                 late_rows_by_window: metrics.late_by_window(),
                 subscribers,
                 lagged_subscribers,
+                shedding: self.shedding(),
             },
             plan: self.plan.clone(),
             warnings: self.warnings.clone(),
@@ -101,6 +102,20 @@ impl RunningQuery {
                 report: metrics.checkpoints(),
             },
         }
+    }
+}
+
+impl RunningQuery {
+    /// How the query sheds, if it runs with `max_lag`.
+    pub fn shedding(&self) -> Option<super::status::Shedding> {
+        let metrics = &self.handle.metrics;
+        let (rate, lag_ms) = metrics.shedding()?;
+        Some(super::status::Shedding {
+            max_lag: self.settings.max_lag?,
+            rate,
+            rows_shed: QueryMetrics::get(&metrics.rows_shed),
+            lag_ms,
+        })
     }
 }
 

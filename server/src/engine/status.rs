@@ -54,6 +54,19 @@ pub struct MetricsReport {
     pub subscribers: usize,
     /// Subscribers cut off for falling behind, since the query started.
     pub lagged_subscribers: u64,
+    /// A query with `max_lag`: how it sheds (see [`sluice_runtime::shed`]).
+    pub shedding: Option<Shedding>,
+}
+
+/// A shedding query's figures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Shedding {
+    pub max_lag: Duration,
+    /// The share of its input it keeps now, 0 to 1.
+    pub rate: f64,
+    pub rows_shed: u64,
+    /// How far behind its input it was at its last epoch.
+    pub lag_ms: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
