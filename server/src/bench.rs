@@ -460,7 +460,7 @@ pub const FANOUT_QUERY: &str = "SELECT window_start, window_end, status, count(*
 
 /// A server on a free loopback port for a bench, asking for `token` if
 /// given.
-async fn bench_server(token: Option<String>) -> Result<crate::RunningServer, EngineError> {
+pub(crate) async fn bench_server(token: Option<String>) -> Result<crate::RunningServer, EngineError> {
     let options = crate::Options { token, ..crate::Options::default() };
     crate::start_with("127.0.0.1:0", None, &options)
         .await

@@ -47,6 +47,7 @@ pub mod pgwire;
 pub mod repl;
 pub mod server;
 pub mod settings;
+pub mod shed_bench;
 pub mod sql_type;
 pub mod state;
 pub mod tls;

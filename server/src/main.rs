@@ -117,7 +117,8 @@ enum Command {
         /// HTTP API's latency while one Nexmark `--query` runs flat out,
         /// default q16), or `latency` (event to result on a websocket at
         /// 100 000 events/s for q0, q1, q2 and a TUMBLE, with epochs of 10
-        /// ms and 0).
+        /// ms and 0), or `shed` (a windowed aggregate through a burst to ten
+        /// times the capacity, without and with `SET max_lag`).
         #[arg(default_value = "weblog")]
         suite: String,
         /// Queries to run: filter, tumble, hop, hop_10s, session, running, top_n, interval_join, window_join,
@@ -159,6 +160,12 @@ enum Command {
         /// max_parallelism`; default 8, 1 keeps operators whole).
         #[arg(long)]
         max_parallelism: Option<usize>,
+        /// shed: how long the burst to ten times the capacity lasts, seconds.
+        #[arg(long, default_value_t = 30.0)]
+        burst_seconds: f64,
+        /// shed: the shedding run's `SET max_lag`.
+        #[arg(long, default_value = "500ms")]
+        max_lag: String,
     },
     /// An interactive SQL client of a running server.
     Repl {
@@ -447,6 +454,58 @@ fn main() -> anyhow::Result<()> {
             for line in lines {
                 println!("{line}");
             }
+            Ok(())
+        }),
+        Command::Bench { suite, burst_seconds, max_lag, .. } if suite == "shed" => runtime.block_on(async {
+            let result = sluice::shed_bench::shed(burst_seconds, &max_lag).await?;
+            println!("{}", sluice::shed_bench::SHED_QUERY);
+            println!(
+                "capacity {:.2} M rows/s flat out; released at {:.2} M/s, bursting to {:.2} M/s for {} s",
+                result.capacity / 1e6,
+                result.base_rate / 1e6,
+                result.burst_rate / 1e6,
+                result.burst_seconds
+            );
+            println!(
+                "{:<16} {:>8} {:>9} {:>9} {:>9} {:>12} {:>12} {:>8}",
+                "run", "windows", "p50 ms", "p99 ms", "max ms", "rows in", "rows shed", "seconds"
+            );
+            for run in [&result.exact, &result.shed] {
+                println!(
+                    "{:<16} {:>8} {:>9.0} {:>9.0} {:>9.0} {:>12} {:>12} {:>8.1}",
+                    run.max_lag.as_deref().map_or("unshed".to_string(), |lag| format!("max_lag {lag}")),
+                    run.windows,
+                    run.p50_ms,
+                    run.p99_ms,
+                    run.max_ms,
+                    run.rows_in,
+                    run.rows_shed,
+                    run.seconds
+                );
+            }
+            for run in [&result.exact, &result.shed] {
+                let curve: Vec<String> =
+                    run.lag_curve.iter().map(|(at, worst)| format!("{at:.0}s:{:.1}", worst / 1000.0)).collect();
+                println!(
+                    "lag curve ({}), worst window latency in s per 5 s of event time: {}",
+                    run.max_lag.as_deref().unwrap_or("unshed"),
+                    curve.join(" ")
+                );
+            }
+            println!(
+                "{} of {} windows computed from a sample (rate down to {:.4}): count inside its 95 % interval in {:.1} %, sum in {:.1} % (all windows: {:.1} %, {:.1} %); relative error median {:.4} %, max {:.3} %; {} windows unmatched",
+                result.sampled_windows,
+                result.shed.windows,
+                result.min_rate,
+                result.hits_covered * 100.0,
+                result.total_covered * 100.0,
+                result.hits_covered_all * 100.0,
+                result.total_covered_all * 100.0,
+                result.median_relative_error * 100.0,
+                result.max_relative_error * 100.0,
+                result.missing_windows
+            );
+            println!("{}", result.json_line());
             Ok(())
         }),
         Command::Bench { suite, keys, state_bytes, .. } if suite == "checkpoint" => runtime.block_on(async {
