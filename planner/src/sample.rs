@@ -88,6 +88,12 @@ impl Sampler<'_> {
             ))
             .at(span));
         }
+        if self.catalog.stream(name).is_some_and(|spec| !spec.primary_key.is_empty()) {
+            return Err(PlanError::unsupported(format!(
+                "SET max_lag sheds rows of an append-only stream; {name} has a PRIMARY KEY: its rows are new versions of their keys, and shedding one would keep an old version"
+            ))
+            .at(span));
+        }
         self.pending.push((1.0, Vec::new()));
         Ok(())
     }

@@ -36,9 +36,11 @@ const KEYS: u64 = 10;
 
 /// The query, without and with the error estimates (which need a sampled
 /// input).
-const EXACT_QUERY: &str = "SELECT window_start, window_end, ip, count(*) AS hits, sum(duration) AS total, avg(duration) AS mean
+const EXACT_QUERY: &str =
+    "SELECT window_start, window_end, ip, count(*) AS hits, sum(duration) AS total, avg(duration) AS mean
  FROM TUMBLE(TABLE burst, DESCRIPTOR(ts), INTERVAL '1' SECOND) GROUP BY window_start, window_end, ip";
-pub const SHED_QUERY: &str = "SELECT window_start, window_end, ip, count(*) AS hits, sum(duration) AS total, avg(duration) AS mean,
+pub const SHED_QUERY: &str =
+    "SELECT window_start, window_end, ip, count(*) AS hits, sum(duration) AS total, avg(duration) AS mean,
    count_error(*) AS hits_error, sum_error(duration) AS total_error
  FROM TUMBLE(TABLE burst, DESCRIPTOR(ts), INTERVAL '1' SECOND) GROUP BY window_start, window_end, ip";
 
@@ -66,6 +68,7 @@ pub struct Run {
     pub seconds: f64,
     pub rows_in: u64,
     pub rows_shed: u64,
+    pub late_rows: u64,
     /// Per 5 s of event time: the worst window latency, ms.
     pub lag_curve: Vec<(f64, f64)>,
 }
@@ -108,6 +111,7 @@ impl ShedBench {
                 "seconds": (run.seconds * 10.0).round() / 10.0,
                 "rows_in": run.rows_in,
                 "rows_shed": run.rows_shed,
+                "late_rows": run.late_rows,
             })
         };
         json!({
@@ -153,6 +157,7 @@ pub async fn shed(burst_seconds: f64, max_lag: &str) -> Result<ShedBench, Engine
     let mut errors = Vec::new();
     let mut min_rate: f64 = 1.0;
     let mut missing = 0;
+    let (mut hits_z2, mut total_z2) = (0.0, 0.0);
     for (key, truth) in &exact_windows {
         let Some(estimate) = shed_windows.get(key) else {
             missing += 1;
@@ -166,16 +171,29 @@ pub async fn shed(burst_seconds: f64, max_lag: &str) -> Result<ShedBench, Engine
         if std::env::var("SLUICE_SHED_DEBUG").is_ok() && !(hits_ok && total_ok) {
             eprintln!(
                 "outside: {key:?} exact {} {:.1} estimate {:.1} ± {:.1}, {:.1} ± {:.1} at rate {:.4}",
-                truth.hits, truth.total, estimate.hits, estimate.hits_error, estimate.total, estimate.total_error, estimate.rate
+                truth.hits,
+                truth.total,
+                estimate.hits,
+                estimate.hits_error,
+                estimate.total,
+                estimate.total_error,
+                estimate.rate
             );
         }
         if estimate.rate < 1.0 {
+            let z = |got: f64, want: f64, half_width: f64| ((got - want) * 1.96 / half_width.max(1e-12)).powi(2);
+            hits_z2 += z(estimate.hits, truth.hits, estimate.hits_error);
+            total_z2 += z(estimate.total, truth.total, estimate.total_error);
             sampled += 1;
             hits_in += hits_ok as usize;
             total_in += total_ok as usize;
             errors.push((estimate.hits - truth.hits).abs() / truth.hits.max(1.0));
             errors.push((estimate.total - truth.total).abs() / truth.total.abs().max(1e-9));
         }
+    }
+    if std::env::var("SLUICE_SHED_DEBUG").is_ok() {
+        let of = sampled.max(1) as f64;
+        eprintln!("mean z²: count {:.2}, sum {:.2}", hits_z2 / of, total_z2 / of);
     }
     missing += shed_windows.keys().filter(|key| !exact_windows.contains_key(*key)).count();
     errors.sort_by(f64::total_cmp);
@@ -266,7 +284,8 @@ async fn run(
             }
             Some("rows") => {
                 for row in frame["rows"].as_array().into_iter().flatten() {
-                    let time = |column: &str| row[column].as_str().and_then(|text| string_to_timestamp_nanos(text).ok());
+                    let time =
+                        |column: &str| row[column].as_str().and_then(|text| string_to_timestamp_nanos(text).ok());
                     let (Some(start), Some(end)) = (time("window_start"), time("window_end")) else { continue };
                     let due_ms = ((end - START) as f64 / 1e6) + DELAY_SECONDS * 1000.0;
                     let window = Window {
@@ -307,6 +326,7 @@ async fn run(
         seconds,
         rows_in: counter(|metrics| &metrics.rows_in),
         rows_shed: counter(|metrics| &metrics.rows_shed),
+        late_rows: counter(|metrics| &metrics.late_rows_dropped),
         lag_curve: curve.into_iter().map(|(bucket, worst)| (bucket as f64 * 5.0, worst)).collect(),
     };
     Ok((run, windows))
