@@ -70,10 +70,10 @@ async fn a_seed_gives_the_same_sample_at_every_parallelism_and_batching() {
 
 /// The weblog generator through a burst: 2000 rows/s for 2 s, 2 M rows/s
 /// for 1 s (several times what a debug build's query takes), then 2000/s
-/// for 3 s. `realtime` and `stream` vary; the records do not (each is a
+/// for 4 s. `realtime` and `stream` vary; the records do not (each is a
 /// function of its number and the seed, its event time of the schedule).
 fn burst_stream(stream: &str, realtime: bool) -> String {
-    let rows = 2000 * 2 + 2_000_000 + 2000 * 3;
+    let rows = 2000 * 2 + 2_000_000 + 2000 * 4;
     format!(
         "CREATE STREAM {stream} (ts TIMESTAMP, ip VARCHAR, duration DOUBLE, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
          WITH (connector = 'generator', realtime = '{realtime}', rate = '2000', hosts = '4', seed = '3',
@@ -109,15 +109,18 @@ async fn a_query_behind_its_input_sheds_states_its_rate_and_error_and_returns_to
     let (status, body) = server.sql_with(&burst_query("burst", true), serde_json::json!({"max_lag": "300ms"})).await;
     assert_eq!(status, 200, "{body}");
     let id = body["query_id"].as_str().unwrap().to_string();
-    let reader = tokio::spawn(sluice_tests::read_frames(&server.ws_url(&format!("/v1/queries/{id}/ws")), usize::MAX));
+    let url = server.ws_url(&format!("/v1/queries/{id}/ws"));
+    let reader = tokio::spawn(async move { sluice_tests::read_frames(&url, usize::MAX).await });
     // While it runs, its status says how it sheds.
     let mut lowest_rate: f64 = 1.0;
+    let mut recovered = false;
     let mut explained = String::new();
     loop {
         let (_, report) = server.get(&format!("/v1/queries/{id}")).await;
         let shedding = &report["metrics"]["shedding"];
         assert_eq!(shedding["max_lag_ms"], 300.0, "{report}");
         let rate = shedding["rate"].as_f64().unwrap();
+        recovered |= lowest_rate < 1.0 && rate == 1.0 && report["status"] == "running";
         if rate < lowest_rate {
             lowest_rate = rate;
             let (_, body) = server.sql(&format!("EXPLAIN ANALYZE {id}")).await;
@@ -166,11 +169,13 @@ async fn a_query_behind_its_input_sheds_states_its_rate_and_error_and_returns_to
         }
     }
     assert!(sampled >= 4, "no burst window was shed: {shed:?}");
-    // Before the burst and at the end, full input again.
+    // Full input before the burst, and again once caught up after it
+    // (the last window, unless a busy machine kept the query behind until
+    // the end; its status said so then).
     let first = shed.iter().next().unwrap().1;
     let last = shed.iter().next_back().unwrap().1;
     assert_eq!(number(first, "sample_rate"), 1.0, "{first}");
-    assert_eq!(number(last, "sample_rate"), 1.0, "{last}");
+    assert!(recovered || number(last, "sample_rate") == 1.0, "never back to full input: {last}");
 }
 
 /// The shedding rates a query took are in its input log: restored after
@@ -197,7 +202,7 @@ async fn a_restored_query_sheds_the_replayed_input_exactly_as_before_the_crash()
     engine.halt_queries_after(120);
     let stream =
         "CREATE STREAM g (ts TIMESTAMP, ip VARCHAR, duration DOUBLE, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
-        WITH (connector = 'generator', realtime = 'false', rows = '3000000', hosts = '20')";
+        WITH (connector = 'generator', realtime = 'false', rows = '20000000', hosts = '20')";
     engine.execute(stream, &mut settings).await.unwrap();
     let results = engine.execute("SELECT ts, ip, duration, sample_rate FROM g", &mut settings).await.unwrap();
     let Some(sluice::engine::StatementResult::Query { id, .. }) = results.last() else { panic!("a query") };
@@ -218,7 +223,7 @@ async fn a_restored_query_sheds_the_replayed_input_exactly_as_before_the_crash()
         }
     };
     let (before, ended) = collect(&engine).await;
-    assert!(ended.unwrap().contains(sluice_runtime::driver::HALTED));
+    assert!(ended.as_deref().is_some_and(|ended| ended.contains(sluice_runtime::driver::HALTED)), "{ended:?}");
     drop(engine);
     let engine = sluice::engine::Engine::open_with(&dir, sluice_runtime::Fsync::default(), limits).await.unwrap();
     let report = engine.query(&id).unwrap().handle.metrics.checkpoints();

@@ -307,16 +307,20 @@ fn pass_rate_on(select: &mut ast::Select) -> Result<()> {
             "SELECT DISTINCT over a shed input is not an estimate; aggregate instead (count(DISTINCT ...) is not scaled)",
         ));
     }
-    let has_rate = select.projection.iter().any(|item| match item {
+    if !names_rate(&select.projection) {
+        select.projection.push(ast::SelectItem::UnnamedExpr(Expr::Identifier(Ident::new(RATE_COLUMN))));
+    }
+    Ok(())
+}
+
+/// Whether a projection has a `sample_rate` column already (a `*` has).
+fn names_rate(projection: &[ast::SelectItem]) -> bool {
+    projection.iter().any(|item| match item {
         ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => true,
         ast::SelectItem::UnnamedExpr(Expr::Identifier(ident)) => ident_name(ident) == RATE_COLUMN,
         ast::SelectItem::ExprWithAlias { alias, .. } => ident_name(alias) == RATE_COLUMN,
         _ => false,
-    });
-    if !has_rate {
-        select.projection.push(ast::SelectItem::UnnamedExpr(Expr::Identifier(Ident::new(RATE_COLUMN))));
-    }
-    Ok(())
+    })
 }
 
 /// The aggregates of a SELECT over a shedding query's input become
@@ -347,8 +351,10 @@ fn shed_select(select: &mut ast::Select) -> Result<()> {
     {
         return Err(error);
     }
-    let rate = parse_expr(&format!("(CAST(count(*) AS DOUBLE) / sum(1.0 / {RATE_COLUMN}))"))?;
-    select.projection.push(ast::SelectItem::ExprWithAlias { expr: rate, alias: Ident::new(RATE_COLUMN) });
+    if !names_rate(&select.projection) {
+        let rate = parse_expr(&format!("(CAST(count(*) AS DOUBLE) / sum(1.0 / {RATE_COLUMN}))"))?;
+        select.projection.push(ast::SelectItem::ExprWithAlias { expr: rate, alias: Ident::new(RATE_COLUMN) });
+    }
     Ok(())
 }
 

@@ -485,8 +485,11 @@ pub(crate) async fn run_numbered(
             (boundary.saturating_sub(next).min(remaining), context.rate_at(boundary))
         } else {
             let rate = context.shed.as_ref().map_or(1.0, |shared| shared.get());
-            // About `max_batch` kept records per chunk, however few are kept.
-            let most = (max_batch as f64 / rate.max(1.0 / 64.0)) as u64;
+            // Shed chunks span up to 4 times more records (fewer steps),
+            // but hold fewer rows: the queue to the driver, a fixed number
+            // of chunks, then holds less work, so the lag it adds falls
+            // with the rate.
+            let most = (max_batch as f64 / rate.max(0.25)) as u64;
             let due = if realtime {
                 let due = schedule.due_by(start_time + started.elapsed().as_secs_f64());
                 due.saturating_sub(next).min(remaining).min(most)
