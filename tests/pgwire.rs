@@ -382,3 +382,35 @@ async fn psql_reads_views_and_materialized_views() {
     assert_ne!(code, 0);
     assert!(err.contains("materialized view error_counts reads errors"), "{err}");
 }
+
+/// `SET max_lag` from psql: a bounded SELECT through a burst returns its
+/// windows with their estimates, errors and rates, and EXPLAIN ANALYZE of
+/// a running shedding query shows its rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_sets_max_lag_and_reads_shed_estimates() {
+    let server = server().await;
+    let stream =
+        "CREATE STREAM burst (ts TIMESTAMP, ip VARCHAR, duration DOUBLE, WATERMARK FOR ts AS ts - INTERVAL '1' SECOND)
+        WITH (connector = 'generator', realtime = 'true', rate = '2000', hosts = '1', burst_factor = '1000',
+              burst_after = '1', burst_seconds = '1', rows = '2004000')";
+    let query = "SELECT window_start, count(*) AS hits, count_error(*) AS hits_error
+        FROM TUMBLE(TABLE burst, DESCRIPTOR(ts), INTERVAL '1' SECOND) GROUP BY window_start, window_end";
+    let (code, out, err) = psql(&server, &[stream, "SET max_lag = '300ms'", query]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["CREATE STREAM", "SET"], "{out}");
+    // window_start|hits|hits_error|sample_rate, one row per window.
+    let windows: Vec<Vec<f64>> = lines[2..]
+        .iter()
+        .filter(|line| line.starts_with("2016-"))
+        .map(|line| line.split('|').skip(1).map(|cell| cell.parse().unwrap()).collect())
+        .collect();
+    assert!(windows.len() >= 3, "{out}");
+    assert!(windows.iter().all(|window| window.len() == 3), "{out}");
+    let shed: Vec<&Vec<f64>> = windows.iter().filter(|window| window[2] < 1.0).collect();
+    assert!(!shed.is_empty(), "nothing was shed: {out}");
+    // The burst's second holds 2 M rows: estimated within its interval's scale.
+    let burst = windows.iter().map(|window| window[0]).fold(0.0, f64::max);
+    assert!((1.6e6..2.4e6).contains(&burst), "{out}");
+    assert!(shed.iter().all(|window| window[1] > 0.0), "{out}");
+}

@@ -493,7 +493,7 @@ fn main() -> anyhow::Result<()> {
                 );
             }
             println!(
-                "{} of {} windows computed from a sample (rate down to {:.4}): count inside its 95 % interval in {:.1} %, sum in {:.1} % (all windows: {:.1} %, {:.1} %); relative error median {:.4} %, max {:.3} %; {} windows unmatched",
+                "{} of {} windows computed from a sample (rate down to {:.4}): count inside its 95 % interval in {:.1} %, sum in {:.1} % (all windows: {:.1} %, {:.1} %); mean squared z-score {:.2} and {:.2} (1: exact intervals); relative error median {:.4} %, max {:.3} %; {} windows unmatched",
                 result.sampled_windows,
                 result.shed.windows,
                 result.min_rate,
@@ -501,6 +501,8 @@ fn main() -> anyhow::Result<()> {
                 result.total_covered * 100.0,
                 result.hits_covered_all * 100.0,
                 result.total_covered_all * 100.0,
+                result.hits_z2,
+                result.total_z2,
                 result.median_relative_error * 100.0,
                 result.max_relative_error * 100.0,
                 result.missing_windows

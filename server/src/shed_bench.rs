@@ -95,6 +95,10 @@ pub struct ShedBench {
     pub median_relative_error: f64,
     pub max_relative_error: f64,
     pub min_rate: f64,
+    /// The mean squared z-score of the sampled windows' count (sum) errors
+    /// against their stated intervals: 1 for exact intervals.
+    pub hits_z2: f64,
+    pub total_z2: f64,
     /// Windows of the exact run the shed one lacks (or has extra).
     pub missing_windows: usize,
 }
@@ -130,6 +134,8 @@ impl ShedBench {
             "median_relative_error": self.median_relative_error,
             "max_relative_error": self.max_relative_error,
             "min_rate": self.min_rate,
+            "count_mean_z2": self.hits_z2,
+            "sum_mean_z2": self.total_z2,
             "missing_windows": self.missing_windows,
         })
         .to_string()
@@ -137,6 +143,7 @@ impl ShedBench {
 }
 
 /// Runs the bench: a burst of `burst_seconds`, shed with `max_lag`.
+/// `SLUICE_SHED_DEBUG=1` lists the windows outside their interval.
 pub async fn shed(burst_seconds: f64, max_lag: &str) -> Result<ShedBench, EngineError> {
     let capacity = capacity().await?;
     let base_rate = capacity / 4.0;
@@ -191,10 +198,6 @@ pub async fn shed(burst_seconds: f64, max_lag: &str) -> Result<ShedBench, Engine
             errors.push((estimate.total - truth.total).abs() / truth.total.abs().max(1e-9));
         }
     }
-    if std::env::var("SLUICE_SHED_DEBUG").is_ok() {
-        let of = sampled.max(1) as f64;
-        eprintln!("mean z²: count {:.2}, sum {:.2}", hits_z2 / of, total_z2 / of);
-    }
     missing += shed_windows.keys().filter(|key| !exact_windows.contains_key(*key)).count();
     errors.sort_by(f64::total_cmp);
     let share = |covered: usize, of: usize| if of == 0 { 1.0 } else { covered as f64 / of as f64 };
@@ -214,6 +217,8 @@ pub async fn shed(burst_seconds: f64, max_lag: &str) -> Result<ShedBench, Engine
         median_relative_error: errors.get(errors.len() / 2).copied().unwrap_or(0.0),
         max_relative_error: errors.last().copied().unwrap_or(0.0),
         min_rate,
+        hits_z2: hits_z2 / sampled.max(1) as f64,
+        total_z2: total_z2 / sampled.max(1) as f64,
         missing_windows: missing,
     })
 }
