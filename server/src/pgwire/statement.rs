@@ -80,8 +80,12 @@ const QUERY_SETTINGS: &[&str] = &[
     "epoch_interval_ms",
     "idle_timeout",
     "late_rows_to",
+    "max_lag",
+    "max_parallelism",
+    "parallelism",
     "retained_rows",
     "state_ttl",
+    "subscriber_queue",
 ];
 
 /// The statements of `sql`, classified. A string the tokenizer cannot read
