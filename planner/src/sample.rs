@@ -184,33 +184,7 @@ impl FromRewrite for Sampler<'_> {
         }
         let grouped_by_key = !keys.is_empty()
             && group_by_names(select).is_some_and(|grouped| keys.iter().all(|key| grouped.contains(key)));
-        let rewrite = |expr: &mut Expr| match estimate(expr, fraction, !keys.is_empty(), grouped_by_key) {
-            Ok(Some(replacement)) => {
-                *expr = replacement;
-                std::ops::ControlFlow::Continue(())
-            }
-            Ok(None) => std::ops::ControlFlow::Continue(()),
-            Err(error) => std::ops::ControlFlow::Break(error),
-        };
-        for item in &mut select.projection {
-            // The column keeps the aggregate's name (`count(*)`, not the
-            // estimate's formula).
-            if let ast::SelectItem::UnnamedExpr(expr) = item
-                && aggregate_name(expr).is_some()
-            {
-                let alias = Ident::with_quote('"', expr.to_string());
-                *item = ast::SelectItem::ExprWithAlias { expr: expr.clone(), alias };
-            }
-            if let std::ops::ControlFlow::Break(error) = ast::visit_expressions_mut(item, rewrite) {
-                return Err(error);
-            }
-        }
-        if let Some(having) = &mut select.having
-            && let std::ops::ControlFlow::Break(error) = ast::visit_expressions_mut(having, rewrite)
-        {
-            return Err(error);
-        }
-        Ok(())
+        rewrite_aggregates(select, |expr| estimate(expr, fraction, !keys.is_empty(), grouped_by_key))
     }
 
     fn factor(&mut self, factor: &mut TableFactor) -> Result<()> {
@@ -313,21 +287,11 @@ fn pass_rate_on(select: &mut ast::Select) -> Result<()> {
     Ok(())
 }
 
-/// Whether a projection has a `sample_rate` column already (a `*` has).
-fn names_rate(projection: &[ast::SelectItem]) -> bool {
-    projection.iter().any(|item| match item {
-        ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => true,
-        ast::SelectItem::UnnamedExpr(Expr::Identifier(ident)) => ident_name(ident) == RATE_COLUMN,
-        ast::SelectItem::ExprWithAlias { alias, .. } => ident_name(alias) == RATE_COLUMN,
-        _ => false,
-    })
-}
-
-/// The aggregates of a SELECT over a shedding query's input become
-/// estimates weighted by each row's rate, and the SELECT says the rate its
-/// rows were computed at (`sample_rate`: rows kept over rows estimated).
-fn shed_select(select: &mut ast::Select) -> Result<()> {
-    let rewrite = |expr: &mut Expr| match shed_estimate(expr) {
+/// Replaces each aggregate of `select`'s projection and HAVING with its
+/// `estimate` (`None`: left as it is); a projected aggregate keeps its
+/// name (`count(*)`, not the estimate's formula).
+fn rewrite_aggregates(select: &mut ast::Select, estimate: impl Fn(&Expr) -> Result<Option<Expr>>) -> Result<()> {
+    let rewrite = |expr: &mut Expr| match estimate(expr) {
         Ok(Some(replacement)) => {
             *expr = replacement;
             std::ops::ControlFlow::Continue(())
@@ -342,15 +306,33 @@ fn shed_select(select: &mut ast::Select) -> Result<()> {
             let alias = Ident::with_quote('"', expr.to_string());
             *item = ast::SelectItem::ExprWithAlias { expr: expr.clone(), alias };
         }
-        if let std::ops::ControlFlow::Break(error) = ast::visit_expressions_mut(item, rewrite) {
+        if let std::ops::ControlFlow::Break(error) = ast::visit_expressions_mut(item, &rewrite) {
             return Err(error);
         }
     }
     if let Some(having) = &mut select.having
-        && let std::ops::ControlFlow::Break(error) = ast::visit_expressions_mut(having, rewrite)
+        && let std::ops::ControlFlow::Break(error) = ast::visit_expressions_mut(having, &rewrite)
     {
         return Err(error);
     }
+    Ok(())
+}
+
+/// Whether a projection has a `sample_rate` column already (a `*` has).
+fn names_rate(projection: &[ast::SelectItem]) -> bool {
+    projection.iter().any(|item| match item {
+        ast::SelectItem::Wildcard(_) | ast::SelectItem::QualifiedWildcard(..) => true,
+        ast::SelectItem::UnnamedExpr(Expr::Identifier(ident)) => ident_name(ident) == RATE_COLUMN,
+        ast::SelectItem::ExprWithAlias { alias, .. } => ident_name(alias) == RATE_COLUMN,
+        _ => false,
+    })
+}
+
+/// The aggregates of a SELECT over a shedding query's input become
+/// estimates weighted by each row's rate, and the SELECT says the rate its
+/// rows were computed at (`sample_rate`: rows kept over rows estimated).
+fn shed_select(select: &mut ast::Select) -> Result<()> {
+    rewrite_aggregates(select, shed_estimate)?;
     if !names_rate(&select.projection) {
         let rate = parse_expr(&format!("(CAST(count(*) AS DOUBLE) / sum(1.0 / {RATE_COLUMN}))"))?;
         select.projection.push(ast::SelectItem::ExprWithAlias { expr: rate, alias: Ident::new(RATE_COLUMN) });
@@ -374,16 +356,7 @@ fn shed_select(select: &mut ast::Select) -> Result<()> {
 ///
 /// With a constant π these are [`estimate`]'s formulas.
 fn shed_estimate(expr: &Expr) -> Result<Option<Expr>> {
-    let Expr::Function(function) = expr else { return Ok(None) };
-    let name = object_name(&function.name);
-    if !ESTIMATED.contains(&name.as_str()) {
-        return Ok(None);
-    }
-    let ast::FunctionArguments::List(list) = &function.args else { return Ok(None) };
-    if list.duplicate_treatment.is_some() {
-        return Ok(None);
-    }
-    let argument = list.args.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let Some((name, argument)) = estimated_call(expr) else { return Ok(None) };
     let rate = RATE_COLUMN;
     let x = format!("CAST({argument} AS DOUBLE)");
     // Each row's weight 1/π and d, over the rows the aggregate counts.
@@ -417,6 +390,21 @@ fn parse_expr(text: &str) -> Result<Expr> {
         .try_with_sql(text)
         .and_then(|mut parser| parser.parse_expr())
         .map_err(|error| PlanError::invalid(format!("internal: the estimate {text} does not parse: {error}")))
+}
+
+/// The name and argument text of a call `expr` makes to an aggregate a
+/// sample changes (not `count(DISTINCT ...)`).
+fn estimated_call(expr: &Expr) -> Option<(String, String)> {
+    let Expr::Function(function) = expr else { return None };
+    let name = object_name(&function.name);
+    if !ESTIMATED.contains(&name.as_str()) {
+        return None;
+    }
+    let ast::FunctionArguments::List(list) = &function.args else { return None };
+    if list.duplicate_treatment.is_some() {
+        return None;
+    }
+    Some((name, list.args.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")))
 }
 
 /// The name of an aggregate a sample changes, if `expr` calls one.
@@ -461,16 +449,7 @@ fn group_by_names(select: &ast::Select) -> Option<Vec<String>> {
 /// kept: nothing is scaled and the errors are 0. `count(DISTINCT ...)` is
 /// not scaled.
 fn estimate(expr: &Expr, fraction: f64, keyed: bool, grouped_by_key: bool) -> Result<Option<Expr>> {
-    let Expr::Function(function) = expr else { return Ok(None) };
-    let name = object_name(&function.name);
-    if !ESTIMATED.contains(&name.as_str()) {
-        return Ok(None);
-    }
-    let ast::FunctionArguments::List(list) = &function.args else { return Ok(None) };
-    if list.duplicate_treatment.is_some() {
-        return Ok(None);
-    }
-    let argument = list.args.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let Some((name, argument)) = estimated_call(expr) else { return Ok(None) };
     if name.ends_with("_error") && keyed && !grouped_by_key {
         return Err(PlanError::unsupported(format!(
             "{name} assumes rows sampled one by one; over a sample ON (key) it is known only grouped by that key"

@@ -786,6 +786,27 @@ pub const LATENCY_QUERIES: [(&str, &str); 4] = [
     ),
 ];
 
+/// Submits `sql` with `settings` on a `/v1/subscribe` websocket of the
+/// server at `address`, so it runs for this client from its first row;
+/// the socket and when the query was sent.
+pub(crate) async fn submit_on_websocket(
+    address: &std::net::SocketAddr,
+    sql: &str,
+    settings: &Settings,
+) -> Result<
+    (tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>, Instant),
+    tokio_tungstenite::tungstenite::Error,
+> {
+    let url = format!("ws://{address}/v1/subscribe");
+    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await?;
+    let settings: serde_json::Map<String, serde_json::Value> =
+        settings.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
+    let submit = json!({"sql": sql, "settings": settings}).to_string();
+    let sent = Instant::now();
+    futures::SinkExt::send(&mut socket, tokio_tungstenite::tungstenite::Message::text(submit)).await?;
+    Ok((socket, sent))
+}
+
 /// Runs `name` (one of [`LATENCY_QUERIES`]) for `seconds` over bids released
 /// in real time at [`LATENCY_RATE`] (event time following the clock), its
 /// results read by a websocket client over loopback, with
@@ -818,16 +839,9 @@ pub async fn latency(name: &str, epoch_interval: &str, seconds: f64) -> Result<L
     engine.execute(&ddl, &mut settings).await?;
     // The query is submitted on the websocket itself, so that it runs for
     // this subscriber from its first row.
-    let url = format!("ws://{}/v1/subscribe", server.address);
     let fail = |error: &dyn std::fmt::Display| EngineError::internal(format!("latency bench websocket: {error}"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.map_err(|error| fail(&error))?;
-    let settings_json: serde_json::Map<String, serde_json::Value> =
-        settings.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
-    let submit = json!({"sql": sql, "settings": settings_json}).to_string();
-    let released = Instant::now();
-    futures::SinkExt::send(&mut socket, tokio_tungstenite::tungstenite::Message::text(submit))
-        .await
-        .map_err(|error| fail(&error))?;
+    let (mut socket, released) =
+        submit_on_websocket(&server.address, sql, &settings).await.map_err(|error| fail(&error))?;
     let start = sluice_runtime::source::generator::DEFAULT_START_NANOS;
     let mut latencies = Vec::new();
     while let Some(message) = socket.next().await {

@@ -260,16 +260,9 @@ async fn run(
         settings.insert("max_lag".into(), max_lag.into());
     }
     engine.execute(ddl, &mut settings).await?;
-    let url = format!("ws://{}/v1/subscribe", server.address);
     let fail = |error: &dyn std::fmt::Display| EngineError::internal(format!("shed bench websocket: {error}"));
-    let (mut socket, _) = tokio_tungstenite::connect_async(&url).await.map_err(|error| fail(&error))?;
-    let settings_json: serde_json::Map<String, Value> =
-        settings.iter().map(|(key, value)| (key.clone(), json!(value))).collect();
-    let submit = json!({"sql": sql, "settings": settings_json}).to_string();
-    let released = Instant::now();
-    futures::SinkExt::send(&mut socket, tokio_tungstenite::tungstenite::Message::text(submit))
-        .await
-        .map_err(|error| fail(&error))?;
+    let (mut socket, released) =
+        crate::bench::submit_on_websocket(&server.address, sql, &settings).await.map_err(|error| fail(&error))?;
     let mut windows = BTreeMap::new();
     let number = |value: &Value| value.as_f64().unwrap_or(0.0);
     // The query's figures, kept from its start (it is gone once it ended).
