@@ -22,6 +22,10 @@
 //! passes it) and, once the barrier is out of the root, writes those states
 //! with the sources' positions. It also logs each step it takes; starting
 //! from a checkpoint and replaying that log is [`crate::recovery`]'s.
+//!
+//! A query with `max_lag` measures every epoch how far behind its input it
+//! is and sets the rate its sources keep rows at; each logged step says the
+//! rate its chunk was taken at (see [`crate::shed`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
