@@ -16,7 +16,15 @@ async fn every_query_file_plans_against_the_demo_streams() {
         assert!(sql.starts_with("-- "), "{} needs a header comment", path.display());
         // The header comment comes first; EXPLAIN goes before the statement.
         let statement: String = sql.lines().filter(|line| !line.starts_with("--")).collect::<Vec<_>>().join("\n");
-        let result = engine.execute(&format!("EXPLAIN {statement}"), &mut Settings::new()).await;
+        // Leading `SET name = value;` statements set the query's settings.
+        let mut settings = Settings::new();
+        let mut statement = statement.trim();
+        while statement.to_ascii_uppercase().starts_with("SET ") {
+            let (set, rest) = statement.split_once(';').unwrap();
+            engine.execute(set, &mut settings).await.unwrap();
+            statement = rest.trim();
+        }
+        let result = engine.execute(&format!("EXPLAIN {statement}"), &mut settings).await;
         assert!(result.is_ok(), "{}: {:?}", path.display(), result.err());
         planned += 1;
     }
