@@ -474,3 +474,52 @@ async fn sigkill_mid_run_loses_and_repeats_no_kafka_result() {
     server.kill();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A Kafka backlog is lag: records produced a while before a query with
+/// `max_lag` reads them are as late as their Kafka timestamps say, so it
+/// sheds them; records read as they are produced are kept whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kafka_backlog_is_lag_to_a_shedding_query() {
+    let broker = Broker::start();
+    broker.create_topic("backlog", 1).await;
+    let values: Vec<String> = (0..20_000).map(|n| click(n % 7, n)).collect();
+    let records: Vec<(i32, &str, &str)> = values.iter().map(|value| (0, "k", value.as_str())).collect();
+    broker.produce("backlog", &records);
+    // The backlog is two seconds old when the query starts.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let engine = Engine::new();
+    let mut settings = Settings::new();
+    settings.insert("max_lag".into(), "400ms".into());
+    let sql = format!(
+        "CREATE STREAM backlog (user VARCHAR, n INT)
+           WITH (connector = 'kafka', brokers = '{}', topic = 'backlog', batch_rows = 100);
+         SELECT user, n, sample_rate FROM backlog",
+        broker.address
+    );
+    let results = engine.execute(&sql, &mut settings).await.unwrap();
+    let Some(StatementResult::Query { id, .. }) = results.last() else { panic!("a query") };
+    let query = engine.query(id).unwrap();
+    let metrics = query.handle.metrics.clone();
+    let shed = || sluice_runtime::QueryMetrics::get(&metrics.rows_shed);
+    let taken = || sluice_runtime::QueryMetrics::get(&metrics.rows_in) + shed();
+    for _ in 0..500 {
+        if taken() >= 20_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(taken(), 20_000, "the backlog was read");
+    assert!(shed() > 0, "nothing of a two-second-old backlog was shed");
+    // Caught up: live records come at full rate again.
+    let mut rate = 0.0;
+    for round in 0..100 {
+        let value = click(round % 7, round);
+        broker.produce("backlog", &[(0, "k", value.as_str())]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        rate = metrics.shedding().map_or(0.0, |(rate, _)| rate);
+        if rate == 1.0 {
+            break;
+        }
+    }
+    assert_eq!(rate, 1.0, "back to full input once caught up");
+}

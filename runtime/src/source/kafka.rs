@@ -256,7 +256,7 @@ pub async fn run(kafka: &KafkaSpec, spec: &SourceSpec, context: SourceContext) {
         let Some(last) = records.last() else { continue };
         let position = last.offset() as u64 + 2;
         let (rows, malformed) = reader.decode(&records);
-        if !context.send_chunk(rows, malformed, position).await {
+        if !context.send_due(rows, malformed, position, due_at(&records)).await {
             return;
         }
         if kafka.group.is_some() {
@@ -391,4 +391,17 @@ impl Reader {
         }
         RecordBatch::try_new(self.output.clone(), columns).map_err(|error| error.to_string())
     }
+}
+
+/// When the first of `records` was due: its Kafka timestamp (the time it
+/// was produced or appended), as an instant; now if it has none or one in
+/// the future. A shedding query's lag then counts the broker's backlog, as
+/// Flink's fetch lag does.
+fn due_at(records: &[OwnedMessage]) -> std::time::Instant {
+    let now = std::time::Instant::now();
+    let Some(produced) = records.first().and_then(|record| record.timestamp().to_millis()) else { return now };
+    let wall_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64);
+    let age = Duration::from_millis(wall_ms.saturating_sub(produced).max(0) as u64);
+    now.checked_sub(age).unwrap_or(now)
 }

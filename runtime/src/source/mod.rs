@@ -330,6 +330,18 @@ impl SourceContext {
     /// counted once). A shedding query's rows are sampled here, by their
     /// place in the chunk.
     async fn send(&self, rows: Option<RecordBatch>, malformed: Malformed, position: u64) -> bool {
+        self.send_due(rows, malformed, position, std::time::Instant::now()).await
+    }
+
+    /// [`send`](Self::send) for rows that were due at `due_at` (a Kafka
+    /// record's timestamp: a backlog on the broker is lag too).
+    pub async fn send_due(
+        &self,
+        rows: Option<RecordBatch>,
+        malformed: Malformed,
+        position: u64,
+        due_at: std::time::Instant,
+    ) -> bool {
         if rows.as_ref().is_none_or(|rows| rows.num_rows() == 0) && malformed.records == 0 {
             return true;
         }
@@ -352,8 +364,7 @@ impl SourceContext {
             }
             rows => (rows, 0),
         };
-        let now = std::time::Instant::now();
-        self.send_event(rows, malformed, position, now, rate, shed).await
+        self.send_event(rows, malformed, position, due_at, rate, shed).await
     }
 
     async fn send_event(
