@@ -135,6 +135,13 @@ async fn a_query_behind_its_input_sheds_states_its_rate_and_error_and_returns_to
     }
     assert!(lowest_rate < 0.9, "the query never shed: {lowest_rate}");
     assert!(explained.contains("shedding (max_lag 1.00 s): rate 0."), "{explained}");
+    let prometheus = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let shed_total = prometheus
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("sluice_query_rows_shed_total{{query=\"{id}\"}} ")))
+        .unwrap_or_else(|| panic!("{prometheus}"));
+    assert!(shed_total.parse::<f64>().unwrap() > 0.0, "{prometheus}");
+    assert!(prometheus.contains(&format!("sluice_query_sample_rate{{query=\"{id}\"}} ")), "{prometheus}");
     let (_, plan) = server.get(&format!("/v1/queries/{id}/plan")).await;
     assert!(plan["shedding"]["rows_shed"].as_u64().unwrap() > 0, "{plan}");
     let frames = reader.await.unwrap();

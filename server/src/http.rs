@@ -235,6 +235,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
             text.push_str(&format!("{name}{{query=\"{}\"}} {}\n", report.id, read(&report.metrics)));
         }
     }
+    // Queries run with `SET max_lag` only.
+    type Shed = (&'static str, &'static str, &'static str, fn(&crate::engine::status::Shedding) -> f64);
+    let shed: [Shed; 3] = [
+        ("sluice_query_rows_shed_total", "counter", "Rows a query with max_lag shed.", |s| s.rows_shed as f64),
+        ("sluice_query_sample_rate", "gauge", "The share of its input a query with max_lag keeps now.", |s| s.rate),
+        ("sluice_query_input_lag_seconds", "gauge", "How far behind its input a query with max_lag was.", |s| {
+            s.lag_ms / 1000.0
+        }),
+    ];
+    for (name, kind, help, read) in shed {
+        text.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+        for report in &reports {
+            if let Some(shedding) = &report.metrics.shedding {
+                text.push_str(&format!("{name}{{query=\"{}\"}} {}\n", report.id, read(shedding)));
+            }
+        }
+    }
     operator_metrics(&state, &mut text);
     text.push_str("# HELP sluice_queries Queries by status.\n# TYPE sluice_queries gauge\n");
     for status in ["running", "finished", "failed", "cancelled"] {
