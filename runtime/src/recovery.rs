@@ -128,7 +128,11 @@ impl Recovery {
                     && let Some(resume) = resumes.get_mut(*source)
                 {
                     resume.boundaries.push_back(*position);
-                    resume.rates.insert(*position, *rate);
+                    // A socket's positions are all 0 and its logged rows
+                    // are not read again: its chunks take the live rate.
+                    if !matches!(plan.sources[*source].connector, ConnectorSpec::Socket { .. }) {
+                        resume.rates.insert(*position, *rate);
+                    }
                 }
             }
             replay = (!restored.replay.is_empty()).then(|| Replay {

@@ -265,8 +265,8 @@ pub enum SourceEvent {
         /// When the source handed the rows over (for latency figures).
         sent_at: std::time::Instant,
         /// When the first of them was due: for a paced generator its time
-        /// in the schedule, for the others when they were read. The lag a
-        /// shedding query measures.
+        /// in the schedule, for Kafka the record's timestamp, for the
+        /// others when they were read. The lag a shedding query measures.
         due_at: std::time::Instant,
         /// The share of the chunk's rows kept ([`crate::shed`]; 1 unless
         /// the query sheds), and how many were dropped.
