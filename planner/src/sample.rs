@@ -88,20 +88,19 @@ impl Sampler<'_> {
             ))
             .at(span));
         }
-        let columns = |spec: &sluice_runtime::SourceSpec| {
-            spec.schema.fields().iter().filter(|field| field.name() == RATE_COLUMN).count()
-        };
-        if self.catalog.stream(name).is_some_and(|spec| columns(&spec) > 1) {
-            return Err(PlanError::invalid(format!(
-                "SET max_lag gives each row of {name} a column {RATE_COLUMN}, and {name} has one already: rename it"
-            ))
-            .at(span));
-        }
-        if self.catalog.stream(name).is_some_and(|spec| !spec.primary_key.is_empty()) {
-            return Err(PlanError::unsupported(format!(
-                "SET max_lag sheds rows of an append-only stream; {name} has a PRIMARY KEY: its rows are new versions of their keys, and shedding one would keep an old version"
-            ))
-            .at(span));
+        if let Some(spec) = self.catalog.stream(name) {
+            if spec.schema.fields().iter().filter(|field| field.name() == RATE_COLUMN).count() > 1 {
+                return Err(PlanError::invalid(format!(
+                    "SET max_lag gives each row of {name} a column {RATE_COLUMN}, and {name} has one already: rename it"
+                ))
+                .at(span));
+            }
+            if !spec.primary_key.is_empty() {
+                return Err(PlanError::unsupported(format!(
+                    "SET max_lag sheds rows of an append-only stream; {name} has a PRIMARY KEY: its rows are new versions of their keys, and shedding one would keep an old version"
+                ))
+                .at(span));
+            }
         }
         self.pending.push((1.0, Vec::new()));
         Ok(())

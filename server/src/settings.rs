@@ -32,6 +32,23 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// query may ask for.
 pub const MAX_PARALLELISM: usize = 1024;
 
+/// Every setting [`settings_from`] reads (psql's `SET` passes these to the
+/// engine).
+pub const NAMES: &[&str] = &[
+    "allowed_lateness",
+    "checkpoint_interval",
+    "epoch_interval",
+    "epoch_interval_ms",
+    "idle_timeout",
+    "late_rows_to",
+    "max_lag",
+    "max_parallelism",
+    "parallelism",
+    "retained_rows",
+    "state_ttl",
+    "subscriber_queue",
+];
+
 /// Reads query settings; unknown names and bad values are errors.
 /// (`late_rows_to` names a stream and is resolved by the engine.)
 pub fn settings_from(settings: &Settings) -> Result<QuerySettings, EngineError> {
@@ -87,9 +104,8 @@ pub fn settings_from(settings: &Settings) -> Result<QuerySettings, EngineError> 
             // Resolved against the catalog by `Engine::query_settings`.
             "late_rows_to" => {}
             other => {
-                return Err(EngineError::invalid(format!(
-                    "unknown setting {other:?}; known: allowed_lateness, checkpoint_interval, epoch_interval, idle_timeout, late_rows_to, max_lag, max_parallelism, parallelism, retained_rows, state_ttl, subscriber_queue"
-                )));
+                let known: Vec<&str> = NAMES.iter().copied().filter(|name| *name != "epoch_interval_ms").collect();
+                return Err(EngineError::invalid(format!("unknown setting {other:?}; known: {}", known.join(", "))));
             }
         }
     }
@@ -144,6 +160,21 @@ mod tests {
         assert_eq!(parse_duration("10", true), Ok(Duration::from_millis(10)));
         assert_eq!(parse_duration("fast", false), Err(DurationError::Malformed));
         assert_eq!(parse_duration("365 days", false), Err(DurationError::Malformed));
+    }
+
+    /// Every name psql passes on is one the engine reads.
+    #[test]
+    fn every_named_setting_is_read() {
+        for name in NAMES {
+            let settings: Settings = [(name.to_string(), "no such value".to_string())].into_iter().collect();
+            let error = settings_from(&settings).map(|_| ()).err();
+            // late_rows_to is resolved by the engine; the others reject the value.
+            if *name != "late_rows_to" {
+                let message = error.map(|error| error.message).unwrap_or_default();
+                assert!(!message.starts_with("unknown setting"), "{name}: {message}");
+                assert!(!message.is_empty(), "{name} took a bad value");
+            }
+        }
     }
 
     /// Used to panic in `Duration::from_secs_f64` (issue 13).

@@ -71,23 +71,6 @@ impl Target {
     }
 }
 
-/// The Sluice settings `SET` passes to the engine; any other name is a
-/// session parameter.
-const QUERY_SETTINGS: &[&str] = &[
-    "allowed_lateness",
-    "checkpoint_interval",
-    "epoch_interval",
-    "epoch_interval_ms",
-    "idle_timeout",
-    "late_rows_to",
-    "max_lag",
-    "max_parallelism",
-    "parallelism",
-    "retained_rows",
-    "state_ttl",
-    "subscriber_queue",
-];
-
 /// The statements of `sql`, classified. A string the tokenizer cannot read
 /// (an unterminated quote) is one engine statement: the engine's parser
 /// reports the error with its position.
@@ -314,7 +297,9 @@ fn set_parameter(piece: &Piece, tokens: &[TokenWithSpan], lines: &LineStarts) ->
         name = "timezone".into();
         index += 1;
     }
-    if QUERY_SETTINGS.contains(&name.as_str()) {
+    // Sluice's settings go to the engine; any other name is a session
+    // parameter.
+    if crate::settings::NAMES.contains(&name.as_str()) {
         return None;
     }
     if matches!(tokens.get(index).map(|token| &token.token), Some(Token::Eq))
